@@ -1,0 +1,74 @@
+"""meshplan evaluate: one strategy, its figures, and why the search would not pick it."""
+
+from __future__ import annotations
+
+from meshplan.errors import SpecError
+from meshplan.plan.plan import plan_document
+from meshplan.search.search import SearchResult, search
+from meshplan.specs.problem import Problem
+from meshplan.strategy.layout import Layout, parse_strategy
+
+
+def _with_gpus(lay: Layout, gpus: int | None, field: str) -> Layout:
+    """--gpus is the exact count: it sets the instance count, which must come out whole."""
+    if gpus is None:
+        return lay
+    if gpus % lay.gpus_per_instance:
+        raise SpecError("--gpus", gpus, f"must be a multiple of the {lay.gpus_per_instance} GPUs per instance "
+                        f"of {field} ({lay.short})")
+    return lay.with_instances(gpus // lay.gpus_per_instance)
+
+
+def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, decode_s: str | None,
+                 gpus: int | None) -> dict:
+    from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
+
+    moe = problem.model.is_moe
+    strategy = strategy or problem.strategy
+    prefill_s, decode_s = prefill_s or problem.prefill_strategy, decode_s or problem.decode_strategy
+    if strategy and (prefill_s or decode_s):
+        raise SpecError("--strategy", strategy, "give either --strategy or --prefill and --decode, not both")
+    if strategy:
+        cand = evaluate_aggregated(problem, _with_gpus(parse_strategy(strategy, is_moe=moe), gpus, "--strategy"))
+    elif prefill_s and decode_s:
+        cand = evaluate_disaggregated(problem, parse_strategy(prefill_s, is_moe=moe, field="--prefill"),
+                                      parse_strategy(decode_s, is_moe=moe, field="--decode"))
+    elif problem.seed_strategy is not None:
+        from meshplan.strategy.notation import from_seed
+        reading = from_seed(problem.seed_strategy, problem.model)
+        cand = evaluate_aggregated(problem, reading.layout)
+    else:
+        raise SpecError("--strategy", None, "missing; evaluate needs --strategy S (or --prefill S --decode S)")
+    structural = [v for v in cand.violations if v.rule.value not in {"memory", "ttft", "tpot", "throughput"}]
+    if structural and not problem.seed_strategy:
+        raise SpecError("strategy", strategy or f"{prefill_s} / {decode_s}",
+                        "; ".join(f"[{v.rule.value}] {v.message}" for v in structural))
+    result = SearchResult(problem=problem, objective=_objective(), ranked=(cand,) if cand.feasible else (),
+                          pruned=() if cand.feasible else (cand,), pareto=(), num_layouts=1, num_points=0)
+    doc = plan_document(result)
+    best = search(problem).best
+    doc["why_not"] = _why_not(cand, best)
+    doc["search_best"] = None if best is None else {"label": best.label, "gpus_total": best.gpus_total,
+                                                    "output_tok_s_per_gpu": best.output_tok_s_per_gpu,
+                                                    "input_tok_s_per_gpu": best.input_tok_s_per_gpu}
+    if problem.seed_strategy is not None and not strategy and not prefill_s:
+        doc["seed_reading"] = reading.to_dict()
+    return doc
+
+
+def _objective():
+    from meshplan.search.objectives import Objective
+    return Objective.MAX_PER_GPU
+
+
+def _why_not(c, best) -> str:
+    if c.violations:
+        return "rejected: " + "; ".join(v.message for v in c.violations)
+    if best is None:
+        return "no layout meets every requirement; this one does"
+    a, b = c.output_tok_s_per_gpu, best.output_tok_s_per_gpu
+    if a is None or b is None:
+        a, b = c.input_tok_s_per_gpu, best.input_tok_s_per_gpu
+    if a is not None and b and a < b * (1 - 1e-6):
+        return f"legal and within requirements, but {1 - a / b:.0%} fewer tokens/s per GPU than the search's best ({best.label}: {b:,.0f} vs {a:,.0f})"
+    return "this is as good as the search's best"

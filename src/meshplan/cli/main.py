@@ -1,0 +1,132 @@
+"""meshplan command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from meshplan.cli.problem_flags import load, problem_options, wrap_errors
+from meshplan.errors import SpecError
+from meshplan.strategy.layout import STRATEGY_HELP
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="meshplan")
+def main() -> None:
+    """Plan how to serve a large language model (MoE first) on a GPU cluster.
+
+    With no PROBLEM file, commands use the bundled seed problem (seed-10b-moe.md).
+    """
+
+
+def _write(doc: dict, json_path: str | None, md_path: str | None) -> None:
+    from meshplan.report.markdown import render
+
+    if json_path:
+        text = json.dumps(doc, indent=2, default=float)
+        if json_path == "-":
+            click.echo(text)
+        else:
+            Path(json_path).write_text(text + "\n")
+            click.echo(f"wrote {json_path}", err=True)
+    if md_path:
+        if md_path == "-":
+            click.echo(render(doc))
+        else:
+            Path(md_path).write_text(render(doc))
+            click.echo(f"wrote {md_path}", err=True)
+
+
+def _summary(doc: dict) -> str:
+    from meshplan.cli.summary import summary
+    return summary(doc)
+
+
+@main.command()
+@problem_options
+@click.option("--json", "json_path", help="Write the plan as JSON to FILE ('-' for stdout).")
+@click.option("--markdown", "md_path", help="Write the plan as Markdown to FILE ('-' for stdout).")
+@click.option("--objective", type=click.Choice(["max-per-gpu", "min-gpus", "pareto"]), default="max-per-gpu",
+              show_default=True, help="What the search optimises.")
+@wrap_errors
+def plan(json_path, md_path, objective, **kw) -> None:
+    """Search every legal strategy and print the best plan with its runner-ups."""
+    from meshplan.plan.plan import plan_document
+    from meshplan.search.objectives import Objective
+    from meshplan.search.search import search
+
+    problem = load(kw)
+    if objective == "min-gpus" and not problem.requirements.min_output_tok_s:
+        raise SpecError("--objective", objective, "needs a total throughput target (requirements.min_output_tok_s)")
+    doc = plan_document(search(problem, Objective(objective), progress=lambda m: click.echo(f"  {m}", err=True)))
+    if json_path != "-" and md_path != "-":
+        click.echo(_summary(doc))
+    _write(doc, json_path, md_path)
+
+
+@main.command()
+@problem_options
+@click.option("--strategy", help=STRATEGY_HELP)
+@click.option("--prefill", "prefill_s", help="Prefill-pool strategy (disaggregated serving).")
+@click.option("--decode", "decode_s", help="Decode-pool strategy (disaggregated serving).")
+@click.option("--json", "json_path", is_flag=False, flag_value="-", help="Write JSON to FILE ('-' or bare flag: stdout).")
+@click.option("--markdown", "md_path", help="Write Markdown to FILE ('-' for stdout).")
+@wrap_errors
+def evaluate(strategy, prefill_s, decode_s, json_path, md_path, **kw) -> None:
+    """Evaluate one strategy, and say why the search would not pick it."""
+    from meshplan.cli.evaluate_cmd import run_evaluate
+
+    doc = run_evaluate(load(kw, gpus_is_budget=False), strategy, prefill_s, decode_s, kw.get("gpus"))
+    if json_path != "-" and md_path != "-":
+        click.echo(_summary(doc))
+    _write(doc, json_path, md_path)
+
+
+@main.command()
+def models() -> None:
+    """The model catalog."""
+    from meshplan.io.catalog import load_model, model_keys
+    from meshplan.report.tables import table
+    from meshplan.specs.params import count_params
+
+    rows = []
+    for key in model_keys():
+        m = load_model(key)
+        p = count_params(m)
+        rows.append([key, m.attention.value, m.num_layers, m.hidden_size, f"{m.num_heads}/{m.num_kv_heads}",
+                     f"{m.num_experts} top-{m.top_k}" if m.is_moe else "dense",
+                     f"{p.total / 1e9:,.1f}B", f"{p.active / 1e9:,.1f}B"])
+    click.echo(table(["name", "attention", "layers", "hidden", "heads/kv", "experts", "params", "active"], rows))
+
+
+@main.command()
+def gpus() -> None:
+    """The GPU catalog."""
+    from meshplan.io.catalog import gpu_keys, load_gpu
+    from meshplan.report.tables import table
+
+    rows = []
+    for key in gpu_keys():
+        g = load_gpu(key)
+        peaks = " ".join(f"{d.value}:{v / 1e12:,.0f}" for d, v in sorted(g.peak_flops.items(), key=lambda x: -x[1]))
+        rows.append([key, f"{g.memory_bytes / 1e9:.0f} GB", f"{g.hbm_bw_bytes_per_s / 1e12:.2f} TB/s", peaks,
+                     g.nvlink_domain_gpus, f"{g.intra_node_bw_bytes_per_s / 1e9:.0f}/{g.inter_node_bw_bytes_per_s / 1e9:.0f} GB/s"])
+    click.echo(table(["name", "memory", "HBM", "dense TFLOP/s", "node GPUs", "intra/inter per GPU"], rows))
+
+
+@main.command()
+@click.argument("cases", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "json_path", help="Write the table as JSON to FILE.")
+@wrap_errors
+def validate(cases, json_path) -> None:
+    """Predict each published case and print predicted, measured and error."""
+    from meshplan.cli.validate_cmd import run_validate
+
+    run_validate(cases, json_path)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Flags shared by plan and evaluate: they replace a problem file or override its fields."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import click
+
+from meshplan.io.problem_file import load_problem, merge, problem_from_raw, read_raw
+from meshplan.specs.problem import Problem
+
+
+def problem_options(fn: Callable) -> Callable:
+    """Decorate a command with the problem flags (listed in --help)."""
+    opts = [
+        click.argument("problem", required=False, type=click.Path(dir_okay=False)),
+        click.option("--model", help="Catalog name (deepseek-v3, llama-3.1-70b, ...) or a config.json path."),
+        click.option("--gpu", help="Catalog GPU (h100-sxm, h800, b200, ...); common spellings like H100 resolve."),
+        click.option("--gpus", type=int, help="plan: GPU budget. evaluate: the exact GPU count."),
+        click.option("--weights", help="Weight format: fp32, bf16, fp16, fp8, fp4."),
+        click.option("--attention-weights", help="Attention weight format, if it differs from --weights."),
+        click.option("--expert-weights", help="Expert weight format, if it differs from --weights."),
+        click.option("--kv-cache", help="KV cache format: bf16, fp16, fp8, fp4."),
+        click.option("--isl", type=float, help="Mean input length in tokens."),
+        click.option("--osl", type=float, help="Mean output length in tokens."),
+        click.option("--concurrency", type=int, help="Requests in flight across the whole deployment."),
+        click.option("--phase", type=click.Choice(["prefill", "decode", "both"]), help="What to plan (default both)."),
+        click.option("--ttft", type=float, help="TTFT target in seconds."),
+        click.option("--tpot", type=float, help="TPOT target in seconds."),
+        click.option("--min-tok-s-per-gpu", type=float, help="Required output tokens/s per GPU."),
+        click.option("--top-k", type=int, help="Override the model's top-k (e.g. when the problem omits it)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
+    def positive(name: str, value):
+        if value is not None and value <= 0:
+            raise click.BadParameter(f"{value}: must be > 0", param_hint=f"--{name}")
+        return value
+
+    for name in ("gpus", "isl", "osl", "concurrency", "ttft", "tpot", "min_tok_s_per_gpu", "top_k"):
+        positive(name.replace("_", "-"), kw.get(name))
+    model: Any = kw.get("model")
+    if kw.get("top_k") is not None:
+        model = {"base": model, "top_k": kw["top_k"]} if model else {"top_k": kw["top_k"]}
+    return {
+        "model": model, "gpu": kw.get("gpu"), "gpus": kw.get("gpus") if gpus_is_budget else None,
+        "precision": {"weights": kw.get("weights"), "attention": kw.get("attention_weights"),
+                      "experts": kw.get("expert_weights"), "kv_cache": kw.get("kv_cache")},
+        "workload": {"isl": kw.get("isl"), "osl": kw.get("osl"), "concurrency": kw.get("concurrency")},
+        "phase": kw.get("phase"),
+        "requirements": {"ttft_s": kw.get("ttft"), "tpot_s": kw.get("tpot"),
+                         "min_output_tok_s_per_gpu": kw.get("min_tok_s_per_gpu")},
+    }
+
+
+def load(kw: dict[str, Any], gpus_is_budget: bool = True) -> Problem:
+    """The problem file (or the bundled seed problem, or flags alone when --model is given)."""
+    overrides = overrides_from(kw, gpus_is_budget)
+    path = kw.get("problem")
+    if path is None and kw.get("model"):
+        raw = {"name": "flags"}
+        if isinstance(overrides["model"], dict) and overrides["model"].get("base") is None:
+            overrides["model"].pop("base", None)
+        return problem_from_raw(merge(raw, overrides))
+    if path is None:
+        return load_problem(None, overrides)
+    return problem_from_raw(merge(read_raw(path), overrides))
+
+
+def wrap_errors(fn: Callable) -> Callable:
+    """User errors become one line on stderr and exit code 2, never a traceback."""
+    from meshplan.errors import SpecError
+
+    @functools.wraps(fn)
+    def inner(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as err:
+            click.echo(f"error: {err}", err=True)
+            raise SystemExit(2) from None
+    return inner

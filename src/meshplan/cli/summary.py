@@ -1,0 +1,40 @@
+"""The terminal summary of a plan document."""
+
+from __future__ import annotations
+
+from meshplan.report.tables import table
+from meshplan.units import GIB, fmt_seconds
+
+
+def _s(x):
+    return "-" if x is None else fmt_seconds(x)
+
+
+def _n(x):
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def summary(doc: dict) -> str:
+    m = doc["memory_per_gpu_bytes"]
+    lines = [f"{doc['problem']}: {doc['model']['name']} on {doc['gpu']['name']}",
+             f"plan: {doc['label']}  ({doc['gpus_total']} GPUs)  {'feasible' if doc['feasible'] else 'NOT feasible'}",
+             f"TTFT {_s(doc['ttft_s'])}  TPOT {_s(doc['tpot_s'])}  output {_n(doc['output_tok_s_per_gpu'])} tok/s per GPU"
+             f"  ({_n(doc['output_tok_s'])} total)  input {_n(doc['input_tok_s_per_gpu'])} tok/s per GPU",
+             f"memory per GPU: weights {m['weights'] / GIB:.2f} GiB, KV {m['kv_cache'] / GIB:.2f} GiB, "
+             f"activations {m['activations'] / GIB:.2f} GiB, total {m['total'] / GIB:.2f} of {m['usable'] / GIB:.2f} "
+             f"GiB usable; concurrency {_n(doc['concurrency'])} (max {_n(doc['max_concurrency'])})"]
+    for v in doc["violations"]:
+        lines.append(f"  violation [{v['rule']}]: {v['message']}")
+    for c in doc.get("requirements_check", []):
+        if not c["met"] and c.get("bound"):
+            lines.append(f"  bound: {c['bound']['message']}")
+    for n in doc.get("notes", []):
+        lines.append(f"  note ({n['field']}): {n['message']}")
+    if doc.get("why_not"):
+        lines.append(f"  why not: {doc['why_not']}")
+    rows = [[c["label"], c["gpus_total"], _n(c["output_tok_s_per_gpu"] if c["output_tok_s_per_gpu"] is not None
+                                           else c["input_tok_s_per_gpu"]), _s(c["ttft_s"]), _s(c["tpot_s"]), c["why_lost"]]
+            for c in doc.get("runner_ups", [])]
+    if rows:
+        lines += ["", "runner-ups:", table(["candidate", "GPUs", "tok/s/GPU", "TTFT", "TPOT", "why it lost"], rows)]
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""Expert load: how many tokens the busiest expert-parallel rank gets, and how many experts a
+decode step touches."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def max_load_factor(assignments, ep, skew: float = 1.0):
+    """Busiest rank's load over the mean, for ``assignments`` = tokens x top-k spread uniformly
+    over ``ep`` ranks. Balls into bins with m balls and n bins, m >> n log n: the maximum is
+    m/n + sqrt(2 m ln n / n) with high probability (Raab & Steger, "Balls into Bins - A Simple
+    and Tight Analysis", RANDOM 1998, Theorem 1), so the factor is 1 + sqrt(2 n ln n / m).
+    Capped at ep (everything on one rank). ``skew`` multiplies it for routers that are not
+    uniform (CostAssumptions.expert_load_skew).
+
+    Hand check: m = 4096, n = 8: 1 + sqrt(2*8*ln 8/4096) = 1 + sqrt(0.008123) = 1.0901.
+    """
+    ep = np.asarray(ep, dtype=float)
+    m = np.maximum(np.asarray(assignments, dtype=float), 1.0)
+    factor = 1.0 + np.sqrt(2.0 * ep * np.log(ep) / m)
+    return np.minimum(factor, ep) * skew
+
+
+def active_expert_fraction(tokens, num_experts: float, top_k: float):
+    """Expected share of experts that receive at least one of ``tokens`` tokens when each token
+    picks top_k of num_experts uniformly: 1 - (1 - k/E)^T. Decode steps with few tokens read only
+    these experts' weights."""
+    if num_experts == 0:
+        return np.zeros_like(np.asarray(tokens, dtype=float))
+    return 1.0 - np.power(1.0 - top_k / num_experts, np.asarray(tokens, dtype=float))
+
+
+def distinct_remote_ranks(ep, top_k: float):
+    """Expected number of other EP ranks a token is sent to when its top_k experts fall on
+    ranks uniformly: (ep - 1) * (1 - (1 - 1/ep)^k). DeepEP sends a token once per destination
+    rank, however many of its experts live there (deepseek-ai/DeepEP README, dispatch layout)."""
+    ep = np.asarray(ep, dtype=float)
+    return (ep - 1.0) * (1.0 - np.power(1.0 - 1.0 / ep, top_k))

@@ -1,0 +1,118 @@
+"""Memory per GPU by part (DESIGN.md section 3, "what each GPU holds").
+
+- attention weights 1/tp, replicated across dp; for MLA the down-projections (q_a, kv_a) are
+  replicated on every tp rank and the per-head up-projections split (vLLM DeepseekV2MLAAttention
+  uses ReplicatedLinear for q_a/kv_a and column/row-parallel layers for q_b, kv_b, o);
+- routed experts (E + redundant)/ep per GPU, each split 1/etp; shared experts and dense FFNs
+  follow the attention layout (1/tp);
+- embedding and LM head vocab-split over tp, on the first and last pipeline stage;
+- KV cache for the GPU's own attention-dp rank's sequences: GQA splits KV heads over tp and
+  replicates them once tp exceeds K; the MLA latent is replicated across tp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from meshplan.cost.inputs import CostInputs
+
+
+def kv_heads_per_gpu(ci: CostInputs, tp):
+    """K/tp when the heads split, 1 when tp exceeds K (each GPU keeps one replicated head)."""
+    return np.maximum(ci.K / np.asarray(tp, dtype=float), 1.0)
+
+
+def kv_bytes_per_token_layer(ci: CostInputs, tp=1):
+    """KV cache bytes one token adds to one layer on one GPU.
+    GQA/MHA: 2 (K and V) * kv_heads_per_gpu * H * bytes. MLA: (kv_lora_rank + rope dim) * bytes,
+    replicated on every tp rank (DeepSeek-V2 paper, section 2.1.2: only c_KV and k_R are cached)."""
+    if ci.mla:
+        return (ci.kv_lora + ci.rope) * ci.kv_b + 0 * np.asarray(tp)
+    return 2.0 * kv_heads_per_gpu(ci, tp) * ci.H * ci.kv_b
+
+
+def kv_bytes_per_token(ci: CostInputs) -> float:
+    """The whole model's KV bytes per token for one copy (tp = 1), counting every layer as full
+    attention: DeepSeek-V3 bf16 (512 + 64) * 61 * 2 = 70,272; Llama-3.1-70B bf16
+    2 * 80 * 8 * 128 * 2 = 327,680."""
+    return float(kv_bytes_per_token_layer(ci, 1)) * ci.num_layers
+
+
+def kv_tokens_per_layer(ci: CostInputs, context, num_layers):
+    """Cached tokens summed over ``num_layers`` layers for a sequence of ``context`` tokens:
+    window layers (GPT-OSS sliding, Llama-4 chunked) keep at most window_tokens. The stage's share
+    of window layers is taken proportional to its layer count."""
+    share = ci.window_layers / ci.num_layers
+    ctx = np.asarray(context, dtype=float)
+    windowed = np.minimum(ctx, ci.window_tokens) if ci.window_tokens else ctx
+    return num_layers * ((1 - share) * ctx + share * windowed)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StageWeights:
+    """Weight bytes per GPU of one pipeline stage, by part (arrays broadcast over layouts)."""
+
+    attention: object
+    dense_ffn: object
+    experts: object
+    shared_experts: object
+    embedding: object
+
+    @property
+    def total(self):
+        return self.attention + self.dense_ffn + self.experts + self.shared_experts + self.embedding
+
+
+def attention_weight_bytes(ci: CostInputs, tp):
+    """One layer's attention weights on one GPU."""
+    tp = np.asarray(tp, dtype=float)
+    if ci.mla:
+        qk = ci.nope + ci.rope
+        replicated = ci.D * ci.q_lora + ci.q_lora + ci.D * (ci.kv_lora + ci.rope) + ci.kv_lora
+        split = (ci.q_lora * ci.N * qk if ci.q_lora else ci.D * ci.N * qk) + ci.kv_lora * ci.N * (ci.nope + ci.v_dim)
+        split += ci.N * ci.v_dim * ci.D
+        params = replicated + split / tp
+    else:
+        params = ci.D * ci.N * ci.H / tp * 2 + 2 * ci.D * kv_heads_per_gpu(ci, tp) * ci.H + ci.attention_bias / tp
+    return (params + ci.attention_norms) * ci.w_attn
+
+
+def expert_weight_bytes(ci: CostInputs, ep, etp):
+    """Routed experts of one MoE layer on one GPU: (E + redundant)/ep experts, each 1/etp."""
+    per_expert = ci.ffn_mats * ci.D * ci.Fe
+    return (ci.E + ci.redundant) / np.asarray(ep, dtype=float) * per_expert / np.asarray(etp, dtype=float) * ci.w_exp
+
+
+def stage_weights(ci: CostInputs, tp, ep, etp, n_dense, n_moe, first, last) -> StageWeights:
+    """Weights per GPU of a stage with ``n_dense`` dense and ``n_moe`` MoE layers; ``first`` and
+    ``last`` (0/1) say whether it holds the embedding and the LM head."""
+    tp = np.asarray(tp, dtype=float)
+    n_layers = n_dense + n_moe
+    router = ci.D * ci.E + ci.router_bias
+    shared = ci.ffn_mats * ci.D * ci.Fs_total / tp * ci.w_exp + router * ci.w_other
+    embed_params = ci.V * ci.D / tp
+    head = 0.0 if ci.model.tie_embeddings else embed_params
+    return StageWeights(
+        attention=n_layers * attention_weight_bytes(ci, tp),
+        dense_ffn=n_dense * ci.ffn_mats * ci.D * ci.F / tp * ci.w_other,
+        experts=n_moe * expert_weight_bytes(ci, ep, etp),
+        shared_experts=n_moe * shared,
+        embedding=(first * embed_params + last * head) * ci.w_embed + last * ci.D * ci.w_embed,
+    )
+
+
+def activation_bytes(ci: CostInputs, tp, ep, etp, tokens, seqs):
+    """Peak activation and workspace bytes per GPU for a forward pass of ``tokens`` tokens (``seqs``
+    sequences) on one attention-dp rank: the residual stream and a few D-wide buffers (4 * T * D),
+    the widest intermediate (FFN 2F/tp, attention projections (N + 2K)H/tp, or the routed
+    tokens' expert intermediates, k * 2Fe/tp per token on average times the skew), and fp32 logits for the last
+    token of each sequence (seqs * V/tp * 4). It follows how vLLM sizes its profiling run
+    (a dummy forward of max_num_batched_tokens)."""
+    tp = np.asarray(tp, dtype=float)
+    t = np.asarray(tokens, dtype=float)
+    widest = np.maximum(2 * max(ci.F, ci.Fs_total) / tp, (ci.N + 2 * ci.K) * ci.H / tp)
+    if ci.E:
+        widest = np.maximum(widest, ci.k * 2 * ci.Fe / tp * ci.skew)
+    return t * ci.act_b * (4 * ci.D + widest) + np.asarray(seqs, dtype=float) * ci.V / tp * 4.0

@@ -1,0 +1,26 @@
+"""Errors for bad user input. One message names the field, the value and the rule."""
+
+from __future__ import annotations
+
+
+class SpecError(ValueError):
+    """Bad user input: a field whose value breaks a rule.
+
+    The CLI prints ``str(error)`` on one line and exits with code 2; it never shows a traceback.
+    """
+
+    def __init__(self, field: str, value: object, rule: str) -> None:
+        self.field = field
+        self.value = value
+        self.rule = rule
+        super().__init__(f"{field} = {value!r}: {rule}")
+
+
+def suggest(name: str, known: list[str], limit: int = 3) -> str:
+    """A 'did you mean' tail for an unknown name, using difflib's ratio (close spellings first)."""
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), known, n=limit, cutoff=0.4)
+    if not close:
+        close = [k for k in known if name.lower()[:3] in k][:limit]
+    return f"; did you mean {', '.join(close)}?" if close else ""

@@ -1,0 +1,133 @@
+"""Predict the published cases (shared/cases/published.yaml; a copy ships in the package).
+
+Each figure is predicted with the same evaluation as `meshplan evaluate`, at the layout,
+precision and workload the case states. Figures whose inputs the source does not publish (input
+length, speculative decoding) are skipped and listed with the reason, never guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from meshplan.errors import SpecError
+from meshplan.io.catalog import CATALOG
+from meshplan.io.problem_file import problem_from_raw
+from meshplan.search.evaluate import evaluate_aggregated
+from meshplan.strategy.layout import Layout
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CaseRow:
+    case: str
+    figure: str
+    predicted: float
+    measured: float
+
+    @property
+    def error(self) -> float:
+        return self.predicted / self.measured - 1.0
+
+
+def _precision(entry: dict[str, Any]) -> dict[str, Any]:
+    w = entry.get("weights") or entry.get("precision") or "bf16"
+    kv = entry.get("kv_cache") or "bf16"
+    if isinstance(w, str) and " " in w:
+        # "experts and o_proj fp4; MLA projections fp8" / "experts fp8, attention bf16"
+        text = w.lower()
+        experts = "fp4" if "experts and o_proj fp4" in text or "experts fp4" in text else "fp8"
+        attention = "bf16" if "attention bf16" in text else "fp8"
+        if "kv fp8" in text:
+            kv = "fp8"
+        return {"weights": attention, "attention": attention, "experts": experts, "kv_cache": kv}
+    return {"weights": w, "kv_cache": kv}
+
+
+def _layout(d: dict[str, Any], gpus: int | None) -> Layout:
+    lay = Layout(**{k: d.get(k, 1) for k in ("instances", "pp", "tp", "dp", "ep", "etp")})
+    if gpus and "instances" not in d:
+        lay = lay.with_instances(max(1, gpus // lay.gpus_per_instance))
+    return lay
+
+
+def _predict(model, gpu, precision, lay: Layout, isl, osl, phase, concurrency=None, tbo=False) -> Any:
+    raw = {"name": "case", "model": model, "gpu": gpu, "precision": precision, "phase": phase,
+           "workload": {"isl": isl, "osl": osl, "concurrency": concurrency},
+           "assumptions": {"two_batch_overlap": tbo}}
+    return evaluate_aggregated(problem_from_raw(raw), lay)
+
+
+def predict_cases(path: str | None = None) -> list[CaseRow]:
+    source = Path(path) if path else CATALOG / "cases" / "published.yaml"
+    try:
+        data = yaml.safe_load(Path(str(source)).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise SpecError("cases", str(source), f"cannot read ({err.__class__.__name__})") from None
+    rows: list[CaseRow] = []
+    for case in data.get("cases", []):
+        rows += _case_rows(case)
+    return rows
+
+
+def _case_rows(case: dict[str, Any]) -> list[CaseRow]:
+    cid = case["id"]
+    out: list[CaseRow] = []
+    if "rows" in case and cid.startswith("trt-perf"):
+        for r in case["rows"]:
+            prec = _precision({"weights": r.get("weights", case.get("weights")), "kv_cache": r.get("kv_cache")})
+            lay = _layout(r["layout"], r["gpus"])
+            figures = r.get("output_tok_s") or r.get("output_tok_s_per_gpu")
+            for key, measured in figures.items():
+                isl, osl = (float(x) for x in key.split("/"))
+                c = _predict(r["model"], case["gpu"], prec, lay, isl, osl, "both")
+                per_gpu = c.output_tok_s_per_gpu
+                pred = per_gpu * r["gpus"] if "output_tok_s" in r else per_gpu
+                out.append(CaseRow(case=f"{cid}/{r['model']}", figure=f"{key} output tok/s"
+                                   + ("" if "output_tok_s" in r else " per GPU"), predicted=pred, measured=measured))
+        return out
+    if cid.startswith("trt-dsr1-b200-maxtput"):
+        w = case["workload"]
+        c = _predict(case["model"], case["gpu"], _precision(case), _layout(case["layout"], case["gpus"]),
+                     w["isl"], w["osl"], "both", concurrency=w["concurrency"])
+        return [CaseRow(case=cid, figure="output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
+                        measured=case["measured"]["output_tok_s_per_gpu"])]
+    if cid == "deepseek-profile-h800":
+        pf, dc = case["phases"]["prefill"], case["phases"]["decode"]
+        c = _predict(case["model"], case["gpu"], _precision(case), _layout(pf["layout"], pf["gpus"]), pf["isl"], 1,
+                     "prefill", concurrency=pf["tokens_per_gpu_per_batch"] // pf["isl"] * pf["gpus"], tbo=True)
+        out.append(CaseRow(case=cid, figure="prefill input tok/s per GPU", predicted=c.input_tok_s_per_gpu,
+                           measured=pf["input_tok_s_per_node"] / 8))
+        c = _predict(case["model"], case["gpu"], _precision(case), _layout(dc["layout"], dc["gpus"]), dc["context"], 1,
+                     "decode", concurrency=dc["batch_per_gpu"] * dc["gpus"], tbo=True)
+        out.append(CaseRow(case=cid, figure="decode output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
+                           measured=dc["output_tok_s_per_node"] / 8))
+        return out
+    if cid == "sglang-gb200-decode":
+        dc = case["phases"]["decode"]
+        c = _predict(case["model"], case["gpu"], _precision(case), _layout(dc["layout"], dc["gpus"]), dc["isl"], 1,
+                     "decode")
+        return [CaseRow(case=cid, figure="decode output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
+                        measured=dc["output_tok_s_per_gpu"])]
+    if cid == "sglang-gb200-part2":
+        for r in case["rows"]:
+            dc = r["decode"]
+            conc = dc["batch_per_gpu"] * dc["gpus"] if dc.get("batch_per_gpu") else None
+            c = _predict(case["model"], case["gpu"], _precision({"weights": r["precision"]}),
+                         _layout(dc["layout"], dc["gpus"]), dc["isl"], 1, "decode", concurrency=conc)
+            out.append(CaseRow(case=cid, figure=f"decode tok/s per GPU ({r['precision']})",
+                               predicted=c.output_tok_s_per_gpu, measured=dc["output_tok_s_per_gpu"]))
+        return out
+    if cid == "vllm-gb200-wide-ep":
+        w, prec = case["workload"], _precision(case)
+        pf, dc = case["phases"]["prefill"], case["phases"]["decode"]
+        c = _predict(case["model"], case["gpu"], prec, _layout(pf["layout"], None), w["isl"], w["osl"], "prefill")
+        out.append(CaseRow(case=cid, figure="prefill input tok/s per GPU", predicted=c.input_tok_s_per_gpu,
+                           measured=pf["input_tok_s_per_gpu"]))
+        c = _predict(case["model"], case["gpu"], prec, _layout(dc["layout"], None), w["isl"], w["osl"], "decode")
+        out.append(CaseRow(case=cid, figure="decode output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
+                           measured=dc["output_tok_s_per_gpu"]))
+        return out
+    return out  # MLPerf cases publish no mean input length; the min-latency case uses speculative decoding

@@ -1,0 +1,218 @@
+"""Problem files (YAML, JSON, the seed's Markdown) and command-line overrides -> Problem.
+
+Every source becomes one raw mapping in the file schema below, flags are merged into it, and it
+is validated once, so all inputs are checked the same way.
+
+File schema (YAML or JSON)::
+
+    name: my-problem                 # optional; default the file stem
+    model: deepseek-v3               # catalog name | path to config.json | mapping
+                                     #   (a mapping with `base: NAME` overrides catalog fields)
+    gpu: h800                        # catalog name | mapping (`base: NAME` + overrides)
+    gpus: 1024                       # GPU budget; omit for no limit
+    precision: {weights: fp8, attention: bf16, experts: fp8, kv_cache: bf16}
+    workload: {isl: 4000, osl: 500, concurrency: 1024}   # isl/osl: number or [min, max]
+    requirements: {ttft_s: 2.0, tpot_s: 0.05, min_output_tok_s_per_gpu: 1000}
+    phase: both                      # prefill | decode | both
+    strategy: "tp=8,dp=1,ep=8"       # or prefill_strategy + decode_strategy
+    assumptions: {gemm_efficiency: 0.7}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from meshplan.errors import SpecError, suggest
+from meshplan.io.catalog import load_gpu, load_model
+from meshplan.specs.assumptions import CostAssumptions
+from meshplan.specs.dtypes import parse_dtype
+from meshplan.specs.hardware import GpuSpec
+from meshplan.specs.model import ModelSpec
+from meshplan.specs.problem import Note, Precision, Problem, SeedStrategy
+from meshplan.specs.workload import Phase, Requirements, WorkloadSpec
+
+TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "workload", "requirements", "phase", "strategy",
+            "prefill_strategy", "decode_strategy", "assumptions", "seed_strategy", "notes")
+WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rate_per_s")
+
+
+def validation_to_spec_error(err: ValidationError, prefix: str) -> SpecError:
+    """The first pydantic error as one line: field path, value, rule."""
+    first = err.errors()[0]
+    loc = ".".join(str(x) for x in (prefix, *first["loc"]) if x != "")
+    rule = first["msg"]
+    if first["type"] == "extra_forbidden":
+        rule = "unknown key (a typo?)"
+    return SpecError(loc, first.get("input"), rule)
+
+
+def build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    """Validate ``data`` into spec class ``cls``; one SpecError naming the field on failure."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise validation_to_spec_error(err, prefix) from None
+
+
+def read_raw(path: str | Path) -> dict[str, Any]:
+    """A problem file as a raw mapping in the file schema (Markdown goes through the seed reader)."""
+    p = Path(path)
+    if not p.exists():
+        raise SpecError("problem", str(path), "no such file")
+    text = p.read_text()
+    if p.suffix.lower() in {".md", ".markdown"}:
+        from meshplan.io.seed_markdown import read_seed_markdown
+        raw = read_seed_markdown(text, source=p.name)
+    elif p.suffix.lower() == ".json":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SpecError("problem", p.name, f"not valid JSON ({err.msg} at line {err.lineno})") from None
+    else:
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise SpecError("problem", p.name, f"not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise SpecError("problem", p.name, "must be a mapping of keys (model, gpu, workload, ...)")
+    raw.setdefault("name", p.stem)
+    return raw
+
+
+def merge(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overlay flag values (already in file-schema shape; None means not given) onto ``raw``."""
+    out = dict(raw)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            current = out.get(key)
+            # A catalog name with field overrides (--top-k on a named model) becomes `base: NAME`.
+            inner = {"base": current} if isinstance(current, str) else dict(current or {})
+            inner.update({k: v for k, v in value.items() if v is not None})
+            out[key] = inner
+        else:
+            out[key] = value
+    return out
+
+
+def _model(value: Any, notes: list[Note]) -> ModelSpec:
+    if isinstance(value, str):
+        return load_model(value)
+    if not isinstance(value, dict):
+        raise SpecError("model", value, "must be a catalog name, a config.json path or a mapping")
+    fields = dict(value)
+    base = fields.pop("base", None)
+    if base is not None:
+        merged = load_model(str(base)).model_dump()
+        merged.update(fields)
+        fields = merged
+    fields.setdefault("name", "custom")
+    return build(ModelSpec, fields, "model")
+
+
+def _gpu(value: Any) -> GpuSpec:
+    if isinstance(value, str):
+        return load_gpu(value)
+    if not isinstance(value, dict):
+        raise SpecError("gpu", value, "must be a catalog name or a mapping")
+    fields = dict(value)
+    base = fields.pop("base", None)
+    if base is not None:
+        merged = load_gpu(str(base)).model_dump()
+        merged.update(fields)
+        fields = merged
+    return build(GpuSpec, fields, "gpu")
+
+
+def _length(value: Any, field: str, notes: list[Note]) -> tuple[float, float]:
+    """A length as (mean, max): a number, or a [min, max] range read as uniform."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        lo, hi = (float(v) for v in value)
+        if not 0 < lo <= hi:
+            raise SpecError(f"workload.{field}", list(value), "a range needs 0 < min <= max")
+        notes.append(Note(field=f"workload.{field}", message=(
+            f"range [{lo:g}, {hi:g}] read as uniform: planned at its mean {(lo + hi) / 2:g} tokens, "
+            f"memory sized for {hi:g}")))
+        return (lo + hi) / 2, hi
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"workload.{field}", value, "must be a number of tokens or a [min, max] range")
+    if value <= 0:
+        raise SpecError(f"workload.{field}", value, "must be a positive number of tokens")
+    return float(value), float(value)
+
+
+def _workload(value: Any, notes: list[Note]) -> WorkloadSpec:
+    if not isinstance(value, dict):
+        raise SpecError("workload", value, "must be a mapping with isl and osl")
+    for key in value:
+        if key not in WORKLOAD_KEYS:
+            raise SpecError(f"workload.{key}", value[key], "unknown key" + suggest(key, list(WORKLOAD_KEYS)))
+    for key in ("isl", "osl"):
+        if key not in value:
+            raise SpecError(f"workload.{key}", None, "missing; give the mean length in tokens (--" + key + ")")
+    isl, isl_max = _length(value["isl"], "isl", notes)
+    osl, osl_max = _length(value["osl"], "osl", notes)
+    return build(WorkloadSpec, dict(
+        isl_tokens=isl, isl_max_tokens=max(isl_max, float(value.get("isl_max") or 0)),
+        osl_tokens=osl, osl_max_tokens=max(osl_max, float(value.get("osl_max") or 0)),
+        concurrency=value.get("concurrency"), request_rate_per_s=value.get("request_rate_per_s")), "workload")
+
+
+def _precision(value: Any) -> Precision:
+    if value is None:
+        return Precision()
+    if isinstance(value, str):
+        return Precision(weights=parse_dtype(value, "precision"))
+    if not isinstance(value, dict):
+        raise SpecError("precision", value, "must be a format name or a mapping {weights, attention, experts, kv_cache}")
+    fields = {}
+    for key, v in value.items():
+        if key not in Precision.model_fields:
+            raise SpecError(f"precision.{key}", v, "unknown key" + suggest(key, list(Precision.model_fields)))
+        fields[key] = None if v is None else parse_dtype(v, f"precision.{key}")
+    return build(Precision, fields, "precision")
+
+
+def problem_from_raw(raw: dict[str, Any]) -> Problem:
+    """Validate a raw mapping into a Problem."""
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise SpecError(key, raw[key], "unknown key" + suggest(key, list(TOP_KEYS)))
+    for key in ("model", "gpu", "workload"):
+        if raw.get(key) is None:
+            raise SpecError(key, None, f"missing; a problem needs a {key} (file key or --{key} flag)")
+    notes = [build(Note, n, "notes") if isinstance(n, dict) else n for n in raw.get("notes", [])]
+    model = _model(raw["model"], notes)
+    workload = _workload(raw["workload"], notes)
+    phase = raw.get("phase", "both")
+    if phase not in {p.value for p in Phase}:
+        raise SpecError("phase", phase, "must be prefill, decode or both")
+    budget = raw.get("gpus")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
+        raise SpecError("gpus", budget, "must be a positive whole number of GPUs")
+    return build(Problem, dict(
+        name=str(raw.get("name", "problem")), model=model, gpu=_gpu(raw["gpu"]), gpu_budget=budget,
+        precision=_precision(raw.get("precision")), workload=workload,
+        requirements=build(Requirements, raw.get("requirements") or {}, "requirements"),
+        phase=Phase(phase), strategy=raw.get("strategy"), prefill_strategy=raw.get("prefill_strategy"),
+        decode_strategy=raw.get("decode_strategy"),
+        seed_strategy=build(SeedStrategy, raw["seed_strategy"], "seed_strategy") if raw.get("seed_strategy") else None,
+        assumptions=build(CostAssumptions, raw.get("assumptions") or {}, "assumptions"),
+        notes=tuple(notes)), "problem")
+
+
+def load_problem(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Problem:
+    """A problem from a file (None: the bundled seed problem), with flag overrides merged in."""
+    from meshplan.io.catalog import CATALOG
+
+    source = path if path is not None else str(CATALOG / "problems" / "seed-10b-moe.md")
+    raw = merge(read_raw(source), overrides or {})
+    return problem_from_raw(raw)

@@ -1,0 +1,1 @@
+"""Layer 4: the plan, a versioned JSON document every report is rendered from."""

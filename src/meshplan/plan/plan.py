@@ -1,0 +1,122 @@
+"""SearchResult -> the plan document: chosen deployment, requirement check, bounds, runner-ups."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.memory import kv_bytes_per_token
+from meshplan.plan.build import SCHEMA, candidate_dict, model_dict
+from meshplan.search.candidate import Candidate
+from meshplan.search.objectives import Mode
+from meshplan.search.search import SearchResult
+from meshplan.specs.params import count_params
+from meshplan.specs.problem import Problem
+
+
+def decode_kv_bound(ci: CostInputs) -> float:
+    """Most output tokens/s one GPU can give at the mean decode context, whatever the layout:
+    every generated token reads each cached token's KV once, and the KV bytes per token of the
+    whole model are spread over the GPUs that hold them, so per GPU
+        tokens/s <= achievable HBM bandwidth / (context * KV bytes per token)
+    (weights reads only lower it). Splitting over more GPUs does not help: each holds less KV
+    but serves proportionally fewer sequences."""
+    return ci.hbm / (ci.problem.workload.decode_context_tokens * kv_bytes_per_token(ci))
+
+
+def _notes(problem: Problem) -> list[dict[str, str]]:
+    notes = [n.model_dump() for n in problem.notes]
+    m = problem.model
+    if m.declared_params:
+        total = count_params(m).total
+        diff = total / m.declared_params - 1
+        if abs(diff) > 0.01:
+            notes.append({"field": "model.declared_params", "message": (
+                f"declared {m.declared_params / 1e9:,.1f}B parameters, but the stated dimensions give "
+                f"{total / 1e9:,.2f}B ({diff:+.0%}); meshplan plans with the structure, not the declared count")})
+    return notes
+
+
+def _requirement_checks(ci: CostInputs, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    r = ci.problem.requirements
+    checks = []
+
+    def add(name, target, predicted, higher_is_better, unit, bound=None):
+        if target is None:
+            return
+        met = predicted is not None and (predicted >= target if higher_is_better else predicted <= target)
+        checks.append({"requirement": name, "target": target, "predicted": predicted, "unit": unit, "met": met,
+                       "bound": bound})
+
+    add("ttft_s", r.ttft_s, doc["ttft_s"], False, "s")
+    add("tpot_s", r.tpot_s, doc["tpot_s"], False, "s")
+    bound = None
+    if r.min_output_tok_s_per_gpu and doc["output_tok_s_per_gpu"] is not None \
+            and doc["output_tok_s_per_gpu"] < r.min_output_tok_s_per_gpu:
+        b = decode_kv_bound(ci)
+        bound = {"value": b, "rule": "decode_kv_bandwidth", "message": (
+            f"decode reads every cached token's KV once per generated token: at a mean context of "
+            f"{ci.problem.workload.decode_context_tokens:,.0f} tokens and {kv_bytes_per_token(ci):,.0f} KV bytes per "
+            f"token, {ci.hbm / 1e12:.2f} TB/s of achievable HBM bandwidth gives at most {b:,.0f} output tokens/s "
+            "per GPU in any layout")}
+    add("min_output_tok_s_per_gpu", r.min_output_tok_s_per_gpu, doc["output_tok_s_per_gpu"], True, "tok/s", bound)
+    add("min_input_tok_s_per_gpu", r.min_input_tok_s_per_gpu, doc["input_tok_s_per_gpu"], True, "tok/s")
+    add("min_output_tok_s", r.min_output_tok_s, doc["output_tok_s"], True, "tok/s")
+    mem = doc["memory_per_gpu_bytes"]
+    add("memory_headroom", mem["usable"], mem["total"], False, "bytes")
+    return checks
+
+
+def _why_lost(best: Candidate, c: Candidate) -> str:
+    if not c.feasible:
+        return "; ".join(v.message for v in c.violations)
+    b, x = best.output_tok_s_per_gpu, c.output_tok_s_per_gpu
+    if b is None or x is None:
+        b, x = best.input_tok_s_per_gpu, c.input_tok_s_per_gpu
+    if b and x is not None and x < b:
+        return f"{1 - x / b:.0%} fewer tokens/s per GPU ({x:,.0f} vs {b:,.0f})"
+    if c.gpus_total > best.gpus_total:
+        return f"needs {c.gpus_total} GPUs vs {best.gpus_total}"
+    return "ties on the objective; ranked after by GPU count"
+
+
+def _short(c: Candidate) -> dict[str, Any]:
+    return {"label": c.label, "mode": c.mode.value, "gpus_total": c.gpus_total, "feasible": c.feasible,
+            "ttft_s": c.ttft_s, "tpot_s": c.tpot_s, "output_tok_s_per_gpu": c.output_tok_s_per_gpu,
+            "input_tok_s_per_gpu": c.input_tok_s_per_gpu, "concurrency": c.concurrency,
+            "violations": [v.to_dict() for v in c.violations]}
+
+
+def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any]:
+    """The plan as a JSON-ready dict (schema SCHEMA)."""
+    problem = result.problem
+    ci = CostInputs.from_problem(problem)
+    chosen = result.best or (result.pruned[0] if result.pruned else None)
+    if chosen is None:
+        raise ValueError("the search produced no candidate at all")
+    doc: dict[str, Any] = {"schema": SCHEMA, "problem": problem.name, "objective": result.objective.value}
+    doc.update(candidate_dict(ci, chosen))
+    doc["model"] = model_dict(problem)
+    doc["gpu"] = {"name": problem.gpu.name, "memory_bytes": problem.gpu.memory_bytes,
+                  "nvlink_domain_gpus": problem.gpu.nvlink_domain_gpus, "budget": problem.gpu_budget}
+    doc["workload"] = problem.workload.model_dump()
+    doc["precision"] = problem.precision.model_dump(mode="json")
+    doc["requirements"] = problem.requirements.model_dump()
+    doc["requirements_check"] = _requirement_checks(ci, doc)
+    doc["notes"] = _notes(problem)
+    doc["assumptions"] = problem.assumptions.model_dump(mode="json") | {
+        "gemm_efficiency_used": problem.mfu, "hbm_efficiency_used": problem.hbm_util}
+    others = [c for c in result.ranked if c is not chosen]
+    doc["runner_ups"] = [_short(c) | {"why_lost": _why_lost(chosen, c)} for c in others[:runner_ups]]
+    by_mode = {}
+    for mode in (Mode.AGGREGATED, Mode.DISAGGREGATED):
+        best = next((c for c in result.ranked if c.mode is mode), None)
+        by_mode[mode.value] = _short(best) if best else None
+    doc["aggregated_vs_disaggregated"] = by_mode
+    counts = Counter(v.rule.value for c in result.pruned for v in c.violations[:1])
+    doc["pruned"] = {"listed": len(result.pruned), "first_reason_counts": dict(counts),
+                     "examples": [_short(c) for c in result.pruned[:8]]}
+    doc["pareto"] = [_short(c) for c in result.pareto]
+    doc["search"] = {"layouts": result.num_layouts, "operating_points": result.num_points}
+    return doc

@@ -1,0 +1,128 @@
+"""Plan document -> Markdown (the seed's sections, done right). Every number comes from the doc."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshplan.units import GIB, fmt_seconds
+
+
+def _s(x: float | None) -> str:
+    return "n/a" if x is None else fmt_seconds(x)
+
+
+def _n(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.0f}"
+
+
+def _gib(x: float | None) -> str:
+    return "n/a" if x is None else f"{x / GIB:,.2f} GiB"
+
+
+def _strategy_lines(name: str, ph: dict[str, Any], model: dict[str, Any]) -> list[str]:
+    st = ph["strategy"]
+    lines = [f"### {name}: `{st['string']}` ({st['gpus']} GPUs, {st['gpus_per_instance']} per instance)", ""]
+    lines.append(f"- **instances = {st['instances']}**: independent copies of the model; each serves its own requests.")
+    lines.append(f"- **pp = {st['pp']}**: layers per stage {st['layers_per_stage']}.")
+    lines.append(f"- **tp = {st['tp']}**: attention heads per GPU {model['heads'] // st['tp']} of {model['heads']}.")
+    lines.append(f"- **attention dp = {st['dp']}**: each attention-dp rank serves its own requests inside the "
+                 "instance and keeps its own KV cache; it is not a replica (the MoE layers join the ranks).")
+    if model["experts"]:
+        lines.append(f"- **ep = {st['ep']}, etp = {st['etp']}**: {st['experts_per_gpu']} routed experts per GPU "
+                     f"(of {model['experts']}), each split {st['etp']} way(s); ep x etp = tp x attention dp = "
+                     f"{st['ep'] * st['etp']}, so ep does not multiply the GPU count.")
+    lines.append(f"- Batch per attention-dp rank: {ph['batch_per_attention_dp_rank']:,.2f}; step {_s(ph['step_s'])}.")
+    lines.append("")
+    return lines
+
+
+def _memory_table(ph: dict[str, Any]) -> list[str]:
+    m = ph["memory_per_gpu_bytes"]
+    rows = ["| part | per GPU |", "|---|---|"]
+    for key in ("weights", "kv_cache", "activations", "reserve", "total", "usable", "capacity"):
+        rows.append(f"| {key} | {_gib(m[key])} |")
+    return rows + [""]
+
+
+def _mapping(ph: dict[str, Any], offset: int) -> list[str]:
+    """GPU ids of each instance and stage, and how attention-dp / tp ranks sit inside."""
+    st = ph["strategy"]
+    gpi, g_stage = st["gpus_per_instance"], st["tp"] * st["dp"]
+    rows = ["| GPUs | instance | stage | inside the stage |", "|---|---|---|---|"]
+    shown = 0
+    for inst in range(st["instances"]):
+        for p in range(st["pp"]):
+            first = offset + inst * gpi + p * g_stage
+            inside = (f"attention dp ranks of {st['tp']} GPUs (tp group) each: "
+                      f"{first}-{first + st['tp'] - 1}, {first + st['tp']}-{first + 2 * st['tp'] - 1}, ..."
+                      if st["dp"] > 1 else f"one tp group of {st['tp']}")
+            rows.append(f"| {first}-{first + g_stage - 1} | {inst} | {p} | {inside} |")
+            shown += 1
+            if shown >= 8:
+                rows.append(f"| ... | ({st['instances']} instances x {st['pp']} stages in all) | | |")
+                return rows + [""]
+    return rows + [""]
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The Markdown plan."""
+    model = doc["model"]
+    out = [f"# Deployment plan: {model['name']} on {doc['gpu']['name']} ({doc['problem']})", ""]
+    status = "meets every requirement" if doc["feasible"] else "does NOT meet every requirement (see Validation)"
+    out += ["## Summary", "",
+            f"- **{doc['label']}**, **{doc['gpus_total']} GPUs in total**; this plan {status}.",
+            f"- TTFT {_s(doc['ttft_s'])}, TPOT {_s(doc['tpot_s'])}; output {_n(doc['output_tok_s_per_gpu'])} tok/s per GPU, "
+            f"{_n(doc['output_tok_s'])} tok/s in total; input {_n(doc['input_tok_s_per_gpu'])} tok/s per GPU.",
+            f"- Concurrency {_n(doc['concurrency'])} requests in flight (most that fit: {_n(doc['max_concurrency'])}).",
+            f"- Model: {model['params_total'] / 1e9:,.2f}B parameters ({model['params_active'] / 1e9:,.2f}B active per "
+            f"token), {model['layers']} layers, {model['attention']} attention, "
+            + (f"{model['experts']} experts top-{model['top_k']}." if model["experts"] else "dense."),
+            f"- KV cache: {doc['kv_cache_bytes_per_token']:,.0f} bytes per token for the whole model (one copy).", ""]
+    out += ["## Validation against each requirement", "", "| requirement | target | predicted | met |", "|---|---|---|---|"]
+    for c in doc["requirements_check"]:
+        fmt = _s if c["unit"] == "s" else (_gib if c["unit"] == "bytes" else _n)
+        out.append(f"| {c['requirement']} | {fmt(c['target'])} | {fmt(c['predicted'])} | {'yes' if c['met'] else '**NO**'} |")
+    out.append("")
+    for c in doc["requirements_check"]:
+        if not c["met"]:
+            out.append(f"- **{c['requirement']} cannot be met** by this plan: predicted {_n(c['predicted'])} vs "
+                       f"target {_n(c['target'])}.")
+            if c.get("bound"):
+                out.append(f"  Bound: {c['bound']['message']}.")
+    out.append("")
+    out += ["## Strategy per phase", ""]
+    offset = 0
+    for name in ("prefill", "decode"):
+        ph = doc["phases"][name]
+        if ph and not (name == "decode" and doc["mode"] == "aggregated"):
+            out += _strategy_lines(name.capitalize() if doc["mode"] != "aggregated" else "Both phases", ph, model)
+    out += ["## Memory per GPU", ""]
+    for name in ("prefill", "decode"):
+        ph = doc["phases"][name]
+        if ph:
+            out += [f"{name.capitalize()} (fullest pipeline stage):", ""] + _memory_table(ph)
+    out += ["## GPU mapping", ""]
+    for name in ("prefill", "decode"):
+        ph = doc["phases"][name]
+        if ph and not (name == "decode" and doc["mode"] == "aggregated"):
+            out += [f"{name.capitalize()} pool, GPUs from {offset}:", ""] + _mapping(ph, offset)
+            offset += ph["strategy"]["gpus"]
+    out += ["## Aggregated against disaggregated", ""]
+    for mode, c in doc["aggregated_vs_disaggregated"].items():
+        out.append(f"- {mode}: " + ("none feasible" if c is None else
+                   f"{c['label']}, {c['gpus_total']} GPUs, {_n(c['output_tok_s_per_gpu'])} output tok/s per GPU, "
+                   f"TTFT {_s(c['ttft_s'])}, TPOT {_s(c['tpot_s'])}"))
+    out += ["", "## Rejected alternatives", "", "| alternative | GPUs | tok/s per GPU | why it lost |", "|---|---|---|---|"]
+    for c in doc["runner_ups"]:
+        per = c["output_tok_s_per_gpu"] if c["output_tok_s_per_gpu"] is not None else c["input_tok_s_per_gpu"]
+        out.append(f"| {c['label']} | {c['gpus_total']} | {_n(per)} | {c['why_lost']} |")
+    for c in doc["pruned"]["examples"]:
+        out.append(f"| {c['label']} | {c['gpus_total']} | pruned | {'; '.join(v['message'] for v in c['violations'])} |")
+    out += ["", f"Search: {doc['search']['layouts']:,} legal layouts, {doc['search']['operating_points']:,} operating points.", ""]
+    out += ["## Notes and assumptions", ""]
+    out += [f"- `{n['field']}`: {n['message']}" for n in doc["notes"]]
+    a = doc["assumptions"]
+    out.append(f"- Cost-model factors: GEMM efficiency {a['gemm_efficiency_used']}, HBM efficiency "
+               f"{a['hbm_efficiency_used']}, link efficiency {a['comm_efficiency']}, expert load skew "
+               f"{a['expert_load_skew']}, two-batch overlap {a['two_batch_overlap']} (see `meshplan/specs/assumptions.py`).")
+    return "\n".join(out) + "\n"

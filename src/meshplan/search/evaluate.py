@@ -1,0 +1,93 @@
+"""Evaluate one named strategy with the search's own machinery, and say why it is not the best."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.layer import Par
+from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
+from meshplan.search.candidate import Candidate
+from meshplan.search.grid import B_GRID, PREFILL_B_GRID, with_limit
+from meshplan.search.pick import PointTable, _miss_reason, _pair, _single, best_per_row
+from meshplan.search.search import one_layout
+from meshplan.specs.problem import Problem
+from meshplan.specs.workload import Phase
+from meshplan.strategy.layout import Layout
+from meshplan.strategy.rules import Violation, check_layout
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Evaluation:
+    candidate: Candidate
+    structural: tuple[Violation, ...]
+
+
+def _arrays(lay: Layout):
+    la = one_layout(lay.tp, lay.dp, lay.pp, lay.ep, lay.etp)
+    c = lambda v: np.array([[v]], dtype=float)  # noqa: E731
+    return la, Par.of(c(lay.tp), c(lay.dp), c(lay.ep), c(lay.etp), c(lay.pp))
+
+
+def _decode_table(ci: CostInputs, lay: Layout, la, par):
+    w = ci.problem.workload
+    if w.concurrency:
+        grid = np.array([[w.concurrency / (lay.instances * lay.dp * lay.pp)]])
+    else:
+        grid = with_limit(B_GRID, decode_cost(ci, par, np.ones((1, 1))).max_B[:, 0])
+    return decode_cost(ci, par, grid)
+
+
+def _pick(ci, t: PointTable, structural, instances: int) -> Candidate:
+    col, _, ok = best_per_row(t, ci)
+    if col[0] >= 0:
+        return _single(ci, t, 0, int(col[0]), structural, instances=instances)
+    j = int(np.argmax(t.metric[0]))
+    return _single(ci, t, 0, j, tuple(structural) + tuple(_miss_reason(t, ci, 0, ok)), instances=instances)
+
+
+def structural_violations(problem: Problem, lay: Layout, total_gpus: int) -> tuple[Violation, ...]:
+    return tuple(check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp,
+                              gpus=total_gpus, budget=problem.gpu_budget))
+
+
+def evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:
+    """One layout serving every phase the problem asks for."""
+    ci = CostInputs.from_problem(problem)
+    la, par = _arrays(lay)
+    structural = structural_violations(problem, lay, lay.gpus)
+    if problem.phase is Phase.PREFILL:
+        pre = prefill_cost(ci, par, PREFILL_B_GRID[None, :])
+        return _pick(ci, PointTable.prefill(ci, la, pre, None), structural, lay.instances)
+    dec = _decode_table(ci, lay, la, par)
+    if problem.phase is Phase.DECODE:
+        return _pick(ci, PointTable.decode(ci, la, dec, None), structural, lay.instances)
+    chunk = prefill_cost(ci, par, np.full((1, 1), problem.assumptions.prefill_chunk_tokens / problem.workload.isl_tokens))
+    table = PointTable.aggregated(ci, la, dec, aggregated(ci, par, dec, chunk), None)
+    return _pick(ci, table, structural, lay.instances)
+
+
+def evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) -> Candidate:
+    """A prefill pool and a decode pool with the instance counts given in their strategies."""
+    ci = CostInputs.from_problem(problem)
+    pla, ppar = _arrays(pre_lay)
+    dla, dpar = _arrays(dec_lay)
+    total = pre_lay.gpus + dec_lay.gpus
+    structural = structural_violations(problem, pre_lay, total) + tuple(
+        v for v in structural_violations(problem, dec_lay, total) if v.rule.value != "gpu_budget")
+    pre_t = PointTable.prefill(ci, pla, prefill_cost(ci, ppar, PREFILL_B_GRID[None, :]), kv_transfer_s(ci, ppar))
+    dec_t = PointTable.decode(ci, dla, _decode_table(ci, dec_lay, dla, dpar), None)
+    pcol, _, pok = best_per_row(pre_t, ci)
+    dcol, _, dok = best_per_row(dec_t, ci)
+    misses = list(structural)
+    if pcol[0] < 0:
+        misses += _miss_reason(pre_t, ci, 0, pok)
+    if dcol[0] < 0:
+        misses += _miss_reason(dec_t, ci, 0, dok)
+    i = int(pcol[0]) if pcol[0] >= 0 else int(np.argmax(pre_t.metric[0]))
+    j = int(dcol[0]) if dcol[0] >= 0 else int(np.argmax(dec_t.metric[0]))
+    c = _pair(ci, pre_t, 0, i, dec_t, 0, j, fixed=(pre_lay.instances, dec_lay.instances))
+    from dataclasses import replace
+    return replace(c, violations=tuple(misses) + tuple(c.violations))

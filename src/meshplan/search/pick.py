@@ -1,0 +1,268 @@
+"""From evaluated operating points to ranked and pruned candidates."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.serving import PhaseCost, Serving
+from meshplan.search.candidate import Candidate
+from meshplan.search.objectives import Mode, Objective
+from meshplan.strategy.layout import Layout
+from meshplan.strategy.rules import Rule, Violation
+from meshplan.strategy.space import LayoutArrays
+from meshplan.units import GIB, fmt_seconds
+
+TOP = 40
+"""Candidates materialized per mode (the rest are counted, not listed)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PointTable:
+    """One mode's points: rows are layouts, columns operating points."""
+
+    mode: Mode
+    la: LayoutArrays
+    B: np.ndarray
+    metric: np.ndarray
+    """Tokens/s per GPU the objective ranks by (output, or input for prefill)."""
+    ttft: np.ndarray | None
+    tpot: np.ndarray | None
+    fits: np.ndarray
+    invalid: np.ndarray
+    max_b: np.ndarray
+    inst_req_s: np.ndarray
+    """Requests per second one instance completes."""
+    mem_total: np.ndarray
+    usable: float
+
+    @staticmethod
+    def decode(ci: CostInputs, la, dec: PhaseCost, invalid) -> "PointTable":
+        return PointTable(mode=Mode.DECODE_ONLY, la=la, B=dec.B, metric=dec.tok_s_per_gpu, ttft=None,
+                          tpot=dec.latency_s, fits=dec.B <= dec.max_B, invalid=_inv(invalid, dec.B),
+                          max_b=dec.max_B[:, 0], inst_req_s=dec.requests_per_s, mem_total=dec.memory.total,
+                          usable=ci.usable_memory)
+
+    @staticmethod
+    def prefill(ci: CostInputs, la, pre: PhaseCost, transfer_s) -> "PointTable":
+        ttft = pre.latency_s + (transfer_s if transfer_s is not None else 0.0)
+        return PointTable(mode=Mode.PREFILL_ONLY, la=la, B=pre.B, metric=pre.tok_s_per_gpu, ttft=ttft, tpot=None,
+                          fits=pre.B <= pre.max_B, invalid=np.zeros(pre.B.shape, bool), max_b=pre.max_B[:, 0],
+                          inst_req_s=pre.requests_per_s, mem_total=pre.memory.total, usable=ci.usable_memory)
+
+    @staticmethod
+    def aggregated(ci: CostInputs, la, dec: PhaseCost, s: Serving, invalid) -> "PointTable":
+        g = (la.pp * la.tp * la.dp)[:, None]
+        return PointTable(mode=Mode.AGGREGATED, la=la, B=dec.B, metric=s.output_tok_s_per_gpu, ttft=s.ttft_s,
+                          tpot=s.tpot_s, fits=dec.B <= dec.max_B, invalid=_inv(invalid, dec.B),
+                          max_b=dec.max_B[:, 0], inst_req_s=s.output_tok_s_per_gpu * g / ci.problem.workload.osl_tokens,
+                          mem_total=dec.memory.total, usable=ci.usable_memory)
+
+
+def _inv(invalid, like):
+    return np.zeros(np.shape(like), bool) if invalid is None else invalid
+
+
+def _ok(t: PointTable, ci: CostInputs) -> dict[Rule, np.ndarray]:
+    req = ci.problem.requirements
+    shape = t.B.shape
+    ok = {Rule.MEMORY: t.fits}
+    ok[Rule.TTFT] = (np.broadcast_to(t.ttft <= req.ttft_s, shape) if (req.ttft_s and t.ttft is not None)
+                     else np.ones(shape, bool))
+    ok[Rule.TPOT] = (np.broadcast_to(t.tpot <= req.tpot_s, shape) if (req.tpot_s and t.tpot is not None)
+                     else np.ones(shape, bool))
+    return ok
+
+
+def best_per_row(t: PointTable, ci: CostInputs):
+    """Column index of the best feasible point per row (or -1), and the feasibility mask."""
+    ok = _ok(t, ci)
+    feasible = ok[Rule.MEMORY] & ok[Rule.TTFT] & ok[Rule.TPOT] & ~t.invalid
+    score = np.where(feasible, t.metric, -np.inf)
+    col = np.argmax(score, axis=1)
+    has = np.isfinite(score[np.arange(len(col)), col])
+    return np.where(has, col, -1), feasible, ok
+
+
+def _layout(la: LayoutArrays, i: int, instances: int = 1) -> Layout:
+    return Layout(instances=max(1, instances), pp=int(la.pp[i]), tp=int(la.tp[i]), dp=int(la.dp[i]),
+                  ep=int(la.ep[i]), etp=int(la.etp[i]))
+
+
+def _instances(ci: CostInputs, gpi: int, per_gpu: float, B: float, slots: int) -> int:
+    """Instances of a pool: fixed by the concurrency when given, else enough for the total
+    throughput target, else as many as the budget holds, else one."""
+    p = ci.problem
+    if p.workload.concurrency:
+        return max(1, round(p.workload.concurrency / (B * slots)))
+    if p.requirements.min_output_tok_s and per_gpu > 0:
+        return max(1, math.ceil(p.requirements.min_output_tok_s / (per_gpu * gpi)))
+    if p.gpu_budget:
+        return max(1, p.gpu_budget // gpi)
+    return 1
+
+
+def _requirement_violations(ci: CostInputs, c: Candidate) -> list[Violation]:
+    """Throughput targets and the budget: checked on the finished candidate."""
+    p, out = ci.problem, []
+    r = p.requirements
+    if r.min_output_tok_s_per_gpu and c.output_tok_s_per_gpu is not None and c.output_tok_s_per_gpu < r.min_output_tok_s_per_gpu:
+        out.append(Violation(rule=Rule.THROUGHPUT, message=(
+            f"output {c.output_tok_s_per_gpu:,.0f} tok/s per GPU < required {r.min_output_tok_s_per_gpu:,.0f}")))
+    if r.min_input_tok_s_per_gpu and c.input_tok_s_per_gpu is not None and c.input_tok_s_per_gpu < r.min_input_tok_s_per_gpu:
+        out.append(Violation(rule=Rule.THROUGHPUT, message=(
+            f"input {c.input_tok_s_per_gpu:,.0f} tok/s per GPU < required {r.min_input_tok_s_per_gpu:,.0f}")))
+    if r.min_output_tok_s and c.output_tok_s is not None and c.output_tok_s < r.min_output_tok_s * (1 - 1e-9):
+        out.append(Violation(rule=Rule.THROUGHPUT, message=(
+            f"output {c.output_tok_s:,.0f} tok/s in total < required {r.min_output_tok_s:,.0f}")))
+    if p.gpu_budget and c.gpus_total > p.gpu_budget:
+        out.append(Violation(rule=Rule.GPU_BUDGET, message=f"{c.gpus_total} GPUs > budget {p.gpu_budget}"))
+    return out
+
+
+def _miss_reason(t: PointTable, ci: CostInputs, i: int, ok: dict[Rule, np.ndarray]) -> list[Violation]:
+    """Why row i has no feasible point, with the numbers of its nearest miss."""
+    req = ci.problem.requirements
+    if not ok[Rule.MEMORY][i].any():
+        need = float(np.min(t.mem_total[i]))
+        return [Violation(rule=Rule.MEMORY, message=(
+            f"even one sequence per rank needs {need / GIB:.1f} GiB per GPU > usable {t.usable / GIB:.1f} GiB "
+            f"({req.memory_headroom:.0%} of capacity)"))]
+    mem = ok[Rule.MEMORY][i]
+    found = []
+    if t.ttft is not None and req.ttft_s and not (ok[Rule.TTFT][i] & mem).any():
+        best = float(np.min(np.broadcast_to(t.ttft, t.B.shape)[i][mem]))
+        found.append(Violation(rule=Rule.TTFT, message=f"TTFT at best {fmt_seconds(best)} > target {fmt_seconds(req.ttft_s)}"))
+    if t.tpot is not None and req.tpot_s and not (ok[Rule.TPOT][i] & mem).any():
+        best = float(np.min(np.broadcast_to(t.tpot, t.B.shape)[i][mem]))
+        found.append(Violation(rule=Rule.TPOT, message=f"TPOT at best {fmt_seconds(best)} > target {fmt_seconds(req.tpot_s)}"))
+    if not found:
+        found.append(Violation(rule=Rule.MEMORY, message=(
+            "no operating point meets memory and the latency targets at once (the concurrency leaves too "
+            "many sequences per rank)")))
+    return found
+
+
+def _single(ci: CostInputs, t: PointTable, i: int, j: int, violations=(), instances: int | None = None) -> Candidate:
+    """A candidate from one pool's table (aggregated, decode-only or prefill-only)."""
+    la, w = t.la, ci.problem.workload
+    gpi = int(la.gpus_per_instance[i])
+    slots = int(la.dp[i] * la.pp[i])
+    B = float(t.B[i, j])
+    per_gpu = float(t.metric[i, j])
+    n = instances or _instances(ci, gpi, per_gpu, B, slots)
+    lay = _layout(la, i, n)
+    ttft = float(np.broadcast_to(t.ttft, t.B.shape)[i, j]) if t.ttft is not None else None
+    tpot = float(np.broadcast_to(t.tpot, t.B.shape)[i, j]) if t.tpot is not None else None
+    prefill_only = t.mode is Mode.PREFILL_ONLY
+    out_gpu = None if prefill_only else per_gpu
+    in_gpu = per_gpu if prefill_only else (per_gpu * w.isl_tokens / w.osl_tokens if t.mode is Mode.AGGREGATED else None)
+    c = Candidate(mode=t.mode, prefill=None if t.mode is Mode.DECODE_ONLY else lay,
+                  decode=None if prefill_only else lay, decode_B=0.0 if prefill_only else B,
+                  prefill_B=B if prefill_only else ci.problem.assumptions.prefill_chunk_tokens / w.isl_tokens,
+                  gpus_total=n * gpi, ttft_s=ttft, tpot_s=tpot, output_tok_s_per_gpu=out_gpu,
+                  input_tok_s_per_gpu=in_gpu, output_tok_s=None if prefill_only else per_gpu * n * gpi,
+                  concurrency=B * slots * n, max_concurrency=float(t.max_b[i]) * slots * n,
+                  violations=tuple(violations))
+    return _with_requirements(ci, c)
+
+
+def _with_requirements(ci: CostInputs, c: Candidate) -> Candidate:
+    extra = _requirement_violations(ci, c)
+    if not extra:
+        return c
+    from dataclasses import replace
+    return replace(c, violations=tuple(c.violations) + tuple(extra))
+
+
+def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: int, m: int,
+          fixed: tuple[int, int] | None = None) -> Candidate:
+    """A disaggregated candidate: prefill row i at column j, decode row k at column m."""
+    w = ci.problem.workload
+    g_p = int(pre.la.gpus_per_instance[i])
+    g_d = int(dec.la.gpus_per_instance[k])
+    r_p, r_d = float(pre.inst_req_s[i, j]), float(dec.inst_req_s[k, m])
+    per_gpu = w.osl_tokens / (g_p / r_p + g_d / r_d)
+    B = float(dec.B[k, m])
+    slots = int(dec.la.dp[k] * dec.la.pp[k])
+    n_d = _instances(ci, g_d, per_gpu * (g_p / r_p + g_d / r_d) / (g_d / r_d), B, slots)
+    if ci.problem.gpu_budget and not ci.problem.workload.concurrency and not ci.problem.requirements.min_output_tok_s:
+        # Split the budget in the ratio of GPU-seconds per request.
+        share = (g_d / r_d) / (g_p / r_p + g_d / r_d)
+        n_d = max(1, int(ci.problem.gpu_budget * share // g_d))
+    n_p = max(1, math.ceil(n_d * r_d / r_p - 1e-9))
+    if fixed is not None:
+        n_p, n_d = fixed
+    gpus = n_p * g_p + n_d * g_d
+    total_out = min(n_d * r_d, n_p * r_p) * w.osl_tokens
+    c = Candidate(mode=Mode.DISAGGREGATED, prefill=_layout(pre.la, i, n_p), decode=_layout(dec.la, k, n_d),
+                  decode_B=B, prefill_B=float(pre.B[i, j]), gpus_total=gpus,
+                  ttft_s=float(np.broadcast_to(pre.ttft, pre.B.shape)[i, j]),
+                  tpot_s=float(np.broadcast_to(dec.tpot, dec.B.shape)[k, m]),
+                  output_tok_s_per_gpu=total_out / gpus, input_tok_s_per_gpu=total_out / gpus * w.isl_tokens / w.osl_tokens,
+                  output_tok_s=total_out, concurrency=B * slots * n_d,
+                  max_concurrency=float(dec.max_b[k]) * slots * n_d)
+    return _with_requirements(ci, c)
+
+
+def _rank_key(objective: Objective):
+    if objective is Objective.MIN_GPUS:
+        return lambda c: (not c.feasible, c.gpus_total, -(c.output_tok_s_per_gpu or 0.0))
+    return lambda c: (not c.feasible, -((c.output_tok_s_per_gpu if c.output_tok_s_per_gpu is not None
+                                          else c.input_tok_s_per_gpu) or 0.0), c.gpus_total)
+
+
+def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: Objective):
+    """Ranked (best first, requirement misses after), pruned (no feasible point, with reasons)
+    and the Pareto frontier."""
+    ranked: list[Candidate] = []
+    pruned: list[Candidate] = []
+    picks = {}
+    for t in tables:
+        col, feasible, ok = best_per_row(t, ci)
+        picks[t.mode] = (t, col, ok)
+        if t.mode in (Mode.PREFILL_ONLY, Mode.DECODE_ONLY) and len(tables) > 1:
+            continue  # in full serving these tables only feed the disaggregated pairs
+        rows = np.nonzero(col >= 0)[0]
+        order = rows[np.argsort(-t.metric[rows, col[rows]], kind="stable")][:TOP]
+        ranked += [_single(ci, t, int(i), int(col[i])) for i in order]
+        missed = np.nonzero(col < 0)[0]
+        tempting = missed[np.argsort(-np.max(t.metric[missed], axis=1), kind="stable")][:TOP]
+        for i in tempting:
+            j = int(np.argmax(t.metric[i]))
+            pruned.append(_single(ci, t, int(i), j, _miss_reason(t, ci, int(i), ok)))
+    if len(tables) > 1:
+        pre, pcol, _ = picks[Mode.PREFILL_ONLY]
+        dec, dcol, _ = picks[Mode.DECODE_ONLY]
+        prows, drows = np.nonzero(pcol >= 0)[0], np.nonzero(dcol >= 0)[0]
+        if len(prows) and len(drows):
+            best_p = prows[np.argmax(pre.metric[prows, pcol[prows]])]
+            order = drows[np.argsort(-dec.metric[drows, dcol[drows]], kind="stable")][:TOP]
+            ranked += [_pair(ci, pre, int(best_p), int(pcol[best_p]), dec, int(k), int(dcol[k])) for k in order]
+    ranked.sort(key=_rank_key(objective))
+    pareto = _pareto(ci, tables[0], picks[tables[0].mode])
+    return ranked, pruned, pareto
+
+
+def _pareto(ci: CostInputs, t: PointTable, pick) -> list[Candidate]:
+    """Feasible points not beaten on both tokens/s per GPU and tokens/s per user (1/TPOT)."""
+    if t.tpot is None:
+        return []
+    _, _, ok = pick
+    feasible = ok[Rule.MEMORY] & ok[Rule.TTFT] & ok[Rule.TPOT] & ~t.invalid
+    rows, cols = np.nonzero(feasible)
+    if not len(rows):
+        return []
+    x = t.metric[rows, cols]
+    y = 1.0 / np.broadcast_to(t.tpot, t.B.shape)[rows, cols]
+    order = np.lexsort((-x, -y))
+    frontier, best_x = [], -np.inf
+    for idx in order:
+        if x[idx] > best_x * (1 + 1e-9):
+            frontier.append(idx)
+            best_x = x[idx]
+    frontier = frontier[:: max(1, len(frontier) // 24)]
+    return [_single(ci, t, int(rows[f]), int(cols[f])) for f in frontier]

@@ -1,0 +1,106 @@
+"""The search (DESIGN.md section 5): every legal layout x operating point, vectorized.
+
+Per layout the best feasible operating point is kept; infeasible layouts keep the typed reason
+of their nearest miss. Aggregated and disaggregated serving are both searched and compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.layer import Par
+from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
+from meshplan.search.candidate import Candidate
+from meshplan.search.grid import B_GRID, PREFILL_B_GRID, concurrency_grid, with_limit
+from meshplan.search.objectives import Mode, Objective
+from meshplan.search.pick import PointTable, best_per_row, candidates_from_table
+from meshplan.specs.problem import Problem
+from meshplan.specs.workload import Phase
+from meshplan.strategy.space import LayoutArrays, enumerate_layouts
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SearchResult:
+    """Everything the plan needs to explain itself."""
+
+    problem: Problem
+    objective: Objective
+    ranked: tuple[Candidate, ...]
+    """Feasible candidates, best first (one per layout or layout pair)."""
+    pruned: tuple[Candidate, ...]
+    """Infeasible layouts, each with the reason of its nearest miss."""
+    pareto: tuple[Candidate, ...]
+    """Frontier of tokens/s per GPU against tokens/s per user (feasible points)."""
+    num_layouts: int
+    num_points: int
+
+    @property
+    def best(self) -> Candidate | None:
+        return self.ranked[0] if self.ranked else None
+
+
+def _par(la: LayoutArrays) -> Par:
+    c = lambda x: x.astype(float)[:, None]  # noqa: E731
+    return Par.of(c(la.tp), c(la.dp), c(la.ep), c(la.etp), c(la.pp))
+
+
+def _decode_points(ci: CostInputs, la: LayoutArrays, par: Par, budget: int | None):
+    w = ci.problem.workload
+    probe = decode_cost(ci, par, np.ones((len(la), 1)))
+    max_b = probe.max_B[:, 0]
+    if w.concurrency:
+        max_inst = np.floor((budget or 2**20) / la.gpus_per_instance).astype(float)
+        grid = concurrency_grid(w.concurrency, (la.dp * la.pp).astype(float), np.maximum(max_inst, 1.0))
+        grid = np.where(np.isnan(grid), 1.0, grid), np.isnan(grid)
+    else:
+        grid = with_limit(B_GRID, max_b), None
+    return decode_cost(ci, par, grid[0]), grid[1], max_b
+
+
+def one_layout(tp: int, dp: int, pp: int, ep: int, etp: int) -> LayoutArrays:
+    """A single layout as arrays, to evaluate it with the search's own machinery."""
+    a = lambda v: np.array([v], dtype=np.int64)  # noqa: E731
+    return LayoutArrays(tp=a(tp), dp=a(dp), pp=a(pp), ep=a(ep), etp=a(etp))
+
+
+def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
+           progress: Progress | None = None, layouts: LayoutArrays | None = None) -> SearchResult:
+    """Search every legal layout for each serving mode the problem's phase allows (or only
+    ``layouts``, which is how a named strategy is evaluated)."""
+    say = progress or (lambda _msg: None)
+    ci = CostInputs.from_problem(problem)
+    cap = problem.gpu_budget or problem.assumptions.search_max_gpus_per_instance
+    la = layouts if layouts is not None else enumerate_layouts(problem.model, problem.gpu, cap)
+    say(f"{len(la)} legal instance layouts (up to {cap} GPUs each)")
+    par = _par(la)
+    tables: list[PointTable] = []
+    points = 0
+    if problem.phase in (Phase.DECODE, Phase.BOTH):
+        dec, invalid, max_b = _decode_points(ci, la, par, problem.gpu_budget)
+        points += dec.B.size
+        say(f"decode: {dec.B.size} operating points evaluated")
+    if problem.phase in (Phase.PREFILL, Phase.BOTH):
+        pre = prefill_cost(ci, par, np.broadcast_to(PREFILL_B_GRID, (len(la), len(PREFILL_B_GRID))))
+        points += pre.B.size
+        say(f"prefill: {pre.B.size} operating points evaluated")
+    if problem.phase is Phase.DECODE:
+        tables.append(PointTable.decode(ci, la, dec, invalid))
+    elif problem.phase is Phase.PREFILL:
+        tables.append(PointTable.prefill(ci, la, pre, None))
+    else:
+        chunk_b = problem.assumptions.prefill_chunk_tokens / problem.workload.isl_tokens
+        chunk = prefill_cost(ci, par, np.full((len(la), 1), chunk_b))
+        serving = aggregated(ci, par, dec, chunk)
+        tables.append(PointTable.aggregated(ci, la, dec, serving, invalid))
+        tables.append(PointTable.prefill(ci, la, pre, kv_transfer_s(ci, par)))
+        tables.append(PointTable.decode(ci, la, dec, invalid))
+        say("aggregated and disaggregated serving compared")
+    ranked, pruned, pareto = candidates_from_table(ci, tables, objective)
+    return SearchResult(problem=problem, objective=objective, ranked=tuple(ranked), pruned=tuple(pruned),
+                        pareto=tuple(pareto), num_layouts=len(la), num_points=points)

@@ -1,0 +1,1 @@
+"""Layer 0: the inputs (model, hardware, workload, requirements), frozen and validated."""

@@ -1,0 +1,161 @@
+"""The model: the structure that decides memory, FLOPs and what can be split how.
+
+Letters used in docstrings (after jax-ml/scaling-book's legend): L layers, D hidden size,
+N query heads, K KV heads, H head dim, F dense FFN size, E routed experts, k top-k, Fe expert FFN
+size, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field, model_validator
+
+from meshplan.specs.base import Spec
+
+
+class AttentionKind(StrEnum):
+    """MHA: K == N. GQA: K < N query heads share K KV heads (MQA is K = 1). MLA: DeepSeek's
+    multi-head latent attention, which caches one compressed latent per token (DeepSeek-V2
+    paper, arXiv:2405.04434, section 2.1)."""
+
+    MHA = "mha"
+    GQA = "gqa"
+    MLA = "mla"
+
+
+class RouterScoring(StrEnum):
+    """How the router turns logits into expert weights: softmax (Mixtral, Qwen3-MoE) or
+    sigmoid (DeepSeek-V3, Kimi-K2)."""
+
+    SOFTMAX = "softmax"
+    SIGMOID = "sigmoid"
+
+
+class LayerKind(StrEnum):
+    """A decoder layer has attention and then a dense FFN or a MoE block."""
+
+    DENSE = "dense"
+    MOE = "moe"
+
+
+class ModelSpec(Spec):
+    """A decoder-only transformer, dense or Mixture-of-Experts."""
+
+    name: str
+    """Catalog key or a name for people."""
+    num_layers: int = Field(gt=0)
+    """L: decoder layers (DeepSeek's multi-token-prediction module is not counted)."""
+    hidden_size: int = Field(gt=0)
+    """D: width of the residual stream."""
+    num_heads: int = Field(gt=0)
+    """N: query heads."""
+    num_kv_heads: int = Field(gt=0)
+    """K: key/value heads (equal to N for MHA and MLA)."""
+    head_dim: int = Field(gt=0)
+    """H: per-head dimension of queries and keys (for MLA: qk_nope + qk_rope)."""
+    attention: AttentionKind
+    """MHA, GQA or MLA."""
+    q_lora_rank: int = Field(default=0, ge=0)
+    """MLA: rank of the query compression; 0 means queries are projected directly."""
+    kv_lora_rank: int = Field(default=0, ge=0)
+    """MLA: rank of the compressed KV latent (the part that is cached)."""
+    qk_nope_head_dim: int = Field(default=0, ge=0)
+    """MLA: per-head query/key dims without rotary embedding."""
+    qk_rope_head_dim: int = Field(default=0, ge=0)
+    """MLA: rotary dims, shared by all heads for keys and cached beside the latent."""
+    v_head_dim: int = Field(default=0, ge=0)
+    """MLA: per-head value dims. 0 means equal to head_dim."""
+    attention_bias: bool = False
+    """QKV and output projections carry biases (GPT-OSS)."""
+    num_window_layers: int = Field(default=0, ge=0)
+    """Layers whose attention sees at most window_tokens past tokens (GPT-OSS sliding window,
+    Llama-4 chunked attention): their KV cache stops growing at the window."""
+    window_tokens: int = Field(default=0, ge=0)
+    """Attention window of those layers in tokens."""
+    ffn_size: int = Field(default=0, ge=0)
+    """F: intermediate size of the dense FFN layers (0 when every layer is MoE)."""
+    gated_ffn: bool = True
+    """SwiGLU-style FFN with gate, up and down matrices (3 D x F); False for 2 matrices."""
+    vocab_size: int = Field(gt=0)
+    """V: vocabulary size."""
+    tie_embeddings: bool = False
+    """The LM head reuses the embedding matrix."""
+    num_experts: int = Field(default=0, ge=0)
+    """E: routed experts per MoE layer; 0 for a dense model."""
+    top_k: int = Field(default=0, ge=0)
+    """k: routed experts each token goes to."""
+    expert_ffn_size: int = Field(default=0, ge=0)
+    """Fe: intermediate size of one routed expert."""
+    num_shared_experts: int = Field(default=0, ge=0)
+    """Experts every token goes to, beside the routed ones (DeepSeek, Kimi, Llama-4)."""
+    shared_expert_ffn_size: int = Field(default=0, ge=0)
+    """Intermediate size of one shared expert (0 means equal to expert_ffn_size)."""
+    expert_bias: bool = False
+    """Expert matrices carry biases (GPT-OSS)."""
+    first_dense_layers: int = Field(default=0, ge=0)
+    """MoE models: the first layers that use a dense FFN instead (DeepSeek-V3: 3)."""
+    moe_layer_step: int = Field(default=1, ge=1)
+    """MoE models: every moe_layer_step-th layer after the dense ones is MoE, the others dense
+    (Llama-4 Maverick: 2)."""
+    router_scoring: RouterScoring = RouterScoring.SOFTMAX
+    """How router logits become expert weights."""
+    declared_params: float | None = Field(default=None, gt=0)
+    """A parameter count someone stated (a problem file's "10B"); cross-checked, never used."""
+    published_params: float | None = Field(default=None, gt=0)
+    """The publisher's total parameter count, for catalog tests."""
+    source: str = ""
+    """Where the structure came from (a config.json path, a problem file)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelSpec":
+        if self.num_heads % self.num_kv_heads != 0:
+            raise ValueError(f"num_kv_heads = {self.num_kv_heads}: must divide num_heads = {self.num_heads} "
+                             "(each KV head serves a whole group of query heads)")
+        if self.attention is AttentionKind.MLA and (self.kv_lora_rank == 0 or self.qk_rope_head_dim == 0):
+            raise ValueError("attention = mla: needs kv_lora_rank and qk_rope_head_dim > 0")
+        if self.num_experts:
+            if not 0 < self.top_k <= self.num_experts:
+                raise ValueError(f"top_k = {self.top_k}: must be between 1 and num_experts = {self.num_experts}")
+            if self.expert_ffn_size == 0:
+                raise ValueError("expert_ffn_size = 0: a MoE model needs the routed experts' FFN size")
+        if self.num_window_layers > self.num_layers:
+            raise ValueError(f"num_window_layers = {self.num_window_layers}: more than num_layers = {self.num_layers}")
+        if self.num_window_layers and not self.window_tokens:
+            raise ValueError("window_tokens = 0: layers with a window need its size")
+        if self.ffn_size == 0 and LayerKind.DENSE in self.layer_kinds:
+            raise ValueError("ffn_size = 0: the model has dense FFN layers, which need their size")
+        return self
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def layer_kinds(self) -> tuple[LayerKind, ...]:
+        """The kind of every layer in order. MoE layer i (counting from 0): i >= first_dense_layers
+        and (i - first_dense_layers + 1) % moe_layer_step == 0 (Llama-4's interleave puts MoE on
+        layers 1, 3, 5, ... for a step of 2; HF transformers modeling_llama4)."""
+        if not self.is_moe:
+            return (LayerKind.DENSE,) * self.num_layers
+        kinds = []
+        for i in range(self.num_layers):
+            j = i - self.first_dense_layers
+            kinds.append(LayerKind.MOE if j >= 0 and (j + 1) % self.moe_layer_step == 0 else LayerKind.DENSE)
+        return tuple(kinds)
+
+    @property
+    def num_moe_layers(self) -> int:
+        return sum(1 for k in self.layer_kinds if k is LayerKind.MOE)
+
+    @property
+    def num_dense_layers(self) -> int:
+        return self.num_layers - self.num_moe_layers
+
+    @property
+    def value_head_dim(self) -> int:
+        return self.v_head_dim or self.head_dim
+
+    @property
+    def shared_ffn_size(self) -> int:
+        return self.shared_expert_ffn_size or self.expert_ffn_size

@@ -1,0 +1,99 @@
+"""Parameter counts by part, from the structure alone.
+
+Formulas follow the Hugging Face transformers implementations of each family (LlamaAttention,
+DeepseekV3Attention for MLA, MixtralSparseMoeBlock, GptOssExperts); norms are counted, rotary
+tables are not (they are buffers, not parameters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meshplan.specs.model import AttentionKind, LayerKind, ModelSpec
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ParamCounts:
+    """Parameters of one model by part (counts, not bytes)."""
+
+    attention_per_layer: float
+    """QKV/latent projections, output projection, their norms and biases."""
+    dense_ffn_per_layer: float
+    """One dense FFN layer (0 when the model has none)."""
+    expert: float
+    """One routed expert."""
+    shared_experts_per_layer: float
+    """All shared experts of one MoE layer."""
+    router_per_layer: float
+    """The gate of one MoE layer (and its bias)."""
+    embedding: float
+    """Input embedding V x D."""
+    lm_head: float
+    """Output projection V x D (0 when tied to the embedding) plus the final norm."""
+    num_dense_layers: int
+    num_moe_layers: int
+    num_experts: int
+    top_k: int
+
+    @property
+    def total(self) -> float:
+        return (self.attention_per_layer * (self.num_dense_layers + self.num_moe_layers)
+                + self.dense_ffn_per_layer * self.num_dense_layers
+                + self.num_moe_layers * (self.expert * self.num_experts + self.shared_experts_per_layer
+                                         + self.router_per_layer)
+                + self.embedding + self.lm_head)
+
+    @property
+    def active(self) -> float:
+        """Parameters one token touches: all but the routed experts it does not choose."""
+        return self.total - self.num_moe_layers * self.expert * (self.num_experts - self.top_k)
+
+
+def attention_params(m: ModelSpec) -> float:
+    """Per layer. GQA/MHA: D*N*H (q) + 2*D*K*H (k, v) + N*H*D (o), plus two RMSNorms (2*D).
+    MLA (DeepSeek-V2 paper eq. 9-14): q_a D*q_r, q_b q_r*N*(nope+rope) (or D*N*(nope+rope)
+    without q compression), kv_a D*(kv_r+rope), kv_b kv_r*N*(nope+v), o N*v*D, plus the latent
+    norms (q_r + kv_r)."""
+    d, n, k, h = m.hidden_size, m.num_heads, m.num_kv_heads, m.head_dim
+    norms = 2 * d
+    if m.attention is AttentionKind.MLA:
+        qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+        q = (d * m.q_lora_rank + m.q_lora_rank + m.q_lora_rank * n * qk) if m.q_lora_rank else d * n * qk
+        kv = d * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank
+        kv += m.kv_lora_rank * n * (m.qk_nope_head_dim + m.value_head_dim)
+        o = n * m.value_head_dim * d
+        return q + kv + o + norms
+    params = d * n * h + 2 * d * k * h + n * h * d
+    if m.attention_bias:
+        params += (n + 2 * k) * h + d
+    return params + norms
+
+
+def ffn_params(hidden: int, ffn: int, gated: bool, bias: bool = False) -> float:
+    """One FFN: 3*D*F when gated (gate, up, down), else 2*D*F; biases add (2 or 1)*F + D."""
+    mats = 3 if gated else 2
+    params = mats * hidden * ffn
+    if bias:
+        params += (mats - 1) * ffn + hidden
+    return params
+
+
+def count_params(m: ModelSpec) -> ParamCounts:
+    """All parts of ``m``."""
+    kinds = m.layer_kinds
+    num_moe = sum(1 for x in kinds if x is LayerKind.MOE)
+    embedding = m.vocab_size * m.hidden_size
+    return ParamCounts(
+        attention_per_layer=attention_params(m),
+        dense_ffn_per_layer=ffn_params(m.hidden_size, m.ffn_size, m.gated_ffn) if m.ffn_size else 0.0,
+        expert=ffn_params(m.hidden_size, m.expert_ffn_size, m.gated_ffn, m.expert_bias) if m.is_moe else 0.0,
+        shared_experts_per_layer=(m.num_shared_experts * ffn_params(m.hidden_size, m.shared_ffn_size, m.gated_ffn)
+                                  if m.is_moe else 0.0),
+        router_per_layer=(m.hidden_size * m.num_experts + (m.num_experts if m.expert_bias else 0)) if m.is_moe else 0.0,
+        embedding=embedding,
+        lm_head=(0 if m.tie_embeddings else embedding) + m.hidden_size,
+        num_dense_layers=len(kinds) - num_moe,
+        num_moe_layers=num_moe,
+        num_experts=m.num_experts,
+        top_k=m.top_k,
+    )

@@ -1,0 +1,71 @@
+"""What the deployment must serve (workload) and how well (requirements)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field, model_validator
+
+from meshplan.specs.base import Spec
+
+
+class Phase(StrEnum):
+    """Which part of serving to plan: prompt processing, token generation, or both."""
+
+    PREFILL = "prefill"
+    DECODE = "decode"
+    BOTH = "both"
+
+
+class WorkloadSpec(Spec):
+    """Request shapes and load. Lengths are in tokens; a range is planned at its mean and sized
+    for memory at its maximum."""
+
+    isl_tokens: float = Field(gt=0)
+    """Mean input (prompt) length."""
+    isl_max_tokens: float = Field(gt=0)
+    """Longest input; memory is sized for it."""
+    osl_tokens: float = Field(gt=0)
+    """Mean output length."""
+    osl_max_tokens: float = Field(gt=0)
+    """Longest output; memory is sized for it."""
+    concurrency: int | None = Field(default=None, gt=0)
+    """Requests in flight across the whole deployment; None lets meshplan pick the
+    concurrency that gives the most tokens/s per GPU within memory and the requirements."""
+    request_rate_per_s: float | None = Field(default=None, gt=0)
+    """Arrival rate of requests for the whole deployment (adds queueing to TTFT)."""
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "WorkloadSpec":
+        if self.isl_max_tokens < self.isl_tokens:
+            raise ValueError(f"isl_max_tokens = {self.isl_max_tokens}: below the mean isl_tokens = {self.isl_tokens}")
+        if self.osl_max_tokens < self.osl_tokens:
+            raise ValueError(f"osl_max_tokens = {self.osl_max_tokens}: below the mean osl_tokens = {self.osl_tokens}")
+        return self
+
+    @property
+    def decode_context_tokens(self) -> float:
+        """Mean tokens in the KV cache of a decoding request: the prompt plus half the output."""
+        return self.isl_tokens + self.osl_tokens / 2
+
+    @property
+    def max_context_tokens(self) -> float:
+        return self.isl_max_tokens + self.osl_max_tokens
+
+
+class Requirements(Spec):
+    """Service-level targets. None means no target."""
+
+    ttft_s: float | None = Field(default=None, gt=0)
+    """Longest acceptable time to first token (mean)."""
+    tpot_s: float | None = Field(default=None, gt=0)
+    """Longest acceptable time per output token after the first (mean)."""
+    min_output_tok_s_per_gpu: float | None = Field(default=None, gt=0)
+    """Output tokens per second per GPU that the deployment must sustain."""
+    min_input_tok_s_per_gpu: float | None = Field(default=None, gt=0)
+    """Prompt tokens per second per GPU (prefill capacity)."""
+    min_output_tok_s: float | None = Field(default=None, gt=0)
+    """Output tokens per second of the whole deployment (sizes the GPU count)."""
+    memory_headroom: float = Field(default=0.9, gt=0, le=1)
+    """Fraction of each GPU's memory a plan may use. Default 0.9, vLLM's default
+    gpu_memory_utilization (vllm/engine/arg_utils.py); the seed's plans use 0.8."""

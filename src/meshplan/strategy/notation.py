@@ -1,0 +1,128 @@
+"""Foreign notations <-> Layout, in one place (DESIGN.md section 3).
+
+Facts (engine source read via public repositories, 2025-2026 snapshots):
+- vLLM: ``-tp t -dp d`` gives attention tp = t and attention dp = d (each dp rank is an engine
+  with its own KV cache). With ``--enable-expert-parallel`` ep = t*d and etp = 1; without it the
+  experts are tensor-parallel over all t*d GPUs (ep = 1, etp = t*d) (vllm fused_moe/config.py,
+  FusedMoEParallelConfig.make). ep > 1 with etp > 1 cannot be expressed.
+- SGLang: ``--tp-size W`` counts every GPU of a stage. With ``--enable-dp-attention --dp-size d``
+  attention tp = W/d and attention dp = d (d must divide W); MoE ep = ``--ep-size`` (default 1)
+  and moe tp = W/ep (sglang distributed/parallel_state.py).
+- TensorRT-LLM: ``tensor_parallel_size`` counts every GPU of a stage; ``moe_expert_parallel_size``
+  x ``moe_tensor_parallel_size`` must equal it; ``enable_attention_dp`` makes attention tp = 1 and
+  attention dp = tensor_parallel_size (tensorrt_llm mapping.py).
+- Megatron-Core: tensor/pipeline/expert model parallel sizes map directly; expert tensor
+  parallel defaults to tp; expert data parallel = world / (etp * ep * pp) (parallel_state.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshplan.errors import SpecError
+from meshplan.specs.model import ModelSpec
+from meshplan.specs.problem import SeedStrategy
+from meshplan.strategy.layout import Layout
+
+
+def to_vllm(lay: Layout) -> dict[str, Any]:
+    """vLLM flags for one instance, or a ValueError with the reason it cannot be expressed."""
+    if lay.ep > 1 and lay.etp > 1:
+        raise ValueError(f"vLLM cannot express ep {lay.ep} with etp {lay.etp}: its MoE is either all-EP or all-TP")
+    if lay.ep > 1 and lay.ep != lay.tp * lay.dp:
+        raise ValueError(f"vLLM's expert parallel always spans tp*dp = {lay.tp * lay.dp} GPUs, not ep {lay.ep}")
+    return {"tensor_parallel_size": lay.tp, "data_parallel_size": lay.dp, "pipeline_parallel_size": lay.pp,
+            "enable_expert_parallel": lay.ep > 1}
+
+
+def from_vllm(tp: int, dp: int = 1, pp: int = 1, enable_expert_parallel: bool = False) -> Layout:
+    g = tp * dp
+    return Layout(pp=pp, tp=tp, dp=dp, ep=g if enable_expert_parallel else 1, etp=1 if enable_expert_parallel else g)
+
+
+def to_sglang(lay: Layout) -> dict[str, Any]:
+    g = lay.tp * lay.dp
+    return {"tp_size": g, "dp_size": lay.dp, "enable_dp_attention": lay.dp > 1, "ep_size": lay.ep,
+            "pp_size": lay.pp}
+
+
+def from_sglang(tp_size: int, dp_size: int = 1, enable_dp_attention: bool = False, ep_size: int = 1,
+                pp_size: int = 1) -> Layout:
+    if enable_dp_attention:
+        if tp_size % dp_size:
+            raise SpecError("--dp-size", dp_size, f"must divide --tp-size {tp_size} (SGLang asserts it)")
+        tp, dp = tp_size // dp_size, dp_size
+    else:
+        tp, dp = tp_size, 1
+    if tp_size % ep_size:
+        raise SpecError("--ep-size", ep_size, f"must divide --tp-size {tp_size}")
+    return Layout(pp=pp_size, tp=tp, dp=dp, ep=ep_size, etp=tp_size // ep_size)
+
+
+def to_trtllm(lay: Layout) -> dict[str, Any]:
+    if lay.dp > 1 and lay.tp > 1:
+        raise ValueError(f"TensorRT-LLM's attention dp is all-or-nothing: tp {lay.tp} with attention dp {lay.dp} "
+                         "cannot be expressed")
+    g = lay.tp * lay.dp
+    return {"tensor_parallel_size": g, "pipeline_parallel_size": lay.pp, "enable_attention_dp": lay.dp > 1,
+            "moe_expert_parallel_size": lay.ep, "moe_tensor_parallel_size": lay.etp}
+
+
+def from_trtllm(tensor_parallel_size: int, pipeline_parallel_size: int = 1, enable_attention_dp: bool = False,
+                moe_expert_parallel_size: int = 1, moe_tensor_parallel_size: int | None = None) -> Layout:
+    g = tensor_parallel_size
+    etp = moe_tensor_parallel_size or g // moe_expert_parallel_size
+    return Layout(pp=pipeline_parallel_size, tp=1 if enable_attention_dp else g, dp=g if enable_attention_dp else 1,
+                  ep=moe_expert_parallel_size, etp=etp)
+
+
+def to_megatron(lay: Layout) -> dict[str, Any]:
+    return {"tensor_model_parallel_size": lay.tp, "pipeline_model_parallel_size": lay.pp,
+            "expert_model_parallel_size": lay.ep, "expert_tensor_parallel_size": lay.etp,
+            "data_parallel_size": lay.dp * lay.instances,
+            "expert_data_parallel_size": lay.gpus // (lay.etp * lay.ep * lay.pp)}
+
+
+def to_seed(lay: Layout) -> dict[str, int]:
+    """The seed's DP/TP/PP/EP with DP meaning independent instances, and the GPU total."""
+    return {"DP": lay.instances, "TP": lay.tp, "PP": lay.pp, "EP": lay.ep, "GPUs": lay.gpus}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SeedReading:
+    """A consistent reading of a seed-notation layout, and what in the text disagrees."""
+
+    layout: Layout
+    consistent: bool
+    findings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layout": str(self.layout), "consistent": self.consistent, "findings": list(self.findings)}
+
+
+def from_seed(s: SeedStrategy, model: ModelSpec) -> SeedReading:
+    """Read the seed's DP/TP/PP/EP (+ GPU total). The seed mixes attention data parallel inside
+    an instance with replicas; meshplan reads its DP as attention dp when tp*dp can fold onto
+    ep (tp*dp = ep*etp), and says when the stated GPU total disagrees, offering the reading that
+    matches the total: dp = GPUs / (tp*pp) with etp = tp*dp/ep."""
+    tp, pp, dp, ep = s.tp or 1, s.pp or 1, s.dp or 1, s.ep or 1
+    findings = []
+    product = tp * pp * dp
+    if s.gpus is not None and product != s.gpus:
+        findings.append(f"TP{tp} x PP{pp} x DP{dp} = {product}, not the {s.gpus} GPUs stated")
+    if s.gpus is not None and product != s.gpus and s.gpus % (tp * pp) == 0:
+        dp_fit = s.gpus // (tp * pp)
+        if model.is_moe and (tp * dp_fit) % ep == 0:
+            lay = Layout(pp=pp, tp=tp, dp=dp_fit, ep=ep, etp=tp * dp_fit // ep)
+            findings.append(f"consistent reading with {s.gpus} GPUs: attention dp {dp_fit} (not {dp}), "
+                            f"tp {tp} x dp {dp_fit} = ep {ep} x etp {lay.etp}, pp {pp}")
+            return SeedReading(layout=lay, consistent=False, findings=tuple(findings))
+    if model.is_moe and (tp * dp) % ep == 0:
+        lay = Layout(pp=pp, tp=tp, dp=dp, ep=ep, etp=tp * dp // ep)
+    elif model.is_moe and ep % tp == 0:
+        lay = Layout(instances=dp, pp=pp, tp=tp, dp=ep // tp, ep=ep, etp=1)
+        findings.append(f"DP{dp} read as {dp} independent instances; EP{ep} folds onto tp {tp} x attention dp {ep // tp}")
+    else:
+        lay = Layout(instances=dp, pp=pp, tp=tp)
+    return SeedReading(layout=lay, consistent=not findings, findings=tuple(findings))

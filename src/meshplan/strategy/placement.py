@@ -1,0 +1,41 @@
+"""Where ranks sit on nodes, and which link tier each group's traffic uses.
+
+Ranks fill nodes in order (GPU id = rank, node = rank // GPUs per node), so with the axis order
+of strategy.mesh the tensor-parallel groups (innermost) stay inside a node whenever tp divides
+the node size, and expert-parallel groups span nodes only when a stage is wider than a node.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import numpy as np
+
+
+class LinkTier(StrEnum):
+    """Scale-up (NVLink inside a node) or scale-out (NIC across nodes)."""
+
+    INTRA = "intra_node"
+    INTER = "inter_node"
+
+
+def node_of(rank: int, gpus_per_node: int) -> int:
+    return rank // gpus_per_node
+
+
+def contiguous_group_crosses(size, gpus_per_node):
+    """A contiguous group of ``size`` ranks aligned to multiples of its size leaves its node
+    unless size divides the node size. Works on arrays."""
+    return np.asarray(gpus_per_node % np.asarray(size) != 0)
+
+
+def stage_on_node_fraction(gpus_per_stage, gpus_per_node):
+    """Share of a stage's GPUs that sit on the same node as a given GPU of that stage:
+    1 when the stage fits in (and aligns with) a node, else node size / stage size."""
+    g = np.asarray(gpus_per_stage, dtype=float)
+    return np.where(gpus_per_node % g == 0, 1.0, np.minimum(1.0, gpus_per_node / g))
+
+
+def pp_crosses(gpus_per_stage, gpus_per_instance, gpus_per_node):
+    """Pipeline send/recv leaves the node unless the whole instance fits in an aligned node."""
+    return np.asarray((gpus_per_node % np.asarray(gpus_per_instance) != 0))

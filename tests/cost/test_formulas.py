@@ -1,0 +1,43 @@
+"""Hand-computed cases for the cost formulas."""
+
+import math
+
+import numpy as np
+
+from meshplan.cost.imbalance import active_expert_fraction, distinct_remote_ranks, max_load_factor
+from meshplan.cost.roofline import compute_op, ring_factor
+
+
+def test_roofline_takes_the_slower_side_plus_overhead():
+    # 1e12 FLOP at 1e15 FLOP/s = 1 ms; 1e9 bytes at 1e12 B/s = 1 ms + ... pick bytes 2e9 -> 2 ms.
+    op = compute_op("x", 1e12, 2e9, 1e15, 1e12, 5e-6, kernels=2)
+    assert math.isclose(float(op.time_s), 2e-3 + 10e-6)
+
+
+def test_ring_factors():
+    # all-reduce over 8: 2*7/8 = 1.75; all-gather over 4: 3/4.
+    assert float(ring_factor(8, "all_reduce")) == 1.75
+    assert float(ring_factor(4, "all_gather")) == 0.75
+
+
+def test_max_load_factor_hand_value():
+    # 1 + sqrt(2 * 8 * ln 8 / 4096) = 1 + sqrt(0.0081225) = 1.090125
+    assert math.isclose(float(max_load_factor(4096, 8)), 1 + math.sqrt(2 * 8 * math.log(8) / 4096))
+    assert float(max_load_factor(100, 1)) == 1.0
+
+
+def test_active_experts_and_remote_ranks():
+    # One token, top-8 of 256: 1 - (1 - 8/256)^1 = 8/256.
+    assert math.isclose(float(active_expert_fraction(1, 256, 8)), 8 / 256)
+    # ep 8, top-8: (8-1) * (1 - (7/8)^8) = 7 * 0.656391 = 4.594737
+    assert math.isclose(float(distinct_remote_ranks(8, 8)), 7 * (1 - (7 / 8) ** 8))
+    assert float(distinct_remote_ranks(1, 8)) == 0.0
+
+
+def test_decode_kv_bound_on_seed():
+    # Seed card: 1.8 TB/s * 0.8 = 1.44e12 B/s; mean context 5184 + 1024/2 = 5696 tokens;
+    # 32,768 B/token -> 1.44e12 / (5696 * 32768) = 7,715.1 tokens/s per GPU.
+    from meshplan.cost.inputs import CostInputs
+    from meshplan.io.problem_file import load_problem
+    from meshplan.plan.plan import decode_kv_bound
+    assert math.isclose(decode_kv_bound(CostInputs.from_problem(load_problem(None))), 1.44e12 / (5696 * 32768))

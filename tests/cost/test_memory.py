@@ -1,0 +1,66 @@
+"""KV cache and memory: hand-computed cases and invariants over the catalog."""
+
+import numpy as np
+import pytest
+
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.layer import Par
+from meshplan.cost.memory import kv_bytes_per_token
+from meshplan.cost.serving import decode_cost
+from meshplan.io.catalog import model_keys
+from meshplan.io.problem_file import problem_from_raw
+
+
+def _ci(model, gpu="h100-sxm", weights="bf16", kv="bf16", isl=1000, osl=1000):
+    return CostInputs.from_problem(problem_from_raw({
+        "model": model, "gpu": gpu, "precision": {"weights": weights, "kv_cache": kv},
+        "workload": {"isl": isl, "osl": osl}}))
+
+
+def test_kv_bytes_per_token_deepseek_v3_bf16():
+    # MLA caches the latent plus the rope key: (512 + 64) * 61 layers * 2 bytes = 70,272.
+    assert kv_bytes_per_token(_ci("deepseek-v3")) == 70_272
+
+
+def test_kv_bytes_per_token_llama_70b_bf16():
+    # GQA: 2 (K, V) * 80 layers * 8 KV heads * 128 dims * 2 bytes = 327,680.
+    assert kv_bytes_per_token(_ci("llama-3.1-70b")) == 327_680
+
+
+def test_seed_kv_for_128_sequences_of_10240_tokens_is_40_gib():
+    # DESIGN.md section 1: 2 * 16 layers * 16 heads * 32 dims * 2 bytes = 32,768 bytes per token;
+    # 128 * 10,240 * 32,768 = 42,949,672,960 bytes = 40 GiB.
+    from meshplan.io.problem_file import load_problem
+    ci = CostInputs.from_problem(load_problem(None))
+    assert kv_bytes_per_token(ci) * 128 * 10240 == 40 * 2**30
+
+
+@pytest.mark.parametrize("key", model_keys())
+def test_memory_parts_add_up_and_more_tp_never_raises_weights(key):
+    ci = _ci(key, gpu="b200")
+    m = ci.model
+    previous = None
+    for tp in (1, 2, 4, 8):
+        if m.num_heads % tp:
+            continue
+        dp = 1
+        ep = tp * dp if m.is_moe else 1
+        d = decode_cost(ci, Par.of(tp, dp, ep, 1, 1), np.array([4.0]))
+        mem = d.memory
+        total = mem.weights + mem.kv_cache + mem.activations + mem.reserve
+        assert np.allclose(mem.total, total)
+        if previous is not None:
+            assert np.all(mem.weights <= previous + 1e-6)
+        previous = mem.weights
+
+
+@pytest.mark.parametrize("key", model_keys())
+def test_max_concurrency_falls_as_context_grows(key):
+    limits = []
+    for isl in (1000, 8000, 32000):
+        ci = _ci(key, gpu="b200", weights="fp8", isl=isl, osl=1000)
+        tp = 8 if ci.model.num_heads % 8 == 0 else 1
+        par = Par.of(tp, 1, tp if ci.model.is_moe else 1, 1, 1)
+        limits.append(float(decode_cost(ci, par, np.array([1.0])).max_B))
+    assert limits[0] >= limits[1] >= limits[2]
+    assert limits[0] > limits[2] or limits[0] == 0

@@ -1,0 +1,53 @@
+"""Problem files: the shipped seed problems, YAML, and bad input."""
+
+from pathlib import Path
+
+import pytest
+
+from meshplan.errors import SpecError
+from meshplan.io.catalog import CATALOG, load_gpu, load_model
+from meshplan.io.problem_file import load_problem, problem_from_raw
+
+PROBLEMS = Path(str(CATALOG / "problems"))
+
+
+@pytest.mark.parametrize("name", ["seed-10b-moe.md", "qwen3-235b-prefill-decode.md", "qwen3-235b-fixed-strategy.md"])
+def test_seed_format_problems_load(name):
+    p = load_problem(PROBLEMS / name)
+    assert p.model.num_layers in (16, 94)
+
+
+def test_seed_problem_assumptions_are_stated():
+    p = load_problem(None)
+    fields = {n.field for n in p.notes}
+    assert {"model.top_k", "workload.osl"} <= fields
+    assert p.model.top_k == 2 and p.model.declared_params == 10e9
+    assert load_problem(None, {"model": {"top_k": 4}}).model.top_k == 4
+
+
+def test_names_resolve():
+    assert load_model("deepseek-ai/DeepSeek-V3").name == "deepseek-v3"
+    assert load_model("DeepSeek-V3").name == "deepseek-v3"
+    assert load_gpu("H100").name == "h100-sxm"
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"model": "deepseek-v9", "gpu": "h800", "workload": {"isl": 1, "osl": 1}}, "model"),
+    ({"model": "deepseek-v3", "gpu": "h900", "workload": {"isl": 1, "osl": 1}}, "gpu"),
+    ({"model": "deepseek-v3", "gpu": "h800", "workload": {"isl": 0, "osl": 1}}, "workload.isl"),
+    ({"model": "deepseek-v3", "gpu": "h800", "workload": {"isl": 1, "osl": 1, "concurency": 4}}, "workload.concurency"),
+    ({"model": "deepseek-v3", "gpu": "h800", "workload": {"isl": 1, "osl": 1}, "requirements": {"ttft_s": 0}},
+     "requirements.ttft_s"),
+    ({"modle": "deepseek-v3", "gpu": "h800", "workload": {"isl": 1, "osl": 1}}, "modle"),
+])
+def test_bad_input_names_the_field(raw, field):
+    with pytest.raises(SpecError) as err:
+        problem_from_raw(raw)
+    assert err.value.field == field
+
+
+def test_malformed_markdown(tmp_path):
+    f = tmp_path / "bad.md"
+    f.write_text("# nothing here\njust text\n")
+    with pytest.raises(SpecError):
+        load_problem(f)
