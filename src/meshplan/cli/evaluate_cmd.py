@@ -62,13 +62,19 @@ def _objective():
 
 
 def _why_not(c, best) -> str:
+    """Why the search would not pick ``c``: its broken rules, then how it compares with the best."""
+    parts = []
     if c.violations:
-        return "rejected: " + "; ".join(v.message for v in c.violations)
+        parts.append("rejected: " + "; ".join(v.message for v in c.violations))
     if best is None:
-        return "no layout meets every requirement; this one does"
+        return parts[0] if parts else "no layout meets every requirement; this one does"
     a, b = c.output_tok_s_per_gpu, best.output_tok_s_per_gpu
     if a is None or b is None:
         a, b = c.input_tok_s_per_gpu, best.input_tok_s_per_gpu
+    met = "meets every requirement" if best.feasible else "is the closest to the requirements"
     if a is not None and b and a < b * (1 - 1e-6):
-        return f"legal and within requirements, but {1 - a / b:.0%} fewer tokens/s per GPU than the search's best ({best.label}: {b:,.0f} vs {a:,.0f})"
-    return "this is as good as the search's best"
+        parts.append(f"{1 - a / b:.0%} fewer tokens/s per GPU than the search's best, which {met} "
+                     f"({best.label}, {best.gpus_total} GPUs: {b:,.0f} vs {a:,.0f})")
+    elif not parts:
+        parts.append("as good as the search's best")
+    return "; ".join(parts)

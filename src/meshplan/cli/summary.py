@@ -30,11 +30,21 @@ def summary(doc: dict) -> str:
             lines.append(f"  bound: {c['bound']['message']}")
     for n in doc.get("notes", []):
         lines.append(f"  note ({n['field']}): {n['message']}")
+    reading = doc.get("seed_reading")
+    if reading:
+        lines.append(f"  layout as written read as: {reading['layout']}")
+        for f in reading["findings"]:
+            lines.append(f"    - {f}")
     if doc.get("why_not"):
         lines.append(f"  why not: {doc['why_not']}")
     rows = [[c["label"], c["gpus_total"], _n(c["output_tok_s_per_gpu"] if c["output_tok_s_per_gpu"] is not None
                                            else c["input_tok_s_per_gpu"]), _s(c["ttft_s"]), _s(c["tpot_s"]), c["why_lost"]]
             for c in doc.get("runner_ups", [])]
+    frontier = [[c["label"], c["gpus_total"], f"{c['concurrency']:,.0f}", _n(c["output_tok_s_per_gpu"]),
+                 "-" if not c["tpot_s"] else f"{1 / c['tpot_s']:,.1f}"] for c in doc.get("pareto", [])]
+    if doc.get("objective") == "pareto" and frontier:
+        lines += ["", "Pareto frontier (tokens/s per GPU against tokens/s per user):",
+                  table(["candidate", "GPUs", "concurrency", "tok/s/GPU", "tok/s/user"], frontier)]
     if rows:
         lines += ["", "runner-ups:", table(["candidate", "GPUs", "tok/s/GPU", "TTFT", "TPOT", "why it lost"], rows)]
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from meshplan.fidelity.cases import predict_cases
+from meshplan.fidelity.cases import predict_cases, skipped_cases
 from meshplan.report.tables import table
 
 
@@ -20,5 +20,7 @@ def run_validate(path: str | None, json_path: str | None) -> None:
         mid = len(errors) // 2
         median = errors[mid] if len(errors) % 2 else (errors[mid - 1] + errors[mid]) / 2
         click.echo(f"\n{len(rows)} figures; median absolute error {median:.0%}")
+    for case, reason in skipped_cases(path):
+        click.echo(f"not predicted: {case}: {reason}")
     if json_path:
         Path(json_path).write_text(json.dumps([r.__dict__ for r in rows], indent=2) + "\n")

@@ -60,12 +60,33 @@ def _predict(model, gpu, precision, lay: Layout, isl, osl, phase, concurrency=No
     return evaluate_aggregated(problem_from_raw(raw), lay)
 
 
-def predict_cases(path: str | None = None) -> list[CaseRow]:
+SKIP_REASONS = {
+    "mlperf": "the source publishes no mean input length (only a maximum); not guessed",
+    "trt-dsr1-b200-minlat": "speculative decoding (MTP, acceptance not published) is not modelled",
+}
+
+
+def skipped_cases(path: str | None = None) -> list[tuple[str, str]]:
+    """Cases in the file that predict_cases does not predict, with the reason."""
+    data = _load(path)
+    out = []
+    for case in data.get("cases", []):
+        if not _case_rows(case):
+            reason = next((r for key, r in SKIP_REASONS.items() if case["id"].startswith(key)), "no predictable figure")
+            out.append((case["id"], reason))
+    return out
+
+
+def _load(path: str | None) -> dict[str, Any]:
     source = Path(path) if path else CATALOG / "cases" / "published.yaml"
     try:
-        data = yaml.safe_load(Path(str(source)).read_text())
+        return yaml.safe_load(Path(str(source)).read_text())
     except (OSError, yaml.YAMLError) as err:
         raise SpecError("cases", str(source), f"cannot read ({err.__class__.__name__})") from None
+
+
+def predict_cases(path: str | None = None) -> list[CaseRow]:
+    data = _load(path)
     rows: list[CaseRow] = []
     for case in data.get("cases", []):
         rows += _case_rows(case)

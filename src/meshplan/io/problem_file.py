@@ -28,13 +28,16 @@ import yaml
 from pydantic import ValidationError
 
 from meshplan.errors import SpecError, suggest
-from meshplan.io.catalog import load_gpu, load_model
+from meshplan.io.catalog import CATALOG, load_gpu, load_model
 from meshplan.specs.assumptions import CostAssumptions
 from meshplan.specs.dtypes import parse_dtype
 from meshplan.specs.hardware import GpuSpec
 from meshplan.specs.model import ModelSpec
 from meshplan.specs.problem import Note, Precision, Problem, SeedStrategy
 from meshplan.specs.workload import Phase, Requirements, WorkloadSpec
+
+DEFAULT_PROBLEM = CATALOG / "problems" / "seed-10b-moe.md"
+"""The seed's problem, bundled: what every command plans when given no problem."""
 
 TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "workload", "requirements", "phase", "strategy",
             "prefill_strategy", "decode_strategy", "assumptions", "seed_strategy", "notes")
@@ -67,6 +70,9 @@ def read_raw(path: str | Path) -> dict[str, Any]:
     text = p.read_text()
     if p.suffix.lower() in {".md", ".markdown"}:
         from meshplan.io.seed_markdown import read_seed_markdown
+        from meshplan.io.seed_plan import looks_like_plan, read_seed_plan
+        if looks_like_plan(text):
+            return read_seed_plan(text, p.name, read_raw(str(DEFAULT_PROBLEM)))
         raw = read_seed_markdown(text, source=p.name)
     elif p.suffix.lower() == ".json":
         try:
@@ -211,8 +217,6 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
 
 def load_problem(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Problem:
     """A problem from a file (None: the bundled seed problem), with flag overrides merged in."""
-    from meshplan.io.catalog import CATALOG
-
-    source = path if path is not None else str(CATALOG / "problems" / "seed-10b-moe.md")
+    source = path if path is not None else str(DEFAULT_PROBLEM)
     raw = merge(read_raw(source), overrides or {})
     return problem_from_raw(raw)

@@ -69,10 +69,6 @@ def read_seed_markdown(text: str, source: str = "problem.md") -> dict[str, Any]:
     """Parse one seed-format problem into the raw problem mapping (see io.problem_file)."""
     from meshplan.errors import suggest
 
-    first = text.lstrip().splitlines()[0].lower() if text.strip() else ""
-    if first.startswith("#") and "plan" in first and "environment" not in text.lower():
-        raise SpecError("problem", source, "this is a deployment plan, not a problem; check a plan against its "
-                        "problem with `meshplan check` (not built yet), or give the problem file it answers")
     fields = _split(text, source)
     for key, (lineno, value) in fields.items():
         if key not in _KNOWN and not key.startswith("gpus"):

@@ -80,8 +80,11 @@ def phase_dict(ci: CostInputs, c: Candidate, phase: str) -> dict[str, Any] | Non
              "input_tok_s_per_gpu": _f(pc.tok_s_per_gpu), "output_tok_s": None,
              "batch_per_attention_dp_rank": float(c.prefill_B), "max_concurrency": None,
              "context_tokens": w.isl_tokens}
-    d.update(step_s=_f(pc.step_s), gpus=lay.gpus, strategy=strategy_dict(lay, ci.problem),
-             memory_per_gpu_bytes=_memory(pc), operators=_ops(pc))
+    other = "tpot" if phase == "prefill" else "ttft"
+    violations = [v.to_dict() for v in c.violations if v.rule.value != other]
+    d.update(gpus_total=lay.gpus, feasible=not violations, violations=violations,
+             kv_cache_bytes_per_token=kv_bytes_per_token(ci), step_s=_f(pc.step_s),
+             strategy=strategy_dict(lay, ci.problem), memory_per_gpu_bytes=_memory(pc), operators=_ops(pc))
     return d
 
 

@@ -35,7 +35,29 @@ def _notes(problem: Problem) -> list[dict[str, str]]:
             notes.append({"field": "model.declared_params", "message": (
                 f"declared {m.declared_params / 1e9:,.1f}B parameters, but the stated dimensions give "
                 f"{total / 1e9:,.2f}B ({diff:+.0%}); meshplan plans with the structure, not the declared count")})
+    notes += _catalog_differences(m)
     return notes
+
+
+def _catalog_differences(m) -> list[dict[str, str]]:
+    """When a problem names a catalog model but states other dimensions, say which."""
+    from meshplan.errors import SpecError
+    from meshplan.io.catalog import load_model
+
+    if not m.source.endswith(".md"):
+        return []
+    try:
+        ref = load_model(m.name)
+    except SpecError:
+        return []
+    fields = ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim", "num_experts", "top_k",
+              "expert_ffn_size", "vocab_size")
+    diffs = [f"{f} {getattr(m, f)} (catalog {getattr(ref, f)})" for f in fields if getattr(m, f) != getattr(ref, f)]
+    if not diffs:
+        return []
+    return [{"field": "model", "message": (
+        f"'{m.name}' names the catalog model {ref.name}, but the problem states other dimensions: "
+        f"{', '.join(diffs)}; meshplan takes the file as written")}]
 
 
 def _requirement_checks(ci: CostInputs, doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -119,6 +119,15 @@ def render(doc: dict[str, Any]) -> str:
     for c in doc["pruned"]["examples"]:
         out.append(f"| {c['label']} | {c['gpus_total']} | pruned | {'; '.join(v['message'] for v in c['violations'])} |")
     out += ["", f"Search: {doc['search']['layouts']:,} legal layouts, {doc['search']['operating_points']:,} operating points.", ""]
+    if doc.get("pareto"):
+        out += ["## Pareto frontier", "", "Feasible points not beaten on both output tokens/s per GPU and tokens/s "
+                "per user (1/TPOT).", "", "| candidate | GPUs | concurrency | tok/s per GPU | tok/s per user |",
+                "|---|---|---|---|---|"]
+        for c in doc["pareto"]:
+            per_user = "n/a" if not c["tpot_s"] else f"{1 / c['tpot_s']:,.1f}"
+            out.append(f"| {c['label']} | {c['gpus_total']} | {_n(c['concurrency'])} | "
+                       f"{_n(c['output_tok_s_per_gpu'])} | {per_user} |")
+        out.append("")
     out += ["## Notes and assumptions", ""]
     out += [f"- `{n['field']}`: {n['message']}" for n in doc["notes"]]
     a = doc["assumptions"]

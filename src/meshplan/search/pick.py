@@ -77,13 +77,22 @@ def _ok(t: PointTable, ci: CostInputs) -> dict[Rule, np.ndarray]:
     return ok
 
 
+SATURATION = 0.02
+"""Operating points within 2% of a layout's best tokens/s per GPU count as equal, and the one
+with the lowest latency (TPOT, or TTFT for prefill) is kept: throughput saturates with batch
+size, and the last percent is not worth a latency several times longer."""
+
+
 def best_per_row(t: PointTable, ci: CostInputs):
     """Column index of the best feasible point per row (or -1), and the feasibility mask."""
     ok = _ok(t, ci)
     feasible = ok[Rule.MEMORY] & ok[Rule.TTFT] & ok[Rule.TPOT] & ~t.invalid
     score = np.where(feasible, t.metric, -np.inf)
-    col = np.argmax(score, axis=1)
-    has = np.isfinite(score[np.arange(len(col)), col])
+    top = np.max(score, axis=1, keepdims=True)
+    latency = np.broadcast_to(t.tpot if t.tpot is not None else t.ttft, t.B.shape)
+    near = feasible & (score >= top * (1 - SATURATION))
+    col = np.argmin(np.where(near, latency, np.inf), axis=1)
+    has = np.isfinite(top[:, 0])
     return np.where(has, col, -1), feasible, ok
 
 

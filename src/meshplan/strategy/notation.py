@@ -101,28 +101,47 @@ class SeedReading:
         return {"layout": str(self.layout), "consistent": self.consistent, "findings": list(self.findings)}
 
 
+def _seed_readings(tp: int, pp: int, dp: int, ep: int, moe: bool) -> list[tuple[str, Layout]]:
+    """The ways the seed's numbers can be read, most literal first."""
+    out = []
+    if not moe:
+        return [("DP as independent instances", Layout(instances=dp, pp=pp, tp=tp))]
+    if (tp * dp) % ep == 0:
+        out.append(("DP as attention dp inside one instance (tp*dp = ep*etp)",
+                    Layout(pp=pp, tp=tp, dp=dp, ep=ep, etp=tp * dp // ep)))
+    if ep % tp == 0:
+        out.append((f"DP as {dp} independent instances, each with EP{ep} folded onto tp {tp} x attention dp {ep // tp}",
+                    Layout(instances=dp, pp=pp, tp=tp, dp=ep // tp, ep=ep, etp=1)))
+    return out
+
+
 def from_seed(s: SeedStrategy, model: ModelSpec) -> SeedReading:
     """Read the seed's DP/TP/PP/EP (+ GPU total). The seed mixes attention data parallel inside
-    an instance with replicas; meshplan reads its DP as attention dp when tp*dp can fold onto
-    ep (tp*dp = ep*etp), and says when the stated GPU total disagrees, offering the reading that
-    matches the total: dp = GPUs / (tp*pp) with etp = tp*dp/ep."""
+    an instance with replicas (DESIGN.md section 1), so both readings are tried: DP as attention
+    dp (tp*dp must fold onto ep*etp) and DP as independent instances each holding EP folded onto
+    tp x attention dp. The first reading whose GPU count matches the stated total wins; if none
+    does, the attention dp that the stated total implies (GPUs / (tp*pp)) is tried, and the
+    mismatch is reported either way."""
     tp, pp, dp, ep = s.tp or 1, s.pp or 1, s.dp or 1, s.ep or 1
+    readings = _seed_readings(tp, pp, dp, ep, model.is_moe)
     findings = []
-    product = tp * pp * dp
-    if s.gpus is not None and product != s.gpus:
-        findings.append(f"TP{tp} x PP{pp} x DP{dp} = {product}, not the {s.gpus} GPUs stated")
-    if s.gpus is not None and product != s.gpus and s.gpus % (tp * pp) == 0:
-        dp_fit = s.gpus // (tp * pp)
-        if model.is_moe and (tp * dp_fit) % ep == 0:
+    if s.gpus is not None and tp * pp * dp != s.gpus:
+        findings.append(f"TP{tp} x PP{pp} x DP{dp} = {tp * pp * dp}, not the {s.gpus} GPUs stated")
+    if s.gpus is not None:
+        for how, lay in readings:
+            if lay.gpus == s.gpus:
+                if findings:
+                    findings.append(f"consistent reading with {s.gpus} GPUs: {how}: {lay}")
+                return SeedReading(layout=lay, consistent=not findings, findings=tuple(findings))
+        if model.is_moe and s.gpus % (tp * pp) == 0 and (s.gpus // pp) % ep == 0:
+            dp_fit = s.gpus // (tp * pp)
             lay = Layout(pp=pp, tp=tp, dp=dp_fit, ep=ep, etp=tp * dp_fit // ep)
             findings.append(f"consistent reading with {s.gpus} GPUs: attention dp {dp_fit} (not {dp}), "
-                            f"tp {tp} x dp {dp_fit} = ep {ep} x etp {lay.etp}, pp {pp}")
+                            f"tp {tp} x dp {dp_fit} = ep {ep} x etp {lay.etp}, pp {pp}: {lay}")
             return SeedReading(layout=lay, consistent=False, findings=tuple(findings))
-    if model.is_moe and (tp * dp) % ep == 0:
-        lay = Layout(pp=pp, tp=tp, dp=dp, ep=ep, etp=tp * dp // ep)
-    elif model.is_moe and ep % tp == 0:
-        lay = Layout(instances=dp, pp=pp, tp=tp, dp=ep // tp, ep=ep, etp=1)
-        findings.append(f"DP{dp} read as {dp} independent instances; EP{ep} folds onto tp {tp} x attention dp {ep // tp}")
-    else:
-        lay = Layout(instances=dp, pp=pp, tp=tp)
-    return SeedReading(layout=lay, consistent=not findings, findings=tuple(findings))
+        findings.append(f"no reading of the stated degrees gives {s.gpus} GPUs")
+    if not readings:
+        raise SpecError("seed_strategy", f"TP{tp} PP{pp} DP{dp} EP{ep}",
+                        "no reading folds EP onto the attention GPUs (tp*dp divisible by ep, or ep by tp)")
+    how, lay = readings[0]
+    return SeedReading(layout=lay, consistent=not findings, findings=tuple(findings) + (f"read as {how}",))
