@@ -1,0 +1,75 @@
+"""Hand-computed operator costs (DESIGN.md section 4)."""
+
+import math
+
+import numpy as np
+
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.layer import Par, attention_ops, moe_ops
+from meshplan.io.problem_file import problem_from_raw
+
+
+def _ci(model, gpu, weights="bf16", isl=1000, osl=0.0001):
+    return CostInputs.from_problem(problem_from_raw({
+        "model": model, "gpu": gpu, "precision": {"weights": weights}, "workload": {"isl": isl, "osl": osl}}))
+
+
+def _op(ops, name):
+    return next(op for op in ops if op.name == name)
+
+
+def test_llama_8b_decode_qkv_projection_by_hand():
+    ci = _ci("llama-3.1-8b", "h100-sxm")
+    ops = attention_ops(ci, Par.of(1, 1, 1, 1, 1), 1.0, 1.0, 1000.0, decode=True, ovh=2e-6)
+    qkv = _op(ops, "qkv_proj")
+    # Weights 4096 x (32 + 2*8) x 128 = 25,165,824 params x 2 bytes = 50,331,648 bytes, plus the
+    # activations in and out: (4096 + 48*128) x 2 bytes = 20,480 -> 50,352,128 bytes.
+    assert float(qkv.mem_bytes) == 50_352_128
+    # Memory-bound: 50,352,128 / (3.35e12 * 0.8) = 18.788 us, plus 2 kernels x 2 us.
+    assert math.isclose(float(qkv.time_s), 50_352_128 / (3.35e12 * 0.8) + 4e-6)
+
+
+def test_llama_8b_decode_attention_reads_the_kv_cache():
+    ci = _ci("llama-3.1-8b", "h100-sxm")
+    core = _op(attention_ops(ci, Par.of(1, 1, 1, 1, 1), 1.0, 1.0, 1000.0, decode=True, ovh=0.0), "attn_core")
+    # 1000 cached tokens x (K and V) 2 x 8 heads x 128 x 2 bytes = 4,096,000 bytes, plus q and o
+    # vectors 2 x 32 x 128 x 2 = 16,384 bytes.
+    assert float(core.mem_bytes) == 4_112_384
+    # FLOPs: 4 x 32 heads x 128 x 1000 = 16,384,000.
+    assert float(core.flops) == 16_384_000
+
+
+def test_deepseek_experts_and_dispatch_by_hand():
+    ci = _ci("deepseek-v3", "h800", weights="fp8")
+    ops = moe_ops(ci, Par.of(1, 32, 32, 1, 1), 64.0, ovh=0.0)
+    # Stage tokens 32 x 64 = 2,048; 16,384 assignments over 32 ranks; busiest rank factor
+    # 1 + sqrt(2 x 32 x ln 32 / 16,384) = 1.1163; tokens on the rank 2048 x 8 / 32 x 1.1163.
+    imb = 1 + math.sqrt(2 * 32 * math.log(32) / 16384)
+    t_exp = 2048 * 8 / 32 * imb
+    assert math.isclose(float(_op(ops, "experts").flops), 2 * t_exp * 3 * 7168 * 2048)
+    # Dispatch: 64 tokens x 31 x (1 - (31/32)^8) remote ranks x 7168 x 1 byte (fp8).
+    remote = 31 * (1 - (31 / 32) ** 8)
+    disp = _op(ops, "ep_dispatch")
+    assert math.isclose(float(disp.comm_bytes), 64 * remote * 7168)
+    # 8 of the 32 ranks share a node: 7 of 31 peers local, 24/31 of the bytes cross nodes at
+    # 50 GB/s x 0.8 (the slower side), plus the inter-node latency of 30 us.
+    inter = 64 * remote * 7168 * 24 / 31
+    assert math.isclose(float(disp.time_s), 30e-6 + inter / (50e9 * 0.8))
+
+
+def test_mla_decode_is_absorbed_and_reads_the_latent_once():
+    ci = _ci("deepseek-v3", "h800", weights="fp8")
+    core = _op(attention_ops(ci, Par.of(1, 1, 1, 1, 1), 1.0, 1.0, 4096.0, decode=True, ovh=0.0), "attn_core")
+    # Latent cache 4096 x (512 + 64) x 2 bytes = 4,718,592 bytes, plus W_UK/W_UV (kv_b)
+    # 512 x 128 x (128 + 128) = 16,777,216 params x 1 byte (fp8).
+    assert float(core.mem_bytes) == 4_718_592 + 16_777_216
+
+
+def test_tp_all_reduce_bytes():
+    ci = _ci("llama-3.1-70b", "h100-sxm")
+    ar = _op(attention_ops(ci, Par.of(8, 1, 1, 1, 1), 16.0, 16.0, 1000.0, decode=True, ovh=0.0), "tp_all_reduce_attn")
+    # Ring all-reduce of [16, 8192] bf16 over 8 GPUs: 2 x 7/8 x 16 x 8192 x 2 = 458,752 bytes.
+    assert float(ar.comm_bytes) == 458_752
+    assert math.isclose(float(ar.time_s), 10e-6 + 458_752 / (450e9 * 0.8))
+    none = _op(attention_ops(ci, Par.of(1, 1, 1, 1, 1), 16.0, 16.0, 1000.0, decode=True, ovh=0.0), "tp_all_reduce_attn")
+    assert float(none.time_s) == 0.0 and np.all(none.comm_bytes == 0)

@@ -1,0 +1,25 @@
+"""Search invariants over catalog models: GPU accounting and folding hold for every candidate."""
+
+import pytest
+
+from meshplan.io.catalog import model_keys
+from meshplan.io.problem_file import problem_from_raw
+from meshplan.search.search import search
+
+
+@pytest.mark.parametrize("key", model_keys())
+def test_gpu_accounting_and_folding(key):
+    problem = problem_from_raw({"model": key, "gpu": "b200", "gpus": 64, "precision": {"weights": "fp8"},
+                                "workload": {"isl": 2000, "osl": 500}})
+    result = search(problem)
+    assert result.ranked, key
+    for c in result.ranked + result.pruned:
+        layouts = [lay for lay in {id(x): x for x in (c.prefill, c.decode) if x is not None}.values()]
+        assert c.gpus_total == sum(lay.instances * lay.pp * lay.tp * lay.dp for lay in layouts)
+        for lay in layouts:
+            if problem.model.is_moe:
+                assert lay.ep * lay.etp == lay.tp * lay.dp
+                assert problem.model.num_experts % lay.ep == 0
+            assert problem.model.num_heads % lay.tp == 0
+        if c.feasible:
+            assert c.gpus_total <= 64
