@@ -41,20 +41,40 @@ def test_llama_8b_decode_attention_reads_the_kv_cache():
 
 def test_deepseek_experts_and_dispatch_by_hand():
     ci = _ci("deepseek-v3", "h800", weights="fp8")
-    ops = moe_ops(ci, Par.of(1, 32, 32, 1, 1), 64.0, ovh=0.0)
+    ops = moe_ops(ci, Par.of(1, 32, 32, 1, 1), 64.0, ovh=0.0, decode=False)
     # Stage tokens 32 x 64 = 2,048; 16,384 assignments over 32 ranks; busiest rank factor
     # 1 + sqrt(2 x 32 x ln 32 / 16,384) = 1.1163; tokens on the rank 2048 x 8 / 32 x 1.1163.
     imb = 1 + math.sqrt(2 * 32 * math.log(32) / 16384)
     t_exp = 2048 * 8 / 32 * imb
     assert math.isclose(float(_op(ops, "experts").flops), 2 * t_exp * 3 * 7168 * 2048)
-    # Dispatch: 64 tokens x 31 x (1 - (31/32)^8) remote ranks x 7168 x 1 byte (fp8).
-    remote = 31 * (1 - (31 / 32) ** 8)
+    # Prefill dispatch (DeepEP normal kernels), 64 tokens of 7168 fp8 bytes each:
+    # NVLink: one copy per remote rank, 31 x (1 - (31/32)^8) = 6.9523 copies;
+    # NIC: one copy per remote node, the 32 ranks span 4 nodes: 3 x (1 - (3/4)^8) = 2.7000 copies.
+    intra = 64 * 31 * (1 - (31 / 32) ** 8) * 7168
+    inter = 64 * 3 * (1 - (3 / 4) ** 8) * 7168
     disp = _op(ops, "ep_dispatch")
-    assert math.isclose(float(disp.comm_bytes), 64 * remote * 7168)
-    # 8 of the 32 ranks share a node: 7 of 31 peers local, 24/31 of the bytes cross nodes at
-    # 50 GB/s x 0.8 (the slower side), plus the inter-node latency of 30 us.
-    inter = 64 * remote * 7168 * 24 / 31
-    assert math.isclose(float(disp.time_s), 30e-6 + inter / (50e9 * 0.8))
+    assert math.isclose(float(disp.comm_bytes), intra + inter)
+    # Time: the slower of NVLink (200 GB/s x 0.8) and NIC (50 GB/s x 0.8), plus 30 us latency.
+    assert math.isclose(float(disp.time_s), 30e-6 + max(intra / 160e9, inter / 40e9))
+
+
+def test_deepseek_decode_dispatch_sends_one_copy_per_expert():
+    ci = _ci("deepseek-v3", "h800", weights="fp8")
+    disp = _op(moe_ops(ci, Par.of(1, 32, 32, 1, 1), 64.0, ovh=0.0, decode=True), "ep_dispatch")
+    # Low-latency kernels: 8 x 31/32 = 7.75 copies per token; 24 of the 31 remote ranks are off-node.
+    copies = 8 * 31 / 32
+    inter = 64 * copies * 24 / 31 * 7168
+    intra = 64 * copies * 7 / 31 * 7168
+    assert math.isclose(float(disp.comm_bytes), intra + inter)
+    assert math.isclose(float(disp.time_s), 30e-6 + max(intra / 160e9, inter / 40e9))
+
+
+def test_etp_combine_returns_one_partial_per_token():
+    ci = _ci("qwen3-235b-a22b", "h100-sxm", weights="fp8")
+    ops = moe_ops(ci, Par.of(4, 4, 8, 2, 1), 512.0, ovh=0.0, decode=False)
+    # Dispatch sends each token to both etp slices (fan-out 2) in fp8 (1 byte); combine returns
+    # one bf16 (2 bytes) partial per token after the etp reduce-scatter: 2 x 1 == 1 x 2 bytes.
+    assert math.isclose(float(_op(ops, "ep_dispatch").comm_bytes), float(_op(ops, "ep_combine").comm_bytes))
 
 
 def test_mla_decode_is_absorbed_and_reads_the_latent_once():

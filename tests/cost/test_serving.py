@@ -14,19 +14,21 @@ def _ci():
         "model": "llama-3.1-8b", "gpu": "h100-sxm", "workload": {"isl": 1000, "osl": 100}}))
 
 
-def test_aggregated_time_sharing():
+def test_aggregated_fuses_chunks_with_decode():
     ci, par = _ci(), Par.of(1, 1, 1, 1, 1)
     dec = SimpleNamespace(step_s=10e-3, B=32.0)
+    one = SimpleNamespace(step_s=8e-3)
     chunk = SimpleNamespace(step_s=20e-3, B=8.192)  # 8,192 tokens of 1,000-token prompts
-    s = aggregated(ci, par, dec, chunk)
-    # Per request: 1000 prefill tokens x 20 ms / 8192 = 2.4414 ms, and 100 steps x 10 ms / 32 = 31.25 ms
-    # of the rank's time -> x = 1 / 33.6914 ms = 29.681 requests/s; output 2,968.1 tok/s per GPU.
-    x = 1 / (1000 * 20e-3 / 8192 + 100 * 10e-3 / 32)
+    s = aggregated(ci, par, dec, chunk, one)
+    # Decode marginal m = max(10 - 8 ms, 20 ms x 32/8192 = 0.078 ms) = 2 ms; a chunk pass 22 ms.
+    # Per request: 1000/8192 chunk passes x 22 ms = 2.6855 ms, plus pure decode passes
+    # (100/32 - 1000/8192) x 10 ms = 30.029 ms -> x = 1 / 32.715 ms = 30.567 requests/s.
+    x = 1 / (1000 / 8192 * 22e-3 + (100 / 32 - 1000 / 8192) * 10e-3)
     assert math.isclose(float(s.output_tok_s_per_gpu), x * 100)
-    f = x * 1000 * 20e-3 / 8192  # prefill share 0.07246
-    assert math.isclose(float(s.tpot_s), 10e-3 / (1 - f))
-    # TTFT: one 8,192-token pass (the prompt fits) plus the decode step it may wait for.
-    assert math.isclose(float(s.ttft_s), 20e-3 + 10e-3)
+    # TPOT: every pass moves all 32 sequences one token: 32 / (x * 100) = 10.47 ms.
+    assert math.isclose(float(s.tpot_s), 32 / (x * 100))
+    # TTFT: one chunk pass (the prompt fits in a chunk, pp = 1) plus the pass in flight.
+    assert math.isclose(float(s.ttft_s), 22e-3 + 10e-3)
 
 
 def test_disaggregated_gpu_seconds_add_up():

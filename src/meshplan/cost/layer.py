@@ -103,23 +103,35 @@ def dense_ffn_ops(ci: CostInputs, par: Par, T, ovh: float) -> list[OpCost]:
     ]
 
 
-def _a2a(ci: CostInputs, par: Par, name: str, tokens_sent, dtype_bytes) -> OpCost:
-    """Dispatch or combine: every GPU sends its tokens once per remote destination rank (times
-    etp, since each slice of an expert needs the token). The share leaving the node goes over
-    the NIC and the rest over NVLink, in parallel (DeepEP forwards inter-node traffic over RDMA
-    and NVLink at once); the slower side sets the time."""
-    wire = tokens_sent * distinct_remote_ranks(par.ep, ci.k) * par.etp * ci.D * dtype_bytes
-    on_node = stage_on_node_fraction(par.tp * par.dp, ci.gpn)
-    peers_on_node = np.maximum(on_node * par.ep - 1.0, 0.0)
-    inter_share = np.where(par.ep > 1, 1.0 - peers_on_node / np.maximum(par.ep - 1.0, 1.0), 0.0)
-    t = np.maximum(wire * (1 - inter_share) / ci.intra_bw, wire * inter_share / ci.inter_bw)
+def _a2a(ci: CostInputs, par: Par, name: str, tokens_sent, dtype_bytes, fan_out, decode: bool) -> OpCost:
+    """Dispatch or combine over the EP group; ``fan_out`` copies per destination (etp slices of
+    an expert each need the token on dispatch; combine returns one partial per token).
+
+    Prefill (DeepEP normal kernels, DeepSeek-V3 report section 3.2): a token crosses the network
+    once per remote destination node, then NVLink forwards it to each remote rank there, so the
+    NIC carries (n-1)(1-(1-1/n)^k) copies for n nodes and NVLink one copy per remote rank.
+    Decode (DeepEP low-latency kernels): one copy per routed expert, k(ep-1)/ep per token, no
+    de-duplication; copies to ranks on other nodes go over the NIC. NIC and NVLink run in
+    parallel; the slower sets the time."""
+    ep, g = par.ep, par.tp * par.dp
+    on_node = stage_on_node_fraction(g, ci.gpn)
+    peers_on_node = np.maximum(on_node * ep - 1.0, 0.0)
+    inter_share = np.where(ep > 1, 1.0 - peers_on_node / np.maximum(ep - 1.0, 1.0), 0.0)
+    unit = tokens_sent * fan_out * ci.D * dtype_bytes
+    if decode:
+        copies = ci.k * (ep - 1.0) / ep
+        intra, inter = unit * copies * (1 - inter_share), unit * copies * inter_share
+    else:
+        nodes = np.maximum(1.0, np.ceil(g / ci.gpn))
+        intra, inter = unit * distinct_remote_ranks(ep, ci.k), unit * distinct_remote_ranks(nodes, ci.k)
+    t = np.maximum(intra / ci.intra_bw, inter / ci.inter_bw)
     lat = np.where(inter_share > 0, ci.inter_lat, ci.intra_lat)
-    active = par.ep > 1
-    return OpCost(name=name, kind=OpKind.COMM, comm_bytes=np.where(active, wire, 0.0),
+    active = ep > 1
+    return OpCost(name=name, kind=OpKind.COMM, comm_bytes=np.where(active, intra + inter, 0.0),
                   time_s=np.where(active, lat + t, 0.0))
 
 
-def moe_ops(ci: CostInputs, par: Par, T, ovh: float) -> list[OpCost]:
+def moe_ops(ci: CostInputs, par: Par, T, ovh: float, decode: bool) -> list[OpCost]:
     """Norm, router, dispatch, routed experts, combine, shared experts, TP all-reduce.
 
     ep > 1: tokens travel by all-to-all (each tp rank sends its 1/tp share of its dp rank's
@@ -137,7 +149,7 @@ def moe_ops(ci: CostInputs, par: Par, T, ovh: float) -> list[OpCost]:
         compute_op("ffn_norm", 0.0, 2 * T * ci.D * a, ci.flops_other, ci.hbm, ovh),
         compute_op("router", 2 * T * ci.D * ci.E, ci.D * ci.E * ci.w_other + T * (ci.D + ci.E) * a,
                    ci.flops_other, ci.hbm, ovh, kernels=2),
-        _a2a(ci, par, "ep_dispatch", T / par.tp, ci.disp_b),
+        _a2a(ci, par, "ep_dispatch", T / par.tp, ci.disp_b, par.etp, decode),
     ]
     gather_bw, gather_lat = _tier(ci, contiguous_group_crosses(par.tp * par.dp, ci.gpn))
     gather_bytes = ring_factor(par.dp, "all_gather") * t_stage * ci.D * a
@@ -147,9 +159,11 @@ def moe_ops(ci: CostInputs, par: Par, T, ovh: float) -> list[OpCost]:
                           touched * per_expert * ci.w_exp + t_exp * (2 * ci.D + 3 * ci.Fe / par.etp) * a,
                           ci.flops_exp, ci.hbm, ovh, kernels=3))
     etp_bw, etp_lat = _tier(ci, contiguous_group_crosses(par.etp, ci.gpn))
-    ops.append(comm_op("etp_reduce_scatter", ring_factor(par.etp, "reduce_scatter") * t_exp * ci.D * a,
+    # Partial sums per distinct token received (a token with several local experts is reduced once).
+    t_recv = t_stage * (1.0 - np.power(1.0 - 1.0 / par.ep, ci.k)) * load
+    ops.append(comm_op("etp_reduce_scatter", ring_factor(par.etp, "reduce_scatter") * t_recv * ci.D * a,
                        (par.etp > 1) & (par.ep > 1), etp_bw, etp_lat))
-    ops.append(_a2a(ci, par, "ep_combine", T / par.tp, ci.comb_b))
+    ops.append(_a2a(ci, par, "ep_combine", T / par.tp, ci.comb_b, 1.0, decode))
     ops.append(comm_op("attn_dp_scatter", gather_bytes, gather_active, gather_bw, gather_lat))
     if ci.Fs_total:
         params = ci.ffn_mats * ci.D * ci.Fs_total / par.tp
@@ -162,13 +176,14 @@ def moe_ops(ci: CostInputs, par: Par, T, ovh: float) -> list[OpCost]:
 
 def head_ops(ci: CostInputs, par: Par, B, ovh: float) -> list[OpCost]:
     """Final norm and LM head for the last token of each sequence (vocab-parallel over tp,
-    logits gathered in fp32), then sampling."""
+    logits gathered in the activation format to the first rank, as vLLM's LogitsProcessor does),
+    then sampling."""
     params = ci.V * ci.D / par.tp
     bw, lat = _tier(ci, contiguous_group_crosses(par.tp, ci.gpn))
     return [
         compute_op("lm_head", 2 * B * params, params * ci.w_embed + B * ci.V / par.tp * 4.0,
                    ci.flops_other, ci.hbm, ovh, kernels=3),
-        comm_op("logits_gather", ring_factor(par.tp, "all_gather") * B * ci.V * 4.0, par.tp > 1, bw, lat),
+        comm_op("logits_gather", ring_factor(par.tp, "all_gather") * B * ci.V * ci.act_b, par.tp > 1, bw, lat),
     ]
 
 

@@ -40,6 +40,12 @@ def kv_bytes_per_token(ci: CostInputs) -> float:
     return float(kv_bytes_per_token_layer(ci, 1)) * ci.num_layers
 
 
+def kv_bytes_of_sequence(ci: CostInputs, context) -> float:
+    """KV bytes one sequence of ``context`` tokens holds in one copy of the whole model (tp = 1),
+    with window layers capped at their window."""
+    return kv_tokens_per_layer(ci, context, ci.num_layers) * kv_bytes_per_token_layer(ci, 1)
+
+
 def kv_tokens_per_layer(ci: CostInputs, context, num_layers):
     """Cached tokens summed over ``num_layers`` layers for a sequence of ``context`` tokens:
     window layers (GPT-OSS sliding, Llama-4 chunked) keep at most window_tokens. The stage's share
@@ -112,7 +118,8 @@ def activation_bytes(ci: CostInputs, tp, ep, etp, tokens, seqs):
     (a dummy forward of max_num_batched_tokens)."""
     tp = np.asarray(tp, dtype=float)
     t = np.asarray(tokens, dtype=float)
-    widest = np.maximum(2 * max(ci.F, ci.Fs_total) / tp, (ci.N + 2 * ci.K) * ci.H / tp)
+    proj = ci.N * (ci.nope + ci.rope + ci.v_dim) if ci.mla else (ci.N + 2 * ci.K) * ci.H
+    widest = np.maximum(2 * max(ci.F, ci.Fs_total) / tp, proj / tp)
     if ci.E:
         widest = np.maximum(widest, ci.k * 2 * ci.Fe / tp * ci.skew)
     return t * ci.act_b * (4 * ci.D + widest) + np.asarray(seqs, dtype=float) * ci.V / tp * 4.0

@@ -50,7 +50,7 @@ def forward(ci: CostInputs, par: Par, T, B, S, decode: bool) -> Forward:
 
     def layers(t, b):
         attn = attention_ops(ci, par, t, b, S, decode, ovh)
-        return attn + dense_ffn_ops(ci, par, t, ovh), attn + (moe_ops(ci, par, t, ovh) if ci.E else [])
+        return attn + dense_ffn_ops(ci, par, t, ovh), attn + (moe_ops(ci, par, t, ovh, decode) if ci.E else [])
 
     dense, moe = layers(T, B)
     d_half = m_half = None
@@ -93,17 +93,19 @@ def kv_per_sequence_stage(ci: CostInputs, tp, n_layers, context):
     return kv_tokens_per_layer(ci, context, n_layers) * kv_bytes_per_token_layer(ci, tp)
 
 
-def memory(ci: CostInputs, par: Par, tokens, seqs, kv_seqs, context) -> Memory:
+def memory(ci: CostInputs, par: Par, tokens, seqs, kv_seqs, context, extra_context: float = 0.0) -> Memory:
     """Memory per GPU: weights of its stage, KV of ``kv_seqs`` sequences of ``context`` tokens
-    for its layers, activations of a pass of ``tokens`` tokens, and the runtime reserve. The
-    stage with the largest total is reported."""
+    (plus ``extra_context`` tokens of room per micro-batch for one longest sequence) for its
+    layers, activations of a pass of ``tokens`` tokens, and the runtime reserve. The stage with
+    the largest total is reported."""
     act = activation_bytes(ci, par.tp, par.ep, par.etp, tokens, seqs)
 
     def weights_of(nd, nm, first, last):
         return stage_weights(ci, par.tp, par.ep, par.etp, nd, nm, first, last).total
 
     def kv_of(nd, nm, first, last):
-        return kv_seqs * kv_per_sequence_stage(ci, par.tp, nd + nm, context)
+        return (kv_seqs * kv_per_sequence_stage(ci, par.tp, nd + nm, context)
+                + par.pp * kv_per_sequence_stage(ci, par.tp, nd + nm, extra_context))
 
     def total(nd, nm, first, last):
         return weights_of(nd, nm, first, last) + kv_of(nd, nm, first, last)
@@ -115,14 +117,16 @@ def memory(ci: CostInputs, par: Par, tokens, seqs, kv_seqs, context) -> Memory:
                   capacity=ci.memory_capacity, usable=ci.usable_memory)
 
 
-def max_sequences_per_rank(ci: CostInputs, par: Par, context, tokens_per_seq: float = 1.0):
+def max_sequences_per_rank(ci: CostInputs, par: Par, context, tokens_per_seq: float = 1.0,
+                           extra_context: float = 0.0):
     """Largest B (sequences per attention-dp rank per micro-batch) whose memory fits the usable
     share of the GPU: weights + reserve + pp * B * KV per sequence + activations(B) <= usable.
     Activations are linear in B, so B = floor(free / (pp * kv_seq + act_per_seq))."""
     act_per_seq = activation_bytes(ci, par.tp, par.ep, par.etp, tokens_per_seq, 1.0)
 
     def b_max(nd, nm, first, last):
-        free = ci.usable_memory - ci.reserve - stage_weights(ci, par.tp, par.ep, par.etp, nd, nm, first, last).total
+        free = (ci.usable_memory - ci.reserve - stage_weights(ci, par.tp, par.ep, par.etp, nd, nm, first, last).total
+                - par.pp * kv_per_sequence_stage(ci, par.tp, nd + nm, extra_context))
         per_seq = par.pp * kv_per_sequence_stage(ci, par.tp, nd + nm, context) + act_per_seq
         return -np.floor(np.maximum(free, 0.0) / per_seq)
 

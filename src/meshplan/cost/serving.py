@@ -1,10 +1,7 @@
 """Serving figures: decode, prefill, aggregated (shared instances) and disaggregated (pools).
 
-Aggregated serving time-shares each instance between chunked prefill and decode steps
-(Sarathi-Serve, arXiv:2403.02310): per attention-dp rank, a request costs isl/C prefill passes
-of C tokens and osl decode steps shared by B sequences, so the request rate per rank is
-    x = 1 / (isl * t_chunk / C + osl * t_step / B)
-and the prefill share of time f = x * isl * t_chunk / C stretches TPOT to t_step / (1 - f).
+Aggregated serving fuses prefill chunks with decode steps in one pass (Sarathi-Serve,
+arXiv:2403.02310); see ``aggregated`` for the rate it sustains.
 Disaggregated serving (DistServe, arXiv:2401.09670) sizes a prefill pool and a decode pool to
 the same request rate; GPU-seconds per request add up, so
     output tok/s per GPU = osl / (g_p / r_p + g_d / r_d)
@@ -19,8 +16,9 @@ import numpy as np
 
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
-from meshplan.cost.memory import kv_bytes_per_token
+from meshplan.cost.memory import kv_bytes_of_sequence
 from meshplan.cost.phase import Forward, Memory, forward, max_sequences_per_rank, memory
+from meshplan.specs.assumptions import KvSizing
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -47,6 +45,15 @@ def gpus_per_instance(par: Par):
     return par.pp * par.tp * par.dp
 
 
+def kv_context(ci: CostInputs) -> tuple[float, float]:
+    """(tokens reserved per decoding sequence, extra room for one longest sequence), by
+    CostAssumptions.kv_sizing."""
+    w = ci.problem.workload
+    if ci.problem.assumptions.kv_sizing is KvSizing.MAX:
+        return w.max_context_tokens, 0.0
+    return w.decode_context_tokens, w.max_context_tokens - w.decode_context_tokens
+
+
 def decode_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     """Decode at B sequences per attention-dp rank per micro-batch, at the mean context."""
     w = ci.problem.workload
@@ -54,10 +61,11 @@ def decode_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     fwd = forward(ci, par, B, B, w.decode_context_tokens, decode=True)
     step = fwd.stage_s
     out_tok_s = par.dp * B / step
-    mem = memory(ci, par, np.ceil(B), np.ceil(B), par.pp * np.ceil(B), w.max_context_tokens)
+    ctx, extra = kv_context(ci)
+    mem = memory(ci, par, np.ceil(B), np.ceil(B), par.pp * np.ceil(B), ctx, extra)
     return PhaseCost(B=B, step_s=step, latency_s=par.pp * step, requests_per_s=out_tok_s / w.osl_tokens,
                      tok_s_per_gpu=out_tok_s / gpus_per_instance(par), memory=mem,
-                     max_B=max_sequences_per_rank(ci, par, w.max_context_tokens), forward=fwd)
+                     max_B=max_sequences_per_rank(ci, par, ctx, extra_context=extra), forward=fwd)
 
 
 def prefill_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
@@ -76,9 +84,9 @@ def prefill_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
 
 def kv_transfer_s(ci: CostInputs, par_prefill: Par):
     """Moving one prompt's KV cache from a prefill to a decode instance over the NICs of the
-    GPUs that hold it (its tp ranks in every stage): isl * KV bytes/token / (tp * pp * NIC)."""
+    GPUs that hold it (its tp ranks in every stage): KV bytes of the prompt / (tp * pp * NIC)."""
     w = ci.problem.workload
-    return w.isl_tokens * kv_bytes_per_token(ci) / (ci.inter_bw * par_prefill.tp * par_prefill.pp) + ci.inter_lat
+    return kv_bytes_of_sequence(ci, w.isl_tokens) / (ci.inter_bw * par_prefill.tp * par_prefill.pp) + ci.inter_lat
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -95,20 +103,32 @@ class Serving:
     """Share of time an aggregated instance spends in prefill (0 for disaggregated)."""
 
 
-def aggregated(ci: CostInputs, par: Par, dec: PhaseCost, chunk: PhaseCost) -> Serving:
-    """Prefill and decode on the same instances (chunked prefill); ``chunk`` is a prefill pass
-    of prefill_chunk_tokens per rank (its B is chunk tokens / isl)."""
+def aggregated(ci: CostInputs, par: Par, dec: PhaseCost, chunk: PhaseCost, dec_one: PhaseCost) -> Serving:
+    """Prefill and decode on the same instances with chunked prefill, fused as Sarathi-Serve
+    does: a pass carrying a prefill chunk of C tokens also advances the B decoding sequences,
+    whose weight reads ride along, so the chunk pass costs t_chunk + m with the decode marginal
+    m = max(t_step(B) - t_step(1), t_chunk * B / C) (their KV reads, or at least their share of
+    the chunk's compute). Per attention-dp rank, with p_c chunk passes and p_d pure decode passes
+    per second: p_c * C = x * isl, (p_c + p_d) * B = x * osl, p_c (t_chunk + m) + p_d t_step = 1:
+        x = 1 / (isl/C * (t_chunk + m) + max(osl/B - isl/C, 0) * t_step)
+    Every pass advances each sequence of its micro-batch by one token, so TPOT = pp * B / (x * osl).
+    TTFT: the prompt's chunks, pipelined over pp stages, (isl/C + pp - 1) chunk passes, plus the
+    pass in flight when it arrives. ``chunk`` is a prefill pass of prefill_chunk_tokens per
+    rank; ``dec_one`` the decode step at B = 1."""
     w = ci.problem.workload
     c_tokens = chunk.B * w.isl_tokens
-    per_token = chunk.step_s / c_tokens
-    x = 1.0 / (w.isl_tokens * per_token + w.osl_tokens * dec.step_s / dec.B)
-    f = x * w.isl_tokens * per_token
+    m = np.maximum(dec.step_s - dec_one.step_s, chunk.step_s * dec.B / c_tokens)
+    n_chunks = np.maximum(1.0, w.isl_tokens / c_tokens)
+    chunk_pass = chunk.step_s + m
+    x = 1.0 / (w.isl_tokens / c_tokens * chunk_pass
+               + np.maximum(w.osl_tokens / dec.B - w.isl_tokens / c_tokens, 0.0) * dec.step_s)
     g = gpus_per_instance(par)
-    ttft = par.pp * (np.maximum(1.0, w.isl_tokens / c_tokens) * chunk.step_s + dec.step_s)
-    return Serving(ttft_s=ttft, tpot_s=par.pp * dec.step_s / (1.0 - f),
+    return Serving(ttft_s=(n_chunks + par.pp - 1) * chunk_pass + dec.step_s,
+                   tpot_s=par.pp * dec.B / (x * w.osl_tokens),
                    output_tok_s_per_gpu=par.dp * x * w.osl_tokens / g,
                    input_tok_s_per_gpu=par.dp * x * w.isl_tokens / g,
-                   concurrency_per_instance=par.dp * par.pp * dec.B, prefill_share=f)
+                   concurrency_per_instance=par.dp * par.pp * dec.B,
+                   prefill_share=x * w.isl_tokens / c_tokens * chunk_pass)
 
 
 def disaggregated(ci: CostInputs, par_p: Par, pre: PhaseCost, par_d: Par, dec: PhaseCost) -> Serving:

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from meshplan.cost.inputs import CostInputs
-from meshplan.cost.memory import kv_bytes_per_token
+from meshplan.cost.memory import kv_bytes_of_sequence, kv_bytes_per_token
 from meshplan.plan.build import SCHEMA, candidate_dict, model_dict
 from meshplan.search.candidate import Candidate
 from meshplan.search.objectives import Mode
@@ -17,12 +17,12 @@ from meshplan.specs.problem import Problem
 
 def decode_kv_bound(ci: CostInputs) -> float:
     """Most output tokens/s one GPU can give at the mean decode context, whatever the layout:
-    every generated token reads each cached token's KV once, and the KV bytes per token of the
-    whole model are spread over the GPUs that hold them, so per GPU
-        tokens/s <= achievable HBM bandwidth / (context * KV bytes per token)
-    (weights reads only lower it). Splitting over more GPUs does not help: each holds less KV
-    but serves proportionally fewer sequences."""
-    return ci.hbm / (ci.problem.workload.decode_context_tokens * kv_bytes_per_token(ci))
+    every generated token reads its sequence's whole KV cache once, and those bytes are spread
+    over the GPUs that hold them, so per GPU
+        tokens/s <= achievable HBM bandwidth / KV bytes of one sequence at the mean context
+    (weight reads only lower it; window layers count at most their window). Splitting over more
+    GPUs does not help: each holds less KV but serves proportionally fewer sequences."""
+    return ci.hbm / kv_bytes_of_sequence(ci, ci.problem.workload.decode_context_tokens)
 
 
 def _notes(problem: Problem) -> list[dict[str, str]]:
@@ -96,8 +96,15 @@ def _why_lost(best: Candidate, c: Candidate) -> str:
     b, x = best.output_tok_s_per_gpu, c.output_tok_s_per_gpu
     if b is None or x is None:
         b, x = best.input_tok_s_per_gpu, c.input_tok_s_per_gpu
-    if b and x is not None and x < b:
+    from meshplan.search.pick import SATURATION, instance_size
+    if b and x is not None and x < b * (1 - SATURATION):
         return f"{1 - x / b:.0%} fewer tokens/s per GPU ({x:,.0f} vs {b:,.0f})"
+    if instance_size(c) > instance_size(best):
+        return (f"within {SATURATION:.0%} of the best's tokens/s per GPU ({x:,.0f} vs {b:,.0f}) with larger "
+                f"instances ({instance_size(c)[0]} vs {instance_size(best)[0]} GPUs, pp {instance_size(c)[1]} vs "
+                f"{instance_size(best)[1]}); the simpler layout is preferred")
+    if b and x is not None and x < b:
+        return f"{1 - x / b:.1%} fewer tokens/s per GPU ({x:,.0f} vs {b:,.0f})"
     if c.gpus_total > best.gpus_total:
         return f"needs {c.gpus_total} GPUs vs {best.gpus_total}"
     return "ties on the objective; ranked after by GPU count"

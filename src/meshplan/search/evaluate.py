@@ -50,7 +50,8 @@ def _pick(ci, t: PointTable, structural, instances: int) -> Candidate:
 
 def structural_violations(problem: Problem, lay: Layout, total_gpus: int) -> tuple[Violation, ...]:
     return tuple(check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp,
-                              gpus=total_gpus, budget=problem.gpu_budget))
+                              gpus=total_gpus, budget=problem.gpu_budget,
+                              redundant=problem.assumptions.redundant_experts))
 
 
 def evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:
@@ -65,7 +66,8 @@ def evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:
     if problem.phase is Phase.DECODE:
         return _pick(ci, PointTable.decode(ci, la, dec, None), structural, lay.instances)
     chunk = prefill_cost(ci, par, np.full((1, 1), problem.assumptions.prefill_chunk_tokens / problem.workload.isl_tokens))
-    table = PointTable.aggregated(ci, la, dec, aggregated(ci, par, dec, chunk), None)
+    one = decode_cost(ci, par, np.ones((1, 1)))
+    table = PointTable.aggregated(ci, la, dec, aggregated(ci, par, dec, chunk, one), None)
     return _pick(ci, table, structural, lay.instances)
 
 

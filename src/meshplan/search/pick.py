@@ -101,12 +101,15 @@ def _layout(la: LayoutArrays, i: int, instances: int = 1) -> Layout:
                   ep=int(la.ep[i]), etp=int(la.etp[i]))
 
 
-def _instances(ci: CostInputs, gpi: int, per_gpu: float, B: float, slots: int) -> int:
-    """Instances of a pool: fixed by the concurrency when given, else enough for the total
-    throughput target, else as many as the budget holds, else one."""
+def _instances(ci: CostInputs, gpi: int, per_gpu: float, B: float, slots: int, req_s: float = 0.0) -> int:
+    """Instances of a pool: fixed by the concurrency when given, else the fewest that keep up
+    with the request rate (utilisation below 1), else enough for the total throughput target,
+    else as many as the budget holds, else one. ``req_s`` is one instance's request capacity."""
     p = ci.problem
     if p.workload.concurrency:
         return max(1, round(p.workload.concurrency / (B * slots)))
+    if p.workload.request_rate_per_s and req_s > 0:
+        return int(p.workload.request_rate_per_s // req_s) + 1
     if p.requirements.min_output_tok_s and per_gpu > 0:
         return max(1, math.ceil(p.requirements.min_output_tok_s / (per_gpu * gpi)))
     if p.gpu_budget:
@@ -162,11 +165,21 @@ def _single(ci: CostInputs, t: PointTable, i: int, j: int, violations=(), instan
     slots = int(la.dp[i] * la.pp[i])
     B = float(t.B[i, j])
     per_gpu = float(t.metric[i, j])
-    n = instances or _instances(ci, gpi, per_gpu, B, slots)
+    req_s = float(t.inst_req_s[i, j])
+    n = instances or _instances(ci, gpi, per_gpu, B, slots, req_s)
     lay = _layout(la, i, n)
     ttft = float(np.broadcast_to(t.ttft, t.B.shape)[i, j]) if t.ttft is not None else None
     tpot = float(np.broadcast_to(t.tpot, t.B.shape)[i, j]) if t.tpot is not None else None
     prefill_only = t.mode is Mode.PREFILL_ONLY
+    rate = ci.problem.workload.request_rate_per_s
+    if rate and not ci.problem.workload.concurrency:
+        # At a given arrival rate the deployment serves the rate, not its capacity, and a request
+        # waits for the prefill in service: M/D/1 waiting time rho * s / (2 (1 - rho))
+        # (Pollaczek-Khinchine formula with deterministic service s).
+        rho = rate / (n * req_s)
+        if ttft is not None:
+            ttft = ttft + (rho * ttft / (2 * (1 - rho)) if rho < 1 else float("inf"))
+        per_gpu = min(per_gpu, rate * (w.isl_tokens if prefill_only else w.osl_tokens) / (n * gpi))
     out_gpu = None if prefill_only else per_gpu
     in_gpu = per_gpu if prefill_only else (per_gpu * w.isl_tokens / w.osl_tokens if t.mode is Mode.AGGREGATED else None)
     c = Candidate(mode=t.mode, prefill=None if t.mode is Mode.DECODE_ONLY else lay,
@@ -197,7 +210,7 @@ def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: i
     per_gpu = w.osl_tokens / (g_p / r_p + g_d / r_d)
     B = float(dec.B[k, m])
     slots = int(dec.la.dp[k] * dec.la.pp[k])
-    n_d = _instances(ci, g_d, per_gpu * (g_p / r_p + g_d / r_d) / (g_d / r_d), B, slots)
+    n_d = _instances(ci, g_d, per_gpu * (g_p / r_p + g_d / r_d) / (g_d / r_d), B, slots, r_d)
     if ci.problem.gpu_budget and not ci.problem.workload.concurrency and not ci.problem.requirements.min_output_tok_s:
         # Split the budget in the ratio of GPU-seconds per request.
         share = (g_d / r_d) / (g_p / r_p + g_d / r_d)
@@ -206,11 +219,19 @@ def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: i
     if fixed is not None:
         n_p, n_d = fixed
     gpus = n_p * g_p + n_d * g_d
-    total_out = min(n_d * r_d, n_p * r_p) * w.osl_tokens
+    served = min(n_d * r_d, n_p * r_p)
+    ttft = float(np.broadcast_to(pre.ttft, pre.B.shape)[i, j])
+    rate = ci.problem.workload.request_rate_per_s
+    if rate and not ci.problem.workload.concurrency and fixed is None:
+        n_p = int(rate // r_p) + 1
+        gpus = n_p * g_p + n_d * g_d
+        rho = rate / (n_p * r_p)
+        ttft += rho * ttft / (2 * (1 - rho))  # M/D/1 wait for the prefill pool
+        served = rate
+    total_out = served * w.osl_tokens
     c = Candidate(mode=Mode.DISAGGREGATED, prefill=_layout(pre.la, i, n_p), decode=_layout(dec.la, k, n_d),
                   decode_B=B, prefill_B=float(pre.B[i, j]), gpus_total=gpus,
-                  ttft_s=float(np.broadcast_to(pre.ttft, pre.B.shape)[i, j]),
-                  tpot_s=float(np.broadcast_to(dec.tpot, dec.B.shape)[k, m]),
+                  ttft_s=ttft, tpot_s=float(np.broadcast_to(dec.tpot, dec.B.shape)[k, m]),
                   output_tok_s_per_gpu=total_out / gpus, input_tok_s_per_gpu=total_out / gpus * w.isl_tokens / w.osl_tokens,
                   output_tok_s=total_out, concurrency=B * slots * n_d,
                   max_concurrency=float(dec.max_b[k]) * slots * n_d)
@@ -222,6 +243,25 @@ def _rank_key(objective: Objective):
         return lambda c: (not c.feasible, c.gpus_total, -(c.output_tok_s_per_gpu or 0.0))
     return lambda c: (not c.feasible, -((c.output_tok_s_per_gpu if c.output_tok_s_per_gpu is not None
                                           else c.input_tok_s_per_gpu) or 0.0), c.gpus_total)
+
+
+def instance_size(c: Candidate) -> tuple[int, int]:
+    """(GPUs of the largest instance, its pipeline stages): smaller is simpler to run."""
+    lays = [x for x in (c.prefill, c.decode) if x is not None]
+    return max(x.gpus_per_instance for x in lays), max(x.pp for x in lays)
+
+
+def _prefer_simple(ranked: list[Candidate], objective: Objective) -> list[Candidate]:
+    """Among feasible candidates within SATURATION of the best tokens/s per GPU, put the smaller
+    instances (then fewer pipeline stages) first: a few percent of modelled throughput does not
+    pay for a deployment that is harder to run and to debug."""
+    if objective is Objective.MIN_GPUS or not ranked or not ranked[0].feasible:
+        return ranked
+    metric = lambda c: c.output_tok_s_per_gpu if c.output_tok_s_per_gpu is not None else (c.input_tok_s_per_gpu or 0.0)  # noqa: E731
+    top = metric(ranked[0])
+    near = [c for c in ranked if c.feasible and metric(c) >= top * (1 - SATURATION)]
+    rest = [c for c in ranked if not (c.feasible and metric(c) >= top * (1 - SATURATION))]
+    return sorted(near, key=instance_size) + rest
 
 
 def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: Objective):
@@ -252,6 +292,7 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
             order = drows[np.argsort(-dec.metric[drows, dcol[drows]], kind="stable")][:TOP]
             ranked += [_pair(ci, pre, int(best_p), int(pcol[best_p]), dec, int(k), int(dcol[k])) for k in order]
     ranked.sort(key=_rank_key(objective))
+    ranked = _prefer_simple(ranked, objective)
     pareto = _pareto(ci, tables[0], picks[tables[0].mode])
     return ranked, pruned, pareto
 

@@ -60,7 +60,7 @@ def _decode_points(ci: CostInputs, la: LayoutArrays, par: Par, budget: int | Non
         grid = np.where(np.isnan(grid), 1.0, grid), np.isnan(grid)
     else:
         grid = with_limit(B_GRID, max_b), None
-    return decode_cost(ci, par, grid[0]), grid[1], max_b
+    return decode_cost(ci, par, grid[0]), grid[1], probe
 
 
 def one_layout(tp: int, dp: int, pp: int, ep: int, etp: int) -> LayoutArrays:
@@ -76,13 +76,14 @@ def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
     say = progress or (lambda _msg: None)
     ci = CostInputs.from_problem(problem)
     cap = problem.gpu_budget or problem.assumptions.search_max_gpus_per_instance
-    la = layouts if layouts is not None else enumerate_layouts(problem.model, problem.gpu, cap)
+    la = layouts if layouts is not None else enumerate_layouts(problem.model, problem.gpu, cap,
+                                                                            problem.assumptions.redundant_experts)
     say(f"{len(la)} legal instance layouts (up to {cap} GPUs each)")
     par = _par(la)
     tables: list[PointTable] = []
     points = 0
     if problem.phase in (Phase.DECODE, Phase.BOTH):
-        dec, invalid, max_b = _decode_points(ci, la, par, problem.gpu_budget)
+        dec, invalid, dec_one = _decode_points(ci, la, par, problem.gpu_budget)
         points += dec.B.size
         say(f"decode: {dec.B.size} operating points evaluated")
     if problem.phase in (Phase.PREFILL, Phase.BOTH):
@@ -96,7 +97,7 @@ def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
     else:
         chunk_b = problem.assumptions.prefill_chunk_tokens / problem.workload.isl_tokens
         chunk = prefill_cost(ci, par, np.full((len(la), 1), chunk_b))
-        serving = aggregated(ci, par, dec, chunk)
+        serving = aggregated(ci, par, dec, chunk, dec_one)
         tables.append(PointTable.aggregated(ci, la, dec, serving, invalid))
         tables.append(PointTable.prefill(ci, la, pre, kv_transfer_s(ci, par)))
         tables.append(PointTable.decode(ci, la, dec, invalid))

@@ -6,10 +6,24 @@ fitted on in ``fitted_on``.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import Field
 
 from meshplan.specs.base import Spec
 from meshplan.specs.dtypes import DType
+
+
+class KvSizing(StrEnum):
+    """How much KV cache a decoding sequence is given.
+
+    max: every sequence keeps room for its longest possible length (isl_max + osl_max), as
+    TensorRT-LLM's default GUARANTEED_NO_EVICT scheduler reserves. mean: sequences occupy their
+    mean length in steady state (isl + osl/2, half the output generated on average) plus room for
+    one longest sequence, as vLLM and SGLang admit requests on current use."""
+
+    MAX = "max"
+    MEAN = "mean"
 
 
 class CostAssumptions(Spec):
@@ -52,6 +66,8 @@ class CostAssumptions(Spec):
     runtime_reserve_bytes: float = Field(default=2.0 * 2**30, ge=0)
     """Memory per GPU taken by the CUDA context, NCCL buffers and CUDA-graph pools before
     weights and KV: about 2 GiB (vLLM profiles it at start-up; typical figure)."""
+    kv_sizing: KvSizing = KvSizing.MAX
+    """KV reservation per decoding sequence (see KvSizing); max is the safe default."""
     prefill_chunk_tokens: int = Field(default=8192, gt=0)
     """Tokens per prefill forward pass per attention-dp rank when serving is aggregated (chunked
     prefill); SGLang's default chunked_prefill_size is 8192 on large GPUs."""

@@ -18,7 +18,9 @@ class GpuSpec(Spec):
     aliases: tuple[str, ...] = ()
     """Other spellings that resolve to this GPU (``H100``, ``h100-80gb``)."""
     memory_bytes: float = Field(gt=0)
-    """HBM (or GDDR) capacity in bytes, decimal as vendors state it (80 GB = 80e9)."""
+    """Memory capacity in bytes as the driver reports it, which is what serving engines size their
+    KV cache from (H100 80GB: 81,559 MiB = 85.52e9 bytes); the marketing figure where no driver
+    figure is known."""
     hbm_bw_bytes_per_s: float = Field(gt=0)
     """Peak memory bandwidth in bytes/s."""
     peak_flops: dict[DType, float]

@@ -51,79 +51,92 @@ class Violation:
 class _RuleDef:
     rule: Rule
     ok: Callable[..., Any]
-    """(model, gpu, tp, dp, pp, ep, etp) -> bool or bool array."""
+    """(RuleInput, tp, dp, pp, ep, etp) -> bool or bool array."""
     message: Callable[..., str]
     """Same arguments (ints) -> the sentence naming the numbers and the reason."""
 
 
-def _folding_ok(m: ModelSpec, g: GpuSpec, tp, dp, pp, ep, etp):
-    return (tp * dp == ep * etp) if m.is_moe else True
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RuleInput:
+    """What the rules look at besides the degrees."""
+
+    m: ModelSpec
+    g: GpuSpec
+    redundant: int = 0
+    """Redundant expert replicas (CostAssumptions.redundant_experts): ep must divide E + redundant."""
 
 
-def _kv_ok(m: ModelSpec, g: GpuSpec, tp, dp, pp, ep, etp):
-    if m.attention is AttentionKind.MLA:
+def _folding_ok(c: RuleInput, tp, dp, pp, ep, etp):
+    return (tp * dp == ep * etp) if c.m.is_moe else True
+
+
+def _kv_ok(c: RuleInput, tp, dp, pp, ep, etp):
+    if c.m.attention is AttentionKind.MLA:
         return True  # the latent is replicated on every TP rank; nothing to split
-    k = m.num_kv_heads
+    k = c.m.num_kv_heads
     return (k % tp == 0) | (tp % k == 0)
 
 
 RULES: tuple[_RuleDef, ...] = (
-    _RuleDef(rule=Rule.FOLDING, ok=_folding_ok, message=lambda m, g, tp, dp, pp, ep, etp: (
+    _RuleDef(rule=Rule.FOLDING, ok=_folding_ok, message=lambda c, tp, dp, pp, ep, etp: (
         f"tp*dp = {tp}*{dp} = {tp * dp} but ep*etp = {ep}*{etp} = {ep * etp}: the MoE layers fold onto "
         "the same GPUs as attention, so the two products must be equal")),
-    _RuleDef(rule=Rule.HEADS_DIVISIBLE, ok=lambda m, g, tp, dp, pp, ep, etp: m.num_heads % tp == 0,
-             message=lambda m, g, tp, dp, pp, ep, etp: (
-                 f"{m.num_heads} query heads % tp {tp} != 0: each tensor-parallel rank takes whole heads")),
-    _RuleDef(rule=Rule.KV_HEADS_SPLIT, ok=_kv_ok, message=lambda m, g, tp, dp, pp, ep, etp: (
-        f"{m.num_kv_heads} KV heads and tp {tp}: KV heads must split evenly (kv % tp == 0) or be replicated "
+    _RuleDef(rule=Rule.HEADS_DIVISIBLE, ok=lambda c, tp, dp, pp, ep, etp: c.m.num_heads % tp == 0,
+             message=lambda c, tp, dp, pp, ep, etp: (
+                 f"{c.m.num_heads} query heads % tp {tp} != 0: each tensor-parallel rank takes whole heads")),
+    _RuleDef(rule=Rule.KV_HEADS_SPLIT, ok=_kv_ok, message=lambda c, tp, dp, pp, ep, etp: (
+        f"{c.m.num_kv_heads} KV heads and tp {tp}: KV heads must split evenly (kv % tp == 0) or be replicated "
         "evenly (tp % kv == 0)")),
     _RuleDef(rule=Rule.EXPERTS_DIVISIBLE,
-             ok=lambda m, g, tp, dp, pp, ep, etp: (m.num_experts % ep == 0) if m.is_moe else True,
-             message=lambda m, g, tp, dp, pp, ep, etp: (
-                 f"{m.num_experts} experts % ep {ep} != 0: every expert-parallel rank must host the same "
-                 "number of experts (uneven placement is not modelled)")),
+             ok=lambda c, tp, dp, pp, ep, etp: ((c.m.num_experts + c.redundant) % ep == 0) if c.m.is_moe else True,
+             message=lambda c, tp, dp, pp, ep, etp: (
+                 f"{c.m.num_experts} experts" + (f" + {c.redundant} redundant" if c.redundant else "")
+                 + f" % ep {ep} != 0: every expert-parallel rank must host the same number of experts "
+                 "(uneven placement is not modelled)")),
     _RuleDef(rule=Rule.EXPERT_FFN_DIVISIBLE,
-             ok=lambda m, g, tp, dp, pp, ep, etp: (m.expert_ffn_size % etp == 0) if m.is_moe else True,
-             message=lambda m, g, tp, dp, pp, ep, etp: (
-                 f"expert FFN size {m.expert_ffn_size} % etp {etp} != 0: each expert-tensor rank takes an "
+             ok=lambda c, tp, dp, pp, ep, etp: (c.m.expert_ffn_size % etp == 0) if c.m.is_moe else True,
+             message=lambda c, tp, dp, pp, ep, etp: (
+                 f"expert FFN size {c.m.expert_ffn_size} % etp {etp} != 0: each expert-tensor rank takes an "
                  "equal slice of every expert")),
     _RuleDef(rule=Rule.DENSE_NO_EXPERT_AXES,
-             ok=lambda m, g, tp, dp, pp, ep, etp: True if m.is_moe else (ep == 1) & (etp == 1),
-             message=lambda m, g, tp, dp, pp, ep, etp: (
-                 f"ep {ep}, etp {etp}: {m.name} has no experts, so ep and etp must be 1")),
+             ok=lambda c, tp, dp, pp, ep, etp: True if c.m.is_moe else (ep == 1) & (etp == 1),
+             message=lambda c, tp, dp, pp, ep, etp: (
+                 f"ep {ep}, etp {etp}: {c.m.name} has no experts, so ep and etp must be 1")),
     _RuleDef(rule=Rule.DENSE_NO_ATTENTION_DP,
-             ok=lambda m, g, tp, dp, pp, ep, etp: True if m.is_moe else dp == 1,
-             message=lambda m, g, tp, dp, pp, ep, etp: (
-                 f"dp {dp}: {m.name} has no MoE layers to couple attention-dp ranks, so they would be "
+             ok=lambda c, tp, dp, pp, ep, etp: True if c.m.is_moe else dp == 1,
+             message=lambda c, tp, dp, pp, ep, etp: (
+                 f"dp {dp}: {c.m.name} has no MoE layers to couple attention-dp ranks, so they would be "
                  f"independent copies; write instances={dp} instead")),
-    _RuleDef(rule=Rule.TP_INSIDE_NODE, ok=lambda m, g, tp, dp, pp, ep, etp: g.nvlink_domain_gpus % tp == 0,
-             message=lambda m, g, tp, dp, pp, ep, etp: (
-                 f"tp {tp} on nodes of {g.nvlink_domain_gpus} GPUs: a tensor-parallel group must sit inside "
+    _RuleDef(rule=Rule.TP_INSIDE_NODE, ok=lambda c, tp, dp, pp, ep, etp: c.g.nvlink_domain_gpus % tp == 0,
+             message=lambda c, tp, dp, pp, ep, etp: (
+                 f"tp {tp} on nodes of {c.g.nvlink_domain_gpus} GPUs: a tensor-parallel group must sit inside "
                  "one NVLink domain (it all-reduces twice per layer), so tp must divide the node size")),
-    _RuleDef(rule=Rule.ETP_INSIDE_NODE, ok=lambda m, g, tp, dp, pp, ep, etp: g.nvlink_domain_gpus % etp == 0,
-             message=lambda m, g, tp, dp, pp, ep, etp: (
-                 f"etp {etp} on nodes of {g.nvlink_domain_gpus} GPUs: an expert-tensor group reduces every "
+    _RuleDef(rule=Rule.ETP_INSIDE_NODE, ok=lambda c, tp, dp, pp, ep, etp: c.g.nvlink_domain_gpus % etp == 0,
+             message=lambda c, tp, dp, pp, ep, etp: (
+                 f"etp {etp} on nodes of {c.g.nvlink_domain_gpus} GPUs: an expert-tensor group reduces every "
                  "expert output, so it must sit inside one NVLink domain")),
-    _RuleDef(rule=Rule.PP_LAYERS, ok=lambda m, g, tp, dp, pp, ep, etp: pp <= m.num_layers,
-             message=lambda m, g, tp, dp, pp, ep, etp: (
-                 f"pp {pp} > {m.num_layers} layers: every pipeline stage needs at least one layer")),
+    _RuleDef(rule=Rule.PP_LAYERS, ok=lambda c, tp, dp, pp, ep, etp: pp <= c.m.num_layers,
+             message=lambda c, tp, dp, pp, ep, etp: (
+                 f"pp {pp} > {c.m.num_layers} layers: every pipeline stage needs at least one layer")),
 )
 
 
 def check_layout(model: ModelSpec, gpu: GpuSpec, tp: int, dp: int, pp: int, ep: int, etp: int,
-                 *, gpus: int | None = None, budget: int | None = None) -> list[Violation]:
+                 *, gpus: int | None = None, budget: int | None = None, redundant: int = 0) -> list[Violation]:
     """Every structural rule the layout breaks (empty when legal)."""
-    found = [Violation(rule=r.rule, message=r.message(model, gpu, tp, dp, pp, ep, etp))
-             for r in RULES if not bool(r.ok(model, gpu, tp, dp, pp, ep, etp))]
+    c = RuleInput(m=model, g=gpu, redundant=redundant)
+    found = [Violation(rule=r.rule, message=r.message(c, tp, dp, pp, ep, etp))
+             for r in RULES if not bool(r.ok(c, tp, dp, pp, ep, etp))]
     if budget is not None and gpus is not None and gpus > budget:
         found.append(Violation(rule=Rule.GPU_BUDGET, message=(
             f"{gpus} GPUs > budget {budget}: the layout needs more GPUs than the problem allows")))
     return found
 
 
-def legal_mask(model: ModelSpec, gpu: GpuSpec, tp, dp, pp, ep, etp) -> np.ndarray:
+def legal_mask(model: ModelSpec, gpu: GpuSpec, tp, dp, pp, ep, etp, redundant: int = 0) -> np.ndarray:
     """Vectorized: True where every structural rule holds."""
+    c = RuleInput(m=model, g=gpu, redundant=redundant)
     mask = np.ones(np.broadcast(tp, dp, pp, ep, etp).shape, dtype=bool)
     for r in RULES:
-        mask &= np.asarray(r.ok(model, gpu, tp, dp, pp, ep, etp), dtype=bool)
+        mask &= np.asarray(r.ok(c, tp, dp, pp, ep, etp), dtype=bool)
     return mask
