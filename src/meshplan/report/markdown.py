@@ -21,7 +21,7 @@ def _gib(x: float | None) -> str:
 
 def _strategy_lines(name: str, ph: dict[str, Any], model: dict[str, Any]) -> list[str]:
     st = ph["strategy"]
-    lines = [f"### {name}: `{st['string']}` ({st['gpus']} GPUs, {st['gpus_per_instance']} per instance)", ""]
+    lines = [f"### {name}: `{st['string']}` ({_gpus(st['gpus'])}, {st['gpus_per_instance']} per instance)", ""]
     lines.append(f"- **instances = {st['instances']}**: independent copies of the model; each serves its own requests.")
     lines.append(f"- **pp = {st['pp']}**: layers per stage {st['layers_per_stage']}.")
     lines.append(f"- **tp = {st['tp']}**: attention heads per GPU {model['heads'] // st['tp']} of {model['heads']}.")
@@ -34,6 +34,14 @@ def _strategy_lines(name: str, ph: dict[str, Any], model: dict[str, Any]) -> lis
     lines.append(f"- Batch per attention-dp rank: {ph['batch_per_attention_dp_rank']:,.2f}; step {_s(ph['step_s'])}.")
     lines.append("")
     return lines
+
+
+def _gpus(n: int) -> str:
+    return f"{n:,} GPU" + ("" if n == 1 else "s")
+
+
+def _range(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
 
 
 def _memory_table(ph: dict[str, Any]) -> list[str]:
@@ -56,12 +64,21 @@ def _mapping(ph: dict[str, Any], offset: int) -> list[str]:
             inside = (f"attention dp ranks of {st['tp']} GPUs (tp group) each: "
                       f"{first}-{first + st['tp'] - 1}, {first + st['tp']}-{first + 2 * st['tp'] - 1}, ..."
                       if st["dp"] > 1 else f"one tp group of {st['tp']}")
-            rows.append(f"| {first}-{first + g_stage - 1} | {inst} | {p} | {inside} |")
+            rows.append(f"| {_range(first, first + g_stage - 1)} | {inst} | {p} | {inside} |")
             shown += 1
             if shown >= 8:
                 rows.append(f"| ... | ({st['instances']} instances x {st['pp']} stages in all) | | |")
                 return rows + [""]
     return rows + [""]
+
+
+def _pools(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(title, phase dict) per pool: one shared pool when aggregated (its decode figures, which
+    hold the KV cache), else each phase's own."""
+    phases = doc["phases"]
+    if doc["mode"] == "aggregated":
+        return [("Prefill and decode on the same instances", phases["decode"])]
+    return [(f"{name.capitalize()} pool", phases[name]) for name in ("prefill", "decode") if phases[name]]
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -70,7 +87,7 @@ def render(doc: dict[str, Any]) -> str:
     out = [f"# Deployment plan: {model['name']} on {doc['gpu']['name']} ({doc['problem']})", ""]
     status = "meets every requirement" if doc["feasible"] else "does NOT meet every requirement (see Validation)"
     out += ["## Summary", "",
-            f"- **{doc['label']}**, **{doc['gpus_total']} GPUs in total**; this plan {status}.",
+            f"- **{doc['label']}**, **{_gpus(doc['gpus_total'])} in total**; this plan {status}.",
             f"- TTFT {_s(doc['ttft_s'])}, TPOT {_s(doc['tpot_s'])}; output {_n(doc['output_tok_s_per_gpu'])} tok/s per GPU, "
             f"{_n(doc['output_tok_s'])} tok/s in total; input {_n(doc['input_tok_s_per_gpu'])} tok/s per GPU.",
             f"- Concurrency {_n(doc['concurrency'])} requests in flight (most that fit: {_n(doc['max_concurrency'])}).",
@@ -91,26 +108,21 @@ def render(doc: dict[str, Any]) -> str:
                 out.append(f"  Bound: {c['bound']['message']}.")
     out.append("")
     out += ["## Strategy per phase", ""]
-    offset = 0
-    for name in ("prefill", "decode"):
-        ph = doc["phases"][name]
-        if ph and not (name == "decode" and doc["mode"] == "aggregated"):
-            out += _strategy_lines(name.capitalize() if doc["mode"] != "aggregated" else "Both phases", ph, model)
+    pools = _pools(doc)
+    for title, ph in pools:
+        out += _strategy_lines(title, ph, model)
     out += ["## Memory per GPU", ""]
-    for name in ("prefill", "decode"):
-        ph = doc["phases"][name]
-        if ph:
-            out += [f"{name.capitalize()} (fullest pipeline stage):", ""] + _memory_table(ph)
+    for title, ph in pools:
+        out += [f"{title} (fullest pipeline stage):", ""] + _memory_table(ph)
     out += ["## GPU mapping", ""]
-    for name in ("prefill", "decode"):
-        ph = doc["phases"][name]
-        if ph and not (name == "decode" and doc["mode"] == "aggregated"):
-            out += [f"{name.capitalize()} pool, GPUs from {offset}:", ""] + _mapping(ph, offset)
-            offset += ph["strategy"]["gpus"]
+    offset = 0
+    for title, ph in pools:
+        out += [f"{title}, GPUs from {offset}:", ""] + _mapping(ph, offset)
+        offset += ph["strategy"]["gpus"]
     out += ["## Aggregated against disaggregated", ""]
     for mode, c in doc["aggregated_vs_disaggregated"].items():
         out.append(f"- {mode}: " + ("none feasible" if c is None else
-                   f"{c['label']}, {c['gpus_total']} GPUs, {_n(c['output_tok_s_per_gpu'])} output tok/s per GPU, "
+                   f"{c['label']}, {_gpus(c['gpus_total'])}, {_n(c['output_tok_s_per_gpu'])} output tok/s per GPU, "
                    f"TTFT {_s(c['ttft_s'])}, TPOT {_s(c['tpot_s'])}"))
     out += ["", "## Rejected alternatives", "", "| alternative | GPUs | tok/s per GPU | why it lost |", "|---|---|---|---|"]
     for c in doc["runner_ups"]:

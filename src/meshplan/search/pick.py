@@ -143,7 +143,12 @@ def _miss_reason(t: PointTable, ci: CostInputs, i: int, ok: dict[Rule, np.ndarra
         return [Violation(rule=Rule.MEMORY, message=(
             f"even one sequence per rank needs {need / GIB:.1f} GiB per GPU > usable {t.usable / GIB:.1f} GiB "
             f"({req.memory_headroom:.0%} of capacity)"))]
-    mem = ok[Rule.MEMORY][i]
+    if t.invalid[i].all():
+        slots = int(t.la.dp[i] * t.la.pp[i])
+        return [Violation(rule=Rule.CONCURRENCY, message=(
+            f"{ci.problem.workload.concurrency} requests in flight < {slots} decode slots of one instance "
+            f"(attention dp {int(t.la.dp[i])} x pp {int(t.la.pp[i])}): ranks would sit idle"))]
+    mem = ok[Rule.MEMORY][i] & ~t.invalid[i]
     found = []
     if t.ttft is not None and req.ttft_s and not (ok[Rule.TTFT][i] & mem).any():
         best = float(np.min(np.broadcast_to(t.ttft, t.B.shape)[i][mem]))

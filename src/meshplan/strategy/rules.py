@@ -31,6 +31,7 @@ class Rule(StrEnum):
     PP_LAYERS = "pp_layers"
     GPU_BUDGET = "gpu_budget"
     MEMORY = "memory"
+    CONCURRENCY = "concurrency"
     TTFT = "ttft"
     TPOT = "tpot"
     THROUGHPUT = "throughput"
