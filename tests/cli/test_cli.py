@@ -73,3 +73,18 @@ def test_validate_prints_median():
     r = run("validate")
     assert r.returncode == 0, r.stderr
     assert "median absolute error" in r.stdout
+
+
+def test_evaluate_the_seed_plan():
+    from meshplan.io.catalog import CATALOG
+    r = run("evaluate", str(CATALOG / "problems" / "seed-plan.md"), "--json", "-")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["gpus_total"] == 128 and doc["seed_reading"]["layout"].startswith("instances=8")
+    assert "fewer tokens/s per GPU" in doc["why_not"]
+
+
+def test_min_gpus_objective_needs_a_target():
+    r = run("plan", "--model", "llama-3.1-8b", "--gpu", "h100", "--isl", "100", "--osl", "100",
+            "--objective", "min-gpus")
+    assert r.returncode == 2 and "min_output_tok_s" in r.stderr

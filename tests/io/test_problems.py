@@ -51,3 +51,10 @@ def test_malformed_markdown(tmp_path):
     f.write_text("# nothing here\njust text\n")
     with pytest.raises(SpecError):
         load_problem(f)
+
+
+def test_seed_plan_loads_with_its_final_layout_and_contradictions():
+    p = load_problem(PROBLEMS / "seed-plan.md")
+    assert p.seed_strategy.ep == 16 and p.seed_strategy.dp == 8 and p.seed_strategy.gpus == 128
+    messages = " ".join(n.message for n in p.notes)
+    assert "contradicting GPU totals" in messages and "16 (line 4)" in messages

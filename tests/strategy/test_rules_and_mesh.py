@@ -7,7 +7,8 @@ from meshplan.io.catalog import load_gpu, load_model
 from meshplan.specs.problem import SeedStrategy
 from meshplan.strategy.layout import parse_strategy
 from meshplan.strategy.mesh import coords_of, group, rank_of, stage_layers
-from meshplan.strategy.notation import from_seed, from_sglang, from_trtllm, from_vllm, to_sglang, to_vllm
+from meshplan.strategy.notation import (from_megatron, from_seed, from_sglang, from_trtllm, from_vllm, to_megatron,
+                                        to_sglang, to_vllm)
 from meshplan.strategy.rules import Rule, check_layout
 
 DS = load_model("deepseek-v3")
@@ -76,3 +77,21 @@ def test_seed_reading_of_qwen3_fixed_strategy():
     reading = from_seed(SeedStrategy(gpus=128, tp=16, pp=4, dp=4, ep=32), load_model("qwen3-235b-a22b"))
     assert not reading.consistent
     assert (reading.layout.dp, reading.layout.etp, reading.layout.gpus) == (2, 1, 128)
+
+
+def test_megatron_round_trip():
+    # tp 2, ep 8, etp 1 over 16 GPUs with pp 2: dp = 8 x 1 / 2 = 4 per stage, 16 GPUs per instance.
+    lay = from_megatron(2, 2, 8, 1, world_size=32)
+    assert (lay.instances, lay.dp, lay.gpus_per_instance) == (2, 4, 16)
+    back = to_megatron(lay)
+    assert from_megatron(back["tensor_model_parallel_size"], back["pipeline_model_parallel_size"],
+                         back["expert_model_parallel_size"], back["expert_tensor_parallel_size"], world_size=32) == lay
+
+
+def test_seed_plan_reading_is_eight_instances_of_sixteen():
+    # seed-plan.md's final layout: DP=8, TP=1, PP=1, EP=16, 128 GPUs. The only reading that gives
+    # 128 GPUs: 8 independent instances, each attention dp 16 folded with ep 16 (8 x 16 = 128).
+    from meshplan.io.problem_file import load_problem
+    reading = from_seed(SeedStrategy(gpus=128, dp=8, tp=1, pp=1, ep=16), load_problem(None).model)
+    assert (reading.layout.instances, reading.layout.dp, reading.layout.ep) == (8, 16, 16)
+    assert not reading.consistent

@@ -29,6 +29,10 @@ def problem_options(fn: Callable) -> Callable:
         click.option("--ttft", type=float, help="TTFT target in seconds."),
         click.option("--tpot", type=float, help="TPOT target in seconds."),
         click.option("--min-tok-s-per-gpu", type=float, help="Required output tokens/s per GPU."),
+        click.option("--min-tok-s", type=float, help="Required output tokens/s of the whole deployment "
+                     "(sizes the GPU count; the target of --objective min-gpus)."),
+        click.option("--request-rate", type=float, help="Arrivals per second across the deployment (adds "
+                     "queueing to TTFT and sizes the instances)."),
         click.option("--top-k", type=int, help="Override the model's top-k (e.g. when the problem omits it)."),
     ]
     for opt in reversed(opts):
@@ -42,7 +46,8 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
             raise click.BadParameter(f"{value}: must be > 0", param_hint=f"--{name}")
         return value
 
-    for name in ("gpus", "isl", "osl", "concurrency", "ttft", "tpot", "min_tok_s_per_gpu", "top_k"):
+    for name in ("gpus", "isl", "osl", "concurrency", "ttft", "tpot", "min_tok_s_per_gpu", "min_tok_s",
+                 "request_rate", "top_k"):
         positive(name.replace("_", "-"), kw.get(name))
     model: Any = kw.get("model")
     if kw.get("top_k") is not None:
@@ -51,10 +56,12 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
         "model": model, "gpu": kw.get("gpu"), "gpus": kw.get("gpus") if gpus_is_budget else None,
         "precision": {"weights": kw.get("weights"), "attention": kw.get("attention_weights"),
                       "experts": kw.get("expert_weights"), "kv_cache": kw.get("kv_cache")},
-        "workload": {"isl": kw.get("isl"), "osl": kw.get("osl"), "concurrency": kw.get("concurrency")},
+        "workload": {"isl": kw.get("isl"), "osl": kw.get("osl"), "concurrency": kw.get("concurrency"),
+                     "request_rate_per_s": kw.get("request_rate")},
         "phase": kw.get("phase"),
         "requirements": {"ttft_s": kw.get("ttft"), "tpot_s": kw.get("tpot"),
-                         "min_output_tok_s_per_gpu": kw.get("min_tok_s_per_gpu")},
+                         "min_output_tok_s_per_gpu": kw.get("min_tok_s_per_gpu"),
+                         "min_output_tok_s": kw.get("min_tok_s")},
     }
 
 

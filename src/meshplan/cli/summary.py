@@ -17,7 +17,8 @@ def _n(x):
 def summary(doc: dict) -> str:
     m = doc["memory_per_gpu_bytes"]
     lines = [f"{doc['problem']}: {doc['model']['name']} on {doc['gpu']['name']}",
-             f"plan: {doc['label']}  ({doc['gpus_total']} GPUs)  {'feasible' if doc['feasible'] else 'NOT feasible'}",
+             f"plan: {doc['label']}  ({doc['gpus_total']} GPU{'' if doc['gpus_total'] == 1 else 's'})  "
+             f"{'feasible' if doc['feasible'] else 'NOT feasible'}",
              f"TTFT {_s(doc['ttft_s'])}  TPOT {_s(doc['tpot_s'])}  output {_n(doc['output_tok_s_per_gpu'])} tok/s per GPU"
              f"  ({_n(doc['output_tok_s'])} total)  input {_n(doc['input_tok_s_per_gpu'])} tok/s per GPU",
              f"memory per GPU: weights {m['weights'] / GIB:.2f} GiB, KV {m['kv_cache'] / GIB:.2f} GiB, "

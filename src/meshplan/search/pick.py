@@ -293,7 +293,10 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
         dec, dcol, _ = picks[Mode.DECODE_ONLY]
         prows, drows = np.nonzero(pcol >= 0)[0], np.nonzero(dcol >= 0)[0]
         if len(prows) and len(drows):
-            best_p = prows[np.argmax(pre.metric[prows, pcol[prows]])]
+            # The simplest prefill layout within SATURATION of the best (see _prefer_simple).
+            pm = pre.metric[prows, pcol[prows]]
+            near = prows[pm >= pm.max() * (1 - SATURATION)]
+            best_p = near[np.lexsort((pre.la.pp[near], pre.la.gpus_per_instance[near]))[0]]
             order = drows[np.argsort(-dec.metric[drows, dcol[drows]], kind="stable")][:TOP]
             ranked += [_pair(ci, pre, int(best_p), int(pcol[best_p]), dec, int(k), int(dcol[k])) for k in order]
     ranked.sort(key=_rank_key(objective))

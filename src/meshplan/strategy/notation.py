@@ -84,6 +84,23 @@ def to_megatron(lay: Layout) -> dict[str, Any]:
             "expert_data_parallel_size": lay.gpus // (lay.etp * lay.ep * lay.pp)}
 
 
+def from_megatron(tensor_model_parallel_size: int, pipeline_model_parallel_size: int = 1,
+                  expert_model_parallel_size: int = 1, expert_tensor_parallel_size: int | None = None,
+                  world_size: int | None = None) -> Layout:
+    """Megatron-Core degrees -> Layout. Its data parallel ranks inside the MoE fold are attention
+    dp (dp = ep * etp / tp); the rest of the world is instances."""
+    tp, pp, ep = tensor_model_parallel_size, pipeline_model_parallel_size, expert_model_parallel_size
+    etp = expert_tensor_parallel_size or tp  # Megatron defaults expert tensor parallel to tp
+    if (ep * etp) % tp:
+        raise SpecError("expert_model_parallel_size", ep, f"ep x etp = {ep * etp} must be a multiple of tp {tp}")
+    dp = ep * etp // tp
+    gpi = pp * tp * dp
+    instances = (world_size // gpi) if world_size else 1
+    if world_size and world_size % gpi:
+        raise SpecError("world_size", world_size, f"must be a multiple of pp x tp x dp = {gpi}")
+    return Layout(instances=instances, pp=pp, tp=tp, dp=dp, ep=ep, etp=etp)
+
+
 def to_seed(lay: Layout) -> dict[str, int]:
     """The seed's DP/TP/PP/EP with DP meaning independent instances, and the GPU total."""
     return {"DP": lay.instances, "TP": lay.tp, "PP": lay.pp, "EP": lay.ep, "GPUs": lay.gpus}

@@ -1,0 +1,18 @@
+"""The fidelity table: every predictable case gives a positive prediction and a signed error."""
+
+import math
+
+from meshplan.fidelity.cases import CaseRow, predict_cases, skipped_cases
+
+
+def test_error_is_relative_to_the_measurement():
+    # predicted 120 vs measured 100 -> +20%.
+    assert math.isclose(CaseRow(case="x", figure="f", predicted=120.0, measured=100.0).error, 0.2)
+
+
+def test_bundled_cases_predict_and_skips_are_explained():
+    rows = predict_cases()
+    assert len(rows) >= 30
+    assert all(r.predicted > 0 and r.measured > 0 for r in rows)
+    skipped = dict(skipped_cases())
+    assert "trt-dsr1-b200-minlat" in skipped and "speculative" in skipped["trt-dsr1-b200-minlat"]

@@ -1,0 +1,51 @@
+"""The plan document: schema keys, requirement checks, runner-ups with reasons, notes."""
+
+from meshplan.io.catalog import CATALOG
+from meshplan.io.problem_file import load_problem, problem_from_raw
+from meshplan.plan.plan import plan_document
+from meshplan.search.search import search
+
+KEYS = ["gpus_total", "feasible", "violations", "ttft_s", "tpot_s", "output_tok_s", "output_tok_s_per_gpu",
+        "input_tok_s_per_gpu", "max_concurrency", "memory_per_gpu_bytes", "kv_cache_bytes_per_token"]
+
+
+def _doc(**raw):
+    base = {"model": "llama-3.1-8b", "gpu": "h100-sxm", "gpus": 16, "workload": {"isl": 1000, "osl": 200}}
+    base.update(raw)
+    return plan_document(search(problem_from_raw(base)))
+
+
+def test_every_phase_has_the_top_level_keys_and_its_strategy():
+    doc = _doc()
+    for name, phase in doc["phases"].items():
+        if phase is None:
+            continue
+        for key in KEYS:
+            assert key in phase, (name, key)
+        assert phase["strategy"]["gpus"] >= 1
+
+
+def test_prefill_only_leaves_decode_keys_null():
+    doc = _doc(phase="prefill")
+    assert doc["phases"]["decode"] is None
+    assert doc["tpot_s"] is None and doc["output_tok_s_per_gpu"] is None
+    assert doc["input_tok_s_per_gpu"] > 0
+
+
+def test_unmeetable_tpot_is_reported_with_the_nearest_miss():
+    doc = _doc(requirements={"tpot_s": 1e-5})
+    assert not doc["feasible"]
+    assert any(v["rule"] == "tpot" for v in doc["violations"])
+
+
+def test_runner_ups_say_why_they_lost():
+    doc = _doc()
+    assert doc["runner_ups"]
+    assert all(r["why_lost"] for r in doc["runner_ups"])
+
+
+def test_catalog_name_with_other_dimensions_is_noted():
+    problem = load_problem(CATALOG / "problems" / "qwen3-235b-prefill-decode.md")
+    doc = plan_document(search(problem))
+    text = " ".join(n["message"] for n in doc["notes"])
+    assert "head_dim 64 (catalog 128)" in text
