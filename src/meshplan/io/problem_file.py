@@ -109,33 +109,27 @@ def merge(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _model(value: Any, notes: list[Note]) -> ModelSpec:
+def _catalog_or_mapping(value: Any, field: str, load: Any, cls: type, what: str) -> Any:
+    """A catalog name, or a mapping of fields (``base: NAME`` starts from a catalog entry)."""
     if isinstance(value, str):
-        return load_model(value)
+        return load(value)
     if not isinstance(value, dict):
-        raise SpecError("model", value, "must be a catalog name, a config.json path or a mapping")
+        raise SpecError(field, value, f"must be {what} or a mapping")
     fields = dict(value)
     base = fields.pop("base", None)
     if base is not None:
-        merged = load_model(str(base)).model_dump()
-        merged.update(fields)
-        fields = merged
-    fields.setdefault("name", "custom")
-    return build(ModelSpec, fields, "model")
+        fields = load(str(base)).model_dump() | fields
+    return build(cls, fields, field)
+
+
+def _model(value: Any) -> ModelSpec:
+    if isinstance(value, dict) and "base" not in value:
+        value = {"name": "custom", **value}
+    return _catalog_or_mapping(value, "model", load_model, ModelSpec, "a catalog name, a config.json path")
 
 
 def _gpu(value: Any) -> GpuSpec:
-    if isinstance(value, str):
-        return load_gpu(value)
-    if not isinstance(value, dict):
-        raise SpecError("gpu", value, "must be a catalog name or a mapping")
-    fields = dict(value)
-    base = fields.pop("base", None)
-    if base is not None:
-        merged = load_gpu(str(base)).model_dump()
-        merged.update(fields)
-        fields = merged
-    return build(GpuSpec, fields, "gpu")
+    return _catalog_or_mapping(value, "gpu", load_gpu, GpuSpec, "a catalog name")
 
 
 def _length(value: Any, field: str, notes: list[Note]) -> tuple[float, float]:
@@ -196,7 +190,7 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
         if raw.get(key) is None:
             raise SpecError(key, None, f"missing; a problem needs a {key} (file key or --{key} flag)")
     notes = [build(Note, n, "notes") if isinstance(n, dict) else n for n in raw.get("notes", [])]
-    model = _model(raw["model"], notes)
+    model = _model(raw["model"])
     workload = _workload(raw["workload"], notes)
     phase = raw.get("phase", "both")
     if phase not in {p.value for p in Phase}:
