@@ -88,3 +88,11 @@ def test_min_gpus_objective_needs_a_target():
     r = run("plan", "--model", "llama-3.1-8b", "--gpu", "h100", "--isl", "100", "--osl", "100",
             "--objective", "min-gpus")
     assert r.returncode == 2 and "min_output_tok_s" in r.stderr
+
+
+def test_yaml_key_typo_exits_2(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("model: deepseek-v3\ngpu: h800\nworkload: {isl: 100, osl: 100}\nrequirments: {ttft_s: 1}\n")
+    r = run("plan", str(f))
+    assert r.returncode == 2 and "requirments" in r.stderr and "did you mean requirements" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -58,3 +58,36 @@ def test_seed_plan_loads_with_its_final_layout_and_contradictions():
     assert p.seed_strategy.ep == 16 and p.seed_strategy.dp == 8 and p.seed_strategy.gpus == 128
     messages = " ".join(n.message for n in p.notes)
     assert "contradicting GPU totals" in messages and "16 (line 4)" in messages
+
+
+def test_yaml_and_json_files_load_the_same(tmp_path):
+    import json
+
+    import yaml
+    raw = {"model": "deepseek-v3", "gpu": "H800", "gpus": 64, "precision": {"weights": "fp8", "kv_cache": "bf16"},
+           "workload": {"isl": [1000, 3000], "osl": 500, "concurrency": 256},
+           "requirements": {"ttft_s": 2.0, "tpot_s": 0.1}, "strategy": "dp=32,ep=32"}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "p.json").write_text(json.dumps(raw))
+    a, b = load_problem(tmp_path / "p.yaml"), load_problem(tmp_path / "p.json")
+    assert a.model_dump(exclude={"name"}) == b.model_dump(exclude={"name"})
+    assert a.workload.isl_tokens == 2000 and a.workload.isl_max_tokens == 3000
+    assert a.gpu.name == "h800" and a.precision.weights.value == "fp8"
+
+
+def test_local_config_json_goes_through_the_same_loader(tmp_path):
+    import json
+    cfg = {"model_type": "llama", "hidden_size": 1024, "num_hidden_layers": 4, "num_attention_heads": 8,
+           "num_key_value_heads": 2, "intermediate_size": 4096, "vocab_size": 1000}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    m = load_model(str(path))
+    # 4 layers x (1024*(8*128) + 2*1024*2*128 + 8*128*1024 + 2*1024 norms + 3*1024*4096 FFN)
+    # + 2 * 1000 * 1024 embeddings + 1024 final norm.
+    from meshplan.specs.params import count_params
+    per_layer = 1024 * 1024 + 2 * 1024 * 256 + 1024 * 1024 + 2048 + 3 * 1024 * 4096
+    assert count_params(m).total == 4 * per_layer + 2 * 1000 * 1024 + 1024
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"model_type": "mamba", "hidden_size": 1}))
+    with pytest.raises(SpecError):
+        load_model(str(bad))
