@@ -23,3 +23,11 @@ def test_gpu_accounting_and_folding(key):
             assert problem.model.num_heads % lay.tp == 0
         if c.feasible:
             assert c.gpus_total <= 64
+
+
+@pytest.mark.parametrize("serving", ["aggregated", "disaggregated"])
+def test_serving_mode_restricts_the_search(serving):
+    problem = problem_from_raw({"model": "qwen3-30b-a3b", "gpu": "h100", "gpus": 16, "serving": serving,
+                                "workload": {"isl": 2000, "osl": 500}})
+    modes = {c.mode.value for c in search(problem).ranked}
+    assert modes == {serving}

@@ -14,6 +14,7 @@ File schema (YAML or JSON)::
     workload: {isl: 4000, osl: 500, concurrency: 1024}   # isl/osl: number or [min, max]
     requirements: {ttft_s: 2.0, tpot_s: 0.05, min_output_tok_s_per_gpu: 1000}
     phase: both                      # prefill | decode | both
+    serving: auto                    # auto | aggregated | disaggregated (full serving only)
     strategy: "tp=8,dp=1,ep=8"       # or prefill_strategy + decode_strategy
     assumptions: {gemm_efficiency: 0.7}
 """
@@ -34,12 +35,12 @@ from meshplan.specs.dtypes import parse_dtype
 from meshplan.specs.hardware import GpuSpec
 from meshplan.specs.model import ModelSpec
 from meshplan.specs.problem import Note, Precision, Problem, SeedStrategy
-from meshplan.specs.workload import Phase, Requirements, WorkloadSpec
+from meshplan.specs.workload import Phase, Requirements, Serving, WorkloadSpec
 
 DEFAULT_PROBLEM = CATALOG / "problems" / "seed-10b-moe.md"
 """The seed's problem, bundled: what every command plans when given no problem."""
 
-TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "workload", "requirements", "phase", "strategy",
+TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "workload", "requirements", "phase", "serving", "strategy",
             "prefill_strategy", "decode_strategy", "assumptions", "seed_strategy", "notes")
 WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rate_per_s")
 
@@ -181,6 +182,12 @@ def _precision(value: Any) -> Precision:
     return build(Precision, fields, "precision")
 
 
+def _serving(value: Any) -> Serving:
+    if value not in {s.value for s in Serving}:
+        raise SpecError("serving", value, "must be auto, aggregated or disaggregated")
+    return Serving(value)
+
+
 def problem_from_raw(raw: dict[str, Any]) -> Problem:
     """Validate a raw mapping into a Problem."""
     for key in raw:
@@ -202,7 +209,7 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
         name=str(raw.get("name", "problem")), model=model, gpu=_gpu(raw["gpu"]), gpu_budget=budget,
         precision=_precision(raw.get("precision")), workload=workload,
         requirements=build(Requirements, raw.get("requirements") or {}, "requirements"),
-        phase=Phase(phase), strategy=raw.get("strategy"), prefill_strategy=raw.get("prefill_strategy"),
+        phase=Phase(phase), serving=_serving(raw.get("serving", "auto")), strategy=raw.get("strategy"), prefill_strategy=raw.get("prefill_strategy"),
         decode_strategy=raw.get("decode_strategy"),
         seed_strategy=build(SeedStrategy, raw["seed_strategy"], "seed_strategy") if raw.get("seed_strategy") else None,
         assumptions=build(CostAssumptions, raw.get("assumptions") or {}, "assumptions"),

@@ -80,6 +80,12 @@ def read_seed_markdown(text: str, source: str = "problem.md") -> dict[str, Any]:
         return f"{source}:{get(key)[0]}"
 
     raw: dict[str, Any] = {"notes": notes}
+    title = text.lstrip().splitlines()[0].lower() if text.strip() else ""
+    if title.startswith("#") and "strategy for each phase" in title:
+        raw["serving"] = "disaggregated"
+        notes.append({"field": "serving", "message": (
+            "the problem asks for one strategy per phase, so prefill and decode are planned as separate pools "
+            "(disaggregated); --serving auto compares with shared instances")})
     raw["gpu"] = _gpu(fields, where)
     raw["model"] = _model(fields, where, notes, source)
     prec = get("precision")[1]

@@ -14,6 +14,7 @@ from meshplan.search.objectives import Mode, Objective
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.rules import Rule, Violation
 from meshplan.strategy.space import LayoutArrays
+from meshplan.specs.workload import Phase
 from meshplan.units import GIB, fmt_seconds
 
 TOP = 40
@@ -275,20 +276,23 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
     ranked: list[Candidate] = []
     pruned: list[Candidate] = []
     picks = {}
+    full = ci.problem.phase is Phase.BOTH  # prefill and decode tables then only feed disaggregated pairs
     for t in tables:
         col, feasible, ok = best_per_row(t, ci)
         picks[t.mode] = (t, col, ok)
-        if t.mode in (Mode.PREFILL_ONLY, Mode.DECODE_ONLY) and len(tables) > 1:
-            continue  # in full serving these tables only feed the disaggregated pairs
-        rows = np.nonzero(col >= 0)[0]
-        order = rows[np.argsort(-t.metric[rows, col[rows]], kind="stable")][:TOP]
-        ranked += [_single(ci, t, int(i), int(col[i])) for i in order]
+        pool_only = t.mode in (Mode.PREFILL_ONLY, Mode.DECODE_ONLY) and full
+        if not pool_only:  # in full serving, pool tables only feed the disaggregated pairs
+            rows = np.nonzero(col >= 0)[0]
+            order = rows[np.argsort(-t.metric[rows, col[rows]], kind="stable")][:TOP]
+            ranked += [_single(ci, t, int(i), int(col[i])) for i in order]
+        if pool_only and Mode.AGGREGATED in picks:
+            continue  # the aggregated table already explains these layouts
         missed = np.nonzero(col < 0)[0]
         tempting = missed[np.argsort(-np.max(t.metric[missed], axis=1), kind="stable")][:TOP]
         for i in tempting:
             j = int(np.argmax(t.metric[i]))
             pruned.append(_single(ci, t, int(i), j, _miss_reason(t, ci, int(i), ok)))
-    if len(tables) > 1:
+    if full and Mode.PREFILL_ONLY in picks:
         pre, pcol, _ = picks[Mode.PREFILL_ONLY]
         dec, dcol, _ = picks[Mode.DECODE_ONLY]
         prows, drows = np.nonzero(pcol >= 0)[0], np.nonzero(dcol >= 0)[0]
@@ -301,7 +305,8 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
             ranked += [_pair(ci, pre, int(best_p), int(pcol[best_p]), dec, int(k), int(dcol[k])) for k in order]
     ranked.sort(key=_rank_key(objective))
     ranked = _prefer_simple(ranked, objective)
-    pareto = _pareto(ci, tables[0], picks[tables[0].mode])
+    timed = next((t for t in tables if t.tpot is not None), None)
+    pareto = _pareto(ci, timed, picks[timed.mode]) if timed is not None else []
     return ranked, pruned, pareto
 
 

@@ -19,7 +19,7 @@ from meshplan.search.grid import B_GRID, PREFILL_B_GRID, concurrency_grid, with_
 from meshplan.search.objectives import Mode, Objective
 from meshplan.search.pick import PointTable, best_per_row, candidates_from_table
 from meshplan.specs.problem import Problem
-from meshplan.specs.workload import Phase
+from meshplan.specs.workload import Phase, Serving
 from meshplan.strategy.space import LayoutArrays, enumerate_layouts
 
 Progress = Callable[[str], None]
@@ -95,13 +95,17 @@ def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
     elif problem.phase is Phase.PREFILL:
         tables.append(PointTable.prefill(ci, la, pre, None))
     else:
-        chunk_b = problem.assumptions.prefill_chunk_tokens / problem.workload.isl_tokens
-        chunk = prefill_cost(ci, par, np.full((len(la), 1), chunk_b))
-        serving = aggregated(ci, par, dec, chunk, dec_one)
-        tables.append(PointTable.aggregated(ci, la, dec, serving, invalid))
-        tables.append(PointTable.prefill(ci, la, pre, kv_transfer_s(ci, par)))
-        tables.append(PointTable.decode(ci, la, dec, invalid))
-        say("aggregated and disaggregated serving compared")
+        if problem.serving is not Serving.DISAGGREGATED:
+            chunk_b = problem.assumptions.prefill_chunk_tokens / problem.workload.isl_tokens
+            chunk = prefill_cost(ci, par, np.full((len(la), 1), chunk_b))
+            serving = aggregated(ci, par, dec, chunk, dec_one)
+            tables.append(PointTable.aggregated(ci, la, dec, serving, invalid))
+        if problem.serving is not Serving.AGGREGATED:
+            tables.append(PointTable.prefill(ci, la, pre, kv_transfer_s(ci, par)))
+            tables.append(PointTable.decode(ci, la, dec, invalid))
+        say({Serving.AUTO: "aggregated and disaggregated serving compared",
+             Serving.AGGREGATED: "aggregated serving (prefill and decode on the same instances)",
+             Serving.DISAGGREGATED: "disaggregated serving (a prefill pool and a decode pool)"}[problem.serving])
     ranked, pruned, pareto = candidates_from_table(ci, tables, objective)
     return SearchResult(problem=problem, objective=objective, ranked=tuple(ranked), pruned=tuple(pruned),
                         pareto=tuple(pareto), num_layouts=len(la), num_points=points)

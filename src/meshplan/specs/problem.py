@@ -9,7 +9,7 @@ from meshplan.specs.base import Spec
 from meshplan.specs.dtypes import DType
 from meshplan.specs.hardware import GpuSpec
 from meshplan.specs.model import ModelSpec
-from meshplan.specs.workload import Phase, Requirements, WorkloadSpec
+from meshplan.specs.workload import Phase, Requirements, Serving, WorkloadSpec
 
 
 class Precision(Spec):
@@ -69,6 +69,8 @@ class Problem(Spec):
     requirements: Requirements = Requirements()
     phase: Phase = Phase.BOTH
     """Plan prefill only, decode only, or full serving."""
+    serving: Serving = Serving.AUTO
+    """Full serving only: compare aggregated and disaggregated (auto), or plan just one."""
     strategy: str | None = None
     """A fixed strategy to evaluate for all phases (strategy-string syntax)."""
     prefill_strategy: str | None = None

@@ -17,6 +17,14 @@ class Phase(StrEnum):
     BOTH = "both"
 
 
+class Serving(StrEnum):
+    """How prefill and decode share GPUs when both are planned: auto compares both ways."""
+
+    AUTO = "auto"
+    AGGREGATED = "aggregated"
+    DISAGGREGATED = "disaggregated"
+
+
 class WorkloadSpec(Spec):
     """Request shapes and load. Lengths are in tokens; a range is planned at its mean and sized
     for memory at its maximum."""
