@@ -86,6 +86,61 @@ def evaluate(strategy, prefill_s, decode_s, json_path, md_path, **kw) -> None:
 
 
 @main.command()
+@problem_options
+@click.option("--strategy", help=STRATEGY_HELP + " (default: the search's best plan)")
+@click.option("--out", "out_dir", default="dag", show_default=True, help="Folder for the files.")
+@click.option("--format", "formats", default="dot,svg,json", show_default=True,
+              help="Comma-separated: dot, svg, png, json (svg/png need Graphviz's dot).")
+@click.option("--expand", is_flag=True, help="Every GPU and every layer as its own node (default: collapsed).")
+@click.option("--dag-phase", type=click.Choice(["prefill", "decode"]), help="Only this phase's DAG.")
+@wrap_errors
+def dag(strategy, out_dir, formats, expand, dag_phase, **kw) -> None:
+    """The deployment DAG of a plan (PROBLEM or PLAN.json): every operator and transfer on named GPUs."""
+    from meshplan.cli.dag_cmd import resolve, run_dag
+
+    problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw))
+    run_dag(problem, pools, Path(out_dir), [f.strip() for f in formats.split(",") if f.strip()], expand, dag_phase)
+
+
+@main.command("lint-dag")
+@click.argument("dot_file", type=click.Path(dir_okay=False))
+@click.option("--plan", "plan_file", help="A meshplan plan JSON, or a seed-format plan (.md), to lint against.")
+@click.option("--problem", "problem_file", help="The problem, with --strategy (default: the bundled seed problem).")
+@click.option("--strategy", help=STRATEGY_HELP)
+@click.option("--dag-phase", type=click.Choice(["prefill", "decode"]), help="Which pool of a disaggregated plan.")
+@click.option("--json", "as_json", is_flag=True, help="Findings as JSON.")
+@wrap_errors
+def lint_dag(dot_file, plan_file, problem_file, strategy, dag_phase, as_json) -> None:
+    """Check a DOT file written elsewhere against a plan: structure, GPU labels, placement,
+    transfers, missing operators. Exit 1 when anything is found, 0 when clean."""
+    from meshplan.cli.dag_cmd import resolve, run_lint
+    from meshplan.io.problem_file import load_problem
+
+    if plan_file and plan_file.endswith(".md"):
+        from meshplan.cli.dag_cmd import Pool
+        from meshplan.strategy.notation import from_seed
+        problem = load_problem(plan_file)
+        reading = from_seed(problem.seed_strategy, problem.model)
+        # A seed DAG draws one instance (the others are copies), so lint against one.
+        pools = [Pool(phases=("prefill", "decode"), layout=reading.layout.with_instances(1), B={}, offset=0)]
+    elif plan_file:
+        problem, pools = resolve(plan_file, None, None)
+    else:
+        if not strategy:
+            raise SpecError("--strategy", None, "missing; lint against --plan PLAN or a problem with --strategy S")
+        problem = load_problem(problem_file)
+        pools = [Pool_for(problem, strategy)]
+    raise SystemExit(run_lint(dot_file, problem, pools, dag_phase, as_json))
+
+
+def Pool_for(problem, strategy):  # noqa: N802
+    from meshplan.cli.dag_cmd import Pool
+    from meshplan.strategy.layout import parse_strategy
+    return Pool(phases=("prefill", "decode"), layout=parse_strategy(strategy, is_moe=problem.model.is_moe), B={},
+                offset=0)
+
+
+@main.command()
 def models() -> None:
     """The model catalog."""
     from meshplan.io.catalog import load_model, model_keys

@@ -148,4 +148,6 @@ def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any
                      "examples": [_short(c) for c in result.pruned[:8]]}
     doc["pareto"] = [_short(c) for c in result.pareto]
     doc["search"] = {"layouts": result.num_layouts, "operating_points": result.num_points}
+    doc["problem_spec"] = problem.model_dump(mode="json")
+    """The whole problem, so a plan file alone rebuilds everything derived from it (DAG, export)."""
     return doc

@@ -1,0 +1,106 @@
+"""meshplan dag / lint-dag: where the plan comes from, and what gets written or reported."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from meshplan.errors import SpecError
+from meshplan.specs.problem import Problem
+from meshplan.strategy.layout import Layout, parse_strategy
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Pool:
+    """One pool of a plan: its phase(s), layout, operating point and first GPU id."""
+
+    phases: tuple[str, ...]
+    layout: Layout
+    B: dict[str, float]
+    offset: int
+
+
+def _pools_from_doc(doc: dict) -> tuple[Problem, list[Pool]]:
+    if "problem_spec" not in doc:
+        raise SpecError("plan", doc.get("problem"), "this plan JSON has no problem_spec; re-create it with meshplan plan")
+    problem = Problem.model_validate(doc["problem_spec"])
+    phases = doc["phases"]
+    moe = problem.model.is_moe
+    if doc["mode"] in ("disaggregated",):
+        pre, dec = phases["prefill"], phases["decode"]
+        pre_lay = parse_strategy(pre["strategy"]["string"], is_moe=moe)
+        return problem, [Pool(phases=("prefill",), layout=pre_lay, B={"prefill": pre["batch_per_attention_dp_rank"]},
+                              offset=0),
+                         Pool(phases=("decode",), layout=parse_strategy(dec["strategy"]["string"], is_moe=moe),
+                              B={"decode": dec["batch_per_attention_dp_rank"]}, offset=pre_lay.gpus)]
+    present = [k for k in ("prefill", "decode") if phases.get(k)]
+    lay = parse_strategy(phases[present[-1]]["strategy"]["string"], is_moe=moe)
+    return problem, [Pool(phases=tuple(present), layout=lay,
+                          B={k: phases[k]["batch_per_attention_dp_rank"] for k in present}, offset=0)]
+
+
+def resolve(source: str | None, strategy: str | None, load_problem_kw) -> tuple[Problem, list[Pool]]:
+    """A plan JSON, or a problem (file, flags or the bundled seed) with --strategy or the search's best."""
+    if source and source.endswith(".json"):
+        try:
+            doc = json.loads(Path(source).read_text())
+        except (OSError, json.JSONDecodeError):
+            doc = None
+        if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("meshplan.plan/"):
+            if strategy:
+                raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
+            return _pools_from_doc(doc)
+    from meshplan.plan.plan import plan_document
+    from meshplan.search.evaluate import evaluate_aggregated
+    from meshplan.search.search import SearchResult, search
+
+    problem = load_problem_kw()
+    if strategy:
+        cand = evaluate_aggregated(problem, parse_strategy(strategy, is_moe=problem.model.is_moe))
+        result = SearchResult(problem=problem, objective=search.__defaults__[0], ranked=(cand,), pruned=(),
+                              pareto=(), num_layouts=1, num_points=0)
+    else:
+        result = search(problem)
+    return _pools_from_doc(plan_document(result))
+
+
+def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], expand: bool, phase: str | None) -> None:
+    from meshplan.dag.build import build_dag
+    from meshplan.dag.export import write
+
+    for pool in pools:
+        for ph in pool.phases:
+            if phase and ph != phase:
+                continue
+            t0 = time.perf_counter()
+            dag = build_dag(problem, pool.layout, ph, pool.B[ph], offset=pool.offset, expand=expand)
+            t1 = time.perf_counter()
+            paths = write(dag, out, formats, f"{ph}{'_expanded' if expand else ''}")
+            click.echo(f"{ph}: {pool.layout.short}, {len(dag.nodes):,} nodes, {len(dag.edges):,} edges "
+                       f"(built in {t1 - t0:.2f} s, written in {time.perf_counter() - t1:.2f} s)")
+            for p in paths:
+                click.echo(f"  {p}")
+
+
+def run_lint(dot_file: str, problem: Problem, pools: list[Pool], phase: str | None, as_json: bool) -> int:
+    from meshplan.dag.lint import lint_dot
+
+    path = Path(dot_file)
+    if not path.exists():
+        raise SpecError("FILE.dot", dot_file, "no such file")
+    pool = next((p for p in pools if phase is None or phase in p.phases), pools[-1])
+    findings = lint_dot(path.read_text(), path.name, problem.model, pool.layout, pool.offset,
+                        problem.assumptions.redundant_experts)
+    if as_json:
+        click.echo(json.dumps({"file": str(path), "layout": str(pool.layout), "gpu_offset": pool.offset,
+                               "clean": not findings, "findings": [f.to_dict() for f in findings]}, indent=2))
+    else:
+        click.echo(f"{path.name} against {pool.layout} (GPUs {pool.offset}-{pool.offset + pool.layout.gpus - 1}):")
+        for f in findings:
+            click.echo(f"  {f.line()}")
+        click.echo("  clean" if not findings else f"  {len(findings)} finding(s)")
+    return 1 if findings else 0

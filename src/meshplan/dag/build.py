@@ -1,0 +1,249 @@
+"""Plan -> DAG, mechanically: the layout's rank map names the GPUs, the cost model gives every
+node its FLOPs, bytes and time, so the DAG cannot disagree with the plan.
+
+Two views of the same graph. Expanded: one node per GPU per layer, one communication node per
+group (per tp group, per EP group, ...). Collapsed (default): symmetric GPUs of a pipeline stage
+share one node ("GPUs 0-319") and consecutive layers of the same kind share one node ("x58
+layers"); totals (FLOPs, bytes, node multiplicities) are the same in both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import groupby
+
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.layer import Par
+from meshplan.cost.roofline import OpCost
+from meshplan.cost.serving import decode_cost, prefill_cost
+from meshplan.dag.nodes import Dag, Node, NodeKind
+from meshplan.dag.shapes import op_shapes
+from meshplan.specs.model import LayerKind
+from meshplan.specs.problem import Problem
+from meshplan.strategy.layout import Layout
+from meshplan.strategy.mesh import coords_of, stage_layers
+
+ROUTE_OPS = {"router", "moe_sum", "input", "output"}
+COMM_OPS = {"tp_all_reduce_attn", "tp_all_reduce_ffn", "tp_all_reduce_moe", "ep_dispatch", "ep_combine",
+            "attn_dp_gather", "attn_dp_scatter", "etp_reduce_scatter", "embed_all_reduce", "logits_gather",
+            "pp_send_recv"}
+
+
+def _f(x) -> float:
+    return float(x.reshape(-1)[0]) if hasattr(x, "reshape") else float(x)
+
+
+def phase_costs(problem: Problem, lay: Layout, phase: str, B: float) -> dict[str, OpCost]:
+    """The cost model's operators for one pass of ``phase`` at B per attention-dp rank, by name
+    (the one owner of every figure a DAG node carries)."""
+    ci = CostInputs.from_problem(problem)
+    par = Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp)
+    pc = decode_cost(ci, par, B) if phase == "decode" else prefill_cost(ci, par, B)
+    fwd = pc.forward
+    ops = {op.name: op for op in fwd.dense_layer + fwd.moe_layer + fwd.embed + fwd.head}
+    ops[fwd.pp.name] = fwd.pp
+    return ops
+
+
+@dataclass
+class _Builder:
+    dag: Dag
+    lay: Layout
+    offset: int
+    expand: bool
+    costs: dict[str, OpCost]
+    shapes: dict[str, tuple[str, str]]
+    num_experts: int = 0
+    redundant: int = 0
+    gpn: int = 8
+    """GPUs per node (NVLink domain), to say which transfers cross nodes."""
+    tails: list[str] = field(default_factory=list)
+
+    # -- units and groups -------------------------------------------------------------------
+    def units(self, stage: int) -> list[tuple[int, ...]]:
+        lay, g = self.lay, self.lay.gpus_per_stage
+        bases = [self.offset + i * lay.gpus_per_instance + stage * g for i in range(lay.instances)]
+        if self.expand:
+            return [(b + j,) for b in bases for j in range(g)]
+        return [tuple(b + j for b in bases for j in range(g))]
+
+    def groups(self, units: list[tuple[int, ...]], axis: str) -> list[tuple[list[int], int]]:
+        """(member unit indices, number of real groups the node stands for) per group."""
+        lay = self.lay
+        if not self.expand:
+            count = {"tp": lay.dp, "ep": lay.etp, "etp": lay.ep, "stage": 1}[axis] * lay.instances
+            return [([0], count)]
+        keys: dict[tuple, list[int]] = {}
+        for i, (gpu,) in enumerate(units):
+            c = coords_of(gpu, lay, self.offset)
+            key = {"tp": (c.instance, c.pp, c.dp), "ep": (c.instance, c.pp, c.etp),
+                   "etp": (c.instance, c.pp, c.ep), "stage": (c.instance, c.pp)}[axis]
+            keys.setdefault(key, []).append(i)
+        return [(members, 1) for members in keys.values()]
+
+    # -- nodes ------------------------------------------------------------------------------
+    def node(self, op: str, gpus: tuple[int, ...], layers: tuple[int, ...], stage: int, groups: int = 1,
+             detail: str = "") -> Node:
+        cost = self.costs.get(op)
+        kind = NodeKind.COMM if op in COMM_OPS else (NodeKind.ROUTE if op in ROUTE_OPS else NodeKind.COMPUTE)
+        tag = f"L{layers[0]}" if layers else f"s{stage}"
+        shape_in, shape_out = self.shapes.get(op, ("", ""))
+        n = Node(id=f"{self.dag.phase[0]}_{op}_{tag}_g{gpus[0]}", op=op, kind=kind, gpus=gpus, layers=layers,
+                 stage=stage, in_shape=shape_in, out_shape=shape_out, groups=groups, detail=detail)
+        if cost is not None:
+            n.flops, n.hbm_bytes = _f(cost.flops), _f(cost.mem_bytes)
+            n.comm_bytes, n.time_s = _f(cost.comm_bytes), _f(cost.time_s)
+        return self.dag.add(n)
+
+    def step(self, op: str, units, layers, stage, detail: str = "", dashed_from: list[str] | None = None):
+        """A compute/route node on every unit, after each unit's tail."""
+        made = []
+        for i, u in enumerate(units):
+            n = self.node(op, u, layers, stage, detail=detail)
+            self.dag.link(self.tails[i], n)
+            if dashed_from is not None:
+                self.dag.link(dashed_from[i], n, dashed=True)
+            self.tails[i] = n.id
+            made.append(n.id)
+        return made
+
+    def comm(self, op: str, axis: str, units, layers, stage, extra_inputs: list[str] | None = None,
+             dashed_from: list[str] | None = None) -> None:
+        """One communication node per group, from the members' tails to the members."""
+        for members, count in self.groups(units, axis):
+            gpus = tuple(g for i in members for g in units[i])
+            size = len(gpus) // count
+            nodes = len({g // self.gpn for g in gpus[:size]})
+            n = self.node(op, gpus, layers, stage, groups=count, detail=f"{axis} group of {size} GPUs"
+                          + (f" on {nodes} nodes" if nodes > 1 else "") + (f", x{count} groups" if count > 1 else ""))
+            for i in members:
+                self.dag.link(self.tails[i], n)
+                if extra_inputs is not None:
+                    self.dag.link(extra_inputs[i], n)
+                if dashed_from is not None:
+                    self.dag.link(dashed_from[i], n, dashed=True)
+            for i in members:
+                self.tails[i] = n.id
+
+    # -- blocks -----------------------------------------------------------------------------
+    def attention(self, units, layers, stage):
+        for op in ("attn_norm", "qkv_proj", "attn_core", "o_proj"):
+            self.step(op, units, layers, stage)
+        if self.lay.tp > 1:
+            self.comm("tp_all_reduce_attn", "tp", units, layers, stage)
+
+    def dense(self, units, layers, stage):
+        self.step("ffn_norm", units, layers, stage)
+        self.step("dense_ffn", units, layers, stage)
+        if self.lay.tp > 1:
+            self.comm("tp_all_reduce_ffn", "tp", units, layers, stage)
+
+    def moe(self, units, layers, stage, model):
+        lay = self.lay
+        normed = self.step("ffn_norm", units, layers, stage)
+        gates = []
+        for i, u in enumerate(units):
+            g = self.node("router", u, layers, stage)
+            self.dag.link(normed[i], g)
+            gates.append(g.id)
+        per = (model.num_experts + self.redundant) // lay.ep
+        if lay.ep > 1:
+            self.comm("ep_dispatch", "ep", units, layers, stage, dashed_from=gates)
+            experts = [self._experts_detail(u, per) for u in units]
+            for i, u in enumerate(units):
+                n = self.node("experts", u, layers, stage, detail=experts[i])
+                self.dag.link(self.tails[i], n)
+                self.tails[i] = n.id
+            if lay.etp > 1:
+                self.comm("etp_reduce_scatter", "etp", units, layers, stage)
+            self.comm("ep_combine", "ep", units, layers, stage)
+        else:
+            if lay.dp > 1:
+                self.comm("attn_dp_gather", "stage", units, layers, stage)
+            self.step("experts", units, layers, stage, detail=f"all {model.num_experts} experts, 1/{lay.etp} of each",
+                      dashed_from=gates)
+            if lay.dp > 1:
+                self.comm("attn_dp_scatter", "stage", units, layers, stage)
+        combined = list(self.tails)
+        if model.num_shared_experts:
+            self.tails = list(normed)
+            self.step("shared_experts", units, layers, stage)
+        for i, u in enumerate(units):
+            n = self.node("moe_sum", u, layers, stage)
+            self.dag.link(combined[i], n)
+            if model.num_shared_experts:
+                self.dag.link(self.tails[i], n)
+            self.tails[i] = n.id
+        if lay.tp > 1:
+            self.comm("tp_all_reduce_moe", "tp", units, layers, stage)
+
+    def _experts_detail(self, unit: tuple[int, ...], per: int) -> str:
+        """Which routed experts a GPU hosts (strategy.mesh.experts_of's block placement); slots
+        past the model's experts hold redundant replicas (CostAssumptions.redundant_experts)."""
+        if len(unit) > 1:
+            return f"{per} expert(s) per GPU, 1/{self.lay.etp} of each"
+        e = coords_of(unit[0], self.lay, self.offset).ep
+        first, last = e * per, (e + 1) * per - 1
+        ids = f"expert {first}" if first == last else f"experts {first}-{last}"
+        if last >= self.num_experts:
+            ids += " (redundant replicas)" if first >= self.num_experts else " (some redundant replicas)"
+        return f"{ids}, 1/{self.lay.etp} of each"
+
+
+def _runs(kinds: list[LayerKind], layers: range, expand: bool) -> list[tuple[LayerKind, tuple[int, ...]]]:
+    if expand:
+        return [(kinds[i], (i,)) for i in layers]
+    out = []
+    for kind, items in groupby(layers, key=lambda i: kinds[i]):
+        out.append((kind, tuple(items)))
+    return out
+
+
+def build_dag(problem: Problem, lay: Layout, phase: str, B: float, *, offset: int = 0,
+              expand: bool = False) -> Dag:
+    """The operator DAG of one pool (``lay``) in ``phase`` ('prefill' or 'decode') at B sequences
+    per attention-dp rank; GPU ids start at ``offset``."""
+    model = problem.model
+    ci = CostInputs.from_problem(problem)
+    decode = phase == "decode"
+    context = problem.workload.decode_context_tokens if decode else problem.workload.isl_tokens
+    dag = Dag(phase=phase, layout=str(lay), num_gpus=lay.gpus, expanded=expand)
+    b = _Builder(dag=dag, lay=lay, offset=offset, expand=expand, costs=phase_costs(problem, lay, phase, B),
+                 shapes=op_shapes(ci, lay, B, decode, context), num_experts=model.num_experts,
+                 redundant=problem.assumptions.redundant_experts, gpn=problem.gpu.nvlink_domain_gpus)
+    all_gpus = tuple(range(offset, offset + lay.gpus))
+    source = b.node("input", all_gpus, (), 0, detail="spreads requests over instances and attention-dp ranks")
+    kinds = list(model.layer_kinds)
+    stages = stage_layers(model.num_layers, lay.pp)
+    prev_units: list[tuple[int, ...]] = []
+    for s, layers in enumerate(stages):
+        units = b.units(s)
+        if s == 0:
+            b.tails = [source.id] * len(units)
+            b.step("embedding", units, (), s)
+            if lay.tp > 1:
+                b.comm("embed_all_reduce", "tp", units, (), s)
+        else:
+            # Hidden states to the next stage: one transfer per GPU pair (same local rank).
+            sends = []
+            for i, (u_prev, u) in enumerate(zip(prev_units, units)):
+                n = b.node("pp_send_recv", u_prev + u, (), s, groups=len(u) if not expand else 1,
+                           detail=f"stage {s - 1} -> {s}")
+                dag.link(b.tails[i], n)
+                sends.append(n.id)
+            b.tails = sends
+        for kind, run in _runs(kinds, layers, expand):
+            b.attention(units, run, s)
+            if kind is LayerKind.MOE:
+                b.moe(units, run, s, model)
+            else:
+                b.dense(units, run, s)
+        prev_units = units
+    last = len(stages) - 1
+    b.step("lm_head", prev_units, (), last)
+    if lay.tp > 1:
+        b.comm("logits_gather", "tp", prev_units, (), last)
+    sink = b.node("output", tuple(g for u in prev_units for g in u), (), last, detail="sampled tokens")
+    for t in set(b.tails):
+        dag.link(t, sink)
+    return dag
