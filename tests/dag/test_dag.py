@@ -14,7 +14,7 @@ from meshplan.dag.nodes import NodeKind
 from meshplan.io.catalog import model_keys
 from meshplan.io.problem_file import load_problem, problem_from_raw
 from meshplan.strategy.layout import parse_strategy
-from meshplan.strategy.mesh import coords_of, experts_of
+from meshplan.strategy.mesh import coords_of, experts_of, group
 
 STRATEGIES = {
     "moe": ["tp=1", "dp=4,ep=4", "tp=2,dp=2,ep=2,etp=2", "pp=2,dp=2,ep=2", "tp=2,dp=2,ep=1,etp=4", "instances=2,dp=2,ep=2"],
@@ -82,8 +82,13 @@ def test_structure_gpus_costs_and_views_agree(key, strategy, phase):
     for x, y in zip(a[:3], b[:3]):
         assert math.isclose(x, y, rel_tol=1e-9)
     assert a[3] == b[3]
-    # Expanded: each compute node sits on one GPU of its own stage, and experts where the rank map says.
+    # Expanded: each transfer joins exactly the rank map's group, each compute node sits on one
+    # GPU of its own stage, and experts where the rank map says.
+    axis = {"tp_all_reduce_attn": "tp", "tp_all_reduce_ffn": "tp", "tp_all_reduce_moe": "tp", "ep_dispatch": "ep",
+            "ep_combine": "ep", "etp_reduce_scatter": "etp", "embed_all_reduce": "tp", "logits_gather": "tp"}
     for n in expanded.nodes:
+        if n.op in axis:
+            assert sorted(n.gpus) == group(n.gpus[0], lay, axis[n.op]), (n.op, n.gpus)
         if n.kind is NodeKind.COMPUTE:
             assert len(n.gpus) == 1 and coords_of(n.gpus[0], lay).pp == n.stage
         if n.op == "experts" and lay.ep > 1:
