@@ -141,6 +141,33 @@ def Pool_for(problem, strategy):  # noqa: N802
 
 
 @main.command()
+@click.argument("plan", required=False, type=click.Path(dir_okay=False))
+@click.option("--problem", "problem_path", help="The problem a Markdown plan answers (default: the bundled seed problem).")
+@click.option("--vllm", help='A vLLM command to check, e.g. "vllm serve deepseek-ai/DeepSeek-V3 -tp 8 -dp 2 --enable-expert-parallel".')
+@click.option("--sglang", help='An SGLang command, e.g. "python -m sglang.launch_server --model-path M --tp 16 --dp 16 --enable-dp-attention".')
+@click.option("--trtllm", help="A TensorRT-LLM LLM-API YAML config to check.")
+@click.option("--gpu", help="GPU an engine command runs on (catalog name).")
+@click.option("--weights", help="Weight format for an engine command (fp8, bf16, fp4, ...).")
+@click.option("--isl", type=float, help="Mean input length for an engine command's predictions.")
+@click.option("--osl", type=float, help="Mean output length for an engine command's predictions.")
+@click.option("--tolerance", type=float, default=0.25, show_default=True,
+              help="Relative difference under which a claimed figure counts as confirmed.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@wrap_errors
+def check(plan, problem_path, vllm, sglang, trtllm, gpu, weights, isl, osl, tolerance, as_json) -> None:
+    """Check a plan written elsewhere (Markdown, meshplan JSON/YAML, or an engine command):
+    every claim confirmed, wrong (with meshplan's value and the rule) or unverifiable.
+    Exit 1 when any claim is wrong."""
+    from meshplan.cli.check_cmd import build_report, emit
+
+    if tolerance <= 0:
+        raise SpecError("--tolerance", tolerance, "must be > 0")
+    report = build_report(plan, problem_path, vllm, sglang, trtllm, gpu, weights, isl, osl, tolerance)
+    emit(report, as_json)
+    raise SystemExit(1 if report.any_wrong else 0)
+
+
+@main.command()
 def models() -> None:
     """The model catalog."""
     from meshplan.io.catalog import load_model, model_keys

@@ -140,10 +140,16 @@ def _miss_reason(t: PointTable, ci: CostInputs, i: int, ok: dict[Rule, np.ndarra
     """Why row i has no feasible point, with the numbers of its nearest miss."""
     req = ci.problem.requirements
     if not ok[Rule.MEMORY][i].any():
-        need = float(np.min(t.mem_total[i]))
+        j = int(np.argmin(t.B[i]))
+        need = float(np.broadcast_to(t.mem_total, t.B.shape)[i, j])
+        fit = int(t.max_b[i])
+        if fit >= 1:
+            return [Violation(rule=Rule.MEMORY, message=(
+                f"{t.B[i, j]:,.0f} sequences per attention-dp rank need {need / GIB:.1f} GiB per GPU > usable "
+                f"{t.usable / GIB:.1f} GiB ({req.memory_headroom:.0%} of capacity); at most {fit:,} fit per rank"))]
         return [Violation(rule=Rule.MEMORY, message=(
-            f"even one sequence per rank needs {need / GIB:.1f} GiB per GPU > usable {t.usable / GIB:.1f} GiB "
-            f"({req.memory_headroom:.0%} of capacity)"))]
+            f"even one sequence per rank needs more than the usable {t.usable / GIB:.1f} GiB per GPU "
+            f"({req.memory_headroom:.0%} of capacity): {need / GIB:.1f} GiB at the smallest point tried"))]
     if t.invalid[i].all():
         slots = int(t.la.dp[i] * t.la.pp[i])
         return [Violation(rule=Rule.CONCURRENCY, message=(

@@ -1,0 +1,88 @@
+"""meshplan check: which claims of a plan written elsewhere are right, which are wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import yaml
+
+from meshplan.check.verdict import Report, Verdict, fmt
+from meshplan.errors import SpecError
+
+
+def build_report(plan: str | None, problem_path: str | None, vllm: str | None, sglang: str | None,
+                 trtllm: str | None, gpu: str | None, weights: str | None, isl: float | None, osl: float | None,
+                 tolerance: float) -> Report:
+    engines = [x for x in (vllm, sglang, trtllm) if x]
+    if len(engines) + (1 if plan else 0) != 1:
+        raise SpecError("PLAN", plan, "give exactly one of: a PLAN file, --vllm CMD, --sglang CMD, --trtllm CONFIG")
+    if engines:
+        from meshplan.check.engine_check import check_engine
+        from meshplan.check.engines import parse_sglang, parse_trtllm, parse_vllm
+        reading = parse_vllm(vllm) if vllm else parse_sglang(sglang) if sglang else parse_trtllm(trtllm)
+        return check_engine(reading, gpu=gpu, weights=weights, isl=isl, osl=osl, source=engines[0][:60])
+    path = Path(plan)
+    if not path.exists():
+        raise SpecError("PLAN", plan, "no such file")
+    text = path.read_text()
+    if path.suffix.lower() in (".json", ".yaml", ".yml"):
+        from meshplan.check.plan_doc import check_plan_doc
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise SpecError("PLAN", plan, "not valid YAML/JSON") from None
+        doc = doc if isinstance(doc, dict) else {}
+        if "problem_spec" not in doc and "model" in doc:
+            from meshplan.check.plan_doc import check_problem_strategy
+            from meshplan.io.problem_file import problem_from_raw
+            raw = dict(doc)
+            raw.setdefault("name", path.stem)
+            return check_problem_strategy(problem_from_raw(raw), path.name)
+        return check_plan_doc(doc, path.name, tolerance)
+    from meshplan.check.document import check_document
+    from meshplan.io.problem_file import DEFAULT_PROBLEM, problem_from_raw, read_raw
+    from meshplan.io.seed_plan import looks_like_plan, read_seed_plan
+    if looks_like_plan(text):
+        raw = read_seed_plan(text, path.name, read_raw(problem_path or str(DEFAULT_PROBLEM)))
+    else:
+        raw = read_raw(path)
+    problem = problem_from_raw(raw)
+    if problem.seed_strategy is None:
+        raise SpecError("PLAN", plan, "states no layout (DP/TP/PP/EP); nothing to check against")
+    return check_document(problem, text, path.name, tolerance)
+
+
+def render(report: Report) -> str:
+    order = {Verdict.WRONG: 0, Verdict.UNVERIFIABLE: 1, Verdict.CONFIRMED: 2, Verdict.NOTED: 3}
+    lines = [f"check of {report.source} ({report.kind})", ""]
+    for c in sorted(report.checks, key=lambda c: order[c.verdict]):
+        where = f" (line{'s' if len(c.lines) > 1 else ''} {', '.join(map(str, c.lines))})" if c.lines else ""
+        lines.append(f"[{c.verdict.value.upper()}] {c.subject}{where}: {c.message}")
+        if c.verdict is Verdict.WRONG and c.rule:
+            lines.append(f"    rule: {c.rule}")
+        if c.text and c.verdict is not Verdict.NOTED:
+            lines.append(f"    text: {c.text[:110]}")
+    wrong = sum(c.verdict is Verdict.WRONG for c in report.checks)
+    lines += ["", f"{wrong} wrong, {sum(c.verdict is Verdict.CONFIRMED for c in report.checks)} confirmed, "
+                  f"{sum(c.verdict is Verdict.UNVERIFIABLE for c in report.checks)} unverifiable"]
+    if report.reading:
+        layout = report.reading.get("layout")
+        lines += ["", f"consistent reading: {layout}"]
+        for note in report.reading.get("notes", []) or []:
+            lines.append(f"  note: {note}")
+        if report.reading.get("flags_not_used"):
+            lines.append(f"  flags not used by the check: {', '.join(map(str, report.reading['flags_not_used']))}")
+    if report.evaluation:
+        from meshplan.cli.summary import summary
+        ev = dict(report.evaluation, runner_ups=[], notes=[])
+        lines += ["", "its evaluation:", summary(ev)]
+    return "\n".join(lines)
+
+
+def emit(report: Report, as_json: bool) -> None:
+    click.echo(json.dumps(report.to_dict(), indent=2, default=float) if as_json else render(report))
+
+
+__all__ = ["build_report", "render", "emit", "fmt"]
