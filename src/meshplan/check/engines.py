@@ -36,6 +36,19 @@ class EngineReading:
     """Flags the check does not use (listed, never silently dropped)."""
 
 
+def _is_moe(model: str | None) -> bool:
+    """Whether the named model has experts (catalog or config.json); unknown names count as MoE,
+    the layout that keeps every axis."""
+    from meshplan.errors import SpecError as _E
+    from meshplan.io.catalog import load_model
+    if not model:
+        return True
+    try:
+        return load_model(model).is_moe
+    except _E:
+        return True
+
+
 def _flags(cmd: str) -> tuple[list[str], dict[str, str | bool]]:
     """Positional words and --flag values (``--x=1``, ``--x 1``, bare ``--x``)."""
     words = shlex.split(cmd)
@@ -89,7 +102,7 @@ def parse_vllm(cmd: str) -> EngineReading:
     dp = _int(flags, ["-dp", "--data-parallel-size"], 1)
     pp = _int(flags, ["-pp", "--pipeline-parallel-size"], 1)
     ep = bool(flags.pop("--enable-expert-parallel", False) or flags.pop("-ep", False))
-    r.layout = from_vllm(tp, dp, pp, enable_expert_parallel=ep)
+    r.layout = from_vllm(tp, dp, pp, enable_expert_parallel=ep, is_moe=_is_moe(model))
     r.context_tokens = _int(flags, ["--max-model-len"])
     seqs = _int(flags, ["--max-num-seqs"], 256)  # vLLM's default per engine
     r.concurrency = seqs * dp
@@ -123,7 +136,7 @@ def parse_sglang(cmd: str) -> EngineReading:
     if dp > 1 and not dp_attention:
         r.ignored.append(f"--dp-size {dp} without --enable-dp-attention starts {dp} independent replicas")
     if not r.refusals:
-        lay = from_sglang(tp, dp, dp_attention, ep, pp)
+        lay = from_sglang(tp, dp, dp_attention, ep, pp, is_moe=_is_moe(r.model))
         r.layout = lay if dp_attention or dp == 1 else lay.with_instances(dp)
     r.context_tokens = _int(flags, ["--context-length"])
     r.concurrency = _int(flags, ["--max-running-requests"])
@@ -133,7 +146,7 @@ def parse_sglang(cmd: str) -> EngineReading:
     return r
 
 
-def parse_trtllm(path: str) -> EngineReading:
+def parse_trtllm(path: str, model: str | None = None) -> EngineReading:
     """A TensorRT-LLM LLM-API YAML (trtllm-serve --extra_llm_api_options): moe_expert x
     moe_tensor parallel must equal tensor_parallel_size; enable_attention_dp makes attention
     tp 1 and attention dp = tensor_parallel_size."""
@@ -143,7 +156,7 @@ def parse_trtllm(path: str) -> EngineReading:
     except (OSError, yaml.YAMLError) as err:
         raise SpecError("--trtllm", path, f"cannot read the YAML ({err.__class__.__name__})") from None
     r = EngineReading(engine="trtllm")
-    r.model = cfg.pop("model", None)
+    r.model = cfg.pop("model", None) or model  # trtllm-serve takes the model as its positional argument
     tp = int(cfg.pop("tensor_parallel_size", 1))
     pp = int(cfg.pop("pipeline_parallel_size", 1))
     mep = int(cfg.pop("moe_expert_parallel_size", 1) or 1)
@@ -154,7 +167,7 @@ def parse_trtllm(path: str) -> EngineReading:
         r.refusals.append(f"moe_expert_parallel_size {mep} x moe_tensor_parallel_size {mtp} = {mep * mtp} != "
                           f"tensor_parallel_size {tp}: TensorRT-LLM's Mapping rejects it")
     else:
-        r.layout = from_trtllm(tp, pp, adp, mep, mtp)
+        r.layout = from_trtllm(tp, pp, adp, mep, mtp, is_moe=_is_moe(r.model))
     r.context_tokens = cfg.pop("max_seq_len", None)
     batch = cfg.pop("max_batch_size", None)
     r.concurrency = int(batch) * (tp if adp else 1) if batch else None

@@ -14,14 +14,14 @@ from meshplan.errors import SpecError
 
 def build_report(plan: str | None, problem_path: str | None, vllm: str | None, sglang: str | None,
                  trtllm: str | None, gpu: str | None, weights: str | None, isl: float | None, osl: float | None,
-                 tolerance: float) -> Report:
+                 tolerance: float, model: str | None = None) -> Report:
     engines = [x for x in (vllm, sglang, trtllm) if x]
     if len(engines) + (1 if plan else 0) != 1:
         raise SpecError("PLAN", plan, "give exactly one of: a PLAN file, --vllm CMD, --sglang CMD, --trtllm CONFIG")
     if engines:
         from meshplan.check.engine_check import check_engine
         from meshplan.check.engines import parse_sglang, parse_trtllm, parse_vllm
-        reading = parse_vllm(vllm) if vllm else parse_sglang(sglang) if sglang else parse_trtllm(trtllm)
+        reading = parse_vllm(vllm) if vllm else parse_sglang(sglang) if sglang else parse_trtllm(trtllm, model)
         return check_engine(reading, gpu=gpu, weights=weights, isl=isl, osl=osl, source=engines[0][:60])
     path = Path(plan)
     if not path.exists():

@@ -4,43 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from meshplan.errors import SpecError
+from meshplan.plan.pools import Pool, pools_from_doc
 from meshplan.specs.problem import Problem
-from meshplan.strategy.layout import Layout, parse_strategy
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Pool:
-    """One pool of a plan: its phase(s), layout, operating point and first GPU id."""
-
-    phases: tuple[str, ...]
-    layout: Layout
-    B: dict[str, float]
-    offset: int
-
-
-def _pools_from_doc(doc: dict) -> tuple[Problem, list[Pool]]:
-    if "problem_spec" not in doc:
-        raise SpecError("plan", doc.get("problem"), "this plan JSON has no problem_spec; re-create it with meshplan plan")
-    problem = Problem.model_validate(doc["problem_spec"])
-    phases = doc["phases"]
-    moe = problem.model.is_moe
-    if doc["mode"] in ("disaggregated",):
-        pre, dec = phases["prefill"], phases["decode"]
-        pre_lay = parse_strategy(pre["strategy"]["string"], is_moe=moe)
-        return problem, [Pool(phases=("prefill",), layout=pre_lay, B={"prefill": pre["batch_per_attention_dp_rank"]},
-                              offset=0),
-                         Pool(phases=("decode",), layout=parse_strategy(dec["strategy"]["string"], is_moe=moe),
-                              B={"decode": dec["batch_per_attention_dp_rank"]}, offset=pre_lay.gpus)]
-    present = [k for k in ("prefill", "decode") if phases.get(k)]
-    lay = parse_strategy(phases[present[-1]]["strategy"]["string"], is_moe=moe)
-    return problem, [Pool(phases=tuple(present), layout=lay,
-                          B={k: phases[k]["batch_per_attention_dp_rank"] for k in present}, offset=0)]
+from meshplan.strategy.layout import parse_strategy
 
 
 def resolve(source: str | None, strategy: str | None, load_problem_kw) -> tuple[Problem, list[Pool]]:
@@ -53,7 +24,7 @@ def resolve(source: str | None, strategy: str | None, load_problem_kw) -> tuple[
         if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("meshplan.plan/"):
             if strategy:
                 raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
-            return _pools_from_doc(doc)
+            return pools_from_doc(doc)
     from meshplan.plan.plan import plan_document
     from meshplan.search.evaluate import evaluate_aggregated
     from meshplan.search.search import SearchResult, search
@@ -65,7 +36,7 @@ def resolve(source: str | None, strategy: str | None, load_problem_kw) -> tuple[
                               pareto=(), num_layouts=1, num_points=0)
     else:
         result = search(problem)
-    return _pools_from_doc(plan_document(result))
+    return pools_from_doc(plan_document(result))
 
 
 def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], expand: bool, phase: str | None) -> None:

@@ -117,7 +117,7 @@ def lint_dag(dot_file, plan_file, problem_file, strategy, dag_phase, as_json) ->
     from meshplan.io.problem_file import load_problem
 
     if plan_file and plan_file.endswith(".md"):
-        from meshplan.cli.dag_cmd import Pool
+        from meshplan.plan.pools import Pool
         from meshplan.strategy.notation import from_seed
         problem = load_problem(plan_file)
         reading = from_seed(problem.seed_strategy, problem.model)
@@ -134,7 +134,7 @@ def lint_dag(dot_file, plan_file, problem_file, strategy, dag_phase, as_json) ->
 
 
 def Pool_for(problem, strategy):  # noqa: N802
-    from meshplan.cli.dag_cmd import Pool
+    from meshplan.plan.pools import Pool
     from meshplan.strategy.layout import parse_strategy
     return Pool(phases=("prefill", "decode"), layout=parse_strategy(strategy, is_moe=problem.model.is_moe), B={},
                 offset=0)
@@ -145,7 +145,8 @@ def Pool_for(problem, strategy):  # noqa: N802
 @click.option("--problem", "problem_path", help="The problem a Markdown plan answers (default: the bundled seed problem).")
 @click.option("--vllm", help='A vLLM command to check, e.g. "vllm serve deepseek-ai/DeepSeek-V3 -tp 8 -dp 2 --enable-expert-parallel".')
 @click.option("--sglang", help='An SGLang command, e.g. "python -m sglang.launch_server --model-path M --tp 16 --dp 16 --enable-dp-attention".')
-@click.option("--trtllm", help="A TensorRT-LLM LLM-API YAML config to check.")
+@click.option("--trtllm", help="A TensorRT-LLM LLM-API YAML config to check (with --model).")
+@click.option("--model", "engine_model", help="The model a --trtllm config serves (trtllm-serve's positional MODEL).")
 @click.option("--gpu", help="GPU an engine command runs on (catalog name).")
 @click.option("--weights", help="Weight format for an engine command (fp8, bf16, fp4, ...).")
 @click.option("--isl", type=float, help="Mean input length for an engine command's predictions.")
@@ -154,7 +155,7 @@ def Pool_for(problem, strategy):  # noqa: N802
               help="Relative difference under which a claimed figure counts as confirmed.")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 @wrap_errors
-def check(plan, problem_path, vllm, sglang, trtllm, gpu, weights, isl, osl, tolerance, as_json) -> None:
+def check(plan, problem_path, vllm, sglang, trtllm, engine_model, gpu, weights, isl, osl, tolerance, as_json) -> None:
     """Check a plan written elsewhere (Markdown, meshplan JSON/YAML, or an engine command):
     every claim confirmed, wrong (with meshplan's value and the rule) or unverifiable.
     Exit 1 when any claim is wrong."""
@@ -162,9 +163,37 @@ def check(plan, problem_path, vllm, sglang, trtllm, gpu, weights, isl, osl, tole
 
     if tolerance <= 0:
         raise SpecError("--tolerance", tolerance, "must be > 0")
-    report = build_report(plan, problem_path, vllm, sglang, trtllm, gpu, weights, isl, osl, tolerance)
+    report = build_report(plan, problem_path, vllm, sglang, trtllm, gpu, weights, isl, osl, tolerance, engine_model)
     emit(report, as_json)
     raise SystemExit(1 if report.any_wrong else 0)
+
+
+@main.command("export")
+@problem_options
+@click.option("--strategy", help=STRATEGY_HELP + " (default: the search's best plan)")
+@click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm", "devicemesh"]), required=True,
+              help="vLLM 0.11, SGLang 0.5, TensorRT-LLM 1.0, or a torch DeviceMesh (torch 2.13).")
+@click.option("--out", "out_dir", default="launch", show_default=True, help="Folder for the files.")
+@wrap_errors
+def export_cmd(strategy, engine, out_dir, **kw) -> None:
+    """Launch commands or configs for every instance and node of a plan (PROBLEM or PLAN.json)."""
+    from meshplan.cli.dag_cmd import resolve
+    from meshplan.export.export import export, write
+
+    problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw))
+    result = export(problem, pools, engine)
+    for sub in result.substitutions:
+        click.echo(f"{engine} cannot express the {sub.role} pool {sub.layout}: {sub.reason}")
+        if sub.nearest:
+            click.echo(f"  nearest layout it can express: {sub.nearest} "
+                       f"({sub.nearest_tok_s_per_gpu or 0:,.0f} vs {sub.planned_tok_s_per_gpu or 0:,.0f} tokens/s per "
+                       "GPU planned); exported instead")
+        else:
+            click.echo("  no expressible layout with the same GPUs; nothing exported for this pool")
+    for path in write(result, Path(out_dir)):
+        click.echo(f"wrote {path}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
 
 
 @main.command()

@@ -77,3 +77,14 @@ def load_gpu(name: str) -> GpuSpec:
         if wanted == spec.name or wanted in {_norm(a) for a in spec.aliases}:
             return spec
     raise SpecError("gpu", name, "not in the GPU catalog" + suggest(wanted, sorted(table)))
+
+
+def model_alias(name: str) -> str:
+    """The Hugging Face repository id of a catalog model (its first alias with an owner), else
+    the name itself (a local config or a custom model)."""
+    entry = _model_index().get(name)
+    if entry:
+        for alias in entry.get("aliases", []):
+            if "/" in alias:
+                return alias
+    return name

@@ -36,8 +36,12 @@ def to_vllm(lay: Layout) -> dict[str, Any]:
             "enable_expert_parallel": lay.ep > 1}
 
 
-def from_vllm(tp: int, dp: int = 1, pp: int = 1, enable_expert_parallel: bool = False) -> Layout:
+def from_vllm(tp: int, dp: int = 1, pp: int = 1, enable_expert_parallel: bool = False, is_moe: bool = True) -> Layout:
+    """A dense model has no expert axes (ep = etp = 1), and its data-parallel engines share
+    nothing, so they are instances."""
     g = tp * dp
+    if not is_moe:
+        return Layout(instances=dp, pp=pp, tp=tp)
     return Layout(pp=pp, tp=tp, dp=dp, ep=g if enable_expert_parallel else 1, etp=1 if enable_expert_parallel else g)
 
 
@@ -48,7 +52,7 @@ def to_sglang(lay: Layout) -> dict[str, Any]:
 
 
 def from_sglang(tp_size: int, dp_size: int = 1, enable_dp_attention: bool = False, ep_size: int = 1,
-                pp_size: int = 1) -> Layout:
+                pp_size: int = 1, is_moe: bool = True) -> Layout:
     if enable_dp_attention:
         if tp_size % dp_size:
             raise SpecError("--dp-size", dp_size, f"must divide --tp-size {tp_size} (SGLang asserts it)")
@@ -57,6 +61,8 @@ def from_sglang(tp_size: int, dp_size: int = 1, enable_dp_attention: bool = Fals
         tp, dp = tp_size, 1
     if tp_size % ep_size:
         raise SpecError("--ep-size", ep_size, f"must divide --tp-size {tp_size}")
+    if not is_moe:
+        return Layout(instances=dp, pp=pp_size, tp=tp)
     return Layout(pp=pp_size, tp=tp, dp=dp, ep=ep_size, etp=tp_size // ep_size)
 
 
@@ -70,8 +76,12 @@ def to_trtllm(lay: Layout) -> dict[str, Any]:
 
 
 def from_trtllm(tensor_parallel_size: int, pipeline_parallel_size: int = 1, enable_attention_dp: bool = False,
-                moe_expert_parallel_size: int = 1, moe_tensor_parallel_size: int | None = None) -> Layout:
+                moe_expert_parallel_size: int = 1, moe_tensor_parallel_size: int | None = None,
+                is_moe: bool = True) -> Layout:
     g = tensor_parallel_size
+    if not is_moe:
+        return Layout(instances=g if enable_attention_dp else 1, pp=pipeline_parallel_size,
+                      tp=1 if enable_attention_dp else g)
     etp = moe_tensor_parallel_size or g // moe_expert_parallel_size
     return Layout(pp=pipeline_parallel_size, tp=1 if enable_attention_dp else g, dp=g if enable_attention_dp else 1,
                   ep=moe_expert_parallel_size, etp=etp)

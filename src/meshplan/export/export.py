@@ -1,0 +1,107 @@
+"""Write the launch files of a plan for one engine, and say what the engine cannot express."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meshplan.export import devicemesh, sglang, trtllm, vllm
+from meshplan.export.common import Inexpressible, Launch, settings
+from meshplan.export.nearest import nearest
+from meshplan.plan.pools import Pool
+from meshplan.specs.problem import Problem
+from meshplan.strategy.layout import Layout
+
+ENGINES = ("vllm", "sglang", "trtllm", "devicemesh")
+
+
+@dataclass(kw_only=True)
+class Substitution:
+    """A pool the engine cannot express, and what was exported instead."""
+
+    role: str
+    layout: str
+    reason: str
+    nearest: str | None
+    planned_tok_s_per_gpu: float | None
+    nearest_tok_s_per_gpu: float | None
+
+
+@dataclass(kw_only=True)
+class ExportResult:
+    engine: str
+    files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    substitutions: list[Substitution] = field(default_factory=list)
+
+
+def expressible(engine: str, lay: Layout, problem: Problem, pool: Pool) -> bool:
+    """Whether the engine can launch ``lay`` in the role of ``pool``."""
+    try:
+        _launch(engine, Pool(phases=pool.phases, layout=lay, B=pool.B, offset=pool.offset), problem)
+    except Inexpressible:
+        return False
+    return True
+
+
+def _launch(engine: str, pool: Pool, problem: Problem) -> Launch:
+    s = settings(problem, pool)
+    if engine == "vllm":
+        return vllm.launch(pool, s)
+    if engine == "sglang":
+        return sglang.launch(pool, s)
+    if engine == "trtllm":
+        return trtllm.launch(pool, s)
+    out = Launch(engine="devicemesh", role=s.role)
+    out.files[f"devicemesh_{s.role}.py"] = devicemesh.snippet(pool.layout)
+    return out
+
+
+def export(problem: Problem, pools: list[Pool], engine: str) -> ExportResult:
+    """Launch files for every pool (substituting the nearest expressible layout where needed)."""
+    from meshplan.search.evaluate import evaluate_aggregated
+
+    result = ExportResult(engine=engine)
+    used: list[Pool] = []
+    for pool in pools:
+        try:
+            launch = _launch(engine, pool, problem)
+            used.append(pool)
+        except Inexpressible as err:
+            near = nearest(problem, pool.layout, pool.role, lambda lay: expressible(engine, lay, problem, pool))
+            planned = evaluate_aggregated(problem, pool.layout)
+            sub = Substitution(role=pool.role, layout=str(pool.layout), reason=str(err),
+                               nearest=str(near[0]) if near else None,
+                               planned_tok_s_per_gpu=planned.output_tok_s_per_gpu or planned.input_tok_s_per_gpu,
+                               nearest_tok_s_per_gpu=(near[1].output_tok_s_per_gpu or near[1].input_tok_s_per_gpu)
+                               if near else None)
+            result.substitutions.append(sub)
+            if near is None:
+                continue
+            pool = Pool(phases=pool.phases, layout=near[0], B=pool.B, offset=pool.offset)
+            launch = _launch(engine, pool, problem)
+            used.append(pool)
+        result.files.update(launch.files)
+        result.notes += launch.notes
+    roles = {p.role: p for p in used}
+    if "prefill" in roles and "decode" in roles:
+        if engine == "sglang":
+            result.files["router.sh"] = sglang.router(roles["prefill"], roles["decode"])
+        elif engine == "trtllm":
+            result.files["disagg.yaml"] = trtllm.disagg_config(roles["prefill"], roles["decode"])
+        elif engine == "vllm":
+            result.notes.append("disaggregated: put a proxy in front that sends each request to a prefill instance "
+                                "then a decode instance (vLLM's disagg_proxy example); both pools use NixlConnector")
+    return result
+
+
+def write(result: ExportResult, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in result.files.items():
+        path = out_dir / name
+        path.write_text(text)
+        if name.endswith(".sh"):
+            path.chmod(0o755)
+        paths.append(path)
+    return paths

@@ -1,0 +1,130 @@
+"""Engine launch configs: round trip through the checker's parsers, what engines cannot express,
+and the DeviceMesh snippet built on CPU with torch's fake process group."""
+
+import re
+
+import pytest
+
+from meshplan.check.engines import parse_sglang, parse_trtllm, parse_vllm
+from meshplan.export.export import export
+from meshplan.io.catalog import load_gpu, load_model
+from meshplan.io.problem_file import problem_from_raw
+from meshplan.plan.pools import Pool
+from meshplan.strategy.layout import Layout
+from meshplan.strategy.space import enumerate_layouts
+
+
+def _problem(model="deepseek-v3", gpu="h800"):
+    return problem_from_raw({"model": model, "gpu": gpu, "precision": {"weights": "fp8", "kv_cache": "fp8"},
+                             "workload": {"isl": 2000, "osl": 500}})
+
+
+def _pool(lay, role="aggregated"):
+    phases = ("prefill", "decode") if role == "aggregated" else (role,)
+    return Pool(phases=phases, layout=lay, B={p: 8.0 for p in phases}, offset=0)
+
+
+def command(script: str, start: str) -> str:
+    """The command of a generated script: from the line starting with ``start``, continuations joined."""
+    text = script[script.index(start):]
+    return text.replace("\\\n", " ")
+
+
+def _layouts(model, gpu, cap):
+    la = enumerate_layouts(load_model(model), load_gpu(gpu), cap)
+    return [Layout(tp=int(a), dp=int(b), pp=int(c), ep=int(d), etp=int(e))
+            for a, b, c, d, e in zip(la.tp, la.dp, la.pp, la.ep, la.etp)]
+
+
+CASES = [("deepseek-v3", "h800", 32), ("qwen3-30b-a3b", "h100-sxm", 16), ("llama-3.1-70b", "h100-sxm", 16)]
+
+
+@pytest.mark.parametrize("model, gpu, cap", CASES)
+def test_round_trip_for_every_searchable_layout(model, gpu, cap):
+    problem = _problem(model, gpu)
+    expressed = {"vllm": 0, "sglang": 0, "trtllm": 0}
+    for lay in _layouts(model, gpu, cap):
+        for engine in ("vllm", "sglang", "trtllm"):
+            res = export(problem, [_pool(lay)], engine)
+            if res.substitutions:
+                assert res.substitutions[0].reason  # said why
+                continue
+            expressed[engine] += 1
+            if engine == "vllm":
+                back = parse_vllm(command(res.files["aggregated-instance0-node0.sh"], "vllm serve")).layout
+            elif engine == "sglang":
+                back = parse_sglang(command(res.files["aggregated-instance0-node0.sh"], "python -m sglang")).layout
+            else:
+                import tempfile
+                from pathlib import Path
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / "c.yaml"
+                    path.write_text(res.files["aggregated-config.yaml"])
+                    back = parse_trtllm(str(path), model).layout
+            assert back == lay, (engine, lay, back)
+    assert all(n > 0 for n in expressed.values()), expressed
+
+
+def test_vllm_cannot_express_hybrid_expert_tensor_parallel_and_offers_the_nearest():
+    problem = _problem()
+    lay = Layout(tp=8, dp=1, ep=2, etp=4)
+    res = export(problem, [_pool(lay)], "vllm")
+    sub = res.substitutions[0]
+    assert "etp" in sub.reason and sub.nearest is not None
+    near = re.search(r"tp=(\d+),dp=(\d+),ep=(\d+),etp=(\d+)", sub.nearest).groups()
+    tp, dp, ep, etp = map(int, near)
+    assert tp * dp == 8 and (ep == 1 or etp == 1)  # an all-EP or all-TP MoE, as vLLM can run
+    assert sub.nearest_tok_s_per_gpu > 0 and sub.planned_tok_s_per_gpu > 0
+
+
+def test_trtllm_cannot_mix_attention_tp_and_dp():
+    res = export(_problem(), [_pool(Layout(tp=2, dp=4, ep=8))], "trtllm")
+    assert res.substitutions and "all-or-nothing" in res.substitutions[0].reason
+
+
+def test_multinode_arguments():
+    problem = _problem()
+    res = export(problem, [_pool(Layout(tp=1, dp=16, ep=16), "decode")], "vllm")
+    node1 = res.files["decode-instance0-node1.sh"]
+    assert "--data-parallel-size-local 8" in node1 and "--data-parallel-start-rank 8" in node1
+    assert "--headless" in node1 and "VLLM_ALL2ALL_BACKEND=deepep_low_latency" in node1
+    res = export(problem, [_pool(Layout(tp=1, dp=16, ep=16), "prefill")], "sglang")
+    node1 = res.files["prefill-instance0-node1.sh"]
+    assert "--nnodes 2" in node1 and "--node-rank 1" in node1 and "--disaggregation-mode prefill" in node1
+    assert "--deepep-mode normal" in node1
+
+
+def test_disaggregated_front_ends():
+    problem = _problem()
+    pools = [Pool(phases=("prefill",), layout=Layout(tp=1, dp=8, ep=8), B={"prefill": 2.0}, offset=0),
+             Pool(phases=("decode",), layout=Layout(tp=1, dp=16, ep=16), B={"decode": 64.0}, offset=8)]
+    assert "--pd-disaggregation" in export(problem, pools, "sglang").files["router.sh"]
+    assert "context_servers" in export(problem, pools, "trtllm").files["disagg.yaml"]
+
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("spec", ["instances=2,pp=2,tp=2,dp=2,ep=4,etp=1", "pp=1,tp=2,dp=4,ep=2,etp=4"])
+def test_devicemesh_matches_the_rank_map(spec):
+    import torch.distributed as dist
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    from meshplan.export.devicemesh import snippet
+    from meshplan.strategy.layout import parse_strategy
+    from meshplan.strategy.mesh import group
+
+    lay = parse_strategy(spec)
+    namespace: dict = {}
+    exec(compile(snippet(lay), "devicemesh.py", "exec"), namespace)
+    for rank in (0, lay.gpus - 1, lay.gpus // 2 + 1):
+        dist.init_process_group("fake", store=FakeStore(), rank=rank, world_size=lay.gpus)
+        try:
+            attention, experts = namespace["build_meshes"]("cpu")
+            assert attention["tp"].mesh.tolist() == group(rank, lay, "tp")
+            assert attention["dp"].mesh.tolist() == group(rank, lay, "dp")
+            assert attention["pp"].mesh.tolist() == group(rank, lay, "pp")
+            assert experts["ep"].mesh.tolist() == group(rank, lay, "ep")
+            assert experts["etp"].mesh.tolist() == group(rank, lay, "etp")
+        finally:
+            dist.destroy_process_group()
