@@ -196,6 +196,45 @@ def export_cmd(strategy, engine, out_dir, **kw) -> None:
         click.echo(f"note: {note}")
 
 
+@main.command("run")
+@problem_options
+@click.option("--strategy", help=STRATEGY_HELP + " (default: the plan meshplan chooses)")
+@click.option("--scale", type=click.Choice(["tiny", "full"]), default="tiny", show_default=True,
+              help="tiny keeps layers, heads, KV heads, experts and top-k and shrinks widths; full needs GPUs.")
+@click.option("--requests", type=int, default=8, show_default=True, help="Requests to generate.")
+@click.option("--run-isl", "run_isl", type=int, default=16, show_default=True, help="Prompt tokens per request.")
+@click.option("--run-osl", "run_osl", type=int, default=8, show_default=True, help="Tokens generated per request.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights and prompts.")
+@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True,
+              help="A rank that makes no progress for this long ends the run.")
+@wrap_errors
+def run_cmd(strategy, scale, requests, run_isl, run_osl, dtype, seed, timeout_s, **kw) -> None:
+    """Run the plan for real on torch.distributed: one process per GPU rank (CPU processes with
+    gloo when there is no GPU). With no problem: the seed problem under meshplan's plan and under
+    the layout the seed's own plan claims (attention dp 16 folded with ep 16)."""
+    from meshplan.cli.dag_cmd import resolve
+    from meshplan.cli.run_cmd import _need_torch, execute
+
+    _need_torch()
+    for name, value in (("--requests", requests), ("--run-isl", run_isl), ("--run-osl", run_osl),
+                        ("--timeout", timeout_s)):
+        if value <= 0:
+            raise SpecError(name, value, "must be > 0")
+    problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw))
+    runs = [(f"{problem.name}: {'the given strategy' if strategy else 'meshplan plan'} ({pools[-1].role} pool)",
+             pools[-1].layout)]
+    if kw.get("problem") is None and not strategy and not kw.get("model"):
+        from meshplan.io.problem_file import DEFAULT_PROBLEM, load_problem
+        from meshplan.strategy.notation import from_seed
+        seed_plan = load_problem(str(DEFAULT_PROBLEM.parent / "seed-plan.md"))
+        runs.append(("the layout the seed's own plan claims (one instance)",
+                     from_seed(seed_plan.seed_strategy, seed_plan.model).layout.with_instances(1)))
+    for title, lay in runs:
+        execute(problem, lay, scale=scale, requests=requests, isl=run_isl, osl=run_osl, dtype=dtype, seed=seed,
+                timeout_s=timeout_s, title=title)
+
+
 @main.command()
 def models() -> None:
     """The model catalog."""

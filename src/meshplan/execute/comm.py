@@ -1,0 +1,109 @@
+"""Process groups of a layout and the collectives the executor uses, each counting the bytes it
+moves with the cost model's own formulas (cost.roofline.ring_factor): one owner."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+import torch.distributed as dist
+
+from meshplan.cost.roofline import ring_factor
+from meshplan.strategy.layout import Layout
+from meshplan.strategy.mesh import coords_of, group
+
+
+class Comm:
+    """Groups for this rank (created on every rank in the same order, as torch requires)."""
+
+    def __init__(self, lay: Layout, rank: int, flags=None):
+        self.lay, self.rank = lay, rank
+        self.flags = flags
+        """Shared byte per rank, 1 while waiting in a collective (read by the launcher's watchdog)."""
+        self.c = coords_of(rank, lay)
+        self.bytes: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.tp_group = self._groups("tp")
+        self.stage_group = self._groups("stage")
+        self.stage_ranks = self._stage_ranks(rank)
+
+    def _stage_ranks(self, r: int) -> list[int]:
+        g = self.lay.gpus_per_stage
+        first = r - (r % g)
+        return list(range(first, first + g))
+
+    def _groups(self, kind: str):
+        """All groups of one kind, created in a fixed order; returns this rank's group (or None)."""
+        seen, mine = set(), None
+        for r in range(self.lay.gpus):
+            ranks = group(r, self.lay, "tp") if kind == "tp" else self._stage_ranks(r)
+            key = tuple(ranks)
+            if key in seen or len(ranks) == 1:
+                continue
+            seen.add(key)
+            handle = dist.new_group(list(ranks))
+            if self.rank in ranks:
+                mine = handle
+        return mine
+
+    def waiting(self, on: bool) -> None:
+        if self.flags is not None:
+            self.flags.buf[self.rank] = 1 if on else 0
+
+    def _count(self, kind: str, nbytes: float) -> None:
+        self.bytes[kind] += nbytes
+        self.calls[kind] += 1
+
+    def tp_all_reduce(self, x: torch.Tensor, kind: str) -> torch.Tensor:
+        if self.lay.tp > 1:
+            self.waiting(True)
+            dist.all_reduce(x, group=self.tp_group)
+            self.waiting(False)
+            self._count(kind, float(ring_factor(self.lay.tp, "all_reduce")) * x.numel() * x.element_size())
+        return x
+
+    def tp_all_gather_last(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenate the tp ranks' slices along the last dim (vocab-parallel logits)."""
+        if self.lay.tp == 1:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.lay.tp)]
+        self.waiting(True)
+        dist.all_gather(parts, x.contiguous(), group=self.tp_group)
+        self.waiting(False)
+        full = torch.cat(parts, dim=-1)
+        self._count("logits_gather", float(ring_factor(self.lay.tp, "all_gather")) * full.numel() * full.element_size())
+        return full
+
+    def all_to_all(self, rows: torch.Tensor, counts: list[int], kind: str) -> tuple[torch.Tensor, list[int]]:
+        """Send counts[i] rows to the i-th rank of the stage; returns the rows received and how
+        many came from each rank. Bytes counted: rows that leave this GPU."""
+        g = self.lay.gpus_per_stage
+        if g == 1:
+            return rows, counts
+        send = torch.tensor(counts, dtype=torch.int64)
+        recv = torch.empty(g, dtype=torch.int64)
+        self.waiting(True)
+        dist.all_to_all_single(recv, send, group=self.stage_group)
+        recv_counts = recv.tolist()
+        width = rows.shape[1:]
+        out = torch.empty((sum(recv_counts), *width), dtype=rows.dtype)
+        dist.all_to_all_single(out, rows.contiguous(), output_split_sizes=recv_counts, input_split_sizes=counts,
+                               group=self.stage_group)
+        self.waiting(False)
+        me = self.stage_ranks.index(self.rank)
+        row_bytes = rows[0].numel() * rows.element_size() if rows.numel() else 0
+        self._count(kind, (sum(counts) - counts[me]) * row_bytes)
+        return out, recv_counts
+
+    def send(self, x: torch.Tensor, dst: int, kind: str = "pp_send_recv") -> None:
+        self.waiting(True)
+        dist.send(x.contiguous(), dst)
+        self.waiting(False)
+        self._count(kind, x.numel() * x.element_size())
+
+    def recv(self, shape, dtype, src: int) -> torch.Tensor:
+        x = torch.empty(shape, dtype=dtype)
+        self.waiting(True)
+        dist.recv(x, src)
+        self.waiting(False)
+        return x

@@ -1,0 +1,112 @@
+"""The reference model: a decoder with MHA/GQA attention (RoPE, KV cache) and dense or MoE FFNs
+(router with top-k, softmax or sigmoid scoring, shared experts, dense first layers), built from
+any catalog model's structure. Weights come from a seed, so every rank builds the same model.
+
+Scale "tiny" keeps what parallelism depends on (layers and their kinds, query heads, KV heads,
+experts, top-k, shared experts) and shrinks widths (head dim 8, hidden = heads x 8, FFN 64,
+expert FFN 32, vocabulary 256) so it runs on a laptop CPU. It drops: MLA's latent compression
+(attention becomes MHA with the same heads), attention windows, biases and RoPE scaling.
+Scale "full" keeps the real widths (for GPUs).
+
+Shapes: B sequences, T tokens, D hidden, N/K query/KV heads, H head dim, F FFN size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import torch
+
+from meshplan.specs.model import LayerKind, ModelSpec, RouterScoring
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RefConfig:
+    layers: tuple[str, ...]
+    """'dense' or 'moe' per layer."""
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    experts: int
+    top_k: int
+    expert_ffn: int
+    shared_ffn: int
+    """Total FFN size of the shared experts (0: none)."""
+    vocab: int
+    sigmoid_router: bool
+    rope_theta: float = 10000.0
+    eps: float = 1e-6
+
+
+def config_from_spec(m: ModelSpec, scale: str = "tiny") -> RefConfig:
+    kinds = tuple(k.value for k in m.layer_kinds)
+    kv = m.num_heads if m.attention.value == "mla" else m.num_kv_heads
+    if scale == "full":
+        return RefConfig(layers=kinds, hidden=m.hidden_size, heads=m.num_heads, kv_heads=kv, head_dim=m.head_dim,
+                         ffn=m.ffn_size or 1, experts=m.num_experts, top_k=m.top_k, expert_ffn=m.expert_ffn_size,
+                         shared_ffn=m.num_shared_experts * m.shared_ffn_size, vocab=m.vocab_size,
+                         sigmoid_router=m.router_scoring is RouterScoring.SIGMOID)
+    if scale != "tiny":
+        raise ValueError(f"scale {scale!r}: expected tiny or full")
+    return RefConfig(layers=kinds, hidden=m.num_heads * 8, heads=m.num_heads, kv_heads=kv, head_dim=8, ffn=64,
+                     experts=m.num_experts, top_k=m.top_k, expert_ffn=32 if m.is_moe else 0,
+                     shared_ffn=32 * m.num_shared_experts, vocab=256,
+                     sigmoid_router=m.router_scoring is RouterScoring.SIGMOID)
+
+
+class Weights:
+    """Every parameter generated from (seed, name): identical on every rank, built lazily so a
+    rank only materialises what it holds."""
+
+    def __init__(self, cfg: RefConfig, seed: int, dtype: torch.dtype):
+        self.cfg, self.seed, self.dtype = cfg, seed, dtype
+
+    def get(self, name: str, *shape: int, scale: float | None = None) -> torch.Tensor:
+        digest = int.from_bytes(hashlib.sha256(f"{self.seed}:{name}".encode()).digest()[:8], "little")
+        g = torch.Generator().manual_seed(digest)
+        std = scale if scale is not None else 1.0 / math.sqrt(shape[-1] if len(shape) > 1 else 1)
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * std).to(self.dtype)
+
+    # Layer parameters, full size; shards are slices of these.
+    def attn(self, layer: int):
+        c = self.cfg
+        d, h = c.hidden, c.head_dim
+        return {"norm": 1.0 + self.get(f"l{layer}.attn_norm", d, scale=0.1),
+                "wq": self.get(f"l{layer}.wq", c.heads * h, d), "wk": self.get(f"l{layer}.wk", c.kv_heads * h, d),
+                "wv": self.get(f"l{layer}.wv", c.kv_heads * h, d), "wo": self.get(f"l{layer}.wo", d, c.heads * h)}
+
+    def ffn(self, name: str, hidden: int, ffn: int):
+        return {"gate": self.get(f"{name}.gate", ffn, hidden), "up": self.get(f"{name}.up", ffn, hidden),
+                "down": self.get(f"{name}.down", hidden, ffn)}
+
+
+def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def rope(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """Rotary embedding on the last dim of x [T, heads, H] at integer positions [T]
+    (RoFormer, arXiv:2104.09864, with the half-split layout of Llama)."""
+    h = x.shape[-1]
+    inv = 1.0 / (theta ** (torch.arange(0, h, 2, dtype=torch.float64) / h))
+    ang = positions.to(torch.float64)[:, None] * inv[None, :]
+    cos, sin = ang.cos().to(x.dtype)[:, None, :], ang.sin().to(x.dtype)[:, None, :]
+    x1, x2 = x[..., : h // 2], x[..., h // 2:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def swiglu(x: torch.Tensor, w: dict) -> torch.Tensor:
+    """SwiGLU FFN (Shazeer, arXiv:2002.05202): down(silu(gate x) * up x)."""
+    return torch.nn.functional.silu(x @ w["gate"].T) * (x @ w["up"].T) @ w["down"].T
+
+
+def route(logits: torch.Tensor, top_k: int, sigmoid: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k expert ids and normalised weights per token (softmax for Mixtral/Qwen-MoE, sigmoid
+    for DeepSeek-V3/Kimi-K2, both renormalised over the chosen k)."""
+    scores = logits.sigmoid() if sigmoid else logits.softmax(-1)
+    w, ids = scores.topk(top_k, dim=-1)
+    return ids, w / w.sum(-1, keepdim=True)

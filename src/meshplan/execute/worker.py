@@ -1,0 +1,106 @@
+"""One process of a run, started the way torchrun starts workers (RANK, WORLD_SIZE,
+MASTER_ADDR, MASTER_PORT in the environment) plus MESHPLAN_RUN (a JSON spec file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from meshplan.execute.comm import Comm
+from meshplan.execute.model import RefConfig
+from meshplan.execute.runner import Runner
+from meshplan.strategy.layout import Layout
+from meshplan.strategy.mesh import coords_of
+
+
+def prompts(cfg: RefConfig, n: int, isl: int, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, cfg.vocab, (isl,), generator=g) for _ in range(n)]
+
+
+def my_requests(lay: Layout, rank: int, n: int) -> list[int]:
+    """The request router: request i goes to slot i mod (instances x dp), slot = (instance, dp)."""
+    c = coords_of(rank, lay)
+    slots = lay.instances * lay.dp
+    return [i for i in range(n) if i % slots == c.instance * lay.dp + c.dp]
+
+
+def _fault(spec: dict, rank: int, step: int) -> None:
+    f = spec.get("fault")
+    if f and f["rank"] == rank and f["step"] == step:
+        if f["kind"] == "die":
+            os._exit(17)
+        time.sleep(3600)
+
+
+def main() -> None:
+    spec = json.loads(Path(os.environ["MESHPLAN_RUN"]).read_text())
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    status = Path(spec["status_dir"]) / f"rank{rank}"
+    status.write_text("init")
+    backend = "nccl" if spec.get("cuda") else "gloo"
+    dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(seconds=spec["timeout_s"]))
+    dtype = getattr(torch, spec["dtype"])
+    lay = Layout(**spec["layout"])
+    cfg = RefConfig(**{**spec["config"], "layers": tuple(spec["config"]["layers"])})
+    from multiprocessing import resource_tracker, shared_memory
+    flags = shared_memory.SharedMemory(name=spec["flags"]) if spec.get("flags") else None
+    if flags is not None:  # the launcher owns it; do not let this process's tracker unlink it
+        resource_tracker.unregister(flags._name, "shared_memory")
+    comm = Comm(lay, rank, flags)
+    runner = Runner(cfg, lay, comm, spec["seed"], dtype)
+    probe = torch.zeros(1, dtype=dtype)
+    dist.all_reduce(probe)
+    t_lat = time.perf_counter()
+    for _ in range(20):
+        dist.all_reduce(probe)
+    collective_latency = (time.perf_counter() - t_lat) / 20
+    ids = my_requests(lay, rank, spec["requests"])
+    all_prompts = prompts(cfg, spec["requests"], spec["isl"], spec["seed"])
+    reqs = [(i, all_prompts[i], 0) for i in ids]
+    generated: dict[int, list[int]] = {i: [] for i in ids}
+    logits: dict[int, list[list[float]]] = {i: [] for i in ids}
+    times = []
+    for step in range(spec["osl"]):
+        status.write_text(f"step {step}")
+        _fault(spec, rank, step)
+        t0 = time.perf_counter()
+        nxt = runner.forward(reqs)
+        times.append(time.perf_counter() - t0)
+        if nxt is None:  # a middle pipeline stage: follow the first stage's bookkeeping
+            nxt = torch.zeros(len(reqs), dtype=torch.int64)
+        if runner.last and runner.comm.c.tp == 0 and reqs:
+            for n, (rid, _, _) in enumerate(reqs):
+                logits[rid].append(runner.last_logits[n].tolist())
+        reqs = [(rid, nxt[n:n + 1], pos + len(tok)) for n, (rid, tok, pos) in enumerate(reqs)]
+        for n, (rid, _, _) in enumerate(reqs):
+            generated[rid].append(int(nxt[n]))
+    status.write_text("done")
+    c = coords_of(rank, lay)
+    report = {"rank": rank, "coords": {f: getattr(c, f) for f in ("instance", "pp", "dp", "tp", "ep", "etp")},
+              "requests": ids, "ttft_s": times[0] if times else None,
+              "tpot_s": (sum(times[1:]) / (len(times) - 1)) if len(times) > 1 else None,
+              "tokens": len(ids) * spec["osl"], "wall_s": sum(times), "bytes": dict(comm.bytes),
+              "calls": dict(comm.calls), "collective_latency_s": collective_latency,
+              "generated": generated if (runner.first and comm.c.tp == 0) else {},
+              "logits": logits if (runner.last and comm.c.tp == 0) else {}}
+    gathered = [None] * world if rank == 0 else None
+    dist.gather_object(report, gathered, dst=0)
+    if rank == 0:
+        Path(spec["result"]).write_text(json.dumps(gathered))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as err:  # a peer failing surfaces here as a collective error
+        print(f"rank {os.environ.get('RANK')}: {err.__class__.__name__}: {str(err)[:300]}", file=sys.stderr)
+        sys.exit(1)
