@@ -105,3 +105,10 @@ def test_a_failing_rank_is_named_with_its_step(kind):
     message = str(err.value)
     assert "rank 1" in message and "step 2" in message
     assert time.monotonic() - start < 60
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs 2 GPUs (NCCL)")
+def test_nccl_run_on_gpus(reference):
+    out = run(RunSpec(layout=parse_strategy("dp=2,ep=2"), config=CFG, requests=REQ, isl=ISL, osl=OSL,
+                      dtype="float64", cuda=True))
+    assert _tokens(out) == _tokens(reference)

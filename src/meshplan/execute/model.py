@@ -69,7 +69,9 @@ class Weights:
         digest = int.from_bytes(hashlib.sha256(f"{self.seed}:{name}".encode()).digest()[:8], "little")
         g = torch.Generator().manual_seed(digest)
         std = scale if scale is not None else 1.0 / math.sqrt(shape[-1] if len(shape) > 1 else 1)
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * std).to(self.dtype)
+        # Drawn on the CPU (the generator lives there) and moved to the default device.
+        return (torch.randn(*shape, generator=g, dtype=torch.float64, device="cpu") * std).to(
+            dtype=self.dtype, device=torch.get_default_device())
 
     # Layer parameters, full size; shards are slices of these.
     def attn(self, layer: int):
@@ -92,7 +94,7 @@ def rope(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor
     """Rotary embedding on the last dim of x [T, heads, H] at integer positions [T]
     (RoFormer, arXiv:2104.09864, with the half-split layout of Llama)."""
     h = x.shape[-1]
-    inv = 1.0 / (theta ** (torch.arange(0, h, 2, dtype=torch.float64) / h))
+    inv = 1.0 / (theta ** (torch.arange(0, h, 2, dtype=torch.float64, device=x.device) / h))
     ang = positions.to(torch.float64)[:, None] * inv[None, :]
     cos, sin = ang.cos().to(x.dtype)[:, None, :], ang.sin().to(x.dtype)[:, None, :]
     x1, x2 = x[..., : h // 2], x[..., h // 2:]

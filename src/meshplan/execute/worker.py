@@ -22,7 +22,8 @@ from meshplan.strategy.mesh import coords_of
 
 def prompts(cfg: RefConfig, n: int, isl: int, seed: int) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, cfg.vocab, (isl,), generator=g) for _ in range(n)]
+    return [torch.randint(0, cfg.vocab, (isl,), generator=g, device="cpu").to(torch.get_default_device())
+            for _ in range(n)]
 
 
 def my_requests(lay: Layout, rank: int, n: int) -> list[int]:
@@ -46,6 +47,11 @@ def main() -> None:
     status = Path(spec["status_dir"]) / f"rank{rank}"
     status.write_text("init")
     backend = "nccl" if spec.get("cuda") else "gloo"
+    if spec.get("cuda"):
+        # One GPU per rank (LOCAL_RANK, as torchrun sets it); tensors are created there by default.
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+        torch.set_default_device(device)
     dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(seconds=spec["timeout_s"]))
     dtype = getattr(torch, spec["dtype"])
     lay = Layout(**spec["layout"])
