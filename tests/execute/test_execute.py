@@ -107,8 +107,25 @@ def test_a_failing_rank_is_named_with_its_step(kind):
     assert time.monotonic() - start < 60
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs 2 GPUs (NCCL)")
 def test_nccl_run_on_gpus(reference):
     out = run(RunSpec(layout=parse_strategy("dp=2,ep=2"), config=CFG, requests=REQ, isl=ISL, osl=OSL,
                       dtype="float64", cuda=True))
     assert _tokens(out) == _tokens(reference)
+
+
+def test_the_single_process_run_equals_the_readable_reference(reference):
+    # Two implementations: the plain unsharded decoder in execute/model.py and the rank runner
+    # under the 1-GPU layout. Same tokens, logits within float64 round-off.
+    from meshplan.execute.model import ReferenceModel
+    from meshplan.execute.worker import prompts
+
+    model = ReferenceModel(CFG, 0, torch.float64)
+    got = _tokens(reference)
+    ref_logits = _logits(reference)
+    for rid, prompt in enumerate(prompts(CFG, REQ, ISL, 0)):
+        tokens, logits = model.generate(prompt, OSL)
+        assert got[str(rid)] == tokens
+        for a, b in zip(ref_logits[str(rid)], logits):
+            assert max(abs(x - float(y)) for x, y in zip(a, b)) < TOL

@@ -112,3 +112,66 @@ def route(logits: torch.Tensor, top_k: int, sigmoid: bool) -> tuple[torch.Tensor
     scores = logits.sigmoid() if sigmoid else logits.softmax(-1)
     w, ids = scores.topk(top_k, dim=-1)
     return ids, w / w.sum(-1, keepdim=True)
+
+
+class ReferenceModel:
+    """The whole model in one process with full (unsharded) weights: the readable reference
+    that every parallel run is compared against."""
+
+    def __init__(self, cfg: RefConfig, seed: int, dtype: torch.dtype = torch.float64):
+        self.cfg, self.w = cfg, Weights(cfg, seed, dtype)
+        c = cfg
+        self.embed = self.w.get("embed", c.vocab, c.hidden, scale=1.0)
+        self.final_norm = 1.0 + self.w.get("final_norm", c.hidden, scale=0.1)
+        self.head = self.w.get("lm_head", c.vocab, c.hidden)
+        self.layers = []
+        for i, kind in enumerate(c.layers):
+            p = dict(self.w.attn(i), ffn_norm=1.0 + self.w.get(f"l{i}.ffn_norm", c.hidden, scale=0.1))
+            if kind == "moe":
+                p["router"] = self.w.get(f"l{i}.router", c.experts, c.hidden)
+                p["experts"] = [self.w.ffn(f"l{i}.e{e}", c.hidden, c.expert_ffn) for e in range(c.experts)]
+                if c.shared_ffn:
+                    p["shared"] = self.w.ffn(f"l{i}.shared", c.hidden, c.shared_ffn)
+            else:
+                p["ffn"] = self.w.ffn(f"l{i}.ffn", c.hidden, c.ffn)
+            self.layers.append(p)
+
+    def generate(self, prompt: torch.Tensor, steps: int) -> tuple[list[int], list[torch.Tensor]]:
+        """Greedy decoding of one sequence: the tokens and the logits of every step."""
+        c = self.cfg
+        ids, cache, out, logits = prompt, [None] * len(c.layers), [], []
+        pos0 = 0
+        for _ in range(steps):
+            x = self.embed[ids]  # [T, D]
+            pos = torch.arange(pos0, pos0 + len(ids))
+            for i, p in enumerate(self.layers):
+                y = rms_norm(x, p["norm"], c.eps)
+                q = rope((y @ p["wq"].T).view(-1, c.heads, c.head_dim), pos, c.rope_theta)
+                k = rope((y @ p["wk"].T).view(-1, c.kv_heads, c.head_dim), pos, c.rope_theta)
+                v = (y @ p["wv"].T).view(-1, c.kv_heads, c.head_dim)
+                if cache[i] is not None:
+                    k, v = torch.cat([cache[i][0], k]), torch.cat([cache[i][1], v])
+                cache[i] = (k, v)
+                rep = c.heads // c.kv_heads  # GQA: each KV head serves `rep` query heads
+                kk, vv = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+                s = torch.einsum("qhd,khd->hqk", q, kk) / c.head_dim ** 0.5
+                mask = torch.arange(len(kk))[None, :] > pos[:, None]  # causal
+                att = torch.einsum("hqk,khd->qhd", s.masked_fill(mask[None], float("-inf")).softmax(-1), vv)
+                x = x + att.reshape(len(ids), -1) @ p["wo"].T
+                h = rms_norm(x, p["ffn_norm"], c.eps)
+                if "router" in p:
+                    top, wts = route(h @ p["router"].T, c.top_k, c.sigmoid_router)
+                    y = swiglu(h, p["shared"]) if "shared" in p else torch.zeros_like(h)
+                    for t in range(len(ids)):
+                        for e, wt in zip(top[t].tolist(), wts[t]):
+                            y[t] += wt * swiglu(h[t:t + 1], p["experts"][e])[0]
+                    x = x + y
+                else:
+                    x = x + swiglu(h, p["ffn"])
+            step_logits = rms_norm(x[-1:], self.final_norm, c.eps) @ self.head.T
+            nxt = int(step_logits.argmax(-1))
+            out.append(nxt)
+            logits.append(step_logits[0])
+            pos0 += len(ids)
+            ids = torch.tensor([nxt])
+        return out, logits
