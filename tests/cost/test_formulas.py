@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 
 from meshplan.cost.imbalance import active_expert_fraction, distinct_remote_ranks, max_load_factor
 from meshplan.cost.roofline import compute_op, ring_factor

@@ -8,9 +8,9 @@ from collections import defaultdict
 from meshplan.check.claims import Claim, ClaimKind, extract_claims
 from meshplan.check.verdict import Check, Report, Verdict, compare, fmt
 from meshplan.io.seed_plan import layout_statements
-from meshplan.plan.plan import plan_document
+from meshplan.plan.plan import candidate_document
 from meshplan.search.evaluate import evaluate_aggregated
-from meshplan.search.search import SearchResult, search
+from meshplan.search.search import search
 from meshplan.specs.params import count_params
 from meshplan.specs.problem import Problem
 from meshplan.strategy.mesh import stage_layers
@@ -32,9 +32,7 @@ def check_document(problem: Problem, text: str, source: str, tolerance: float) -
     reading = from_seed(problem.seed_strategy, problem.model)
     lay = reading.layout
     cand = evaluate_aggregated(problem, lay)
-    doc = plan_document(SearchResult(problem=problem, objective=search.__defaults__[0],
-                                     ranked=(cand,) if cand.feasible else (), pruned=() if cand.feasible else (cand,),
-                                     pareto=(), num_layouts=1, num_points=0))
+    doc = candidate_document(problem, cand)
     best = search(problem).best
     report = Report(source=source, kind="document", reading=reading.to_dict(), evaluation=doc)
     claims = extract_claims(text)

@@ -14,9 +14,8 @@ from meshplan.cost.layer import Par
 from meshplan.cost.serving import decode_cost
 from meshplan.errors import SpecError
 from meshplan.io.problem_file import problem_from_raw
-from meshplan.plan.plan import plan_document
+from meshplan.plan.plan import candidate_document
 from meshplan.search.evaluate import evaluate_aggregated
-from meshplan.search.search import SearchResult, search
 from meshplan.strategy.rules import check_layout
 
 KV_DTYPES = {"auto": None, "fp8": "fp8", "fp8_e4m3": "fp8", "fp8_e5m2": "fp8", "bf16": "bf16", "bfloat16": "bf16",
@@ -58,8 +57,7 @@ def check_engine(r: EngineReading, *, gpu: str | None, weights: str | None, isl:
         report.checks.append(Check(subject="layout", verdict=Verdict.WRONG, rule=v.rule.value, message=v.message))
     report.checks += _fit(problem, r, context)
     cand = evaluate_aggregated(problem, lay)
-    doc = plan_document(SearchResult(problem=problem, objective=search.__defaults__[0], ranked=(cand,), pruned=(),
-                                     pareto=(), num_layouts=1, num_points=0))
+    doc = candidate_document(problem, cand)
     report.evaluation = doc
     report.reading = {"layout": str(lay), "engine": r.engine, "model": problem.model.name,
                       "context_tokens": context, "concurrency": r.concurrency, "memory_fraction": r.memory_fraction,

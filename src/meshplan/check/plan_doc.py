@@ -6,9 +6,8 @@ from typing import Any
 
 from meshplan.check.verdict import Check, Report, Verdict, compare
 from meshplan.errors import SpecError
-from meshplan.plan.plan import plan_document
+from meshplan.plan.plan import candidate_document
 from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
-from meshplan.search.search import SearchResult, search
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import parse_strategy
 
@@ -28,8 +27,7 @@ def check_plan_doc(doc: dict[str, Any], source: str, tolerance: float) -> Report
     else:
         ph = phases.get("decode") or phases.get("prefill")
         cand = evaluate_aggregated(problem, parse_strategy(ph["strategy"]["string"], is_moe=moe))
-    ours = plan_document(SearchResult(problem=problem, objective=search.__defaults__[0], ranked=(cand,), pruned=(),
-                                      pareto=(), num_layouts=1, num_points=0))
+    ours = candidate_document(problem, cand)
     report = Report(source=source, kind="meshplan plan", evaluation=ours)
     for key, unit in FIGURES:
         if doc.get(key) is None:
@@ -64,8 +62,7 @@ def check_problem_strategy(problem: Problem, source: str) -> Report:
         cand = evaluate_disaggregated(problem, *layouts)
     else:
         raise SpecError(source, None, "states no strategy to check (strategy, or prefill_strategy + decode_strategy)")
-    ours = plan_document(SearchResult(problem=problem, objective=search.__defaults__[0], ranked=(cand,), pruned=(),
-                                      pareto=(), num_layouts=1, num_points=0))
+    ours = candidate_document(problem, cand)
     report = Report(source=source, kind="meshplan problem with a strategy", evaluation=ours)
     for lay in layouts:
         for v in check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp,

@@ -25,18 +25,15 @@ def resolve(source: str | None, strategy: str | None, load_problem_kw) -> tuple[
             if strategy:
                 raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
             return pools_from_doc(doc)
-    from meshplan.plan.plan import plan_document
+    from meshplan.plan.plan import candidate_document, plan_document
     from meshplan.search.evaluate import evaluate_aggregated
-    from meshplan.search.search import SearchResult, search
+    from meshplan.search.search import search
 
     problem = load_problem_kw()
     if strategy:
         cand = evaluate_aggregated(problem, parse_strategy(strategy, is_moe=problem.model.is_moe))
-        result = SearchResult(problem=problem, objective=search.__defaults__[0], ranked=(cand,), pruned=(),
-                              pareto=(), num_layouts=1, num_points=0)
-    else:
-        result = search(problem)
-    return pools_from_doc(plan_document(result))
+        return pools_from_doc(candidate_document(problem, cand))
+    return pools_from_doc(plan_document(search(problem)))
 
 
 def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], expand: bool, phase: str | None) -> None:

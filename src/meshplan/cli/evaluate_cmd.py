@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from meshplan.errors import SpecError
-from meshplan.plan.plan import plan_document
-from meshplan.search.search import SearchResult, search
+from meshplan.plan.plan import candidate_document
+from meshplan.search.search import search
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout, parse_strategy
 
@@ -43,9 +43,7 @@ def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, 
     if structural and not problem.seed_strategy:
         raise SpecError("strategy", strategy or f"{prefill_s} / {decode_s}",
                         "; ".join(f"[{v.rule.value}] {v.message}" for v in structural))
-    result = SearchResult(problem=problem, objective=_objective(), ranked=(cand,) if cand.feasible else (),
-                          pruned=() if cand.feasible else (cand,), pareto=(), num_layouts=1, num_points=0)
-    doc = plan_document(result)
+    doc = candidate_document(problem, cand)
     best = search(problem).best
     doc["why_not"] = _why_not(cand, best)
     doc["search_best"] = None if best is None else {"label": best.label, "gpus_total": best.gpus_total,
@@ -54,11 +52,6 @@ def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, 
     if problem.seed_strategy is not None and not strategy and not prefill_s:
         doc["seed_reading"] = reading.to_dict()
     return doc
-
-
-def _objective():
-    from meshplan.search.objectives import Objective
-    return Objective.MAX_PER_GPU
 
 
 def _why_not(c, best) -> str:

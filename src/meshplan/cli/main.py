@@ -115,9 +115,10 @@ def lint_dag(dot_file, plan_file, problem_file, strategy, dag_phase, as_json) ->
     transfers, missing operators. Exit 1 when anything is found, 0 when clean."""
     from meshplan.cli.dag_cmd import resolve, run_lint
     from meshplan.io.problem_file import load_problem
+    from meshplan.plan.pools import Pool
+    from meshplan.strategy.layout import parse_strategy
 
     if plan_file and plan_file.endswith(".md"):
-        from meshplan.plan.pools import Pool
         from meshplan.strategy.notation import from_seed
         problem = load_problem(plan_file)
         reading = from_seed(problem.seed_strategy, problem.model)
@@ -129,15 +130,9 @@ def lint_dag(dot_file, plan_file, problem_file, strategy, dag_phase, as_json) ->
         if not strategy:
             raise SpecError("--strategy", None, "missing; lint against --plan PLAN or a problem with --strategy S")
         problem = load_problem(problem_file)
-        pools = [Pool_for(problem, strategy)]
+        pools = [Pool(phases=("prefill", "decode"), layout=parse_strategy(strategy, is_moe=problem.model.is_moe),
+                      B={}, offset=0)]
     raise SystemExit(run_lint(dot_file, problem, pools, dag_phase, as_json))
-
-
-def Pool_for(problem, strategy):  # noqa: N802
-    from meshplan.plan.pools import Pool
-    from meshplan.strategy.layout import parse_strategy
-    return Pool(phases=("prefill", "decode"), layout=parse_strategy(strategy, is_moe=problem.model.is_moe), B={},
-                offset=0)
 
 
 @main.command()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from meshplan.specs.model import LayerKind, ModelSpec, RouterScoring
+from meshplan.specs.model import ModelSpec, RouterScoring
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -73,7 +73,7 @@ class Runner:
         """Run new tokens of this rank's requests: (request id, token ids [t], start position).
         Returns the next token of each request (on the first stage after the round trip), or
         None where this rank does not need it."""
-        lay, c = self.lay, self.c
+        lay = self.lay
         sizes = [len(t) for _, t, _ in reqs]
         total = sum(sizes)
         if self.first:

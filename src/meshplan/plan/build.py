@@ -18,7 +18,6 @@ from meshplan.cost.layer import Par
 from meshplan.cost.memory import kv_bytes_per_token
 from meshplan.cost.serving import PhaseCost, decode_cost, prefill_cost
 from meshplan.search.candidate import Candidate
-from meshplan.search.objectives import Mode
 from meshplan.specs.params import count_params
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout

@@ -151,3 +151,12 @@ def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any
     doc["problem_spec"] = problem.model_dump(mode="json")
     """The whole problem, so a plan file alone rebuilds everything derived from it (DAG, export)."""
     return doc
+
+
+def candidate_document(problem: Problem, cand: Candidate) -> dict[str, Any]:
+    """The plan document of one evaluated candidate (a named strategy rather than a search)."""
+    from meshplan.search.objectives import Objective
+
+    result = SearchResult(problem=problem, objective=Objective.MAX_PER_GPU, ranked=(cand,) if cand.feasible else (),
+                          pruned=() if cand.feasible else (cand,), pareto=(), num_layouts=1, num_points=0)
+    return plan_document(result)

@@ -16,8 +16,8 @@ from meshplan.cost.layer import Par
 from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
 from meshplan.search.candidate import Candidate
 from meshplan.search.grid import B_GRID, PREFILL_B_GRID, concurrency_grid, with_limit
-from meshplan.search.objectives import Mode, Objective
-from meshplan.search.pick import PointTable, best_per_row, candidates_from_table
+from meshplan.search.objectives import Objective
+from meshplan.search.pick import PointTable, candidates_from_table
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase, Serving
 from meshplan.strategy.space import LayoutArrays, enumerate_layouts
