@@ -52,9 +52,8 @@ def _memory(line: str) -> tuple[ClaimKind, float] | None:
         return None
     # The figure before "per GPU", else the first one before a comparison sign.
     head = re.split(r"[≤<>≥]|\blimit\b", line)[0]
-    m = re.search(_NUM + r"\s*(GB|GiB|MB|MiB|TB)\s*per GPU", head, re.I) or \
-        list(re.finditer(_NUM + r"\s*(GB|GiB|MB|MiB|TB)\b", head, re.I))[-1:] and \
-        list(re.finditer(_NUM + r"\s*(GB|GiB|MB|MiB|TB)\b", head, re.I))[-1]
+    figures = list(re.finditer(_NUM + r"\s*(GB|GiB|MB|MiB|TB)\b", head, re.I))
+    m = re.search(_NUM + r"\s*(GB|GiB|MB|MiB|TB)\s*per GPU", head, re.I) or (figures[-1] if figures else None)
     if not m:
         return None
     value = _num(m.group(1)) * _UNIT_BYTES[m.group(2).lower()]

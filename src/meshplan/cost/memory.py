@@ -29,7 +29,7 @@ def kv_bytes_per_token_layer(ci: CostInputs, tp=1):
     GQA/MHA: 2 (K and V) * kv_heads_per_gpu * H * bytes. MLA: (kv_lora_rank + rope dim) * bytes,
     replicated on every tp rank (DeepSeek-V2 paper, section 2.1.2: only c_KV and k_R are cached)."""
     if ci.mla:
-        return (ci.kv_lora + ci.rope) * ci.kv_b + 0 * np.asarray(tp)
+        return np.broadcast_to((ci.kv_lora + ci.rope) * ci.kv_b, np.shape(tp)).astype(float)
     return 2.0 * kv_heads_per_gpu(ci, tp) * ci.H * ci.kv_b
 
 

@@ -30,14 +30,12 @@ def max_over_stages(layer_kinds, pp, fn):
     if pp_arr.ndim == 0:
         table = stage_table(layer_kinds, int(pp_arr))
         return np.max(np.stack([fn(*row) for row in table]), axis=0)
-    sample = None
     out = None
     for p in np.unique(pp_arr):
         table = stage_table(layer_kinds, int(p))
         value = np.max(np.stack([fn(*row) for row in table]), axis=0)
         if out is None:
-            sample = np.broadcast_to(value, np.broadcast(value, pp_arr).shape)
-            out = np.zeros(sample.shape)
+            out = np.zeros(np.broadcast(value, pp_arr).shape)
         mask = np.broadcast_to(pp_arr == p, out.shape)
         out = np.where(mask, value, out)
     return out

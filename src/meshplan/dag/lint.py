@@ -74,7 +74,7 @@ def _unquote(s: str) -> str:
     return s
 
 
-def _walk(graph, cluster_gpus: list[int] | None, nodes: dict[str, _Node], edges: list, inherited: dict):
+def _walk(graph, cluster_gpus: list[int] | None, nodes: dict[str, _Node], edges: list):
     label = _unquote(str(graph.get_label() or "")) if hasattr(graph, "get_label") else ""
     m = _GPU_RE.search(label)
     here = parse_gpu_ranges(m.group(1)) if m else cluster_gpus
@@ -97,7 +97,7 @@ def _walk(graph, cluster_gpus: list[int] | None, nodes: dict[str, _Node], edges:
         style = _unquote(str(e.get_attributes().get("style", "")))
         edges.append((_unquote(str(e.get_source())), _unquote(str(e.get_destination())), style))
     for sub in graph.get_subgraphs():
-        _walk(sub, here, nodes, edges, inherited)
+        _walk(sub, here, nodes, edges)
 
 
 def parse_dot(text: str, source: str) -> tuple[dict[str, _Node], list[tuple[str, str, str]]]:
@@ -109,7 +109,7 @@ def parse_dot(text: str, source: str) -> tuple[dict[str, _Node], list[tuple[str,
         raise SpecError(source, None, "not valid DOT (no graph found)")
     nodes: dict[str, _Node] = {}
     edges: list[tuple[str, str, str]] = []
-    _walk(graphs[0], None, nodes, edges, {})
+    _walk(graphs[0], None, nodes, edges)
     for s, d, _ in edges:  # nodes that appear only in edges
         for name in (s, d):
             nodes.setdefault(name, _Node(id=name, label=name, shape="ellipse"))

@@ -12,8 +12,6 @@ from meshplan.plan.pools import Pool
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
 
-ENGINES = ("vllm", "sglang", "trtllm", "devicemesh")
-
 
 @dataclass(kw_only=True)
 class Substitution:

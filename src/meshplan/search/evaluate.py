@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from meshplan.cost.inputs import CostInputs
@@ -17,12 +15,6 @@ from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.rules import Violation, check_layout
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Evaluation:
-    candidate: Candidate
-    structural: tuple[Violation, ...]
 
 
 def _arrays(lay: Layout):

@@ -219,10 +219,9 @@ def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: i
     g_p = int(pre.la.gpus_per_instance[i])
     g_d = int(dec.la.gpus_per_instance[k])
     r_p, r_d = float(pre.inst_req_s[i, j]), float(dec.inst_req_s[k, m])
-    per_gpu = w.osl_tokens / (g_p / r_p + g_d / r_d)
     B = float(dec.B[k, m])
     slots = int(dec.la.dp[k] * dec.la.pp[k])
-    n_d = _instances(ci, g_d, per_gpu * (g_p / r_p + g_d / r_d) / (g_d / r_d), B, slots, r_d)
+    n_d = _instances(ci, g_d, w.osl_tokens * r_d / g_d, B, slots, r_d)  # the decode pool's own tok/s per GPU
     if ci.problem.gpu_budget and not ci.problem.workload.concurrency and not ci.problem.requirements.min_output_tok_s:
         # Split the budget in the ratio of GPU-seconds per request.
         share = (g_d / r_d) / (g_p / r_p + g_d / r_d)

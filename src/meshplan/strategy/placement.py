@@ -19,10 +19,6 @@ class LinkTier(StrEnum):
     INTER = "inter_node"
 
 
-def node_of(rank: int, gpus_per_node: int) -> int:
-    return rank // gpus_per_node
-
-
 def contiguous_group_crosses(size, gpus_per_node):
     """A contiguous group of ``size`` ranks aligned to multiples of its size leaves its node
     unless size divides the node size. Works on arrays."""
