@@ -96,3 +96,24 @@ def test_yaml_key_typo_exits_2(tmp_path):
     r = run("plan", str(f))
     assert r.returncode == 2 and "requirments" in r.stderr and "did you mean requirements" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_run_with_no_problem_runs_the_seed_plan_and_the_seeds_own_layout():
+    pytest.importorskip("torch")
+    r = run("run", "--requests", "4", "--run-isl", "4", "--run-osl", "3")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    # meshplan's plan for the seed (1 GPU) and the seed plan's claim: attention dp 16 x ep 16.
+    assert "meshplan plan" in out and "dp=16,ep=16" in out
+    assert out.count("generated tokens equal a single-process run: yes") == 2
+    assert "of it in collectives" in out and "predicted with the device profile" in out
+    # 16 processes on fewer cores: the prediction says what share of a core each had.
+    import os
+    assert ("CPU share per process" in out) == (len(os.sched_getaffinity(0)) < 16)
+
+
+def test_run_refuses_an_illegal_layout_before_starting():
+    pytest.importorskip("torch")
+    r = run("run", "--strategy", "tp=3")
+    assert r.returncode != 0
+    assert "strategy" in r.stderr and "Traceback" not in r.stderr

@@ -14,7 +14,7 @@ from meshplan.cost.layer import Par, tp_all_reduce  # noqa: E402
 from meshplan.errors import SpecError  # noqa: E402
 from meshplan.execute.launch import RunFailed, RunSpec, refuse_illegal, run  # noqa: E402
 from meshplan.execute.model import config_from_spec  # noqa: E402
-from meshplan.execute.profile import DeviceProfile, tiny_problem  # noqa: E402
+from meshplan.execute.profile import DeviceProfile, run_problem  # noqa: E402
 from meshplan.io.problem_file import load_problem, problem_from_raw  # noqa: E402
 from meshplan.strategy.layout import Layout, parse_strategy  # noqa: E402
 
@@ -84,7 +84,7 @@ def test_tp_all_reduce_bytes_are_the_cost_models():
     # (ring: 2 x 1/2 of the buffer), counted in bf16 there and float64 here (x 8/2). With attention
     # dp 1 all 4 requests sit on one dp rank: T = 4 x 6 prompt tokens in the prefill, then 4 per
     # decode step for 3 steps; 16 layers. 16 x 36 x (2 x 1/2 x 128 x 8) = 589,824 bytes.
-    problem = tiny_problem(SEED, CFG, DeviceProfile(flops=1e9, bw_bytes_per_s=1e9, op_overhead_s=0.0), ISL, OSL)
+    problem = run_problem(SEED, CFG, DeviceProfile(flops=1e9, bw_bytes_per_s=1e9, op_overhead_s=0.0), ISL, OSL)
     ci = CostInputs.from_problem(problem)
     per_token = float(tp_all_reduce(ci, Par.of(2, 1, 2, 1, 1), 1.0, "x").comm_bytes) / ci.act_b * 8
     tokens = REQ * ISL + (OSL - 1) * REQ
@@ -129,3 +129,77 @@ def test_the_single_process_run_equals_the_readable_reference(reference):
         assert got[str(rid)] == tokens
         for a, b in zip(ref_logits[str(rid)], logits):
             assert max(abs(x - float(y)) for x, y in zip(a, b)) < TOL
+
+
+def test_devices_one_gpu_per_rank_or_cpu_processes():
+    from meshplan.execute.launch import choose_devices
+
+    lay = parse_strategy("dp=2,ep=2")
+    assert choose_devices(lay, "full", 8).backend == "nccl"
+    cpu = choose_devices(lay, "tiny", 1)
+    assert cpu.backend == "gloo" and "2 ranks and 1 GPU" in cpu.note
+    assert choose_devices(lay, "tiny", 0).note is None
+    with pytest.raises(SpecError) as err:
+        choose_devices(lay, "full", 1)
+    assert "needs 2 GPUs" in str(err.value) and "has 1" in str(err.value)
+
+
+@pytest.mark.parametrize("strategy", ["tp=2", "pp=2,dp=2,ep=2", "tp=2,dp=2,ep=2,etp=2", "tp=8"])
+def test_rank_weight_bytes_are_the_runners_tensors(strategy):
+    # The pre-launch memory check and the shards Runner builds must agree: count every tensor
+    # a Runner holds (float64: 8 bytes per value) for each rank of the layout.
+    from types import SimpleNamespace
+
+    from meshplan.execute.runner import Runner, rank_weight_bytes
+    from meshplan.strategy.mesh import coords_of
+
+    problem = problem_from_raw({"model": "qwen3-30b-a3b", "gpu": "h100", "workload": {"isl": 8, "osl": 4}})
+    cfg = config_from_spec(problem.model)
+    cfg = type(cfg)(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, "layers": cfg.layers[:4]})
+    lay = parse_strategy(strategy)
+    for rank in range(lay.gpus):
+        r = Runner(cfg, lay, SimpleNamespace(c=coords_of(rank, lay)), 0, torch.float64)
+        tensors = [t for t in (r.embed, getattr(r, "head", None), getattr(r, "final_norm", None)) if t is not None]
+        for p in r.p.values():
+            for v in p.values():
+                if isinstance(v, torch.Tensor):
+                    tensors.append(v)
+                else:
+                    for ffn in (v.values() if "gate" not in v else [v]):
+                        tensors.extend(ffn.values())
+        assert rank_weight_bytes(cfg, lay, rank, 8) == 8 * sum(t.numel() for t in tensors)
+
+
+def test_a_model_too_big_for_its_gpus_is_refused():
+    from meshplan.execute.launch import refuse_oversized
+
+    problem = problem_from_raw({"model": "qwen3-30b-a3b", "gpu": "h100", "workload": {"isl": 8, "osl": 4}})
+    full = config_from_spec(problem.model, "full")
+    # 30.5e9 parameters in float32 are ~114 GiB: one 80 GiB GPU cannot hold them, eight can.
+    with pytest.raises(SpecError) as err:
+        refuse_oversized(full, Layout(), 4, 80 * 2**30)
+    assert "rank 0" in str(err.value) and "GiB" in str(err.value)
+    refuse_oversized(full, parse_strategy("dp=8,ep=8"), 4, 80 * 2**30)
+
+
+def test_calibration_uses_one_layer_of_each_kind():
+    from meshplan.execute.profile import calibration_layers
+
+    def layers(name):
+        return calibration_layers(problem_from_raw({"model": name, "gpu": "h100", "workload": {"isl": 8, "osl": 4}}).model)
+
+    assert layers("llama-3.1-8b") == 1  # all dense
+    assert layers("qwen3-30b-a3b") == 1  # all MoE
+    assert layers("deepseek-v3") == 4  # 3 dense layers first, then MoE
+    assert layers("llama-4-maverick") == 2  # dense and MoE interleaved: MoE on layers 1, 3, ...
+
+
+def test_cpu_share_scales_the_fixed_time():
+    from meshplan.execute.profile import predict
+
+    # With compute and bandwidth practically free, a 1-GPU decode step is its operators' fixed
+    # time only, so half a core per process doubles it.
+    fast = DeviceProfile(flops=1e30, bw_bytes_per_s=1e30, op_overhead_s=1e-3)
+    whole = predict(run_problem(SEED, CFG, fast, ISL, OSL), Layout(), 1).tpot_s
+    half = predict(run_problem(SEED, CFG, fast, ISL, OSL, share=0.5), Layout(), 1).tpot_s
+    assert math.isclose(half, 2 * whole, rel_tol=1e-6)

@@ -20,22 +20,26 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
             timeout_s: float, title: str) -> dict:
     """Run ``lay`` and a single-process reference; print tokens, per-rank times beside the cost
     model's predictions, and bytes per collective. Returns a summary."""
-    from meshplan.execute.launch import RunFailed, RunSpec, cuda_available, refuse_illegal, run
+    from meshplan.execute.launch import (RunFailed, RunSpec, choose_devices, gpu_count, refuse_illegal,
+                                         refuse_oversized, run)
     from meshplan.execute.model import config_from_spec
-    from meshplan.execute.profile import measure, predict, tiny_problem
+    from meshplan.execute.profile import calibrate, cpu_cores, measure, predict, run_problem
 
     cfg = config_from_spec(problem.model, scale)
-    cuda = cuda_available()
-    if scale == "full" and not cuda:
-        raise SpecError("--scale", scale, "full-size models need GPUs; use --scale tiny on CPU")
     refuse_illegal(problem, lay, cfg)
-    click.echo(f"\n== {title}: {lay} ({lay.gpus} processes, {'NCCL' if cuda else 'gloo'}, {scale} model, {dtype})")
+    devices = choose_devices(lay, scale, gpu_count())
+    if devices.cuda:
+        import torch
+        refuse_oversized(cfg, lay, getattr(torch, dtype).itemsize, torch.cuda.get_device_properties(0).total_memory)
+    click.echo(f"\n== {title}: {lay} ({lay.gpus} processes, {devices.backend}, {scale} model, {dtype})")
+    if devices.note:
+        click.echo(f"note: {devices.note}")
     spec = RunSpec(layout=lay, config=cfg, requests=requests, isl=isl, osl=osl, seed=seed, dtype=dtype,
-                   timeout_s=timeout_s, cuda=cuda)
+                   timeout_s=timeout_s, cuda=devices.cuda)
     try:
         reports = run(spec)
         reference = run(RunSpec(layout=Layout(), config=cfg, requests=requests, isl=isl, osl=osl, seed=seed,
-                                dtype=dtype, timeout_s=timeout_s, cuda=cuda)) if lay.gpus > 1 else reports
+                                dtype=dtype, timeout_s=timeout_s, cuda=devices.cuda)) if lay.gpus > 1 else reports
     except RunFailed as err:
         raise SpecError("run", str(lay), str(err)) from None
     gen = {k: v for r in reports for k, v in r["generated"].items()}
@@ -44,24 +48,41 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
         click.echo(f"request {rid}: {gen[rid]}")
     same = gen == ref
     click.echo(f"generated tokens equal a single-process run: {'yes' if same else 'NO'}")
-    profile = measure(dtype)
-    import os
     import statistics
     latency = statistics.median(r["collective_latency_s"] for r in reports)
-    tiny = tiny_problem(problem, cfg, profile, isl, osl, latency) if dtype == "float32" else None
+    bws = [r["collective_bw_bytes_per_s"] for r in reports if r.get("collective_bw_bytes_per_s")]
+    link_bw = statistics.median(bws) if bws else None
+    share = 1.0 if devices.cuda else min(1.0, cpu_cores() / lay.gpus)
+    predicted = None
+    if dtype == "float32":
+        profile = calibrate(problem, measure(dtype, devices.cuda), dtype, devices.cuda, isl)
+        predicted = run_problem(problem, cfg, profile, isl, osl, link_latency_s=latency,
+                                link_bw_bytes_per_s=link_bw, share=share)
     rows = []
+    fmt = lambda x: "-" if x is None else f"{x * 1e3:.1f} ms"  # noqa: E731
+    steps_after_first = max(osl - 1, 1)
     for r in reports:
         c = r["coords"]
-        pred = predict(tiny, lay, len(r["requests"])) if tiny is not None else (None, None)
-        fmt = lambda x: "-" if x is None else f"{x * 1e3:.1f} ms"  # noqa: E731
+        pred = predict(predicted, lay, len(r["requests"]), c["pp"]) if predicted is not None else None
+        # Collective time per decode step: the first step (the prefill) is left out.
+        coll = sum(r["collective_s"].values())
+        coll_step = (coll - r.get("first_collective_s", 0.0)) / steps_after_first
         rows.append([r["rank"], f"i{c['instance']} pp{c['pp']} dp{c['dp']} tp{c['tp']} ep{c['ep']} etp{c['etp']}",
-                     len(r["requests"]), fmt(r["ttft_s"]), fmt(pred[0]), fmt(r["tpot_s"]), fmt(pred[1]),
+                     len(r["requests"]), fmt(r["ttft_s"]), fmt(pred and pred.ttft_s), fmt(r["tpot_s"]),
+                     fmt(pred and pred.tpot_s), fmt(coll_step), fmt(pred and pred.tpot_collective_s),
                      f"{r['tokens'] / r['wall_s']:,.0f}" if r["wall_s"] else "-",
                      ", ".join(f"{k} {v / 1e3:,.1f} KB" for k, v in sorted(r["bytes"].items())) or "-"])
-    click.echo(table(["rank", "coordinates", "requests", "TTFT", "predicted", "TPOT", "predicted", "tok/s",
-                      "bytes sent per collective"], rows))
-    click.echo(f"device profile (one thread per process, {lay.gpus} processes on {os.cpu_count()} cores): "
-               f"{profile.flops / 1e9:.1f} GFLOP/s, {profile.bw_bytes_per_s / 1e9:.1f} GB/s, "
-               f"{profile.op_overhead_s * 1e6:.1f} us per op, {latency * 1e6:,.0f} us per collective (measured)"
-               + ("" if tiny else "; predictions need --dtype float32 (the cost model has no fp64)"))
+    click.echo(table(["rank", "coordinates", "requests", "TTFT", "predicted", "TPOT", "predicted",
+                      "of it in collectives", "predicted", "tok/s", "bytes sent per collective"], rows))
+    where = "GPU, one per rank" if devices.cuda else f"one thread per process, {lay.gpus} processes on {cpu_cores()} cores"
+    link = f"{latency * 1e6:,.0f} us" + (f" and {link_bw / 1e9:,.2f} GB/s" if link_bw else "")
+    if predicted is None:
+        click.echo(f"link ({where}): {link} per all-reduce (measured); predictions need --dtype float32 "
+                   "(the cost model has no fp64)")
+    else:
+        click.echo(f"predicted with the device profile ({where}): {profile.flops / 1e9:,.1f} GFLOP/s and "
+                   f"{profile.bw_bytes_per_s / 1e9:,.1f} GB/s per process (measured), "
+                   f"{profile.op_overhead_s * 1e6:,.1f} us per operator (calibrated on one request's decode), "
+                   f"link {link} (measured in this run)"
+                   + (f", CPU share per process {share:.2f} (cores / processes)" if share < 1 else ""))
     return {"layout": str(lay), "tokens_match": same}

@@ -3,6 +3,7 @@ moves with the cost model's own formulas (cost.roofline.ring_factor): one owner.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 import torch
@@ -16,13 +17,19 @@ from meshplan.strategy.mesh import coords_of, group
 class Comm:
     """Groups for this rank (created on every rank in the same order, as torch requires)."""
 
-    def __init__(self, lay: Layout, rank: int, flags=None):
+    def __init__(self, lay: Layout, rank: int, flags=None, cuda: bool = False):
         self.lay, self.rank = lay, rank
         self.flags = flags
+        self.cuda = cuda
+        """NCCL returns before the transfer ends; on GPUs each collective is waited for, so the
+        watchdog's flag and the step times mean the same as on the CPU."""
         """Shared byte per rank, 1 while waiting in a collective (read by the launcher's watchdog)."""
         self.c = coords_of(rank, lay)
         self.bytes: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self.seconds: dict[str, float] = defaultdict(float)
+        """Wall time inside each kind of collective (transfer and waiting for peers)."""
+        self._since = 0.0
         self.tp_group = self._groups("tp")
         self.stage_group = self._groups("stage")
         self.stage_ranks = self._stage_ranks(rank)
@@ -47,12 +54,18 @@ class Comm:
         return mine
 
     def waiting(self, on: bool) -> None:
+        if not on and self.cuda:
+            torch.cuda.synchronize()
         if self.flags is not None:
             self.flags.buf[self.rank] = 1 if on else 0
+        if on:
+            self._since = time.perf_counter()
 
-    def _count(self, kind: str, nbytes: float) -> None:
+    def _count(self, kind: str, nbytes: float, timed: bool = True) -> None:
         self.bytes[kind] += nbytes
         self.calls[kind] += 1
+        if timed:
+            self.seconds[kind] += time.perf_counter() - self._since
 
     def tp_all_reduce(self, x: torch.Tensor, kind: str) -> torch.Tensor:
         if self.lay.tp > 1:
@@ -74,9 +87,11 @@ class Comm:
         self._count("logits_gather", float(ring_factor(self.lay.tp, "all_gather")) * full.numel() * full.element_size())
         return full
 
-    def all_to_all(self, rows: torch.Tensor, counts: list[int], kind: str) -> tuple[torch.Tensor, list[int]]:
+    def all_to_all(self, rows: torch.Tensor, counts: list[int], kind: str, tail: tuple[str, int] | None = None
+                   ) -> tuple[torch.Tensor, list[int]]:
         """Send counts[i] rows to the i-th rank of the stage; returns the rows received and how
-        many came from each rank. Bytes counted: rows that leave this GPU."""
+        many came from each rank. Bytes counted: rows that leave this GPU; with ``tail`` = (kind,
+        n), the last n columns of each row are counted under that kind instead."""
         g = self.lay.gpus_per_stage
         if g == 1:
             return rows, counts
@@ -91,8 +106,11 @@ class Comm:
                                group=self.stage_group)
         self.waiting(False)
         me = self.stage_ranks.index(self.rank)
-        row_bytes = rows[0].numel() * rows.element_size() if rows.numel() else 0
-        self._count(kind, (sum(counts) - counts[me]) * row_bytes)
+        sent_rows = sum(counts) - counts[me]
+        tail_cols = tail[1] if tail else 0
+        self._count(kind, sent_rows * (rows.shape[1] - tail_cols) * rows.element_size())
+        if tail:
+            self._count(tail[0], sent_rows * tail_cols * rows.element_size(), timed=False)
         return out, recv_counts
 
     def send(self, x: torch.Tensor, dst: int, kind: str = "pp_send_recv") -> None:
@@ -101,9 +119,11 @@ class Comm:
         self.waiting(False)
         self._count(kind, x.numel() * x.element_size())
 
-    def recv(self, shape, dtype, src: int) -> torch.Tensor:
+    def recv(self, shape, dtype, src: int, kind: str = "pp_send_recv") -> torch.Tensor:
+        """Bytes are counted by the sender; the time waiting here is counted under ``kind``."""
         x = torch.empty(shape, dtype=dtype)
         self.waiting(True)
         dist.recv(x, src)
         self.waiting(False)
+        self.seconds[kind] += time.perf_counter() - self._since
         return x

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from meshplan.errors import SpecError
 from meshplan.execute.model import RefConfig
+from meshplan.execute.runner import rank_weight_bytes
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.rules import check_layout
@@ -42,9 +43,44 @@ class RunSpec:
     cuda: bool = False
 
 
-def cuda_available() -> bool:
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Devices:
+    """Where a run's ranks go: one GPU each with NCCL, or CPU processes with gloo."""
+
+    cuda: bool
+    note: str | None = None
+    """Why a machine with GPUs runs on its CPU instead (too few GPUs for one per rank)."""
+
+    @property
+    def backend(self) -> str:
+        return "nccl" if self.cuda else "gloo"
+
+
+def gpu_count() -> int:
     import torch
-    return torch.cuda.is_available()
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def choose_devices(lay: Layout, scale: str, gpus: int) -> Devices:
+    """NCCL with one GPU per rank (LOCAL_RANK) when the machine has a GPU for every rank; gloo
+    CPU processes otherwise, which only the tiny model can use."""
+    if gpus >= lay.gpus:
+        return Devices(cuda=True)
+    if scale == "full":
+        have = f"this machine has {gpus}" if gpus else "this machine has none"
+        raise SpecError("--scale", scale, f"the full-size model runs one rank per GPU: {lay} needs {lay.gpus} "
+                        f"GPUs and {have}; use --scale tiny to run it on CPU processes")
+    note = (f"{lay.gpus} ranks and {gpus} GPU{'s' * (gpus != 1)} here: running CPU processes with gloo"
+            if gpus else None)
+    return Devices(cuda=False, note=note)
+
+
+def refuse_oversized(cfg: RefConfig, lay: Layout, itemsize: int, gpu_memory_bytes: float) -> None:
+    """Refuse, before any process starts, a run whose fullest rank's weights do not fit its GPU."""
+    need, rank = max((rank_weight_bytes(cfg, lay, r, itemsize), r) for r in range(lay.gpus))
+    if need > gpu_memory_bytes:
+        raise SpecError("strategy", str(lay), f"rank {rank} would hold {need / 2**30:,.1f} GiB of weights "
+                        f"and its GPU has {gpu_memory_bytes / 2**30:,.1f} GiB; use more GPUs or --scale tiny")
 
 
 def _free_port() -> int:

@@ -65,25 +65,37 @@ class Weights:
     def __init__(self, cfg: RefConfig, seed: int, dtype: torch.dtype):
         self.cfg, self.seed, self.dtype = cfg, seed, dtype
 
-    def get(self, name: str, *shape: int, scale: float | None = None) -> torch.Tensor:
+    def get(self, name: str, *shape: int, scale: float | None = None, rows: slice = slice(None),
+            cols: slice = slice(None)) -> torch.Tensor:
+        """The parameter ``name``, or the block ``[rows, cols]`` of it that a rank holds."""
         digest = int.from_bytes(hashlib.sha256(f"{self.seed}:{name}".encode()).digest()[:8], "little")
         g = torch.Generator().manual_seed(digest)
         std = scale if scale is not None else 1.0 / math.sqrt(shape[-1] if len(shape) > 1 else 1)
-        # Drawn on the CPU (the generator lives there) and moved to the default device.
-        return (torch.randn(*shape, generator=g, dtype=torch.float64, device="cpu") * std).to(
-            dtype=self.dtype, device=torch.get_default_device())
+        # Drawn whole on the CPU (the generator lives there); only the rank's block is copied
+        # to the default device, so a GPU never holds more than its shard.
+        full = torch.randn(*shape, generator=g, dtype=torch.float64, device="cpu")
+        block = full[rows] if len(shape) == 1 else full[rows, cols]
+        return (block * std).to(dtype=self.dtype, device=torch.get_default_device()).contiguous()
 
-    # Layer parameters, full size; shards are slices of these.
-    def attn(self, layer: int):
+    # Layer parameters: whole by default, or a rank's shard (query heads, KV heads, FFN columns).
+    def attn(self, layer: int, q: slice = slice(None), kv: slice = slice(None)):
+        """q / kv: the query / KV head range, in units of head_dim rows."""
         c = self.cfg
         d, h = c.hidden, c.head_dim
+        qr = slice(None) if q == slice(None) else slice(q.start * h, q.stop * h)
+        kr = slice(None) if kv == slice(None) else slice(kv.start * h, kv.stop * h)
         return {"norm": 1.0 + self.get(f"l{layer}.attn_norm", d, scale=0.1),
-                "wq": self.get(f"l{layer}.wq", c.heads * h, d), "wk": self.get(f"l{layer}.wk", c.kv_heads * h, d),
-                "wv": self.get(f"l{layer}.wv", c.kv_heads * h, d), "wo": self.get(f"l{layer}.wo", d, c.heads * h)}
+                "wq": self.get(f"l{layer}.wq", c.heads * h, d, rows=qr),
+                "wk": self.get(f"l{layer}.wk", c.kv_heads * h, d, rows=kr),
+                "wv": self.get(f"l{layer}.wv", c.kv_heads * h, d, rows=kr),
+                "wo": self.get(f"l{layer}.wo", d, c.heads * h, cols=qr)}
 
-    def ffn(self, name: str, hidden: int, ffn: int):
-        return {"gate": self.get(f"{name}.gate", ffn, hidden), "up": self.get(f"{name}.up", ffn, hidden),
-                "down": self.get(f"{name}.down", hidden, ffn)}
+    def ffn(self, name: str, hidden: int, ffn: int, part: slice = slice(None)):
+        """SwiGLU FFN; ``part`` keeps FFN columns: rows of gate/up (column parallel), columns of
+        down (row parallel)."""
+        return {"gate": self.get(f"{name}.gate", ffn, hidden, rows=part),
+                "up": self.get(f"{name}.up", ffn, hidden, rows=part),
+                "down": self.get(f"{name}.down", hidden, ffn, cols=part)}
 
 
 def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:

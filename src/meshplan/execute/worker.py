@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from meshplan.cost.roofline import ring_factor
 from meshplan.execute.comm import Comm
 from meshplan.execute.model import RefConfig
 from meshplan.execute.runner import Runner
@@ -31,6 +32,34 @@ def my_requests(lay: Layout, rank: int, n: int) -> list[int]:
     c = coords_of(rank, lay)
     slots = lay.instances * lay.dp
     return [i for i in range(n) if i % slots == c.instance * lay.dp + c.dp]
+
+
+def measure_link(comm: Comm, dtype: torch.dtype, repeats: int = 20) -> dict[str, float]:
+    """Alpha-beta of this run's interconnect, measured by all-reduces over all ranks: the latency
+    of a one-element all-reduce, and the bandwidth of a 4 MiB one after its latency is taken off
+    (bytes each rank sends in a ring all-reduce: 2 (n-1)/n of the buffer, cost.roofline)."""
+    world = dist.get_world_size()
+    probe = torch.zeros(1, dtype=dtype)
+    dist.all_reduce(probe)
+    comm.waiting(False)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        dist.all_reduce(probe)
+        comm.waiting(False)
+    latency = (time.perf_counter() - t) / repeats
+    if world == 1:
+        return {"collective_latency_s": latency, "collective_bw_bytes_per_s": None}
+    big = torch.zeros(4 * 2**20 // probe.element_size(), dtype=dtype)
+    dist.all_reduce(big)
+    comm.waiting(False)
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        dist.all_reduce(big)
+        comm.waiting(False)
+        best = min(best, time.perf_counter() - t)
+    sent = float(ring_factor(world, "all_reduce")) * big.numel() * big.element_size()
+    return {"collective_latency_s": latency, "collective_bw_bytes_per_s": sent / max(best - latency, 1e-9)}
 
 
 def _fault(spec: dict, rank: int, step: int) -> None:
@@ -60,26 +89,34 @@ def main() -> None:
     flags = shared_memory.SharedMemory(name=spec["flags"]) if spec.get("flags") else None
     if flags is not None:  # the launcher owns it; do not let this process's tracker unlink it
         resource_tracker.unregister(flags._name, "shared_memory")
-    comm = Comm(lay, rank, flags)
+    comm = Comm(lay, rank, flags, cuda=bool(spec.get("cuda")))
     runner = Runner(cfg, lay, comm, spec["seed"], dtype)
-    probe = torch.zeros(1, dtype=dtype)
-    dist.all_reduce(probe)
-    t_lat = time.perf_counter()
-    for _ in range(20):
-        dist.all_reduce(probe)
-    collective_latency = (time.perf_counter() - t_lat) / 20
+    link = measure_link(comm, dtype)
     ids = my_requests(lay, rank, spec["requests"])
     all_prompts = prompts(cfg, spec["requests"], spec["isl"], spec["seed"])
     reqs = [(i, all_prompts[i], 0) for i in ids]
     generated: dict[int, list[int]] = {i: [] for i in ids}
     logits: dict[int, list[list[float]]] = {i: [] for i in ids}
+    # Warm-up, as serving engines do before taking traffic: one prefill of the same prompts (the
+    # first call of each op pays one-off allocation and dispatch set-up), then a clean cache and
+    # clean byte counters.
+    runner.forward(reqs)
+    runner.cache.clear()
+    comm.bytes.clear()
+    comm.calls.clear()
+    comm.seconds.clear()
     times = []
+    first_collective = 0.0
     for step in range(spec["osl"]):
         status.write_text(f"step {step}")
         _fault(spec, rank, step)
         t0 = time.perf_counter()
         nxt = runner.forward(reqs)
+        if comm.cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+        if step == 0:
+            first_collective = sum(comm.seconds.values())
         if nxt is None:  # a middle pipeline stage: follow the first stage's bookkeeping
             nxt = torch.zeros(len(reqs), dtype=torch.int64)
         if runner.last and runner.comm.c.tp == 0 and reqs:
@@ -94,7 +131,8 @@ def main() -> None:
               "requests": ids, "ttft_s": times[0] if times else None,
               "tpot_s": (sum(times[1:]) / (len(times) - 1)) if len(times) > 1 else None,
               "tokens": len(ids) * spec["osl"], "wall_s": sum(times), "bytes": dict(comm.bytes),
-              "calls": dict(comm.calls), "collective_latency_s": collective_latency,
+              "calls": dict(comm.calls), "collective_s": dict(comm.seconds),
+              "first_collective_s": first_collective, **link,
               "generated": generated if (runner.first and comm.c.tp == 0) else {},
               "logits": logits if (runner.last and comm.c.tp == 0) else {}}
     gathered = [None] * world if rank == 0 else None
