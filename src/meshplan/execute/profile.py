@@ -130,11 +130,11 @@ def calibrate(base: Problem, profile: DeviceProfile, dtype_name: str, cuda: bool
     torch.set_default_device(device)
     try:
         runner = Runner(cfg, lay, Comm(lay, 0, cuda=cuda), 0, getattr(torch, dtype_name))
-        nxt = runner.forward([(0, prompts(cfg, 1, isl, 0)[0], 0)])
+        nxt = runner.forward([(0, prompts(cfg, 1, isl, 0)[0], 0)], prefill=True)
         times = []
         for step in range(steps):
             t = time.perf_counter()
-            nxt = runner.forward([(0, nxt, isl + step)])
+            nxt = runner.forward([(0, nxt, isl + step)], prefill=False)
             if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t)

@@ -3,8 +3,10 @@
 Attention: tensor parallel over tp (column-parallel Q/K/V by heads, KV heads split or replicated,
 row-parallel output, all-reduce). Attention data parallel: each dp rank serves its own requests.
 MoE: each tp rank routes its 1/tp share of its dp rank's tokens; tokens go by all-to-all over
-the stage's tp x dp GPUs to the ep rank holding each chosen expert (to all etp slices of it),
-expert outputs come back by the reverse all-to-all and are summed with the router weights;
+the stage's tp x dp GPUs to the ep ranks holding their chosen experts (to all etp slices of
+each; once per rank in the prefill, once per expert in decode, as DeepEP's normal and
+low-latency kernels do), the receivers weight and sum their experts' outputs, and the rows
+come back by the reverse all-to-all;
 shared experts and dense FFNs are tensor parallel like attention. Pipeline: hidden states go to
 the same local rank of the next stage; the sampled tokens come back to the first stage.
 """
@@ -77,12 +79,13 @@ class Runner:
         """Per layer: keys and values [B, S, kh, H] of this rank's requests."""
 
     # -- one pass -------------------------------------------------------------------------
-    def forward(self, reqs: list[tuple[int, torch.Tensor, int]]) -> torch.Tensor | None:
+    def forward(self, reqs: list[tuple[int, torch.Tensor, int]], prefill: bool) -> torch.Tensor | None:
         """Run new tokens of this rank's requests: (request id, token ids [t], start position).
         The requests move in lockstep (same new-token count and start position: the run gives
-        every request --isl prompt tokens), so attention is batched over them. Returns the next
-        token of each request (on the first stage after the round trip), or None where this rank
-        does not need it."""
+        every request --isl prompt tokens), so attention is batched over them. ``prefill`` picks
+        the MoE dispatch kind and must be the same on every rank (a rank may have no requests).
+        Returns the next token of each request (on the first stage after the round trip), or
+        None where this rank does not need it."""
         lay = self.lay
         n = len(reqs[0][1]) if reqs else 0
         pos0 = reqs[0][2] if reqs else 0
@@ -97,7 +100,7 @@ class Runner:
         for i in self.layers:
             x = x + self._attention(i, x, batch, n, pos0)
             h = rms_norm(x, self.p[i]["ffn_norm"], self.cfg.eps)
-            x = x + (self._moe(i, h) if self.cfg.layers[i] == "moe" else self._dense(i, h))
+            x = x + (self._moe(i, h, prefill) if self.cfg.layers[i] == "moe" else self._dense(i, h))
         if not self.last:
             self.comm.send(x, self.comm.rank + lay.gpus_per_stage)
             if self.first:
@@ -136,31 +139,47 @@ class Runner:
     def _dense(self, i: int, h: torch.Tensor) -> torch.Tensor:
         return self.comm.tp_all_reduce(swiglu(h, self.p[i]["ffn"]), "tp_all_reduce_ffn")
 
-    def _moe(self, i: int, h: torch.Tensor) -> torch.Tensor:
+    def _moe(self, i: int, h: torch.Tensor, prefill: bool) -> torch.Tensor:
+        """Routed experts by dispatch and combine over the stage's GPUs, as DeepEP does: in the
+        prefill a token goes once to each ep rank holding any of its chosen experts (normal
+        kernels); in decode once per chosen expert (low-latency kernels). Every etp slice of
+        that rank gets a copy. The receiver applies the router weights and sums its experts'
+        outputs per row; the sender adds the rows that come back (etp partial sums included)."""
         lay, cfg, p, c = self.lay, self.cfg, self.p[i], self.c
         mine = torch.tensor_split(torch.arange(h.shape[0]), lay.tp)[c.tp]
         hs = h[mine]
         ids, weights = route(hs @ p["router"].T, cfg.top_k, cfg.sigmoid_router)
-        per = cfg.experts // lay.ep
-        # Pairs (token, choice) -> every etp slice of the chosen expert's ep rank, grouped by
-        # destination (a stable sort keeps token order inside each group).
-        tok = torch.arange(hs.shape[0]).repeat_interleave(cfg.top_k * lay.etp)
-        exp = ids.reshape(-1).repeat_interleave(lay.etp)
-        dest = (exp // per) * lay.etp + torch.arange(lay.etp).repeat(ids.numel())
-        order_t = torch.sort(dest, stable=True).indices
+        per, k = cfg.experts // lay.ep, cfg.top_k
+        tok = torch.arange(hs.shape[0]).repeat_interleave(k)
+        exp, wts, ep_rank = ids.reshape(-1), weights.reshape(-1), ids.reshape(-1) // per
+        if prefill:  # one row per (token, ep rank); k slots of (expert, weight), -1 where elsewhere
+            rows_key, slot_row = torch.unique(tok * lay.ep + ep_rank, return_inverse=True)
+            row_tok, row_rank = rows_key // lay.ep, rows_key % lay.ep
+            eid = torch.full((rows_key.numel(), k), -1, dtype=torch.int64)
+            ew = torch.zeros((rows_key.numel(), k), dtype=hs.dtype)
+            slot = torch.arange(k).repeat(hs.shape[0])
+            eid[slot_row, slot], ew[slot_row, slot] = exp, wts
+        else:  # one row per (token, chosen expert)
+            row_tok, row_rank, eid, ew = tok, ep_rank, exp[:, None], wts[:, None]
+        # Every etp slice of the destination rank, grouped by destination (stable: token order).
+        row_tok, eid, ew = (t.repeat_interleave(lay.etp, 0) for t in (row_tok, eid, ew))
+        dest = row_rank.repeat_interleave(lay.etp) * lay.etp + torch.arange(lay.etp).repeat(row_rank.numel())
+        order = torch.sort(dest, stable=True).indices
         counts = torch.bincount(dest, minlength=lay.gpus_per_stage).tolist()
-        # The expert id rides as one extra column (exact in float32/64 below 2**24 experts).
-        sent = torch.cat([hs[tok[order_t]], exp[order_t].to(hs.dtype)[:, None]], 1)
-        got, recv_counts = self.comm.all_to_all(sent, counts, "ep_dispatch", tail=("ep_dispatch_ids", 1))
-        rows, meta = got[:, :-1], got[:, -1].long()
+        # Expert ids and weights ride as extra columns (ids exact in float32/64 below 2**24).
+        meta_cols = 2 * eid.shape[1]
+        sent = torch.cat([hs[row_tok[order]], eid[order].to(hs.dtype), ew[order]], 1)
+        got, recv_counts = self.comm.all_to_all(sent, counts, "ep_dispatch", tail=("ep_dispatch_meta", meta_cols))
+        width = eid.shape[1]
+        rows, r_eid, r_ew = got[:, :-meta_cols], got[:, -meta_cols:-width].long(), got[:, -width:]
         out = torch.zeros_like(rows)
-        for e in meta.unique().tolist():
-            sel = meta == e
-            out[sel] = swiglu(rows[sel], p["experts"][e])
+        for e in r_eid[r_eid >= 0].unique().tolist():
+            hit = r_eid == e
+            sel = hit.any(1)
+            out[sel] += (r_ew * hit).sum(1)[sel, None] * swiglu(rows[sel], p["experts"][e])
         back, _ = self.comm.all_to_all(out, recv_counts, "ep_combine")
         y = torch.zeros_like(hs)
-        wflat = weights.reshape(-1).repeat_interleave(lay.etp)
-        y.index_add_(0, tok[order_t], back * wflat[order_t][:, None])
+        y.index_add_(0, row_tok[order], back)
         full = swiglu(h, p["shared"]) if "shared" in p else torch.zeros_like(h)
         full[mine] += y
         return self.comm.tp_all_reduce(full, "tp_all_reduce_moe")

@@ -100,7 +100,7 @@ def main() -> None:
     # Warm-up, as serving engines do before taking traffic: one prefill of the same prompts (the
     # first call of each op pays one-off allocation and dispatch set-up), then a clean cache and
     # clean byte counters.
-    runner.forward(reqs)
+    runner.forward(reqs, prefill=True)
     runner.cache.clear()
     comm.bytes.clear()
     comm.calls.clear()
@@ -111,7 +111,7 @@ def main() -> None:
         status.write_text(f"step {step}")
         _fault(spec, rank, step)
         t0 = time.perf_counter()
-        nxt = runner.forward(reqs)
+        nxt = runner.forward(reqs, prefill=step == 0)
         if comm.cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
