@@ -20,8 +20,8 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
             timeout_s: float, title: str) -> dict:
     """Run ``lay`` and a single-process reference; print tokens, per-rank times beside the cost
     model's predictions, and bytes per collective. Returns a summary."""
-    from meshplan.execute.launch import (RunFailed, RunSpec, choose_devices, gpu_count, refuse_illegal,
-                                         refuse_oversized, run)
+    from meshplan.execute.launch import (RunFailed, RunSpec, choose_devices, gpu_count, gpu_memory_bytes,
+                                         itemsize, refuse_illegal, refuse_oversized, run)
     from meshplan.execute.model import config_from_spec
     from meshplan.execute.profile import calibrate, cpu_cores, measure, predict, run_problem
 
@@ -29,8 +29,7 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
     refuse_illegal(problem, lay, cfg)
     devices = choose_devices(lay, scale, gpu_count())
     if devices.cuda:
-        import torch
-        refuse_oversized(cfg, lay, getattr(torch, dtype).itemsize, torch.cuda.get_device_properties(0).total_memory)
+        refuse_oversized(cfg, lay, itemsize(dtype), gpu_memory_bytes())
     click.echo(f"\n== {title}: {lay} ({lay.gpus} processes, {devices.backend}, {scale} model, {dtype})")
     if devices.note:
         click.echo(f"note: {devices.note}")

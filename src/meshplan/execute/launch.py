@@ -75,6 +75,17 @@ def choose_devices(lay: Layout, scale: str, gpus: int) -> Devices:
     return Devices(cuda=False, note=note)
 
 
+def gpu_memory_bytes() -> float:
+    """Memory of GPU 0 (the ranks' GPUs are taken to be alike)."""
+    import torch
+    return float(torch.cuda.get_device_properties(0).total_memory)
+
+
+def itemsize(dtype: str) -> int:
+    import torch
+    return getattr(torch, dtype).itemsize
+
+
 def refuse_oversized(cfg: RefConfig, lay: Layout, itemsize: int, gpu_memory_bytes: float) -> None:
     """Refuse, before any process starts, a run whose fullest rank's weights do not fit its GPU."""
     need, rank = max((rank_weight_bytes(cfg, lay, r, itemsize), r) for r in range(lay.gpus))
