@@ -69,12 +69,32 @@ def test_deepseek_decode_dispatch_sends_one_copy_per_expert():
     assert math.isclose(float(disp.time_s), 30e-6 + max(intra / 160e9, inter / 40e9))
 
 
-def test_etp_combine_returns_one_partial_per_token():
+def test_etp_prefill_dispatch_and_combine_by_hand():
     ci = _ci("qwen3-235b-a22b", "h100-sxm", weights="fp8")
     ops = moe_ops(ci, Par.of(4, 4, 8, 2, 1), 512.0, ovh=0.0, decode=False)
-    # Dispatch sends each token to both etp slices (fan-out 2) in fp8 (1 byte); combine returns
-    # one bf16 (2 bytes) partial per token after the etp reduce-scatter: 2 x 1 == 1 x 2 bytes.
-    assert math.isclose(float(_op(ops, "ep_dispatch").comm_bytes), float(_op(ops, "ep_combine").comm_bytes))
+    # Each tp rank sends 512 / 4 = 128 tokens of D = 4096. ep 8 x etp 2 = 16 GPUs on 2 nodes.
+    # A given ep rank holds one of a token's k = 8 experts with probability 1 - (7/8)^8.
+    # Dispatch (fp8, 1 byte): both slices of every chosen rank, less the sender's own GPU:
+    # 2 x 8 x chosen - chosen = 15 x chosen copies over NVLink, plus one NIC copy to the other
+    # node with probability 1 - (1/2)^8. Combine (bf16, 2 bytes) after the etp reduce-scatter:
+    # half a row from each slice, 15 x chosen / 2 rows over NVLink, and the NIC copy.
+    chosen = 1 - (7 / 8) ** 8
+    nic = 1 - 0.5 ** 8
+    assert math.isclose(float(_op(ops, "ep_dispatch").comm_bytes), 128 * 4096 * 1 * (15 * chosen + nic))
+    assert math.isclose(float(_op(ops, "ep_combine").comm_bytes), 128 * 4096 * 2 * (15 * chosen / 2 + nic))
+
+
+def test_etp_decode_dispatch_counts_the_other_slices_of_the_senders_rank():
+    ci = _ci("mixtral-8x7b", "h100-sxm")
+    ops = moe_ops(ci, Par.of(2, 2, 2, 2, 1), 4.0, ovh=0.0, decode=True)
+    # 4 GPUs: ep rank 0 = GPUs 0, 1 and ep rank 1 = GPUs 2, 3 (etp 2). A (token, expert) pair
+    # from GPU 0 goes to both slices of its ep rank: 2 remote copies when that is ep rank 1, 1
+    # when it is ep rank 0 (GPU 1), so 1.5 on average; k = 2 pairs per token; each tp rank sends
+    # 4 / 2 = 2 tokens of D = 4096 in the dispatch format, fp8 by default: 2 x 2 x 1.5 x 4096 x 1.
+    assert math.isclose(float(_op(ops, "ep_dispatch").comm_bytes), 2 * 2 * 1.5 * 4096 * 1)
+    # Combine: one row per pair, half from each slice; the half from GPU 0 itself stays, so
+    # 1 - 1/4 of a row per pair, in bf16: 2 x 2 x 0.75 x 4096 x 2 bytes.
+    assert math.isclose(float(_op(ops, "ep_combine").comm_bytes), 2 * 2 * 0.75 * 4096 * 2)
 
 
 def test_mla_decode_is_absorbed_and_reads_the_latent_once():

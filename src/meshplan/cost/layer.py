@@ -104,26 +104,33 @@ def dense_ffn_ops(ci: CostInputs, par: Par, T, ovh: float) -> list[OpCost]:
 
 
 def _a2a(ci: CostInputs, par: Par, name: str, tokens_sent, dtype_bytes, fan_out, decode: bool) -> OpCost:
-    """Dispatch or combine over the EP group; ``fan_out`` copies per destination (etp slices of
-    an expert each need the token on dispatch; combine returns one partial per token).
+    """Dispatch or combine over the EP group's n = ep x etp GPUs (GPU s holds slice s mod etp of
+    ep rank s div etp). ``fan_out``: etp on dispatch (every slice of an expert needs the token),
+    1 on combine (after the etp reduce-scatter each slice returns 1/etp of the row).
 
-    Prefill (DeepEP normal kernels, DeepSeek-V3 report section 3.2): a token crosses the network
-    once per remote destination node, then NVLink forwards it to each remote rank there, so the
-    NIC carries (n-1)(1-(1-1/n)^k) copies for n nodes and NVLink one copy per remote rank.
-    Decode (DeepEP low-latency kernels): one copy per routed expert, k(ep-1)/ep per token, no
-    de-duplication; copies to ranks on other nodes go over the NIC. NIC and NVLink run in
-    parallel; the slower sets the time."""
+    Prefill (DeepEP normal kernels, DeepSeek-V3 report section 3.2): a token goes once to each
+    GPU holding a slice of any ep rank among its top-k, and crosses the network once per remote
+    destination node, NVLink forwarding it there. Expected copies to other GPUs, per token:
+    etp x ep(1-q) slices of chosen ranks less the sender's own GPU when its rank is chosen (1-q),
+    q = (1-1/ep)^k: (n-1)(1-q) on dispatch, (n-1)(1-q)/etp on combine; the NIC carries
+    (m-1)(1-(1-1/m)^k) copies for m nodes. Decode (DeepEP low-latency kernels): one copy per
+    routed expert, no de-duplication: k(n-1)/ep on dispatch, k(n-1)/n on combine; with etp = 1
+    both are the familiar k(ep-1)/ep. Copies to ranks on other nodes go over the NIC. NIC and
+    NVLink run in parallel; the slower sets the time."""
     ep, g = par.ep, par.tp * par.dp
+    n = ep * par.etp
     on_node = stage_on_node_fraction(g, ci.gpn)
     peers_on_node = np.maximum(on_node * ep - 1.0, 0.0)
     inter_share = np.where(ep > 1, 1.0 - peers_on_node / np.maximum(ep - 1.0, 1.0), 0.0)
-    unit = tokens_sent * fan_out * ci.D * dtype_bytes
+    row = tokens_sent * ci.D * dtype_bytes
+    unit = row * fan_out
     if decode:
-        copies = ci.k * (ep - 1.0) / ep
+        copies = ci.k * (n - 1.0) / n
         intra, inter = unit * copies * (1 - inter_share), unit * copies * inter_share
     else:
         nodes = np.maximum(1.0, np.ceil(g / ci.gpn))
-        intra, inter = unit * distinct_remote_ranks(ep, ci.k), unit * distinct_remote_ranks(nodes, ci.k)
+        chosen = 1.0 - np.power(1.0 - 1.0 / ep, ci.k)  # P(a given ep rank holds one of the k)
+        intra, inter = unit * (n - 1.0) * chosen / par.etp, row * distinct_remote_ranks(nodes, ci.k)
     t = np.maximum(intra / ci.intra_bw, inter / ci.inter_bw)
     lat = np.where(inter_share > 0, ci.inter_lat, ci.intra_lat)
     active = ep > 1
@@ -159,8 +166,9 @@ def moe_ops(ci: CostInputs, par: Par, T, ovh: float, decode: bool) -> list[OpCos
                           touched * per_expert * ci.w_exp + t_exp * (2 * ci.D + 3 * ci.Fe / par.etp) * a,
                           ci.flops_exp, ci.hbm, ovh, kernels=3))
     etp_bw, etp_lat = _tier(ci, contiguous_group_crosses(par.etp, ci.gpn))
-    # Partial sums per distinct token received (a token with several local experts is reduced once).
-    t_recv = t_stage * (1.0 - np.power(1.0 - 1.0 / par.ep, ci.k)) * load
+    # Partial sums per row received: in the prefill one row per distinct token (a token with
+    # several local experts is reduced once), in decode one per routed expert (no de-duplication).
+    t_recv = t_exp if decode else t_stage * (1.0 - np.power(1.0 - 1.0 / par.ep, ci.k)) * load
     ops.append(comm_op("etp_reduce_scatter", ring_factor(par.etp, "reduce_scatter") * t_recv * ci.D * a,
                        (par.etp > 1) & (par.ep > 1), etp_bw, etp_lat))
     ops.append(_a2a(ci, par, "ep_combine", T / par.tp, ci.comb_b, 1.0, decode))
