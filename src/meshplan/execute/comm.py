@@ -31,6 +31,7 @@ class Comm:
         """Wall time inside each kind of collective (transfer and waiting for peers)."""
         self._since = 0.0
         self.tp_group = self._groups("tp")
+        self.etp_group = self._groups("etp")
         self.stage_group = self._groups("stage")
         self.stage_ranks = self._stage_ranks(rank)
 
@@ -43,7 +44,7 @@ class Comm:
         """All groups of one kind, created in a fixed order; returns this rank's group (or None)."""
         seen, mine = set(), None
         for r in range(self.lay.gpus):
-            ranks = group(r, self.lay, "tp") if kind == "tp" else self._stage_ranks(r)
+            ranks = self._stage_ranks(r) if kind == "stage" else group(r, self.lay, kind)
             key = tuple(ranks)
             if key in seen or len(ranks) == 1:
                 continue
@@ -86,6 +87,20 @@ class Comm:
         full = torch.cat(parts, dim=-1)
         self._count("logits_gather", float(ring_factor(self.lay.tp, "all_gather")) * full.numel() * full.element_size())
         return full
+
+    def etp_reduce_scatter(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum the etp slices' partial expert outputs [R, D] and keep this slice's 1/etp of the
+        columns [R, D/etp] (every slice of an ep rank holds the same rows in the same order)."""
+        if self.lay.etp == 1:
+            return x
+        parts = [p.contiguous() for p in x.chunk(self.lay.etp, dim=1)]
+        out = torch.empty_like(parts[0])
+        self.waiting(True)
+        dist.reduce_scatter(out, parts, group=self.etp_group)
+        self.waiting(False)
+        self._count("etp_reduce_scatter", float(ring_factor(self.lay.etp, "reduce_scatter")) * x.numel()
+                    * x.element_size())
+        return out
 
     def all_to_all(self, rows: torch.Tensor, counts: list[int], kind: str, tail: tuple[str, int] | None = None
                    ) -> tuple[torch.Tensor, list[int]]:

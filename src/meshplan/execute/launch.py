@@ -105,7 +105,8 @@ def refuse_illegal(problem: Problem, lay: Layout, cfg: RefConfig) -> None:
     bad = [v for v in bad if v.rule.value not in ("tp_inside_node", "etp_inside_node")]  # one machine here
     if bad:
         raise SpecError("strategy", str(lay), "; ".join(f"[{v.rule.value}] {v.message}" for v in bad))
-    for name, size, deg in (("hidden", cfg.ffn, lay.tp), ("expert FFN", cfg.expert_ffn, lay.etp),
+    for name, size, deg in (("FFN", cfg.ffn, lay.tp), ("expert FFN", cfg.expert_ffn, lay.etp),
+                            ("hidden (etp combine blocks)", cfg.hidden, lay.etp),
                             ("vocabulary", cfg.vocab, lay.tp)):
         if size and size % deg:
             raise SpecError("strategy", str(lay), f"the {name} width {size} of the reference model does not split "

@@ -5,8 +5,8 @@ row-parallel output, all-reduce). Attention data parallel: each dp rank serves i
 MoE: each tp rank routes its 1/tp share of its dp rank's tokens; tokens go by all-to-all over
 the stage's tp x dp GPUs to the ep ranks holding their chosen experts (to all etp slices of
 each; once per rank in the prefill, once per expert in decode, as DeepEP's normal and
-low-latency kernels do), the receivers weight and sum their experts' outputs, and the rows
-come back by the reverse all-to-all;
+low-latency kernels do), the receivers weight and sum their experts' outputs, etp slices
+reduce-scatter their partial sums, and the rows come back by the reverse all-to-all;
 shared experts and dense FFNs are tensor parallel like attention. Pipeline: hidden states go to
 the same local rank of the next stage; the sampled tokens come back to the first stage.
 """
@@ -144,7 +144,8 @@ class Runner:
         prefill a token goes once to each ep rank holding any of its chosen experts (normal
         kernels); in decode once per chosen expert (low-latency kernels). Every etp slice of
         that rank gets a copy. The receiver applies the router weights and sums its experts'
-        outputs per row; the sender adds the rows that come back (etp partial sums included)."""
+        outputs per row; with etp > 1 the slices reduce-scatter their partial sums and each
+        returns 1/etp of the row's columns; the sender adds what comes back."""
         lay, cfg, p, c = self.lay, self.cfg, self.p[i], self.c
         mine = torch.tensor_split(torch.arange(h.shape[0]), lay.tp)[c.tp]
         hs = h[mine]
@@ -177,9 +178,11 @@ class Runner:
             hit = r_eid == e
             sel = hit.any(1)
             out[sel] += (r_ew * hit).sum(1)[sel, None] * swiglu(rows[sel], p["experts"][e])
-        back, _ = self.comm.all_to_all(out, recv_counts, "ep_combine")
+        # etp > 1: the slices sum their partial outputs and each returns 1/etp of the columns.
+        back, _ = self.comm.all_to_all(self.comm.etp_reduce_scatter(out), recv_counts, "ep_combine")
         y = torch.zeros_like(hs)
-        y.index_add_(0, row_tok[order], back)
+        slot = row_tok[order] * lay.etp + dest[order] % lay.etp  # (token, column block)
+        y.view(-1, cfg.hidden // lay.etp).index_add_(0, slot, back)
         full = swiglu(h, p["shared"]) if "shared" in p else torch.zeros_like(h)
         full[mine] += y
         return self.comm.tp_all_reduce(full, "tp_all_reduce_moe")
