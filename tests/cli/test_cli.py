@@ -117,3 +117,17 @@ def test_run_refuses_an_illegal_layout_before_starting():
     r = run("run", "--strategy", "tp=3")
     assert r.returncode != 0
     assert "strategy" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_run_keeps_whole_instances_within_the_process_limit():
+    from meshplan.cli.run_cmd import fit_instances
+    from meshplan.errors import SpecError
+    from meshplan.strategy.layout import parse_strategy
+
+    lay = parse_strategy("instances=4,dp=4,ep=4")  # 4 instances x 4 GPUs = 16 processes
+    assert fit_instances(lay, 32) == (lay, None)
+    fitted, note = fit_instances(lay, 9)  # two whole instances (8 processes) fit in 9
+    assert fitted.instances == 2 and fitted.gpus == 8 and "2 of the plan's 4 instances" in note
+    with pytest.raises(SpecError) as err:
+        fit_instances(lay, 3)
+    assert "needs 4 processes" in str(err.value)

@@ -203,8 +203,11 @@ def export_cmd(strategy, engine, out_dir, **kw) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the weights and prompts.")
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True,
               help="A rank that makes no progress for this long ends the run.")
+@click.option("--max-processes", "max_processes", type=int, default=32, show_default=True,
+              help="Processes one run may start (each holds its own torch, about 0.25 GB on a CPU); a plan "
+                   "with more instances runs as many whole instances as fit.")
 @wrap_errors
-def run_cmd(strategy, scale, requests, run_isl, run_osl, dtype, seed, timeout_s, **kw) -> None:
+def run_cmd(strategy, scale, requests, run_isl, run_osl, dtype, seed, timeout_s, max_processes, **kw) -> None:
     """Run the plan for real on torch.distributed: one process per GPU rank (CPU processes with
     gloo when there is no GPU). With no problem: the seed problem under meshplan's plan and under
     the layout the seed's own plan claims (attention dp 16 folded with ep 16)."""
@@ -213,12 +216,14 @@ def run_cmd(strategy, scale, requests, run_isl, run_osl, dtype, seed, timeout_s,
 
     _need_torch()
     for name, value in (("--requests", requests), ("--run-isl", run_isl), ("--run-osl", run_osl),
-                        ("--timeout", timeout_s)):
+                        ("--timeout", timeout_s), ("--max-processes", max_processes)):
         if value <= 0:
             raise SpecError(name, value, "must be > 0")
     problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw))
-    runs = [(f"{problem.name}: {'the given strategy' if strategy else 'meshplan plan'} ({pools[-1].role} pool)",
-             pools[-1].layout)]
+    # Every pool of the plan (prefill and decode pools of a disaggregated plan each run their
+    # own layout end to end; the KV hand-off between pools is not executed).
+    source = "the given strategy" if strategy else "meshplan plan"
+    runs = [(f"{problem.name}: {source} ({pool.role} pool)", pool.layout) for pool in pools]
     if kw.get("problem") is None and not strategy and not kw.get("model"):
         from meshplan.io.problem_file import DEFAULT_PROBLEM, load_problem
         from meshplan.strategy.notation import from_seed
@@ -227,7 +232,7 @@ def run_cmd(strategy, scale, requests, run_isl, run_osl, dtype, seed, timeout_s,
                      from_seed(seed_plan.seed_strategy, seed_plan.model).layout.with_instances(1)))
     for title, lay in runs:
         execute(problem, lay, scale=scale, requests=requests, isl=run_isl, osl=run_osl, dtype=dtype, seed=seed,
-                timeout_s=timeout_s, title=title)
+                timeout_s=timeout_s, title=title, max_processes=max_processes)
 
 
 @main.command()

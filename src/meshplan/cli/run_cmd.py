@@ -16,8 +16,23 @@ def _need_torch():
                         "(torch==2.13.0 on CPU machines)") from None
 
 
+def fit_instances(lay: Layout, max_processes: int) -> tuple[Layout, str | None]:
+    """The layout with as many whole instances as ``max_processes`` allows (instances are
+    independent copies, so running fewer checks the same thing), and a note when it cut any."""
+    per = lay.gpus_per_instance
+    if per > max_processes:
+        raise SpecError("--max-processes", max_processes, f"one instance of {lay} needs {per} processes; "
+                        f"raise --max-processes to at least {per} (each CPU process holds its own torch, "
+                        "about 0.25 GB)")
+    if lay.gpus <= max_processes:
+        return lay, None
+    keep = max_processes // per
+    return lay.with_instances(keep), (f"running {keep} of the plan's {lay.instances} instances ({keep * per} "
+                                      f"processes, --max-processes {max_processes}); instances are independent")
+
+
 def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: int, dtype: str, seed: int,
-            timeout_s: float, title: str) -> dict:
+            timeout_s: float, title: str, max_processes: int = 32) -> dict:
     """Run ``lay`` and a single-process reference; print tokens, per-rank times beside the cost
     model's predictions, and bytes per collective. Returns a summary."""
     from meshplan.execute.launch import (RunFailed, RunSpec, choose_devices, gpu_count, gpu_memory_bytes,
@@ -27,12 +42,14 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
 
     cfg = config_from_spec(problem.model, scale)
     refuse_illegal(problem, lay, cfg)
+    lay, cut = fit_instances(lay, max_processes)
     devices = choose_devices(lay, scale, gpu_count())
     if devices.cuda:
         refuse_oversized(cfg, lay, itemsize(dtype), gpu_memory_bytes())
     click.echo(f"\n== {title}: {lay} ({lay.gpus} processes, {devices.backend}, {scale} model, {dtype})")
-    if devices.note:
-        click.echo(f"note: {devices.note}")
+    for note in (cut, devices.note):
+        if note:
+            click.echo(f"note: {note}")
     spec = RunSpec(layout=lay, config=cfg, requests=requests, isl=isl, osl=osl, seed=seed, dtype=dtype,
                    timeout_s=timeout_s, cuda=devices.cuda)
     try:
