@@ -38,7 +38,7 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
     from meshplan.execute.launch import (RunFailed, RunSpec, choose_devices, gpu_count, gpu_memory_bytes,
                                          itemsize, refuse_illegal, refuse_oversized, run)
     from meshplan.execute.model import config_from_spec
-    from meshplan.execute.profile import calibrate, cpu_cores, measure, predict, run_problem
+    from meshplan.execute.profile import cpu_cores, decode_collective_s, predict_run
 
     cfg = config_from_spec(problem.model, scale)
     refuse_illegal(problem, lay, cfg)
@@ -64,41 +64,30 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
         click.echo(f"request {rid}: {gen[rid]}")
     same = gen == ref
     click.echo(f"generated tokens equal a single-process run: {'yes' if same else 'NO'}")
-    import statistics
-    latency = statistics.median(r["collective_latency_s"] for r in reports)
-    bws = [r["collective_bw_bytes_per_s"] for r in reports if r.get("collective_bw_bytes_per_s")]
-    link_bw = statistics.median(bws) if bws else None
-    share = 1.0 if devices.cuda else min(1.0, cpu_cores() / lay.gpus)
-    predicted = None
-    if dtype == "float32":
-        profile = calibrate(problem, measure(dtype, devices.cuda), dtype, devices.cuda, isl)
-        predicted = run_problem(problem, cfg, profile, isl, osl, link_latency_s=latency,
-                                link_bw_bytes_per_s=link_bw, share=share)
+    pr = predict_run(problem, cfg, lay, reports, isl, osl, dtype, devices.cuda)
     rows = []
     fmt = lambda x: "-" if x is None else f"{x * 1e3:.1f} ms"  # noqa: E731
-    steps_after_first = max(osl - 1, 1)
-    for r in reports:
+    for n, r in enumerate(reports):
         c = r["coords"]
-        pred = predict(predicted, lay, len(r["requests"]), c["pp"]) if predicted is not None else None
-        # Collective time per decode step: the first step (the prefill) is left out.
-        coll = sum(r["collective_s"].values())
-        coll_step = (coll - r.get("first_collective_s", 0.0)) / steps_after_first
+        pred = pr.per_rank[n] if pr else None
         rows.append([r["rank"], f"i{c['instance']} pp{c['pp']} dp{c['dp']} tp{c['tp']} ep{c['ep']} etp{c['etp']}",
                      len(r["requests"]), fmt(r["ttft_s"]), fmt(pred and pred.ttft_s), fmt(r["tpot_s"]),
-                     fmt(pred and pred.tpot_s), fmt(coll_step), fmt(pred and pred.tpot_collective_s),
+                     fmt(pred and pred.tpot_s), fmt(decode_collective_s(r, osl)),
+                     fmt(pred and pred.tpot_collective_s),
                      f"{r['tokens'] / r['wall_s']:,.0f}" if r["wall_s"] else "-",
                      ", ".join(f"{k} {v / 1e3:,.1f} KB" for k, v in sorted(r["bytes"].items())) or "-"])
     click.echo(table(["rank", "coordinates", "requests", "TTFT", "predicted", "TPOT", "predicted",
                       "of it in collectives", "predicted", "tok/s", "bytes sent per collective"], rows))
     where = "GPU, one per rank" if devices.cuda else f"one thread per process, {lay.gpus} processes on {cpu_cores()} cores"
-    link = f"{latency * 1e6:,.0f} us" + (f" and {link_bw / 1e9:,.2f} GB/s" if link_bw else "")
-    if predicted is None:
-        click.echo(f"link ({where}): {link} per all-reduce (measured); predictions need --dtype float32 "
-                   "(the cost model has no fp64)")
+    if pr is None:
+        click.echo(f"no predictions ({where}): they need --dtype float32 (the cost model has no fp64)")
     else:
-        click.echo(f"predicted with the device profile ({where}): {profile.flops / 1e9:,.1f} GFLOP/s and "
-                   f"{profile.bw_bytes_per_s / 1e9:,.1f} GB/s per process (measured), "
-                   f"{profile.op_overhead_s * 1e6:,.1f} us per operator (calibrated on one request's decode), "
+        p = pr.profile
+        link = (f"{pr.link_latency_s * 1e6:,.0f} us"
+                + (f" and {pr.link_bw_bytes_per_s / 1e9:,.2f} GB/s" if pr.link_bw_bytes_per_s else ""))
+        click.echo(f"predicted with the device profile ({where}): {p.flops / 1e9:,.1f} GFLOP/s and "
+                   f"{p.bw_bytes_per_s / 1e9:,.1f} GB/s per process (measured), "
+                   f"{p.op_overhead_s * 1e6:,.1f} us per operator (calibrated on one request's decode), "
                    f"link {link} (measured in this run)"
-                   + (f", CPU share per process {share:.2f} (cores / processes)" if share < 1 else ""))
+                   + (f", CPU share per process {pr.share:.2f} (cores / processes)" if pr.share < 1 else ""))
     return {"layout": str(lay), "tokens_match": same}

@@ -30,6 +30,7 @@ class Comm:
         self.seconds: dict[str, float] = defaultdict(float)
         """Wall time inside each kind of collective (transfer and waiting for peers)."""
         self._since = 0.0
+        self.pipeline_wait_s = 0.0
         self.tp_group = self._groups("tp")
         self.etp_group = self._groups("etp")
         self.stage_group = self._groups("stage")
@@ -134,11 +135,12 @@ class Comm:
         self.waiting(False)
         self._count(kind, x.numel() * x.element_size())
 
-    def recv(self, shape, dtype, src: int, kind: str = "pp_send_recv") -> torch.Tensor:
-        """Bytes are counted by the sender; the time waiting here is counted under ``kind``."""
+    def recv(self, shape, dtype, src: int) -> torch.Tensor:
+        """Bytes are counted by the sender. The time here is mostly waiting for the previous
+        stage to compute (the pipeline), so it is kept apart from the collectives' time."""
         x = torch.empty(shape, dtype=dtype)
         self.waiting(True)
         dist.recv(x, src)
         self.waiting(False)
-        self.seconds[kind] += time.perf_counter() - self._since
+        self.pipeline_wait_s += time.perf_counter() - self._since
         return x

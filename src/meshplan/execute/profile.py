@@ -186,3 +186,39 @@ def predict(problem: Problem, lay, per_rank: int, stage: int = 0) -> Prediction:
             + (comm(fwd.head) if stage == lay.pp - 1 else 0.0) + float(np.asarray(fwd.pp.time_s)))
     return Prediction(ttft_s=float(prefill_cost(ci, par, b).latency_s), tpot_s=float(decode.latency_s),
                       tpot_collective_s=coll)
+
+
+def decode_collective_s(report: dict, osl: int) -> float:
+    """Seconds a rank spent in collectives per decode step (the first step, the prefill, left out)."""
+    total = sum(report["collective_s"].values())
+    return (total - report.get("first_collective_s", 0.0)) / max(osl - 1, 1)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunPrediction:
+    """The cost model's view of a finished run: the profile it used and one prediction per rank."""
+
+    profile: DeviceProfile
+    link_latency_s: float
+    link_bw_bytes_per_s: float | None
+    share: float
+    per_rank: list[Prediction]
+
+
+def predict_run(base: Problem, cfg: RefConfig, lay, reports: list[dict], isl: int, osl: int, dtype_name: str,
+                cuda: bool) -> RunPrediction | None:
+    """Predictions for every rank of a run from the link it measured and a device profile taken
+    now; None for float64 runs (the cost model has no fp64 rates)."""
+    import statistics
+
+    if dtype_name != "float32":
+        return None
+    latency = statistics.median(r["collective_latency_s"] for r in reports)
+    bws = [r["collective_bw_bytes_per_s"] for r in reports if r.get("collective_bw_bytes_per_s")]
+    link_bw = statistics.median(bws) if bws else None
+    share = 1.0 if cuda else min(1.0, cpu_cores() / lay.gpus)
+    profile = calibrate(base, measure(dtype_name, cuda), dtype_name, cuda, isl)
+    problem = run_problem(base, cfg, profile, isl, osl, link_latency_s=latency, link_bw_bytes_per_s=link_bw,
+                          share=share)
+    return RunPrediction(profile=profile, link_latency_s=latency, link_bw_bytes_per_s=link_bw, share=share,
+                         per_rank=[predict(problem, lay, len(r["requests"]), r["coords"]["pp"]) for r in reports])

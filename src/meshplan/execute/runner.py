@@ -46,7 +46,7 @@ class Runner:
         self.layers = list(stage_layers(len(cfg.layers), lay.pp)[c.pp])
         self.first, self.last = c.pp == 0, c.pp == lay.pp - 1
         w = Weights(cfg, seed, dtype)
-        h, tp = cfg.head_dim, lay.tp
+        tp = lay.tp
         self.nh = cfg.heads // tp
         self.kh = max(cfg.kv_heads // tp, 1)
         kv_first = (c.tp * cfg.kv_heads // tp) if cfg.kv_heads < tp else c.tp * self.kh
@@ -104,8 +104,7 @@ class Runner:
         if not self.last:
             self.comm.send(x, self.comm.rank + lay.gpus_per_stage)
             if self.first:
-                return self.comm.recv((batch,), torch.int64, self.comm.rank + (lay.pp - 1) * lay.gpus_per_stage,
-                                      kind="pp_tokens")
+                return self.comm.recv((batch,), torch.int64, self.comm.rank + (lay.pp - 1) * lay.gpus_per_stage)
             return None
         last = rms_norm(x.view(batch, n, -1)[:, -1], self.final_norm, self.cfg.eps) if reqs else x[:0]
         logits = self.comm.tp_all_gather_last(last @ self.head.T)

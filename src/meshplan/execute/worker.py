@@ -105,6 +105,7 @@ def main() -> None:
     comm.bytes.clear()
     comm.calls.clear()
     comm.seconds.clear()
+    comm.pipeline_wait_s = 0.0
     times = []
     first_collective = 0.0
     for step in range(spec["osl"]):
@@ -132,7 +133,8 @@ def main() -> None:
               "tpot_s": (sum(times[1:]) / (len(times) - 1)) if len(times) > 1 else None,
               "tokens": len(ids) * spec["osl"], "wall_s": sum(times), "bytes": dict(comm.bytes),
               "calls": dict(comm.calls), "collective_s": dict(comm.seconds),
-              "first_collective_s": first_collective, **link,
+              "first_collective_s": first_collective,
+              "pipeline_wait_s": comm.pipeline_wait_s, **link,
               "generated": generated if (runner.first and comm.c.tp == 0) else {},
               "logits": logits if (runner.last and comm.c.tp == 0) else {}}
     gathered = [None] * world if rank == 0 else None
