@@ -242,3 +242,16 @@ def test_ep_bytes_are_the_cost_models(strategy):
         for kind in kinds:
             value = (three[kind] - one[kind]) / 2 if decode else one[kind]
             assert value == pytest.approx(model[kind] * ranks_layers, rel=0.06, abs=1e-9), (decode, kind)
+
+
+def test_a_ranks_block_of_a_weight_is_the_same_block_of_the_whole():
+    # Ranks draw only the row blocks they keep; what they get must be exactly the slice of the
+    # tensor that the single-process reference draws whole (block edges at 64 rows included).
+    from meshplan.execute.model import Weights
+
+    w = Weights(CFG, 0, torch.float64)
+    whole = w.get("x", 200, 7)
+    assert torch.equal(w.get("x", 200, 7, rows=slice(70, 150)), whole[70:150])
+    assert torch.equal(w.get("x", 200, 7, rows=slice(0, 64), cols=slice(2, 5)), whole[:64, 2:5])
+    assert torch.equal(w.get("x", 200, 7, rows=slice(199, 200)), whole[199:])
+    assert not torch.equal(whole[:64], whole[64:128])  # blocks are drawn from different seeds

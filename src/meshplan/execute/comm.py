@@ -20,10 +20,10 @@ class Comm:
     def __init__(self, lay: Layout, rank: int, flags=None, cuda: bool = False):
         self.lay, self.rank = lay, rank
         self.flags = flags
-        self.cuda = cuda
-        """NCCL returns before the transfer ends; on GPUs each collective is waited for, so the
-        watchdog's flag and the step times mean the same as on the CPU."""
         """Shared byte per rank, 1 while waiting in a collective (read by the launcher's watchdog)."""
+        self.cuda = cuda
+        """NCCL calls return before the work ends; on GPUs the queue is drained before and after
+        each collective, so the watchdog's flag and the times mean the same as on the CPU."""
         self.c = coords_of(rank, lay)
         self.bytes: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
@@ -35,6 +35,13 @@ class Comm:
         self.etp_group = self._groups("etp")
         self.stage_group = self._groups("stage")
         self.stage_ranks = self._stage_ranks(rank)
+
+    def reset_counters(self) -> None:
+        """Forget bytes, calls and times so far (after the warm-up)."""
+        self.bytes.clear()
+        self.calls.clear()
+        self.seconds.clear()
+        self.pipeline_wait_s = 0.0
 
     def _stage_ranks(self, r: int) -> list[int]:
         g = self.lay.gpus_per_stage
@@ -56,7 +63,7 @@ class Comm:
         return mine
 
     def waiting(self, on: bool) -> None:
-        if not on and self.cuda:
+        if self.cuda:  # finish queued compute before the clock starts, and the transfer before it stops
             torch.cuda.synchronize()
         if self.flags is not None:
             self.flags.buf[self.rank] = 1 if on else 0

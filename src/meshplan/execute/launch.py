@@ -41,6 +41,8 @@ class RunSpec:
     timeout_s: float = 60.0
     fault: dict | None = None
     cuda: bool = False
+    keep_logits: bool = True
+    """Return every step's logits (the tests compare them; at full scale they are large)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -86,12 +88,26 @@ def itemsize(dtype: str) -> int:
     return getattr(torch, dtype).itemsize
 
 
+WEIGHT_SHARE = 0.85
+"""Weights may fill this fraction of a GPU's memory; the rest is for the KV cache, activations,
+NCCL buffers and the CUDA context (vLLM's default gpu_memory_utilization is 0.9 for everything
+the engine allocates, and the context and NCCL take part of what is left)."""
+
+
+def oversized(cfg: RefConfig, lay: Layout, itemsize: int, gpu_memory_bytes: float) -> str | None:
+    """Why the fullest rank's weights do not fit its GPU, or None."""
+    need, rank = max((rank_weight_bytes(cfg, lay, r, itemsize), r) for r in range(lay.gpus))
+    if need <= WEIGHT_SHARE * gpu_memory_bytes:
+        return None
+    return (f"rank {rank} would hold {need / 2**30:,.1f} GiB of weights and its GPU has "
+            f"{gpu_memory_bytes / 2**30:,.1f} GiB ({WEIGHT_SHARE:.0%} of it for weights)")
+
+
 def refuse_oversized(cfg: RefConfig, lay: Layout, itemsize: int, gpu_memory_bytes: float) -> None:
     """Refuse, before any process starts, a run whose fullest rank's weights do not fit its GPU."""
-    need, rank = max((rank_weight_bytes(cfg, lay, r, itemsize), r) for r in range(lay.gpus))
-    if need > gpu_memory_bytes:
-        raise SpecError("strategy", str(lay), f"rank {rank} would hold {need / 2**30:,.1f} GiB of weights "
-                        f"and its GPU has {gpu_memory_bytes / 2**30:,.1f} GiB; use more GPUs or --scale tiny")
+    why = oversized(cfg, lay, itemsize, gpu_memory_bytes)
+    if why:
+        raise SpecError("strategy", str(lay), f"{why}; use more GPUs or --scale tiny")
 
 
 def _free_port() -> int:
@@ -134,10 +150,13 @@ def run(spec: RunSpec) -> list[dict]:
             env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), MESHPLAN_RUN=str(d / "spec.json"),
                        OMP_NUM_THREADS="1")
-            procs.append(subprocess.Popen([sys.executable, "-m", "meshplan.execute.worker"], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            # Output goes to files, not pipes: a chatty rank (NCCL_DEBUG=INFO) must never block
+            # on a full pipe and look hung.
+            with open(d / f"rank{rank}.out", "w") as out, open(d / f"rank{rank}.err", "w") as err:
+                procs.append(subprocess.Popen([sys.executable, "-m", "meshplan.execute.worker"], env=env,
+                                              stdout=out, stderr=err))
         try:
-            _watch(procs, d / "status", spec.timeout_s, flags)
+            _watch(procs, d, spec.timeout_s, flags)
         finally:
             flags.close()
             flags.unlink()
@@ -151,7 +170,16 @@ def _status(status_dir: Path, rank: int) -> str:
         return "not started"
 
 
-def _watch(procs, status_dir: Path, timeout_s: float, flags) -> None:
+def _last_error(run_dir: Path, rank: int) -> str | None:
+    try:
+        lines = (run_dir / f"rank{rank}.err").read_text().strip().splitlines()
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+def _watch(procs, run_dir: Path, timeout_s: float, flags) -> None:
+    status_dir = run_dir / "status"
     last_change = time.monotonic()
     seen = {}
     while True:
@@ -163,10 +191,10 @@ def _watch(procs, status_dir: Path, timeout_s: float, flags) -> None:
             # The first rank seen failing is the cause; its peers fail later, when their
             # collectives time out waiting for it.
             r = min(failed)
-            err = procs[r].stderr.read().strip().splitlines()[-1:] if procs[r].stderr else []
+            err = _last_error(run_dir, r)
             _stop(procs)
             raise RunFailed(f"rank {r} exited with code {codes[r]} at {_status(status_dir, r)}"
-                            + (f": {err[0]}" if err else ""))
+                            + (f": {err}" if err else ""))
         now = {r: _status(status_dir, r) for r in range(len(procs))}
         if now != seen:
             seen, last_change = now, time.monotonic()

@@ -65,16 +65,26 @@ class Weights:
     def __init__(self, cfg: RefConfig, seed: int, dtype: torch.dtype):
         self.cfg, self.seed, self.dtype = cfg, seed, dtype
 
+    ROW_BLOCK = 64
+    """Rows drawn per generator: a rank draws only the row blocks it keeps (a full-size GPU rank
+    would otherwise draw every tensor it holds a slice of, whole, on one CPU thread)."""
+
     def get(self, name: str, *shape: int, scale: float | None = None, rows: slice = slice(None),
             cols: slice = slice(None)) -> torch.Tensor:
-        """The parameter ``name``, or the block ``[rows, cols]`` of it that a rank holds."""
-        digest = int.from_bytes(hashlib.sha256(f"{self.seed}:{name}".encode()).digest()[:8], "little")
-        g = torch.Generator().manual_seed(digest)
+        """The parameter ``name``, or the block ``[rows, cols]`` of it that a rank holds. Drawn
+        on the CPU (the generators live there), block by block of ROW_BLOCK rows, each from
+        (seed, name, block); only the rank's block is copied to the default device."""
         std = scale if scale is not None else 1.0 / math.sqrt(shape[-1] if len(shape) > 1 else 1)
-        # Drawn whole on the CPU (the generator lives there); only the rank's block is copied
-        # to the default device, so a GPU never holds more than its shard.
-        full = torch.randn(*shape, generator=g, dtype=torch.float64, device="cpu")
-        block = full[rows] if len(shape) == 1 else full[rows, cols]
+        start, stop, _ = rows.indices(shape[0])
+        first, last = start // self.ROW_BLOCK, max(stop - 1, start) // self.ROW_BLOCK
+        parts = []
+        for b in range(first, last + 1):
+            digest = int.from_bytes(hashlib.sha256(f"{self.seed}:{name}:{b}".encode()).digest()[:8], "little")
+            n = min(self.ROW_BLOCK, shape[0] - b * self.ROW_BLOCK)
+            parts.append(torch.randn(n, *shape[1:], generator=torch.Generator().manual_seed(digest),
+                                     dtype=torch.float64, device="cpu"))
+        drawn = torch.cat(parts)[start - first * self.ROW_BLOCK: stop - first * self.ROW_BLOCK]
+        block = drawn if len(shape) == 1 else drawn[:, cols]
         return (block * std).to(dtype=self.dtype, device=torch.get_default_device()).contiguous()
 
     # Layer parameters: whole by default, or a rank's shard (query heads, KV heads, FFN columns).

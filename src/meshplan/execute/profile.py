@@ -34,9 +34,17 @@ def cpu_cores() -> int:
 def measure(dtype_name: str, cuda: bool = False, repeats: int = 5) -> DeviceProfile:
     """Best-of-``repeats`` matmul rate, copy bandwidth and small-op time on this machine's CPU
     (one thread) or its first GPU."""
+    profile = _measure(dtype_name, cuda, repeats)
+    if cuda:  # the probes are gone: give GPU 0 back to the runs that follow in this process
+        torch.cuda.empty_cache()
+    return profile
+
+
+def _measure(dtype_name: str, cuda: bool, repeats: int) -> DeviceProfile:
     dtype = getattr(torch, dtype_name)
     device = torch.device("cuda", 0) if cuda else torch.device("cpu")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     n = 8192 if cuda else 512
 
@@ -64,6 +72,7 @@ def measure(dtype_name: str, cuda: bool = False, repeats: int = 5) -> DeviceProf
             s @ w
 
     overhead = best(small_ops, 1) / 2000
+    torch.set_num_threads(threads)
     return DeviceProfile(flops=flops, bw_bytes_per_s=bw, op_overhead_s=overhead)
 
 
@@ -126,8 +135,9 @@ def calibrate(base: Problem, profile: DeviceProfile, dtype_name: str, cuda: bool
     cfg = RefConfig(**{**{f: getattr(tiny, f) for f in RefConfig.__dataclass_fields__}, "layers": tiny.layers[:n]})
     lay = Layout()
     device = torch.device("cuda", 0) if cuda else torch.device("cpu")
-    previous = torch.get_default_device()
+    previous, threads = torch.get_default_device(), torch.get_num_threads()
     torch.set_default_device(device)
+    torch.set_num_threads(1)  # as the workers run (OMP_NUM_THREADS=1)
     try:
         runner = Runner(cfg, lay, Comm(lay, 0, cuda=cuda), 0, getattr(torch, dtype_name))
         nxt = runner.forward([(0, prompts(cfg, 1, isl, 0)[0], 0)], prefill=True)
@@ -140,6 +150,10 @@ def calibrate(base: Problem, profile: DeviceProfile, dtype_name: str, cuda: bool
             times.append(time.perf_counter() - t)
     finally:
         torch.set_default_device(previous)
+        torch.set_num_threads(threads)
+        runner = None
+        if cuda:
+            torch.cuda.empty_cache()
     measured = sorted(times)[len(times) // 2]
     zero = run_problem(base, cfg, DeviceProfile(flops=profile.flops, bw_bytes_per_s=profile.bw_bytes_per_s,
                                                  op_overhead_s=0.0), isl, 2 * steps, num_layers=n)

@@ -13,6 +13,8 @@ the same local rank of the next stage; the sampled tokens come back to the first
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from meshplan.execute.comm import Comm
@@ -39,7 +41,10 @@ def rank_weight_bytes(cfg: RefConfig, lay: Layout, rank: int, itemsize: int) -> 
 
 
 class Runner:
-    def __init__(self, cfg: RefConfig, lay: Layout, comm: Comm, seed: int, dtype: torch.dtype):
+    def __init__(self, cfg: RefConfig, lay: Layout, comm: Comm, seed: int, dtype: torch.dtype,
+                 progress: Callable[[str], None] = lambda _: None):
+        """``progress`` hears each layer as its weights are drawn (the launcher's watchdog reads
+        it: drawing a full-size shard can take minutes)."""
         self.cfg, self.lay, self.comm, self.dtype = cfg, lay, comm, dtype
         c = comm.c
         self.c = c
@@ -59,6 +64,7 @@ class Runner:
             self.head = w.get("lm_head", cfg.vocab, cfg.hidden, rows=slice(c.tp * v, (c.tp + 1) * v))
         self.p = {}
         for i in self.layers:
+            progress(f"weights of layer {i}")
             a = w.attn(i, q=slice(c.tp * self.nh, (c.tp + 1) * self.nh), kv=slice(kv_first, kv_first + self.kh))
             p = {"attn_norm": a["norm"], "ffn_norm": 1.0 + w.get(f"l{i}.ffn_norm", cfg.hidden, scale=0.1),
                  "wq": a["wq"], "wk": a["wk"], "wv": a["wv"], "wo": a["wo"]}

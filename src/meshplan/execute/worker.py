@@ -40,23 +40,25 @@ def measure_link(comm: Comm, dtype: torch.dtype, repeats: int = 20) -> dict[str,
     (bytes each rank sends in a ring all-reduce: 2 (n-1)/n of the buffer, cost.roofline)."""
     world = dist.get_world_size()
     probe = torch.zeros(1, dtype=dtype)
-    dist.all_reduce(probe)
-    comm.waiting(False)
+
+    def all_reduce(x: torch.Tensor) -> None:
+        comm.waiting(True)
+        dist.all_reduce(x)
+        comm.waiting(False)
+
+    all_reduce(probe)
     t = time.perf_counter()
     for _ in range(repeats):
-        dist.all_reduce(probe)
-        comm.waiting(False)
+        all_reduce(probe)
     latency = (time.perf_counter() - t) / repeats
     if world == 1:
         return {"collective_latency_s": latency, "collective_bw_bytes_per_s": None}
     big = torch.zeros(4 * 2**20 // probe.element_size(), dtype=dtype)
-    dist.all_reduce(big)
-    comm.waiting(False)
+    all_reduce(big)
     best = float("inf")
     for _ in range(3):
         t = time.perf_counter()
-        dist.all_reduce(big)
-        comm.waiting(False)
+        all_reduce(big)
         best = min(best, time.perf_counter() - t)
     sent = float(ring_factor(world, "all_reduce")) * big.numel() * big.element_size()
     return {"collective_latency_s": latency, "collective_bw_bytes_per_s": sent / max(best - latency, 1e-9)}
@@ -81,7 +83,10 @@ def main() -> None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(device)
         torch.set_default_device(device)
-    dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(seconds=spec["timeout_s"]))
+    # The launcher's no-progress timer decides which rank hung; the process group's own timeout
+    # is set well beyond it, so NCCL's watchdog never aborts a waiting peer first.
+    dist.init_process_group(backend, rank=rank, world_size=world,
+                            timeout=timedelta(seconds=2 * spec["timeout_s"] + 30))
     dtype = getattr(torch, spec["dtype"])
     lay = Layout(**spec["layout"])
     cfg = RefConfig(**{**spec["config"], "layers": tuple(spec["config"]["layers"])})
@@ -90,7 +95,7 @@ def main() -> None:
     if flags is not None:  # the launcher owns it; do not let this process's tracker unlink it
         resource_tracker.unregister(flags._name, "shared_memory")
     comm = Comm(lay, rank, flags, cuda=bool(spec.get("cuda")))
-    runner = Runner(cfg, lay, comm, spec["seed"], dtype)
+    runner = Runner(cfg, lay, comm, spec["seed"], dtype, progress=status.write_text)
     link = measure_link(comm, dtype)
     ids = my_requests(lay, rank, spec["requests"])
     all_prompts = prompts(cfg, spec["requests"], spec["isl"], spec["seed"])
@@ -102,10 +107,7 @@ def main() -> None:
     # clean byte counters.
     runner.forward(reqs, prefill=True)
     runner.cache.clear()
-    comm.bytes.clear()
-    comm.calls.clear()
-    comm.seconds.clear()
-    comm.pipeline_wait_s = 0.0
+    comm.reset_counters()
     times = []
     first_collective = 0.0
     for step in range(spec["osl"]):
@@ -120,7 +122,7 @@ def main() -> None:
             first_collective = sum(comm.seconds.values())
         if nxt is None:  # a middle pipeline stage: follow the first stage's bookkeeping
             nxt = torch.zeros(len(reqs), dtype=torch.int64)
-        if runner.last and runner.comm.c.tp == 0 and reqs:
+        if spec.get("keep_logits", True) and runner.last and runner.comm.c.tp == 0 and reqs:
             for n, (rid, _, _) in enumerate(reqs):
                 logits[rid].append(runner.last_logits[n].tolist())
         reqs = [(rid, nxt[n:n + 1], pos + len(tok)) for n, (rid, tok, pos) in enumerate(reqs)]
