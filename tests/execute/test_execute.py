@@ -115,6 +115,19 @@ def test_nccl_run_on_gpus(reference):
     assert _tokens(out) == _tokens(reference)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (NCCL)")
+def test_one_gpu_nccl_run_equals_the_cpu_run(reference):
+    # The lent GPU machines have one GPU: NCCL with world size 1, weights and caches on the GPU,
+    # and the device profile measured and calibrated there.
+    from meshplan.execute.profile import calibrate, measure
+
+    out = run(RunSpec(layout=Layout(), config=CFG, requests=REQ, isl=ISL, osl=OSL, dtype="float64", cuda=True))
+    assert _tokens(out) == _tokens(reference)
+    profile = calibrate(SEED, measure("float32", cuda=True), "float32", True, ISL)
+    assert profile.flops > 1e12 and profile.op_overhead_s > 0
+
+
 def test_the_single_process_run_equals_the_readable_reference(reference):
     # Two implementations: the plain unsharded decoder in execute/model.py and the rank runner
     # under the 1-GPU layout. Same tokens, logits within float64 round-off.
