@@ -4,7 +4,7 @@ so every measured time is printed beside its estimate."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -155,14 +155,11 @@ def calibrate(base: Problem, profile: DeviceProfile, dtype_name: str, cuda: bool
         if cuda:
             torch.cuda.empty_cache()
     measured = sorted(times)[len(times) // 2]
-    zero = run_problem(base, cfg, DeviceProfile(flops=profile.flops, bw_bytes_per_s=profile.bw_bytes_per_s,
-                                                 op_overhead_s=0.0), isl, 2 * steps, num_layers=n)
-    unit = run_problem(base, cfg, DeviceProfile(flops=profile.flops, bw_bytes_per_s=profile.bw_bytes_per_s,
-                                                op_overhead_s=1.0), isl, 2 * steps, num_layers=n)
-    t0, t1 = predict(zero, lay, 1).tpot_s, predict(unit, lay, 1).tpot_s
+    # The predicted step is linear in the fixed time per operator: t0 + operators x overhead.
+    t0, t1 = (predict(run_problem(base, cfg, replace(profile, op_overhead_s=o), isl, 2 * steps, num_layers=n),
+                      lay, 1).tpot_s for o in (0.0, 1.0))
     operators = t1 - t0
-    per_op = max((measured - t0) / operators, profile.op_overhead_s)
-    return DeviceProfile(flops=profile.flops, bw_bytes_per_s=profile.bw_bytes_per_s, op_overhead_s=per_op)
+    return replace(profile, op_overhead_s=max((measured - t0) / operators, profile.op_overhead_s))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
