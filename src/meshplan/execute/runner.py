@@ -186,8 +186,8 @@ class Runner:
         # etp > 1: the slices sum their partial outputs and each returns 1/etp of the columns.
         back, _ = self.comm.all_to_all(self.comm.etp_reduce_scatter(out), recv_counts, "ep_combine")
         y = torch.zeros_like(hs)
-        slot = row_tok[order] * lay.etp + dest[order] % lay.etp  # (token, column block)
-        y.view(-1, cfg.hidden // lay.etp).index_add_(0, slot, back)
+        block = row_tok[order] * lay.etp + dest[order] % lay.etp  # (token, column block)
+        y.view(-1, cfg.hidden // lay.etp).index_add_(0, block, back)
         full = swiglu(h, p["shared"]) if "shared" in p else torch.zeros_like(h)
         full[mine] += y
         return self.comm.tp_all_reduce(full, "tp_all_reduce_moe")
