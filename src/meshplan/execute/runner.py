@@ -55,7 +55,6 @@ class Runner:
         self.nh = cfg.heads // tp
         self.kh = max(cfg.kv_heads // tp, 1)
         kv_first = (c.tp * cfg.kv_heads // tp) if cfg.kv_heads < tp else c.tp * self.kh
-        self.group = cfg.heads // cfg.kv_heads  # query heads per KV head
         # The embedding on the first stage, the vocabulary-parallel LM head on the last.
         self.embed = w.get("embed", cfg.vocab, cfg.hidden, scale=1.0) if self.first else None
         if self.last:
