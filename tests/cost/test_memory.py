@@ -6,6 +6,8 @@ import pytest
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.cost.memory import kv_bytes_per_token
+from meshplan.cost.capacity import kv_context
+from meshplan.cost.phase import max_sequences_per_rank
 from meshplan.cost.serving import decode_cost
 from meshplan.io.catalog import model_keys
 from meshplan.io.problem_file import problem_from_raw
@@ -61,6 +63,7 @@ def test_max_concurrency_falls_as_context_grows(key):
         ci = _ci(key, gpu="b200", weights="fp8", isl=isl, osl=1000)
         tp = 8 if ci.model.num_heads % 8 == 0 else 1
         par = Par.of(tp, 1, tp if ci.model.is_moe else 1, 1, 1)
-        limits.append(float(decode_cost(ci, par, np.array([1.0])).max_B))
+        ctx, extra = kv_context(ci)
+        limits.append(float(max_sequences_per_rank(ci, par, ctx, extra_context=extra)))
     assert limits[0] >= limits[1] >= limits[2]
     assert limits[0] > limits[2] or limits[0] == 0

@@ -1,34 +1,99 @@
-"""Aggregated and disaggregated serving formulas, by hand on synthetic phase figures."""
+"""Serving formulas by hand: the closed loop's steady state on a stand-in step model.
+
+The step model (cost.iteration) is replaced by a linear stand-in so that every figure below can
+be followed with a pencil: a decode iteration takes 10 ms and prefill adds 5 us per prompt token.
+"""
 
 import math
 from types import SimpleNamespace
 
+import numpy as np
+
+from meshplan.cost.capacity import decode_capacity
+from meshplan.cost.closed_loop import md1_wait, solve_aggregated, solve_disaggregated
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
-from meshplan.cost.serving import aggregated, disaggregated, kv_transfer_s
+from meshplan.cost.serving import disaggregated, kv_transfer_s
 from meshplan.io.problem_file import problem_from_raw
 
 
-def _ci():
+def _ci(engine="trtllm", osl=101, isl=1000, model="llama-3.1-8b", **workload):
     return CostInputs.from_problem(problem_from_raw({
-        "model": "llama-3.1-8b", "gpu": "h100-sxm", "workload": {"isl": 1000, "osl": 100}}))
+        "model": model, "gpu": "h100-sxm", "engine": engine, "calibration": "none",
+        "workload": {"isl": isl, "osl": osl, **workload}, "assumptions": {"clump_coherence": 1.0}}))
 
 
-def test_aggregated_fuses_chunks_with_decode():
-    ci, par = _ci(), Par.of(1, 1, 1, 1, 1)
-    dec = SimpleNamespace(step_s=10e-3, B=32.0)
-    one = SimpleNamespace(step_s=8e-3)
-    chunk = SimpleNamespace(step_s=20e-3, B=8.192)  # 8,192 tokens of 1,000-token prompts
-    s = aggregated(ci, par, dec, chunk, one)
-    # Decode marginal m = max(10 - 8 ms, 20 ms x 32/8192 = 0.078 ms) = 2 ms; a chunk pass 22 ms.
-    # Per request: 1000/8192 chunk passes x 22 ms = 2.6855 ms, plus pure decode passes
-    # (100/32 - 1000/8192) x 10 ms = 30.029 ms -> x = 1 / 32.715 ms = 30.567 requests/s.
-    x = 1 / (1000 / 8192 * 22e-3 + (100 / 32 - 1000 / 8192) * 10e-3)
-    assert math.isclose(float(s.output_tok_s_per_gpu), x * 100)
-    # TPOT: every pass moves all 32 sequences one token: 32 / (x * 100) = 10.47 ms.
-    assert math.isclose(float(s.tpot_s), 32 / (x * 100))
-    # TTFT: one chunk pass (the prompt fits in a chunk, pp = 1) plus the pass in flight.
-    assert math.isclose(float(s.ttft_s), 22e-3 + 10e-3)
+def _step(ci, par, work, graphed):
+    t = 0.010 + 5e-6 * np.asarray(work.prefill_tokens, dtype=float)
+    return SimpleNamespace(cycle_s=t, pass_s=t, exposed_s=0.0, gpu_s=t, launch_s=0.0)
+
+
+PAR = Par.of(1, 1, 1, 1, 1)
+
+
+def test_mixed_policy_prefills_clumps_beside_the_decodes():
+    s = solve_aggregated(_ci(), PAR, np.array(32.0), step=_step)
+    # TensorRT-LLM: budget 8192 tokens, 32 decoding -> room 8160 -> a clump of 8 prompts (8000
+    # tokens) per mixed iteration, 32 / 8 = 4 mixed iterations in every cycle of 100 + 1.
+    # Mixed iteration 10 + 8000 x 0.005 = 50 ms. TPOT = 97/101 x 10 + 4/101 x 50 = 11.584 ms.
+    tpot = (97 * 0.010 + 4 * 0.050) / 101
+    assert math.isclose(float(s.tpot_s), tpot)
+    # TTFT: 1.5 decode iterations of waiting (the overlap scheduler has formed the next one) and
+    # the clump's own iteration: 15 + 50 = 65 ms.
+    assert math.isclose(float(s.ttft_s), 0.065)
+    # Little: 32 requests / (65 ms + 100 x TPOT) per second, 101 output tokens each, one GPU.
+    assert math.isclose(float(s.output_tok_s_per_gpu), 32 / (0.065 + 100 * tpot) * 101)
+
+
+def test_the_runs_first_burst_adds_its_queue_once_per_run():
+    steady = solve_aggregated(_ci(), PAR, np.array(32.0), step=_step)
+    run = solve_aggregated(_ci(requests_per_client=4), PAR, np.array(32.0), step=_step)
+    # The first 32 prompts arrive together: 4 clumps in a row, the mean one waits (4 - 1)/2
+    # mixed iterations = 75 ms; one request in 4 per client is in that first burst: 18.75 ms.
+    assert math.isclose(float(run.ttft_s - steady.ttft_s), 1.5 * 0.050 / 4)
+
+
+def test_separate_policy_prefills_whole_waves_first():
+    s = solve_aggregated(_ci(engine="sglang"), PAR, np.array(32.0), step=_step)
+    # SGLang on an 80 GB GPU: prefill batches of 8,192 tokens; a wave of 32 x 1000 tokens is 4
+    # batches of 8,000 (50 ms each). The j-th batch waits j batches: TTFT = 1.5 x 10 + (4 + 1)/2 x 50
+    # = 140 ms; decoding resumes after all 4, so TPOT = 10 + (4 - 1)/2 x 50 / 100 = 10.75 ms.
+    assert math.isclose(float(s.ttft_s), 0.140)
+    assert math.isclose(float(s.tpot_s), 0.01075)
+
+
+def test_requests_beyond_the_kv_capacity_wait_for_a_slot():
+    ci = _ci(isl=60000, osl=2001)
+    cap = float(decode_capacity(ci, PAR))
+    at, over = (solve_aggregated(ci, PAR, np.array(b), step=_step) for b in (cap, cap + 10))
+    # Ten more requests than fit wait for slots freed at the loop's completion rate (Little):
+    # 10 / (cap / (TTFT + 2000 x TPOT)).
+    rate = cap / (float(at.ttft_s) + 2000 * float(at.tpot_s))
+    assert math.isclose(float(over.ttft_s - at.ttft_s), 10 / rate)
+    assert math.isclose(float(over.tpot_s), float(at.tpot_s))
+
+
+def test_md1_wait():
+    # rho = 0.5, service 1 s: 0.5 x 1 / (2 x 0.5) = 0.5 s.
+    assert float(md1_wait(0.5, 1.0)) == 0.5
+    assert float(md1_wait(0.0, 1.0)) == 0.0
+
+
+def test_disaggregated_loop_queues_prompts_at_the_prefill_pool():
+    ci = _ci(osl=101)
+    out = solve_disaggregated(ci, PAR, 1, PAR, 2, 8.0, step=_step)
+    # Decode: 8 requests over 2 instances, 4 each, 10 ms per token.
+    assert math.isclose(float(out.tpot_s), 0.010)
+    # Prefill alone: 10 + 1000 x 0.005 = 15 ms; a full 8192-token iteration 50.96 ms, so the pool
+    # serves 8192 / 0.05096 / 1000 = 160.75 prompts/s. TTFT = 15 ms + 1.5 x 15 ms of waiting + the KV
+    # transfer + one decode iteration + the M/D/1 wait at the loop's rate.
+    single, transfer = 0.015, float(kv_transfer_s(ci, PAR))
+    capacity = 8192 / (0.010 + 5e-6 * 8192) / 1000
+    rate = float(out.output_tok_s) / 101
+    expected = single + 1.5 * single + transfer + 0.010 + float(md1_wait(rate / capacity, single))
+    assert math.isclose(float(out.ttft_s), expected)
+    # Little's law closes the loop: 8 requests = rate x (TTFT + 100 x TPOT).
+    assert math.isclose(rate * (float(out.ttft_s) + 100 * 0.010), 8.0, rel_tol=1e-3)
 
 
 def test_disaggregated_gpu_seconds_add_up():
@@ -37,8 +102,8 @@ def test_disaggregated_gpu_seconds_add_up():
     pre = SimpleNamespace(requests_per_s=10.0, latency_s=0.1)
     dec = SimpleNamespace(requests_per_s=5.0, latency_s=0.02, B=16.0)
     s = disaggregated(ci, pre_par, pre, dec_par, dec)
-    # GPU-seconds per request: prefill 1/10 + decode 2/5 = 0.5 -> 2 requests/s per GPU -> 200 tok/s.
-    assert math.isclose(float(s.output_tok_s_per_gpu), 200.0)
+    # GPU-seconds per request: prefill 1/10 + decode 2/5 = 0.5 -> 2 requests/s per GPU -> 202 tok/s.
+    assert math.isclose(float(s.output_tok_s_per_gpu), 202.0)
     assert math.isclose(float(s.ttft_s), 0.1 + float(kv_transfer_s(ci, pre_par)))
     # KV transfer: 1000 tokens x 131,072 B/token (2 x 32 x 8 x 128 x 2) / (50 GB/s x 0.8) + 30 us.
     assert math.isclose(float(kv_transfer_s(ci, pre_par)), 1000 * 131072 / 40e9 + 30e-6)

@@ -164,10 +164,11 @@ def check(plan, problem_path, vllm, sglang, trtllm, engine_model, gpu, weights, 
 
 
 @main.command("export")
-@problem_options
+@problem_options(engine_flag=False)
 @click.option("--strategy", help=STRATEGY_HELP + " (default: the search's best plan)")
 @click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm", "devicemesh"]), required=True,
-              help="vLLM 0.11, SGLang 0.5, TensorRT-LLM 1.0, or a torch DeviceMesh (torch 2.13).")
+              help="vLLM 0.11, SGLang 0.5, TensorRT-LLM 1.0, or a torch DeviceMesh (torch 2.13); the plan is "
+                   "made for this engine (a DeviceMesh for the problem's engine, default vllm).")
 @click.option("--out", "out_dir", default="launch", show_default=True, help="Folder for the files.")
 @wrap_errors
 def export_cmd(strategy, engine, out_dir, **kw) -> None:
@@ -269,13 +270,35 @@ def gpus() -> None:
 
 @main.command()
 @click.argument("cases", required=False, type=click.Path(dir_okay=False))
-@click.option("--json", "json_path", help="Write the table as JSON to FILE.")
+@click.option("--json", "json_path", help="Write every prediction and the summary as JSON to FILE ('-': stdout).")
+@click.option("--calibration", default="silicon-dev", show_default=True,
+              help="Calibration profile: a bundled name, a YAML path, or none for the sourced defaults.")
 @wrap_errors
-def validate(cases, json_path) -> None:
-    """Predict each published case and print predicted, measured and error."""
+def validate(cases, json_path, calibration) -> None:
+    """Predict measured runs and print predicted against measured.
+
+    CASES is a silicon CSV (the format of shared/cases/silicon-dev.csv: per backend x GPU x model x
+    mode, the runs, how many are predicted, median |error| and median signed error of TTFT and TPOT)
+    or a published-cases YAML (default: the bundled published.yaml)."""
     from meshplan.cli.validate_cmd import run_validate
 
-    run_validate(cases, json_path)
+    run_validate(cases, json_path, calibration)
+
+
+@main.command()
+@click.argument("cases", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, help="Profile YAML to write.")
+@click.option("--fit", "fit_names", help="Comma-separated factors to fit (default: every named factor the data reaches).")
+@click.option("--folds", type=int, default=5, show_default=True,
+              help="Cross-validation folds of model x GPU groups (0: none).")
+@click.option("--name", default="custom", show_default=True, help="Name recorded in the profile.")
+@wrap_errors
+def calibrate(cases, out, fit_names, folds, name) -> None:
+    """Fit the named factors of the step model on measured runs (a silicon CSV) and write a
+    calibration profile; plan, evaluate and validate use it with --calibration FILE."""
+    from meshplan.cli.calibrate_cmd import run_calibrate
+
+    run_calibrate(cases, out, [n.strip() for n in fit_names.split(",") if n.strip()] if fit_names else None, folds, name)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,8 +11,18 @@ from meshplan.io.problem_file import load_problem, merge, problem_from_raw, read
 from meshplan.specs.problem import Problem
 
 
-def problem_options(fn: Callable) -> Callable:
-    """Decorate a command with the problem flags (listed in --help)."""
+ENGINE_HELP = ("Serving engine the predictions are for: trtllm, sglang or vllm (default vllm); its profile "
+               "(token budget, batch limits, CUDA graphs, scheduler) is in catalog/engines/.")
+
+
+def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> Callable:
+    """Decorate a command with the problem flags (listed in --help). ``engine_flag=False`` for a
+    command whose own --engine flag names the engine (export)."""
+    if fn is None:
+        return functools.partial(problem_options, engine_flag=engine_flag)
+    engine_opts = [click.option("--engine", help=ENGINE_HELP)] if engine_flag else []
+    engine_opts.append(click.option("--engine-version", help="Engine release (e.g. 0.5.9, 1.2.0); default the "
+                                    "newest the profile knows."))
     opts = [
         click.argument("problem", required=False, type=click.Path(dir_okay=False)),
         click.option("--model", help="Catalog name (deepseek-v3, llama-3.1-70b, ...) or a config.json path."),
@@ -36,6 +46,7 @@ def problem_options(fn: Callable) -> Callable:
         click.option("--request-rate", type=float, help="Arrivals per second across the deployment (adds "
                      "queueing to TTFT and sizes the instances)."),
         click.option("--top-k", type=int, help="Override the model's top-k (e.g. when the problem omits it)."),
+        *engine_opts,
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -61,10 +72,20 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
         "workload": {"isl": kw.get("isl"), "osl": kw.get("osl"), "concurrency": kw.get("concurrency"),
                      "request_rate_per_s": kw.get("request_rate")},
         "phase": kw.get("phase"), "serving": kw.get("serving"),
+        "engine": _engine_override(kw),
         "requirements": {"ttft_s": kw.get("ttft"), "tpot_s": kw.get("tpot"),
                          "min_output_tok_s_per_gpu": kw.get("min_tok_s_per_gpu"),
                          "min_output_tok_s": kw.get("min_tok_s")},
     }
+
+
+def _engine_override(kw: dict[str, Any]) -> Any:
+    name, version = kw.get("engine"), kw.get("engine_version")
+    if name in (None, "devicemesh") and version is None:
+        return None
+    if name in (None, "devicemesh"):
+        raise click.BadParameter(f"{version}: a version needs --engine trtllm|sglang|vllm", param_hint="--engine-version")
+    return {"name": name, "version": version} if version is not None else name
 
 
 def load(kw: dict[str, Any], gpus_is_budget: bool = True) -> Problem:

@@ -1,17 +1,67 @@
-"""meshplan validate: predict each published case, print predicted, measured and error."""
+"""meshplan validate: predicted against measured for a silicon CSV or the published cases."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
 
+from meshplan.errors import SpecError
 from meshplan.fidelity.cases import predict_cases, skipped_cases
+from meshplan.fidelity.validation import Stats, Validation, validate_silicon
 from meshplan.report.tables import table
 
 
-def run_validate(path: str | None, json_path: str | None) -> None:
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{x:.0%}"
+
+
+def _signed(x: float) -> str:
+    return "-" if x != x else f"{x:+.0%}"
+
+
+def _cells(s: Stats) -> list[str]:
+    return [str(s.rows), str(s.predicted), _pct(s.ttft_abs), _signed(s.ttft_signed), _pct(s.tpot_abs),
+            _signed(s.tpot_signed)]
+
+
+HEAD = ["runs", "predicted", "TTFT |err|", "TTFT signed", "TPOT |err|", "TPOT signed"]
+
+
+def print_silicon(v: Validation) -> None:
+    click.echo(f"Predicted against measured, {len(v.rows) + len(v.skips):,} runs; medians of predicted/measured - 1 "
+               f"(calibration profile: {v.calibration or 'none'})\n")
+    rows = [[k[0], k[1], k[2].split("/")[-1], k[3], *_cells(s)] for k, s in v.partitions().items()]
+    click.echo(table(["backend", "GPU", "model", "mode", *HEAD], rows))
+    click.echo("")
+    click.echo(table(["backend", "GPU", *HEAD], [[k[0], k[1], *_cells(s)] for k, s in v.by_backend_gpu().items()]))
+    click.echo("")
+    suspect = sum(1 for r in v.rows if r.suspect)
+    click.echo(table(["set", *HEAD], [["all runs", *_cells(v.total())], ["MoE models", *_cells(v.moe())],
+                                      [f"without the {suspect} tp-beyond-node runs", *_cells(v.trusted())]]))
+    click.echo("\nNot predicted (grouped by reason; nothing is guessed):")
+    for reason, n in v.skip_counts().items():
+        click.echo(f"  {n:5d}  {reason}")
+    click.echo("\nTargets of the fidelity issue:")
+    for name, t in v.targets().items():
+        value = t["value"]
+        shown = (", ".join(f"{a} {b:.0%}" for a, b in value) or "none") if isinstance(value, list) else (
+            f"{value:,}" if isinstance(value, int) else f"{value:+.1%}" if "signed" in name else f"{value:.1%}")
+        extra = f" of {t['of_complete_layouts']:,} with a complete layout" if "of_complete_layouts" in t else ""
+        click.echo(f"  {'met    ' if t['met'] else 'not met'}  {name}: {shown}{extra}")
+
+
+def run_validate(path: str | None, json_path: str | None, calibration: str) -> None:
+    if path and Path(path).suffix.lower() == ".csv":
+        start = time.perf_counter()
+        v = validate_silicon(path, calibration)
+        print_silicon(v)
+        click.echo(f"\n{len(v.rows):,} runs predicted in {time.perf_counter() - start:.1f} s", err=True)
+        if json_path:
+            _write(json_path, v.to_json())
+        return
     rows = predict_cases(path)
     out = [[r.case, r.figure, f"{r.predicted:,.1f}", f"{r.measured:,.1f}", f"{r.error:+.0%}"] for r in rows]
     click.echo(table(["case", "figure", "predicted", "measured", "error"], out))
@@ -23,4 +73,16 @@ def run_validate(path: str | None, json_path: str | None) -> None:
     for case, reason in skipped_cases(path):
         click.echo(f"not predicted: {case}: {reason}")
     if json_path:
-        Path(json_path).write_text(json.dumps([r.__dict__ for r in rows], indent=2) + "\n")
+        _write(json_path, [r.__dict__ for r in rows])
+
+
+def _write(json_path: str, doc) -> None:
+    text = json.dumps(doc, indent=1, default=float) + "\n"
+    if json_path == "-":
+        click.echo(text)
+        return
+    target = Path(json_path)
+    if not target.parent.is_dir():
+        raise SpecError("--json", json_path, "its folder does not exist")
+    target.write_text(text)
+    click.echo(f"wrote {json_path}", err=True)

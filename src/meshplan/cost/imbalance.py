@@ -11,8 +11,7 @@ def max_load_factor(assignments, ep, skew: float = 1.0):
     over ``ep`` ranks. Balls into bins with m balls and n bins, m >> n log n: the maximum is
     m/n + sqrt(2 m ln n / n) with high probability (Raab & Steger, "Balls into Bins - A Simple
     and Tight Analysis", RANDOM 1998, Theorem 1), so the factor is 1 + sqrt(2 n ln n / m).
-    Capped at ep (everything on one rank). ``skew`` multiplies it for routers that are not
-    uniform (CostAssumptions.expert_load_skew).
+    Capped at ep (everything on one rank); ``skew`` multiplies it.
 
     Hand check: m = 4096, n = 8: 1 + sqrt(2*8*ln 8/4096) = 1 + sqrt(0.008123) = 1.0901.
     """
@@ -20,6 +19,31 @@ def max_load_factor(assignments, ep, skew: float = 1.0):
     m = np.maximum(np.asarray(assignments, dtype=float), 1.0)
     factor = 1.0 + np.sqrt(2.0 * ep * np.log(ep) / m)
     return np.minimum(factor, ep) * skew
+
+
+def popularity_skew(ep, num_experts: float, cv: float):
+    """Busiest rank's load over the mean when experts differ in popularity with coefficient of
+    variation ``cv`` and each of ``ep`` ranks holds E/ep of them: a rank's load is a sum of E/ep
+    expert loads, whose relative spread is cv / sqrt(E/ep), and the largest of ep such sums sits
+    about sqrt(2 ln ep) spreads above the mean (the expected maximum of ep normal variables), so
+    1 + cv * sqrt(2 ln(ep) * ep / E); 1 for ep = 1 (CostAssumptions.expert_load_cv).
+
+    Hand check: cv = 1.67, ep = 32, E = 256: 1 + 1.67 * sqrt(2 * 3.4657 * 32 / 256) = 1 + 1.67 *
+    0.9308 = 2.554 (TensorRT-LLM measures 2.56 for DeepSeek-R1 at EP32 without EPLB)."""
+    ep = np.asarray(ep, dtype=float)
+    if not num_experts:
+        return np.ones_like(ep)
+    return 1.0 + cv * np.sqrt(2.0 * np.log(np.maximum(ep, 1.0)) * ep / num_experts)
+
+
+def busiest_rank_load(assignments, ep, num_experts: float, cv: float):
+    """The busiest expert-parallel rank's routed tokens over the mean: the statistical fluctuation
+    of a finite batch (max_load_factor) and the popularity skew (popularity_skew) combined as
+    independent excesses, 1 + sqrt(a^2 + b^2), capped at ep.
+    Hand check: excesses 0.3 and 0.4 give 1.5."""
+    a = max_load_factor(assignments, ep) - 1.0
+    b = popularity_skew(ep, num_experts, cv) - 1.0
+    return np.minimum(1.0 + np.sqrt(a * a + b * b), np.maximum(np.asarray(ep, dtype=float), 1.0))
 
 
 def active_expert_fraction(tokens, num_experts: float, top_k: float):

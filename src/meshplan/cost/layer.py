@@ -1,7 +1,8 @@
 """Operators of one layer on one GPU, with their FLOPs, bytes and time (DESIGN.md section 4).
 
-Inputs: ``par`` (tp, dp, ep, etp arrays), T tokens of this attention-dp rank in the pass,
-B sequences, S context per sequence (decode: tokens in the cache; prefill: prompt length).
+Inputs: ``par`` (tp, dp, ep, etp arrays) and the pass's ``Work`` (cost.attention): T tokens of
+this attention-dp rank (decode and prefill together) and the tokens entering the MoE layers
+across the stage's attention-dp ranks, which run in lockstep.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from meshplan.cost.imbalance import active_expert_fraction, distinct_remote_ranks, max_load_factor
+from meshplan.cost import kernels as K
+from meshplan.cost.attention import Work, attention_ops
+from meshplan.cost.imbalance import active_expert_fraction, busiest_rank_load, distinct_remote_ranks
 from meshplan.cost.inputs import CostInputs
-from meshplan.cost.memory import kv_bytes_per_token_layer, kv_heads_per_gpu, kv_tokens_per_layer
 from meshplan.cost.roofline import OpCost, OpKind, comm_op, compute_op, ring_factor
+from meshplan.specs.engine import A2ABackend
 from meshplan.strategy.placement import contiguous_group_crosses, pp_crosses, stage_on_node_fraction
 
 
@@ -44,66 +47,23 @@ def tp_all_reduce(ci: CostInputs, par: Par, T, name: str) -> OpCost:
     return comm_op(name, ring_factor(par.tp, "all_reduce") * T * ci.D * ci.act_b, par.tp > 1, bw, lat)
 
 
-def attention_ops(ci: CostInputs, par: Par, T, B, S, decode: bool, ovh: float) -> list[OpCost]:
-    """Norm, QKV (or MLA latent) projections, attention core, output projection, TP all-reduce."""
-    tp = par.tp
-    n_g = ci.N / tp
-    a = ci.act_b
-    ops = [compute_op("attn_norm", 0.0, 2 * T * ci.D * a, ci.flops_other, ci.hbm, ovh)]
-    if ci.mla:
-        q_params = (ci.D * ci.q_lora + ci.q_lora * n_g * (ci.nope + ci.rope)) if ci.q_lora else ci.D * n_g * (ci.nope + ci.rope)
-        kv_a = ci.D * (ci.kv_lora + ci.rope)
-        kv_b = ci.kv_lora * n_g * (ci.nope + ci.v_dim)
-        ops.append(compute_op("qkv_proj", 2 * T * (q_params + kv_a), (q_params + kv_a) * ci.w_attn + T * ci.D * a,
-                              ci.flops_attn, ci.hbm, ovh, kernels=3))
-        cached = kv_tokens_per_layer(ci, S, 1)
-        if decode:
-            # Absorbed MLA (DeepSeek-V2 paper, 2.1.2): W_UK folds into the query, W_UV into the
-            # output, so attention runs over the latent; FlashMLA reads the latent cache once.
-            absorb = 2 * T * n_g * ci.kv_lora * (ci.nope + ci.v_dim)
-            core_flops = B * 2 * n_g * cached * (2 * ci.kv_lora + ci.rope) + absorb
-            core_bytes = B * cached * kv_bytes_per_token_layer(ci, tp) + kv_b * ci.w_attn
-        else:
-            # Prefill decompresses K and V for the prompt (FlashAttention over full heads).
-            attended = kv_tokens_per_layer(ci, S / 2.0, 1)
-            core_flops = 2 * T * kv_b + T * 2 * n_g * attended * (ci.nope + ci.rope + ci.v_dim)
-            core_bytes = kv_b * ci.w_attn + T * n_g * (2 * (ci.nope + ci.rope) + 2 * ci.v_dim) * a
-        ops.append(compute_op("attn_core", core_flops, core_bytes, ci.flops_core, ci.hbm, ovh, kernels=2))
-        o_params = n_g * ci.v_dim * ci.D
-    else:
-        k_g = kv_heads_per_gpu(ci, tp)
-        qkv = ci.D * (n_g + 2 * k_g) * ci.H
-        ops.append(compute_op("qkv_proj", 2 * T * qkv, qkv * ci.w_attn + T * (ci.D + (n_g + 2 * k_g) * ci.H) * a,
-                              ci.flops_attn, ci.hbm, ovh, kernels=2))
-        if decode:
-            cached = kv_tokens_per_layer(ci, S, 1)
-            core_flops = B * 4 * n_g * ci.H * cached
-            core_bytes = B * cached * kv_bytes_per_token_layer(ci, tp) + T * 2 * n_g * ci.H * a
-        else:
-            # Causal attention: each query sees (S+1)/2 keys on average (FlashAttention-2 paper).
-            attended = kv_tokens_per_layer(ci, S / 2.0, 1)
-            core_flops = T * 4 * n_g * ci.H * attended
-            core_bytes = T * (2 * n_g + 2 * k_g) * ci.H * a + T * kv_bytes_per_token_layer(ci, tp)
-        ops.append(compute_op("attn_core", core_flops, core_bytes, ci.flops_core, ci.hbm, ovh))
-        o_params = n_g * ci.H * ci.D
-    ops.append(compute_op("o_proj", 2 * T * o_params, o_params * ci.w_attn + 2 * T * ci.D * a,
-                          ci.flops_attn, ci.hbm, ovh))
-    ops.append(tp_all_reduce(ci, par, T, "tp_all_reduce_attn"))
-    return ops
+def attention_block(ci: CostInputs, par: Par, w: Work, ovh: float) -> list[OpCost]:
+    """The attention operators (cost.attention) and the TP all-reduce after them."""
+    return attention_ops(ci, par.tp, w, ovh) + [tp_all_reduce(ci, par, w.tokens, "tp_all_reduce_attn")]
 
 
 def dense_ffn_ops(ci: CostInputs, par: Par, T, ovh: float) -> list[OpCost]:
     """Norm, FFN (gate/up, down), TP all-reduce."""
     params = ci.ffn_mats * ci.D * ci.F / par.tp
     return [
-        compute_op("ffn_norm", 0.0, 2 * T * ci.D * ci.act_b, ci.flops_other, ci.hbm, ovh),
+        compute_op("ffn_norm", 0.0, 2 * T * ci.D * ci.act_b, ci.flops_other, ci.hbm, ovh, K.NORM, ci.sharp),
         compute_op("dense_ffn", 2 * T * params, params * ci.w_other + T * (2 * ci.D + 3 * ci.F / par.tp) * ci.act_b,
-                   ci.flops_other, ci.hbm, ovh, kernels=3),
+                   ci.flops_other, ci.hbm_other, ovh, K.DENSE_FFN + 2 * ci.quant_other, ci.sharp),
         tp_all_reduce(ci, par, T, "tp_all_reduce_ffn"),
     ]
 
 
-def _a2a(ci: CostInputs, par: Par, name: str, tokens_sent, dtype_bytes, fan_out, decode: bool) -> OpCost:
+def _a2a(ci: CostInputs, par: Par, name: str, tokens_sent, dtype_bytes, fan_out, decode, active) -> OpCost:
     """Dispatch or combine over the EP group's n = ep x etp GPUs (GPU s holds slice s mod etp of
     ep rank s div etp). ``fan_out``: etp on dispatch (every slice of an expert needs the token),
     1 on combine (after the etp reduce-scatter each slice returns 1/etp of the row).
@@ -124,7 +84,8 @@ def _a2a(ci: CostInputs, par: Par, name: str, tokens_sent, dtype_bytes, fan_out,
     inter_share = np.where(ep > 1, 1.0 - peers_on_node / np.maximum(ep - 1.0, 1.0), 0.0)
     row = tokens_sent * ci.D * dtype_bytes
     unit = row * fan_out
-    if decode:
+    decode = np.asarray(decode)
+    if decode.all():
         copies = ci.k * (n - 1.0) / n
         intra, inter = unit * copies * (1 - inter_share), unit * copies * inter_share
     else:
@@ -133,51 +94,61 @@ def _a2a(ci: CostInputs, par: Par, name: str, tokens_sent, dtype_bytes, fan_out,
         intra, inter = unit * (n - 1.0) * chosen / par.etp, row * distinct_remote_ranks(nodes, ci.k)
     t = np.maximum(intra / ci.intra_bw, inter / ci.inter_bw)
     lat = np.where(inter_share > 0, ci.inter_lat, ci.intra_lat)
-    active = ep > 1
+    active = np.asarray(active) & (ep > 1)
     return OpCost(name=name, kind=OpKind.COMM, comm_bytes=np.where(active, intra + inter, 0.0),
-                  time_s=np.where(active, lat + t, 0.0))
+                  time_s=np.where(active, lat + t, 0.0), kernels=np.where(active, 1.0, 0.0))
 
 
-def moe_ops(ci: CostInputs, par: Par, T, ovh: float, decode: bool) -> list[OpCost]:
-    """Norm, router, dispatch, routed experts, combine, shared experts, TP all-reduce.
+def moe_ops(ci: CostInputs, par: Par, w: Work, ovh: float) -> list[OpCost]:
+    """Norm, router, token exchange, routed experts, combine, shared experts, TP all-reduce.
 
-    ep > 1: tokens travel by all-to-all (each tp rank sends its 1/tp share of its dp rank's
-    tokens). ep == 1 with dp > 1: every GPU holds a 1/(tp*dp) slice of every expert, so the
-    stage's tokens are all-gathered over the attention-dp ranks and the outputs reduce-scattered
-    back (SGLang's DP-attention MoE path without DeepEP)."""
+    The busiest expert-parallel rank sets the time: it gets ``busiest_rank_load`` times the mean
+    of the stage's routed tokens, in its expert GEMMs and in the tokens it receives. Tokens reach
+    the experts by the engine's exchange (EngineProfile.a2a_backend): an all-to-all (each tp rank
+    sends its 1/tp share of its attention-dp rank's tokens to the ranks of their experts;
+    DeepEP normal kernels in prefill, low-latency kernels in decode), or an all-gather of every
+    attention-dp rank's tokens before the experts and a reduce-scatter after (SGLang without
+    DeepEP, vLLM's allgather_reducescatter); with tp-only attention the tokens are already on every
+    GPU and the TP all-reduce combines the experts' outputs."""
     a = ci.act_b
-    t_stage = par.dp * T
-    load = max_load_factor(t_stage * ci.k, par.ep, ci.skew)
+    T = w.tokens
+    t_stage = np.asarray(w.moe_tokens, dtype=float)
+    load = busiest_rank_load(t_stage * ci.k, par.ep, ci.E, ci.load_cv)
     t_exp = t_stage * ci.k / par.ep * load
     per_expert = ci.ffn_mats * ci.D * ci.Fe / par.etp
     local = (ci.E + ci.redundant) / par.ep
-    touched = local * active_expert_fraction(t_stage, ci.E, ci.k)
+    touched = local * active_expert_fraction(t_stage * load, ci.E, ci.k)
+    gather_backend = ci.a2a_backend() is A2ABackend.ALLGATHER_REDUCESCATTER
+    # Only attention-dp ranks hold different tokens; with tp-only attention every GPU has them all.
+    a2a_active = ~np.asarray(gather_backend) & (par.ep > 1) & (par.dp > 1)
+    gather_active = (par.dp > 1) & (np.asarray(gather_backend) | (par.ep == 1))
+    decode = np.asarray(w.prefill_tokens) <= 0
     ops = [
-        compute_op("ffn_norm", 0.0, 2 * T * ci.D * a, ci.flops_other, ci.hbm, ovh),
-        compute_op("router", 2 * T * ci.D * ci.E, ci.D * ci.E * ci.w_other + T * (ci.D + ci.E) * a,
-                   ci.flops_other, ci.hbm, ovh, kernels=2),
-        _a2a(ci, par, "ep_dispatch", T / par.tp, ci.disp_b, par.etp, decode),
+        compute_op("ffn_norm", 0.0, 2 * T * ci.D * a, ci.flops_other, ci.hbm, ovh, K.NORM, ci.sharp),
+        # Routers stay 16-bit in every checkpoint read here (modules_to_not_convert / exclude_modules).
+        compute_op("router", 2 * T * ci.D * ci.E, ci.D * ci.E * 2.0 + T * (ci.D + ci.E) * a,
+                   ci.flops_core, ci.hbm, ovh, K.ROUTER, ci.sharp),
+        _a2a(ci, par, "ep_dispatch", T / par.tp * load, ci.disp_b, par.etp, decode, a2a_active),
     ]
     gather_bw, gather_lat = _tier(ci, contiguous_group_crosses(par.tp * par.dp, ci.gpn))
     gather_bytes = ring_factor(par.dp, "all_gather") * t_stage * ci.D * a
-    gather_active = (par.ep == 1) & (par.dp > 1)
     ops.append(comm_op("attn_dp_gather", gather_bytes, gather_active, gather_bw, gather_lat))
     ops.append(compute_op("experts", 2 * t_exp * per_expert,
                           touched * per_expert * ci.w_exp + t_exp * (2 * ci.D + 3 * ci.Fe / par.etp) * a,
-                          ci.flops_exp, ci.hbm, ovh, kernels=3))
+                          ci.flops_exp, ci.hbm_exp, ovh, K.EXPERTS + K.EXPERT_COMBINE + 2 * ci.quant_exp, ci.sharp))
     etp_bw, etp_lat = _tier(ci, contiguous_group_crosses(par.etp, ci.gpn))
     # Partial sums per row received: in the prefill one row per distinct token (a token with
     # several local experts is reduced once), in decode one per routed expert (no de-duplication).
-    t_recv = t_exp if decode else t_stage * (1.0 - np.power(1.0 - 1.0 / par.ep, ci.k)) * load
+    t_recv = np.where(decode, t_exp, t_stage * (1.0 - np.power(1.0 - 1.0 / par.ep, ci.k)) * load)
     ops.append(comm_op("etp_reduce_scatter", ring_factor(par.etp, "reduce_scatter") * t_recv * ci.D * a,
                        (par.etp > 1) & (par.ep > 1), etp_bw, etp_lat))
-    ops.append(_a2a(ci, par, "ep_combine", T / par.tp, ci.comb_b, 1.0, decode))
+    ops.append(_a2a(ci, par, "ep_combine", T / par.tp * load, ci.comb_b, 1.0, decode, a2a_active))
     ops.append(comm_op("attn_dp_scatter", gather_bytes, gather_active, gather_bw, gather_lat))
     if ci.Fs_total:
         params = ci.ffn_mats * ci.D * ci.Fs_total / par.tp
         ops.append(compute_op("shared_experts", 2 * T * params,
                               params * ci.w_exp + T * (2 * ci.D + 3 * ci.Fs_total / par.tp) * a,
-                              ci.flops_exp, ci.hbm, ovh, kernels=3))
+                              ci.flops_shared, ci.hbm_exp, ovh, K.SHARED_EXPERTS + 2 * ci.quant_exp, ci.sharp))
     ops.append(tp_all_reduce(ci, par, T, "tp_all_reduce_moe"))
     return ops
 
@@ -190,14 +161,14 @@ def head_ops(ci: CostInputs, par: Par, B, ovh: float) -> list[OpCost]:
     bw, lat = _tier(ci, contiguous_group_crosses(par.tp, ci.gpn))
     return [
         compute_op("lm_head", 2 * B * params, params * ci.w_embed + B * ci.V / par.tp * 4.0,
-                   ci.flops_other, ci.hbm, ovh, kernels=3),
+                   ci.flops_core, ci.hbm, ovh, K.LM_HEAD, ci.sharp),
         comm_op("logits_gather", ring_factor(par.tp, "all_gather") * B * ci.V * ci.act_b, par.tp > 1, bw, lat),
     ]
 
 
 def embed_ops(ci: CostInputs, par: Par, T, ovh: float) -> list[OpCost]:
     """Embedding lookup (vocab-parallel: masked lookup, then an all-reduce over tp)."""
-    return [compute_op("embedding", 0.0, T * ci.D * (ci.w_embed + ci.act_b), ci.flops_other, ci.hbm, ovh),
+    return [compute_op("embedding", 0.0, T * ci.D * (ci.w_embed + ci.act_b), ci.flops_other, ci.hbm, ovh, 1, ci.sharp),
             tp_all_reduce(ci, par, T, "embed_all_reduce")]
 
 

@@ -2,12 +2,15 @@
 
 - attention weights 1/tp, replicated across dp; for MLA the down-projections (q_a, kv_a) are
   replicated on every tp rank and the per-head up-projections split (vLLM DeepseekV2MLAAttention
-  uses ReplicatedLinear for q_a/kv_a and column/row-parallel layers for q_b, kv_b, o);
+  uses ReplicatedLinear for q_a/kv_a and column/row-parallel layers for q_b, kv_b, o); a
+  sparse-attention indexer and linear-attention (Gated DeltaNet) projections are split by head;
 - routed experts (E + redundant)/ep per GPU, each split 1/etp; shared experts and dense FFNs
   follow the attention layout (1/tp);
 - embedding and LM head vocab-split over tp, on the first and last pipeline stage;
 - KV cache for the GPU's own attention-dp rank's sequences: GQA splits KV heads over tp and
-  replicates them once tp exceeds K; the MLA latent is replicated across tp.
+  replicates them once tp exceeds K; the MLA latent (and the sparse-attention index key) is
+  replicated across tp; linear-attention layers keep a fixed recurrent state per sequence
+  instead, split by value head over tp.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ import numpy as np
 
 from meshplan.cost.inputs import CostInputs
 
+INDEX_SCALE_BYTES = 4.0
+"""Per token and layer, the sparse-attention index key carries one fp32 scale beside its FP8
+values (DeepSeek-V3.2-Exp ``Indexer``: k_cache FP8 with a per-token scale; 128 + 4 = 132 bytes)."""
+
 
 def kv_heads_per_gpu(ci: CostInputs, tp):
     """K/tp when the heads split, 1 when tp exceeds K (each GPU keeps one replicated head)."""
@@ -25,35 +32,54 @@ def kv_heads_per_gpu(ci: CostInputs, tp):
 
 
 def kv_bytes_per_token_layer(ci: CostInputs, tp=1):
-    """KV cache bytes one token adds to one layer on one GPU.
+    """KV cache bytes one token adds to one full-attention layer on one GPU.
     GQA/MHA: 2 (K and V) * kv_heads_per_gpu * H * bytes. MLA: (kv_lora_rank + rope dim) * bytes,
-    replicated on every tp rank (DeepSeek-V2 paper, section 2.1.2: only c_KV and k_R are cached)."""
+    replicated on every tp rank (DeepSeek-V2 paper, section 2.1.2: only c_KV and k_R are cached),
+    plus the sparse-attention index key (idx_dim FP8 values and a scale) where there is one."""
     if ci.mla:
-        return np.broadcast_to((ci.kv_lora + ci.rope) * ci.kv_b, np.shape(tp)).astype(float)
+        index = (ci.idx_dim + INDEX_SCALE_BYTES) if ci.idx_topk else 0.0
+        return np.broadcast_to((ci.kv_lora + ci.rope) * ci.kv_b + index, np.shape(tp)).astype(float)
     return 2.0 * kv_heads_per_gpu(ci, tp) * ci.H * ci.kv_b
 
 
 def kv_bytes_per_token(ci: CostInputs) -> float:
-    """The whole model's KV bytes per token for one copy (tp = 1), counting every layer as full
-    attention: DeepSeek-V3 bf16 (512 + 64) * 61 * 2 = 70,272; Llama-3.1-70B bf16
-    2 * 80 * 8 * 128 * 2 = 327,680."""
-    return float(kv_bytes_per_token_layer(ci, 1)) * ci.num_layers
+    """The whole model's KV bytes per token for one copy (tp = 1), over its full-attention layers:
+    DeepSeek-V3 bf16 (512 + 64) * 61 * 2 = 70,272; Llama-3.1-70B bf16 2 * 80 * 8 * 128 * 2 =
+    327,680 (window layers counted whole)."""
+    return float(kv_bytes_per_token_layer(ci, 1)) * ci.num_layers * (1.0 - ci.linear_share)
+
+
+def linear_state_bytes(ci: CostInputs, tp=1):
+    """Recurrent state one sequence holds in one linear-attention layer on one GPU: the
+    Vh x dk x dv state in its own format plus the convolution's last kernel - 1 inputs in the
+    activation format, both split by head over tp (Qwen3.5: 64 x 128 x 128 x 4 B = 4 MiB plus
+    12,288 x 3 x 2 B = 72 KiB per layer at tp 1)."""
+    return (ci.lin_state_values * ci.lin_state_b + ci.lin_conv_values * ci.act_b) / np.asarray(tp, dtype=float)
 
 
 def kv_bytes_of_sequence(ci: CostInputs, context) -> float:
     """KV bytes one sequence of ``context`` tokens holds in one copy of the whole model (tp = 1),
-    with window layers capped at their window."""
-    return kv_tokens_per_layer(ci, context, ci.num_layers) * kv_bytes_per_token_layer(ci, 1)
+    with window layers capped at their window and linear-attention layers at their state."""
+    return (kv_tokens_per_layer(ci, context, ci.num_layers) * kv_bytes_per_token_layer(ci, 1)
+            + ci.num_layers * ci.linear_share * linear_state_bytes(ci, 1))
 
 
 def kv_tokens_per_layer(ci: CostInputs, context, num_layers):
-    """Cached tokens summed over ``num_layers`` layers for a sequence of ``context`` tokens:
-    window layers (GPT-OSS sliding, Llama-4 chunked) keep at most window_tokens. The stage's share
-    of window layers is taken proportional to its layer count."""
+    """Cached tokens summed over ``num_layers`` layers for a sequence of ``context`` tokens: only
+    full-attention layers cache tokens, and window layers (GPT-OSS sliding, Llama-4 chunked) keep
+    at most window_tokens. A stage's share of window and linear layers is taken proportional to
+    its layer count."""
     share = ci.window_layers / ci.num_layers
     ctx = np.asarray(context, dtype=float)
     windowed = np.minimum(ctx, ci.window_tokens) if ci.window_tokens else ctx
-    return num_layers * ((1 - share) * ctx + share * windowed)
+    return num_layers * (1.0 - ci.linear_share) * ((1 - share) * ctx + share * windowed)
+
+
+def kv_per_sequence_stage(ci: CostInputs, tp, n_layers, context):
+    """KV bytes (and recurrent state) one sequence of ``context`` tokens holds on one GPU of a
+    stage of n_layers."""
+    return (kv_tokens_per_layer(ci, context, n_layers) * kv_bytes_per_token_layer(ci, tp)
+            + n_layers * ci.linear_share * linear_state_bytes(ci, tp) * (np.asarray(context) > 0))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -72,17 +98,28 @@ class StageWeights:
 
 
 def attention_weight_bytes(ci: CostInputs, tp):
-    """One layer's attention weights on one GPU."""
+    """One layer's attention weights on one GPU, averaged over full- and linear-attention layers
+    by their shares."""
     tp = np.asarray(tp, dtype=float)
     if ci.mla:
         qk = ci.nope + ci.rope
         replicated = ci.D * ci.q_lora + ci.q_lora + ci.D * (ci.kv_lora + ci.rope) + ci.kv_lora
         split = (ci.q_lora * ci.N * qk if ci.q_lora else ci.D * ci.N * qk) + ci.kv_lora * ci.N * (ci.nope + ci.v_dim)
-        split += ci.N * ci.v_dim * ci.D
-        params = replicated + split / tp
+        if ci.idx_topk:
+            # Indexer: per-head query projection and head weights split, the key projection replicated.
+            split += (ci.q_lora or ci.D) * ci.idx_heads * ci.idx_dim + ci.D * ci.idx_heads
+            replicated += ci.D * ci.idx_dim + 2 * ci.idx_dim
+        full = (replicated + split / tp + ci.attention_norms) * ci.w_attn + ci.N * ci.v_dim * ci.D / tp * ci.w_attn_out
     else:
-        params = ci.D * ci.N * ci.H / tp * 2 + 2 * ci.D * kv_heads_per_gpu(ci, tp) * ci.H + ci.attention_bias / tp
-    return (params + ci.attention_norms) * ci.w_attn
+        params = ci.D * ci.N * ci.H * ci.q_mats / tp + 2 * ci.D * kv_heads_per_gpu(ci, tp) * ci.H + ci.attention_bias / tp
+        full = (params + ci.attention_norms) * ci.w_attn + ci.D * ci.N * ci.H / tp * ci.w_attn_out
+    if not ci.linear_share:
+        return full
+    # Gated DeltaNet: q, k, v, z and the beta/decay projections in, the output projection out,
+    # all split by head over tp (vLLM/SGLang shard them column- and row-parallel).
+    lin_in = ci.D * (2 * ci.lin_key_dim + 2 * ci.lin_value_dim + 2 * ci.lin_value_heads)
+    linear = (lin_in / tp + ci.attention_norms) * ci.w_attn + ci.lin_value_dim * ci.D / tp * ci.w_attn_out
+    return (1.0 - ci.linear_share) * full + ci.linear_share * linear
 
 
 def expert_weight_bytes(ci: CostInputs, ep, etp):
@@ -113,13 +150,15 @@ def activation_bytes(ci: CostInputs, tp, ep, etp, tokens, seqs):
     """Peak activation and workspace bytes per GPU for a forward pass of ``tokens`` tokens (``seqs``
     sequences) on one attention-dp rank: the residual stream and a few D-wide buffers (4 * T * D),
     the widest intermediate (FFN 2F/tp, attention projections (N + 2K)H/tp, or the routed
-    tokens' expert intermediates, k * 2Fe/tp per token on average times the skew), and fp32 logits for the last
+    tokens' expert intermediates, k * 2Fe/tp per token on average), and fp32 logits for the last
     token of each sequence (seqs * V/tp * 4). It follows how vLLM sizes its profiling run
     (a dummy forward of max_num_batched_tokens)."""
     tp = np.asarray(tp, dtype=float)
     t = np.asarray(tokens, dtype=float)
-    proj = ci.N * (ci.nope + ci.rope + ci.v_dim) if ci.mla else (ci.N + 2 * ci.K) * ci.H
+    proj = ci.N * (ci.nope + ci.rope + ci.v_dim) if ci.mla else (ci.N * ci.q_mats + 2 * ci.K) * ci.H
+    if ci.linear_share:
+        proj = max(proj, 2 * ci.lin_key_dim + 2 * ci.lin_value_dim)
     widest = np.maximum(2 * max(ci.F, ci.Fs_total) / tp, proj / tp)
     if ci.E:
-        widest = np.maximum(widest, ci.k * 2 * ci.Fe / tp * ci.skew)
+        widest = np.maximum(widest, ci.k * 2 * ci.Fe / tp)
     return t * ci.act_b * (4 * ci.D + widest) + np.asarray(seqs, dtype=float) * ci.V / tp * 4.0

@@ -1,8 +1,9 @@
-"""One forward pass per stage, and the decode and prefill figures built from it.
+"""One forward pass per pipeline stage, and the memory a layout needs.
 
-Decode with pp stages keeps pp micro-batches in flight (one per stage), so every GPU is busy:
-a token of one sequence needs pp stage-times (TPOT = pp * stage time) and the instance emits
-dp * B tokens per stage time per micro-batch (vLLM/SGLang pipeline-parallel decode).
+A pass carries a ``Work`` (cost.attention): decode tokens and prefill tokens of one
+attention-dp rank, and the tokens all ranks of the stage send into the MoE layers. The stage time
+is the sum of its layers' operators (each a smooth roofline with kernel floors), for the slowest
+stage; serving (cost.serving) turns passes into iterations, TTFT and TPOT.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from meshplan.cost.attention import Work
 from meshplan.cost.inputs import CostInputs
-from meshplan.cost.layer import Par, attention_ops, dense_ffn_ops, embed_ops, head_ops, moe_ops, pp_send
-from meshplan.cost.memory import activation_bytes, kv_bytes_per_token_layer, kv_tokens_per_layer, stage_weights
+from meshplan.cost.layer import Par, attention_block, dense_ffn_ops, embed_ops, head_ops, moe_ops, pp_send
+from meshplan.cost.memory import activation_bytes, kv_per_sequence_stage, stage_weights
 from meshplan.cost.roofline import OpCost, OpKind
 from meshplan.cost.stages import max_over_stages
 
@@ -31,45 +33,64 @@ class Forward:
     moe_layer_s: object
     stage_s: object
     """Time of the slowest pipeline stage (seconds)."""
+    stage_kernels: object
+    """Kernels that stage launches in the pass (what an iteration outside a CUDA graph pays the
+    CPU for)."""
 
 
-def _layer_time(ops: list[OpCost], half: list[OpCost] | None):
-    """Sum of operator times; with two-batch overlap, two half-size micro-batches whose
-    communication hides under the other's compute: 2 * max(compute, comm) of a half batch
-    (DeepSeek-V3 technical report, section 3.4 / DeepSeek inference system overview)."""
+def _sum(ops: list[OpCost], attr: str = "time_s"):
+    return sum(getattr(op, attr) for op in ops)
+
+
+def _layer_time(ops: list[OpCost], half: list[OpCost] | None, overlap: float):
+    """Sum of operator times; with two-batch overlap, two half-size micro-batches run one after
+    the other, each paying its own kernels, and ``overlap`` of their communication hides under the
+    other's compute (never more than that compute): C + M - min(overlap * M, C) with C and M the
+    compute and communication of both halves (DeepSeek-V3 technical report 3.4; SGLang's
+    measured -27% at 32 tokens per GPU and +25-35% at 256 follow from the floors)."""
     if half is None:
-        return sum(op.time_s for op in ops)
-    comp = sum(op.time_s for op in half if op.kind is OpKind.COMPUTE)
-    comm = sum(op.time_s for op in half if op.kind is OpKind.COMM)
-    return 2.0 * np.maximum(comp, comm)
+        return _sum(ops)
+    comp = 2.0 * sum(op.time_s for op in half if op.kind is OpKind.COMPUTE)
+    comm = 2.0 * sum(op.time_s for op in half if op.kind is OpKind.COMM)
+    return comp + comm - np.minimum(overlap * comm, comp)
 
 
-def forward(ci: CostInputs, par: Par, T, B, S, decode: bool) -> Forward:
-    """Build every operator for tokens T (per attention-dp rank), sequences B, context S."""
-    ovh = ci.overhead_s * (ci.graph_factor if decode else 1.0)
+def _halve(w: Work) -> Work:
+    h = lambda x: np.asarray(x, dtype=float) / 2.0  # noqa: E731
+    return Work(decode_seqs=h(w.decode_seqs), decode_context=w.decode_context, prefill_tokens=h(w.prefill_tokens),
+                prefill_seqs=h(w.prefill_seqs), prefill_attended=w.prefill_attended, moe_tokens=h(w.moe_tokens),
+                finishing_seqs=None if w.finishing_seqs is None else h(w.finishing_seqs))
 
-    def layers(t, b):
-        attn = attention_ops(ci, par, t, b, S, decode, ovh)
-        return attn + dense_ffn_ops(ci, par, t, ovh), attn + (moe_ops(ci, par, t, ovh, decode) if ci.E else [])
 
-    dense, moe = layers(T, B)
+def forward(ci: CostInputs, par: Par, w: Work) -> Forward:
+    """Every operator of one pass of ``w`` and the slowest stage's time."""
+    ovh = ci.overhead_s
+
+    def layers(work: Work):
+        attn = attention_block(ci, par, work, ovh)
+        dense = attn + dense_ffn_ops(ci, par, work.tokens, ovh)
+        return dense, attn + (moe_ops(ci, par, work, ovh) if ci.E else [])
+
+    dense, moe = layers(w)
     d_half = m_half = None
     if ci.tbo:
-        d_half, m_half = layers(np.asarray(T) / 2.0, np.asarray(B) / 2.0)
-    t_dense = _layer_time(dense, d_half) if ci.F else 0.0
-    t_moe = _layer_time(moe, m_half) if ci.E else 0.0
-    embed, head = embed_ops(ci, par, T, ovh), head_ops(ci, par, B, ovh)
-    t_embed = sum(op.time_s for op in embed)
-    t_head = sum(op.time_s for op in head)
-    gpi = par.pp * par.tp * par.dp
-    send = pp_send(ci, par, T, gpi)
+        d_half, m_half = layers(_halve(w))
+    t_dense = _layer_time(dense, d_half, ci.tbo_overlap) if ci.F else 0.0
+    t_moe = _layer_time(moe, m_half, ci.tbo_overlap) if ci.E else 0.0
+    k_dense, k_moe = _sum(dense, "kernels"), _sum(moe, "kernels")
+    embed, head = embed_ops(ci, par, w.tokens, ovh), head_ops(ci, par, w.head_rows, ovh)
+    t_embed, t_head = _sum(embed), _sum(head)
+    send = pp_send(ci, par, w.tokens, par.pp * par.tp * par.dp)
 
     def stage(nd, nm, first, last):
         return nd * t_dense + nm * t_moe + first * t_embed + last * t_head + send.time_s
 
-    stage_s = max_over_stages(ci.layer_kinds, par.pp, stage)
+    def kernels(nd, nm, first, last):
+        return nd * k_dense + nm * k_moe + first * _sum(embed, "kernels") + last * _sum(head, "kernels")
+
     return Forward(dense_layer=dense, moe_layer=moe, embed=embed, head=head, pp=send,
-                   dense_layer_s=t_dense, moe_layer_s=t_moe, stage_s=stage_s)
+                   dense_layer_s=t_dense, moe_layer_s=t_moe, stage_s=max_over_stages(ci.layer_kinds, par.pp, stage),
+                   stage_kernels=max_over_stages(ci.layer_kinds, par.pp, kernels))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -86,11 +107,6 @@ class Memory:
     @property
     def total(self):
         return self.weights + self.kv_cache + self.activations + self.reserve
-
-
-def kv_per_sequence_stage(ci: CostInputs, tp, n_layers, context):
-    """KV bytes one sequence of ``context`` tokens holds on one GPU of a stage of n_layers."""
-    return kv_tokens_per_layer(ci, context, n_layers) * kv_bytes_per_token_layer(ci, tp)
 
 
 def memory(ci: CostInputs, par: Par, tokens, seqs, kv_seqs, context, extra_context: float = 0.0) -> Memory:

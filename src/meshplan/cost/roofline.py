@@ -1,15 +1,20 @@
-"""Roofline time of one operator and alpha-beta time of one collective.
+"""Time of one operator (a smooth roofline plus kernel floors) and of one collective.
 
-Roofline (Williams et al., "Roofline", CACM 2009; scaling-book's T = max(T_math, T_mem)):
-    time = max(FLOPs / achievable FLOP/s, bytes / achievable bandwidth) + kernels * overhead
+Roofline (Williams et al., "Roofline", CACM 2009; scaling-book's T = max(T_math, T_mem)), made
+smooth so that an operator near the ridge point costs more than the larger of the two (measured
+GEMMs bend gradually: aiconfigurator's H200 BF16 table, N = K = 8192, is flat to M ~ 128 and
+linear beyond 256):
+    time = (T_math^n + T_mem^n)^(1/n) + kernels * floor,   n = CostAssumptions.roofline_sharpness
 Collectives (Hockney's alpha-beta model; NCCL's ring algorithm moves 2(n-1)/n of the buffer per
 GPU for all-reduce and (n-1)/n for all-gather and reduce-scatter, NCCL docs "Performance"):
     time = latency + bytes on the wire per GPU / achievable link bandwidth
+
+Takeaway: an operator is never cheaper than its slower resource, nor than its kernels' floors.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -36,13 +41,31 @@ class OpCost:
     """Bytes this GPU sends over its links."""
     time_s: object = 0.0
     """Estimated time, seconds."""
+    kernels: object = 0.0
+    """Kernels the operator launches (each is a CPU launch outside a CUDA graph)."""
+
+    def scaled(self, share) -> "OpCost":
+        """This operator run in ``share`` of the layers (hybrid models average two layer kinds)."""
+        return replace(self, flops=self.flops * share, mem_bytes=self.mem_bytes * share,
+                       comm_bytes=self.comm_bytes * share, time_s=self.time_s * share, kernels=self.kernels * share)
 
 
-def compute_op(name: str, flops, mem_bytes, flops_per_s: float, bytes_per_s: float, overhead_s: float,
-               kernels: float = 1.0) -> OpCost:
-    """Roofline time of a compute operator."""
-    t = np.maximum(np.asarray(flops) / flops_per_s, np.asarray(mem_bytes) / bytes_per_s) + kernels * overhead_s
-    return OpCost(name=name, kind=OpKind.COMPUTE, flops=flops, mem_bytes=mem_bytes, time_s=t)
+def smooth_max(a, b, n: float):
+    """(a^n + b^n)^(1/n) for non-negative arrays: a + b at n = 1, max(a, b) as n grows.
+    Hand check: a = 3, b = 4, n = 2 gives 5."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    top = np.maximum(np.maximum(a, b), 1e-300)
+    return top * np.power(np.power(a / top, n) + np.power(b / top, n), 1.0 / n)
+
+
+def compute_op(name: str, flops, mem_bytes, flops_per_s: float, bytes_per_s, overhead_s: float,
+               kernels: float = 1.0, sharpness: float = 4.0, active=True) -> OpCost:
+    """Smooth-roofline time of a compute operator (nothing where ``active`` is False)."""
+    t = smooth_max(np.asarray(flops) / flops_per_s, np.asarray(mem_bytes) / bytes_per_s, sharpness) + kernels * overhead_s
+    active = np.asarray(active)
+    return OpCost(name=name, kind=OpKind.COMPUTE, flops=np.where(active, flops, 0.0),
+                  mem_bytes=np.where(active, mem_bytes, 0.0), time_s=np.where(active, t, 0.0),
+                  kernels=np.where(active, kernels, 0.0))
 
 
 def ring_factor(n, kind: str):
@@ -57,4 +80,5 @@ def comm_op(name: str, wire_bytes, active, bw, latency) -> OpCost:
     nothing where ``active`` is False (group of one)."""
     active = np.asarray(active)
     t = np.where(active, latency + np.asarray(wire_bytes) / bw, 0.0)
-    return OpCost(name=name, kind=OpKind.COMM, comm_bytes=np.where(active, wire_bytes, 0.0), time_s=t)
+    return OpCost(name=name, kind=OpKind.COMM, comm_bytes=np.where(active, wire_bytes, 0.0), time_s=t,
+                  kernels=np.where(active, 1.0, 0.0))

@@ -9,6 +9,8 @@ layers"); totals (FLOPs, bytes, node multiplicities) are the same in both.
 
 from __future__ import annotations
 
+import numpy as np
+
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -125,6 +127,11 @@ class _Builder:
             for i in members:
                 self.tails[i] = n.id
 
+    def active(self, op: str) -> bool:
+        """Whether the cost model charges this transfer at all."""
+        cost = self.costs.get(op)
+        return cost is not None and float(np.asarray(cost.comm_bytes).reshape(-1)[0]) > 0
+
     # -- blocks -----------------------------------------------------------------------------
     def attention(self, units, layers, stage):
         for op in ("attn_norm", "qkv_proj", "attn_core", "o_proj"):
@@ -147,23 +154,30 @@ class _Builder:
             self.dag.link(normed[i], g)
             gates.append(g.id)
         per = (model.num_experts + self.redundant) // lay.ep
-        if lay.ep > 1:
+        # Transfers as the cost model charges them (one owner): an all-to-all, or an all-gather and
+        # reduce-scatter over the attention-dp ranks, or none when every GPU already holds the tokens.
+        a2a, gather = self.active("ep_dispatch"), self.active("attn_dp_gather")
+        if a2a:
             self.comm("ep_dispatch", "ep", units, layers, stage, dashed_from=gates)
+        if gather:
+            self.comm("attn_dp_gather", "stage", units, layers, stage, dashed_from=gates)
+        if lay.ep > 1:
             experts = [self._experts_detail(u, per) for u in units]
             for i, u in enumerate(units):
                 n = self.node("experts", u, layers, stage, detail=experts[i])
                 self.dag.link(self.tails[i], n)
+                if not (a2a or gather):
+                    self.dag.link(gates[i], n, dashed=True)
                 self.tails[i] = n.id
-            if lay.etp > 1:
-                self.comm("etp_reduce_scatter", "etp", units, layers, stage)
-            self.comm("ep_combine", "ep", units, layers, stage)
         else:
-            if lay.dp > 1:
-                self.comm("attn_dp_gather", "stage", units, layers, stage)
             self.step("experts", units, layers, stage, detail=f"all {model.num_experts} experts, 1/{lay.etp} of each",
-                      dashed_from=gates)
-            if lay.dp > 1:
-                self.comm("attn_dp_scatter", "stage", units, layers, stage)
+                      dashed_from=None if (a2a or gather) else gates)
+        if self.active("etp_reduce_scatter"):
+            self.comm("etp_reduce_scatter", "etp", units, layers, stage)
+        if a2a:
+            self.comm("ep_combine", "ep", units, layers, stage)
+        if gather:
+            self.comm("attn_dp_scatter", "stage", units, layers, stage)
         combined = list(self.tails)
         if model.num_shared_experts:
             self.tails = list(normed)

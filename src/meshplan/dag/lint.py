@@ -257,7 +257,9 @@ def _missing(nodes: dict[str, _Node], model: ModelSpec, lay: Layout) -> list[Fin
             "attention not split into submodules (norm, QKV projection, attention core, output projection)")))
     experts = [n for n in nodes.values() if _EXPERT_RE.search(n.label.split("\n")[0]) and not n.is_comm
                and not re.search(r"aggregat|shared", n.label.split("\n")[0], re.I)]
-    if model.is_moe and experts and (lay.ep > 1 or lay.dp > 1):  # otherwise the experts are local
+    # Only attention-dp ranks hold different tokens; with tp-only attention every GPU has them all
+    # and the TP all-reduce combines the experts' outputs.
+    if model.is_moe and experts and lay.dp > 1:
         comms = [n for n in nodes.values() if n.is_comm]
         if not any(re.search(r"dispatch|all.?to.?all|a2a|gather", n.id + n.label, re.I) for n in comms):
             out.append(Finding(rule=LintRule.MISSING_OPERATOR, nodes=tuple(n.id for n in experts[:4]), message=(

@@ -100,9 +100,16 @@ def run_problem(base: Problem, cfg: RefConfig, profile: DeviceProfile, isl: int,
                     mfu=1.0, hbm_bw_utilization=1.0, intra_node_bw_bytes_per_s=link_bw,
                     inter_node_bw_bytes_per_s=link_bw, intra_node_latency_s=link_latency_s,
                     inter_node_latency_s=link_latency_s, memory_bytes=1e15, nvlink_domain_gpus=1024)
-    d["assumptions"].update(kernel_overhead_s=profile.op_overhead_s / share, cuda_graph_factor=1.0,
+    d["assumptions"].update(kernel_overhead_s=profile.op_overhead_s / share, roofline_sharpness=64.0,
                             runtime_reserve_bytes=0.0, activation_dtype="fp32", dispatch_dtype="fp32",
-                            combine_dtype="fp32")
+                            combine_dtype="fp32", grouped_gemm_efficiency=1.0, expert_load_cv=0.0,
+                            gemm_efficiency=1.0, hbm_efficiency=1.0)
+    # The executor is a plain PyTorch loop: no engine scheduler, no CUDA graphs, no host time
+    # beyond the measured fixed time per operator.
+    d["engine"].update(host_cpu_s=0.0, host_cpu_per_request_s=0.0, host_gap_s=0.0, kernel_launch_s=0.0,
+                       cuda_graph_max_batch=[{"min_memory_gib": 0, "value": 1}], cuda_graph_max_batch_tp4=[],
+                       max_batch=[{"min_memory_gib": 0, "value": 1 << 20}], two_batch_overlap=False,
+                       a2a_backend="all_to_all", a2a_backend_large_nvlink=None)
     d["workload"].update(isl_tokens=float(isl), isl_max_tokens=float(isl), osl_tokens=float(osl),
                          osl_max_tokens=float(osl), concurrency=None, request_rate_per_s=None)
     d["precision"] = {"weights": "fp32", "attention": None, "experts": None, "kv_cache": "fp32"}

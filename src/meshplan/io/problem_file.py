@@ -15,6 +15,7 @@ File schema (YAML or JSON)::
     requirements: {ttft_s: 2.0, tpot_s: 0.05, min_output_tok_s_per_gpu: 1000}
     phase: both                      # prefill | decode | both
     serving: auto                    # auto | aggregated | disaggregated (full serving only)
+    engine: vllm                     # trtllm | sglang | vllm, or {name: sglang, version: 0.5.9}
     strategy: "tp=8,dp=1,ep=8"       # or prefill_strategy + decode_strategy
     assumptions: {gemm_efficiency: 0.7}
 """
@@ -30,8 +31,11 @@ from pydantic import ValidationError
 
 from meshplan.errors import SpecError, suggest
 from meshplan.io.catalog import CATALOG, load_gpu, load_model
+from meshplan.io.calibration import DEFAULT_PROFILE, calibrated_assumptions, calibrated_engine, load_profile
+from meshplan.io.engines import load_engine
 from meshplan.specs.assumptions import CostAssumptions
 from meshplan.specs.dtypes import parse_dtype
+from meshplan.specs.engine import DEFAULT_ENGINE, EngineProfile
 from meshplan.specs.hardware import GpuSpec
 from meshplan.specs.model import ModelSpec
 from meshplan.specs.problem import Note, Precision, Problem, SeedStrategy
@@ -40,9 +44,9 @@ from meshplan.specs.workload import Phase, Requirements, Serving, WorkloadSpec
 DEFAULT_PROBLEM = CATALOG / "problems" / "seed-10b-moe.md"
 """The seed's problem, bundled: what every command plans when given no problem."""
 
-TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "workload", "requirements", "phase", "serving", "strategy",
-            "prefill_strategy", "decode_strategy", "assumptions", "seed_strategy", "notes")
-WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rate_per_s")
+TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "engine", "workload", "requirements", "phase", "serving", "strategy",
+            "prefill_strategy", "decode_strategy", "assumptions", "calibration", "seed_strategy", "notes")
+WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rate_per_s", "requests_per_client")
 
 
 def validation_to_spec_error(err: ValidationError, prefix: str) -> SpecError:
@@ -99,7 +103,7 @@ def merge(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     for key, value in overrides.items():
         if value is None:
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key != "engine":
             current = out.get(key)
             # A catalog name with field overrides (--top-k on a named model) becomes `base: NAME`.
             inner = {"base": current} if isinstance(current, str) else dict(current or {})
@@ -164,22 +168,61 @@ def _workload(value: Any, notes: list[Note]) -> WorkloadSpec:
     return build(WorkloadSpec, dict(
         isl_tokens=isl, isl_max_tokens=max(isl_max, float(value.get("isl_max") or 0)),
         osl_tokens=osl, osl_max_tokens=max(osl_max, float(value.get("osl_max") or 0)),
-        concurrency=value.get("concurrency"), request_rate_per_s=value.get("request_rate_per_s")), "workload")
+        concurrency=value.get("concurrency"), request_rate_per_s=value.get("request_rate_per_s"),
+        requests_per_client=value.get("requests_per_client")), "workload")
 
 
-def _precision(value: Any) -> Precision:
-    if value is None:
-        return Precision()
+def _precision(value: Any, model: ModelSpec, notes: list[Note]) -> Precision:
+    """The formats to plan with: the checkpoint's (model.checkpoint_precision), with what the
+    problem states replacing it. A stated ``weights`` format applies to every weight part the
+    problem does not name separately (``--weights fp8`` means all weights in FP8); the KV cache
+    keeps the checkpoint's format unless ``kv_cache`` is given."""
+    ckpt = model.checkpoint_precision
     if isinstance(value, str):
-        return Precision(weights=parse_dtype(value, "precision"))
-    if not isinstance(value, dict):
+        value = {"weights": value}
+    if value is not None and not isinstance(value, dict):
         raise SpecError("precision", value, "must be a format name or a mapping {weights, attention, experts, kv_cache}")
-    fields = {}
-    for key, v in value.items():
+    given = {}
+    for key, v in (value or {}).items():
         if key not in Precision.model_fields:
             raise SpecError(f"precision.{key}", v, "unknown key" + suggest(key, list(Precision.model_fields)))
-        fields[key] = None if v is None else parse_dtype(v, f"precision.{key}")
-    return build(Precision, fields, "precision")
+        if v is not None:
+            given[key] = parse_dtype(v, f"precision.{key}")
+    if "weights" in given:
+        fields = {"weights": given["weights"], "kv_cache": ckpt.kv_cache}
+    else:
+        fields = ckpt.model_dump()
+    fields.update(given)
+    prec = build(Precision, fields, "precision")
+    origin = model.checkpoint_precision_source or "BF16 (no checkpoint formats known)"
+    stated = ", ".join(f"{k} {given[k].value}" for k in Precision.model_fields if k in given)
+    notes.append(Note(field="precision", message=(
+        f"formats: {prec.describe()}; checkpoint {origin}"
+        + (f"; stated in the problem: {stated}" if stated else "; override with --weights/--kv-cache"))))
+    return prec
+
+
+def _engine(value: Any, notes: list[Note]) -> EngineProfile:
+    """``engine: NAME`` or ``engine: {name: NAME, version: X}``; the default engine when absent."""
+    if value is None:
+        profile = load_engine(DEFAULT_ENGINE.value)
+        notes.append(Note(field="engine", message=(
+            f"no engine named: predictions are for {profile.display_name} (the default; --engine trtllm|sglang|vllm)")))
+        return profile
+    if isinstance(value, str):
+        name, version = value, None
+    elif isinstance(value, dict):
+        for key in value:
+            if key not in ("name", "version"):
+                raise SpecError(f"engine.{key}", value[key], "unknown key; an engine has name and version")
+        name, version = value.get("name"), value.get("version")
+        if not isinstance(name, str):
+            raise SpecError("engine.name", name, "must be trtllm, sglang or vllm")
+    else:
+        raise SpecError("engine", value, "must be trtllm, sglang or vllm, or {name, version}")
+    if version is not None and not isinstance(version, (str, int, float)):
+        raise SpecError("engine.version", version, "must be a release such as 0.5.9")
+    return load_engine(name, None if version is None else str(version))
 
 
 def _serving(value: Any) -> Serving:
@@ -199,6 +242,22 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
     notes = [build(Note, n, "notes") if isinstance(n, dict) else n for n in raw.get("notes", [])]
     model = _model(raw["model"])
     workload = _workload(raw["workload"], notes)
+    precision = _precision(raw.get("precision"), model, notes)
+    calibration = raw.get("calibration", DEFAULT_PROFILE)
+    if calibration is not None and not isinstance(calibration, str):
+        raise SpecError("calibration", calibration, "must be a profile name, a YAML path, or none")
+    profile = load_profile(calibration)
+    engine = calibrated_engine(_engine(raw.get("engine"), notes), profile)
+    stated = raw.get("assumptions") or {}
+    if not isinstance(stated, dict):
+        raise SpecError("assumptions", stated, "must be a mapping of factor names to values")
+    assumptions = calibrated_assumptions(build(CostAssumptions, stated, "assumptions"), profile, set(stated))
+    if profile is not None:
+        fitted = ", ".join(f"{k} {f.value:.3g}" for k, f in profile.assumptions.items() if k not in stated)
+        eng = ", ".join(f"{k} {f.value:.3g}" for k, f in profile.engines.get(engine.engine, {}).items())
+        notes.append(Note(field="calibration", message=(
+            f"profile {profile.name} (fitted on {profile.fitted_on}, {profile.rows} runs): {fitted}"
+            + (f"; {engine.display_name}: {eng}" if eng else "") + " (calibration: none for the sourced defaults)")))
     phase = raw.get("phase", "both")
     if phase not in {p.value for p in Phase}:
         raise SpecError("phase", phase, "must be prefill, decode or both")
@@ -207,12 +266,12 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
         raise SpecError("gpus", budget, "must be a positive whole number of GPUs")
     return build(Problem, dict(
         name=str(raw.get("name", "problem")), model=model, gpu=_gpu(raw["gpu"]), gpu_budget=budget,
-        precision=_precision(raw.get("precision")), workload=workload,
+        precision=precision, engine=engine, workload=workload,
         requirements=build(Requirements, raw.get("requirements") or {}, "requirements"),
         phase=Phase(phase), serving=_serving(raw.get("serving", "auto")), strategy=raw.get("strategy"), prefill_strategy=raw.get("prefill_strategy"),
         decode_strategy=raw.get("decode_strategy"),
         seed_strategy=build(SeedStrategy, raw["seed_strategy"], "seed_strategy") if raw.get("seed_strategy") else None,
-        assumptions=build(CostAssumptions, raw.get("assumptions") or {}, "assumptions"),
+        assumptions=assumptions, calibration=profile.name if profile is not None else "",
         notes=tuple(notes)), "problem")
 
 

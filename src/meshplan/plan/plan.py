@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 from meshplan.cost.inputs import CostInputs
+from meshplan.plan.pipeline import pipeline_note
 from meshplan.cost.memory import kv_bytes_of_sequence, kv_bytes_per_token
 from meshplan.plan.build import SCHEMA, candidate_dict, model_dict
 from meshplan.search.candidate import Candidate
@@ -134,8 +135,16 @@ def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any
     doc["requirements"] = problem.requirements.model_dump()
     doc["requirements_check"] = _requirement_checks(ci, doc)
     doc["notes"] = _notes(problem)
+    pipeline = pipeline_note(result)
+    if pipeline is not None:
+        doc["notes"].append(pipeline)
+    prec = problem.precision
+    used = {"attention": prec.attention_dtype, "experts": prec.experts_dtype, "other": prec.weights}
     doc["assumptions"] = problem.assumptions.model_dump(mode="json") | {
-        "gemm_efficiency_used": problem.mfu, "hbm_efficiency_used": problem.hbm_util}
+        "gemm_efficiency_used": {part: problem.gemm_efficiency(dt) for part, dt in used.items()},
+        "hbm_efficiency_used": {part: problem.hbm_efficiency(dt) for part, dt in used.items()},
+        "two_batch_overlap_used": ci.tbo}
+    doc["engine"] = problem.engine.model_dump(mode="json")
     others = [c for c in result.ranked if c is not chosen]
     doc["runner_ups"] = [_short(c) | {"why_lost": _why_lost(chosen, c)} for c in others[:runner_ups]]
     by_mode = {}

@@ -143,7 +143,14 @@ def render(doc: dict[str, Any]) -> str:
     out += ["## Notes and assumptions", ""]
     out += [f"- `{n['field']}`: {n['message']}" for n in doc["notes"]]
     a = doc["assumptions"]
-    out.append(f"- Cost-model factors: GEMM efficiency {a['gemm_efficiency_used']}, HBM efficiency "
-               f"{a['hbm_efficiency_used']}, link efficiency {a['comm_efficiency']}, expert load skew "
-               f"{a['expert_load_skew']}, two-batch overlap {a['two_batch_overlap']} (see `meshplan/specs/assumptions.py`).")
+    gemm = ", ".join(f"{k} {v:.2f}" for k, v in a["gemm_efficiency_used"].items())
+    hbm = ", ".join(f"{k} {v:.2f}" for k, v in a["hbm_efficiency_used"].items())
+    out.append(f"- Cost-model factors: GEMM efficiency ({gemm}), HBM efficiency ({hbm}), link efficiency "
+               f"{a['comm_efficiency']}, expert popularity CV {a['expert_load_cv']}, two-batch overlap "
+               f"{a['two_batch_overlap_used']} (see `meshplan/specs/assumptions.py`).")
+    if doc.get("engine"):
+        e = doc["engine"]
+        out.append(f"- Engine: {e['display_name']} {e['version'] or '(newest profile)'}: {e['prefill_policy']} prefill, "
+                   f"overlap scheduler {'on' if e['overlap_scheduler'] else 'off'}, KV admission {e['kv_admission']} "
+                   "(profile and sources in `meshplan/catalog/engines/`).")
     return "\n".join(out) + "\n"

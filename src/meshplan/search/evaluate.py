@@ -57,9 +57,7 @@ def evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:
     dec = _decode_table(ci, lay, la, par)
     if problem.phase is Phase.DECODE:
         return _pick(ci, PointTable.decode(ci, la, dec, None), structural, lay.instances)
-    chunk = prefill_cost(ci, par, np.full((1, 1), problem.assumptions.prefill_chunk_tokens / problem.workload.isl_tokens))
-    one = decode_cost(ci, par, np.ones((1, 1)))
-    table = PointTable.aggregated(ci, la, dec, aggregated(ci, par, dec, chunk, one), None)
+    table = PointTable.aggregated(ci, la, dec, aggregated(ci, par, dec.B), None)
     return _pick(ci, table, structural, lay.instances)
 
 

@@ -20,6 +20,10 @@ from meshplan.units import GIB, fmt_seconds
 TOP = 40
 """Candidates materialized per mode (the rest are counted, not listed)."""
 
+PREFILL_SHAPES = 6
+"""Disaggregated pairs try the best prefill layout of each of this many instance shapes (GPUs,
+pipeline stages), best first."""
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PointTable:
@@ -196,7 +200,7 @@ def _single(ci: CostInputs, t: PointTable, i: int, j: int, violations=(), instan
     in_gpu = per_gpu if prefill_only else (per_gpu * w.isl_tokens / w.osl_tokens if t.mode is Mode.AGGREGATED else None)
     c = Candidate(mode=t.mode, prefill=None if t.mode is Mode.DECODE_ONLY else lay,
                   decode=None if prefill_only else lay, decode_B=0.0 if prefill_only else B,
-                  prefill_B=B if prefill_only else ci.problem.assumptions.prefill_chunk_tokens / w.isl_tokens,
+                  prefill_B=B if prefill_only else ci.budget / w.isl_tokens,
                   gpus_total=n * gpi, ttft_s=ttft, tpot_s=tpot, output_tok_s_per_gpu=out_gpu,
                   input_tok_s_per_gpu=in_gpu, output_tok_s=None if prefill_only else per_gpu * n * gpi,
                   concurrency=B * slots * n, max_concurrency=float(t.max_b[i]) * slots * n,
@@ -302,12 +306,19 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
         dec, dcol, _ = picks[Mode.DECODE_ONLY]
         prows, drows = np.nonzero(pcol >= 0)[0], np.nonzero(dcol >= 0)[0]
         if len(prows) and len(drows):
-            # The simplest prefill layout within SATURATION of the best (see _prefer_simple).
+            # The simplest prefill layout within SATURATION of the best (see _prefer_simple), and the
+            # best of each instance size and pipeline depth: with a GPU budget, how the pools split it
+            # decides the pair, not the prefill pool's own rate alone.
             pm = pre.metric[prows, pcol[prows]]
             near = prows[pm >= pm.max() * (1 - SATURATION)]
-            best_p = near[np.lexsort((pre.la.pp[near], pre.la.gpus_per_instance[near]))[0]]
+            firsts = [int(near[np.lexsort((pre.la.pp[near], pre.la.gpus_per_instance[near]))[0]])]
+            by_shape: dict[tuple[int, int], int] = {}
+            for i in prows[np.argsort(-pm, kind="stable")]:
+                by_shape.setdefault((int(pre.la.gpus_per_instance[i]), int(pre.la.pp[i])), int(i))
+            flat = [i for i in by_shape.values() if pre.la.pp[i] == 1][:1]  # the best without a pipeline
+            prefills = list(dict.fromkeys(firsts + list(by_shape.values())[:PREFILL_SHAPES] + flat))
             order = drows[np.argsort(-dec.metric[drows, dcol[drows]], kind="stable")][:TOP]
-            ranked += [_pair(ci, pre, int(best_p), int(pcol[best_p]), dec, int(k), int(dcol[k])) for k in order]
+            ranked += [_pair(ci, pre, i, int(pcol[i]), dec, int(k), int(dcol[k])) for i in prefills for k in order]
     ranked.sort(key=_rank_key(objective))
     ranked = _prefer_simple(ranked, objective)
     timed = next((t for t in tables if t.tpot is not None), None)

@@ -96,9 +96,7 @@ def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
         tables.append(PointTable.prefill(ci, la, pre, None))
     else:
         if problem.serving is not Serving.DISAGGREGATED:
-            chunk_b = problem.assumptions.prefill_chunk_tokens / problem.workload.isl_tokens
-            chunk = prefill_cost(ci, par, np.full((len(la), 1), chunk_b))
-            serving = aggregated(ci, par, dec, chunk, dec_one)
+            serving = aggregated(ci, par, dec.B)
             tables.append(PointTable.aggregated(ci, la, dec, serving, invalid))
         if problem.serving is not Serving.AGGREGATED:
             tables.append(PointTable.prefill(ci, la, pre, kv_transfer_s(ci, par)))

@@ -27,36 +27,65 @@ class KvSizing(StrEnum):
 
 
 class CostAssumptions(Spec):
-    """Named factors of the cost model. A GPU spec that states its own MFU or bandwidth
-    utilization (the seed's problems do) overrides gemm_efficiency / hbm_efficiency."""
+    """Named factors of the step model. Efficiencies of a GPU come from its catalog file
+    (measured per format); the fields here override them when set, and a GPU spec that states its
+    own MFU or bandwidth utilization (the seed's problems do) overrides both."""
 
-    gemm_efficiency: float = Field(default=0.7, gt=0, le=1)
-    """Achievable fraction of dense peak FLOP/s for large GEMMs and attention. 0.7: DeepGEMM
-    reaches 1550 of 1979 FP8 TFLOP/s (0.78) on H800 for large shapes (deepseek-ai/DeepGEMM
-    README); grouped and mid-size GEMMs run lower, hence rounded down."""
-    hbm_efficiency: float = Field(default=0.8, gt=0, le=1)
-    """Achievable fraction of peak memory bandwidth for weight and KV reads. 0.8: FlashMLA
-    reaches 3000 of 3350 GB/s (0.9) in its best case (deepseek-ai/FlashMLA README); the seed
-    problems state 80%."""
+    gemm_efficiency: float | None = Field(default=None, gt=0, le=1)
+    """Override: achievable fraction of peak FLOP/s for every GEMM format. None: the GPU's table."""
+    hbm_efficiency: float | None = Field(default=None, gt=0, le=1)
+    """Override: achievable fraction of peak memory bandwidth for every format. None: the GPU's table."""
+    default_gemm_efficiency: float = Field(default=0.7, gt=0, le=1)
+    """For a format the GPU's table lacks. 0.7: DeepGEMM reaches 1550 of 1979 FP8 TFLOP/s (0.78) on
+    H800 for large shapes (deepseek-ai/DeepGEMM README), rounded down for mid-size GEMMs."""
+    default_hbm_efficiency: float = Field(default=0.8, gt=0, le=1)
+    """For a format the GPU's table lacks. 0.8: FlashMLA reaches 3000 of 3350 GB/s (0.9) at best
+    (deepseek-ai/FlashMLA README); aiconfigurator's systems files use 0.8."""
+    roofline_sharpness: float = Field(default=4.0, ge=1)
+    """Exponent n of the smooth roofline (t_compute^n + t_memory^n)^(1/n): n = 1 adds the two, a
+    large n tends to max(). 4 reproduces the knee of the measured H200 BF16 GEMM curve (N = K =
+    8192: 35.6 us at M = 1, 38.6 us at M = 128, 49 us at M = 256; aiconfigurator gemm_perf tables)."""
+    grouped_gemm_efficiency: float = Field(default=0.6, gt=0, le=1)
+    """Routed experts' grouped GEMM rate relative to a dense GEMM of the same format. 0.6:
+    aiconfigurator's measured MoE module (DeepSeek-V3 shape, EP8, balanced) reaches 29% (H200) and
+    38% (B200) of FP8 peak at 16k tokens, against 56-58% for dense FP8 GEMMs."""
     comm_efficiency: float = Field(default=0.8, gt=0, le=1)
     """Achievable fraction of link bandwidth for collectives. 0.8: NCCL all-reduce bus
     bandwidth 370 GB/s of 450 GB/s per direction on 8x H100 without NVLS (nccl-tests #212)."""
-    kernel_overhead_s: float = Field(default=4e-6, ge=0)
-    """Fixed time per kernel (launch gap and tail), paid by every operator. 4 us: typical
-    kernel-to-kernel gap without CUDA graphs on Hopper; decode below uses cuda_graph_factor."""
-    cuda_graph_factor: float = Field(default=0.5, ge=0, le=1)
-    """Decode runs under CUDA graphs (vLLM, SGLang, TensorRT-LLM default), which removes the CPU
-    launch cost but not the GPU-side gap: kernel_overhead_s is multiplied by this in decode."""
-    expert_load_skew: float = Field(default=1.0, ge=1)
-    """Extra load on the busiest expert-parallel rank beyond the statistical fluctuation of
-    uniform top-k routing (real routers are skewed; DeepSeek's EPLB exists to flatten it).
-    1.0 assumes a balanced router, as in DeepSeek's published profile (a best case)."""
+    kernel_overhead_s: float | None = Field(default=None, ge=0)
+    """Override: GPU time floor of one kernel, paid by every kernel of every operator. None: the
+    GPU's measured floor (GpuSpec.kernel_floor_s) times kernel_floor_scale. Outside CUDA graphs
+    the engine's CPU launch cost (EngineProfile.kernel_launch_s) bounds the iteration instead."""
+    kernel_floor_scale: float = Field(default=1.0, gt=0)
+    """Multiplier on the GPU's kernel floor: engines fuse kernels and overlap their launches
+    (programmatic dependent launch), so the floor a served model pays per counted kernel differs
+    from an isolated kernel's. 1.0 unless a calibration profile fits it."""
+    expert_load_cv: float = Field(default=1.67, ge=0)
+    """Coefficient of variation of the routed experts' popularity. The busiest expert-parallel
+    rank, holding E/ep experts, gets 1 + cv * sqrt(2 ln(ep) * ep / E) times the mean tokens
+    (the expected maximum of ep sums of E/ep experts). 1.67 reproduces TensorRT-LLM's measured
+    (max - mean)/mean = 1.56 at EP32 for DeepSeek-R1 without EPLB (tech blog 4); it gives 1.6 at
+    EP8, within the 1.3-1.8x that aiconfigurator measures for skewed routing at EP8."""
+    eplb_residual: float = Field(default=0.07, ge=0, le=1)
+    """Share of the popularity imbalance left when redundant experts balance the load (EPLB):
+    TensorRT-LLM blog 4 measures an imbalance of 0.109 with EPLB against 1.564 without."""
     redundant_experts: int = Field(default=0, ge=0)
     """Extra expert replicas spread over the EP ranks (DeepSeek EPLB, SGLang
-    --ep-num-redundant-experts): they cost memory and remove expert_load_skew."""
-    two_batch_overlap: bool = False
+    --ep-num-redundant-experts): they cost memory and leave eplb_residual of the imbalance."""
+    two_batch_overlap: bool | None = None
     """Split each step into two micro-batches so one's communication hides under the other's
-    compute (DeepSeek's inference system, SGLang --enable-two-batch-overlap)."""
+    compute (DeepSeek's inference system, SGLang --enable-two-batch-overlap). None: the engine's
+    default (off in all three)."""
+    tbo_overlap: float = Field(default=0.8, ge=0, le=1)
+    """Share of a micro-batch's communication hidden under the other micro-batch's compute with
+    two-batch overlap; each micro-batch still pays its own kernel floors, so small batches lose
+    (SGLang measures -27% at 32 tokens per GPU and +25-35% at 256 and in prefill, lmsys.org
+    large-scale EP blog, 2025-05-05)."""
+    clump_coherence: float = Field(default=1.0, ge=0, le=1)
+    """Closed loop under a mixed-policy engine: requests that start together finish together (a
+    fixed OSL decodes in lockstep), so their clients' next prompts arrive together and are
+    prefilled in one iteration, up to the token budget. 1 keeps whole clumps; 0 spreads every
+    prompt into an iteration of its own (client and network jitter desynchronise the loop)."""
     dispatch_dtype: DType = DType.FP8
     """Format of tokens sent to experts (DeepEP dispatches FP8)."""
     combine_dtype: DType = DType.BF16
@@ -66,12 +95,12 @@ class CostAssumptions(Spec):
     runtime_reserve_bytes: float = Field(default=2.0 * 2**30, ge=0)
     """Memory per GPU taken by the CUDA context, NCCL buffers and CUDA-graph pools before
     weights and KV: about 2 GiB (vLLM profiles it at start-up; typical figure)."""
-    kv_sizing: KvSizing = KvSizing.MAX
-    """KV reservation per decoding sequence (see KvSizing); max is the safe default."""
-    prefill_chunk_tokens: int = Field(default=8192, gt=0)
-    """Tokens per prefill forward pass per attention-dp rank when serving is aggregated (chunked
-    prefill); SGLang's default chunked_prefill_size is 8192 on large GPUs."""
+    kv_sizing: KvSizing | None = None
+    """KV reservation per running sequence (see KvSizing). None: as the engine admits requests
+    (EngineProfile.kv_admission)."""
+    token_budget: int | None = Field(default=None, gt=0)
+    """Tokens per iteration per attention-dp rank. None: the engine's default for the GPU."""
     search_max_gpus_per_instance: int = Field(default=1024, gt=0)
     """Largest instance the search builds when the GPU budget is unlimited."""
     fitted_on: tuple[str, ...] = ()
-    """Published cases that calibrated these factors (empty: all defaults)."""
+    """Measurements that calibrated these factors (empty: all defaults)."""

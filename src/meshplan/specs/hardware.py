@@ -37,6 +37,19 @@ class GpuSpec(Spec):
     """Fixed cost of one collective inside a node (small-message latency)."""
     inter_node_latency_s: float = Field(ge=0)
     """Fixed cost of one collective that crosses nodes."""
+    gemm_efficiency: dict[DType, float] = {}
+    """Achievable fraction of peak FLOP/s for large GEMMs, by the format the math runs in (GEMMs
+    measured on this GPU generation; sources in the catalog file). A format missing here uses
+    CostAssumptions.default_gemm_efficiency."""
+    hbm_efficiency: dict[DType, float] = {}
+    """Achievable fraction of peak memory bandwidth when streaming weights of each format (and, at
+    the BF16 figure, KV cache and activations)."""
+    moe_hbm_efficiency: float | None = Field(default=None, gt=0, le=1)
+    """Achievable fraction of peak memory bandwidth when a grouped MoE GEMM streams its experts'
+    weights (measured MoE modules); None means hbm_efficiency of the experts' format."""
+    kernel_floor_s: float = Field(default=3e-6, ge=0)
+    """Shortest time of one small kernel under CUDA graphs on this GPU (launch gap, prologue and
+    epilogue), which every kernel pays beside its roofline time."""
     mfu: float | None = Field(default=None, gt=0, le=1)
     """Achievable fraction of peak FLOP/s, when the hardware description states one (the seed's
     problems do: "MFU utilization: 60%"); None means the cost assumptions' default."""
@@ -48,6 +61,14 @@ class GpuSpec(Spec):
     def _has_a_format(self) -> "GpuSpec":
         if not self.peak_flops:
             raise ValueError("peak_flops: needs at least one format (bf16 or fp16)")
+        return self
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "GpuSpec":
+        for field in ("gemm_efficiency", "hbm_efficiency"):
+            for dtype, value in getattr(self, field).items():
+                if not 0 < value <= 1:
+                    raise ValueError(f"{field}.{dtype.value} = {value}: an achievable fraction is in (0, 1]")
         return self
 
     def compute_dtype(self, dtype: DType) -> DType:

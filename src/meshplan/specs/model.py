@@ -12,6 +12,7 @@ from enum import StrEnum
 from pydantic import Field, model_validator
 
 from meshplan.specs.base import Spec
+from meshplan.specs.precision import Precision
 
 
 class AttentionKind(StrEnum):
@@ -100,12 +101,49 @@ class ModelSpec(Spec):
     (Llama-4 Maverick: 2)."""
     router_scoring: RouterScoring = RouterScoring.SOFTMAX
     """How router logits become expert weights."""
+    attention_output_gate: bool = False
+    """Full-attention layers gate their output with a sigmoid of a second query-sized projection
+    (Qwen3.5 ``attn_output_gate``; transformers Qwen3NextAttention), doubling the query
+    projection."""
+    full_attention_interval: int = Field(default=1, ge=1)
+    """Hybrid models: layer i uses full attention when (i + 1) % full_attention_interval == 0 and
+    linear attention otherwise (Qwen3.5: 4, three Gated DeltaNet layers per full-attention
+    layer). 1 means every layer has full attention."""
+    linear_num_key_heads: int = Field(default=0, ge=0)
+    """Linear attention (Gated DeltaNet): query/key heads."""
+    linear_num_value_heads: int = Field(default=0, ge=0)
+    """Linear attention: value heads; each holds a key_dim x value_dim recurrent state."""
+    linear_key_head_dim: int = Field(default=0, ge=0)
+    """Linear attention: per-head query/key dims."""
+    linear_value_head_dim: int = Field(default=0, ge=0)
+    """Linear attention: per-head value dims."""
+    linear_conv_kernel: int = Field(default=0, ge=0)
+    """Linear attention: width of the causal depthwise convolution over q, k, v (its last
+    kernel - 1 inputs are kept per sequence)."""
+    linear_state_bytes: float = Field(default=4.0, gt=0)
+    """Bytes per value of the recurrent state (Qwen3.5 ``mamba_ssm_dtype: float32``: 4)."""
+    index_num_heads: int = Field(default=0, ge=0)
+    """DeepSeek Sparse Attention: heads of the lightning indexer (GLM-5, DeepSeek-V3.2: 32;
+    0 means dense attention)."""
+    index_head_dim: int = Field(default=0, ge=0)
+    """DeepSeek Sparse Attention: dims of one indexer head and of the indexer key cached per
+    token (128)."""
+    index_topk: int = Field(default=0, ge=0)
+    """DeepSeek Sparse Attention: cached tokens each query attends to after the indexer picks
+    them (2,048)."""
     declared_params: float | None = Field(default=None, gt=0)
     """A parameter count someone stated (a problem file's "10B"); cross-checked, never used."""
     published_params: float | None = Field(default=None, gt=0)
     """The publisher's total parameter count, for catalog tests."""
     source: str = ""
     """Where the structure came from (a config.json path, a problem file)."""
+    checkpoint: str = ""
+    """Hugging Face id of the checkpoint whose formats ``checkpoint_precision`` holds."""
+    checkpoint_precision: Precision = Precision()
+    """Formats the checkpoint stores (weights per part, KV cache); a plan uses them unless told
+    otherwise (meshplan.io.checkpoint reads them from the quantization config)."""
+    checkpoint_precision_source: str = ""
+    """Where checkpoint_precision was read, for the plan's notes."""
 
     @model_validator(mode="after")
     def _check(self) -> "ModelSpec":
@@ -123,6 +161,15 @@ class ModelSpec(Spec):
             raise ValueError(f"num_window_layers = {self.num_window_layers}: more than num_layers = {self.num_layers}")
         if self.num_window_layers and not self.window_tokens:
             raise ValueError("window_tokens = 0: layers with a window need its size")
+        if self.full_attention_interval > 1 and not (self.linear_num_key_heads and self.linear_num_value_heads
+                                                    and self.linear_key_head_dim and self.linear_value_head_dim):
+            raise ValueError(f"full_attention_interval = {self.full_attention_interval}: linear-attention layers need "
+                             "linear_num_key_heads, linear_num_value_heads and their head dims")
+        if self.linear_num_key_heads and self.linear_num_value_heads % self.linear_num_key_heads:
+            raise ValueError(f"linear_num_value_heads = {self.linear_num_value_heads}: must be a multiple of "
+                             f"linear_num_key_heads = {self.linear_num_key_heads} (value heads share key heads)")
+        if self.index_topk and not (self.index_num_heads and self.index_head_dim):
+            raise ValueError("index_topk > 0: sparse attention needs index_num_heads and index_head_dim")
         if self.ffn_size == 0 and LayerKind.DENSE in self.layer_kinds:
             raise ValueError("ffn_size = 0: the model has dense FFN layers, which need their size")
         return self
@@ -151,6 +198,16 @@ class ModelSpec(Spec):
     @property
     def num_dense_layers(self) -> int:
         return self.num_layers - self.num_moe_layers
+
+    @property
+    def num_linear_attention_layers(self) -> int:
+        """Layers whose attention is linear (a fixed recurrent state per sequence, no KV cache)."""
+        n = self.full_attention_interval
+        return 0 if n == 1 else sum(1 for i in range(self.num_layers) if (i + 1) % n != 0)
+
+    @property
+    def num_full_attention_layers(self) -> int:
+        return self.num_layers - self.num_linear_attention_layers
 
     @property
     def value_head_dim(self) -> int:

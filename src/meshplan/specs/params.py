@@ -17,7 +17,12 @@ class ParamCounts:
     """Parameters of one model by part (counts, not bytes)."""
 
     attention_per_layer: float
-    """QKV/latent projections, output projection, their norms and biases."""
+    """One full-attention layer's attention: QKV/latent projections, output projection, their
+    norms and biases, and the sparse-attention indexer where there is one."""
+    linear_attention_per_layer: float
+    """One linear-attention (Gated DeltaNet) layer's attention block (0 when the model has none)."""
+    num_linear_attention_layers: int
+    """Layers whose attention is linear; the others have full attention."""
     dense_ffn_per_layer: float
     """One dense FFN layer (0 when the model has none)."""
     expert: float
@@ -37,7 +42,8 @@ class ParamCounts:
 
     @property
     def total(self) -> float:
-        return (self.attention_per_layer * (self.num_dense_layers + self.num_moe_layers)
+        num_full = self.num_dense_layers + self.num_moe_layers - self.num_linear_attention_layers
+        return (self.attention_per_layer * num_full + self.linear_attention_per_layer * self.num_linear_attention_layers
                 + self.dense_ffn_per_layer * self.num_dense_layers
                 + self.num_moe_layers * (self.expert * self.num_experts + self.shared_experts_per_layer
                                          + self.router_per_layer)
@@ -50,10 +56,12 @@ class ParamCounts:
 
 
 def attention_params(m: ModelSpec) -> float:
-    """Per layer. GQA/MHA: D*N*H (q) + 2*D*K*H (k, v) + N*H*D (o), plus two RMSNorms (2*D).
-    MLA (DeepSeek-V2 paper eq. 9-14): q_a D*q_r, q_b q_r*N*(nope+rope) (or D*N*(nope+rope)
-    without q compression), kv_a D*(kv_r+rope), kv_b kv_r*N*(nope+v), o N*v*D, plus the latent
-    norms (q_r + kv_r)."""
+    """Per full-attention layer. GQA/MHA: D*N*H (q, doubled with an output gate) + 2*D*K*H
+    (k, v) + N*H*D (o), plus two RMSNorms (2*D). MLA (DeepSeek-V2 paper eq. 9-14): q_a D*q_r,
+    q_b q_r*N*(nope+rope) (or D*N*(nope+rope) without q compression), kv_a D*(kv_r+rope), kv_b
+    kv_r*N*(nope+v), o N*v*D, plus the latent norms (q_r + kv_r). DeepSeek Sparse Attention adds
+    its indexer (DeepSeek-V3.2-Exp ``Indexer``): wq_b q_r*I*Hi, wk D*Hi, the key norm's weight
+    and bias 2*Hi, and the head weights D*I, for I indexer heads of Hi dims."""
     d, n, k, h = m.hidden_size, m.num_heads, m.num_kv_heads, m.head_dim
     norms = 2 * d
     if m.attention is AttentionKind.MLA:
@@ -62,11 +70,37 @@ def attention_params(m: ModelSpec) -> float:
         kv = d * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank
         kv += m.kv_lora_rank * n * (m.qk_nope_head_dim + m.value_head_dim)
         o = n * m.value_head_dim * d
-        return q + kv + o + norms
-    params = d * n * h + 2 * d * k * h + n * h * d
+        return q + kv + o + norms + indexer_params(m)
+    q_mats = 2 if m.attention_output_gate else 1
+    params = q_mats * d * n * h + 2 * d * k * h + n * h * d
     if m.attention_bias:
         params += (n + 2 * k) * h + d
     return params + norms
+
+
+def indexer_params(m: ModelSpec) -> float:
+    """The sparse-attention indexer of one layer (0 for dense attention); see attention_params."""
+    if not m.index_topk:
+        return 0.0
+    i, hi = m.index_num_heads, m.index_head_dim
+    return (m.q_lora_rank or m.hidden_size) * i * hi + m.hidden_size * hi + 2 * hi + m.hidden_size * i
+
+
+def linear_attention_params(m: ModelSpec) -> float:
+    """One Gated DeltaNet layer (transformers Qwen3NextGatedDeltaNet; Yang et al., "Gated Delta
+    Networks", arXiv:2412.06464). With key width Kd = Kh*dk and value width Vd = Vh*dv:
+    in_proj_qkvz D*(2 Kd + 2 Vd) (q, k, v and the output gate z), in_proj_ba D*2 Vh (the
+    write strength beta and the decay a), the depthwise causal conv (2 Kd + Vd) * kernel,
+    A_log and dt_bias (2 Vh), the gated RMSNorm dv, out_proj Vd*D, plus the layer's two
+    RMSNorms (2 D). 0 for a model without linear attention."""
+    if m.full_attention_interval == 1:
+        return 0.0
+    d = m.hidden_size
+    kd = m.linear_num_key_heads * m.linear_key_head_dim
+    vd = m.linear_num_value_heads * m.linear_value_head_dim
+    vh = m.linear_num_value_heads
+    return (d * (2 * kd + 2 * vd) + d * 2 * vh + (2 * kd + vd) * m.linear_conv_kernel + 2 * vh
+            + m.linear_value_head_dim + vd * d + 2 * d)
 
 
 def ffn_params(hidden: int, ffn: int, gated: bool, bias: bool = False) -> float:
@@ -85,6 +119,8 @@ def count_params(m: ModelSpec) -> ParamCounts:
     embedding = m.vocab_size * m.hidden_size
     return ParamCounts(
         attention_per_layer=attention_params(m),
+        linear_attention_per_layer=linear_attention_params(m),
+        num_linear_attention_layers=m.num_linear_attention_layers,
         dense_ffn_per_layer=ffn_params(m.hidden_size, m.ffn_size, m.gated_ffn) if m.ffn_size else 0.0,
         expert=ffn_params(m.hidden_size, m.expert_ffn_size, m.gated_ffn, m.expert_bias) if m.is_moe else 0.0,
         shared_experts_per_layer=(m.num_shared_experts * ffn_params(m.hidden_size, m.shared_ffn_size, m.gated_ffn)

@@ -7,30 +7,11 @@ from pydantic import Field, model_validator
 from meshplan.specs.assumptions import CostAssumptions
 from meshplan.specs.base import Spec
 from meshplan.specs.dtypes import DType
+from meshplan.specs.engine import EngineProfile
 from meshplan.specs.hardware import GpuSpec
 from meshplan.specs.model import ModelSpec
+from meshplan.specs.precision import Precision
 from meshplan.specs.workload import Phase, Requirements, Serving, WorkloadSpec
-
-
-class Precision(Spec):
-    """Storage formats. Attention and expert weights may differ from the rest."""
-
-    weights: DType = DType.BF16
-    """Default format of all weights."""
-    attention: DType | None = None
-    """Attention projections (None: as weights)."""
-    experts: DType | None = None
-    """Routed and shared expert FFNs (None: as weights)."""
-    kv_cache: DType = DType.BF16
-    """KV cache entries."""
-
-    @property
-    def attention_dtype(self) -> DType:
-        return self.attention or self.weights
-
-    @property
-    def experts_dtype(self) -> DType:
-        return self.experts or self.weights
 
 
 class Note(Spec):
@@ -65,6 +46,8 @@ class Problem(Spec):
     """Most GPUs the deployment may use; None means no limit (the search then builds instances
     of at most assumptions.search_max_gpus_per_instance GPUs)."""
     precision: Precision = Precision()
+    engine: EngineProfile
+    """The serving engine and release the plan is for (its scheduler sets step time)."""
     workload: WorkloadSpec
     requirements: Requirements = Requirements()
     phase: Phase = Phase.BOTH
@@ -80,6 +63,8 @@ class Problem(Spec):
     seed_strategy: SeedStrategy | None = None
     """A layout written in the seed's notation, to be read and evaluated."""
     assumptions: CostAssumptions = CostAssumptions()
+    calibration: str = ""
+    """The calibration profile whose fitted factors the assumptions and engine carry ('' none)."""
     notes: tuple[Note, ...] = ()
     """What meshplan noticed or assumed while reading."""
 
@@ -91,10 +76,28 @@ class Problem(Spec):
             raise ValueError("prefill_strategy/decode_strategy: disaggregated serving needs both pools' strategies")
         return self
 
-    @property
-    def mfu(self) -> float:
-        return self.gpu.mfu or self.assumptions.gemm_efficiency
+    def gemm_efficiency(self, dtype: DType) -> float:
+        """Achievable fraction of peak FLOP/s for GEMMs computed in ``dtype`` on this GPU: the
+        problem's override, else the GPU's stated MFU (seed problems), else its measured table."""
+        a, g = self.assumptions, self.gpu
+        if a.gemm_efficiency is not None:
+            return a.gemm_efficiency
+        if g.mfu is not None:
+            return g.mfu
+        return g.gemm_efficiency.get(g.compute_dtype(dtype), a.default_gemm_efficiency)
 
-    @property
-    def hbm_util(self) -> float:
-        return self.gpu.hbm_bw_utilization or self.assumptions.hbm_efficiency
+    def moe_hbm_efficiency(self, dtype: DType) -> float:
+        """Achievable fraction of peak memory bandwidth for a grouped MoE GEMM's weight reads."""
+        a, g = self.assumptions, self.gpu
+        if a.hbm_efficiency is None and g.hbm_bw_utilization is None and g.moe_hbm_efficiency is not None:
+            return g.moe_hbm_efficiency
+        return self.hbm_efficiency(dtype)
+
+    def hbm_efficiency(self, dtype: DType) -> float:
+        """Achievable fraction of peak memory bandwidth when streaming ``dtype`` data."""
+        a, g = self.assumptions, self.gpu
+        if a.hbm_efficiency is not None:
+            return a.hbm_efficiency
+        if g.hbm_bw_utilization is not None:
+            return g.hbm_bw_utilization
+        return g.hbm_efficiency.get(dtype, a.default_hbm_efficiency)

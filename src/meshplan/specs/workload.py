@@ -42,6 +42,11 @@ class WorkloadSpec(Spec):
     concurrency that gives the most tokens/s per GPU within memory and the requirements."""
     request_rate_per_s: float | None = Field(default=None, gt=0)
     """Arrival rate of requests for the whole deployment (adds queueing to TTFT)."""
+    requests_per_client: float | None = Field(default=None, ge=1)
+    """Closed loop (a concurrency given): requests each client sends over a benchmark run. The
+    run's first requests all arrive at once and queue; the mean TTFT of a run of R requests per
+    client carries 1/R of that start. None: steady state only (a served deployment has no start;
+    meshplan validate sets the benchmarks' fitted value, catalog/calibration)."""
 
     @model_validator(mode="after")
     def _ranges(self) -> "WorkloadSpec":

@@ -20,9 +20,9 @@ class LinkTier(StrEnum):
 
 
 def contiguous_group_crosses(size, gpus_per_node):
-    """A contiguous group of ``size`` ranks aligned to multiples of its size leaves its node
-    unless size divides the node size. Works on arrays."""
-    return np.asarray(gpus_per_node % np.asarray(size) != 0)
+    """A contiguous group of ``size`` ranks leaves its node when it is larger than the node (a
+    group that fits, like tp 64 in a 72-GPU NVL72 rack, stays on NVLink). Works on arrays."""
+    return np.asarray(np.asarray(size) > gpus_per_node)
 
 
 def stage_on_node_fraction(gpus_per_stage, gpus_per_node):
@@ -33,5 +33,5 @@ def stage_on_node_fraction(gpus_per_stage, gpus_per_node):
 
 
 def pp_crosses(gpus_per_stage, gpus_per_instance, gpus_per_node):
-    """Pipeline send/recv leaves the node unless the whole instance fits in an aligned node."""
-    return np.asarray((gpus_per_node % np.asarray(gpus_per_instance) != 0))
+    """Pipeline send/recv leaves the node unless the whole instance fits in one node."""
+    return np.asarray(np.asarray(gpus_per_instance) > gpus_per_node)

@@ -108,11 +108,11 @@ RULES: tuple[_RuleDef, ...] = (
              message=lambda c, tp, dp, pp, ep, etp: (
                  f"dp {dp}: {c.m.name} has no MoE layers to couple attention-dp ranks, so they would be "
                  f"independent copies; write instances={dp} instead")),
-    _RuleDef(rule=Rule.TP_INSIDE_NODE, ok=lambda c, tp, dp, pp, ep, etp: c.g.nvlink_domain_gpus % tp == 0,
+    _RuleDef(rule=Rule.TP_INSIDE_NODE, ok=lambda c, tp, dp, pp, ep, etp: tp <= c.g.nvlink_domain_gpus,
              message=lambda c, tp, dp, pp, ep, etp: (
                  f"tp {tp} on nodes of {c.g.nvlink_domain_gpus} GPUs: a tensor-parallel group must sit inside "
-                 "one NVLink domain (it all-reduces twice per layer), so tp must divide the node size")),
-    _RuleDef(rule=Rule.ETP_INSIDE_NODE, ok=lambda c, tp, dp, pp, ep, etp: c.g.nvlink_domain_gpus % etp == 0,
+                 "one NVLink domain (it all-reduces twice per layer)")),
+    _RuleDef(rule=Rule.ETP_INSIDE_NODE, ok=lambda c, tp, dp, pp, ep, etp: etp <= c.g.nvlink_domain_gpus,
              message=lambda c, tp, dp, pp, ep, etp: (
                  f"etp {etp} on nodes of {c.g.nvlink_domain_gpus} GPUs: an expert-tensor group reduces every "
                  "expert output, so it must sit inside one NVLink domain")),
@@ -120,6 +120,11 @@ RULES: tuple[_RuleDef, ...] = (
              message=lambda c, tp, dp, pp, ep, etp: (
                  f"pp {pp} > {c.m.num_layers} layers: every pipeline stage needs at least one layer")),
 )
+
+
+STRUCTURE = frozenset({Rule.FOLDING, Rule.HEADS_DIVISIBLE, Rule.KV_HEADS_SPLIT, Rule.EXPERTS_DIVISIBLE,
+                       Rule.EXPERT_FFN_DIVISIBLE, Rule.DENSE_NO_EXPERT_AXES, Rule.PP_LAYERS})
+"""Rules that say a model cannot be split this way at all (the others are placement choices)."""
 
 
 def check_layout(model: ModelSpec, gpu: GpuSpec, tp: int, dp: int, pp: int, ep: int, etp: int,

@@ -1,0 +1,53 @@
+"""meshplan calibrate: fit the named factors on measured runs and write a calibration profile."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import yaml
+
+from meshplan.errors import SpecError
+from meshplan.fidelity.calibrate import cross_validate, default_value, factors_for, fit, profile_of
+from meshplan.fidelity.predict import group_cases
+from meshplan.fidelity.silicon import read_silicon
+from meshplan.report.tables import table
+
+
+def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int, name: str) -> None:
+    if folds == 1 or folds < 0:
+        raise SpecError("--folds", folds, "0 (no cross-validation) or at least 2")
+    target = Path(out)
+    if not target.parent.is_dir():
+        raise SpecError("--out", out, "its folder does not exist")
+    cases, skips = read_silicon(cases_path)
+    if not cases:
+        raise SpecError("cases", cases_path, "no run in the file can be predicted (see meshplan validate)")
+    groups = group_cases(cases, "none")
+    factors = factors_for(groups, names)
+    start = [default_value(f) for f in factors]
+    say = lambda m: click.echo(m, err=True)  # noqa: E731
+    say(f"fitting {len(factors)} factors on {len(cases):,} runs ({len(skips):,} skipped) ...")
+    t0 = time.perf_counter()
+    result = fit(groups, factors, start)
+    say(f"  fitted in {time.perf_counter() - t0:.0f} s")
+    cv = None
+    if folds:
+        say(f"cross-validating over {folds} folds of model x GPU groups (one fit per fold) ...")
+        cv = cross_validate(groups, factors, list(result.values), folds)
+    profile = profile_of(result, factors, name=name, fitted_on=f"{Path(cases_path).name} ({result.rows} runs)",
+                         command=f"meshplan calibrate {cases_path} --out {out}" + (f" --folds {folds}" if folds else ""),
+                         cv=cv, folds=folds)
+    rows = [[f.name, f"{v:.4g}", f"{u:.2g}", f"[{f.lower:g}, {f.upper:g}]", f"{d:.4g}"]
+            for f, v, u, d in zip(factors, result.values, result.uncertainty, start)]
+    click.echo(table(["factor", "fitted", "+-", "bounds", "sourced default"], rows))
+    click.echo(f"\nin-sample median |error|: TTFT {result.median_abs_ttft:.1%}, TPOT {result.median_abs_tpot:.1%}")
+    if profile.cross_validated:
+        click.echo(f"cross-validated ({folds} folds of model x GPU groups): TTFT {profile.cross_validated.ttft:.1%}, "
+                   f"TPOT {profile.cross_validated.tpot:.1%}")
+    text = ("# meshplan calibration profile: fitted values of named step-model factors (fidelity/calibrate.py).\n"
+            "# Produced by the command below; do not edit by hand.\n"
+            + yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))
+    target.write_text(text)
+    click.echo(f"wrote {out}", err=True)

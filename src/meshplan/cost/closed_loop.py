@@ -1,0 +1,195 @@
+"""Steady state of a closed loop of clients, as serving benchmarks run them.
+
+Clients keep a fixed number of requests in flight; each request has a prompt of ISL tokens and
+generates OSL tokens, and a finished request's client sends the next one at once. Requests that
+start together decode in lockstep (one token per iteration each) and, with a fixed OSL, finish
+together, so prompts arrive in clumps rather than one by one.
+
+Aggregated (``solve_aggregated``), per attention-dp rank and micro-batch, with n requests held
+(KV memory and the engine's batch limit may hold fewer than are in flight; the rest wait for a
+slot, Little's law):
+- Mixed policy (vLLM, TensorRT-LLM: running requests first, new prompts in the budget left): a
+  clump of g = room / ISL prompts is prefilled in the iteration after it arrives, riding with the
+  decodes; the n / g clumps of a rank stay one iteration apart, so a fraction
+  f = (n / g) x chunks / (OSL - 1 + chunks) of iterations carries prefill. TPOT is the mean
+  iteration; TTFT is the wait for the iteration being scheduled (1.5 iterations when the overlap
+  scheduler has formed the next one already, else 0.5) plus the clump's own chunk iterations. The
+  run's first clump arrives all at once and queues behind the clumps ahead of it; over a run of R
+  requests per client that adds (clumps - 1) / 2 mixed iterations / R to the mean TTFT.
+- Separate policy (SGLang: waiting prompts are prefilled first, decoding pauses): every request
+  of a wave starts decoding after the last prefill batch, so the waves stay whole. A wave is
+  b = n x ISL / budget prefill batches and OSL - 1 decode iterations; the j-th batch's prompts
+  wait j batches for their first token and b - j more before decoding resumes, so
+  TTFT = wait + (b + 1) / 2 batches and TPOT = decode + (b - 1) / 2 batches / (OSL - 1).
+Attention-dp ranks run in lockstep and receive their share of every clump together.
+
+Disaggregated (``solve_disaggregated``): decode instances run pure decode iterations at their
+share of the requests; prompts reach the prefill instances at the loop's completion rate and
+queue there (M/D/1), and their KV cache moves to the decode instance before the first token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from meshplan.cost.attention import Work, decode_work
+from meshplan.cost.capacity import decode_capacity
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.iteration import graph_limit, iteration, prefill_budget
+from meshplan.cost.kv_transfer import kv_transfer_s
+from meshplan.cost.layer import Par
+
+FIXED_POINT_ROUNDS = 5
+"""Rounds of the fixed point (requests decoding depend on TTFT and TPOT, which depend on the
+iterations they share); the fifth round changes dev-set predictions by less than 1%."""
+
+RHO_MAX = 0.95
+"""Utilisation at which the M/D/1 wait is capped: a closed loop cannot queue without bound (the
+clients stop sending), so the wait is bounded by the requests in flight."""
+
+
+def md1_wait(rho, service_s):
+    """Mean wait in an M/D/1 queue (Pollaczek-Khinchine with deterministic service):
+    rho * s / (2 (1 - rho)), rho capped at RHO_MAX. Hand check: rho = 0.5, s = 1 gives 0.5."""
+    rho = np.clip(np.asarray(rho, dtype=float), 0.0, RHO_MAX)
+    return rho * service_s / (2.0 * (1.0 - rho))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Serving:
+    """Full serving figures per instance and per GPU (arrays over candidates)."""
+
+    ttft_s: object
+    tpot_s: object
+    output_tok_s_per_gpu: object
+    input_tok_s_per_gpu: object
+    concurrency_per_instance: object
+    """Requests in flight per instance."""
+    prefill_share: object
+    """Share of a rank's iterations that carry prefill work (0 for disaggregated)."""
+
+
+def _overlapped(ci: CostInputs, par: Par):
+    e = ci.engine
+    return e.overlap_scheduler & ((par.pp <= 1) | e.overlap_with_pp)
+
+
+def _chunks(ci: CostInputs, room, isl: float):
+    """(chunks per prompt, tokens per chunk) when an iteration has ``room`` prompt tokens."""
+    if ci.engine.chunked_prefill:
+        n = np.maximum(1.0, np.ceil(isl / np.maximum(room, 1.0)))
+    else:
+        n = np.ones_like(np.asarray(room, dtype=float))
+    return n, isl / n
+
+
+def _prefill_work(n_dec, ctx, p, isl, dp) -> Work:
+    """A pass with n_dec decoding sequences and p prompt tokens on every rank."""
+    return Work(decode_seqs=n_dec, decode_context=ctx, prefill_tokens=p, prefill_seqs=p / isl,
+                prefill_attended=isl / 2.0, moe_tokens=dp * (n_dec + p))
+
+
+def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
+    """Aggregated serving with B requests in flight per attention-dp rank per micro-batch.
+    ``step(ci, par, work, graphed)`` gives an iteration (cost.iteration; tests pass their own)."""
+    w = ci.problem.workload
+    isl, osl = w.isl_tokens, w.osl_tokens
+    dp, pp = par.dp, par.pp
+    held = np.maximum(np.minimum(B, decode_capacity(ci, par)), 1.0)
+    waiting = np.maximum(B - held, 0.0)
+    budget = prefill_budget(ci, par)
+    gmax = graph_limit(ci, par)
+    ctx = w.decode_context_tokens
+    steps = max(osl - 1.0, 1.0)
+    wait_iterations = 0.5 + _overlapped(ci, par)
+    if ci.mixed:
+        room = np.maximum(budget - held, 1.0)
+        n_chunks, _ = _chunks(ci, room, isl)
+        # Prompts that arrive together are prefilled together, up to what the budget holds;
+        # clump_coherence says how much of that clumping survives the run's jitter.
+        whole = np.where(n_chunks > 1, 1.0, np.clip(np.floor(room / isl), 1.0, held))
+        clump = 1.0 + ci.clump_coherence * (whole - 1.0)
+        p = clump * isl / n_chunks
+        mixed_iterations = held / clump * n_chunks
+        cycle = np.maximum(steps + n_chunks, mixed_iterations)
+        f = mixed_iterations / cycle
+        n_dec = held * steps / cycle
+        t_dec = step(ci, par, decode_work(n_dec, ctx, dp), n_dec <= gmax).cycle_s
+        t_mix = step(ci, par, _prefill_work(n_dec, ctx, p, isl, dp),
+                     ci.engine.cuda_graph_mixed & (n_dec + p <= gmax)).cycle_s
+        tpot = (1.0 - f) * t_dec + f * t_mix
+        queued = np.maximum(mixed_iterations - steps - n_chunks, 0.0)  # prefill-bound: clumps wait
+        ttft = wait_iterations * t_dec + (n_chunks + queued) * t_mix
+        ttft = ttft + (mixed_iterations - 1.0) / 2.0 * t_mix / ci.requests_per_client
+        life = ttft + steps * tpot
+    else:
+        batches = np.maximum(1.0, np.ceil(held * isl / budget))
+        p = held * isl / batches
+        t_dec = step(ci, par, decode_work(held, ctx, dp), held <= gmax).cycle_s
+        t_pre = step(ci, par, _prefill_work(0.0, ctx, p, isl, dp), ci.engine.cuda_graph_mixed & (p <= gmax)).cycle_s
+        ttft = wait_iterations * t_dec + (batches + 1.0) / 2.0 * t_pre
+        tpot = t_dec + (batches - 1.0) / 2.0 * t_pre / steps
+        f = batches / (batches + steps)
+        life = batches * t_pre + steps * t_dec + wait_iterations * t_dec
+    rate = held / life  # requests per second per rank and micro-batch
+    ttft = ttft + waiting / rate + ci.request_overhead_s
+    per_gpu = rate * dp * pp / (pp * par.tp * dp)
+    return Serving(ttft_s=ttft, tpot_s=tpot, output_tok_s_per_gpu=per_gpu * osl, input_tok_s_per_gpu=per_gpu * isl,
+                   concurrency_per_instance=B * dp * pp, prefill_share=f)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DisaggregatedLoop:
+    """A disaggregated deployment in a closed loop (whole-deployment figures)."""
+
+    ttft_s: object
+    tpot_s: object
+    output_tok_s: object
+    """Output tokens per second of the whole deployment."""
+    prefill_utilisation: object
+
+
+def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, n_decode: int,
+                        concurrency: float, step=iteration) -> DisaggregatedLoop:
+    """``concurrency`` requests in flight over ``n_prefill`` prefill and ``n_decode`` decode
+    instances (see the module doc); ``step`` as in solve_aggregated."""
+    w = ci.problem.workload
+    isl, osl = w.isl_tokens, w.osl_tokens
+    steps = max(osl - 1.0, 1.0)
+    slots_d = n_decode * par_d.dp * par_d.pp
+    b = np.maximum(concurrency / slots_d, 1.0)
+    run = np.maximum(np.minimum(b, decode_capacity(ci, par_d)), 1.0)
+    waiting = np.maximum(b - run, 0.0) * slots_d
+    dec = step(ci, par_d, decode_work(run, w.decode_context_tokens, par_d.dp), run <= graph_limit(ci, par_d))
+    tpot = dec.cycle_s
+    # Prefill: one prompt alone (in chunks of the budget), and the token rate of full iterations.
+    budget = prefill_budget(ci, par_p)
+    n_chunks, chunk = _chunks(ci, budget, isl)
+    gmax = graph_limit(ci, par_p)
+
+    def prefill_iteration(tokens):
+        work = Work(decode_seqs=0.0, decode_context=0.0, prefill_tokens=tokens, prefill_seqs=tokens / isl,
+                    prefill_attended=isl / 2.0, moe_tokens=tokens)
+        return step(ci, par_p, work, ci.engine.cuda_graph_mixed & (tokens <= gmax))
+
+    one = prefill_iteration(chunk)
+    single = (n_chunks + par_p.pp - 1) * one.pass_s + n_chunks * one.exposed_s
+    full_tokens = np.maximum(budget, chunk)
+    full = prefill_iteration(full_tokens)
+    capacity = n_prefill * par_p.dp * full_tokens / (full.pass_s + full.exposed_s) / isl  # prompts per second
+    transfer = kv_transfer_s(ci, par_p)
+    overhead = single * (0.5 + _overlapped(ci, par_p)) + transfer + tpot
+    ttft = single + overhead
+    rate = concurrency / (ttft + steps * tpot)
+    for _ in range(FIXED_POINT_ROUNDS):
+        rho = rate / capacity
+        ttft = single + overhead + md1_wait(rho, single)
+        rate = np.minimum((concurrency - waiting) / (ttft + steps * tpot), capacity * RHO_MAX)
+    ttft = np.maximum(ttft, (concurrency - waiting) / rate - steps * tpot) + waiting / rate
+    # The run's first prompts all arrive at once: they drain at the pool's capacity, each waiting
+    # half the burst on average, which a run of R requests per client carries once in R.
+    burst = concurrency / capacity
+    ttft = ttft + burst / 2.0 / ci.requests_per_client + ci.request_overhead_s
+    return DisaggregatedLoop(ttft_s=ttft, tpot_s=tpot, output_tok_s=rate * osl, prefill_utilisation=rate / capacity)

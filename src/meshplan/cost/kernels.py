@@ -1,0 +1,52 @@
+"""Kernels per operator: each pays the GPU's per-kernel floor (CostAssumptions.kernel_overhead_s)
+and, outside a CUDA graph, a CPU launch (EngineProfile.kernel_launch_s).
+
+Counts follow the decode path of vLLM's and SGLang's model code (vllm/model_executor/models/
+llama.py, deepseek_v2.py, qwen3_next.py; sglang/srt/models/deepseek_v2.py), where fused kernels
+are the default: the residual add is fused into the next RMSNorm, RoPE into the KV-cache write.
+A GEMM whose weights are FP8 or FP4 is preceded by a kernel that quantizes its activations (per
+token group for FP8 block scales, per 16 values for NVFP4); weight-only INT4 dequantizes inside
+the GEMM and adds none.
+"""
+
+from __future__ import annotations
+
+from meshplan.specs.dtypes import DType
+
+NORM = 1
+"""Fused residual add + RMSNorm."""
+GQA_PROJECTIONS = 2
+"""QKV GEMM; RoPE fused with the KV-cache write."""
+MLA_PROJECTIONS = 6
+"""Fused q_a/kv_a GEMM, the two latent RMSNorms, q_b GEMM, RoPE, latent cache write."""
+INDEXER = 7
+"""DeepSeek Sparse Attention's indexer: wq_b and wk GEMMs, key LayerNorm, RoPE, head-weight GEMM,
+FP8 logits over the cache, top-k selection (DeepSeek-V3.2-Exp ``Indexer``)."""
+GDN_PROJECTIONS = 6
+"""Gated DeltaNet: the two input GEMMs, causal conv1d, gating (beta, decay), gated RMSNorm, and
+the state-update kernel's preparation (vLLM qwen3_next.py)."""
+GQA_DECODE_CORE = 2
+"""Split-KV decode attention and the merge of its partial results."""
+MLA_DECODE_CORE = 4
+"""W_UK absorption bmm, scheduling metadata, FlashMLA, W_UV bmm."""
+PREFILL_CORE = 1
+"""FlashAttention over the chunk (MLA prefill: one more, the K/V decompression GEMM, counted in it)."""
+GDN_CORE = 1
+"""The fused recurrent (decode) or chunked (prefill) gated delta rule."""
+O_PROJ = 1
+DENSE_FFN = 3
+"""gate_up GEMM, SiLU-and-multiply, down GEMM."""
+ROUTER = 2
+"""Router GEMM and top-k (with the sigmoid/softmax and bias correction fused)."""
+EXPERTS = 4
+"""Token permutation (align/sort), grouped gate_up GEMM, activation, grouped down GEMM; the
+weighted combine is the next operator's."""
+EXPERT_COMBINE = 1
+SHARED_EXPERTS = 3
+LM_HEAD = 2
+"""Final norm and the LM head GEMM (sampling is counted in the engine's host time)."""
+
+
+def gemm_quant_kernels(dtype: DType) -> float:
+    """Activation-quantization kernels before one GEMM with weights in ``dtype``."""
+    return 1.0 if dtype in (DType.FP8, DType.FP4) else 0.0

@@ -1,0 +1,221 @@
+"""Fit named factors of the step model on measured runs (robust least squares on log error).
+
+Only factors listed in FACTORS may be fitted, each bounded to a physical range; a fit records the
+rows it saw (count and a hash of their ids) and its error, and ``cross_validate`` reports the error
+on groups of runs (model x GPU) that the fit did not see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from meshplan.cost.inputs import CostInputs
+from meshplan.errors import SpecError
+from meshplan.fidelity.predict import Group, predict_group
+from meshplan.io.engines import load_engine
+from meshplan.specs.assumptions import CostAssumptions
+from meshplan.specs.calibration import CalibrationProfile, FitError, FittedFactor
+from meshplan.specs.engine import Engine
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Factor:
+    """A named factor a fit may move: a field of the step model's inputs, for one engine's runs or
+    for all, between physical bounds."""
+
+    name: str
+    """As it appears in the calibration profile: ``kernel_overhead_s`` or ``trtllm.host_gap_s``."""
+    field: str
+    """The CostInputs field it sets."""
+    lower: float
+    upper: float
+    why: str
+    """Why the bounds are physical."""
+    section: str
+    """Where the value lives in a calibration profile: ``assumptions`` (a CostAssumptions field),
+    ``engines`` (an EngineProfile field of ``engine``) or ``benchmark`` (a WorkloadSpec field of
+    the measurement runs)."""
+    key: str
+    """The field name in that section."""
+    engine: Engine | None = None
+    relative_to: float | None = None
+    """The field holds a rate scaled by this factor's default: the fit multiplies by value/default."""
+
+    def apply(self, ci: CostInputs, value: float) -> dict[str, float]:
+        if self.engine is not None and ci.engine.engine is not self.engine:
+            return {}
+        if self.relative_to is not None:
+            return {self.field: getattr(ci, self.field) * value / self.relative_to}
+        return {self.field: value}
+
+
+def _engine_factors(e: Engine) -> list[Factor]:
+    return [
+        Factor(name=f"{e.value}.host_gap_s", field="host_gap_s", lower=0.0, upper=3e-3, engine=e,
+               section="engines", key="host_gap_s",
+               why="GPU idle per iteration between 0 (fully hidden) and 3 ms (a whole host step of a large batch)"),
+        Factor(name=f"{e.value}.kernel_launch_s", field="kernel_launch_s", lower=2e-6, upper=1e-4, engine=e,
+               section="engines", key="kernel_launch_s",
+               why="CPU time per kernel outside a graph: from a bare CUDA launch (2 us) to a slow eager op (100 us)"),
+        Factor(name=f"{e.value}.request_overhead_s", field="request_overhead_s", lower=0.0, upper=0.3, engine=e,
+               section="engines", key="request_overhead_s",
+               why="front end, tokenization and queues: 0 to 300 ms per request"),
+    ]
+
+
+FACTORS: tuple[Factor, ...] = (
+    Factor(name="kernel_floor_scale", field="overhead_s", lower=0.2, upper=2.5, relative_to=1.0,
+           section="assumptions", key="kernel_floor_scale", why="per-kernel floor from a fifth (fused, overlapped launches) to 2.5x an isolated kernel's"),
+    Factor(name="grouped_gemm_efficiency", field="flops_exp", lower=0.2, upper=1.0, relative_to=0.6,
+           section="assumptions", key="grouped_gemm_efficiency", why="a grouped GEMM reaches at most a dense GEMM's rate and at least a fifth of it"),
+    Factor(name="expert_load_cv", field="load_cv", lower=0.0, upper=2.5, section="assumptions", key="expert_load_cv",
+           why="expert popularity spread from uniform (0) to the most skewed measured (TensorRT-LLM blog 4: 1.67)"),
+    Factor(name="clump_coherence", field="clump_coherence", lower=0.0, upper=1.0, section="assumptions",
+           key="clump_coherence", why="a share: from every prompt alone (0) to whole clumps (1)"),
+    Factor(name="requests_per_client", field="requests_per_client", lower=1.0, upper=50.0, section="benchmark",
+           key="requests_per_client", why="a benchmark sends at least one request per client and rarely more than 50"),
+    *(f for e in Engine for f in _engine_factors(e)),
+)
+"""Every factor a fit may move."""
+
+
+def factor(name: str) -> Factor:
+    return next(f for f in FACTORS if f.name == name)
+
+
+def adjust_for(factors: list[Factor], values) -> callable:
+    """The change to a group's inputs that ``values`` of ``factors`` make."""
+    def adjust(ci: CostInputs) -> CostInputs:
+        fields: dict[str, float] = {}
+        for f, v in zip(factors, values):
+            fields.update(f.apply(ci, float(v)))
+        return replace(ci, **fields) if fields else ci
+    return adjust
+
+
+def log_errors(groups: list[Group], adjust=None) -> tuple[np.ndarray, np.ndarray]:
+    """log(predicted / measured) of TTFT and TPOT over every run of ``groups``."""
+    t_err, p_err = [], []
+    for g in groups:
+        ttft, tpot = predict_group(g, adjust)
+        mt = np.array([c.ttft_ms for c in g.cases]) / 1e3
+        mp = np.array([c.tpot_ms for c in g.cases]) / 1e3
+        t_err.append(np.log(np.maximum(ttft, 1e-9) / mt))
+        p_err.append(np.log(np.maximum(tpot, 1e-9) / mp))
+    return np.concatenate(t_err), np.concatenate(p_err)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FitResult:
+    names: tuple[str, ...]
+    values: tuple[float, ...]
+    uncertainty: tuple[float, ...]
+    """One standard error per value from the Jacobian at the optimum (robust-loss weighted)."""
+    rows: int
+    rows_hash: str
+    """sha256 of the sorted run ids, first 16 hex digits."""
+    median_abs_ttft: float
+    median_abs_tpot: float
+
+
+def rows_hash(groups: list[Group]) -> str:
+    ids = sorted(c.id for g in groups for c in g.cases)
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
+def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_scale: float = 0.15) -> FitResult:
+    """Least squares on log error with a soft-L1 loss (residuals beyond ``loss_scale`` count
+    linearly, so outlying runs do not pull the fit), each factor within its bounds."""
+    lower = np.array([f.lower for f in factors])
+    upper = np.array([f.upper for f in factors])
+    scale = np.maximum(np.abs(upper - lower), 1e-12)
+    x0 = (np.clip(start, lower, upper) - lower) / scale
+
+    def residuals(x):
+        t, p = log_errors(groups, adjust_for(factors, lower + x * scale))
+        return np.concatenate([t, p])
+
+    res = least_squares(residuals, x0, bounds=(0.0, 1.0), loss="soft_l1", f_scale=loss_scale, x_scale=1.0,
+                        diff_step=1e-3, max_nfev=60)
+    values = lower + res.x * scale
+    try:
+        jtj = res.jac.T @ res.jac
+        cov = np.linalg.pinv(jtj) * (2 * res.cost / max(len(res.fun) - len(values), 1))
+        unc = np.sqrt(np.maximum(np.diag(cov), 0.0)) * scale
+    except np.linalg.LinAlgError:
+        unc = np.full(len(values), np.nan)
+    t, p = log_errors(groups, adjust_for(factors, values))
+    return FitResult(names=tuple(f.name for f in factors), values=tuple(float(v) for v in values),
+                     uncertainty=tuple(float(u) for u in unc), rows=int(len(t)), rows_hash=rows_hash(groups),
+                     median_abs_ttft=float(np.median(np.abs(np.expm1(t)))),
+                     median_abs_tpot=float(np.median(np.abs(np.expm1(p)))))
+
+
+def cross_validate(groups: list[Group], factors: list[Factor], start: list[float], folds: int = 5,
+                   loss_scale: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """Relative errors of TTFT and TPOT for every run, each predicted by a fit that did not see its
+    model x GPU group (runs assigned to ``folds`` folds by a hash of the group)."""
+    def fold_of(g: Group) -> int:
+        c = g.cases[0]
+        return int(hashlib.sha256(f"{c.model}|{c.gpu}".encode()).hexdigest(), 16) % folds
+
+    t_all, p_all = [], []
+    for k in range(folds):
+        train = [g for g in groups if fold_of(g) != k]
+        test = [g for g in groups if fold_of(g) == k]
+        if not test:
+            continue
+        result = fit(train, factors, start, loss_scale)
+        t, p = log_errors(test, adjust_for(factors, result.values))
+        t_all.append(np.expm1(t))
+        p_all.append(np.expm1(p))
+    return np.concatenate(t_all), np.concatenate(p_all)
+
+
+def profile_of(result: FitResult, factors: list[Factor], *, name: str, fitted_on: str, command: str,
+               cv: tuple[np.ndarray, np.ndarray] | None = None, folds: int = 0) -> CalibrationProfile:
+    """The calibration profile a fit gives."""
+    sections: dict[str, dict] = {"assumptions": {}, "engines": {}, "benchmark": {}}
+    for f, v, u in zip(factors, result.values, result.uncertainty):
+        entry = FittedFactor(value=float(v), uncertainty=float(0.0 if np.isnan(u) else u), lower=f.lower, upper=f.upper)
+        if f.section == "engines":
+            sections["engines"].setdefault(f.engine, {})[f.key] = entry
+        else:
+            sections[f.section][f.key] = entry
+    crossed = None
+    if cv is not None:
+        crossed = FitError(ttft=float(np.median(np.abs(cv[0]))), tpot=float(np.median(np.abs(cv[1]))))
+    return CalibrationProfile(name=name, fitted_on=fitted_on, rows=result.rows, rows_hash=result.rows_hash,
+                              command=command, assumptions=sections["assumptions"], engines=sections["engines"],
+                              benchmark=sections["benchmark"],
+                              in_sample=FitError(ttft=result.median_abs_ttft, tpot=result.median_abs_tpot),
+                              cross_validated=crossed, folds=folds)
+
+
+def default_value(f: Factor) -> float:
+    """Where a fit starts: the factor's sourced default (the middle of its bounds where it has none)."""
+    if f.section == "assumptions":
+        value = CostAssumptions.model_fields[f.key].default
+    elif f.section == "engines":
+        value = getattr(load_engine(f.engine.value), f.key)
+    else:
+        value = None
+    return float(value) if value is not None else (f.lower + f.upper) / 2.0
+
+
+def factors_for(groups: list[Group], names: list[str] | None = None) -> list[Factor]:
+    """The factors a fit on ``groups`` can move (engine factors only for engines in the data),
+    or the ``names`` asked for."""
+    engines = {g.ci.engine.engine for g in groups}
+    out = [f for f in FACTORS if f.engine is None or f.engine in engines]
+    if names:
+        known = {f.name: f for f in FACTORS}
+        for n in names:
+            if n not in known:
+                raise SpecError("--fit", n, "not a named factor; known: " + ", ".join(known))
+        out = [f for f in out if f.name in names]
+    return out

@@ -1,0 +1,58 @@
+"""A measured run -> the Problem meshplan predicts it with (model, GPU, formats, engine, workload)."""
+
+from __future__ import annotations
+
+from meshplan.fidelity.silicon import SiliconCase
+from meshplan.io.calibration import DEFAULT_PROFILE, load_profile
+from meshplan.io.catalog import checkpoints, load_gpu, load_model
+from meshplan.io.problem_file import problem_from_raw
+from meshplan.specs.dtypes import DType
+from meshplan.specs.precision import Precision
+from meshplan.specs.problem import Problem
+
+
+def case_precision(case: SiliconCase) -> tuple[str, Precision, str]:
+    """(checkpoint id, formats, how they were chosen) for a run.
+
+    The row's model_path names the architecture and its format columns the quantization. The
+    checkpoint is the catalog checkpoint of that architecture whose quantized format matches the
+    row's (the experts' format for MoE models, the attention GEMMs' for dense ones); its config
+    then gives the formats per part and the KV cache's (the README: the KV format "follows the
+    checkpoint"). When model_path is itself a checkpoint id it is used as it is. Without a
+    matching checkpoint the columns are read literally, with a BF16 KV cache."""
+    named = load_model(case.model)
+    key = named.name
+    main = case.moe_format if named.is_moe else case.gemm_format
+    if main is None or named.checkpoint == case.model and _main(named.checkpoint_precision, named.is_moe) == main:
+        return named.checkpoint, named.checkpoint_precision, "the checkpoint named by model_path"
+    for ckpt, prec in checkpoints(key).items():
+        if _main(prec, named.is_moe) == main:
+            return ckpt, prec, f"checkpoint {ckpt}, whose format matches the row's {main.value}"
+    gemm = case.gemm_format or DType.BF16
+    prec = Precision(weights=gemm, attention=gemm, experts=case.moe_format, kv_cache=DType.BF16)
+    return case.model, prec, "no catalog checkpoint in this format: the format columns read literally"
+
+
+def _main(p: Precision, moe: bool) -> DType:
+    return p.experts_dtype if moe else p.attention_dtype
+
+
+def case_problem(case: SiliconCase, calibration: str | None = DEFAULT_PROFILE) -> Problem:
+    """The problem of a run: its model and formats, GPU, engine, fixed ISL/OSL and concurrency,
+    under a calibration profile (``none``: the sourced defaults, which a fit starts from); the
+    profile's benchmark factors (requests per client) describe the measurement runs."""
+    ckpt, prec, _ = case_precision(case)
+    load_gpu(case.gpu)
+    profile = load_profile(calibration)
+    workload = {"isl": case.isl, "osl": case.osl, "concurrency": case.concurrency}
+    if profile is not None and "requests_per_client" in profile.benchmark:
+        workload["requests_per_client"] = profile.benchmark["requests_per_client"].value
+    raw = {
+        "name": case.id, "model": ckpt, "gpu": case.gpu,
+        "engine": {"name": case.engine.value, "version": case.engine_version or None},
+        "precision": {k: (v.value if v is not None else None) for k, v in prec.model_dump().items()},
+        "workload": workload,
+        "serving": "disaggregated" if case.disaggregated else "aggregated",
+        "calibration": calibration or "none",
+    }
+    return problem_from_raw(raw)

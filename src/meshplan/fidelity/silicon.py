@@ -1,0 +1,226 @@
+"""Measured serving runs in the silicon CSV format (shared/cases/README.md), read into typed cases.
+
+One row is one benchmark run: a closed loop of ``silicon_concurrency`` clients, fixed ISL and
+OSL, one engine, one layout (aggregated) or a prefill pool and a decode pool (disaggregated),
+and the measured mean TTFT and TPOT. A row whose layout is incomplete or inconsistent is kept
+as a ``Skip`` with the reason; nothing missing is guessed.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from meshplan.errors import SpecError
+from meshplan.io.catalog import load_gpu, load_model
+from meshplan.specs.dtypes import DType, parse_dtype
+from meshplan.specs.engine import Engine
+from meshplan.specs.model import ModelSpec
+from meshplan.strategy.layout import Layout
+from meshplan.strategy.rules import STRUCTURE, check_layout
+
+REQUIRED_COLUMNS = ("id", "backend", "model_path", "system", "mode", "isl", "osl", "silicon_ttft_ms",
+                    "silicon_tpot_ms", "silicon_data_source")
+"""Columns every file must have; the layout columns are read by mode."""
+
+CONCURRENCY = re.compile(r"silicon_concurrency=(\d+)")
+
+
+class SkipReason(StrEnum):
+    """Why a row cannot be predicted; rows are grouped by these in the report."""
+
+    NO_WORKERS = "disaggregated without worker counts (GPUs per pool unknown)"
+    NO_CONCURRENCY = "no silicon_concurrency in silicon_data_source"
+    LAYOUT = "layout fields empty or inconsistent"
+    MEASUREMENT = "measured TTFT or TPOT missing or not positive"
+    UNKNOWN = "model, GPU or format not in the catalog"
+    STRUCTURE = "the model cannot be split this way"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Skip:
+    id: str
+    reason: SkipReason
+    detail: str
+    """The field and value that made the row unusable."""
+    partition: tuple[str, str, str, str] = ("", "", "", "")
+    """(backend, system, model_path, mode) as the row states them."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SiliconCase:
+    """One measured run, as the file states it."""
+
+    id: str
+    engine: Engine
+    engine_version: str
+    """As written ('' when the file leaves it empty)."""
+    model: str
+    """Hugging Face id from model_path."""
+    gpu: str
+    """The system column (h100_sxm, b200_sxm, gb200, ...)."""
+    gemm_format: DType | None
+    """Format of the attention and dense GEMMs (gemm_quant_mode), None when not stated."""
+    moe_format: DType | None
+    """Format of the routed experts (moe_quant_mode), None when not stated or not MoE."""
+    disaggregated: bool
+    isl: int
+    osl: int
+    concurrency: int
+    """Requests in flight across the whole deployment (closed loop)."""
+    layout: Layout | None
+    """Aggregated: the worker's layout (one instance)."""
+    prefill: Layout | None
+    """Disaggregated: the prefill pool, instances = prefill workers."""
+    decode: Layout | None
+    """Disaggregated: the decode pool, instances = decode workers."""
+    ttft_ms: float
+    tpot_ms: float
+
+    @property
+    def partition(self) -> tuple[str, str, str, str]:
+        """(backend, system, model, mode): the unit the validation table reports."""
+        return (self.engine.value, self.gpu, self.model, "disagg" if self.disaggregated else "agg")
+
+    @property
+    def gpus(self) -> int:
+        if self.disaggregated:
+            return self.prefill.gpus + self.decode.gpus
+        return self.layout.gpus
+
+
+def _num(row: dict[str, str], key: str) -> float | None:
+    text = (row.get(key) or "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise _Bad(key, text) from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise _Bad(key, text)
+    return value
+
+
+class _Bad(Exception):
+    def __init__(self, key: str, value: object) -> None:
+        super().__init__(key, value)
+        self.key, self.value = key, value
+
+
+def _degree(row: dict[str, str], key: str, default: int | None = None) -> int:
+    value = _num(row, key)
+    if value is None:
+        if default is None:
+            raise _Bad(key, "")
+        return default
+    if value < 1 or value != int(value):
+        raise _Bad(key, row.get(key))
+    return int(value)
+
+
+def _layout(row: dict[str, str], prefix: str, moe: bool, instances: int = 1) -> Layout:
+    """tp, pp and attention dp of a worker; for MoE models the expert degrees must fold onto the
+    same GPUs (moe_tp x moe_ep = tp x attention_dp). Dense models' MoE columns do not apply."""
+    tp = _degree(row, f"{prefix}tp_size")
+    pp = _degree(row, f"{prefix}pp_size", 1)
+    dp = _degree(row, f"{prefix}attention_dp_size", 1)
+    if not moe:
+        return Layout(instances=instances, pp=pp, tp=tp, dp=dp, ep=1, etp=1)
+    etp = _degree(row, f"{prefix}moe_tp_size")
+    ep = _degree(row, f"{prefix}moe_ep_size")
+    if etp * ep != tp * dp:
+        raise _Bad(f"{prefix}moe_tp_size x {prefix}moe_ep_size", f"{etp} x {ep} != tp {tp} x attention dp {dp}")
+    return Layout(instances=instances, pp=pp, tp=tp, dp=dp, ep=ep, etp=etp)
+
+
+def _format(row: dict[str, str], key: str) -> DType | None:
+    text = (row.get(key) or "").strip()
+    return parse_dtype(text, key) if text else None
+
+
+def _model(path: str) -> ModelSpec | None:
+    try:
+        return load_model(path)
+    except SpecError:
+        return None
+
+
+def read_case(row: dict[str, str]) -> SiliconCase | Skip:
+    """One CSV row as a case, or the reason it cannot be predicted."""
+    rid = (row.get("id") or "").strip()
+    model = _model(row["model_path"].strip())
+    if model is None:
+        return Skip(id=rid, reason=SkipReason.UNKNOWN, detail=f"model_path = {row['model_path']!r}")
+    moe = model.is_moe
+    found = CONCURRENCY.search(row.get("silicon_data_source") or "")
+    if not found:
+        return Skip(id=rid, reason=SkipReason.NO_CONCURRENCY, detail="silicon_data_source")
+    disagg = row["mode"].strip() == "disagg"
+    try:
+        ttft, tpot = _num(row, "silicon_ttft_ms"), _num(row, "silicon_tpot_ms")
+        if not (ttft and tpot and ttft > 0 and tpot > 0):
+            return Skip(id=rid, reason=SkipReason.MEASUREMENT, detail=f"ttft {ttft}, tpot {tpot}")
+        if disagg:
+            pw, dw = _num(row, "prefill_num_workers"), _num(row, "decode_num_workers")
+            if not pw or not dw:
+                return Skip(id=rid, reason=SkipReason.NO_WORKERS, detail="prefill_num_workers/decode_num_workers empty")
+            layout, prefill = None, _layout(row, "prefill_", moe, _degree(row, "prefill_num_workers"))
+            decode = _layout(row, "decode_", moe, _degree(row, "decode_num_workers"))
+        else:
+            layout, prefill, decode = _layout(row, "", moe), None, None
+        isl, osl = _degree(row, "isl"), _degree(row, "osl")
+        gemm, moe_fmt = _format(row, "gemm_quant_mode"), _format(row, "moe_quant_mode") if moe else None
+    except _Bad as bad:
+        return Skip(id=rid, reason=SkipReason.LAYOUT, detail=f"{bad.key} = {bad.value!r}")
+    except SpecError as err:
+        return Skip(id=rid, reason=SkipReason.UNKNOWN, detail=str(err))
+    try:
+        engine = Engine(row["backend"].strip())
+        gpu = load_gpu(row["system"].strip())
+    except (ValueError, SpecError):
+        return Skip(id=rid, reason=SkipReason.UNKNOWN, detail=f"backend = {row['backend']!r}, system = {row['system']!r}")
+    for lay in (layout, prefill, decode):
+        if lay is None:
+            continue
+        broken = [v for v in check_layout(model, gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp) if v.rule in STRUCTURE]
+        if broken:
+            return Skip(id=rid, reason=SkipReason.STRUCTURE, detail=broken[0].message)
+    return SiliconCase(id=rid, engine=engine, engine_version=(row.get("backend_version") or "").strip(),
+                       model=row["model_path"].strip(), gpu=row["system"].strip(), gemm_format=gemm,
+                       moe_format=moe_fmt, disaggregated=disagg, isl=isl, osl=osl, concurrency=int(found.group(1)),
+                       layout=layout, prefill=prefill, decode=decode, ttft_ms=ttft, tpot_ms=tpot)
+
+
+def partition_of_row(row: dict[str, str]) -> tuple[str, str, str, str]:
+    """The row's (backend, system, model_path, mode), as written."""
+    return tuple((row.get(k) or "").strip() for k in ("backend", "system", "model_path", "mode"))  # type: ignore[return-value]
+
+
+def read_silicon(path: str | Path) -> tuple[list[SiliconCase], list[Skip]]:
+    """Every row of a silicon CSV file, as cases or skips (in file order)."""
+    p = Path(str(path))
+    try:
+        with p.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise SpecError("cases", str(path), f"not a silicon CSV: missing columns {', '.join(missing)}")
+            rows = list(reader)
+    except FileNotFoundError:
+        raise SpecError("cases", str(path), "no such file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError, csv.Error) as err:
+        raise SpecError("cases", str(path), f"cannot read it as CSV ({err.__class__.__name__})") from None
+    cases: list[SiliconCase] = []
+    skips: list[Skip] = []
+    for row in rows:
+        out = read_case(row)
+        if isinstance(out, Skip):
+            out = Skip(id=out.id, reason=out.reason, detail=out.detail, partition=partition_of_row(row))
+            skips.append(out)
+        else:
+            cases.append(out)
+    return cases, skips

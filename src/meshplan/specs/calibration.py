@@ -1,0 +1,54 @@
+"""A calibration profile: values of named step-model factors fitted on measured runs.
+
+Only factors meshplan names may appear (fidelity.calibrate.FACTORS); each keeps its bounds, its
+uncertainty and what it was fitted on, and the profile records the fit's error in-sample and on
+groups of runs the fit did not see.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from meshplan.specs.base import Spec
+from meshplan.specs.engine import Engine
+
+
+class FittedFactor(Spec):
+    """One factor's fitted value."""
+
+    value: float
+    uncertainty: float = Field(ge=0)
+    """One standard error (from the fit's Jacobian)."""
+    lower: float
+    upper: float
+    """The physical bounds the fit kept it within."""
+
+
+class FitError(Spec):
+    """Median relative errors of a fit."""
+
+    ttft: float = Field(ge=0)
+    tpot: float = Field(ge=0)
+
+
+class CalibrationProfile(Spec):
+    """Fitted factors, applied on top of their sourced defaults when a problem is read."""
+
+    name: str
+    fitted_on: str
+    """The measurement file (and its rows: count and hash)."""
+    rows: int = Field(ge=0)
+    rows_hash: str
+    command: str
+    """The command that produced this profile."""
+    assumptions: dict[str, FittedFactor] = {}
+    """CostAssumptions fields."""
+    engines: dict[Engine, dict[str, FittedFactor]] = {}
+    """EngineProfile fields per engine."""
+    benchmark: dict[str, FittedFactor] = {}
+    """Properties of the measurement protocol (WorkloadSpec fields such as requests_per_client):
+    applied when meshplan predicts those measurements (validate), not to plans."""
+    in_sample: FitError
+    cross_validated: FitError | None = None
+    """Runs predicted by fits that did not see their model x GPU group."""
+    folds: int = 0

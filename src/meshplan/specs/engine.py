@@ -1,0 +1,142 @@
+"""The serving engine: an input, because engines differ in what a plan reaches (DESIGN.md 2).
+
+An engine profile holds the scheduler facts the step model needs (token budget per iteration,
+largest batch, CUDA-graph coverage, how prefill shares iterations with decode, overlap
+scheduling, host time, all-to-all backend), each with its source in the profile's data file
+(``catalog/engines/*.yaml``). Facts that changed between releases are listed per version there
+and resolved here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from meshplan.specs.base import Spec
+
+
+class Engine(StrEnum):
+    """Serving engines meshplan predicts for and exports to."""
+
+    TRTLLM = "trtllm"
+    SGLANG = "sglang"
+    VLLM = "vllm"
+
+
+DEFAULT_ENGINE = Engine.VLLM
+"""The engine a problem is planned for when it names none: vLLM, the most widely deployed of the
+three; ``--engine`` or the problem key ``engine`` picks another."""
+
+
+class PrefillPolicy(StrEnum):
+    """How an iteration mixes prompt processing with token generation.
+
+    mixed: prefill chunks and decode tokens share one forward pass under the token budget
+    (vLLM V1's unified batch; TensorRT-LLM in-flight batching). separate: an iteration is either
+    a prefill (extend) batch or a decode batch, and waiting prefills run first (SGLang without
+    --enable-mixed-chunk)."""
+
+    MIXED = "mixed"
+    SEPARATE = "separate"
+
+
+class KvAdmission(StrEnum):
+    """How much KV cache a running request holds when the engine admits it.
+
+    reserve_full: room for its whole prompt and output (TensorRT-LLM's GUARANTEED_NO_EVICT
+    capacity scheduler). current_use: the tokens it holds so far, with preemption when the cache
+    runs out (vLLM, SGLang)."""
+
+    RESERVE_FULL = "reserve_full"
+    CURRENT_USE = "current_use"
+
+
+class A2ABackend(StrEnum):
+    """How MoE tokens move between attention-dp ranks when experts are spread (ep > 1).
+
+    all_to_all: each token goes only to the ranks of its experts (DeepEP, TensorRT-LLM's NVLink
+    one-sided all-to-all). allgather_reducescatter: every rank gathers all ranks' tokens before
+    the experts and reduce-scatters the outputs after (vLLM's default since 0.11, SGLang without
+    DeepEP, TensorRT-LLM's fallback)."""
+
+    ALL_TO_ALL = "all_to_all"
+    ALLGATHER_REDUCESCATTER = "allgather_reducescatter"
+
+
+class Tier(Spec):
+    """A value that depends on the GPU's memory (engines size defaults by it)."""
+
+    min_memory_gib: float = Field(ge=0)
+    """Applies to GPUs with at least this much memory (GiB, as the driver reports it)."""
+    value: int = Field(gt=0)
+
+
+class EngineProfile(Spec):
+    """The scheduler and kernel facts of one engine version that set step time."""
+
+    engine: Engine
+    version: str
+    """The release these facts are for ("" for the profile's newest)."""
+    display_name: str
+    token_budget: tuple[Tier, ...]
+    """Tokens one iteration may carry per attention-dp rank (TensorRT-LLM max_num_tokens,
+    SGLang chunked_prefill_size, vLLM max_num_batched_tokens), by GPU memory."""
+    budget_split_over_attention_dp: bool = False
+    """The budget is divided by the attention-dp degree (SGLang: chunked_prefill_size //= dp_size)."""
+    prefill_batch_tokens: int = Field(default=0, ge=0)
+    """Separate-policy engines: most new tokens in one prefill batch (SGLang max_prefill_tokens);
+    0 means the token budget."""
+    max_batch: tuple[Tier, ...]
+    """Most running requests per attention-dp rank (max_batch_size, max_running_requests,
+    max_num_seqs), by GPU memory."""
+    cuda_graph_max_batch: tuple[Tier, ...]
+    """Largest decode batch per rank replayed from a CUDA graph, by GPU memory."""
+    cuda_graph_max_batch_tp4: tuple[Tier, ...] = ()
+    """As cuda_graph_max_batch for tensor-parallel degree 4 and above, where the engine sizes it
+    differently (SGLang); empty means the same."""
+    cuda_graph_mixed: bool
+    """Iterations that carry prefill tokens are also graphed (vLLM's piecewise graphs); False:
+    only pure-decode iterations are (TensorRT-LLM, SGLang)."""
+    prefill_policy: PrefillPolicy
+    chunked_prefill: bool
+    """Prompts longer than the budget are split over iterations. TensorRT-LLM's default is off;
+    a prompt must then fit the budget whole."""
+    overlap_scheduler: bool
+    """The CPU prepares iteration n+1 while the GPU runs n, hiding host time up to the GPU time
+    (TensorRT-LLM overlap scheduler, SGLang's zero-overhead scheduler, vLLM async scheduling)."""
+    overlap_with_pp: bool
+    """The overlap scheduler stays on with pipeline parallelism."""
+    host_cpu_s: float = Field(ge=0)
+    """CPU time per iteration for scheduling, input preparation and output processing (seconds).
+    With the overlap scheduler it runs while the GPU computes the previous iteration."""
+    host_cpu_per_request_s: float = Field(ge=0)
+    """Further CPU time per running request per iteration (seconds)."""
+    host_gap_s: float = Field(ge=0)
+    """GPU idle time per iteration that overlap scheduling does not hide (result transfer,
+    sampling synchronisation), seconds."""
+    kernel_launch_s: float = Field(ge=0)
+    """CPU time to launch one kernel outside a CUDA graph (seconds); with graphs one launch per
+    iteration remains."""
+    request_overhead_s: float = Field(default=0.0, ge=0)
+    """Time a request spends outside the GPU iterations before its first token reaches the client:
+    the serving front end (HTTP, tokenization, routing) and the engine's inter-process queues on
+    the way in and out (seconds). Not published for any engine; fitted (catalog/calibration)."""
+    kv_admission: KvAdmission
+    a2a_backend: A2ABackend
+    """MoE token exchange under attention dp with ep > 1."""
+    a2a_backend_large_nvlink: A2ABackend | None = None
+    """The exchange when the NVLink domain spans more than one 8-GPU board (GB200/GB300 NVL72),
+    where some engines switch to an all-to-all over the fabric; None means a2a_backend."""
+    two_batch_overlap: bool = False
+    """Default state of two-batch overlap (SGLang --enable-two-batch-overlap, vLLM --enable-dbo)."""
+    attention_kernels: str = ""
+    """Default attention kernels (for reports)."""
+    moe_kernels: str = ""
+    """Default MoE kernels (for reports)."""
+
+    def tier(self, tiers: tuple[Tier, ...], memory_bytes: float) -> int:
+        """The value of ``tiers`` for a GPU with ``memory_bytes`` (the highest tier it reaches)."""
+        gib = memory_bytes / 2**30
+        reached = [t for t in tiers if gib >= t.min_memory_gib]
+        return max(reached, key=lambda t: t.min_memory_gib).value if reached else tiers[0].value
