@@ -37,7 +37,9 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
         say(f"cross-validating over {folds} folds of model x GPU groups (one fit per fold) ...")
         cv = cross_validate(groups, factors, list(result.values), folds)
     profile = profile_of(result, factors, name=name, fitted_on=f"{Path(cases_path).name} ({result.rows} runs)",
-                         command=f"meshplan calibrate {cases_path} --out {out}" + (f" --folds {folds}" if folds else ""),
+                         command=f"meshplan calibrate {cases_path} --out {out}" + (f" --folds {folds}" if folds else "")
+                         + (f" --fit {','.join(names)}" if names else "")
+                         + (f" --name {name}" if name != Path(out).stem else ""),
                          cv=cv, folds=folds)
     rows = [[f.name, f"{v:.4g}", f"{u:.2g}", f"[{f.lower:g}, {f.upper:g}]", f"{d:.4g}"]
             for f, v, u, d in zip(factors, result.values, result.uncertainty, start)]

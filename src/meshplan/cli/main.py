@@ -238,19 +238,28 @@ def run_cmd(strategy, scale, requests, run_isl, run_osl, dtype, seed, timeout_s,
 
 @main.command()
 def models() -> None:
-    """The model catalog."""
-    from meshplan.io.catalog import load_model, model_keys
+    """The model catalog, and every checkpoint's number formats (attention/experts/other weights, KV
+    cache) as its quantization config states them; a checkpoint id works as a --model name."""
+    from meshplan.io.catalog import checkpoints, load_model, model_keys
     from meshplan.report.tables import table
     from meshplan.specs.params import count_params
 
-    rows = []
+    rows, formats = [], []
     for key in model_keys():
         m = load_model(key)
         p = count_params(m)
-        rows.append([key, m.attention.value, m.num_layers, m.hidden_size, f"{m.num_heads}/{m.num_kv_heads}",
+        attention = m.attention.value + (f" + {m.num_linear_attention_layers} linear" if m.num_linear_attention_layers
+                                         else "") + (" sparse" if m.index_topk else "")
+        rows.append([key, attention, m.num_layers, m.hidden_size, f"{m.num_heads}/{m.num_kv_heads}",
                      f"{m.num_experts} top-{m.top_k}" if m.is_moe else "dense",
                      f"{p.total / 1e9:,.1f}B", f"{p.active / 1e9:,.1f}B"])
+        for ckpt, prec in checkpoints(key).items():
+            out = f" (o_proj {prec.attention_out.value})" if prec.attention_out else ""
+            formats.append([key, ckpt, prec.attention_dtype.value + out, prec.experts_dtype.value if m.is_moe else "-",
+                            prec.weights.value, prec.kv_cache.value])
     click.echo(table(["name", "attention", "layers", "hidden", "heads/kv", "experts", "params", "active"], rows))
+    click.echo("")
+    click.echo(table(["name", "checkpoint", "attention", "experts", "other weights", "KV cache"], formats))
 
 
 @main.command()
@@ -288,17 +297,21 @@ def validate(cases, json_path, calibration) -> None:
 @main.command()
 @click.argument("cases", type=click.Path(dir_okay=False))
 @click.option("--out", required=True, help="Profile YAML to write.")
-@click.option("--fit", "fit_names", help="Comma-separated factors to fit (default: every named factor the data reaches).")
+@click.option("--fit", "fit_names", help="Comma-separated factors to fit (default: every named factor the data reaches except "
+              "expert_load_cv, which keeps its measured source unless named).")
 @click.option("--folds", type=int, default=5, show_default=True,
               help="Cross-validation folds of model x GPU groups (0: none).")
-@click.option("--name", default="custom", show_default=True, help="Name recorded in the profile.")
+@click.option("--name", help="Name recorded in the profile (default: the --out file's name without .yaml).")
 @wrap_errors
 def calibrate(cases, out, fit_names, folds, name) -> None:
     """Fit the named factors of the step model on measured runs (a silicon CSV) and write a
     calibration profile; plan, evaluate and validate use it with --calibration FILE."""
     from meshplan.cli.calibrate_cmd import run_calibrate
 
-    run_calibrate(cases, out, [n.strip() for n in fit_names.split(",") if n.strip()] if fit_names else None, folds, name)
+    from pathlib import Path
+
+    run_calibrate(cases, out, [n.strip() for n in fit_names.split(",") if n.strip()] if fit_names else None, folds,
+                  name or Path(out).stem)
 
 
 if __name__ == "__main__":  # pragma: no cover

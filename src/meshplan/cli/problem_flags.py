@@ -47,6 +47,8 @@ def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> 
                      "queueing to TTFT and sizes the instances)."),
         click.option("--top-k", type=int, help="Override the model's top-k (e.g. when the problem omits it)."),
         *engine_opts,
+        click.option("--calibration", help="Calibration profile of fitted step-model factors: a bundled name, a "
+                     "YAML path (meshplan calibrate --out), or none for the sourced defaults (default silicon-dev)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -72,7 +74,7 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
         "workload": {"isl": kw.get("isl"), "osl": kw.get("osl"), "concurrency": kw.get("concurrency"),
                      "request_rate_per_s": kw.get("request_rate")},
         "phase": kw.get("phase"), "serving": kw.get("serving"),
-        "engine": _engine_override(kw),
+        "engine": _engine_override(kw), "calibration": kw.get("calibration"),
         "requirements": {"ttft_s": kw.get("ttft"), "tpot_s": kw.get("tpot"),
                          "min_output_tok_s_per_gpu": kw.get("min_tok_s_per_gpu"),
                          "min_output_tok_s": kw.get("min_tok_s")},

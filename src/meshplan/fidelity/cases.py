@@ -53,10 +53,25 @@ def _layout(d: dict[str, Any], gpus: int | None) -> Layout:
     return lay
 
 
-def _predict(model, gpu, precision, lay: Layout, isl, osl, phase, concurrency=None, tbo=False) -> Any:
+def engine_of(case: dict[str, Any]) -> dict[str, Any]:
+    """The engine a published case ran on, from its source: MLPerf and TensorRT-LLM documents ->
+    TensorRT-LLM; SGLang and lmsys posts -> SGLang; vLLM posts -> vLLM. DeepSeek's own serving
+    system (profile-data) is read as SGLang with DeepEP's all-to-all, the stack SGLang's large-scale
+    EP blog reproduces it with."""
+    source = str(case.get("source", ""))
+    if "deepseek-ai/profile-data" in source:
+        return {"name": "sglang", "a2a_backend": "all_to_all"}
+    if "vLLM" in source or "vllm-project" in source:
+        return {"name": "vllm"}
+    if "SGLang" in source or "lmsys" in source or "lm-sys" in source:
+        return {"name": "sglang", "a2a_backend": "all_to_all"}
+    return {"name": "trtllm"}
+
+
+def _predict(model, gpu, precision, lay: Layout, isl, osl, phase, concurrency=None, tbo=False, engine=None) -> Any:
     raw = {"name": "case", "model": model, "gpu": gpu, "precision": precision, "phase": phase,
            "workload": {"isl": isl, "osl": osl, "concurrency": concurrency},
-           "assumptions": {"two_batch_overlap": tbo}}
+           "assumptions": {"two_batch_overlap": tbo}, "engine": engine or {"name": "trtllm"}}
     return evaluate_aggregated(problem_from_raw(raw), lay)
 
 
@@ -103,7 +118,7 @@ def _case_rows(case: dict[str, Any]) -> list[CaseRow]:
             figures = r.get("output_tok_s") or r.get("output_tok_s_per_gpu")
             for key, measured in figures.items():
                 isl, osl = (float(x) for x in key.split("/"))
-                c = _predict(r["model"], case["gpu"], prec, lay, isl, osl, "both")
+                c = _predict(r["model"], case["gpu"], prec, lay, isl, osl, "both", engine=engine_of(case))
                 per_gpu = c.output_tok_s_per_gpu
                 pred = per_gpu * r["gpus"] if "output_tok_s" in r else per_gpu
                 out.append(CaseRow(case=f"{cid}/{r['model']}", figure=f"{key} output tok/s"
@@ -112,24 +127,25 @@ def _case_rows(case: dict[str, Any]) -> list[CaseRow]:
     if cid.startswith("trt-dsr1-b200-maxtput"):
         w = case["workload"]
         c = _predict(case["model"], case["gpu"], _precision(case), _layout(case["layout"], case["gpus"]),
-                     w["isl"], w["osl"], "both", concurrency=w["concurrency"])
+                     w["isl"], w["osl"], "both", concurrency=w["concurrency"], engine=engine_of(case))
         return [CaseRow(case=cid, figure="output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
                         measured=case["measured"]["output_tok_s_per_gpu"])]
     if cid == "deepseek-profile-h800":
         pf, dc = case["phases"]["prefill"], case["phases"]["decode"]
         c = _predict(case["model"], case["gpu"], _precision(case), _layout(pf["layout"], pf["gpus"]), pf["isl"], 1,
-                     "prefill", concurrency=pf["tokens_per_gpu_per_batch"] // pf["isl"] * pf["gpus"], tbo=True)
+                     "prefill", concurrency=pf["tokens_per_gpu_per_batch"] // pf["isl"] * pf["gpus"], tbo=True,
+                     engine=engine_of(case))
         out.append(CaseRow(case=cid, figure="prefill input tok/s per GPU", predicted=c.input_tok_s_per_gpu,
                            measured=pf["input_tok_s_per_node"] / 8))
         c = _predict(case["model"], case["gpu"], _precision(case), _layout(dc["layout"], dc["gpus"]), dc["context"], 1,
-                     "decode", concurrency=dc["batch_per_gpu"] * dc["gpus"], tbo=True)
+                     "decode", concurrency=dc["batch_per_gpu"] * dc["gpus"], tbo=True, engine=engine_of(case))
         out.append(CaseRow(case=cid, figure="decode output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
                            measured=dc["output_tok_s_per_node"] / 8))
         return out
     if cid == "sglang-gb200-decode":
         dc = case["phases"]["decode"]
         c = _predict(case["model"], case["gpu"], _precision(case), _layout(dc["layout"], dc["gpus"]), dc["isl"], 1,
-                     "decode")
+                     "decode", engine=engine_of(case))
         return [CaseRow(case=cid, figure="decode output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
                         measured=dc["output_tok_s_per_gpu"])]
     if cid == "sglang-gb200-part2":
@@ -137,17 +153,20 @@ def _case_rows(case: dict[str, Any]) -> list[CaseRow]:
             dc = r["decode"]
             conc = dc["batch_per_gpu"] * dc["gpus"] if dc.get("batch_per_gpu") else None
             c = _predict(case["model"], case["gpu"], _precision({"weights": r["precision"]}),
-                         _layout(dc["layout"], dc["gpus"]), dc["isl"], 1, "decode", concurrency=conc)
+                         _layout(dc["layout"], dc["gpus"]), dc["isl"], 1, "decode", concurrency=conc,
+                         engine=engine_of(case))
             out.append(CaseRow(case=cid, figure=f"decode tok/s per GPU ({r['precision']})",
                                predicted=c.output_tok_s_per_gpu, measured=dc["output_tok_s_per_gpu"]))
         return out
     if cid == "vllm-gb200-wide-ep":
         w, prec = case["workload"], _precision(case)
         pf, dc = case["phases"]["prefill"], case["phases"]["decode"]
-        c = _predict(case["model"], case["gpu"], prec, _layout(pf["layout"], None), w["isl"], w["osl"], "prefill")
+        c = _predict(case["model"], case["gpu"], prec, _layout(pf["layout"], None), w["isl"], w["osl"], "prefill",
+                     engine=engine_of(case))
         out.append(CaseRow(case=cid, figure="prefill input tok/s per GPU", predicted=c.input_tok_s_per_gpu,
                            measured=pf["input_tok_s_per_gpu"]))
-        c = _predict(case["model"], case["gpu"], prec, _layout(dc["layout"], None), w["isl"], w["osl"], "decode")
+        c = _predict(case["model"], case["gpu"], prec, _layout(dc["layout"], None), w["isl"], w["osl"], "decode",
+                     engine=engine_of(case))
         out.append(CaseRow(case=cid, figure="decode output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
                            measured=dc["output_tok_s_per_gpu"]))
         return out

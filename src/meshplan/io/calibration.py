@@ -37,7 +37,8 @@ def load_profile(name: str | None = DEFAULT_PROFILE) -> CalibrationProfile | Non
         profile = CalibrationProfile.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
-        raise SpecError("calibration." + ".".join(str(x) for x in first["loc"]), first.get("input"), first["msg"]) from None
+        value = None if first["type"] == "missing" else first.get("input")
+        raise SpecError("calibration." + ".".join(str(x) for x in first["loc"]), value, first["msg"]) from None
     for key in profile.assumptions:
         if key not in CostAssumptions.model_fields:
             raise SpecError(f"calibration.assumptions.{key}", key, "not a CostAssumptions field")
@@ -56,8 +57,9 @@ def calibrated_assumptions(a: CostAssumptions, profile: CalibrationProfile | Non
     return a.model_copy(update=update) if update else a
 
 
-def calibrated_engine(e: EngineProfile, profile: CalibrationProfile | None) -> EngineProfile:
-    """``e`` with the profile's fitted factors for its engine."""
+def calibrated_engine(e: EngineProfile, profile: CalibrationProfile | None, stated: set[str] = frozenset()) -> EngineProfile:
+    """``e`` with the profile's fitted factors for its engine, except those the problem states itself."""
     if profile is None or e.engine not in profile.engines:
         return e
-    return e.model_copy(update={k: f.value for k, f in profile.engines[e.engine].items()})
+    update = {k: f.value for k, f in profile.engines[e.engine].items() if k not in stated}
+    return e.model_copy(update=update) if update else e

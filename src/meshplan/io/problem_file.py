@@ -213,8 +213,9 @@ def _engine(value: Any, notes: list[Note]) -> EngineProfile:
         name, version = value, None
     elif isinstance(value, dict):
         for key in value:
-            if key not in ("name", "version"):
-                raise SpecError(f"engine.{key}", value[key], "unknown key; an engine has name and version")
+            if key not in ("name", "version") and key not in EngineProfile.model_fields:
+                raise SpecError(f"engine.{key}", value[key], "unknown key; an engine has name, version and the "
+                                "fields of its profile (catalog/engines/*.yaml)" + suggest(key, list(EngineProfile.model_fields)))
         name, version = value.get("name"), value.get("version")
         if not isinstance(name, str):
             raise SpecError("engine.name", name, "must be trtllm, sglang or vllm")
@@ -222,7 +223,13 @@ def _engine(value: Any, notes: list[Note]) -> EngineProfile:
         raise SpecError("engine", value, "must be trtllm, sglang or vllm, or {name, version}")
     if version is not None and not isinstance(version, (str, int, float)):
         raise SpecError("engine.version", version, "must be a release such as 0.5.9")
-    return load_engine(name, None if version is None else str(version))
+    profile = load_engine(name, None if version is None else str(version))
+    overrides = {k: v for k, v in value.items() if k not in ("name", "version")} if isinstance(value, dict) else {}
+    if overrides:
+        profile = build(EngineProfile, profile.model_dump() | overrides, "engine")
+        notes.append(Note(field="engine", message="profile fields stated in the problem: "
+                          + ", ".join(f"{k} {v}" for k, v in overrides.items())))
+    return profile
 
 
 def _serving(value: Any) -> Serving:
@@ -247,16 +254,19 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
     if calibration is not None and not isinstance(calibration, str):
         raise SpecError("calibration", calibration, "must be a profile name, a YAML path, or none")
     profile = load_profile(calibration)
-    engine = calibrated_engine(_engine(raw.get("engine"), notes), profile)
+    raw_engine = raw.get("engine")
+    engine_stated = {k for k in raw_engine if k not in ("name", "version")} if isinstance(raw_engine, dict) else set()
+    engine = calibrated_engine(_engine(raw_engine, notes), profile, engine_stated)
     stated = raw.get("assumptions") or {}
     if not isinstance(stated, dict):
         raise SpecError("assumptions", stated, "must be a mapping of factor names to values")
     assumptions = calibrated_assumptions(build(CostAssumptions, stated, "assumptions"), profile, set(stated))
     if profile is not None:
         fitted = ", ".join(f"{k} {f.value:.3g}" for k, f in profile.assumptions.items() if k not in stated)
-        eng = ", ".join(f"{k} {f.value:.3g}" for k, f in profile.engines.get(engine.engine, {}).items())
+        eng = ", ".join(f"{k} {f.value:.3g}" for k, f in profile.engines.get(engine.engine, {}).items()
+                        if k not in engine_stated)
         notes.append(Note(field="calibration", message=(
-            f"profile {profile.name} (fitted on {profile.fitted_on}, {profile.rows} runs): {fitted}"
+            f"profile {profile.name} (fitted on {profile.fitted_on}): {fitted}"
             + (f"; {engine.display_name}: {eng}" if eng else "") + " (calibration: none for the sourced defaults)")))
     phase = raw.get("phase", "both")
     if phase not in {p.value for p in Phase}:

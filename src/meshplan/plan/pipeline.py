@@ -1,48 +1,57 @@
-"""Why a plan has pipeline stages: the best plan without them, with the numbers.
+"""Why a plan has pipeline stages, or why it has none: the comparison the search made.
 
 Engines' own guides deploy MoE models with attention data parallelism and expert parallelism or
 with tensor parallelism; a pipeline is full only with as many micro-batches in flight as it has
-stages, and every token goes through every stage and back to the host. When the search still
-picks a pipeline, the plan says what it gains over the best layout without one.
+stages, and every token goes through every stage and back to the host. The search (search.search)
+chooses stages only when they give more than assumptions.pipeline_margin more tokens/s per GPU
+than the best plan without them; the plan says which way that went, with the numbers.
 """
 
 from __future__ import annotations
 
 from meshplan.search.candidate import Candidate
-from meshplan.search.search import SearchResult, search
-from meshplan.strategy.space import LayoutArrays, enumerate_layouts
+from meshplan.search.search import SearchResult, has_stages
+from meshplan.search.search import per_gpu_metric as _metric
 
 
-def _metric(c: Candidate) -> float:
-    return c.output_tok_s_per_gpu if c.output_tok_s_per_gpu is not None else (c.input_tok_s_per_gpu or 0.0)
+def _stages(c: Candidate) -> str:
+    return ", ".join(f"{name} pool pp {lay.pp}" for name, lay in (("prefill", c.prefill), ("decode", c.decode))
+                     if lay is not None and lay.pp > 1)
+
+
+def _slots(c: Candidate) -> int:
+    return max(lay.pp * lay.dp for lay in (c.prefill, c.decode) if lay is not None and lay.pp > 1)
 
 
 def pipeline_note(result: SearchResult) -> dict[str, str] | None:
-    """A note when the chosen plan's pools have pp > 1, comparing the best plan with pp = 1."""
+    """A note when pipeline stages were weighed: kept (with their gain over the best plan without
+    them) or passed over (with the gain that fell within the margin)."""
     best = result.best
     if best is None:
         return None
-    pools = [(name, lay) for name, lay in (("prefill", best.prefill), ("decode", best.decode))
-             if lay is not None and lay.pp > 1]
-    if not pools:
-        return None
-    p = result.problem
-    cap = p.gpu_budget or p.assumptions.search_max_gpus_per_instance
-    la = enumerate_layouts(p.model, p.gpu, cap, p.assumptions.redundant_experts)
-    keep = la.pp == 1
-    flat = LayoutArrays(tp=la.tp[keep], dp=la.dp[keep], pp=la.pp[keep], ep=la.ep[keep], etp=la.etp[keep])
-    stages = ", ".join(f"{name} pool pp {lay.pp}" for name, lay in pools)
+    margin = result.problem.assumptions.pipeline_margin
     what = "output" if best.output_tok_s_per_gpu is not None else "input"
-    if not len(flat):
-        return {"field": "strategy.pp", "message": f"pipeline stages ({stages}): no layout without them fits"}
-    alt = search(p, result.objective, layouts=flat).best
-    if alt is None or not alt.feasible:
-        reason = "; ".join(v.message for v in alt.violations) if alt is not None else "none fits"
+    if result.with_stages is not None:
+        staged = result.with_stages
+        gain = _metric(staged) / max(_metric(best), 1e-12) - 1
         return {"field": "strategy.pp", "message": (
-            f"pipeline stages ({stages}): without them no layout meets the requirements ({reason})")}
+            f"no pipeline stages: the best plan with them, {staged.label} ({_stages(staged)}), gives "
+            f"{_metric(staged):,.0f} {what} tok/s per GPU against {_metric(best):,.0f} ({gain:+.1%}), within the "
+            f"{margin:.0%} a pipeline must win by (assumptions.pipeline_margin)")}
+    if not has_stages(best):
+        return None
+    stages, slots = _stages(best), _slots(best)
+    tail = (f"; a pipeline stays full only with at least {slots} micro-batches in flight per instance, and every "
+            "token passes every stage and the host")
+    alt = result.without_stages
+    if alt is None:
+        return {"field": "strategy.pp", "message": f"pipeline stages ({stages}): no layout without them fits" + tail}
+    if not alt.feasible:
+        reason = "; ".join(v.message for v in alt.violations) or "none fits"
+        return {"field": "strategy.pp", "message": (
+            f"pipeline stages ({stages}): without them no layout meets the requirements ({reason})" + tail)}
     gain = _metric(best) / max(_metric(alt), 1e-12) - 1
-    slots = max(lay.pp * lay.dp for _, lay in pools)
     return {"field": "strategy.pp", "message": (
         f"pipeline stages ({stages}): {_metric(best):,.0f} {what} tok/s per GPU against {_metric(alt):,.0f} for the "
-        f"best plan without stages, {alt.label} ({gain:+.0%}); a pipeline stays full only with at least {slots} "
-        "micro-batches in flight per instance, and every token passes every stage and the host")}
+        f"best plan without stages, {alt.label} ({gain:+.1%}, above the {margin:.0%} margin of "
+        "assumptions.pipeline_margin)" + tail)}

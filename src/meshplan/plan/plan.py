@@ -91,7 +91,7 @@ def _requirement_checks(ci: CostInputs, doc: dict[str, Any]) -> list[dict[str, A
     return checks
 
 
-def _why_lost(best: Candidate, c: Candidate) -> str:
+def _why_lost(best: Candidate, c: Candidate, margin: float) -> str:
     if not c.feasible:
         return "; ".join(v.message for v in c.violations)
     b, x = best.output_tok_s_per_gpu, c.output_tok_s_per_gpu
@@ -100,10 +100,15 @@ def _why_lost(best: Candidate, c: Candidate) -> str:
     from meshplan.search.pick import SATURATION, instance_size
     if b and x is not None and x < b * (1 - SATURATION):
         return f"{1 - x / b:.0%} fewer tokens/s per GPU ({x:,.0f} vs {b:,.0f})"
+    if b and x is not None and x > b and instance_size(c)[1] > 1 and instance_size(best)[1] == 1:
+        return (f"{x / b - 1:.1%} more tokens/s per GPU ({x:,.0f} vs {b:,.0f}) with pipeline stages (pp "
+                f"{instance_size(c)[1]}), within the {margin:.0%} a pipeline must win by (assumptions.pipeline_margin)")
     if instance_size(c) > instance_size(best):
-        return (f"within {SATURATION:.0%} of the best's tokens/s per GPU ({x:,.0f} vs {b:,.0f}) with larger "
-                f"instances ({instance_size(c)[0]} vs {instance_size(best)[0]} GPUs, pp {instance_size(c)[1]} vs "
-                f"{instance_size(best)[1]}); the simpler layout is preferred")
+        (cg, cp), (bg, bp) = instance_size(c), instance_size(best)
+        bigger = (f"larger instances ({cg} vs {bg} GPUs)" if cg > bg
+                  else f"a deeper pipeline (pp {cp} vs {bp}, instances of {cg} GPUs)")
+        return (f"within {SATURATION:.0%} of the best's tokens/s per GPU ({x:,.0f} vs {b:,.0f}) with {bigger}; "
+                f"the simpler layout is preferred")
     if b and x is not None and x < b:
         return f"{1 - x / b:.1%} fewer tokens/s per GPU ({x:,.0f} vs {b:,.0f})"
     if c.gpus_total > best.gpus_total:
@@ -146,7 +151,7 @@ def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any
         "two_batch_overlap_used": ci.tbo}
     doc["engine"] = problem.engine.model_dump(mode="json")
     others = [c for c in result.ranked if c is not chosen]
-    doc["runner_ups"] = [_short(c) | {"why_lost": _why_lost(chosen, c)} for c in others[:runner_ups]]
+    doc["runner_ups"] = [_short(c) | {"why_lost": _why_lost(chosen, c, problem.assumptions.pipeline_margin)} for c in others[:runner_ups]]
     by_mode = {}
     for mode in (Mode.AGGREGATED, Mode.DISAGGREGATED):
         best = next((c for c in result.ranked if c.mode is mode), None)

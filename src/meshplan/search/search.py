@@ -6,7 +6,7 @@ of their nearest miss. Aggregated and disaggregated serving are both searched an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -43,6 +43,12 @@ class SearchResult:
     @property
     def best(self) -> Candidate | None:
         return self.ranked[0] if self.ranked else None
+
+    without_stages: Candidate | None = None
+    """When the best plan found has pipeline stages: the best plan without them (searched over pp = 1
+    layouts only), chosen instead when within assumptions.pipeline_margin; None otherwise."""
+    with_stages: Candidate | None = None
+    """When the plan without stages was chosen that way: the plan with stages it was preferred to."""
 
 
 def _par(la: LayoutArrays) -> Par:
@@ -105,5 +111,35 @@ def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
              Serving.AGGREGATED: "aggregated serving (prefill and decode on the same instances)",
              Serving.DISAGGREGATED: "disaggregated serving (a prefill pool and a decode pool)"}[problem.serving])
     ranked, pruned, pareto = candidates_from_table(ci, tables, objective)
-    return SearchResult(problem=problem, objective=objective, ranked=tuple(ranked), pruned=tuple(pruned),
-                        pareto=tuple(pareto), num_layouts=len(la), num_points=points)
+    result = SearchResult(problem=problem, objective=objective, ranked=tuple(ranked), pruned=tuple(pruned),
+                          pareto=tuple(pareto), num_layouts=len(la), num_points=points)
+    return _weigh_stages(result, la) if layouts is None else result
+
+
+def per_gpu_metric(c: Candidate) -> float:
+    """Output tokens/s per GPU (input tokens/s for a prefill-only plan)."""
+    return c.output_tok_s_per_gpu if c.output_tok_s_per_gpu is not None else (c.input_tok_s_per_gpu or 0.0)
+
+
+def has_stages(c: Candidate) -> bool:
+    return any(lay is not None and lay.pp > 1 for lay in (c.prefill, c.decode))
+
+
+def _weigh_stages(result: SearchResult, la: LayoutArrays) -> SearchResult:
+    """When the best plan has pipeline stages, search the layouts without them; their best plan is
+    chosen instead unless the pipeline gives more than assumptions.pipeline_margin more tokens/s
+    per GPU. Either way the result keeps the comparison for the plan's notes."""
+    best = result.best
+    if result.objective is Objective.MIN_GPUS or best is None or not best.feasible or not has_stages(best):
+        return result
+    keep = la.pp == 1
+    if not keep.any():
+        return result
+    flat = LayoutArrays(tp=la.tp[keep], dp=la.dp[keep], pp=la.pp[keep], ep=la.ep[keep], etp=la.etp[keep])
+    alt = search(result.problem, result.objective, layouts=flat).best
+    if alt is None or not alt.feasible:
+        return replace(result, without_stages=alt)
+    if per_gpu_metric(best) > per_gpu_metric(alt) * (1 + result.problem.assumptions.pipeline_margin):
+        return replace(result, without_stages=alt)
+    ranked = (alt,) + tuple(c for c in result.ranked if c.label != alt.label)
+    return replace(result, ranked=ranked, without_stages=None, with_stages=best)

@@ -102,5 +102,12 @@ class CostAssumptions(Spec):
     """Tokens per iteration per attention-dp rank. None: the engine's default for the GPU."""
     search_max_gpus_per_instance: int = Field(default=1024, gt=0)
     """Largest instance the search builds when the GPU budget is unlimited."""
+    pipeline_margin: float = Field(default=0.10, ge=0.0, le=1.0)
+    """A plan with pipeline stages is chosen over the best plan without them only when it gives
+    more than this share more tokens/s per GPU. Default 10%: about the step model's median TPOT
+    error on the dev set (meshplan validate ../shared/cases/silicon-dev.csv), so a smaller modelled
+    gain is within the model's error; and the engines' deployment guides serve MoE models without
+    stages (attention dp with expert parallel, or tensor parallel), which a stage-by-stage pipeline
+    makes harder to run (a micro-batch per stage in flight, the host in every cycle)."""
     fitted_on: tuple[str, ...] = ()
     """Measurements that calibrated these factors (empty: all defaults)."""

@@ -1,0 +1,52 @@
+"""The search follows the costed pipeline: DeepSeek-V3 FP8 on 32 H200 (ISL 4000, OSL 500, TTFT 1 s,
+TPOT 30 ms) plans the layouts the engines' guides use, or says with numbers why stages win."""
+
+import re
+
+import pytest
+
+from meshplan.io.problem_file import problem_from_raw
+from meshplan.plan.plan import plan_document
+from meshplan.search.search import has_stages, search
+
+
+def _plan(engine, **assumptions):
+    problem = problem_from_raw({"model": "deepseek-v3", "gpu": "h200", "gpus": 32, "engine": engine,
+                                "precision": {"weights": "fp8"}, "workload": {"isl": 4000, "osl": 500},
+                                "requirements": {"ttft_s": 1.0, "tpot_s": 0.030}, "assumptions": assumptions})
+    result = search(problem)
+    notes = [n["message"] for n in plan_document(result)["notes"] if n["field"] == "strategy.pp"]
+    return result, notes
+
+
+def _gain(note):
+    return float(re.search(r"\(([+-][\d.]+)%", note).group(1)) / 100
+
+
+@pytest.mark.parametrize("engine", ["trtllm", "sglang", "vllm"])
+def test_stages_only_when_they_win_by_the_margin(engine):
+    result, notes = _plan(engine)
+    best = result.best
+    assert best.feasible
+    # Decode uses the engines' layouts: attention dp or tp, the MoE folded onto the same GPUs.
+    assert best.decode.pp == 1 and best.decode.tp * best.decode.dp == best.decode.ep * best.decode.etp
+    if has_stages(best):
+        # Kept: the note gives the gain over the best plan without stages, above the 10% margin.
+        assert len(notes) == 1 and _gain(notes[0]) > 0.10 and result.without_stages is not None
+    elif result.with_stages is not None:
+        # Passed over: the note gives the staged plan's gain, within the margin.
+        assert len(notes) == 1 and notes[0].startswith("no pipeline stages") and 0 <= _gain(notes[0]) <= 0.10
+        assert has_stages(result.with_stages)
+    else:
+        assert not notes
+
+
+def test_without_a_margin_a_small_pipeline_gain_is_taken():
+    # TensorRT-LLM: the staged plan models 2.3% more tokens/s per GPU than the best without stages
+    # (test above, via the note). With pipeline_margin 0 the search keeps it and says by how much.
+    kept, notes = _plan("trtllm", pipeline_margin=0.0)
+    passed, _ = _plan("trtllm")
+    assert has_stages(kept.best) and not has_stages(passed.best)
+    assert kept.best.label == passed.with_stages.label
+    assert kept.without_stages.label == passed.best.label
+    assert "above the 0% margin" in notes[0] and _gain(notes[0]) > 0
