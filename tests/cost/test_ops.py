@@ -125,6 +125,22 @@ def test_allgather_backend_gathers_every_ranks_tokens_instead():
     assert float(_op(ops, "attn_dp_scatter").comm_bytes) == 7 / 8 * 256 * 7168 * 2
 
 
+def test_across_nodes_the_launch_configs_all_to_all_is_costed():
+    # vLLM, attention dp 16 x ep 16 on two 8-GPU H200 nodes: meshplan's export sets DeepEP there
+    # (EngineProfile.a2a_backend_across_nodes), so tokens go by all-to-all and nothing is gathered.
+    ci = _ci("deepseek-v3", "h200", weights="fp8", engine="vllm", expert_load_cv=0.0)
+    ops = moe_ops(ci, Par.of(1, 16, 16, 1, 1), decode_work(32.0, 1000.0, 16), 0.0)
+    assert float(_op(ops, "ep_dispatch").comm_bytes) > 0.0
+    assert float(_op(ops, "attn_dp_gather").comm_bytes) == 0.0
+    # Stated otherwise in the problem, the gather runs across the nodes too:
+    # (16-1)/16 x (16 x 32) x 7168 x 2 bytes each way.
+    ci = _ci("deepseek-v3", "h200", weights="fp8", expert_load_cv=0.0,
+             engine={"name": "vllm", "a2a_backend_across_nodes": "allgather_reducescatter"})
+    ops = moe_ops(ci, Par.of(1, 16, 16, 1, 1), decode_work(32.0, 1000.0, 16), 0.0)
+    assert float(_op(ops, "ep_dispatch").comm_bytes) == 0.0
+    assert float(_op(ops, "attn_dp_gather").comm_bytes) == 15 / 16 * 512 * 7168 * 2
+
+
 def test_tp_only_attention_needs_no_token_exchange():
     ci = _ci("deepseek-v3", "h200", weights="fp8", engine={"name": "trtllm", "version": "1.3"})
     ops = moe_ops(ci, Par.of(8, 1, 8, 1, 1), decode_work(32.0, 1000.0, 1), 0.0)

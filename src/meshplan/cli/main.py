@@ -176,6 +176,8 @@ def export_cmd(strategy, engine, out_dir, **kw) -> None:
     from meshplan.cli.dag_cmd import resolve
     from meshplan.export.export import export, write
 
+    if engine != "devicemesh":
+        kw["engine"] = engine  # the plan is made (and costed) for the engine it is exported to
     problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw))
     result = export(problem, pools, engine)
     for sub in result.substitutions:

@@ -178,7 +178,8 @@ class CostInputs:
             w_embed=max(prec.weights.bytes, 2.0),
             quant_attn=gemm_quant_kernels(attn_dt), quant_attn_out=gemm_quant_kernels(out_dt),
             quant_exp=gemm_quant_kernels(exp_dt), quant_other=gemm_quant_kernels(prec.weights),
-            kv_b=prec.kv_cache.bytes, act_b=act.bytes, disp_b=a.dispatch_dtype.bytes, comb_b=a.combine_dtype.bytes,
+            kv_b=prec.kv_cache.bytes, act_b=act.bytes, disp_b=(a.dispatch_dtype or eng.dispatch_dtype).bytes,
+            comb_b=(a.combine_dtype or eng.combine_dtype).bytes,
             flops_attn=flops(attn_dt), flops_attn_out=flops(out_dt),
             flops_exp=flops(exp_dt) * a.grouped_gemm_efficiency, flops_shared=flops(exp_dt),
             flops_other=flops(prec.weights), flops_core=flops(act),
@@ -215,3 +216,7 @@ class CostInputs:
         if e.a2a_backend_large_nvlink is not None and self.gpn > 8:
             return e.a2a_backend_large_nvlink
         return e.a2a_backend
+
+    def a2a_backend_across_nodes(self) -> A2ABackend:
+        """The exchange when the expert-parallel group spans NVLink domains."""
+        return self.engine.a2a_backend_across_nodes or self.a2a_backend()

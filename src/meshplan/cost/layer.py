@@ -104,7 +104,8 @@ def moe_ops(ci: CostInputs, par: Par, w: Work, ovh: float) -> list[OpCost]:
 
     The busiest expert-parallel rank sets the time: it gets ``busiest_rank_load`` times the mean
     of the stage's routed tokens, in its expert GEMMs and in the tokens it receives. Tokens reach
-    the experts by the engine's exchange (EngineProfile.a2a_backend): an all-to-all (each tp rank
+    the experts by the engine's exchange (EngineProfile.a2a_backend; a2a_backend_across_nodes when
+    the group spans nodes): an all-to-all (each tp rank
     sends its 1/tp share of its attention-dp rank's tokens to the ranks of their experts;
     DeepEP normal kernels in prefill, low-latency kernels in decode), or an all-gather of every
     attention-dp rank's tokens before the experts and a reduce-scatter after (SGLang without
@@ -118,7 +119,10 @@ def moe_ops(ci: CostInputs, par: Par, w: Work, ovh: float) -> list[OpCost]:
     per_expert = ci.ffn_mats * ci.D * ci.Fe / par.etp
     local = (ci.E + ci.redundant) / par.ep
     touched = local * active_expert_fraction(t_stage * load, ci.E, ci.k)
-    gather_backend = ci.a2a_backend() is A2ABackend.ALLGATHER_REDUCESCATTER
+    # Across nodes the launch configs switch to an all-to-all (EngineProfile.a2a_backend_across_nodes).
+    across = contiguous_group_crosses(par.tp * par.dp, ci.gpn)
+    gather_backend = np.where(across, ci.a2a_backend_across_nodes() is A2ABackend.ALLGATHER_REDUCESCATTER,
+                              ci.a2a_backend() is A2ABackend.ALLGATHER_REDUCESCATTER)
     # Only attention-dp ranks hold different tokens; with tp-only attention every GPU has them all.
     a2a_active = ~np.asarray(gather_backend) & (par.ep > 1) & (par.dp > 1)
     gather_active = (par.dp > 1) & (np.asarray(gather_backend) | (par.ep == 1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from meshplan.cost.inputs import CostInputs
 from meshplan.io.catalog import model_alias
 from meshplan.plan.pools import Pool
 from meshplan.specs.problem import Problem
@@ -27,6 +28,8 @@ class PoolSettings:
     memory_fraction: float
     kv_fp8: bool
     chunk_tokens: int
+    """Token budget per attention-dp rank per iteration, as the plan was costed (cost.iteration.prefill_budget):
+    the engine's default unless the problem sets one, divided over the ranks where the engine does so."""
     two_batch_overlap: bool
     redundant_experts: int
     gpus_per_node: int
@@ -35,12 +38,14 @@ class PoolSettings:
 
 def settings(problem: Problem, pool: Pool) -> PoolSettings:
     w = problem.workload
+    ci = CostInputs.from_problem(problem)  # the token budget per rank and two-batch overlap the plan was costed with
     b = pool.B.get("decode") or pool.B.get("prefill") or 1.0
     return PoolSettings(
         role=pool.role, hf_id=model_alias(problem.model.name), context_tokens=int(math.ceil(w.max_context_tokens)),
         seqs_per_rank=max(1, int(math.ceil(b * pool.layout.pp))),
         memory_fraction=problem.requirements.memory_headroom, kv_fp8=problem.precision.kv_cache.value == "fp8",
-        chunk_tokens=problem.assumptions.prefill_chunk_tokens, two_batch_overlap=problem.assumptions.two_batch_overlap,
+        chunk_tokens=int(ci.budget / (pool.layout.dp if problem.engine.budget_split_over_attention_dp else 1)),
+        two_batch_overlap=bool(ci.tbo),
         redundant_experts=problem.assumptions.redundant_experts, gpus_per_node=problem.gpu.nvlink_domain_gpus,
         is_moe=problem.model.is_moe)
 

@@ -151,6 +151,9 @@ def render(doc: dict[str, Any]) -> str:
     if doc.get("engine"):
         e = doc["engine"]
         out.append(f"- Engine: {e['display_name']} {e['version'] or '(newest profile)'}: {e['prefill_policy']} prefill, "
-                   f"overlap scheduler {'on' if e['overlap_scheduler'] else 'off'}, KV admission {e['kv_admission']} "
+                   f"overlap scheduler {'on' if e['overlap_scheduler'] else 'off'}, KV admission {e['kv_admission']}, "
+                   f"MoE exchange {e['a2a_backend']} ({e['a2a_backend_across_nodes'] or e['a2a_backend']} across nodes, "
+                   f"dispatch {e['dispatch_dtype']}); attention kernels: {e['attention_kernels'] or 'unstated'}; MoE kernels: "
+                   f"{e['moe_kernels'] or 'unstated'}; attention-dp requests: {e['attention_dp_balancing'] or 'unstated'} "
                    "(profile and sources in `meshplan/catalog/engines/`).")
     return "\n".join(out) + "\n"

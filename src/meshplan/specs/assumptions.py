@@ -86,10 +86,10 @@ class CostAssumptions(Spec):
     fixed OSL decodes in lockstep), so their clients' next prompts arrive together and are
     prefilled in one iteration, up to the token budget. 1 keeps whole clumps; 0 spreads every
     prompt into an iteration of its own (client and network jitter desynchronise the loop)."""
-    dispatch_dtype: DType = DType.FP8
-    """Format of tokens sent to experts (DeepEP dispatches FP8)."""
-    combine_dtype: DType = DType.BF16
-    """Format of expert outputs sent back (DeepEP combines in BF16)."""
+    dispatch_dtype: DType | None = None
+    """Format of tokens sent to experts. None: the engine's (EngineProfile.dispatch_dtype)."""
+    combine_dtype: DType | None = None
+    """Format of expert outputs sent back. None: the engine's (EngineProfile.combine_dtype)."""
     activation_dtype: DType = DType.BF16
     """Format of activations and of TP all-reduce traffic."""
     runtime_reserve_bytes: float = Field(default=2.0 * 2**30, ge=0)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from meshplan.specs.base import Spec
+from meshplan.specs.dtypes import DType
 
 
 class Engine(StrEnum):
@@ -128,6 +129,18 @@ class EngineProfile(Spec):
     a2a_backend_large_nvlink: A2ABackend | None = None
     """The exchange when the NVLink domain spans more than one 8-GPU board (GB200/GB300 NVL72),
     where some engines switch to an all-to-all over the fabric; None means a2a_backend."""
+    a2a_backend_across_nodes: A2ABackend | None = None
+    """The exchange when an instance's expert-parallel group spans nodes (over InfiniBand or
+    Ethernet): the backend meshplan's launch configs set there (export: vLLM DeepEP kernels,
+    SGLang --moe-a2a-backend deepep, TensorRT-LLM WIDEEP), as each engine's multi-node
+    expert-parallel guide does, so that a plan is costed as it is launched; None means a2a_backend."""
+    dispatch_dtype: DType = DType.FP8
+    """Format of the tokens the all-to-all sends to the experts (DeepEP dispatches FP8)."""
+    combine_dtype: DType = DType.BF16
+    """Format of the expert outputs sent back (DeepEP combines in BF16)."""
+    attention_dp_balancing: str = ""
+    """How new requests are spread over attention-dp ranks (for reports; the step model assumes
+    each rank gets its share of every clump)."""
     two_batch_overlap: bool = False
     """Default state of two-batch overlap (SGLang --enable-two-batch-overlap, vLLM --enable-dbo)."""
     attention_kernels: str = ""
