@@ -62,7 +62,7 @@ def run_validate(path: str | None, json_path: str | None, calibration: str) -> N
         if json_path:
             _write(json_path, v.to_json())
         return
-    rows = predict_cases(path)
+    rows = predict_cases(path, calibration)
     out = [[r.case, r.figure, f"{r.predicted:,.1f}", f"{r.measured:,.1f}", f"{r.error:+.0%}"] for r in rows]
     click.echo(table(["case", "figure", "predicted", "measured", "error"], out))
     errors = sorted(abs(r.error) for r in rows)

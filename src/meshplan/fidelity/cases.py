@@ -7,6 +7,8 @@ length, speculative decoding) are skipped and listed with the reason, never gues
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import yaml
 
 from meshplan.errors import SpecError
 from meshplan.io.catalog import CATALOG
+from meshplan.io.calibration import DEFAULT_PROFILE
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.search.evaluate import evaluate_aggregated
 from meshplan.strategy.layout import Layout
@@ -68,8 +71,10 @@ def engine_of(case: dict[str, Any]) -> dict[str, Any]:
     return {"name": "trtllm"}
 
 
-def _predict(model, gpu, precision, lay: Layout, isl, osl, phase, concurrency=None, tbo=False, engine=None) -> Any:
+def _predict(model, gpu, precision, lay: Layout, isl, osl, phase, concurrency=None, tbo=False, engine=None,
+             calibration: str | None = DEFAULT_PROFILE) -> Any:
     raw = {"name": "case", "model": model, "gpu": gpu, "precision": precision, "phase": phase,
+           "calibration": calibration or "none",
            "workload": {"isl": isl, "osl": osl, "concurrency": concurrency},
            "assumptions": {"two_batch_overlap": tbo}, "engine": engine or {"name": "trtllm"}}
     return evaluate_aggregated(problem_from_raw(raw), lay)
@@ -100,15 +105,18 @@ def _load(path: str | None) -> dict[str, Any]:
         raise SpecError("cases", str(source), f"cannot read ({err.__class__.__name__})") from None
 
 
-def predict_cases(path: str | None = None) -> list[CaseRow]:
+def predict_cases(path: str | None = None, calibration: str | None = DEFAULT_PROFILE) -> list[CaseRow]:
+    """Every predictable figure of a published-cases file, under ``calibration`` (a profile name,
+    a YAML path, or None / "none" for the sourced defaults)."""
     data = _load(path)
     rows: list[CaseRow] = []
     for case in data.get("cases", []):
-        rows += _case_rows(case)
+        rows += _case_rows(case, calibration)
     return rows
 
 
-def _case_rows(case: dict[str, Any]) -> list[CaseRow]:
+def _case_rows(case: dict[str, Any], calibration: str | None = DEFAULT_PROFILE) -> list[CaseRow]:
+    predict = functools.partial(_predict, calibration=calibration)
     cid = case["id"]
     out: list[CaseRow] = []
     if "rows" in case and cid.startswith("trt-perf"):
@@ -118,7 +126,7 @@ def _case_rows(case: dict[str, Any]) -> list[CaseRow]:
             figures = r.get("output_tok_s") or r.get("output_tok_s_per_gpu")
             for key, measured in figures.items():
                 isl, osl = (float(x) for x in key.split("/"))
-                c = _predict(r["model"], case["gpu"], prec, lay, isl, osl, "both", engine=engine_of(case))
+                c = predict(r["model"], case["gpu"], prec, lay, isl, osl, "both", engine=engine_of(case))
                 per_gpu = c.output_tok_s_per_gpu
                 pred = per_gpu * r["gpus"] if "output_tok_s" in r else per_gpu
                 out.append(CaseRow(case=f"{cid}/{r['model']}", figure=f"{key} output tok/s"
@@ -126,25 +134,25 @@ def _case_rows(case: dict[str, Any]) -> list[CaseRow]:
         return out
     if cid.startswith("trt-dsr1-b200-maxtput"):
         w = case["workload"]
-        c = _predict(case["model"], case["gpu"], _precision(case), _layout(case["layout"], case["gpus"]),
+        c = predict(case["model"], case["gpu"], _precision(case), _layout(case["layout"], case["gpus"]),
                      w["isl"], w["osl"], "both", concurrency=w["concurrency"], engine=engine_of(case))
         return [CaseRow(case=cid, figure="output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
                         measured=case["measured"]["output_tok_s_per_gpu"])]
     if cid == "deepseek-profile-h800":
         pf, dc = case["phases"]["prefill"], case["phases"]["decode"]
-        c = _predict(case["model"], case["gpu"], _precision(case), _layout(pf["layout"], pf["gpus"]), pf["isl"], 1,
+        c = predict(case["model"], case["gpu"], _precision(case), _layout(pf["layout"], pf["gpus"]), pf["isl"], 1,
                      "prefill", concurrency=pf["tokens_per_gpu_per_batch"] // pf["isl"] * pf["gpus"], tbo=True,
                      engine=engine_of(case))
         out.append(CaseRow(case=cid, figure="prefill input tok/s per GPU", predicted=c.input_tok_s_per_gpu,
                            measured=pf["input_tok_s_per_node"] / 8))
-        c = _predict(case["model"], case["gpu"], _precision(case), _layout(dc["layout"], dc["gpus"]), dc["context"], 1,
+        c = predict(case["model"], case["gpu"], _precision(case), _layout(dc["layout"], dc["gpus"]), dc["context"], 1,
                      "decode", concurrency=dc["batch_per_gpu"] * dc["gpus"], tbo=True, engine=engine_of(case))
         out.append(CaseRow(case=cid, figure="decode output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
                            measured=dc["output_tok_s_per_node"] / 8))
         return out
     if cid == "sglang-gb200-decode":
         dc = case["phases"]["decode"]
-        c = _predict(case["model"], case["gpu"], _precision(case), _layout(dc["layout"], dc["gpus"]), dc["isl"], 1,
+        c = predict(case["model"], case["gpu"], _precision(case), _layout(dc["layout"], dc["gpus"]), dc["isl"], 1,
                      "decode", engine=engine_of(case))
         return [CaseRow(case=cid, figure="decode output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
                         measured=dc["output_tok_s_per_gpu"])]
@@ -152,7 +160,7 @@ def _case_rows(case: dict[str, Any]) -> list[CaseRow]:
         for r in case["rows"]:
             dc = r["decode"]
             conc = dc["batch_per_gpu"] * dc["gpus"] if dc.get("batch_per_gpu") else None
-            c = _predict(case["model"], case["gpu"], _precision({"weights": r["precision"]}),
+            c = predict(case["model"], case["gpu"], _precision({"weights": r["precision"]}),
                          _layout(dc["layout"], dc["gpus"]), dc["isl"], 1, "decode", concurrency=conc,
                          engine=engine_of(case))
             out.append(CaseRow(case=cid, figure=f"decode tok/s per GPU ({r['precision']})",
@@ -161,11 +169,11 @@ def _case_rows(case: dict[str, Any]) -> list[CaseRow]:
     if cid == "vllm-gb200-wide-ep":
         w, prec = case["workload"], _precision(case)
         pf, dc = case["phases"]["prefill"], case["phases"]["decode"]
-        c = _predict(case["model"], case["gpu"], prec, _layout(pf["layout"], None), w["isl"], w["osl"], "prefill",
+        c = predict(case["model"], case["gpu"], prec, _layout(pf["layout"], None), w["isl"], w["osl"], "prefill",
                      engine=engine_of(case))
         out.append(CaseRow(case=cid, figure="prefill input tok/s per GPU", predicted=c.input_tok_s_per_gpu,
                            measured=pf["input_tok_s_per_gpu"]))
-        c = _predict(case["model"], case["gpu"], prec, _layout(dc["layout"], None), w["isl"], w["osl"], "decode",
+        c = predict(case["model"], case["gpu"], prec, _layout(dc["layout"], None), w["isl"], w["osl"], "decode",
                      engine=engine_of(case))
         out.append(CaseRow(case=cid, figure="decode output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
                            measured=dc["output_tok_s_per_gpu"]))
