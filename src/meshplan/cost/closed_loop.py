@@ -169,15 +169,15 @@ def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, 
     n_chunks, chunk = _chunks(ci, budget, isl)
     gmax = graph_limit(ci, par_p)
 
-    def prefill_iteration(tokens):
-        work = Work(decode_seqs=0.0, decode_context=0.0, prefill_tokens=tokens, prefill_seqs=tokens / isl,
-                    prefill_attended=isl / 2.0, moe_tokens=tokens)
+    def prefill_iteration(tokens, busy_ranks):
+        # busy_ranks attention-dp ranks carry ``tokens`` each; the MoE layers see all of them.
+        work = _prefill_work(0.0, 0.0, tokens, isl, busy_ranks)
         return step(ci, par_p, work, ci.engine.cuda_graph_mixed & (tokens <= gmax))
 
-    one = prefill_iteration(chunk)
+    one = prefill_iteration(chunk, 1.0)  # a prompt alone: the other ranks are idle
     single = (n_chunks + par_p.pp - 1) * one.pass_s + n_chunks * one.exposed_s
     full_tokens = np.maximum(budget, chunk)
-    full = prefill_iteration(full_tokens)
+    full = prefill_iteration(full_tokens, par_p.dp)  # at capacity every rank is full
     capacity = n_prefill * par_p.dp * full_tokens / (full.pass_s + full.exposed_s) / isl  # prompts per second
     transfer = kv_transfer_s(ci, par_p)
     overhead = single * (0.5 + _overlapped(ci, par_p)) + transfer + tpot

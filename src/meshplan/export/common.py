@@ -28,8 +28,9 @@ class PoolSettings:
     memory_fraction: float
     kv_fp8: bool
     chunk_tokens: int
-    """Token budget per attention-dp rank per iteration, as the plan was costed (cost.iteration.prefill_budget):
-    the engine's default unless the problem sets one, divided over the ranks where the engine does so."""
+    """The engine's per-iteration token budget setting the plan was costed with (CostInputs.budget: the
+    engine's default unless the problem sets one); engines that split it over attention-dp ranks
+    (SGLang) do so themselves (cost.iteration.prefill_budget)."""
     two_batch_overlap: bool
     redundant_experts: int
     gpus_per_node: int
@@ -44,7 +45,7 @@ def settings(problem: Problem, pool: Pool) -> PoolSettings:
         role=pool.role, hf_id=model_alias(problem.model.name), context_tokens=int(math.ceil(w.max_context_tokens)),
         seqs_per_rank=max(1, int(math.ceil(b * pool.layout.pp))),
         memory_fraction=problem.requirements.memory_headroom, kv_fp8=problem.precision.kv_cache.value == "fp8",
-        chunk_tokens=int(ci.budget / (pool.layout.dp if problem.engine.budget_split_over_attention_dp else 1)),
+        chunk_tokens=int(ci.budget),
         two_batch_overlap=bool(ci.tbo),
         redundant_experts=problem.assumptions.redundant_experts, gpus_per_node=problem.gpu.nvlink_domain_gpus,
         is_moe=problem.model.is_moe)

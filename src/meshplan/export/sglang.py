@@ -35,7 +35,7 @@ def launch(pool: Pool, s: PoolSettings) -> Launch:
     if s.redundant_experts:
         args.append(f"--ep-num-redundant-experts {s.redundant_experts}")
     args += [f"--context-length {s.context_tokens}", f"--max-running-requests {s.seqs_per_rank * lay.dp}",
-             f"--mem-fraction-static {s.memory_fraction:g}", f"--chunked-prefill-size {s.chunk_tokens * lay.dp}"]
+             f"--mem-fraction-static {s.memory_fraction:g}", f"--chunked-prefill-size {s.chunk_tokens}"]
     if s.kv_fp8:
         args.append("--kv-cache-dtype fp8_e4m3")
     if s.two_batch_overlap and lay.ep > 1:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from meshplan.cost.inputs import CostInputs
+from meshplan.cost.iteration import prefill_budget
+from meshplan.cost.layer import Par
 from meshplan.cost.serving import PhaseCost, Serving
 from meshplan.search.candidate import Candidate
 from meshplan.search.objectives import Mode, Objective
@@ -200,12 +202,18 @@ def _single(ci: CostInputs, t: PointTable, i: int, j: int, violations=(), instan
     in_gpu = per_gpu if prefill_only else (per_gpu * w.isl_tokens / w.osl_tokens if t.mode is Mode.AGGREGATED else None)
     c = Candidate(mode=t.mode, prefill=None if t.mode is Mode.DECODE_ONLY else lay,
                   decode=None if prefill_only else lay, decode_B=0.0 if prefill_only else B,
-                  prefill_B=B if prefill_only else ci.budget / w.isl_tokens,
+                  prefill_B=B if prefill_only else _prompts_per_iteration(ci, lay),
                   gpus_total=n * gpi, ttft_s=ttft, tpot_s=tpot, output_tok_s_per_gpu=out_gpu,
                   input_tok_s_per_gpu=in_gpu, output_tok_s=None if prefill_only else per_gpu * n * gpi,
                   concurrency=B * slots * n, max_concurrency=float(t.max_b[i]) * slots * n,
                   violations=tuple(violations))
     return _with_requirements(ci, c)
+
+
+def _prompts_per_iteration(ci: CostInputs, lay: Layout) -> float:
+    """Prompts one attention-dp rank prefills per iteration at most (the budget it is costed with)."""
+    par = Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp)
+    return float(prefill_budget(ci, par)) / ci.problem.workload.isl_tokens
 
 
 def _with_requirements(ci: CostInputs, c: Candidate) -> Candidate:
