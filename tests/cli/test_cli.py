@@ -64,6 +64,11 @@ def test_bad_input_exits_2_without_traceback(args):
     assert r.stderr.strip()
 
 
+def test_devicemesh_is_not_a_serving_engine():
+    r = run("plan", "--model", "llama-3.1-8b", "--gpu", "h100", "--isl", "100", "--osl", "100", "--engine", "devicemesh")
+    assert r.returncode == 2 and "engine" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_catalog_commands():
     assert "deepseek-v3" in run("models").stdout
     assert "h100-sxm" in run("gpus").stdout

@@ -77,8 +77,8 @@ def test_deepseek_experts_and_dispatch_by_hand():
     t_exp = 2048 * 8 / 32 * imb
     assert math.isclose(float(_op(ops, "experts").flops), 2 * t_exp * 3 * 7168 * 2048)
     # Prefill dispatch (DeepEP normal kernels), 64 tokens of 7168 fp8 bytes each, the busiest rank's
-    # share x 1.1163: NVLink: one copy per remote rank, 31 x (1 - (31/32)^8) = 6.9523 copies;
-    # NIC: one copy per remote node, the 32 ranks span 4 nodes: 3 x (1 - (3/4)^8) = 2.7000 copies.
+    # share x 1.1163: NVLink: one copy per remote rank, 31 x (1 - (31/32)^8) = 6.9533 copies;
+    # NIC: one copy per remote node, the 32 ranks span 4 nodes: 3 x (1 - (3/4)^8) = 2.6997 copies.
     intra = 64 * imb * 31 * (1 - (31 / 32) ** 8) * 7168
     inter = 64 * imb * 3 * (1 - (3 / 4) ** 8) * 7168
     disp = _op(ops, "ep_dispatch")
@@ -93,8 +93,8 @@ def test_popularity_skew_loads_the_busiest_ranks_experts_and_links():
     work, par = prefill_work(4096.0, 1.0, 4096.0, 8), Par.of(1, 8, 8, 1, 1)
     a, b = moe_ops(base, par, work, 0.0), moe_ops(skew, par, work, 0.0)
     # 8 x 4096 tokens x 8 = 262,144 assignments over 8 ranks: statistical excess
-    # sqrt(2 x 8 x ln 8 / 262,144) = 0.01127; popularity excess 1.0 x sqrt(2 ln 8 x 8 / 256) = 0.5098;
-    # combined 1 + sqrt(0.01127^2 + 0.5098^2) = 1.5099 against 1.01127 without the skew.
+    # sqrt(2 x 8 x ln 8 / 262,144) = 0.01127; popularity excess 1.0 x sqrt(2 ln 8 x 8 / 256) = 0.3605;
+    # combined 1 + sqrt(0.01127^2 + 0.3605^2) = 1.3607 against 1.01127 without the skew.
     stat = math.sqrt(2 * 8 * math.log(8) / 262144)
     pop = math.sqrt(2 * math.log(8) * 8 / 256)
     ratio = (1 + math.hypot(stat, pop)) / (1 + stat)

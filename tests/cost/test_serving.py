@@ -102,7 +102,8 @@ def test_disaggregated_gpu_seconds_add_up():
     pre = SimpleNamespace(requests_per_s=10.0, latency_s=0.1)
     dec = SimpleNamespace(requests_per_s=5.0, latency_s=0.02, B=16.0)
     s = disaggregated(ci, pre_par, pre, dec_par, dec)
-    # GPU-seconds per request: prefill 1/10 + decode 2/5 = 0.5 -> 2 requests/s per GPU -> 202 tok/s.
+    # GPU-seconds per request: prefill 1/10 + decode 2/5 = 0.5 -> 2 requests/s per GPU, x 101 output
+    # tokens (_ci's OSL) -> 202 tok/s.
     assert math.isclose(float(s.output_tok_s_per_gpu), 202.0)
     assert math.isclose(float(s.ttft_s), 0.1 + float(kv_transfer_s(ci, pre_par)))
     # KV transfer: 1000 tokens x 131,072 B/token (2 x 32 x 8 x 128 x 2) / (50 GB/s x 0.8) + 30 us.

@@ -94,5 +94,21 @@ def test_the_dev_set_has_every_model_and_gpu_in_the_catalog():
     cases, skips = read_silicon(dev)
     # No row is lost to an unknown model, GPU or format; a quarter lack worker counts.
     assert not [s for s in skips if s.reason is SkipReason.UNKNOWN]
+    # 1,186 disagg rows, of which 187 name prefill_num_workers and decode_num_workers (counted in
+    # the CSV with csv.DictReader: mode == "disagg" and either worker column empty -> 999).
     assert sum(1 for s in skips if s.reason is SkipReason.NO_WORKERS) == 999
     assert len(cases) >= 2700
+
+
+def test_short_rows_and_unknown_modes_are_skipped_with_their_reason(tmp_path):
+    path = tmp_path / "runs.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        w.writerow(["short", "x; silicon_concurrency=4"])  # a row cut short: its other cells are missing
+        w.writerow([_row(id="m", mode="mixed")[c] for c in COLUMNS])
+    cases, skips = read_silicon(path)
+    assert not cases
+    reasons = {s.id: (s.reason, s.detail) for s in skips}
+    assert reasons["short"][0] is SkipReason.UNKNOWN  # no model_path
+    assert reasons["m"] == (SkipReason.LAYOUT, "mode = 'mixed' (agg or disagg)")

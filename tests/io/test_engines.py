@@ -71,3 +71,14 @@ def test_bad_engine_field_value_names_the_rule():
     with pytest.raises(SpecError) as err:
         _problem({"name": "sglang", "host_gap_s": -1})
     assert "host_gap_s" in err.value.field
+
+
+@pytest.mark.parametrize("engine, field", [
+    ({"name": "vllm", "engine": "sglang"}, "engine.engine"),  # the identity comes from name and version
+    ({"name": "vllm", "display_name": "x"}, "engine.display_name"),
+    ({"name": "vllm", "token_budget": []}, "engine.token_budget"),
+])
+def test_engine_identity_and_empty_tiers_are_refused(engine, field):
+    with pytest.raises(SpecError) as err:
+        _problem(engine)
+    assert err.value.field == field

@@ -24,28 +24,29 @@ def _gain(note):
 
 
 @pytest.mark.parametrize("engine", ["trtllm", "sglang", "vllm"])
-def test_stages_only_when_they_win_by_the_margin(engine):
+def test_the_engines_layouts_without_stages(engine):
     result, notes = _plan(engine)
     best = result.best
-    assert best.feasible
-    # Decode uses the engines' layouts: attention dp or tp, the MoE folded onto the same GPUs.
-    assert best.decode.pp == 1 and best.decode.tp * best.decode.dp == best.decode.ep * best.decode.etp
-    if has_stages(best):
-        # Kept: the note gives the gain over the best plan without stages, above the 10% margin.
-        assert len(notes) == 1 and _gain(notes[0]) > 0.10 and result.without_stages is not None
-    elif result.with_stages is not None:
-        # Passed over: the note gives the staged plan's gain, within the margin.
-        assert len(notes) == 1 and notes[0].startswith("no pipeline stages") and 0 <= _gain(notes[0]) <= 0.10
+    assert best.feasible and not has_stages(best)
+    # Both pools spread the MoE layers over the attention GPUs of one stage (attention dp or tp
+    # folded onto ep x etp), as the engines' DeepSeek guides deploy it.
+    for pool in (best.prefill, best.decode):
+        assert pool.tp * pool.dp == pool.ep * pool.etp
+    # A staged plan came close and lost: the note says by how much, within the 10% margin.
+    if result.with_stages is not None:
         assert has_stages(result.with_stages)
+        assert len(notes) == 1 and notes[0].startswith("no pipeline stages") and 0 <= _gain(notes[0]) <= 0.10
     else:
         assert not notes
 
 
 def test_without_a_margin_a_small_pipeline_gain_is_taken():
-    # TensorRT-LLM: the staged plan models 2.3% more tokens/s per GPU than the best without stages
-    # (test above, via the note). With pipeline_margin 0 the search keeps it and says by how much.
+    # TensorRT-LLM: the best staged plan models a few percent more tokens/s per GPU than the best
+    # without stages (the note of the test above). With pipeline_margin 0 the search keeps it and
+    # says by how much, against the plan it chose with the default margin.
     kept, notes = _plan("trtllm", pipeline_margin=0.0)
     passed, _ = _plan("trtllm")
+    assert passed.with_stages is not None
     assert has_stages(kept.best) and not has_stages(passed.best)
     assert kept.best.label == passed.with_stages.label
     assert kept.without_stages.label == passed.best.label

@@ -33,7 +33,7 @@ def test_attention_and_embeddings_are_replicated_across_ep():
 def test_kv_cache_is_counted_and_the_requirement_is_not_a_capability():
     doc = plan_document(search(load_problem(None)))
     # vLLM (the default engine) admits requests on their current KV use: 128 sequences at the mean
-    # occupancy 5,184 + 1,024/2 = 5,696 tokens, plus room for one longest (11,264 - 5,696 = 5,568),
+    # occupancy 5,184 (the seed's mean ISL, (128 + 10,240) / 2) + 1,024/2 = 5,696 tokens, plus room for one longest (11,264 - 5,696 = 5,568),
     # x 32,768 bytes per token = 24,073,207,808 bytes on one GPU; the seed counted none.
     assert doc["gpus_total"] == 1
     assert doc["memory_per_gpu_bytes"]["kv_cache"] == (128 * 5696 + 5568) * 32768

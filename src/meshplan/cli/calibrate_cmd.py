@@ -9,7 +9,7 @@ import click
 import yaml
 
 from meshplan.errors import SpecError
-from meshplan.fidelity.calibrate import cross_validate, default_value, factors_for, fit, profile_of
+from meshplan.fidelity.calibrate import cross_validate, default_value, factors_for, fit, has_default, profile_of
 from meshplan.fidelity.predict import group_cases
 from meshplan.fidelity.silicon import read_silicon
 from meshplan.report.tables import table
@@ -19,6 +19,8 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
     if folds == 1 or folds < 0:
         raise SpecError("--folds", folds, "0 (no cross-validation) or at least 2")
     target = Path(out)
+    if target.is_dir():
+        raise SpecError("--out", out, "is a folder; give a file path")
     if not target.parent.is_dir():
         raise SpecError("--out", out, "its folder does not exist")
     cases, skips = read_silicon(cases_path)
@@ -26,6 +28,10 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
         raise SpecError("cases", cases_path, "no run in the file can be predicted (see meshplan validate)")
     groups = group_cases(cases, "none")
     factors = factors_for(groups, names)
+    model_gpu = {(g.cases[0].model, g.cases[0].gpu) for g in groups}
+    if folds and len(model_gpu) < 2:
+        raise SpecError("--folds", folds, f"cross-validation holds out model x GPU groups; the file has "
+                        f"{len(model_gpu)} (use --folds 0)")
     start = [default_value(f) for f in factors]
     say = lambda m: click.echo(m, err=True)  # noqa: E731
     say(f"fitting {len(factors)} factors on {len(cases):,} runs ({len(skips):,} skipped) ...")
@@ -41,7 +47,8 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
                          + (f" --fit {','.join(names)}" if names else "")
                          + (f" --name {name}" if name != Path(out).stem else ""),
                          cv=cv, folds=folds)
-    rows = [[f.name, f"{v:.4g}", f"{u:.2g}", f"[{f.lower:g}, {f.upper:g}]", f"{d:.4g}"]
+    rows = [[f.name, f"{v:.4g}", f"{u:.2g}", f"[{f.lower:g}, {f.upper:g}]",
+             f"{d:.4g}" if has_default(f) else f"none (start {d:.3g})"]
             for f, v, u, d in zip(factors, result.values, result.uncertainty, start)]
     click.echo(table(["factor", "fitted", "+-", "bounds", "sourced default"], rows))
     click.echo(f"\nin-sample median |error|: TTFT {result.median_abs_ttft:.1%}, TPOT {result.median_abs_tpot:.1%}")

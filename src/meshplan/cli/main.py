@@ -281,7 +281,8 @@ def gpus() -> None:
 
 @main.command()
 @click.argument("cases", required=False, type=click.Path(dir_okay=False))
-@click.option("--json", "json_path", help="Write every prediction and the summary as JSON to FILE ('-': stdout).")
+@click.option("--json", "json_path", help="Write every prediction as JSON to FILE, with the summary for a silicon CSV ('-': stdout, "
+              "without the tables).")
 @click.option("--calibration", default="silicon-dev", show_default=True,
               help="Calibration profile: a bundled name, a YAML path, or none for the sourced defaults.")
 @wrap_errors

@@ -83,9 +83,9 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
 
 def _engine_override(kw: dict[str, Any]) -> Any:
     name, version = kw.get("engine"), kw.get("engine_version")
-    if name in (None, "devicemesh") and version is None:
+    if name is None and version is None:
         return None
-    if name in (None, "devicemesh"):
+    if name is None:
         raise click.BadParameter(f"{version}: a version needs --engine trtllm|sglang|vllm", param_hint="--engine-version")
     return {"name": name, "version": version} if version is not None else name
 

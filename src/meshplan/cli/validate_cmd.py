@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -54,26 +56,38 @@ def print_silicon(v: Validation) -> None:
 
 
 def run_validate(path: str | None, json_path: str | None, calibration: str) -> None:
+    if json_path and json_path != "-":
+        _check_target(json_path)
+    tables = json_path != "-"  # with --json - stdout carries the JSON alone
     if path and Path(path).suffix.lower() == ".csv":
         start = time.perf_counter()
         v = validate_silicon(path, calibration)
-        print_silicon(v)
+        if tables:
+            print_silicon(v)
         click.echo(f"\n{len(v.rows):,} runs predicted in {time.perf_counter() - start:.1f} s", err=True)
         if json_path:
             _write(json_path, v.to_json())
         return
     rows = predict_cases(path, calibration)
+    if json_path:
+        _write(json_path, [dataclasses.asdict(r) | {"error": r.error} for r in rows])
+    if not tables:
+        return
     out = [[r.case, r.figure, f"{r.predicted:,.1f}", f"{r.measured:,.1f}", f"{r.error:+.0%}"] for r in rows]
     click.echo(table(["case", "figure", "predicted", "measured", "error"], out))
-    errors = sorted(abs(r.error) for r in rows)
-    if errors:
-        mid = len(errors) // 2
-        median = errors[mid] if len(errors) % 2 else (errors[mid - 1] + errors[mid]) / 2
+    if rows:
+        median = statistics.median(abs(r.error) for r in rows)
         click.echo(f"\n{len(rows)} figures; median absolute error {median:.0%}")
     for case, reason in skipped_cases(path):
         click.echo(f"not predicted: {case}: {reason}")
-    if json_path:
-        _write(json_path, [r.__dict__ for r in rows])
+
+
+def _check_target(json_path: str) -> None:
+    target = Path(json_path)
+    if target.is_dir():
+        raise SpecError("--json", json_path, "is a folder; give a file path")
+    if not target.parent.is_dir():
+        raise SpecError("--json", json_path, "its folder does not exist")
 
 
 def _write(json_path: str, doc) -> None:
@@ -81,8 +95,5 @@ def _write(json_path: str, doc) -> None:
     if json_path == "-":
         click.echo(text)
         return
-    target = Path(json_path)
-    if not target.parent.is_dir():
-        raise SpecError("--json", json_path, "its folder does not exist")
-    target.write_text(text)
+    Path(json_path).write_text(text)
     click.echo(f"wrote {json_path}", err=True)

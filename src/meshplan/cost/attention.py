@@ -39,8 +39,6 @@ class Work:
     prompt; a later chunk also sees the chunks before it)."""
     moe_tokens: object
     """Tokens entering the MoE layers across the stage's attention-dp ranks (they run in lockstep)."""
-    finishing_seqs: object = None
-    """Sequences whose next token is sampled in this pass (LM head rows); None: decode + prefill seqs."""
 
     @property
     def tokens(self):
@@ -48,8 +46,6 @@ class Work:
 
     @property
     def head_rows(self):
-        if self.finishing_seqs is not None:
-            return self.finishing_seqs
         return np.asarray(self.decode_seqs, dtype=float) + np.asarray(self.prefill_seqs, dtype=float)
 
 

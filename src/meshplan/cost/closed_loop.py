@@ -37,7 +37,7 @@ import numpy as np
 from meshplan.cost.attention import Work, decode_work
 from meshplan.cost.capacity import decode_capacity
 from meshplan.cost.inputs import CostInputs
-from meshplan.cost.iteration import graph_limit, iteration, prefill_budget
+from meshplan.cost.iteration import graph_limit, iteration, overlapped, prefill_budget
 from meshplan.cost.kv_transfer import kv_transfer_s
 from meshplan.cost.layer import Par
 
@@ -71,11 +71,6 @@ class Serving:
     """Share of a rank's iterations that carry prefill work (0 for disaggregated)."""
 
 
-def _overlapped(ci: CostInputs, par: Par):
-    e = ci.engine
-    return e.overlap_scheduler & ((par.pp <= 1) | e.overlap_with_pp)
-
-
 def _chunks(ci: CostInputs, room, isl: float):
     """(chunks per prompt, tokens per chunk) when an iteration has ``room`` prompt tokens."""
     if ci.engine.chunked_prefill:
@@ -103,7 +98,7 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
     gmax = graph_limit(ci, par)
     ctx = w.decode_context_tokens
     steps = max(osl - 1.0, 1.0)
-    wait_iterations = 0.5 + _overlapped(ci, par)
+    wait_iterations = 0.5 + overlapped(ci, par)
     if ci.mixed:
         room = np.maximum(budget - held, 1.0)
         n_chunks, _ = _chunks(ci, room, isl)
@@ -135,7 +130,7 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
         life = batches * t_pre + steps * t_dec + wait_iterations * t_dec
     rate = held / life  # requests per second per rank and micro-batch
     ttft = ttft + waiting / rate + ci.request_overhead_s
-    per_gpu = rate * dp * pp / (pp * par.tp * dp)
+    per_gpu = rate / par.tp  # rate per (rank, micro-batch) x dp x pp slots, over pp x tp x dp GPUs
     return Serving(ttft_s=ttft, tpot_s=tpot, output_tok_s_per_gpu=per_gpu * osl, input_tok_s_per_gpu=per_gpu * isl,
                    concurrency_per_instance=B * dp * pp, prefill_share=f)
 
@@ -148,7 +143,6 @@ class DisaggregatedLoop:
     tpot_s: object
     output_tok_s: object
     """Output tokens per second of the whole deployment."""
-    prefill_utilisation: object
 
 
 def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, n_decode: int,
@@ -180,7 +174,7 @@ def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, 
     full = prefill_iteration(full_tokens, par_p.dp)  # at capacity every rank is full
     capacity = n_prefill * par_p.dp * full_tokens / (full.pass_s + full.exposed_s) / isl  # prompts per second
     transfer = kv_transfer_s(ci, par_p)
-    overhead = single * (0.5 + _overlapped(ci, par_p)) + transfer + tpot
+    overhead = single * (0.5 + overlapped(ci, par_p)) + transfer + tpot
     ttft = single + overhead
     rate = concurrency / (ttft + steps * tpot)
     for _ in range(FIXED_POINT_ROUNDS):
@@ -192,4 +186,4 @@ def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, 
     # half the burst on average, which a run of R requests per client carries once in R.
     burst = concurrency / capacity
     ttft = ttft + burst / 2.0 / ci.requests_per_client + ci.request_overhead_s
-    return DisaggregatedLoop(ttft_s=ttft, tpot_s=tpot, output_tok_s=rate * osl, prefill_utilisation=rate / capacity)
+    return DisaggregatedLoop(ttft_s=ttft, tpot_s=tpot, output_tok_s=rate * osl)

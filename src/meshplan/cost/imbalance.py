@@ -6,19 +6,19 @@ from __future__ import annotations
 import numpy as np
 
 
-def max_load_factor(assignments, ep, skew: float = 1.0):
+def max_load_factor(assignments, ep):
     """Busiest rank's load over the mean, for ``assignments`` = tokens x top-k spread uniformly
     over ``ep`` ranks. Balls into bins with m balls and n bins, m >> n log n: the maximum is
     m/n + sqrt(2 m ln n / n) with high probability (Raab & Steger, "Balls into Bins - A Simple
     and Tight Analysis", RANDOM 1998, Theorem 1), so the factor is 1 + sqrt(2 n ln n / m).
-    Capped at ep (everything on one rank); ``skew`` multiplies it.
+    Capped at ep (everything on one rank).
 
     Hand check: m = 4096, n = 8: 1 + sqrt(2*8*ln 8/4096) = 1 + sqrt(0.008123) = 1.0901.
     """
     ep = np.asarray(ep, dtype=float)
     m = np.maximum(np.asarray(assignments, dtype=float), 1.0)
     factor = 1.0 + np.sqrt(2.0 * ep * np.log(ep) / m)
-    return np.minimum(factor, ep) * skew
+    return np.minimum(factor, ep)
 
 
 def popularity_skew(ep, num_experts: float, cv: float):

@@ -118,7 +118,9 @@ class CostInputs:
     attention_bias: float
     router_bias: float
     budget: int
-    """Tokens per iteration per attention-dp rank (before the engine divides it over dp)."""
+    """The engine's per-iteration token budget setting (max_num_tokens, chunked_prefill_size,
+    max_num_batched_tokens); per attention-dp rank except where the engine divides it over the
+    ranks (cost.iteration.prefill_budget)."""
     max_batch: int
     """Most running requests per attention-dp rank the engine schedules."""
     graph_max: int

@@ -37,6 +37,12 @@ class Iteration:
     forward: Forward
 
 
+def overlapped(ci: CostInputs, par: Par):
+    """Whether the overlap scheduler runs for this layout (some engines turn it off under pp)."""
+    e = ci.engine
+    return e.overlap_scheduler & ((par.pp <= 1) | e.overlap_with_pp)
+
+
 def graph_limit(ci: CostInputs, par: Par):
     """Largest batch per rank the engine replays from a CUDA graph, for this tp."""
     return np.where(par.tp >= 4, ci.graph_max_tp4, ci.graph_max)
@@ -50,13 +56,11 @@ def iteration(ci: CostInputs, par: Par, w: Work, graphed) -> Iteration:
     while the GPU runs n: max(gpu, launches + host CPU); without it the host CPU time adds. Either
     way host_gap_s stays. With pp stages a micro-batch's next pass starts after all stages and its
     host work: cycle = pp x stage time (+ host CPU when pp disables the overlap scheduler)."""
-    e = ci.engine
     fwd = forward(ci, par, w)
     gpu = fwd.stage_s
     launch = np.where(graphed, ci.kernel_launch_s, fwd.stage_kernels * ci.kernel_launch_s)
-    rows = np.asarray(w.decode_seqs, dtype=float) + np.asarray(w.prefill_seqs, dtype=float)
-    host = ci.host_cpu_s + ci.host_cpu_per_request_s * rows
-    overlap = e.overlap_scheduler & ((par.pp <= 1) | e.overlap_with_pp)
+    host = ci.host_cpu_s + ci.host_cpu_per_request_s * w.head_rows
+    overlap = overlapped(ci, par)
     busy = np.maximum(gpu, launch)
     exposed = np.where(overlap, 0.0, host) + ci.host_gap_s
     single = np.where(overlap, np.maximum(gpu, launch + host), busy + host) + ci.host_gap_s

@@ -134,7 +134,7 @@ def moe_ops(ci: CostInputs, par: Par, w: Work, ovh: float) -> list[OpCost]:
                    ci.flops_core, ci.hbm, ovh, K.ROUTER, ci.sharp),
         _a2a(ci, par, "ep_dispatch", T / par.tp * load, ci.disp_b, par.etp, decode, a2a_active),
     ]
-    gather_bw, gather_lat = _tier(ci, contiguous_group_crosses(par.tp * par.dp, ci.gpn))
+    gather_bw, gather_lat = _tier(ci, across)
     gather_bytes = ring_factor(par.dp, "all_gather") * t_stage * ci.D * a
     ops.append(comm_op("attn_dp_gather", gather_bytes, gather_active, gather_bw, gather_lat))
     ops.append(compute_op("experts", 2 * t_exp * per_expert,

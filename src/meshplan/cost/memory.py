@@ -60,8 +60,7 @@ def linear_state_bytes(ci: CostInputs, tp=1):
 def kv_bytes_of_sequence(ci: CostInputs, context) -> float:
     """KV bytes one sequence of ``context`` tokens holds in one copy of the whole model (tp = 1),
     with window layers capped at their window and linear-attention layers at their state."""
-    return (kv_tokens_per_layer(ci, context, ci.num_layers) * kv_bytes_per_token_layer(ci, 1)
-            + ci.num_layers * ci.linear_share * linear_state_bytes(ci, 1))
+    return kv_per_sequence_stage(ci, 1, ci.num_layers, context)
 
 
 def kv_tokens_per_layer(ci: CostInputs, context, num_layers):

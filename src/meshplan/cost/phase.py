@@ -3,7 +3,8 @@
 A pass carries a ``Work`` (cost.attention): decode tokens and prefill tokens of one
 attention-dp rank, and the tokens all ranks of the stage send into the MoE layers. The stage time
 is the sum of its layers' operators (each a smooth roofline with kernel floors), for the slowest
-stage; serving (cost.serving) turns passes into iterations, TTFT and TPOT.
+stage; cost.iteration adds the host around a pass, and cost.serving and cost.closed_loop turn
+iterations into TTFT, TPOT and throughput.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ class Forward:
     stage_s: object
     """Time of the slowest pipeline stage (seconds)."""
     stage_kernels: object
-    """Kernels that stage launches in the pass (what an iteration outside a CUDA graph pays the
-    CPU for)."""
+    """Kernels launched in the pass by the stage that launches the most (what an iteration outside a
+    CUDA graph pays the CPU for); not necessarily the stage that sets stage_s."""
 
 
 def _sum(ops: list[OpCost], attr: str = "time_s"):
@@ -58,8 +59,7 @@ def _layer_time(ops: list[OpCost], half: list[OpCost] | None, overlap: float):
 def _halve(w: Work) -> Work:
     h = lambda x: np.asarray(x, dtype=float) / 2.0  # noqa: E731
     return Work(decode_seqs=h(w.decode_seqs), decode_context=w.decode_context, prefill_tokens=h(w.prefill_tokens),
-                prefill_seqs=h(w.prefill_seqs), prefill_attended=w.prefill_attended, moe_tokens=h(w.moe_tokens),
-                finishing_seqs=None if w.finishing_seqs is None else h(w.finishing_seqs))
+                prefill_seqs=h(w.prefill_seqs), prefill_attended=w.prefill_attended, moe_tokens=h(w.moe_tokens))
 
 
 def forward(ci: CostInputs, par: Par, w: Work) -> Forward:

@@ -36,7 +36,8 @@ class PhaseCost:
     B: object
     """Sequences per attention-dp rank per micro-batch."""
     step_s: object
-    """Slowest stage's time for one pass."""
+    """Slowest stage's time for one pass: its GPU time in decode, the larger of GPU and kernel-launch
+    time in prefill (where passes run outside CUDA graphs)."""
     latency_s: object
     """Decode: TPOT. Prefill: time to prefill the batch's prompts (TTFT without queueing)."""
     requests_per_s: object
@@ -69,7 +70,7 @@ def decode_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
 
 def prefill_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     """Prefill of B prompts per attention-dp rank (a disaggregated prefill pool). The prompts go
-    in chunks of the engine's budget (one chunk when the engine does not chunk and they fit); a
+    in chunks of the engine's budget (one chunk, whatever its size, when the engine does not chunk); a
     chunk passes every pipeline stage, so the last one finishes (chunks + pp - 1) stage times after
     the first starts."""
     w = ci.problem.workload

@@ -9,8 +9,6 @@ layers"); totals (FLOPs, bytes, node multiplicities) are the same in both.
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -130,7 +128,7 @@ class _Builder:
     def active(self, op: str) -> bool:
         """Whether the cost model charges this transfer at all."""
         cost = self.costs.get(op)
-        return cost is not None and float(np.asarray(cost.comm_bytes).reshape(-1)[0]) > 0
+        return cost is not None and _f(cost.comm_bytes) > 0
 
     # -- blocks -----------------------------------------------------------------------------
     def attention(self, units, layers, stage):

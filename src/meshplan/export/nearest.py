@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable
 
 from meshplan.search.candidate import Candidate
+from meshplan.search.pick import per_gpu_metric
 from meshplan.search.evaluate import evaluate_aggregated
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase
@@ -39,7 +40,7 @@ def nearest(problem: Problem, lay: Layout, phase: str, expressible: Callable[[La
                         redundant=problem.assumptions.redundant_experts) or not expressible(cand):
             continue
         c = evaluate_aggregated(sub, cand)
-        score = c.output_tok_s_per_gpu if c.output_tok_s_per_gpu is not None else (c.input_tok_s_per_gpu or 0.0)
+        score = per_gpu_metric(c)
         if best is None or score > best[2]:
             best = (cand, c, score)
     return None if best is None else (best[0], best[1])

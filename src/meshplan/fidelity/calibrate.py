@@ -28,7 +28,7 @@ class Factor:
     for all, between physical bounds."""
 
     name: str
-    """As it appears in the calibration profile: ``kernel_overhead_s`` or ``trtllm.host_gap_s``."""
+    """As it appears in the calibration profile: ``kernel_floor_scale`` or ``trtllm.host_gap_s``."""
     field: str
     """The CostInputs field it sets."""
     lower: float
@@ -88,10 +88,6 @@ FACTORS: tuple[Factor, ...] = (
 """Every factor a fit may move."""
 
 
-def factor(name: str) -> Factor:
-    return next(f for f in FACTORS if f.name == name)
-
-
 def adjust_for(factors: list[Factor], values) -> callable:
     """The change to a group's inputs that ``values`` of ``factors`` make."""
     def adjust(ci: CostInputs) -> CostInputs:
@@ -116,7 +112,6 @@ def log_errors(groups: list[Group], adjust=None) -> tuple[np.ndarray, np.ndarray
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FitResult:
-    names: tuple[str, ...]
     values: tuple[float, ...]
     uncertainty: tuple[float, ...]
     """One standard error per value from the Jacobian at the optimum (robust-loss weighted)."""
@@ -154,7 +149,7 @@ def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_sca
     except np.linalg.LinAlgError:
         unc = np.full(len(values), np.nan)
     t, p = log_errors(groups, adjust_for(factors, values))
-    return FitResult(names=tuple(f.name for f in factors), values=tuple(float(v) for v in values),
+    return FitResult(values=tuple(float(v) for v in values),
                      uncertainty=tuple(float(u) for u in unc), rows=int(len(t)), rows_hash=rows_hash(groups),
                      median_abs_ttft=float(np.median(np.abs(np.expm1(t)))),
                      median_abs_tpot=float(np.median(np.abs(np.expm1(p)))))
@@ -172,12 +167,15 @@ def cross_validate(groups: list[Group], factors: list[Factor], start: list[float
     for k in range(folds):
         train = [g for g in groups if fold_of(g) != k]
         test = [g for g in groups if fold_of(g) == k]
-        if not test:
+        if not test or not train:
             continue
         result = fit(train, factors, start, loss_scale)
         t, p = log_errors(test, adjust_for(factors, result.values))
         t_all.append(np.expm1(t))
         p_all.append(np.expm1(p))
+    if not t_all:
+        raise SpecError("--folds", folds, "every model x GPU group fell in one fold; cross-validation needs runs "
+                        "of several groups (--folds 0 for none)")
     return np.concatenate(t_all), np.concatenate(p_all)
 
 
@@ -201,14 +199,21 @@ def profile_of(result: FitResult, factors: list[Factor], *, name: str, fitted_on
                               cross_validated=crossed, folds=folds)
 
 
+def _sourced(f: Factor) -> float | None:
+    if f.section == "assumptions":
+        return CostAssumptions.model_fields[f.key].default
+    if f.section == "engines":
+        return getattr(load_engine(f.engine.value), f.key)
+    return None  # benchmark protocol factors have no source
+
+
+def has_default(f: Factor) -> bool:
+    return _sourced(f) is not None
+
+
 def default_value(f: Factor) -> float:
     """Where a fit starts: the factor's sourced default (the middle of its bounds where it has none)."""
-    if f.section == "assumptions":
-        value = CostAssumptions.model_fields[f.key].default
-    elif f.section == "engines":
-        value = getattr(load_engine(f.engine.value), f.key)
-    else:
-        value = None
+    value = _sourced(f)
     return float(value) if value is not None else (f.lower + f.upper) / 2.0
 
 
@@ -219,10 +224,11 @@ def factors_for(groups: list[Group], names: list[str] | None = None) -> list[Fac
     out = [f for f in FACTORS if f.engine is None or f.engine in engines]
     if not names:
         return [f for f in out if f.by_default]
-    if names:
-        known = {f.name: f for f in FACTORS}
-        for n in names:
-            if n not in known:
-                raise SpecError("--fit", n, "not a named factor; known: " + ", ".join(known))
-        out = [f for f in out if f.name in names]
-    return out
+    known = {f.name for f in FACTORS}
+    reached = {f.name for f in out}
+    for n in names:
+        if n not in known:
+            raise SpecError("--fit", n, "not a named factor; known: " + ", ".join(sorted(known)))
+        if n not in reached:
+            raise SpecError("--fit", n, "no run in the file is on its engine")
+    return [f for f in out if f.name in names]

@@ -6,7 +6,7 @@ together, their layouts and concurrencies as arrays, so the whole dev set takes 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -94,12 +94,3 @@ def predict_groups(groups: list[Group], adjust: Adjust | None = None) -> list[Pr
                 for c, a, b in zip(g.cases, ttft, tpot)]
     return out
 
-
-def predict_case(case: SiliconCase) -> Prediction:
-    """The prediction for one run."""
-    return predict_groups(group_cases([case]))[0]
-
-
-def with_inputs(ci: CostInputs, **fields) -> CostInputs:
-    """``ci`` with some flattened figures replaced (the step model reads them only from ci)."""
-    return replace(ci, **fields)

@@ -11,8 +11,8 @@ from meshplan.specs.precision import Precision
 from meshplan.specs.problem import Problem
 
 
-def case_precision(case: SiliconCase) -> tuple[str, Precision, str]:
-    """(checkpoint id, formats, how they were chosen) for a run.
+def case_precision(case: SiliconCase) -> tuple[str, Precision]:
+    """(checkpoint id, formats) for a run.
 
     The row's model_path names the architecture and its format columns the quantization. The
     checkpoint is the catalog checkpoint of that architecture whose quantized format matches the
@@ -24,13 +24,13 @@ def case_precision(case: SiliconCase) -> tuple[str, Precision, str]:
     key = named.name
     main = case.moe_format if named.is_moe else case.gemm_format
     if main is None or named.checkpoint == case.model and _main(named.checkpoint_precision, named.is_moe) == main:
-        return named.checkpoint, named.checkpoint_precision, "the checkpoint named by model_path"
+        return named.checkpoint, named.checkpoint_precision
     for ckpt, prec in checkpoints(key).items():
         if _main(prec, named.is_moe) == main:
-            return ckpt, prec, f"checkpoint {ckpt}, whose format matches the row's {main.value}"
+            return ckpt, prec
     gemm = case.gemm_format or DType.BF16
     prec = Precision(weights=gemm, attention=gemm, experts=case.moe_format, kv_cache=DType.BF16)
-    return case.model, prec, "no catalog checkpoint in this format: the format columns read literally"
+    return case.model, prec
 
 
 def _main(p: Precision, moe: bool) -> DType:
@@ -41,7 +41,7 @@ def case_problem(case: SiliconCase, calibration: str | None = DEFAULT_PROFILE) -
     """The problem of a run: its model and formats, GPU, engine, fixed ISL/OSL and concurrency,
     under a calibration profile (``none``: the sourced defaults, which a fit starts from); the
     profile's benchmark factors (requests per client) describe the measurement runs."""
-    ckpt, prec, _ = case_precision(case)
+    ckpt, prec = case_precision(case)
     load_gpu(case.gpu)
     profile = load_profile(calibration)
     workload = {"isl": case.isl, "osl": case.osl, "concurrency": case.concurrency}

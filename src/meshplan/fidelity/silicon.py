@@ -151,15 +151,20 @@ def _model(path: str) -> ModelSpec | None:
 
 def read_case(row: dict[str, str]) -> SiliconCase | Skip:
     """One CSV row as a case, or the reason it cannot be predicted."""
-    rid = (row.get("id") or "").strip()
-    model = _model(row["model_path"].strip())
+    def cell(key: str) -> str:  # a short row has no value (None) for its missing columns
+        return (row.get(key) or "").strip()
+
+    rid = cell("id")
+    model = _model(cell("model_path"))
     if model is None:
-        return Skip(id=rid, reason=SkipReason.UNKNOWN, detail=f"model_path = {row['model_path']!r}")
+        return Skip(id=rid, reason=SkipReason.UNKNOWN, detail=f"model_path = {cell('model_path')!r}")
     moe = model.is_moe
     found = CONCURRENCY.search(row.get("silicon_data_source") or "")
     if not found:
         return Skip(id=rid, reason=SkipReason.NO_CONCURRENCY, detail="silicon_data_source")
-    disagg = row["mode"].strip() == "disagg"
+    if cell("mode") not in ("agg", "disagg"):
+        return Skip(id=rid, reason=SkipReason.LAYOUT, detail=f"mode = {cell('mode')!r} (agg or disagg)")
+    disagg = cell("mode") == "disagg"
     try:
         ttft, tpot = _num(row, "silicon_ttft_ms"), _num(row, "silicon_tpot_ms")
         if not (ttft and tpot and ttft > 0 and tpot > 0):
@@ -179,18 +184,18 @@ def read_case(row: dict[str, str]) -> SiliconCase | Skip:
     except SpecError as err:
         return Skip(id=rid, reason=SkipReason.UNKNOWN, detail=str(err))
     try:
-        engine = Engine(row["backend"].strip())
-        gpu = load_gpu(row["system"].strip())
+        engine = Engine(cell("backend"))
+        gpu = load_gpu(cell("system"))
     except (ValueError, SpecError):
-        return Skip(id=rid, reason=SkipReason.UNKNOWN, detail=f"backend = {row['backend']!r}, system = {row['system']!r}")
+        return Skip(id=rid, reason=SkipReason.UNKNOWN, detail=f"backend = {cell('backend')!r}, system = {cell('system')!r}")
     for lay in (layout, prefill, decode):
         if lay is None:
             continue
         broken = [v for v in check_layout(model, gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp) if v.rule in STRUCTURE]
         if broken:
             return Skip(id=rid, reason=SkipReason.STRUCTURE, detail=broken[0].message)
-    return SiliconCase(id=rid, engine=engine, engine_version=(row.get("backend_version") or "").strip(),
-                       model=row["model_path"].strip(), gpu=row["system"].strip(), gemm_format=gemm,
+    return SiliconCase(id=rid, engine=engine, engine_version=cell("backend_version"),
+                       model=cell("model_path"), gpu=cell("system"), gemm_format=gemm,
                        moe_format=moe_fmt, disaggregated=disagg, isl=isl, osl=osl, concurrency=int(found.group(1)),
                        layout=layout, prefill=prefill, decode=decode, ttft_ms=ttft, tpot_ms=tpot)
 

@@ -42,7 +42,8 @@ class Stats:
     """Medians over a set of predicted runs (relative errors; signed is predicted/measured - 1)."""
 
     rows: int
-    """Runs in the file for this set (predicted or skipped)."""
+    """Runs of this set: in the file (predicted or skipped) for the whole file and its partitions;
+    for the MoE and without-suspect sets, which select among predicted runs, the runs predicted."""
     predicted: int
     ttft_abs: float
     ttft_signed: float

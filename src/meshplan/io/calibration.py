@@ -6,13 +6,15 @@ from functools import cache
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
 
 from meshplan.errors import SpecError
 from meshplan.io.catalog import CATALOG
+from meshplan.io.engines import load_engine
+from meshplan.io.spec_build import build
 from meshplan.specs.assumptions import CostAssumptions
 from meshplan.specs.calibration import CalibrationProfile
 from meshplan.specs.engine import EngineProfile
+from meshplan.specs.workload import WorkloadSpec
 
 DEFAULT_PROFILE = "silicon-dev"
 """The profile problems use unless they name another or ``none``."""
@@ -33,19 +35,21 @@ def load_profile(name: str | None = DEFAULT_PROFILE) -> CalibrationProfile | Non
         raise SpecError("calibration", name, f"cannot read it ({err.__class__.__name__})") from None
     if not isinstance(data, dict):
         raise SpecError("calibration", name, "must be a mapping (see catalog/calibration/silicon-dev.yaml)")
-    try:
-        profile = CalibrationProfile.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        value = None if first["type"] == "missing" else first.get("input")
-        raise SpecError("calibration." + ".".join(str(x) for x in first["loc"]), value, first["msg"]) from None
-    for key in profile.assumptions:
-        if key not in CostAssumptions.model_fields:
-            raise SpecError(f"calibration.assumptions.{key}", key, "not a CostAssumptions field")
-    for engine, fields in profile.engines.items():
-        for key in fields:
-            if key not in EngineProfile.model_fields:
-                raise SpecError(f"calibration.engines.{engine.value}.{key}", key, "not an EngineProfile field")
+    profile = build(CalibrationProfile, data, "calibration")
+    sections = [("assumptions", profile.assumptions, CostAssumptions), ("benchmark", profile.benchmark, WorkloadSpec)]
+    sections += [(f"engines.{e.value}", fields, EngineProfile) for e, fields in profile.engines.items()]
+    for section, fields, spec in sections:
+        for key, f in fields.items():
+            where = f"calibration.{section}.{key}"
+            if key not in spec.model_fields:
+                raise SpecError(where, key, f"not a {spec.__name__} field")
+            if not f.lower <= f.value <= f.upper:
+                raise SpecError(where, f.value, f"outside the bounds it was fitted within [{f.lower:g}, {f.upper:g}]")
+    # The values must be ones their fields take (types and ranges of the specs).
+    build(CostAssumptions, {k: f.value for k, f in profile.assumptions.items()}, "calibration.assumptions")
+    for e, fields in profile.engines.items():
+        build(EngineProfile, load_engine(e.value).model_dump() | {k: f.value for k, f in fields.items()},
+              f"calibration.engines.{e.value}")
     return profile
 
 
@@ -54,7 +58,7 @@ def calibrated_assumptions(a: CostAssumptions, profile: CalibrationProfile | Non
     if profile is None:
         return a
     update = {k: f.value for k, f in profile.assumptions.items() if k not in stated}
-    return a.model_copy(update=update) if update else a
+    return build(CostAssumptions, a.model_dump() | update, "calibration.assumptions") if update else a
 
 
 def calibrated_engine(e: EngineProfile, profile: CalibrationProfile | None, stated: set[str] = frozenset()) -> EngineProfile:
@@ -62,4 +66,4 @@ def calibrated_engine(e: EngineProfile, profile: CalibrationProfile | None, stat
     if profile is None or e.engine not in profile.engines:
         return e
     update = {k: f.value for k, f in profile.engines[e.engine].items() if k not in stated}
-    return e.model_copy(update=update) if update else e
+    return build(EngineProfile, e.model_dump() | update, f"calibration.engines.{e.engine.value}") if update else e

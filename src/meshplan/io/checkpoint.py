@@ -79,7 +79,9 @@ def _strings(value: Any, field: str) -> list[str]:
 def _compressed_tensors_format(q: dict[str, Any]) -> DType:
     groups = q.get("config_groups") or {}
     for group in groups.values() if isinstance(groups, dict) else []:
-        w = (group or {}).get("weights") or {}
+        w = group.get("weights") if isinstance(group, dict) else None
+        if not isinstance(w, dict):
+            continue
         if w.get("num_bits") == 4:
             return DType.INT4 if w.get("type") == "int" else DType.FP4
         if w.get("num_bits") == 8:
@@ -90,13 +92,14 @@ def _compressed_tensors_format(q: dict[str, Any]) -> DType:
 def checkpoint_precision(m: ModelSpec, config: dict[str, Any], quant: dict[str, Any] | None) -> tuple[Precision, str]:
     """The formats of a checkpoint of ``m`` and a line saying where they were read.
     ``config`` is the checkpoint's config.json, ``quant`` its hf_quant_config.json (or None);
-    the hf_quant_config, when given, is the one read.
-    ``config`` is the checkpoint's config.json, ``quant`` its hf_quant_config.json (or None)."""
+    the hf_quant_config, when given, is the one read."""
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
     qc = config.get("quantization_config") or text.get("quantization_config")
     kv = DType.BF16
     if quant is not None:
-        q = quant.get("quantization") or {}
+        q = quant.get("quantization") if isinstance(quant, dict) else None
+        if not isinstance(q, dict):
+            raise SpecError("hf_quant_config.quantization", q, "must be a mapping with quant_algo")
         algo = str(q.get("quant_algo", "")).upper()
         fmt = {"NVFP4": DType.FP4, "FP8": DType.FP8}.get(algo)
         if fmt is None:

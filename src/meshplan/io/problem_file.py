@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from meshplan.errors import SpecError, suggest
 from meshplan.io.catalog import CATALOG, load_gpu, load_model
 from meshplan.io.calibration import DEFAULT_PROFILE, calibrated_assumptions, calibrated_engine, load_profile
 from meshplan.io.engines import load_engine
+from meshplan.io.spec_build import build
 from meshplan.specs.assumptions import CostAssumptions
 from meshplan.specs.dtypes import parse_dtype
 from meshplan.specs.engine import DEFAULT_ENGINE, EngineProfile
@@ -47,24 +47,6 @@ DEFAULT_PROBLEM = CATALOG / "problems" / "seed-10b-moe.md"
 TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "engine", "workload", "requirements", "phase", "serving", "strategy",
             "prefill_strategy", "decode_strategy", "assumptions", "calibration", "seed_strategy", "notes")
 WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rate_per_s", "requests_per_client")
-
-
-def validation_to_spec_error(err: ValidationError, prefix: str) -> SpecError:
-    """The first pydantic error as one line: field path, value, rule."""
-    first = err.errors()[0]
-    loc = ".".join(str(x) for x in (prefix, *first["loc"]) if x != "")
-    rule = first["msg"]
-    if first["type"] == "extra_forbidden":
-        rule = "unknown key (a typo?)"
-    return SpecError(loc, first.get("input"), rule)
-
-
-def build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    """Validate ``data`` into spec class ``cls``; one SpecError naming the field on failure."""
-    try:
-        return cls.model_validate(data)
-    except ValidationError as err:
-        raise validation_to_spec_error(err, prefix) from None
 
 
 def read_raw(path: str | Path) -> dict[str, Any]:
@@ -202,6 +184,10 @@ def _precision(value: Any, model: ModelSpec, notes: list[Note]) -> Precision:
     return prec
 
 
+ENGINE_FIELDS = tuple(k for k in EngineProfile.model_fields if k not in ("engine", "version", "display_name"))
+"""Profile fields a problem may restate (the engine's identity comes from name and version)."""
+
+
 def _engine(value: Any, notes: list[Note]) -> EngineProfile:
     """``engine: NAME`` or ``engine: {name: NAME, version: X}``; the default engine when absent."""
     if value is None:
@@ -213,9 +199,9 @@ def _engine(value: Any, notes: list[Note]) -> EngineProfile:
         name, version = value, None
     elif isinstance(value, dict):
         for key in value:
-            if key not in ("name", "version") and key not in EngineProfile.model_fields:
+            if key not in ("name", "version") and key not in ENGINE_FIELDS:
                 raise SpecError(f"engine.{key}", value[key], "unknown key; an engine has name, version and the "
-                                "fields of its profile (catalog/engines/*.yaml)" + suggest(key, list(EngineProfile.model_fields)))
+                                "fields of its profile (catalog/engines/*.yaml)" + suggest(key, list(ENGINE_FIELDS)))
         name, version = value.get("name"), value.get("version")
         if not isinstance(name, str):
             raise SpecError("engine.name", name, "must be trtllm, sglang or vllm")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from meshplan.cost.capacity import decode_capacity
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
@@ -28,7 +29,7 @@ def _decode_table(ci: CostInputs, lay: Layout, la, par):
     if w.concurrency:
         grid = np.array([[w.concurrency / (lay.instances * lay.dp * lay.pp)]])
     else:
-        grid = with_limit(B_GRID, decode_cost(ci, par, np.ones((1, 1))).max_B[:, 0])
+        grid = with_limit(B_GRID, np.broadcast_to(decode_capacity(ci, par), (1, 1))[:, 0])
     return decode_cost(ci, par, grid)
 
 

@@ -268,6 +268,11 @@ def _rank_key(objective: Objective):
                                           else c.input_tok_s_per_gpu) or 0.0), c.gpus_total)
 
 
+def per_gpu_metric(c: Candidate) -> float:
+    """Output tokens/s per GPU (input tokens/s for a prefill-only plan)."""
+    return c.output_tok_s_per_gpu if c.output_tok_s_per_gpu is not None else (c.input_tok_s_per_gpu or 0.0)
+
+
 def instance_size(c: Candidate) -> tuple[int, int]:
     """(GPUs of the largest instance, its pipeline stages): smaller is simpler to run."""
     lays = [x for x in (c.prefill, c.decode) if x is not None]
@@ -280,7 +285,7 @@ def _prefer_simple(ranked: list[Candidate], objective: Objective) -> list[Candid
     pay for a deployment that is harder to run and to debug."""
     if objective is Objective.MIN_GPUS or not ranked or not ranked[0].feasible:
         return ranked
-    metric = lambda c: c.output_tok_s_per_gpu if c.output_tok_s_per_gpu is not None else (c.input_tok_s_per_gpu or 0.0)  # noqa: E731
+    metric = per_gpu_metric
     top = metric(ranked[0])
     near = [c for c in ranked if c.feasible and metric(c) >= top * (1 - SATURATION)]
     rest = [c for c in ranked if not (c.feasible and metric(c) >= top * (1 - SATURATION))]

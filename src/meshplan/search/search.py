@@ -11,13 +11,14 @@ from typing import Callable
 
 import numpy as np
 
+from meshplan.cost.capacity import decode_capacity
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
 from meshplan.search.candidate import Candidate
 from meshplan.search.grid import B_GRID, PREFILL_B_GRID, concurrency_grid, with_limit
 from meshplan.search.objectives import Objective
-from meshplan.search.pick import PointTable, candidates_from_table
+from meshplan.search.pick import PointTable, candidates_from_table, per_gpu_metric
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase, Serving
 from meshplan.strategy.space import LayoutArrays, enumerate_layouts
@@ -58,15 +59,14 @@ def _par(la: LayoutArrays) -> Par:
 
 def _decode_points(ci: CostInputs, la: LayoutArrays, par: Par, budget: int | None):
     w = ci.problem.workload
-    probe = decode_cost(ci, par, np.ones((len(la), 1)))
-    max_b = probe.max_B[:, 0]
+    max_b = np.broadcast_to(decode_capacity(ci, par), (len(la), 1))[:, 0]
     if w.concurrency:
         max_inst = np.floor((budget or 2**20) / la.gpus_per_instance).astype(float)
         grid = concurrency_grid(w.concurrency, (la.dp * la.pp).astype(float), np.maximum(max_inst, 1.0))
         grid = np.where(np.isnan(grid), 1.0, grid), np.isnan(grid)
     else:
         grid = with_limit(B_GRID, max_b), None
-    return decode_cost(ci, par, grid[0]), grid[1], probe
+    return decode_cost(ci, par, grid[0]), grid[1]
 
 
 def one_layout(tp: int, dp: int, pp: int, ep: int, etp: int) -> LayoutArrays:
@@ -89,7 +89,7 @@ def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
     tables: list[PointTable] = []
     points = 0
     if problem.phase in (Phase.DECODE, Phase.BOTH):
-        dec, invalid, dec_one = _decode_points(ci, la, par, problem.gpu_budget)
+        dec, invalid = _decode_points(ci, la, par, problem.gpu_budget)
         points += dec.B.size
         say(f"decode: {dec.B.size} operating points evaluated")
     if problem.phase in (Phase.PREFILL, Phase.BOTH):
@@ -114,11 +114,6 @@ def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
     result = SearchResult(problem=problem, objective=objective, ranked=tuple(ranked), pruned=tuple(pruned),
                           pareto=tuple(pareto), num_layouts=len(la), num_points=points)
     return _weigh_stages(result, la) if layouts is None else result
-
-
-def per_gpu_metric(c: Candidate) -> float:
-    """Output tokens/s per GPU (input tokens/s for a prefill-only plan)."""
-    return c.output_tok_s_per_gpu if c.output_tok_s_per_gpu is not None else (c.input_tok_s_per_gpu or 0.0)
 
 
 def has_stages(c: Candidate) -> bool:

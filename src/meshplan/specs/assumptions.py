@@ -1,7 +1,8 @@
 """Every assumption of the cost model, named, with its default and where the default comes from.
 
-Calibration (meshplan validate) may fit only these factors; each records the cases it was
-fitted on in ``fitted_on``.
+`meshplan calibrate` fits a few of them (fidelity.calibrate.FACTORS, with engine and benchmark
+factors) within physical bounds; the fitted values live in a calibration profile
+(catalog/calibration/), which records what they were fitted on.
 """
 
 from __future__ import annotations
@@ -109,5 +110,3 @@ class CostAssumptions(Spec):
     gain is within the model's error; and the engines' deployment guides serve MoE models without
     stages (attention dp with expert parallel, or tensor parallel), which a stage-by-stage pipeline
     makes harder to run (a micro-batch per stage in flight, the host in every cycle)."""
-    fitted_on: tuple[str, ...] = ()
-    """Measurements that calibrated these factors (empty: all defaults)."""

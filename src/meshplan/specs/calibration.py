@@ -1,7 +1,8 @@
 """A calibration profile: values of named step-model factors fitted on measured runs.
 
-Only factors meshplan names may appear (fidelity.calibrate.FACTORS); each keeps its bounds, its
-uncertainty and what it was fitted on, and the profile records the fit's error in-sample and on
+meshplan calibrate writes only the factors it names (fidelity.calibrate.FACTORS); a profile is
+read only when every entry is a field of the spec it sets and lies within its recorded bounds
+(io.calibration.load_profile). Each keeps its bounds, its uncertainty and what it was fitted on, and the profile records the fit's error in-sample and on
 groups of runs the fit did not see.
 """
 

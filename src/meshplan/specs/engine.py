@@ -80,7 +80,7 @@ class EngineProfile(Spec):
     version: str
     """The release these facts are for ("" for the profile's newest)."""
     display_name: str
-    token_budget: tuple[Tier, ...]
+    token_budget: tuple[Tier, ...] = Field(min_length=1)
     """Tokens one iteration may carry per attention-dp rank (TensorRT-LLM max_num_tokens,
     SGLang chunked_prefill_size, vLLM max_num_batched_tokens), by GPU memory."""
     budget_split_over_attention_dp: bool = False
@@ -88,10 +88,10 @@ class EngineProfile(Spec):
     prefill_batch_tokens: int = Field(default=0, ge=0)
     """Separate-policy engines: most new tokens in one prefill batch (SGLang max_prefill_tokens);
     0 means the token budget."""
-    max_batch: tuple[Tier, ...]
+    max_batch: tuple[Tier, ...] = Field(min_length=1)
     """Most running requests per attention-dp rank (max_batch_size, max_running_requests,
     max_num_seqs), by GPU memory."""
-    cuda_graph_max_batch: tuple[Tier, ...]
+    cuda_graph_max_batch: tuple[Tier, ...] = Field(min_length=1)
     """Largest decode batch per rank replayed from a CUDA graph, by GPU memory."""
     cuda_graph_max_batch_tp4: tuple[Tier, ...] = ()
     """As cuda_graph_max_batch for tensor-parallel degree 4 and above, where the engine sizes it

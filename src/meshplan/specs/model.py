@@ -206,10 +206,6 @@ class ModelSpec(Spec):
         return 0 if n == 1 else sum(1 for i in range(self.num_layers) if (i + 1) % n != 0)
 
     @property
-    def num_full_attention_layers(self) -> int:
-        return self.num_layers - self.num_linear_attention_layers
-
-    @property
     def value_head_dim(self) -> int:
         return self.v_head_dim or self.head_dim
 

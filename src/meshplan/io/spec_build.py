@@ -1,0 +1,27 @@
+"""Raw mappings into specs: one SpecError naming the field, the value and the rule on failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from meshplan.errors import SpecError
+
+
+def validation_to_spec_error(err: ValidationError, prefix: str) -> SpecError:
+    """The first pydantic error as one line: field path, value (None when missing), rule."""
+    first = err.errors()[0]
+    loc = ".".join(str(x) for x in (prefix, *first["loc"]) if x != "")
+    rule = first["msg"]
+    if first["type"] == "extra_forbidden":
+        rule = "unknown key (a typo?)"
+    return SpecError(loc, None if first["type"] == "missing" else first.get("input"), rule)
+
+
+def build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    """Validate ``data`` into spec class ``cls``; one SpecError naming the field on failure."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        raise validation_to_spec_error(err, prefix) from None
