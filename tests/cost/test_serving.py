@@ -17,10 +17,10 @@ from meshplan.cost.serving import disaggregated, kv_transfer_s
 from meshplan.io.problem_file import problem_from_raw
 
 
-def _ci(engine="trtllm", osl=101, isl=1000, model="llama-3.1-8b", **workload):
+def _ci(engine="trtllm", osl=101, isl=1000, model="llama-3.1-8b", coherence=1.0, **workload):
     return CostInputs.from_problem(problem_from_raw({
         "model": model, "gpu": "h100-sxm", "engine": engine, "calibration": "none",
-        "workload": {"isl": isl, "osl": osl, **workload}, "assumptions": {"clump_coherence": 1.0}}))
+        "workload": {"isl": isl, "osl": osl, **workload}, "assumptions": {"clump_coherence": coherence}}))
 
 
 def _step(ci, par, work, graphed):
@@ -50,6 +50,17 @@ def test_the_runs_first_burst_adds_its_queue_once_per_run():
     run = solve_aggregated(_ci(requests_per_client=4), PAR, np.array(32.0), step=_step)
     # The first 32 prompts arrive together: 4 clumps in a row, the mean one waits (4 - 1)/2
     # mixed iterations = 75 ms; one request in 4 per client is in that first burst: 18.75 ms.
+    assert math.isclose(float(run.ttft_s - steady.ttft_s), 1.5 * 0.050 / 4)
+
+
+def test_the_first_wave_arrives_whole_even_when_later_clumps_break_up():
+    steady = solve_aggregated(_ci(coherence=0.5), PAR, np.array(32.0), step=_step)
+    run = solve_aggregated(_ci(coherence=0.5, requests_per_client=4), PAR, np.array(32.0), step=_step)
+    # Later clumps keep half their size: 1 + 0.5 x (8 - 1) = 4.5 prompts (4,500 tokens, 32.5 ms):
+    # TTFT = 1.5 x 10 + 32.5 = 47.5 ms.
+    assert math.isclose(float(steady.ttft_s), 0.0475)
+    # The first 32 arrive at once and go in whole clumps of 8 (50 ms): 4 in a row, the mean one
+    # waits (4 - 1)/2 x 50 = 75 ms beyond its own, once in 4 requests per client: 18.75 ms.
     assert math.isclose(float(run.ttft_s - steady.ttft_s), 1.5 * 0.050 / 4)
 
 

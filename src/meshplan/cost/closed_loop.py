@@ -14,8 +14,9 @@ slot, Little's law):
   f = (n / g) x chunks / (OSL - 1 + chunks) of iterations carries prefill. TPOT is the mean
   iteration; TTFT is the wait for the iteration being scheduled (1.5 iterations when the overlap
   scheduler has formed the next one already, else 0.5) plus the clump's own chunk iterations. The
-  run's first clump arrives all at once and queues behind the clumps ahead of it; over a run of R
-  requests per client that adds (clumps - 1) / 2 mixed iterations / R to the mean TTFT.
+  run's first wave arrives all at once and is prefilled in whole clumps (room / ISL prompts each),
+  n / whole x chunks iterations; over a run of R requests per client the mean one waits half of
+  them beyond its own, once in R: (n / whole x chunks - 1) / 2 such iterations / R.
 - Separate policy (SGLang: waiting prompts are prefilled first, decoding pauses): every request
   of a wave starts decoding after the last prefill batch, so the waves stay whole. A wave is
   b = n x ISL / budget prefill batches and OSL - 1 decode iterations; the j-th batch's prompts
@@ -117,7 +118,12 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
         tpot = (1.0 - f) * t_dec + f * t_mix
         queued = np.maximum(mixed_iterations - steps - n_chunks, 0.0)  # prefill-bound: clumps wait
         ttft = wait_iterations * t_dec + (n_chunks + queued) * t_mix
-        ttft = ttft + (mixed_iterations - 1.0) / 2.0 * t_mix / ci.requests_per_client
+        # The run's first wave arrives all at once and is prefilled in whole clumps.
+        first = held / whole * n_chunks
+        p_first = whole * isl / n_chunks
+        t_first = step(ci, par, _prefill_work(n_dec, ctx, p_first, isl, dp),
+                       ci.engine.cuda_graph_mixed & (n_dec + p_first <= gmax)).cycle_s
+        ttft = ttft + (first - 1.0) / 2.0 * t_first / ci.requests_per_client
         life = ttft + steps * tpot
     else:
         batches = np.maximum(1.0, np.ceil(held * isl / budget))

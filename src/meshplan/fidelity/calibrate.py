@@ -15,6 +15,7 @@ from scipy.optimize import least_squares
 
 from meshplan.cost.inputs import CostInputs
 from meshplan.errors import SpecError
+from meshplan.fidelity.harness import AS_STATED, Harness
 from meshplan.fidelity.predict import Group, predict_group
 from meshplan.io.engines import load_engine
 from meshplan.specs.assumptions import CostAssumptions
@@ -48,8 +49,12 @@ class Factor:
     """Fitted when the command names no factors. A factor with a measured source that the dev set
     cannot tell apart from another (both slow the same layers) keeps its source unless asked for."""
 
-    def apply(self, ci: CostInputs, value: float) -> dict[str, float]:
+    def apply(self, ci: CostInputs, value: float, harness: Harness = AS_STATED) -> dict[str, float]:
+        """The inputs this factor sets for runs of ``ci``'s problem measured by ``harness``: none
+        for another engine's runs, nor for a benchmark factor the runs' client states."""
         if self.engine is not None and ci.engine.engine is not self.engine:
+            return {}
+        if self.section == "benchmark" and getattr(harness, self.key, None) is not None:
             return {}
         if self.relative_to is not None:
             return {self.field: getattr(ci, self.field) * value / self.relative_to}
@@ -90,11 +95,11 @@ FACTORS: tuple[Factor, ...] = (
 
 def adjust_for(factors: list[Factor], values) -> callable:
     """The change to a group's inputs that ``values`` of ``factors`` make."""
-    def adjust(ci: CostInputs) -> CostInputs:
+    def adjust(group: Group) -> CostInputs:
         fields: dict[str, float] = {}
         for f, v in zip(factors, values):
-            fields.update(f.apply(ci, float(v)))
-        return replace(ci, **fields) if fields else ci
+            fields.update(f.apply(group.ci, float(v), group.cases[0].harness))
+        return replace(group.ci, **fields) if fields else group.ci
     return adjust
 
 

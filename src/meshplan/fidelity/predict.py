@@ -20,8 +20,8 @@ from meshplan.fidelity.silicon import SiliconCase
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
 
-Adjust = Callable[[CostInputs], CostInputs]
-"""A change to the step model's inputs (a calibration profile applied to one group)."""
+Adjust = Callable[["Group"], CostInputs]
+"""A group's step-model inputs under a change (a calibration profile applied to it)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -44,7 +44,7 @@ class Group:
 
 def _key(case: SiliconCase) -> tuple:
     return (case.engine, case.engine_version, case.model, case.gpu, case.gemm_format, case.moe_format,
-            case.disaggregated, case.isl, case.osl)
+            case.disaggregated, case.isl, case.osl, case.harness.name)
 
 
 def group_cases(cases: list[SiliconCase], calibration: str | None = DEFAULT_PROFILE) -> list[Group]:
@@ -66,7 +66,7 @@ def _par(lays: list[Layout]) -> Par:
 
 def predict_group(group: Group, adjust: Adjust | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(TTFT, TPOT) in seconds for every run of ``group``, in its order."""
-    ci = adjust(group.ci) if adjust else group.ci
+    ci = adjust(group) if adjust else group.ci
     n = len(group.cases)
     ttft, tpot = np.zeros(n), np.zeros(n)
     agg = [i for i, c in enumerate(group.cases) if not c.disaggregated]

@@ -38,14 +38,18 @@ def _main(p: Precision, moe: bool) -> DType:
 
 
 def case_problem(case: SiliconCase, calibration: str | None = DEFAULT_PROFILE) -> Problem:
-    """The problem of a run: its model and formats, GPU, engine, fixed ISL/OSL and concurrency,
-    under a calibration profile (``none``: the sourced defaults, which a fit starts from); the
-    profile's benchmark factors (requests per client) describe the measurement runs."""
+    """The problem of a run: its model and formats, GPU, engine, the lengths its benchmark client
+    sent (fidelity.harness: InferenceX draws them from [0.8 x len, len]) and its concurrency,
+    under a calibration profile (``none``: the sourced defaults, which a fit starts from). Requests
+    per client are the client's where its source states them, else the profile's benchmark factor."""
     ckpt, prec = case_precision(case)
     load_gpu(case.gpu)
     profile = load_profile(calibration)
-    workload = {"isl": case.isl, "osl": case.osl, "concurrency": case.concurrency}
-    if profile is not None and "requests_per_client" in profile.benchmark:
+    h = case.harness
+    workload = {"isl": h.lengths(case.isl), "osl": h.lengths(case.osl), "concurrency": case.concurrency}
+    if h.requests_per_client is not None:
+        workload["requests_per_client"] = h.requests_per_client
+    elif profile is not None and "requests_per_client" in profile.benchmark:
         workload["requests_per_client"] = profile.benchmark["requests_per_client"].value
     raw = {
         "name": case.id, "model": ckpt, "gpu": case.gpu,

@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from meshplan.errors import SpecError
+from meshplan.fidelity.harness import AS_STATED, Harness, harness_of
 from meshplan.io.catalog import load_gpu, load_model
 from meshplan.specs.dtypes import DType, parse_dtype
 from meshplan.specs.engine import Engine
@@ -79,6 +80,8 @@ class SiliconCase:
     """Disaggregated: the decode pool, instances = decode workers."""
     ttft_ms: float
     tpot_ms: float
+    harness: Harness = AS_STATED
+    """The benchmark client that measured it (from silicon_data_source; fidelity.harness)."""
 
     @property
     def partition(self) -> tuple[str, str, str, str]:
@@ -197,7 +200,8 @@ def read_case(row: dict[str, str]) -> SiliconCase | Skip:
     return SiliconCase(id=rid, engine=engine, engine_version=cell("backend_version"),
                        model=cell("model_path"), gpu=cell("system"), gemm_format=gemm,
                        moe_format=moe_fmt, disaggregated=disagg, isl=isl, osl=osl, concurrency=int(found.group(1)),
-                       layout=layout, prefill=prefill, decode=decode, ttft_ms=ttft, tpot_ms=tpot)
+                       layout=layout, prefill=prefill, decode=decode, ttft_ms=ttft, tpot_ms=tpot,
+                       harness=harness_of(row.get("silicon_data_source") or ""))
 
 
 def partition_of_row(row: dict[str, str]) -> tuple[str, str, str, str]:

@@ -1,0 +1,56 @@
+"""The benchmark client that measured a run: the request shapes it sends (catalog/cases/harnesses.yaml).
+
+A measured TTFT and TPOT are means over the requests a benchmark client sent, so the workload a run
+is predicted with is the client's: InferenceX draws each prompt and output length uniformly from
+[0.8 x len, len] (mean 0.9 x len, and requests that start together finish apart), and sends ten
+requests per client. A row names its source in silicon_data_source; the harness whose ``match``
+text it contains is its client, and a row matching none is read as stated (fixed lengths).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import yaml
+
+from meshplan.io.catalog import CATALOG
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Harness:
+    name: str
+    description: str
+    match: tuple[str, ...]
+    length_range_ratio: float
+    """Lengths uniform on [ratio x len, len]; 1 for fixed lengths."""
+    requests_per_client: float | None
+    """Requests each client sends over a run; None: the calibration profile's benchmark factor."""
+
+    def lengths(self, nominal: int) -> float | list[float]:
+        """The workload's length for a row's nominal ``nominal`` tokens: a number when fixed, else
+        the [min, max] range the client draws from (problem_file reads it as uniform)."""
+        if self.length_range_ratio >= 1.0:
+            return float(nominal)
+        return [float(int(nominal * self.length_range_ratio)), float(nominal)]
+
+
+AS_STATED = Harness(name="as-stated", description="no known client: lengths as the row states them", match=(),
+                    length_range_ratio=1.0, requests_per_client=None)
+
+
+@cache
+def load_harnesses() -> tuple[Harness, ...]:
+    raw = yaml.safe_load((CATALOG / "cases" / "harnesses.yaml").read_text(encoding="utf-8"))
+    return tuple(Harness(name=name, description=h["description"], match=tuple(h["match"]),
+                         length_range_ratio=float(h["length_range_ratio"]),
+                         requests_per_client=h.get("requests_per_client"))
+                 for name, h in raw["harnesses"].items())
+
+
+def harness_of(source: str) -> Harness:
+    """The harness whose match text appears in a row's silicon_data_source (the first listed)."""
+    for h in load_harnesses():
+        if any(m in source for m in h.match):
+            return h
+    return AS_STATED

@@ -1,0 +1,51 @@
+"""The benchmark client of a measured run: the request shapes it sent (catalog/cases/harnesses.yaml)."""
+
+import math
+
+from meshplan.fidelity.calibrate import FACTORS
+from meshplan.fidelity.harness import AS_STATED, harness_of
+from meshplan.fidelity.predict import group_cases
+from meshplan.fidelity.problems import case_problem
+from meshplan.io.calibration import DEFAULT_PROFILE, load_profile
+
+from tests.fidelity.test_silicon import _read, _row
+
+INFERENCEX = "db-dump/2026-04-27; config_id=733; silicon_concurrency=64; workflow_run_id=758; vllm/vllm-openai:v0.19.0"
+AIC = "source_file=/Users/x/aic-auto-gap-analysis/data/h100_sxm/trtllm/1.0.0rc3/q.csv; silicon_concurrency=64"
+
+
+def test_a_rows_source_names_its_client():
+    assert harness_of(INFERENCEX).name == "inferencex"
+    assert harness_of("source_file=2026-04-06.csv; model=DeepSeek-R1; silicon_concurrency=8").name == "inferencex"
+    assert harness_of(AIC).name == "aiconfigurator"
+    assert harness_of("bench; silicon_concurrency=4") is AS_STATED
+
+
+def test_inferencex_draws_lengths_from_eight_tenths_to_the_whole():
+    # benchmark_serving.py sample_random_requests: uniform on [int(1024 x 0.8), 1024] = [819, 1024].
+    assert harness_of(INFERENCEX).lengths(1024) == [819.0, 1024.0]
+    assert harness_of(AIC).lengths(1024) == 1024.0
+
+
+def test_a_run_is_predicted_with_its_clients_workload(tmp_path):
+    cases, _ = _read(tmp_path, [_row(id="ix", silicon_data_source=INFERENCEX),
+                                _row(id="aic", silicon_data_source=AIC)])
+    ix, aic = (case_problem(c) for c in cases)
+    # InferenceX: mean (819 + 1024) / 2 = 921.5 tokens, memory sized for 1024; ten requests per client.
+    assert math.isclose(ix.workload.isl_tokens, 921.5) and ix.workload.isl_max_tokens == 1024
+    assert math.isclose(ix.workload.osl_tokens, 921.5) and ix.workload.requests_per_client == 10
+    # aiconfigurator's runs: lengths as stated, requests per client from the calibration profile.
+    assert aic.workload.isl_tokens == 1024 and aic.workload.osl_max_tokens == 1024
+    fitted = load_profile(DEFAULT_PROFILE).benchmark["requests_per_client"].value
+    assert aic.workload.requests_per_client == fitted
+    # The two runs share everything but their client, so they are predicted apart.
+    assert len(group_cases(cases)) == 2
+
+
+def test_a_fit_moves_requests_per_client_only_where_the_client_does_not_state_it(tmp_path):
+    cases, _ = _read(tmp_path, [_row(id="ix", silicon_data_source=INFERENCEX),
+                                _row(id="aic", silicon_data_source=AIC)])
+    ix, aic = group_cases(cases, calibration=None)
+    factor = next(f for f in FACTORS if f.name == "requests_per_client")
+    assert factor.apply(ix.ci, 5.0, ix.cases[0].harness) == {}
+    assert factor.apply(aic.ci, 5.0, aic.cases[0].harness) == {"requests_per_client": 5.0}
