@@ -1,6 +1,7 @@
 """The command line: plan, evaluate, catalogs, bad input (exit code 2, no traceback)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -136,3 +137,26 @@ def test_run_keeps_whole_instances_within_the_process_limit():
     with pytest.raises(SpecError) as err:
         fit_instances(lay, 3)
     assert "needs 4 processes" in str(err.value)
+
+
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def test_user_strings_reach_the_terminal_without_control_characters(tmp_path):
+    f = tmp_path / "p.yaml"  # YAML escapes: ESC [2J (clear), an OSC window title, CR, and a newline
+    f.write_text('name: "evil\\e[2J\\e]0;owned\\a\\rname\\nplan: fake"\nmodel: llama-3.1-8b\ngpu: h100-sxm\n'
+                 "workload: {isl: 100, osl: 100}\n")
+    r = run("evaluate", str(f), "--strategy", "tp=1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].startswith("evilname plan: fake: llama-3.1-8b on h100-sxm")
+    assert not CONTROL.search(r.stdout)
+
+
+def test_an_error_line_stays_one_printable_line(tmp_path):
+    f = tmp_path / "p.yaml"  # a mistyped key that carries a colour, a CR and a second line
+    f.write_text('model: deepseek-v3\ngpu: h800\nworkload: {isl: 100, osl: 100}\n'
+                 '"requirments\\e[31m\\r\\nerror: all good": 1\n')
+    r = run("plan", str(f))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and not CONTROL.search(r.stderr.rstrip("\n"))
+    assert r.stderr.startswith("error: requirments error: all good = 1: unknown key")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import click
 import yaml
 
+from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
 from meshplan.fidelity.calibrate import cross_validate, default_value, factors_for, fit, has_default, profile_of
 from meshplan.fidelity.predict import group_cases
@@ -33,7 +33,7 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
         raise SpecError("--folds", folds, f"cross-validation holds out model x GPU groups; the file has "
                         f"{len(model_gpu)} (use --folds 0)")
     start = [default_value(f) for f in factors]
-    say = lambda m: click.echo(m, err=True)  # noqa: E731
+    say = lambda m: echo(m, err=True)  # noqa: E731
     say(f"fitting {len(factors)} factors on {len(cases):,} runs ({len(skips):,} skipped) ...")
     t0 = time.perf_counter()
     result = fit(groups, factors, start)
@@ -50,13 +50,13 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
     rows = [[f.name, f"{v:.4g}", f"{u:.2g}", f"[{f.lower:g}, {f.upper:g}]",
              f"{d:.4g}" if has_default(f) else f"none (start {d:.3g})"]
             for f, v, u, d in zip(factors, result.values, result.uncertainty, start)]
-    click.echo(table(["factor", "fitted", "+-", "bounds", "sourced default"], rows))
-    click.echo(f"\nin-sample median |error|: TTFT {result.median_abs_ttft:.1%}, TPOT {result.median_abs_tpot:.1%}")
+    echo(table(["factor", "fitted", "+-", "bounds", "sourced default"], rows))
+    echo(f"\nin-sample median |error|: TTFT {result.median_abs_ttft:.1%}, TPOT {result.median_abs_tpot:.1%}")
     if profile.cross_validated:
-        click.echo(f"cross-validated ({folds} folds of model x GPU groups): TTFT {profile.cross_validated.ttft:.1%}, "
+        echo(f"cross-validated ({folds} folds of model x GPU groups): TTFT {profile.cross_validated.ttft:.1%}, "
                    f"TPOT {profile.cross_validated.tpot:.1%}")
     text = ("# meshplan calibration profile: fitted values of named step-model factors (fidelity/calibrate.py).\n"
             "# Produced by the command below; do not edit by hand.\n"
             + yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))
     target.write_text(text)
-    click.echo(f"wrote {out}", err=True)
+    echo(f"wrote {out}", err=True)

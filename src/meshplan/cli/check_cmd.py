@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import yaml
 
 from meshplan.check.verdict import Report, Verdict, fmt
+from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
 
 
@@ -82,7 +82,7 @@ def render(report: Report) -> str:
 
 
 def emit(report: Report, as_json: bool) -> None:
-    click.echo(json.dumps(report.to_dict(), indent=2, default=float) if as_json else render(report))
+    echo(json.dumps(report.to_dict(), indent=2, default=float) if as_json else render(report))
 
 
 __all__ = ["build_report", "render", "emit", "fmt"]

@@ -6,8 +6,7 @@ import json
 import time
 from pathlib import Path
 
-import click
-
+from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
 from meshplan.plan.pools import Pool, pools_from_doc
 from meshplan.specs.problem import Problem
@@ -48,10 +47,10 @@ def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], 
             dag = build_dag(problem, pool.layout, ph, pool.B[ph], offset=pool.offset, expand=expand)
             t1 = time.perf_counter()
             paths = write(dag, out, formats, f"{ph}{'_expanded' if expand else ''}")
-            click.echo(f"{ph}: {pool.layout.short}, {len(dag.nodes):,} nodes, {len(dag.edges):,} edges "
+            echo(f"{ph}: {pool.layout.short}, {len(dag.nodes):,} nodes, {len(dag.edges):,} edges "
                        f"(built in {t1 - t0:.2f} s, written in {time.perf_counter() - t1:.2f} s)")
             for p in paths:
-                click.echo(f"  {p}")
+                echo(f"  {p}")
 
 
 def run_lint(dot_file: str, problem: Problem, pools: list[Pool], phase: str | None, as_json: bool) -> int:
@@ -64,11 +63,11 @@ def run_lint(dot_file: str, problem: Problem, pools: list[Pool], phase: str | No
     findings = lint_dot(path.read_text(), path.name, problem.model, pool.layout, pool.offset,
                         problem.assumptions.redundant_experts)
     if as_json:
-        click.echo(json.dumps({"file": str(path), "layout": str(pool.layout), "gpu_offset": pool.offset,
+        echo(json.dumps({"file": str(path), "layout": str(pool.layout), "gpu_offset": pool.offset,
                                "clean": not findings, "findings": [f.to_dict() for f in findings]}, indent=2))
     else:
-        click.echo(f"{path.name} against {pool.layout} (GPUs {pool.offset}-{pool.offset + pool.layout.gpus - 1}):")
+        echo(f"{path.name} against {pool.layout} (GPUs {pool.offset}-{pool.offset + pool.layout.gpus - 1}):")
         for f in findings:
-            click.echo(f"  {f.line()}")
-        click.echo("  clean" if not findings else f"  {len(findings)} finding(s)")
+            echo(f"  {f.line()}")
+        echo("  clean" if not findings else f"  {len(findings)} finding(s)")
     return 1 if findings else 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from meshplan.cli.echo import echo
 from meshplan.cli.problem_flags import load, problem_options, wrap_errors
 from meshplan.errors import SpecError
 from meshplan.strategy.layout import STRATEGY_HELP
@@ -28,16 +29,16 @@ def _write(doc: dict, json_path: str | None, md_path: str | None) -> None:
     if json_path:
         text = json.dumps(doc, indent=2, default=float)
         if json_path == "-":
-            click.echo(text)
+            echo(text)
         else:
             Path(json_path).write_text(text + "\n")
-            click.echo(f"wrote {json_path}", err=True)
+            echo(f"wrote {json_path}", err=True)
     if md_path:
         if md_path == "-":
-            click.echo(render(doc))
+            echo(render(doc))
         else:
             Path(md_path).write_text(render(doc))
-            click.echo(f"wrote {md_path}", err=True)
+            echo(f"wrote {md_path}", err=True)
 
 
 def _summary(doc: dict) -> str:
@@ -61,9 +62,9 @@ def plan(json_path, md_path, objective, **kw) -> None:
     problem = load(kw)
     if objective == "min-gpus" and not problem.requirements.min_output_tok_s:
         raise SpecError("--objective", objective, "needs a total throughput target (requirements.min_output_tok_s)")
-    doc = plan_document(search(problem, Objective(objective), progress=lambda m: click.echo(f"  {m}", err=True)))
+    doc = plan_document(search(problem, Objective(objective), progress=lambda m: echo(f"  {m}", err=True)))
     if json_path != "-" and md_path != "-":
-        click.echo(_summary(doc))
+        echo(_summary(doc))
     _write(doc, json_path, md_path)
 
 
@@ -81,7 +82,7 @@ def evaluate(strategy, prefill_s, decode_s, json_path, md_path, **kw) -> None:
 
     doc = run_evaluate(load(kw, gpus_is_budget=False), strategy, prefill_s, decode_s, kw.get("gpus"))
     if json_path != "-" and md_path != "-":
-        click.echo(_summary(doc))
+        echo(_summary(doc))
     _write(doc, json_path, md_path)
 
 
@@ -181,17 +182,17 @@ def export_cmd(strategy, engine, out_dir, **kw) -> None:
     problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw))
     result = export(problem, pools, engine)
     for sub in result.substitutions:
-        click.echo(f"{engine} cannot express the {sub.role} pool {sub.layout}: {sub.reason}")
+        echo(f"{engine} cannot express the {sub.role} pool {sub.layout}: {sub.reason}")
         if sub.nearest:
-            click.echo(f"  nearest layout it can express: {sub.nearest} "
+            echo(f"  nearest layout it can express: {sub.nearest} "
                        f"({sub.nearest_tok_s_per_gpu or 0:,.0f} vs {sub.planned_tok_s_per_gpu or 0:,.0f} tokens/s per "
                        "GPU planned); exported instead")
         else:
-            click.echo("  no expressible layout with the same GPUs; nothing exported for this pool")
+            echo("  no expressible layout with the same GPUs; nothing exported for this pool")
     for path in write(result, Path(out_dir)):
-        click.echo(f"wrote {path}")
+        echo(f"wrote {path}")
     for note in result.notes:
-        click.echo(f"note: {note}")
+        echo(f"note: {note}")
 
 
 @main.command("run")
@@ -259,9 +260,9 @@ def models() -> None:
             out = f" (o_proj {prec.attention_out.value})" if prec.attention_out else ""
             formats.append([key, ckpt, prec.attention_dtype.value + out, prec.experts_dtype.value if m.is_moe else "-",
                             prec.weights.value, prec.kv_cache.value])
-    click.echo(table(["name", "attention", "layers", "hidden", "heads/kv", "experts", "params", "active"], rows))
-    click.echo("")
-    click.echo(table(["name", "checkpoint", "attention", "experts", "other weights", "KV cache"], formats))
+    echo(table(["name", "attention", "layers", "hidden", "heads/kv", "experts", "params", "active"], rows))
+    echo("")
+    echo(table(["name", "checkpoint", "attention", "experts", "other weights", "KV cache"], formats))
 
 
 @main.command()
@@ -276,7 +277,7 @@ def gpus() -> None:
         peaks = " ".join(f"{d.value}:{v / 1e12:,.0f}" for d, v in sorted(g.peak_flops.items(), key=lambda x: -x[1]))
         rows.append([key, f"{g.memory_bytes / 1e9:.0f} GB", f"{g.hbm_bw_bytes_per_s / 1e12:.2f} TB/s", peaks,
                      g.nvlink_domain_gpus, f"{g.intra_node_bw_bytes_per_s / 1e9:.0f}/{g.inter_node_bw_bytes_per_s / 1e9:.0f} GB/s"])
-    click.echo(table(["name", "memory", "HBM", "dense TFLOP/s", "node GPUs", "intra/inter per GPU"], rows))
+    echo(table(["name", "memory", "HBM", "dense TFLOP/s", "node GPUs", "intra/inter per GPU"], rows))
 
 
 @main.command()

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import click
 
+from meshplan.cli.echo import echo
 from meshplan.io.problem_file import load_problem, merge, problem_from_raw, read_raw
 from meshplan.specs.problem import Problem
 
@@ -105,7 +106,8 @@ def load(kw: dict[str, Any], gpus_is_budget: bool = True) -> Problem:
 
 
 def wrap_errors(fn: Callable) -> Callable:
-    """User errors become one line on stderr and exit code 2, never a traceback."""
+    """User errors become one line on stderr and exit code 2, never a traceback. The field and the
+    rule can quote user input (an unknown YAML key, a file name), so the line is made printable."""
     from meshplan.errors import SpecError
 
     @functools.wraps(fn)
@@ -113,6 +115,6 @@ def wrap_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except SpecError as err:
-            click.echo(f"error: {err}", err=True)
+            echo(f"error: {err}", err=True, one_line=True)
             raise SystemExit(2) from None
     return inner

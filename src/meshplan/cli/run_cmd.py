@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import click
-
+from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
 from meshplan.report.tables import table
 from meshplan.strategy.layout import Layout
@@ -46,10 +45,10 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
     devices = choose_devices(lay, scale, gpu_count())
     if devices.cuda:
         refuse_oversized(cfg, lay, itemsize(dtype), gpu_memory_bytes())
-    click.echo(f"\n== {title}: {lay} ({lay.gpus} processes, {devices.backend}, {scale} model, {dtype})")
+    echo(f"\n== {title}: {lay} ({lay.gpus} processes, {devices.backend}, {scale} model, {dtype})")
     for note in (cut, devices.note):
         if note:
-            click.echo(f"note: {note}")
+            echo(f"note: {note}")
     # The single-process reference the tokens are compared with: the whole model on one device.
     no_reference = (oversized(cfg, Layout(), itemsize(dtype), gpu_memory_bytes())
                     if devices.cuda and lay.gpus > 1 else None)
@@ -64,13 +63,13 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
     gen = {k: v for r in reports for k, v in r["generated"].items()}
     ref = {k: v for r in reference for k, v in r["generated"].items()}
     for rid in sorted(gen, key=int):
-        click.echo(f"request {rid}: {gen[rid]}")
+        echo(f"request {rid}: {gen[rid]}")
     same = gen == ref
     if no_reference:
-        click.echo(f"generated tokens not compared: the single-process reference does not fit one GPU "
+        echo(f"generated tokens not compared: the single-process reference does not fit one GPU "
                    f"({no_reference.replace('rank 0 would hold', 'it would hold')})")
     else:
-        click.echo(f"generated tokens equal a single-process run: {'yes' if same else 'NO'}")
+        echo(f"generated tokens equal a single-process run: {'yes' if same else 'NO'}")
     pr = predict_run(problem, cfg, lay, reports, isl, osl, dtype, devices.cuda)
     rows = []
     fmt = lambda x: "-" if x is None else f"{x * 1e3:.1f} ms"  # noqa: E731
@@ -83,16 +82,16 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
                      fmt(pred and pred.tpot_collective_s),
                      f"{r['tokens'] / r['wall_s']:,.0f}" if r["wall_s"] else "-",
                      ", ".join(f"{k} {v / 1e3:,.1f} KB" for k, v in sorted(r["bytes"].items())) or "-"])
-    click.echo(table(["rank", "coordinates", "requests", "TTFT", "predicted", "TPOT", "predicted",
+    echo(table(["rank", "coordinates", "requests", "TTFT", "predicted", "TPOT", "predicted",
                       "of it in collectives", "predicted", "tok/s", "bytes sent per collective"], rows))
     where = "GPU, one per rank" if devices.cuda else f"one thread per process, {lay.gpus} processes on {cpu_cores()} cores"
     if pr is None:
-        click.echo(f"no predictions ({where}): they need --dtype float32 (the cost model has no fp64)")
+        echo(f"no predictions ({where}): they need --dtype float32 (the cost model has no fp64)")
     else:
         p = pr.profile
         link = (f"{pr.link_latency_s * 1e6:,.0f} us"
                 + (f" and {pr.link_bw_bytes_per_s / 1e9:,.2f} GB/s" if pr.link_bw_bytes_per_s else ""))
-        click.echo(f"predicted with the device profile ({where}): {p.flops / 1e9:,.1f} GFLOP/s and "
+        echo(f"predicted with the device profile ({where}): {p.flops / 1e9:,.1f} GFLOP/s and "
                    f"{p.bw_bytes_per_s / 1e9:,.1f} GB/s per process (measured), "
                    f"{p.op_overhead_s * 1e6:,.1f} us per operator (calibrated on one request's decode), "
                    f"link {link} (measured in this run)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from meshplan.printable import printable
 from meshplan.report.tables import table
 from meshplan.units import GIB, fmt_seconds
 
@@ -14,9 +15,15 @@ def _n(x):
     return "-" if x is None else f"{x:,.0f}"
 
 
+def _t(x) -> str:
+    """A user-derived value (problem, model and GPU names, notes that quote the input) on its own
+    line: printable, and a newline in it cannot start a line that looks like ours."""
+    return printable(x, one_line=True)
+
+
 def summary(doc: dict) -> str:
     m = doc["memory_per_gpu_bytes"]
-    lines = [f"{doc['problem']}: {doc['model']['name']} on {doc['gpu']['name']}",
+    lines = [f"{_t(doc['problem'])}: {_t(doc['model']['name'])} on {_t(doc['gpu']['name'])}",
              f"plan: {doc['label']}  ({doc['gpus_total']} GPU{'' if doc['gpus_total'] == 1 else 's'})  "
              f"{'feasible' if doc['feasible'] else 'NOT feasible'}",
              f"TTFT {_s(doc['ttft_s'])}  TPOT {_s(doc['tpot_s'])}  output {_n(doc['output_tok_s_per_gpu'])} tok/s per GPU"
@@ -25,21 +32,21 @@ def summary(doc: dict) -> str:
              f"activations {m['activations'] / GIB:.2f} GiB, total {m['total'] / GIB:.2f} of {m['usable'] / GIB:.2f} "
              f"GiB usable; concurrency {_n(doc['concurrency'])} (max {_n(doc['max_concurrency'])})"]
     for v in doc["violations"]:
-        lines.append(f"  violation [{v['rule']}]: {v['message']}")
+        lines.append(f"  violation [{v['rule']}]: {_t(v['message'])}")
     for c in doc.get("requirements_check", []):
         if not c["met"] and c.get("bound"):
-            lines.append(f"  bound: {c['bound']['message']}")
+            lines.append(f"  bound: {_t(c['bound']['message'])}")
     for n in doc.get("notes", []):
-        lines.append(f"  note ({n['field']}): {n['message']}")
+        lines.append(f"  note ({_t(n['field'])}): {_t(n['message'])}")
     reading = doc.get("seed_reading")
     if reading:
         lines.append(f"  layout as written read as: {reading['layout']}")
         for f in reading["findings"]:
-            lines.append(f"    - {f}")
+            lines.append(f"    - {_t(f)}")
     if doc.get("why_not"):
-        lines.append(f"  why not: {doc['why_not']}")
+        lines.append(f"  why not: {_t(doc['why_not'])}")
     rows = [[c["label"], c["gpus_total"], _n(c["output_tok_s_per_gpu"] if c["output_tok_s_per_gpu"] is not None
-                                           else c["input_tok_s_per_gpu"]), _s(c["ttft_s"]), _s(c["tpot_s"]), c["why_lost"]]
+                                           else c["input_tok_s_per_gpu"]), _s(c["ttft_s"]), _s(c["tpot_s"]), _t(c["why_lost"])]
             for c in doc.get("runner_ups", [])]
     frontier = [[c["label"], c["gpus_total"], f"{c['concurrency']:,.0f}", _n(c["output_tok_s_per_gpu"]),
                  "-" if not c["tpot_s"] else f"{1 / c['tpot_s']:,.1f}"] for c in doc.get("pareto", [])]

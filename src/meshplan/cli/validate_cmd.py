@@ -8,8 +8,7 @@ import statistics
 import time
 from pathlib import Path
 
-import click
-
+from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
 from meshplan.fidelity.cases import predict_cases, skipped_cases
 from meshplan.fidelity.validation import Stats, Validation, validate_silicon
@@ -33,26 +32,26 @@ HEAD = ["runs", "predicted", "TTFT |err|", "TTFT signed", "TPOT |err|", "TPOT si
 
 
 def print_silicon(v: Validation) -> None:
-    click.echo(f"Predicted against measured, {len(v.rows) + len(v.skips):,} runs; medians of predicted/measured - 1 "
+    echo(f"Predicted against measured, {len(v.rows) + len(v.skips):,} runs; medians of predicted/measured - 1 "
                f"(calibration profile: {v.calibration or 'none'})\n")
     rows = [[k[0], k[1], k[2].split("/")[-1], k[3], *_cells(s)] for k, s in v.partitions().items()]
-    click.echo(table(["backend", "GPU", "model", "mode", *HEAD], rows))
-    click.echo("")
-    click.echo(table(["backend", "GPU", *HEAD], [[k[0], k[1], *_cells(s)] for k, s in v.by_backend_gpu().items()]))
-    click.echo("")
+    echo(table(["backend", "GPU", "model", "mode", *HEAD], rows))
+    echo("")
+    echo(table(["backend", "GPU", *HEAD], [[k[0], k[1], *_cells(s)] for k, s in v.by_backend_gpu().items()]))
+    echo("")
     suspect = sum(1 for r in v.rows if r.suspect)
-    click.echo(table(["set", *HEAD], [["all runs", *_cells(v.total())], ["MoE models", *_cells(v.moe())],
+    echo(table(["set", *HEAD], [["all runs", *_cells(v.total())], ["MoE models", *_cells(v.moe())],
                                       [f"without the {suspect} tp-beyond-node runs", *_cells(v.trusted())]]))
-    click.echo("\nNot predicted (grouped by reason; nothing is guessed):")
+    echo("\nNot predicted (grouped by reason; nothing is guessed):")
     for reason, n in v.skip_counts().items():
-        click.echo(f"  {n:5d}  {reason}")
-    click.echo("\nTargets of the fidelity issue:")
+        echo(f"  {n:5d}  {reason}")
+    echo("\nTargets of the fidelity issue:")
     for name, t in v.targets().items():
         value = t["value"]
         shown = (", ".join(f"{a} {b:.0%}" for a, b in value) or "none") if isinstance(value, list) else (
             f"{value:,}" if isinstance(value, int) else f"{value:+.1%}" if "signed" in name else f"{value:.1%}")
         extra = f" of {t['of_complete_layouts']:,} with a complete layout" if "of_complete_layouts" in t else ""
-        click.echo(f"  {'met    ' if t['met'] else 'not met'}  {name}: {shown}{extra}")
+        echo(f"  {'met    ' if t['met'] else 'not met'}  {name}: {shown}{extra}")
 
 
 def run_validate(path: str | None, json_path: str | None, calibration: str) -> None:
@@ -64,7 +63,7 @@ def run_validate(path: str | None, json_path: str | None, calibration: str) -> N
         v = validate_silicon(path, calibration)
         if tables:
             print_silicon(v)
-        click.echo(f"\n{len(v.rows):,} runs predicted in {time.perf_counter() - start:.1f} s", err=True)
+        echo(f"\n{len(v.rows):,} runs predicted in {time.perf_counter() - start:.1f} s", err=True)
         if json_path:
             _write(json_path, v.to_json())
         return
@@ -74,12 +73,12 @@ def run_validate(path: str | None, json_path: str | None, calibration: str) -> N
     if not tables:
         return
     out = [[r.case, r.figure, f"{r.predicted:,.1f}", f"{r.measured:,.1f}", f"{r.error:+.0%}"] for r in rows]
-    click.echo(table(["case", "figure", "predicted", "measured", "error"], out))
+    echo(table(["case", "figure", "predicted", "measured", "error"], out))
     if rows:
         median = statistics.median(abs(r.error) for r in rows)
-        click.echo(f"\n{len(rows)} figures; median absolute error {median:.0%}")
+        echo(f"\n{len(rows)} figures; median absolute error {median:.0%}")
     for case, reason in skipped_cases(path):
-        click.echo(f"not predicted: {case}: {reason}")
+        echo(f"not predicted: {case}: {reason}")
 
 
 def _check_target(json_path: str) -> None:
@@ -93,7 +92,7 @@ def _check_target(json_path: str) -> None:
 def _write(json_path: str, doc) -> None:
     text = json.dumps(doc, indent=1, default=float) + "\n"
     if json_path == "-":
-        click.echo(text)
+        echo(text)
         return
     Path(json_path).write_text(text)
-    click.echo(f"wrote {json_path}", err=True)
+    echo(f"wrote {json_path}", err=True)

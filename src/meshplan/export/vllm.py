@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 
-from meshplan.export.common import Inexpressible, Launch, PoolSettings, nodes_of_instance, script
+from meshplan.export.common import Inexpressible, Launch, PoolSettings, nodes_of_instance
+from meshplan.export.shell import Env, Join, command, export_env, require_env, script
 from meshplan.plan.pools import Pool
 from meshplan.strategy.notation import to_vllm
 
 RPC_PORT = 13345
 HTTP_PORT = 8000
+RAY_PORT = 6379
+HEAD = Env("HEAD_ADDR")
+NEED_HEAD = require_env("HEAD_ADDR", "the address of node 0 of this instance")
 
 
 def _a2a(s: PoolSettings, ep: int, multi_node: bool) -> str | None:
@@ -39,21 +43,21 @@ def launch(pool: Pool, s: PoolSettings) -> Launch:
                             f"{s.gpus_per_node} for multi-node data parallel")
     nodes = nodes_of_instance(lay.gpus_per_instance, s.gpus_per_node)
     local = lay.dp if nodes == 1 else max(1, s.gpus_per_node // engine_gpus)
-    base = [f"vllm serve {s.hf_id}", f"--tensor-parallel-size {flags['tensor_parallel_size']}",
-            f"--pipeline-parallel-size {flags['pipeline_parallel_size']}",
-            f"--data-parallel-size {flags['data_parallel_size']}"]
+    base = [("vllm", "serve", s.served_model), ("--tensor-parallel-size", flags["tensor_parallel_size"]),
+            ("--pipeline-parallel-size", flags["pipeline_parallel_size"]),
+            ("--data-parallel-size", flags["data_parallel_size"])]
     if flags["enable_expert_parallel"]:
-        base.append("--enable-expert-parallel")
+        base.append(("--enable-expert-parallel",))
     if s.redundant_experts:
-        base.append(f"--enable-eplb --num-redundant-experts {s.redundant_experts}")
-    base += [f"--max-model-len {s.context_tokens}", f"--max-num-seqs {s.seqs_per_rank}",
-             f"--gpu-memory-utilization {s.memory_fraction:g}"]
+        base.append(("--enable-eplb", "--num-redundant-experts", s.redundant_experts))
+    base += [("--max-model-len", s.context_tokens), ("--max-num-seqs", s.seqs_per_rank),
+             ("--gpu-memory-utilization", f"{s.memory_fraction:g}")]
     if s.kv_fp8:
-        base.append("--kv-cache-dtype fp8")
+        base.append(("--kv-cache-dtype", "fp8"))
     if s.role in ("prefill", "decode"):
         # P/D disaggregation through NIXL (vLLM docs, disagg_prefill); a proxy routes each request
         # to a prefill then a decode instance.
-        base.append("--kv-transfer-config '" + json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"}) + "'")
+        base.append(("--kv-transfer-config", json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"})))
     a2a = _a2a(s, lay.ep, nodes > 1)
     out = Launch(engine="vllm", role=s.role)
     if nodes > 1 and lay.dp == 1:
@@ -62,34 +66,34 @@ def launch(pool: Pool, s: PoolSettings) -> Launch:
         for node in range(nodes):
             args = list(base)
             if nodes > 1:
-                args += [f"--data-parallel-size-local {local}", "--data-parallel-address ${HEAD_ADDR}",
-                         f"--data-parallel-rpc-port {RPC_PORT}"]
+                args += [("--data-parallel-size-local", local), ("--data-parallel-address", HEAD),
+                         ("--data-parallel-rpc-port", RPC_PORT)]
                 if node > 0:
-                    args += [f"--data-parallel-start-rank {node * local}", "--headless"]
+                    args += [("--data-parallel-start-rank", node * local), ("--headless",)]
             if node == 0:
-                args.append(f"--port {HTTP_PORT}")
-            env = [f"export VLLM_ALL2ALL_BACKEND={a2a}"] if a2a else []
+                args.append(("--port", HTTP_PORT))
+            env = [export_env("VLLM_ALL2ALL_BACKEND", a2a)] if a2a else []
             header = [f"vLLM 0.11, {s.role} pool, instance {inst} of {lay.instances}, node {node} of {nodes}",
                       f"layout {lay} ({lay.gpus_per_instance} GPUs per instance)",
                       "HEAD_ADDR: address of node 0 of this instance" if nodes > 1 else "one node"]
-            lines = ([': "${HEAD_ADDR:?set HEAD_ADDR to the address of node 0 of this instance}"'] if nodes > 1 else [])
-            out.files[f"{s.role}-instance{inst}-node{node}.sh"] = script(lines + env + [" \\\n  ".join(args)], header)
+            lines = [NEED_HEAD] if nodes > 1 else []
+            out.files[f"{s.role}-instance{inst}-node{node}.sh"] = script(lines + env + [command(args)], header)
     return out
 
 
-def _ray(out: Launch, base: list[str], lay, s: PoolSettings, nodes: int, a2a: str | None) -> Launch:
+def _ray(out: Launch, base: list[tuple], lay, s: PoolSettings, nodes: int, a2a: str | None) -> Launch:
     """One engine spanning nodes (pipeline stages on several nodes): a Ray cluster, and
     `vllm serve --distributed-executor-backend ray` on its head (vLLM multi-node serving docs)."""
-    env = [f"export VLLM_ALL2ALL_BACKEND={a2a}"] if a2a else []
+    env = [export_env("VLLM_ALL2ALL_BACKEND", a2a)] if a2a else []
     for inst in range(lay.instances):
         for node in range(nodes):
             header = [f"vLLM 0.11, {s.role} pool, instance {inst} of {lay.instances}, node {node} of {nodes} (Ray)",
                       f"layout {lay} ({lay.gpus_per_instance} GPUs per instance)"]
             if node == 0:
-                lines = env + ["ray start --head --port 6379",
-                               " \\\n  ".join(base + ["--distributed-executor-backend ray", f"--port {HTTP_PORT}"])]
+                lines = env + [command([("ray", "start", "--head", "--port", RAY_PORT)]),
+                               command(base + [("--distributed-executor-backend", "ray"), ("--port", HTTP_PORT)])]
             else:
-                lines = [': "${HEAD_ADDR:?set HEAD_ADDR to the address of node 0 of this instance}"'] + env + \
-                        ["ray start --address ${HEAD_ADDR}:6379 --block"]
+                lines = [NEED_HEAD, *env,
+                         command([("ray", "start", "--address", Join((HEAD, f":{RAY_PORT}")), "--block")])]
             out.files[f"{s.role}-instance{inst}-node{node}.sh"] = script(lines, header)
     return out

@@ -1,10 +1,40 @@
-"""Plan document -> Markdown (the seed's sections, done right). Every number comes from the doc."""
+"""Plan document -> Markdown (the seed's sections, done right). Every number comes from the doc.
+
+Every string the document carries (model, GPU and problem names, labels, notes and messages that
+quote user input, engine profile fields) enters the Markdown through ``escape`` or ``code``, so a
+name like ``x|y</td><script>`` is shown as written and cannot add a table cell, a link, a heading
+or raw HTML.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from meshplan.printable import printable
 from meshplan.units import GIB, fmt_seconds
+
+_MARKUP = re.compile(r"([\\`*~\[\]|])")
+"""Characters that start code, emphasis, links or images, or split a GFM table cell:
+backslash-escaped (CommonMark 2.4: any ASCII punctuation may be). Underscores stay as they are:
+names are full of them, and inside a word they emphasise nothing."""
+
+
+def escape(text: object) -> str:
+    """``text`` as literal Markdown on one line: control characters dropped and newlines made
+    spaces (a newline would end a table row or start a block), ``& < >`` as entities (no raw
+    HTML, in every Markdown dialect), and inline markup characters backslash-escaped."""
+    out = printable(text, one_line=True).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKUP.sub(r"\\\1", out)
+
+
+def code(text: object) -> str:
+    """``text`` as an inline code span on one line (outside tables): the fence is one backtick
+    longer than any run of backticks inside, so the text cannot close it (CommonMark 6.1)."""
+    out = printable(text, one_line=True)
+    fence = "`" * (max((len(run) for run in re.findall("`+", out)), default=0) + 1)
+    pad = " " if out.startswith("`") or out.endswith("`") else ""
+    return f"{fence}{pad}{out}{pad}{fence}"
 
 
 def _s(x: float | None) -> str:
@@ -21,7 +51,7 @@ def _gib(x: float | None) -> str:
 
 def _strategy_lines(name: str, ph: dict[str, Any], model: dict[str, Any]) -> list[str]:
     st = ph["strategy"]
-    lines = [f"### {name}: `{st['string']}` ({_gpus(st['gpus'])}, {st['gpus_per_instance']} per instance)", ""]
+    lines = [f"### {name}: {code(st['string'])} ({_gpus(st['gpus'])}, {st['gpus_per_instance']} per instance)", ""]
     lines.append(f"- **instances = {st['instances']}**: independent copies of the model; each serves its own requests.")
     lines.append(f"- **pp = {st['pp']}**: layers per stage {st['layers_per_stage']}.")
     lines.append(f"- **tp = {st['tp']}**: attention heads per GPU {model['heads'] // st['tp']} of {model['heads']}.")
@@ -84,28 +114,28 @@ def _pools(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def render(doc: dict[str, Any]) -> str:
     """The Markdown plan."""
     model = doc["model"]
-    out = [f"# Deployment plan: {model['name']} on {doc['gpu']['name']} ({doc['problem']})", ""]
+    out = [f"# Deployment plan: {escape(model['name'])} on {escape(doc['gpu']['name'])} ({escape(doc['problem'])})", ""]
     status = "meets every requirement" if doc["feasible"] else "does NOT meet every requirement (see Validation)"
     out += ["## Summary", "",
-            f"- **{doc['label']}**, **{_gpus(doc['gpus_total'])} in total**; this plan {status}.",
+            f"- **{escape(doc['label'])}**, **{_gpus(doc['gpus_total'])} in total**; this plan {status}.",
             f"- TTFT {_s(doc['ttft_s'])}, TPOT {_s(doc['tpot_s'])}; output {_n(doc['output_tok_s_per_gpu'])} tok/s per GPU, "
             f"{_n(doc['output_tok_s'])} tok/s in total; input {_n(doc['input_tok_s_per_gpu'])} tok/s per GPU.",
             f"- Concurrency {_n(doc['concurrency'])} requests in flight (most that fit: {_n(doc['max_concurrency'])}).",
             f"- Model: {model['params_total'] / 1e9:,.2f}B parameters ({model['params_active'] / 1e9:,.2f}B active per "
-            f"token), {model['layers']} layers, {model['attention']} attention, "
+            f"token), {model['layers']} layers, {escape(model['attention'])} attention, "
             + (f"{model['experts']} experts top-{model['top_k']}." if model["experts"] else "dense."),
             f"- KV cache: {doc['kv_cache_bytes_per_token']:,.0f} bytes per token for the whole model (one copy).", ""]
     out += ["## Validation against each requirement", "", "| requirement | target | predicted | met |", "|---|---|---|---|"]
     for c in doc["requirements_check"]:
         fmt = _s if c["unit"] == "s" else (_gib if c["unit"] == "bytes" else _n)
-        out.append(f"| {c['requirement']} | {fmt(c['target'])} | {fmt(c['predicted'])} | {'yes' if c['met'] else '**NO**'} |")
+        out.append(f"| {escape(c['requirement'])} | {fmt(c['target'])} | {fmt(c['predicted'])} | {'yes' if c['met'] else '**NO**'} |")
     out.append("")
     for c in doc["requirements_check"]:
         if not c["met"]:
-            out.append(f"- **{c['requirement']} cannot be met** by this plan: predicted {_n(c['predicted'])} vs "
+            out.append(f"- **{escape(c['requirement'])} cannot be met** by this plan: predicted {_n(c['predicted'])} vs "
                        f"target {_n(c['target'])}.")
             if c.get("bound"):
-                out.append(f"  Bound: {c['bound']['message']}.")
+                out.append(f"  Bound: {escape(c['bound']['message'])}.")
     out.append("")
     out += ["## Strategy per phase", ""]
     pools = _pools(doc)
@@ -121,15 +151,16 @@ def render(doc: dict[str, Any]) -> str:
         offset += ph["strategy"]["gpus"]
     out += ["## Aggregated against disaggregated", ""]
     for mode, c in doc["aggregated_vs_disaggregated"].items():
-        out.append(f"- {mode}: " + ("none feasible" if c is None else
-                   f"{c['label']}, {_gpus(c['gpus_total'])}, {_n(c['output_tok_s_per_gpu'])} output tok/s per GPU, "
+        out.append(f"- {escape(mode)}: " + ("none feasible" if c is None else
+                   f"{escape(c['label'])}, {_gpus(c['gpus_total'])}, {_n(c['output_tok_s_per_gpu'])} output tok/s per GPU, "
                    f"TTFT {_s(c['ttft_s'])}, TPOT {_s(c['tpot_s'])}"))
     out += ["", "## Rejected alternatives", "", "| alternative | GPUs | tok/s per GPU | why it lost |", "|---|---|---|---|"]
     for c in doc["runner_ups"]:
         per = c["output_tok_s_per_gpu"] if c["output_tok_s_per_gpu"] is not None else c["input_tok_s_per_gpu"]
-        out.append(f"| {c['label']} | {c['gpus_total']} | {_n(per)} | {c['why_lost']} |")
+        out.append(f"| {escape(c['label'])} | {c['gpus_total']} | {_n(per)} | {escape(c['why_lost'])} |")
     for c in doc["pruned"]["examples"]:
-        out.append(f"| {c['label']} | {c['gpus_total']} | pruned | {'; '.join(v['message'] for v in c['violations'])} |")
+        why = "; ".join(v["message"] for v in c["violations"])
+        out.append(f"| {escape(c['label'])} | {c['gpus_total']} | pruned | {escape(why)} |")
     out += ["", f"Search: {doc['search']['layouts']:,} legal layouts, {doc['search']['operating_points']:,} operating points.", ""]
     if doc.get("pareto"):
         out += ["## Pareto frontier", "", "Feasible points not beaten on both output tokens/s per GPU and tokens/s "
@@ -137,11 +168,11 @@ def render(doc: dict[str, Any]) -> str:
                 "|---|---|---|---|---|"]
         for c in doc["pareto"]:
             per_user = "n/a" if not c["tpot_s"] else f"{1 / c['tpot_s']:,.1f}"
-            out.append(f"| {c['label']} | {c['gpus_total']} | {_n(c['concurrency'])} | "
+            out.append(f"| {escape(c['label'])} | {c['gpus_total']} | {_n(c['concurrency'])} | "
                        f"{_n(c['output_tok_s_per_gpu'])} | {per_user} |")
         out.append("")
     out += ["## Notes and assumptions", ""]
-    out += [f"- `{n['field']}`: {n['message']}" for n in doc["notes"]]
+    out += [f"- {code(n['field'])}: {escape(n['message'])}" for n in doc["notes"]]
     a = doc["assumptions"]
     gemm = ", ".join(f"{k} {v:.2f}" for k, v in a["gemm_efficiency_used"].items())
     hbm = ", ".join(f"{k} {v:.2f}" for k, v in a["hbm_efficiency_used"].items())
@@ -149,7 +180,7 @@ def render(doc: dict[str, Any]) -> str:
                f"{a['comm_efficiency']}, expert popularity CV {a['expert_load_cv']}, two-batch overlap "
                f"{a['two_batch_overlap_used']} (see `meshplan/specs/assumptions.py`).")
     if doc.get("engine"):
-        e = doc["engine"]
+        e = {k: escape(v) if isinstance(v, str) else v for k, v in doc["engine"].items()}  # the problem may override
         out.append(f"- Engine: {e['display_name']} {e['version'] or '(newest profile)'}: {e['prefill_policy']} prefill, "
                    f"overlap scheduler {'on' if e['overlap_scheduler'] else 'off'}, KV admission {e['kv_admission']}, "
                    f"MoE exchange {e['a2a_backend']} ({e['a2a_backend_across_nodes'] or e['a2a_backend']} across nodes, "
