@@ -31,3 +31,19 @@ def test_serving_mode_restricts_the_search(serving):
                                 "workload": {"isl": 2000, "osl": 500}})
     modes = {c.mode.value for c in search(problem).ranked}
     assert modes == {serving}
+
+
+@pytest.mark.parametrize("serving", ["aggregated", "disaggregated"])
+def test_feasible_means_every_requirement_is_met_after_queueing(serving):
+    # At a request rate, queueing (M/D/1) adds to TTFT after each layout's operating point was
+    # chosen; a candidate called feasible must still meet the TTFT and TPOT targets with it.
+    problem = problem_from_raw({"model": "deepseek-v3", "gpu": "h200", "gpus": 32, "serving": serving,
+                                "precision": {"weights": "fp8"},
+                                "workload": {"isl": 4000, "osl": 500, "request_rate_per_s": 20},
+                                "requirements": {"ttft_s": 2.0, "tpot_s": 0.05}})
+    result = search(problem)
+    for c in result.ranked:
+        if c.feasible:
+            assert c.ttft_s <= 2.0 and c.tpot_s <= 0.05, c.label
+        else:
+            assert c.violations

@@ -125,9 +125,15 @@ def _instances(ci: CostInputs, gpi: int, per_gpu: float, B: float, slots: int, r
 
 
 def _requirement_violations(ci: CostInputs, c: Candidate) -> list[Violation]:
-    """Throughput targets and the budget: checked on the finished candidate."""
+    """Every requirement, checked on the finished candidate: latency targets again (queueing at a
+    request rate adds to TTFT after the operating point was chosen), throughput and the budget."""
     p, out = ci.problem, []
     r = p.requirements
+    ruled = {v.rule for v in c.violations}
+    if r.ttft_s and c.ttft_s is not None and c.ttft_s > r.ttft_s * (1 + 1e-9) and Rule.TTFT not in ruled:
+        out.append(Violation(rule=Rule.TTFT, message=f"TTFT {fmt_seconds(c.ttft_s)} > target {fmt_seconds(r.ttft_s)}"))
+    if r.tpot_s and c.tpot_s is not None and c.tpot_s > r.tpot_s * (1 + 1e-9) and Rule.TPOT not in ruled:
+        out.append(Violation(rule=Rule.TPOT, message=f"TPOT {fmt_seconds(c.tpot_s)} > target {fmt_seconds(r.tpot_s)}"))
     if r.min_output_tok_s_per_gpu and c.output_tok_s_per_gpu is not None and c.output_tok_s_per_gpu < r.min_output_tok_s_per_gpu:
         out.append(Violation(rule=Rule.THROUGHPUT, message=(
             f"output {c.output_tok_s_per_gpu:,.0f} tok/s per GPU < required {r.min_output_tok_s_per_gpu:,.0f}")))
@@ -246,7 +252,8 @@ def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: i
     ttft = float(np.broadcast_to(pre.ttft, pre.B.shape)[i, j])
     rate = ci.problem.workload.request_rate_per_s
     if rate and not ci.problem.workload.concurrency and fixed is None:
-        n_p = int(rate // r_p) + 1
+        n_p = _prefill_instances_for_rate(ci, rate, r_p, ttft, g_p, ci.problem.gpu_budget and
+                                          ci.problem.gpu_budget - n_d * g_d)
         gpus = n_p * g_p + n_d * g_d
         rho = rate / (n_p * r_p)
         ttft += rho * ttft / (2 * (1 - rho))  # M/D/1 wait for the prefill pool
@@ -259,6 +266,22 @@ def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: i
                   output_tok_s=total_out, concurrency=B * slots * n_d,
                   max_concurrency=float(dec.max_b[k]) * slots * n_d)
     return _with_requirements(ci, c)
+
+
+def _prefill_instances_for_rate(ci: CostInputs, rate: float, r_p: float, ttft: float, g_p: int, room: int | None) -> int:
+    """Prefill instances for an arrival rate: enough to serve it (rho < 1), and under a TTFT
+    target enough that the M/D/1 wait keeps TTFT within it, where the GPUs left for prefill
+    (``room``) allow. TTFT = s (1 + rho / (2 (1 - rho))) <= target needs rho <= 2x / (1 + 2x),
+    x = target / s - 1. Hand check: s = 1 s, target 2 s -> x = 1, rho <= 2/3, so at 10 req/s
+    and 3 req/s per instance, 5 instances."""
+    n = int(rate // r_p) + 1
+    target = ci.problem.requirements.ttft_s
+    if target and target > ttft:
+        x = target / ttft - 1.0
+        n = max(n, math.ceil(rate / (r_p * 2.0 * x / (1.0 + 2.0 * x)) - 1e-9))
+    if room is not None and room >= g_p:
+        n = min(n, max(int(rate // r_p) + 1, room // g_p))
+    return n
 
 
 def _rank_key(objective: Objective):
