@@ -10,16 +10,27 @@ class SpecError(ValueError):
     """
 
     def __init__(self, field: str, value: object, rule: str) -> None:
-        self.field = field
+        self.field = field = str(field)
         self.value = value
         self.rule = rule
-        super().__init__(f"{field} = {value!r}: {rule}")
+        super().__init__(f"{field} = {shown(value)}: {rule}")
+
+
+MAX_SHOWN = 120
+"""Longest value repr an error line quotes: a whole model or an 8 MB string is never the message."""
+
+
+def shown(value: object) -> str:
+    """``value`` as an error line quotes it: its repr, cut to MAX_SHOWN characters."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text):,} characters)"
 
 
 def suggest(name: str, known: list[str], limit: int = 3) -> str:
     """A 'did you mean' tail for an unknown name, using difflib's ratio (close spellings first)."""
     import difflib
 
+    name = str(name)
     close = difflib.get_close_matches(name.lower(), known, n=limit, cutoff=0.4)
     if not close:
         close = [k for k in known if name.lower()[:3] in k][:limit]

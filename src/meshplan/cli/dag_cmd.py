@@ -8,22 +8,23 @@ from pathlib import Path
 
 from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
+from meshplan.io.user_file import load_json, read_text
 from meshplan.plan.pools import Pool, pools_from_doc
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import parse_strategy
 
 
-def resolve(source: str | None, strategy: str | None, load_problem_kw) -> tuple[Problem, list[Pool]]:
-    """A plan JSON, or a problem (file, flags or the bundled seed) with --strategy or the search's best."""
+def resolve(source: str | None, strategy: str | None, load_problem_kw, field: str = "problem") -> tuple[Problem, list[Pool]]:
+    """A plan JSON, or a problem (file, flags or the bundled seed) with --strategy or the search's
+    best. Without ``load_problem_kw`` (lint-dag --plan) the source must be a plan JSON."""
     if source and source.endswith(".json"):
-        try:
-            doc = json.loads(Path(source).read_text())
-        except (OSError, json.JSONDecodeError):
-            doc = None
+        doc = load_json(read_text(source, field), field, Path(source).name)
         if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("meshplan.plan/"):
             if strategy:
                 raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
             return pools_from_doc(doc)
+    if load_problem_kw is None:
+        raise SpecError(field, source, "is not a meshplan plan JSON (schema meshplan.plan/1, from meshplan plan --json)")
     from meshplan.plan.plan import candidate_document, plan_document
     from meshplan.search.evaluate import evaluate_aggregated
     from meshplan.search.search import search
@@ -39,6 +40,9 @@ def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], 
     from meshplan.dag.build import build_dag
     from meshplan.dag.export import write
 
+    planned = {ph for pool in pools for ph in pool.phases}
+    if phase and phase not in planned:
+        raise SpecError("--dag-phase", phase, f"the plan has no {phase} phase (it plans {', '.join(sorted(planned))})")
     for pool in pools:
         for ph in pool.phases:
             if phase and ph != phase:
@@ -57,10 +61,9 @@ def run_lint(dot_file: str, problem: Problem, pools: list[Pool], phase: str | No
     from meshplan.dag.lint import lint_dot
 
     path = Path(dot_file)
-    if not path.exists():
-        raise SpecError("FILE.dot", dot_file, "no such file")
+    text = read_text(path, "DOT_FILE")
     pool = next((p for p in pools if phase is None or phase in p.phases), pools[-1])
-    findings = lint_dot(path.read_text(), path.name, problem.model, pool.layout, pool.offset,
+    findings = lint_dot(text, path.name, problem.model, pool.layout, pool.offset,
                         problem.assumptions.redundant_experts)
     if as_json:
         echo(json.dumps({"file": str(path), "layout": str(pool.layout), "gpu_offset": pool.offset,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -14,7 +15,41 @@ from meshplan.errors import SpecError
 from meshplan.strategy.layout import STRATEGY_HELP
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineGroup(click.Group):
+    """click's own usage errors (a bad choice or number, an unknown option or command, a folder
+    where a file is wanted) printed as every other user error is: one line, exit code 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as err:
+            echo(f"error: {_one_line(err)}", err=True, one_line=True)
+            sys.exit(err.exit_code)
+        except click.Abort:
+            echo("aborted", err=True)
+            sys.exit(1)
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
+
+
+def _one_line(err: click.ClickException) -> str:
+    """FIELD: RULE for a click error (the field is the option or argument it is about)."""
+    message = err.format_message().rstrip(".")
+    if isinstance(err, click.NoSuchOption):
+        return f"{err.option_name}: no such option" + (f"; did you mean {', '.join(err.possibilities)}?"
+                                                        if err.possibilities else "")
+    if isinstance(err, click.BadParameter):
+        hint = err.param_hint or (err.param.get_error_hint(err.ctx) if err.param is not None and err.ctx else None)
+        if isinstance(hint, (list, tuple)):
+            hint = " / ".join(hint)
+        hint = str(hint or "argument").replace("'", "").replace('"', "")
+        return f"{hint}: {err.message.rstrip('.')}"
+    where = err.ctx.command_path if getattr(err, "ctx", None) is not None else "meshplan"
+    return f"{where}: {message}"
+
+
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="meshplan")
 def main() -> None:
     """Plan how to serve a large language model (MoE first) on a GPU cluster.
@@ -41,6 +76,16 @@ def _write(doc: dict, json_path: str | None, md_path: str | None) -> None:
             echo(f"wrote {md_path}", err=True)
 
 
+def _targets(json_path: str | None, md_path: str | None) -> None:
+    """Refuse output files that cannot be written before any work is done."""
+    from meshplan.io.user_file import output_target
+
+    if json_path:
+        output_target(json_path, "--json")
+    if md_path:
+        output_target(md_path, "--markdown")
+
+
 def _summary(doc: dict) -> str:
     from meshplan.cli.summary import summary
     return summary(doc)
@@ -59,6 +104,7 @@ def plan(json_path, md_path, objective, **kw) -> None:
     from meshplan.search.objectives import Objective
     from meshplan.search.search import search
 
+    _targets(json_path, md_path)
     problem = load(kw)
     if objective == "min-gpus" and not problem.requirements.min_output_tok_s:
         raise SpecError("--objective", objective, "needs a total throughput target (requirements.min_output_tok_s)")
@@ -80,6 +126,7 @@ def evaluate(strategy, prefill_s, decode_s, json_path, md_path, **kw) -> None:
     """Evaluate one strategy, and say why the search would not pick it."""
     from meshplan.cli.evaluate_cmd import run_evaluate
 
+    _targets(json_path, md_path)
     doc = run_evaluate(load(kw, gpus_is_budget=False), strategy, prefill_s, decode_s, kw.get("gpus"))
     if json_path != "-" and md_path != "-":
         echo(_summary(doc))
@@ -99,8 +146,11 @@ def dag(strategy, out_dir, formats, expand, dag_phase, **kw) -> None:
     """The deployment DAG of a plan (PROBLEM or PLAN.json): every operator and transfer on named GPUs."""
     from meshplan.cli.dag_cmd import resolve, run_dag
 
+    chosen = [f.strip() for f in formats.split(",") if f.strip()]
+    if not chosen:
+        raise SpecError("--format", formats, "names no format; give dot, svg, png or json, comma-separated")
     problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw))
-    run_dag(problem, pools, Path(out_dir), [f.strip() for f in formats.split(",") if f.strip()], expand, dag_phase)
+    run_dag(problem, pools, Path(out_dir), chosen, expand, dag_phase)
 
 
 @main.command("lint-dag")
@@ -122,11 +172,14 @@ def lint_dag(dot_file, plan_file, problem_file, strategy, dag_phase, as_json) ->
     if plan_file and plan_file.endswith(".md"):
         from meshplan.strategy.notation import from_seed
         problem = load_problem(plan_file)
+        if problem.seed_strategy is None:
+            raise SpecError("--plan", plan_file, "states no layout (a problem, not a plan); give a plan, or "
+                            "--problem with --strategy")
         reading = from_seed(problem.seed_strategy, problem.model)
         # A seed DAG draws one instance (the others are copies), so lint against one.
         pools = [Pool(phases=("prefill", "decode"), layout=reading.layout.with_instances(1), B={}, offset=0)]
     elif plan_file:
-        problem, pools = resolve(plan_file, None, None)
+        problem, pools = resolve(plan_file, None, None, "--plan")
     else:
         if not strategy:
             raise SpecError("--strategy", None, "missing; lint against --plan PLAN or a problem with --strategy S")
@@ -157,8 +210,8 @@ def check(plan, problem_path, vllm, sglang, trtllm, engine_model, gpu, weights, 
     Exit 1 when any claim is wrong."""
     from meshplan.cli.check_cmd import build_report, emit
 
-    if tolerance <= 0:
-        raise SpecError("--tolerance", tolerance, "must be > 0")
+    if not (math.isfinite(tolerance) and tolerance > 0):
+        raise SpecError("--tolerance", tolerance, "must be a positive, finite number")
     report = build_report(plan, problem_path, vllm, sglang, trtllm, gpu, weights, isl, osl, tolerance, engine_model)
     emit(report, as_json)
     raise SystemExit(1 if report.any_wrong else 0)
@@ -219,10 +272,11 @@ def run_cmd(strategy, scale, requests, run_isl, run_osl, dtype, seed, timeout_s,
     from meshplan.cli.run_cmd import _need_torch, execute
 
     _need_torch()
-    for name, value in (("--requests", requests), ("--run-isl", run_isl), ("--run-osl", run_osl),
-                        ("--timeout", timeout_s), ("--max-processes", max_processes)):
-        if value <= 0:
-            raise SpecError(name, value, "must be > 0")
+    for name, value, top in _run_limits(requests, run_isl, run_osl, timeout_s, max_processes):
+        if not (math.isfinite(value) and 0 < value <= top):
+            raise SpecError(name, value, f"must be a positive number up to {top:,}")
+    if not 0 <= seed < 2**32:
+        raise SpecError("--seed", seed, "must be from 0 to 2**32 - 1 (numpy's and torch's seed range)")
     problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw))
     # Every pool of the plan (prefill and decode pools of a disaggregated plan each run their
     # own layout end to end; the KV hand-off between pools is not executed).
@@ -237,6 +291,13 @@ def run_cmd(strategy, scale, requests, run_isl, run_osl, dtype, seed, timeout_s,
     for title, lay in runs:
         execute(problem, lay, scale=scale, requests=requests, isl=run_isl, osl=run_osl, dtype=dtype, seed=seed,
                 timeout_s=timeout_s, title=title, max_processes=max_processes)
+
+
+def _run_limits(requests, run_isl, run_osl, timeout_s, max_processes):
+    """(flag, value, largest accepted) of meshplan run: a run exercises a plan on made-up prompts,
+    so requests and lengths stay small; a timeout past a day is a typo."""
+    return (("--requests", requests, 100_000), ("--run-isl", run_isl, 1_000_000), ("--run-osl", run_osl, 1_000_000),
+            ("--timeout", timeout_s, 86_400), ("--max-processes", max_processes, 4_096))
 
 
 @main.command()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable
 
 import click
 
 from meshplan.cli.echo import echo
+from meshplan.errors import SpecError
 from meshplan.io.problem_file import load_problem, merge, problem_from_raw, read_raw
 from meshplan.specs.problem import Problem
 
@@ -56,10 +58,21 @@ def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> 
     return fn
 
 
+FLAG_OF_FIELD = {
+    "gpus": "--gpus", "workload.isl": "--isl", "workload.osl": "--osl", "workload.concurrency": "--concurrency",
+    "workload.request_rate_per_s": "--request-rate", "requirements.ttft_s": "--ttft", "requirements.tpot_s": "--tpot",
+    "requirements.min_output_tok_s_per_gpu": "--min-tok-s-per-gpu", "requirements.min_output_tok_s": "--min-tok-s",
+    "model.top_k": "--top-k", "phase": "--phase", "serving": "--serving", "calibration": "--calibration",
+    "precision.weights": "--weights", "precision.attention": "--attention-weights",
+    "precision.experts": "--expert-weights", "precision.kv_cache": "--kv-cache",
+}
+"""Problem fields the flags set: an error about one of them names the flag the user typed."""
+
+
 def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
     def positive(name: str, value):
-        if value is not None and value <= 0:
-            raise click.BadParameter(f"{value}: must be > 0", param_hint=f"--{name}")
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise SpecError(f"--{name}", value, "must be a positive, finite number")
         return value
 
     for name in ("gpus", "isl", "osl", "concurrency", "ttft", "tpot", "min_tok_s_per_gpu", "min_tok_s",
@@ -87,7 +100,7 @@ def _engine_override(kw: dict[str, Any]) -> Any:
     if name is None and version is None:
         return None
     if name is None:
-        raise click.BadParameter(f"{version}: a version needs --engine trtllm|sglang|vllm", param_hint="--engine-version")
+        raise SpecError("--engine-version", version, "a version needs --engine trtllm|sglang|vllm")
     return {"name": name, "version": version} if version is not None else name
 
 
@@ -95,14 +108,25 @@ def load(kw: dict[str, Any], gpus_is_budget: bool = True) -> Problem:
     """The problem file (or the bundled seed problem, or flags alone when --model is given)."""
     overrides = overrides_from(kw, gpus_is_budget)
     path = kw.get("problem")
-    if path is None and kw.get("model"):
-        raw = {"name": "flags"}
-        if isinstance(overrides["model"], dict) and overrides["model"].get("base") is None:
-            overrides["model"].pop("base", None)
-        return problem_from_raw(merge(raw, overrides))
-    if path is None:
-        return load_problem(None, overrides)
-    return problem_from_raw(merge(read_raw(path), overrides))
+    try:
+        if path is None and kw.get("model"):
+            raw = {"name": "flags"}
+            if isinstance(overrides["model"], dict) and overrides["model"].get("base") is None:
+                overrides["model"].pop("base", None)
+            return problem_from_raw(merge(raw, overrides))
+        if path is None:
+            return load_problem(None, overrides)
+        return problem_from_raw(merge(read_raw(path), overrides))
+    except SpecError as err:
+        raise _as_flag(err, kw) from None
+
+
+def _as_flag(err: SpecError, kw: dict[str, Any]) -> SpecError:
+    """The error naming the flag the user typed, when a flag set the field it is about."""
+    for field, flag in FLAG_OF_FIELD.items():
+        if (err.field == field or err.field.startswith(field + ".")) and kw.get(flag[2:].replace("-", "_")) is not None:
+            return SpecError(flag, kw[flag[2:].replace("-", "_")], err.rule)
+    return err
 
 
 def wrap_errors(fn: Callable) -> Callable:

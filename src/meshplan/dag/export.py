@@ -10,6 +10,7 @@ from typing import Any
 
 from meshplan.dag.nodes import Dag, Node, NodeKind, gpu_ranges
 from meshplan.errors import SpecError
+from meshplan.io.user_file import output_folder
 from meshplan.units import fmt_bytes, fmt_seconds
 
 
@@ -111,7 +112,7 @@ def render(dot_text: str, fmt: str, path: Path) -> None:
 
 def write(dag: Dag, out_dir: Path, formats: list[str], stem: str) -> list[Path]:
     """Write the DAG in each format; returns the paths written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output_folder(str(out_dir), "--out")
     dot_text = to_dot(dag)
     written = []
     for fmt in formats:

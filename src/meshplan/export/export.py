@@ -8,6 +8,7 @@ from pathlib import Path
 from meshplan.export import devicemesh, sglang, trtllm, vllm
 from meshplan.export.common import Inexpressible, Launch, settings
 from meshplan.export.nearest import nearest
+from meshplan.io.user_file import output_folder
 from meshplan.plan.pools import Pool
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
@@ -94,7 +95,7 @@ def export(problem: Problem, pools: list[Pool], engine: str) -> ExportResult:
 
 
 def write(result: ExportResult, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output_folder(str(out_dir), "--out")
     paths = []
     for name, text in result.files.items():
         path = out_dir / name

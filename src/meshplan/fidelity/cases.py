@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from meshplan.errors import SpecError
 from meshplan.io.catalog import CATALOG
 from meshplan.io.calibration import DEFAULT_PROFILE
 from meshplan.io.problem_file import problem_from_raw
+from meshplan.io.user_file import load_yaml, read_text
 from meshplan.search.evaluate import evaluate_aggregated
 from meshplan.strategy.layout import Layout
 
@@ -88,30 +87,45 @@ SKIP_REASONS = {
 
 def skipped_cases(path: str | None = None) -> list[tuple[str, str]]:
     """Cases in the file that predict_cases does not predict, with the reason."""
-    data = _load(path)
     out = []
-    for case in data.get("cases", []):
+    for case in _load(path):
         if not _case_rows(case):
             reason = next((r for key, r in SKIP_REASONS.items() if case["id"].startswith(key)), "no predictable figure")
             out.append((case["id"], reason))
     return out
 
 
-def _load(path: str | None) -> dict[str, Any]:
+def _load(path: str | None) -> list[dict[str, Any]]:
+    """The cases of a published-cases file: a mapping whose ``cases`` is a list of mappings with an id."""
     source = Path(path) if path else CATALOG / "cases" / "published.yaml"
-    try:
-        return yaml.safe_load(Path(str(source)).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise SpecError("cases", str(source), f"cannot read ({err.__class__.__name__})") from None
+    data = load_yaml(read_text(source, "cases"), "cases", source.name)
+    if not isinstance(data, dict):
+        raise SpecError("cases", str(source), "not a published-cases file: a mapping whose `cases` is a list")
+    cases = data.get("cases")
+    if not isinstance(cases, list):
+        raise SpecError(f"{source.name}: cases", cases, "must be a list of cases")
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict) or not isinstance(case.get("id"), str):
+            raise SpecError(f"cases[{i}].id", case.get("id") if isinstance(case, dict) else case,
+                            "every case is a mapping with a text id")
+    return cases
 
 
 def predict_cases(path: str | None = None, calibration: str | None = DEFAULT_PROFILE) -> list[CaseRow]:
     """Every predictable figure of a published-cases file, under ``calibration`` (a profile name,
     a YAML path, or None / "none" for the sourced defaults)."""
-    data = _load(path)
     rows: list[CaseRow] = []
-    for case in data.get("cases", []):
-        rows += _case_rows(case, calibration)
+    for case in _load(path):
+        try:
+            rows += _case_rows(case, calibration)
+        except (KeyError, IndexError) as err:
+            raise SpecError(f"cases.{case['id']}", err.args[0] if err.args else None,
+                            "missing from the case (the format of published.yaml)") from None
+        except (TypeError, ValueError, AttributeError) as err:
+            if isinstance(err, SpecError):
+                raise
+            raise SpecError(f"cases.{case['id']}", None, f"a field is not in the format of published.yaml "
+                            f"({err.__class__.__name__})") from None
     return rows
 
 

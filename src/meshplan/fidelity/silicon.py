@@ -9,6 +9,7 @@ as a ``Skip`` with the reason; nothing missing is guessed.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,6 +18,7 @@ from pathlib import Path
 from meshplan.errors import SpecError
 from meshplan.fidelity.harness import AS_STATED, Harness, harness_of
 from meshplan.io.catalog import load_gpu, load_model
+from meshplan.io.user_file import read_text
 from meshplan.specs.dtypes import DType, parse_dtype
 from meshplan.specs.engine import Engine
 from meshplan.specs.model import ModelSpec
@@ -211,18 +213,21 @@ def partition_of_row(row: dict[str, str]) -> tuple[str, str, str, str]:
 
 def read_silicon(path: str | Path) -> tuple[list[SiliconCase], list[Skip]]:
     """Every row of a silicon CSV file, as cases or skips (in file order)."""
-    p = Path(str(path))
+    text = read_text(path, "cases")
     try:
-        with p.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise SpecError("cases", str(path), f"not a silicon CSV: missing columns {', '.join(missing)}")
-            rows = list(reader)
-    except FileNotFoundError:
-        raise SpecError("cases", str(path), "no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError, csv.Error) as err:
-        raise SpecError("cases", str(path), f"cannot read it as CSV ({err.__class__.__name__})") from None
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = reader.fieldnames or []
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise SpecError("cases", str(path), f"not a silicon CSV: missing columns {', '.join(missing)}")
+        twice = sorted({c for c in header if header.count(c) > 1})
+        if twice:
+            raise SpecError(f"cases.{twice[0]}", str(path), "a column stated twice; which one holds the runs?")
+        rows = list(reader)
+    except csv.Error as err:
+        raise SpecError("cases", str(path), f"cannot read it as CSV ({err})") from None
+    if not rows:
+        raise SpecError("cases", str(path), "holds a header and no runs")
     cases: list[SiliconCase] = []
     skips: list[Skip] = []
     for row in rows:

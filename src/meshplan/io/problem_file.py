@@ -22,17 +22,16 @@ File schema (YAML or JSON)::
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from meshplan.errors import SpecError, suggest
 from meshplan.io.catalog import CATALOG, load_gpu, load_model
 from meshplan.io.calibration import DEFAULT_PROFILE, calibrated_assumptions, calibrated_engine, load_profile
 from meshplan.io.engines import load_engine
 from meshplan.io.spec_build import build
+from meshplan.io.user_file import load_json, load_yaml, read_text
 from meshplan.specs.assumptions import CostAssumptions
 from meshplan.specs.dtypes import parse_dtype
 from meshplan.specs.engine import DEFAULT_ENGINE, EngineProfile
@@ -52,9 +51,7 @@ WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rat
 def read_raw(path: str | Path) -> dict[str, Any]:
     """A problem file as a raw mapping in the file schema (Markdown goes through the seed reader)."""
     p = Path(path)
-    if not p.exists():
-        raise SpecError("problem", str(path), "no such file")
-    text = p.read_text()
+    text = read_text(p, "problem")
     if p.suffix.lower() in {".md", ".markdown"}:
         from meshplan.io.seed_markdown import read_seed_markdown
         from meshplan.io.seed_plan import looks_like_plan, read_seed_plan
@@ -62,17 +59,9 @@ def read_raw(path: str | Path) -> dict[str, Any]:
             return read_seed_plan(text, p.name, read_raw(str(DEFAULT_PROBLEM)))
         raw = read_seed_markdown(text, source=p.name)
     elif p.suffix.lower() == ".json":
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise SpecError("problem", p.name, f"not valid JSON ({err.msg} at line {err.lineno})") from None
+        raw = load_json(text, "problem", p.name)
     else:
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise SpecError("problem", p.name, f"not valid YAML{where}") from None
+        raw = load_yaml(text, "problem", p.name)
     if not isinstance(raw, dict):
         raise SpecError("problem", p.name, "must be a mapping of keys (model, gpu, workload, ...)")
     raw.setdefault("name", p.stem)
@@ -87,6 +76,9 @@ def merge(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, dict) and key != "engine":
             current = out.get(key)
+            if current is not None and not isinstance(current, (str, dict)):
+                raise SpecError(key, current, "must be a mapping of keys" + (" or a catalog name" if key in
+                                                                            ("model", "gpu") else ""))
             # A catalog name with field overrides (--top-k on a named model) becomes `base: NAME`.
             inner = {"base": current} if isinstance(current, str) else dict(current or {})
             inner.update({k: v for k, v in value.items() if v is not None})
@@ -122,18 +114,30 @@ def _gpu(value: Any) -> GpuSpec:
 def _length(value: Any, field: str, notes: list[Note]) -> tuple[float, float]:
     """A length as (mean, max): a number, or a [min, max] range read as uniform."""
     if isinstance(value, (list, tuple)) and len(value) == 2:
-        lo, hi = (float(v) for v in value)
+        lo, hi = (_tokens(v, field, value) for v in value)
         if not 0 < lo <= hi:
             raise SpecError(f"workload.{field}", list(value), "a range needs 0 < min <= max")
         notes.append(Note(field=f"workload.{field}", message=(
             f"range [{lo:g}, {hi:g}] read as uniform: planned at its mean {(lo + hi) / 2:g} tokens, "
             f"memory sized for {hi:g}")))
         return (lo + hi) / 2, hi
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"workload.{field}", value, "must be a number of tokens or a [min, max] range")
-    if value <= 0:
-        raise SpecError(f"workload.{field}", value, "must be a positive number of tokens")
-    return float(value), float(value)
+    return _tokens(value, field, value), _tokens(value, field, value)
+
+
+MAX_TOKENS = 16_777_216
+"""Longest length a workload may state (2^24 tokens): above the longest published context windows
+(10 M tokens, Llama 4 Scout), so a typo of extra digits is refused rather than planned."""
+
+
+def _tokens(v: Any, field: str, written: Any) -> float:
+    """One length in tokens: a finite positive number up to MAX_TOKENS."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise SpecError(f"workload.{field}", written, "must be a number of tokens or a [min, max] range")
+    if not math.isfinite(v) or v <= 0:
+        raise SpecError(f"workload.{field}", written, "must be a positive, finite number of tokens")
+    if v > MAX_TOKENS:
+        raise SpecError(f"workload.{field}", written, f"more than {MAX_TOKENS:,} tokens; no model reads that many")
+    return float(v)
 
 
 def _workload(value: Any, notes: list[Note]) -> WorkloadSpec:
@@ -147,6 +151,11 @@ def _workload(value: Any, notes: list[Note]) -> WorkloadSpec:
             raise SpecError(f"workload.{key}", None, "missing; give the mean length in tokens (--" + key + ")")
     isl, isl_max = _length(value["isl"], "isl", notes)
     osl, osl_max = _length(value["osl"], "osl", notes)
+    for key, mean in (("isl_max", isl), ("osl_max", osl)):
+        if value.get(key) is not None:
+            stated = _tokens(value[key], key, value[key])
+            if stated < mean:
+                raise SpecError(f"workload.{key}", value[key], f"below the mean length {mean:g}")
     return build(WorkloadSpec, dict(
         isl_tokens=isl, isl_max_tokens=max(isl_max, float(value.get("isl_max") or 0)),
         osl_tokens=osl, osl_max_tokens=max(osl_max, float(value.get("osl_max") or 0)),
@@ -219,9 +228,28 @@ def _engine(value: Any, notes: list[Note]) -> EngineProfile:
 
 
 def _serving(value: Any) -> Serving:
-    if value not in {s.value for s in Serving}:
+    if not isinstance(value, str) or value not in {s.value for s in Serving}:
         raise SpecError("serving", value, "must be auto, aggregated or disaggregated")
     return Serving(value)
+
+
+MAX_NAME = 200
+"""Longest problem name (characters)."""
+
+
+def _consistent(phase: str, serving: Serving, requirements: Any) -> None:
+    """Settings that contradict the phase planned: serving applies to full serving only, and a
+    latency target to the phase that has it."""
+    if phase != Phase.BOTH.value and serving is not Serving.AUTO:
+        raise SpecError("serving", serving.value, f"applies when both phases are planned; phase is {phase}")
+    if not isinstance(requirements, dict):
+        return
+    if phase == Phase.DECODE.value and requirements.get("ttft_s") is not None:
+        raise SpecError("requirements.ttft_s", requirements["ttft_s"], "a TTFT target needs the prefill phase "
+                        "planned; phase is decode")
+    if phase == Phase.PREFILL.value and requirements.get("tpot_s") is not None:
+        raise SpecError("requirements.tpot_s", requirements["tpot_s"], "a TPOT target needs the decode phase "
+                        "planned; phase is prefill")
 
 
 def problem_from_raw(raw: dict[str, Any]) -> Problem:
@@ -232,8 +260,19 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
     for key in ("model", "gpu", "workload"):
         if raw.get(key) is None:
             raise SpecError(key, None, f"missing; a problem needs a {key} (file key or --{key} flag)")
-    notes = [build(Note, n, "notes") if isinstance(n, dict) else n for n in raw.get("notes", [])]
+    stated_notes = raw.get("notes", [])
+    if not isinstance(stated_notes, list):
+        raise SpecError("notes", stated_notes, "must be a list of {field, message} notes")
+    notes = [build(Note, n, "notes") if isinstance(n, dict) else n for n in stated_notes]
+    if not all(isinstance(n, Note) for n in notes):
+        raise SpecError("notes", stated_notes, "must be a list of {field, message} notes")
+    name = raw.get("name", "problem")
+    if not isinstance(name, (str, int, float)) or isinstance(name, bool) or len(str(name)) > MAX_NAME:
+        raise SpecError("name", name, f"must be a short text (at most {MAX_NAME} characters)")
     model = _model(raw["model"])
+    if isinstance(raw["model"], dict) and raw["model"].get("top_k") is not None and not model.is_moe:
+        raise SpecError("model.top_k", raw["model"]["top_k"], f"{model.name} is dense (no experts); top-k is the "
+                        "number of experts each token is routed to")
     workload = _workload(raw["workload"], notes)
     precision = _precision(raw.get("precision"), model, notes)
     calibration = raw.get("calibration", DEFAULT_PROFILE)
@@ -255,16 +294,18 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
             f"profile {profile.name} (fitted on {profile.fitted_on}): {fitted}"
             + (f"; {engine.display_name}: {eng}" if eng else "") + " (calibration: none for the sourced defaults)")))
     phase = raw.get("phase", "both")
-    if phase not in {p.value for p in Phase}:
+    if not isinstance(phase, str) or phase not in {p.value for p in Phase}:
         raise SpecError("phase", phase, "must be prefill, decode or both")
+    serving = _serving(raw.get("serving", "auto"))
+    _consistent(phase, serving, raw.get("requirements"))
     budget = raw.get("gpus")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
         raise SpecError("gpus", budget, "must be a positive whole number of GPUs")
     return build(Problem, dict(
-        name=str(raw.get("name", "problem")), model=model, gpu=_gpu(raw["gpu"]), gpu_budget=budget,
+        name=str(name), model=model, gpu=_gpu(raw["gpu"]), gpu_budget=budget,
         precision=precision, engine=engine, workload=workload,
         requirements=build(Requirements, raw.get("requirements") or {}, "requirements"),
-        phase=Phase(phase), serving=_serving(raw.get("serving", "auto")), strategy=raw.get("strategy"), prefill_strategy=raw.get("prefill_strategy"),
+        phase=Phase(phase), serving=serving, strategy=raw.get("strategy"), prefill_strategy=raw.get("prefill_strategy"),
         decode_strategy=raw.get("decode_strategy"),
         seed_strategy=build(SeedStrategy, raw["seed_strategy"], "seed_strategy") if raw.get("seed_strategy") else None,
         assumptions=assumptions, calibration=profile.name if profile is not None else "",

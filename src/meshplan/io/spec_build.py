@@ -13,10 +13,14 @@ def validation_to_spec_error(err: ValidationError, prefix: str) -> SpecError:
     """The first pydantic error as one line: field path, value (None when missing), rule."""
     first = err.errors()[0]
     loc = ".".join(str(x) for x in (prefix, *first["loc"]) if x != "")
-    rule = first["msg"]
+    rule = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         rule = "unknown key (a typo?)"
-    return SpecError(loc, None if first["type"] == "missing" else first.get("input"), rule)
+    value = None if first["type"] == "missing" else first.get("input")
+    if not first["loc"] and isinstance(value, dict):
+        # A check across fields: its rule names them; the value is the spec's name, not its dump.
+        value = value.get("name", "{...}")
+    return SpecError(loc, value, rule)
 
 
 def build(cls: type, data: dict[str, Any], prefix: str) -> Any:
