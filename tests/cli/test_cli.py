@@ -160,3 +160,30 @@ def test_an_error_line_stays_one_printable_line(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1 and not CONTROL.search(r.stderr.rstrip("\n"))
     assert r.stderr.startswith("error: requirments error: all good = 1: unknown key")
+
+
+def test_a_model_that_fits_nowhere_in_the_budget_exits_1_and_names_the_smallest_count(tmp_path):
+    out = tmp_path / "plan.json"
+    r = run("plan", "--model", "deepseek-v3", "--gpu", "h100", "--gpus", "2", "--isl", "4000", "--osl", "500",
+            "--json", str(out))
+    assert r.returncode == 1, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[1].startswith("NO PLAN MEETS THE PROBLEM: nothing fits in 2")
+    doc = json.loads(out.read_text())
+    assert doc["verdict"]["status"] == "does_not_fit" and doc["feasible"] is False
+    # No figures for a layout that cannot load its weights.
+    assert doc["ttft_s"] is None and doc["output_tok_s_per_gpu"] is None
+    # Hand bound: DeepSeek-V3 in FP8 is about 671e9 bytes of weights (plus BF16 embeddings), and an
+    # H100 offers 0.9 x 80e9 = 72e9 usable bytes: at least 671 / 72 = 9.3, so 10 GPUs or more; a
+    # 16-GPU instance (2 x 8-GPU nodes) holds it with room to spare.
+    assert 10 <= doc["verdict"]["smallest_fit"]["gpus"] <= 16
+
+
+def test_missed_requirements_are_said_first_and_exit_0_unless_strict():
+    args = ("plan", "--model", "qwen3-30b-a3b", "--gpu", "h100", "--gpus", "8", "--isl", "4000", "--osl", "500",
+            "--ttft", "0.01")
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].startswith("NO PLAN MEETS THE PROBLEM: no layout meets every requirement (ttft_s)")
+    assert "violation [ttft]" in r.stdout and "> target 10.00 ms" in r.stdout
+    assert run(*args, "--strict").returncode == 1

@@ -97,9 +97,14 @@ def _summary(doc: dict) -> str:
 @click.option("--markdown", "md_path", help="Write the plan as Markdown to FILE ('-' for stdout).")
 @click.option("--objective", type=click.Choice(["max-per-gpu", "min-gpus", "pareto"]), default="max-per-gpu",
               show_default=True, help="What the search optimises.")
+@click.option("--strict", is_flag=True, help="Exit 1 also when the plan misses a requirement.")
 @wrap_errors
-def plan(json_path, md_path, objective, **kw) -> None:
-    """Search every legal strategy and print the best plan with its runner-ups."""
+def plan(json_path, md_path, objective, strict, **kw) -> None:
+    """Search every legal strategy and print the best plan with its runner-ups.
+
+    Exit codes: 0 a plan is printed (its verdict, feasible or which requirement it misses, is in the
+    output); 1 nothing holds the model and one request within the GPU budget (the output names the
+    smallest GPU count that would), or with --strict a requirement is missed; 2 bad input."""
     from meshplan.plan.plan import plan_document
     from meshplan.search.objectives import Objective
     from meshplan.search.search import search
@@ -112,6 +117,13 @@ def plan(json_path, md_path, objective, **kw) -> None:
     if json_path != "-" and md_path != "-":
         echo(_summary(doc))
     _write(doc, json_path, md_path)
+    raise SystemExit(_exit_code(doc, strict))
+
+
+def _exit_code(doc: dict, strict: bool) -> int:
+    """1 when nothing fits the budget (or, with --strict, a requirement is missed), else 0."""
+    status = doc["verdict"]["status"]
+    return 1 if status == "does_not_fit" or (strict and status != "feasible") else 0
 
 
 @main.command()
@@ -121,9 +133,13 @@ def plan(json_path, md_path, objective, **kw) -> None:
 @click.option("--decode", "decode_s", help="Decode-pool strategy (disaggregated serving).")
 @click.option("--json", "json_path", is_flag=False, flag_value="-", help="Write JSON to FILE ('-' or bare flag: stdout).")
 @click.option("--markdown", "md_path", help="Write Markdown to FILE ('-' for stdout).")
+@click.option("--strict", is_flag=True, help="Exit 1 also when the strategy misses a requirement.")
 @wrap_errors
-def evaluate(strategy, prefill_s, decode_s, json_path, md_path, **kw) -> None:
-    """Evaluate one strategy, and say why the search would not pick it."""
+def evaluate(strategy, prefill_s, decode_s, json_path, md_path, strict, **kw) -> None:
+    """Evaluate one strategy, and say why the search would not pick it.
+
+    Exit codes: 0 the evaluation is printed; 1 the strategy cannot hold the model and one request
+    (or, with --strict, it misses a requirement); 2 bad input."""
     from meshplan.cli.evaluate_cmd import run_evaluate
 
     _targets(json_path, md_path)
@@ -131,6 +147,7 @@ def evaluate(strategy, prefill_s, decode_s, json_path, md_path, **kw) -> None:
     if json_path != "-" and md_path != "-":
         echo(_summary(doc))
     _write(doc, json_path, md_path)
+    raise SystemExit(_exit_code(doc, strict))
 
 
 @main.command()

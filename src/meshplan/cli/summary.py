@@ -21,16 +21,29 @@ def _t(x) -> str:
     return printable(x, one_line=True)
 
 
+def _gpus(n: int) -> str:
+    return f"{n:,} GPU{'' if n == 1 else 's'}"
+
+
 def summary(doc: dict) -> str:
     m = doc["memory_per_gpu_bytes"]
-    lines = [f"{_t(doc['problem'])}: {_t(doc['model']['name'])} on {_t(doc['gpu']['name'])}",
-             f"plan: {doc['label']}  ({doc['gpus_total']} GPU{'' if doc['gpus_total'] == 1 else 's'})  "
-             f"{'feasible' if doc['feasible'] else 'NOT feasible'}",
-             f"TTFT {_s(doc['ttft_s'])}  TPOT {_s(doc['tpot_s'])}  output {_n(doc['output_tok_s_per_gpu'])} tok/s per GPU"
-             f"  ({_n(doc['output_tok_s'])} total)  input {_n(doc['input_tok_s_per_gpu'])} tok/s per GPU",
-             f"memory per GPU: weights {m['weights'] / GIB:.2f} GiB, KV {m['kv_cache'] / GIB:.2f} GiB, "
-             f"activations {m['activations'] / GIB:.2f} GiB, total {m['total'] / GIB:.2f} of {m['usable'] / GIB:.2f} "
-             f"GiB usable; concurrency {_n(doc['concurrency'])} (max {_n(doc['max_concurrency'])})"]
+    verdict = doc.get("verdict") or {"status": "feasible" if doc["feasible"] else "requirements_unmet",
+                                     "figures": True, "message": ""}
+    lines = [f"{_t(doc['problem'])}: {_t(doc['model']['name'])} on {_t(doc['gpu']['name'])}"]
+    if verdict["status"] != "feasible":
+        lines.append(f"NO PLAN MEETS THE PROBLEM: {_t(verdict['message'])}")
+    if verdict["status"] == "does_not_fit":
+        lines.append(f"no figures: the nearest layout tried ({doc['label']}) needs {m['weights'] / GIB:.2f} GiB of "
+                     f"weights per GPU, {m['usable'] / GIB:.2f} GiB usable")
+    else:
+        lines += [f"plan: {doc['label']}  ({_gpus(doc['gpus_total'])})  "
+                  f"{'feasible' if doc['feasible'] else 'NOT feasible'}",
+                  f"TTFT {_s(doc['ttft_s'])}  TPOT {_s(doc['tpot_s'])}  output {_n(doc['output_tok_s_per_gpu'])} tok/s "
+                  f"per GPU  ({_n(doc['output_tok_s'])} total)  input {_n(doc['input_tok_s_per_gpu'])} tok/s per GPU",
+                  f"memory per GPU: weights {m['weights'] / GIB:.2f} GiB, KV {m['kv_cache'] / GIB:.2f} GiB, "
+                  f"activations {m['activations'] / GIB:.2f} GiB, total {m['total'] / GIB:.2f} of "
+                  f"{m['usable'] / GIB:.2f} GiB usable; concurrency {_n(doc['concurrency'])} "
+                  f"(max {_n(doc['max_concurrency'])})"]
     for v in doc["violations"]:
         lines.append(f"  violation [{v['rule']}]: {_t(v['message'])}")
     for c in doc.get("requirements_check", []):

@@ -10,7 +10,7 @@ from meshplan.plan.pipeline import pipeline_note
 from meshplan.cost.memory import kv_bytes_of_sequence, kv_bytes_per_token
 from meshplan.plan.build import SCHEMA, candidate_dict, model_dict
 from meshplan.search.candidate import Candidate
-from meshplan.search.objectives import Mode
+from meshplan.search.objectives import Mode, Objective
 from meshplan.search.search import SearchResult
 from meshplan.specs.params import count_params
 from meshplan.specs.problem import Problem
@@ -91,29 +91,70 @@ def _requirement_checks(ci: CostInputs, doc: dict[str, Any]) -> list[dict[str, A
     return checks
 
 
-def _why_lost(best: Candidate, c: Candidate, margin: float) -> str:
+def _verdict(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dict[str, Any]:
+    """What the plan amounts to, said first: every requirement met (feasible), a layout that holds
+    the model but misses requirements (each unmet one with its target and what is reachable), or
+    nothing that holds the model and one request in the budget (with the smallest GPU count that
+    could). ``figures`` is False when the layout cannot load its weights: it has no TTFT, TPOT or
+    throughput to show."""
+    from meshplan.search.fit import smallest_fit
+    from meshplan.strategy.rules import Rule
+
+    if chosen.feasible:
+        return {"status": "feasible", "figures": True, "message": "meets every requirement", "unmet": []}
+    unmet = [v.to_dict() for v in chosen.violations]
+    if any(v.rule is Rule.MEMORY for v in chosen.violations):
+        fit = smallest_fit(problem)
+        budget = f"{problem.gpu_budget} {problem.gpu.name} GPUs" if problem.gpu_budget else "any instance searched"
+        if fit is None:
+            message = (f"nothing fits: no layout of up to {problem.assumptions.search_max_gpus_per_instance} "
+                       f"{problem.gpu.name} GPUs holds {problem.model.name}'s weights and one request")
+            smallest = None
+        else:
+            flat = "" if fit.flat is None or fit.flat == fit.layout else (
+                f"; without pipeline stages {fit.flat.gpus} ({fit.flat.short})")
+            message = (f"nothing fits in {budget}: {problem.model.name}'s weights and one request of "
+                       f"{problem.workload.max_context_tokens:,.0f} tokens need at least {fit.gpus} "
+                       f"{problem.gpu.name} GPUs ({fit.layout.short}){flat}")
+            smallest = {"gpus": fit.gpus, "layout": fit.layout.short,
+                        "without_pipeline": None if fit.flat is None else {"gpus": fit.flat.gpus,
+                                                                           "layout": fit.flat.short}}
+        return {"status": "does_not_fit", "figures": False, "message": message, "unmet": unmet,
+                "smallest_fit": smallest}
+    met = [c for c in doc["requirements_check"] if not c["met"] and c["requirement"] != "memory_headroom"]
+    names = ", ".join(c["requirement"] for c in met) or ", ".join(v["rule"] for v in unmet)
+    return {"status": "requirements_unmet", "figures": True, "unmet": unmet,
+            "message": f"no layout meets every requirement ({names}); the closest is shown"}
+
+
+def _why_lost(best: Candidate, c: Candidate, margin: float, objective: Objective = Objective.MAX_PER_GPU) -> str:
+    """Why ``c`` ranks after ``best``, in words that follow from the numbers they quote."""
     if not c.feasible:
         return "; ".join(v.message for v in c.violations)
-    b, x = best.output_tok_s_per_gpu, c.output_tok_s_per_gpu
-    if b is None or x is None:
-        b, x = best.input_tok_s_per_gpu, c.input_tok_s_per_gpu
-    from meshplan.search.pick import SATURATION, instance_size
-    if b and x is not None and x < b * (1 - SATURATION):
-        return f"{1 - x / b:.0%} fewer tokens/s per GPU ({x:,.0f} vs {b:,.0f})"
-    if b and x is not None and x > b and instance_size(c)[1] > 1 and instance_size(best)[1] == 1:
-        return (f"{x / b - 1:.1%} more tokens/s per GPU ({x:,.0f} vs {b:,.0f}) with pipeline stages (pp "
-                f"{instance_size(c)[1]}), within the {margin:.0%} a pipeline must win by (assumptions.pipeline_margin)")
-    if instance_size(c) > instance_size(best):
-        (cg, cp), (bg, bp) = instance_size(c), instance_size(best)
-        bigger = (f"larger instances ({cg} vs {bg} GPUs)" if cg > bg
-                  else f"a deeper pipeline (pp {cp} vs {bp}, instances of {cg} GPUs)")
-        return (f"within {SATURATION:.0%} of the best's tokens/s per GPU ({x:,.0f} vs {b:,.0f}) with {bigger}; "
-                f"the simpler layout is preferred")
-    if b and x is not None and x < b:
-        return f"{1 - x / b:.1%} fewer tokens/s per GPU ({x:,.0f} vs {b:,.0f})"
+    from meshplan.search.pick import SATURATION, instance_size, per_gpu_metric
+    if objective is Objective.MIN_GPUS and c.gpus_total != best.gpus_total:
+        return f"needs {c.gpus_total} GPUs vs {best.gpus_total} (the objective is the fewest GPUs)"
+    b, x = per_gpu_metric(best), per_gpu_metric(c)
+    what = "tokens/s per GPU" if best.output_tok_s_per_gpu is not None else "input tokens/s per GPU"
+    diff = (x / b - 1.0) if b else 0.0
+    (cg, cp), (bg, bp) = instance_size(c), instance_size(best)
+    if cp > bp and cg >= bg:
+        shape = f"pipeline stages (pp {cp} vs {bp})"
+    elif cg > bg:
+        shape = f"larger instances ({cg} vs {bg} GPUs)"
+    else:
+        shape = ""
+    if diff > 0 and cp > 1 and bp == 1:
+        return (f"{diff:.1%} more {what} ({x:,.0f} vs {b:,.0f}) with {shape or 'pipeline stages'}, within the "
+                f"{margin:.0%} a pipeline must win by (assumptions.pipeline_margin)")
+    if diff > 0 and shape:
+        return (f"{diff:.1%} more {what} ({x:,.0f} vs {b:,.0f}) with {shape}, within the {SATURATION:.0%} under "
+                f"which the simpler layout is preferred")
+    if diff < 0:
+        return f"{-diff:.1%} fewer {what} ({x:,.0f} vs {b:,.0f})" + (f", with {shape}" if shape else "")
     if c.gpus_total > best.gpus_total:
-        return f"needs {c.gpus_total} GPUs vs {best.gpus_total}"
-    return "ties on the objective; ranked after by GPU count"
+        return f"the same {what} ({x:,.0f}) with more GPUs ({c.gpus_total} vs {best.gpus_total})"
+    return f"the same {what} ({x:,.0f}); ranked after by GPU count and instance size"
 
 
 def _short(c: Candidate) -> dict[str, Any]:
@@ -139,6 +180,10 @@ def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any
     doc["precision"] = problem.precision.model_dump(mode="json")
     doc["requirements"] = problem.requirements.model_dump()
     doc["requirements_check"] = _requirement_checks(ci, doc)
+    doc["verdict"] = _verdict(problem, chosen, doc)
+    if not doc["verdict"]["figures"]:
+        for key in ("ttft_s", "tpot_s", "output_tok_s", "output_tok_s_per_gpu", "input_tok_s_per_gpu"):
+            doc[key] = None
     doc["notes"] = _notes(problem)
     pipeline = pipeline_note(result)
     if pipeline is not None:
@@ -151,7 +196,8 @@ def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any
         "two_batch_overlap_used": ci.tbo}
     doc["engine"] = problem.engine.model_dump(mode="json")
     others = [c for c in result.ranked if c is not chosen]
-    doc["runner_ups"] = [_short(c) | {"why_lost": _why_lost(chosen, c, problem.assumptions.pipeline_margin)} for c in others[:runner_ups]]
+    doc["runner_ups"] = [_short(c) | {"why_lost": _why_lost(chosen, c, problem.assumptions.pipeline_margin,
+                                                           result.objective)} for c in others[:runner_ups]]
     by_mode = {}
     for mode in (Mode.AGGREGATED, Mode.DISAGGREGATED):
         best = next((c for c in result.ranked if c.mode is mode), None)

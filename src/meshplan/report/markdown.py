@@ -115,11 +115,17 @@ def render(doc: dict[str, Any]) -> str:
     """The Markdown plan."""
     model = doc["model"]
     out = [f"# Deployment plan: {escape(model['name'])} on {escape(doc['gpu']['name'])} ({escape(doc['problem'])})", ""]
+    verdict = doc.get("verdict") or {"status": "feasible" if doc["feasible"] else "requirements_unmet",
+                                     "figures": True, "message": ""}
     status = "meets every requirement" if doc["feasible"] else "does NOT meet every requirement (see Validation)"
-    out += ["## Summary", "",
-            f"- **{escape(doc['label'])}**, **{_gpus(doc['gpus_total'])} in total**; this plan {status}.",
-            f"- TTFT {_s(doc['ttft_s'])}, TPOT {_s(doc['tpot_s'])}; output {_n(doc['output_tok_s_per_gpu'])} tok/s per GPU, "
-            f"{_n(doc['output_tok_s'])} tok/s in total; input {_n(doc['input_tok_s_per_gpu'])} tok/s per GPU.",
+    out += ["## Summary", ""]
+    if verdict["status"] != "feasible":
+        out += [f"**No plan meets the problem: {escape(verdict['message'])}.**", ""]
+    figures = (f"- TTFT {_s(doc['ttft_s'])}, TPOT {_s(doc['tpot_s'])}; output {_n(doc['output_tok_s_per_gpu'])} tok/s "
+               f"per GPU, {_n(doc['output_tok_s'])} tok/s in total; input {_n(doc['input_tok_s_per_gpu'])} tok/s per GPU."
+               if verdict["figures"] else "- No TTFT, TPOT or throughput: the layout cannot load the weights.")
+    out += [f"- **{escape(doc['label'])}**, **{_gpus(doc['gpus_total'])} in total**; this plan {status}.",
+            figures,
             f"- Concurrency {_n(doc['concurrency'])} requests in flight (most that fit: {_n(doc['max_concurrency'])}).",
             f"- Model: {model['params_total'] / 1e9:,.2f}B parameters ({model['params_active'] / 1e9:,.2f}B active per "
             f"token), {model['layers']} layers, {escape(model['attention'])} attention, "

@@ -335,7 +335,9 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
         missed = np.nonzero(col < 0)[0]
         tempting = missed[np.argsort(-np.max(t.metric[missed], axis=1), kind="stable")][:TOP]
         for i in tempting:
-            j = int(np.argmax(t.metric[i]))
+            # Its best point among those that fit in memory (the figures shown must be reachable).
+            fits = np.broadcast_to(ok[Rule.MEMORY], t.B.shape)[i] & ~np.broadcast_to(t.invalid, t.B.shape)[i]
+            j = int(np.argmax(np.where(fits, t.metric[i], -np.inf))) if fits.any() else int(np.argmax(t.metric[i]))
             pruned.append(_single(ci, t, int(i), j, _miss_reason(t, ci, int(i), ok)))
     if full and Mode.PREFILL_ONLY in picks:
         pre, pcol, _ = picks[Mode.PREFILL_ONLY]
