@@ -37,3 +37,8 @@ def fmt_count(value: float) -> str:
     if abs(value) >= 100:
         return f"{value:,.0f}"
     return f"{value:.3g}"
+
+
+def plural(n: float, word: str, many: str | None = None) -> str:
+    """``n word`` with the plural for any count but one: 1 GPU, 2 GPUs, 1 process, 3 processes."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"

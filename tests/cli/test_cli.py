@@ -187,3 +187,14 @@ def test_missed_requirements_are_said_first_and_exit_0_unless_strict():
     assert r.stdout.splitlines()[1].startswith("NO PLAN MEETS THE PROBLEM: no layout meets every requirement (ttft_s)")
     assert "violation [ttft]" in r.stdout and "> target 10.00 ms" in r.stdout
     assert run(*args, "--strict").returncode == 1
+
+
+def test_catalogs_as_json():
+    models = json.loads(run("models", "--json").stdout)
+    ds = next(m for m in models if m["name"] == "deepseek-v3")
+    # DeepSeek-V3's published count: 671B parameters, 37B activated per token (arXiv:2412.19437).
+    assert abs(ds["params_total"] / 671e9 - 1) < 0.02 and abs(ds["params_active"] / 37e9 - 1) < 0.05
+    assert ds["checkpoints"]["deepseek-ai/DeepSeek-V3"]["experts"] == "fp8"
+    gpus = json.loads(run("gpus", "--json").stdout)
+    h100 = next(g for g in gpus if g["name"] == "h100-sxm")
+    assert h100["nvlink_domain_gpus"] == 8 and h100["memory_bytes"] > 79e9

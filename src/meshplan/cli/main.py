@@ -318,13 +318,22 @@ def _run_limits(requests, run_isl, run_osl, timeout_s, max_processes):
 
 
 @main.command()
-def models() -> None:
+@click.option("--json", "as_json", is_flag=True, help="The catalog as JSON (every field, parameter counts, checkpoints).")
+def models(as_json) -> None:
     """The model catalog, and every checkpoint's number formats (attention/experts/other weights, KV
     cache) as its quantization config states them; a checkpoint id works as a --model name."""
     from meshplan.io.catalog import checkpoints, load_model, model_keys
     from meshplan.report.tables import table
     from meshplan.specs.params import count_params
 
+    if as_json:
+        out = []
+        for key in model_keys():
+            m, p = load_model(key), count_params(load_model(key))
+            out.append(m.model_dump(mode="json") | {"params_total": p.total, "params_active": p.active,
+                       "checkpoints": {c: prec.model_dump(mode="json") for c, prec in checkpoints(key).items()}})
+        echo(json.dumps(out, indent=2))
+        return
     rows, formats = [], []
     for key in model_keys():
         m = load_model(key)
@@ -344,11 +353,15 @@ def models() -> None:
 
 
 @main.command()
-def gpus() -> None:
+@click.option("--json", "as_json", is_flag=True, help="The catalog as JSON (every figure of every GPU).")
+def gpus(as_json) -> None:
     """The GPU catalog."""
     from meshplan.io.catalog import gpu_keys, load_gpu
     from meshplan.report.tables import table
 
+    if as_json:
+        echo(json.dumps([load_gpu(k).model_dump(mode="json") for k in gpu_keys()], indent=2))
+        return
     rows = []
     for key in gpu_keys():
         g = load_gpu(key)

@@ -6,6 +6,7 @@ from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
 from meshplan.report.tables import table
 from meshplan.strategy.layout import Layout
+from meshplan.units import plural
 
 
 def _need_torch():
@@ -45,7 +46,7 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
     devices = choose_devices(lay, scale, gpu_count())
     if devices.cuda:
         refuse_oversized(cfg, lay, itemsize(dtype), gpu_memory_bytes())
-    echo(f"\n== {title}: {lay} ({lay.gpus} processes, {devices.backend}, {scale} model, {dtype})")
+    echo(f"\n== {title}: {lay} ({plural(lay.gpus, 'process', 'processes')}, {devices.backend}, {scale} model, {dtype})")
     for note in (cut, devices.note):
         if note:
             echo(f"note: {note}")
@@ -84,7 +85,7 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
                      ", ".join(f"{k} {v / 1e3:,.1f} KB" for k, v in sorted(r["bytes"].items())) or "-"])
     echo(table(["rank", "coordinates", "requests", "TTFT", "predicted", "TPOT", "predicted",
                       "of it in collectives", "predicted", "tok/s", "bytes sent per collective"], rows))
-    where = "GPU, one per rank" if devices.cuda else f"one thread per process, {lay.gpus} processes on {cpu_cores()} cores"
+    where = "GPU, one per rank" if devices.cuda else f"one thread per process, {plural(lay.gpus, 'process', 'processes')} on {plural(cpu_cores(), 'core')}"
     if pr is None:
         echo(f"no predictions ({where}): they need --dtype float32 (the cost model has no fp64)")
     else:

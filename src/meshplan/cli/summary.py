@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from meshplan.printable import printable
 from meshplan.report.tables import table
-from meshplan.units import GIB, fmt_seconds
+from meshplan.units import GIB, fmt_seconds, plural
 
 
 def _s(x):
@@ -22,7 +22,22 @@ def _t(x) -> str:
 
 
 def _gpus(n: int) -> str:
-    return f"{n:,} GPU{'' if n == 1 else 's'}"
+    return plural(n, "GPU")
+
+
+def _memory(m: dict) -> str:
+    return (f"weights {m['weights'] / GIB:.2f} GiB, KV {m['kv_cache'] / GIB:.2f} GiB, activations "
+            f"{m['activations'] / GIB:.2f} GiB, total {m['total'] / GIB:.2f} of {m['usable'] / GIB:.2f} GiB usable")
+
+
+def _memory_lines(doc: dict) -> list[str]:
+    """Memory per GPU: of the one pool, or of each pool of a disaggregated plan."""
+    tail = f"; concurrency {_n(doc['concurrency'])} (max {_n(doc['max_concurrency'])})"
+    phases = doc.get("phases") or {}
+    if doc.get("mode") == "disaggregated" and phases.get("prefill") and phases.get("decode"):
+        return [f"memory per GPU, prefill pool: {_memory(phases['prefill']['memory_per_gpu_bytes'])}",
+                f"memory per GPU, decode pool: {_memory(phases['decode']['memory_per_gpu_bytes'])}{tail}"]
+    return [f"memory per GPU: {_memory(doc['memory_per_gpu_bytes'])}{tail}"]
 
 
 def summary(doc: dict) -> str:
@@ -36,14 +51,18 @@ def summary(doc: dict) -> str:
         lines.append(f"no figures: the nearest layout tried ({doc['label']}) needs {m['weights'] / GIB:.2f} GiB of "
                      f"weights per GPU, {m['usable'] / GIB:.2f} GiB usable")
     else:
-        lines += [f"plan: {doc['label']}  ({_gpus(doc['gpus_total'])})  "
+        count = "" if doc["label"].endswith(_gpus(doc["gpus_total"])) else f"  ({_gpus(doc['gpus_total'])})"
+        lines += [f"plan: {doc['label']}{count}  "
                   f"{'feasible' if doc['feasible'] else 'NOT feasible'}",
                   f"TTFT {_s(doc['ttft_s'])}  TPOT {_s(doc['tpot_s'])}  output {_n(doc['output_tok_s_per_gpu'])} tok/s "
                   f"per GPU  ({_n(doc['output_tok_s'])} total)  input {_n(doc['input_tok_s_per_gpu'])} tok/s per GPU",
-                  f"memory per GPU: weights {m['weights'] / GIB:.2f} GiB, KV {m['kv_cache'] / GIB:.2f} GiB, "
-                  f"activations {m['activations'] / GIB:.2f} GiB, total {m['total'] / GIB:.2f} of "
-                  f"{m['usable'] / GIB:.2f} GiB usable; concurrency {_n(doc['concurrency'])} "
-                  f"(max {_n(doc['max_concurrency'])})"]
+                  *_memory_lines(doc)]
+        use = doc.get("budget_use")
+        if use:
+            per = use["output_tok_s_per_budget_gpu"]
+            lines.append(f"uses {use['used']:,} of the {_gpus(use['budget'])} budgeted"
+                         + (f" ({_n(per)} output tok/s per GPU of the budget)" if per is not None else "")
+                         + f": {_t(use['why'])}")
     for v in doc["violations"]:
         lines.append(f"  violation [{v['rule']}]: {_t(v['message'])}")
     for c in doc.get("requirements_check", []):

@@ -14,6 +14,7 @@ from meshplan.search.objectives import Mode, Objective
 from meshplan.search.search import SearchResult
 from meshplan.specs.params import count_params
 from meshplan.specs.problem import Problem
+from meshplan.units import plural
 
 
 def decode_kv_bound(ci: CostInputs) -> float:
@@ -127,13 +128,39 @@ def _verdict(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dict[s
             "message": f"no layout meets every requirement ({names}); the closest is shown"}
 
 
+def _budget_use(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """How much of the GPU budget the plan uses, its throughput per GPU of the whole budget, and
+    why the rest is left idle."""
+    budget, used = problem.gpu_budget, chosen.gpus_total
+    if not budget or used >= budget or not doc["verdict"]["figures"]:
+        return None
+    left = budget - used
+    sizes = sorted({lay.gpus_per_instance for lay in (chosen.prefill, chosen.decode) if lay is not None})
+    w = problem.workload
+    if left < sizes[0]:
+        why = (f"the {plural(left, 'GPU')} left cannot hold another instance (the smallest in the plan has "
+               f"{sizes[0]})")
+    elif w.request_rate_per_s and not w.concurrency:
+        why = (f"{w.request_rate_per_s:g} requests/s are served with {plural(used, 'GPU')}; more instances would only "
+               "lower the latencies, which already meet their targets" if chosen.feasible else
+               f"{w.request_rate_per_s:g} requests/s are served with {plural(used, 'GPU')}")
+    elif chosen.prefill is not None and chosen.decode is not None and chosen.prefill is not chosen.decode:
+        why = ("the prefill and decode pools are sized to the same request rate; one more instance in either pool "
+               "would wait on the other and lower tokens/s per GPU")
+    else:
+        why = "another instance would not fit the plan's operating point within the requirements"
+    out = doc["output_tok_s"]
+    return {"budget": budget, "used": used, "idle": left, "why": why,
+            "output_tok_s_per_budget_gpu": None if out is None else out / budget}
+
+
 def _why_lost(best: Candidate, c: Candidate, margin: float, objective: Objective = Objective.MAX_PER_GPU) -> str:
     """Why ``c`` ranks after ``best``, in words that follow from the numbers they quote."""
     if not c.feasible:
         return "; ".join(v.message for v in c.violations)
     from meshplan.search.pick import SATURATION, instance_size, per_gpu_metric
     if objective is Objective.MIN_GPUS and c.gpus_total != best.gpus_total:
-        return f"needs {c.gpus_total} GPUs vs {best.gpus_total} (the objective is the fewest GPUs)"
+        return f"needs {plural(c.gpus_total, 'GPU')} vs {best.gpus_total} (the objective is the fewest GPUs)"
     b, x = per_gpu_metric(best), per_gpu_metric(c)
     what = "tokens/s per GPU" if best.output_tok_s_per_gpu is not None else "input tokens/s per GPU"
     diff = (x / b - 1.0) if b else 0.0
@@ -181,6 +208,7 @@ def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any
     doc["requirements"] = problem.requirements.model_dump()
     doc["requirements_check"] = _requirement_checks(ci, doc)
     doc["verdict"] = _verdict(problem, chosen, doc)
+    doc["budget_use"] = _budget_use(problem, chosen, doc)
     if not doc["verdict"]["figures"]:
         for key in ("ttft_s", "tpot_s", "output_tok_s", "output_tok_s_per_gpu", "input_tok_s_per_gpu"):
             doc[key] = None

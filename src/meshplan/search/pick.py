@@ -17,7 +17,7 @@ from meshplan.strategy.layout import Layout
 from meshplan.strategy.rules import Rule, Violation
 from meshplan.strategy.space import LayoutArrays
 from meshplan.specs.workload import Phase
-from meshplan.units import GIB, fmt_seconds
+from meshplan.units import GIB, fmt_seconds, plural
 
 TOP = 40
 """Candidates materialized per mode (the rest are counted, not listed)."""
@@ -144,7 +144,7 @@ def _requirement_violations(ci: CostInputs, c: Candidate) -> list[Violation]:
         out.append(Violation(rule=Rule.THROUGHPUT, message=(
             f"output {c.output_tok_s:,.0f} tok/s in total < required {r.min_output_tok_s:,.0f}")))
     if p.gpu_budget and c.gpus_total > p.gpu_budget:
-        out.append(Violation(rule=Rule.GPU_BUDGET, message=f"{c.gpus_total} GPUs > budget {p.gpu_budget}"))
+        out.append(Violation(rule=Rule.GPU_BUDGET, message=f"{plural(c.gpus_total, 'GPU')} > budget {p.gpu_budget}"))
     return out
 
 

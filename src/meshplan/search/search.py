@@ -22,6 +22,7 @@ from meshplan.search.pick import PointTable, candidates_from_table, per_gpu_metr
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase, Serving
 from meshplan.strategy.space import LayoutArrays, enumerate_layouts
+from meshplan.units import plural
 
 Progress = Callable[[str], None]
 
@@ -84,7 +85,7 @@ def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
     cap = problem.gpu_budget or problem.assumptions.search_max_gpus_per_instance
     la = layouts if layouts is not None else enumerate_layouts(problem.model, problem.gpu, cap,
                                                                             problem.assumptions.redundant_experts)
-    say(f"{len(la)} legal instance layouts (up to {cap} GPUs each)")
+    say(f"{plural(len(la), 'legal instance layout')} (up to {plural(cap, 'GPU')} each)")
     par = _par(la)
     tables: list[PointTable] = []
     points = 0
