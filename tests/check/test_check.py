@@ -92,7 +92,7 @@ def test_engine_flags_through_the_notation_layer():
     v = parse_vllm("vllm serve deepseek-ai/DeepSeek-V3 -tp 8 -dp 2 --enable-expert-parallel --max-num-seqs 64")
     assert (v.layout.tp, v.layout.dp, v.layout.ep, v.concurrency) == (8, 2, 16, 128)
     s = parse_sglang("python -m sglang.launch_server --model-path M --tp 16 --dp 16 --enable-dp-attention --ep-size 16")
-    assert (s.layout.tp, s.layout.dp, s.layout.ep, s.refusals) == (1, 16, 16, [])
+    assert (s.layout.tp, s.layout.dp, s.layout.ep, s.refusals) == (1, 16, 16, ())
     bad = parse_sglang("python -m sglang.launch_server --model-path M --tp-size 16 --dp-size 3 --enable-dp-attention")
     assert bad.refusals and "does not divide" in bad.refusals[0]
     assert parse_trtllm(str(FIX / "trtllm-bad.yaml")).refusals
@@ -103,9 +103,14 @@ def test_engine_flags_through_the_notation_layer():
 def test_engine_fit_and_largest_concurrency():
     r = _report(None, vllm="vllm serve deepseek-ai/DeepSeek-V3 -tp 8 -dp 2 --enable-expert-parallel "
                            "--max-model-len 8192 --max-num-seqs 256", gpu="h200", weights="fp8")
-    fit = _by(r, "fits")[0]
-    # MLA under tp 8 keeps the whole latent cache on every tp rank: 256 x 8192 x 70,272 B = 147 GB.
-    assert fit.verdict.value == "wrong" and 0 < fit.meshplan < 512
+    # --max-num-seqs caps running requests; it reserves no memory (issue 12): the engine starts if one request
+    # of 8192 tokens fits. MLA under tp 8 keeps the whole latent on every tp rank: 8192 x 70,272 B = 0.58 GB.
+    assert _by(r, "fits")[0].verdict.value == "confirmed" and not r.any_wrong
+    conc = _by(r, "concurrency")[0]
+    # The cap: 256 per attention-dp rank x 2 ranks. What runs: 256 x 2 x (4096 + 2048) tokens x 70,272 B would be
+    # 221 GB per rank's GPUs, more than the ~89 GB left beside the weights, so fewer than 512 run at once.
+    assert conc.verdict.value == "noted" and conc.claimed == 512 and 0 < conc.meshplan < 512
+    assert r.evaluation["concurrency"] == conc.meshplan
     ok = _report(None, trtllm=str(FIX / "trtllm-good.yaml"), gpu="b200", weights="fp4", isl=1024.0, osl=1024.0)
     assert _by(ok, "fits")[0].verdict.value == "confirmed" and not ok.any_wrong
     assert ok.evaluation["tpot_s"] > 0

@@ -1,50 +1,97 @@
-"""Check a meshplan plan JSON/YAML (perhaps edited by hand): recompute each figure it states."""
+"""Check a meshplan plan (perhaps edited by hand): recompute each figure it states.
+
+A plan JSON/YAML (meshplan plan --json) is read through plan.pools.pools_from_doc, the one reader
+of a plan document's problem and strategies, and each figure it claims is checked to be a number
+before it is compared; a Markdown plan (meshplan plan --markdown) is read by check.plan_markdown.
+Both become ``PlanClaims``, checked here the same way.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from meshplan.check.verdict import Check, Report, Verdict, compare
 from meshplan.errors import SpecError
 from meshplan.plan.plan import candidate_document
+from meshplan.plan.pools import pools_from_doc
 from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
 from meshplan.specs.problem import Problem
-from meshplan.strategy.layout import parse_strategy
+from meshplan.strategy.layout import Layout, parse_strategy
 
 FIGURES = (("gpus_total", "GPUs"), ("ttft_s", "s"), ("tpot_s", "s"), ("output_tok_s_per_gpu", "tok/s"),
            ("input_tok_s_per_gpu", "tok/s"), ("output_tok_s", "tok/s"), ("kv_cache_bytes_per_token", "bytes"))
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlanClaims:
+    """What a meshplan plan states: the problem it answers, its strategies and its figures."""
+
+    problem: Problem
+    layouts: tuple[Layout, ...]
+    """One layout (aggregated), or the prefill and the decode pool's (disaggregated)."""
+    figures: dict[str, float]
+    """Claimed value of each FIGURES key the plan states, in SI units."""
+    memory: tuple[tuple[str, float], ...] = ()
+    """(pool, claimed total memory per GPU in bytes); pool '' is the plan's main pool (decode when
+    it has one), else 'prefill' or 'decode'."""
+    lines: dict[str, int] = field(default_factory=dict)
+    """Line of each claim, where the plan has lines (Markdown); memory claims as 'memory:POOL'."""
+    kind: str = "meshplan plan"
+
+
+def _number(value: Any, where: str, unit: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise SpecError(where, value, f"must be a number ({unit}) >= 0")
+    return float(value)
+
+
+def claims_from_doc(doc: Any) -> PlanClaims:
+    """The claims of a plan JSON/YAML, every one checked for shape and type."""
+    problem, pools = pools_from_doc(doc)
+    figures = {key: _number(doc[key], f"plan.{key}", unit) for key, unit in FIGURES if doc.get(key) is not None}
+    if "gpus_total" in figures and not figures["gpus_total"].is_integer():
+        raise SpecError("plan.gpus_total", doc["gpus_total"], "must be a whole number of GPUs")
+    memory = doc.get("memory_per_gpu_bytes")
+    if memory is not None and not isinstance(memory, dict):
+        raise SpecError("plan.memory_per_gpu_bytes", memory, "must map parts (weights, kv_cache, total, ...) to bytes")
+    total = (memory or {}).get("total")
+    claimed = () if total is None else (("", _number(total, "plan.memory_per_gpu_bytes.total", "bytes")),)
+    return PlanClaims(problem=problem, layouts=tuple(p.layout for p in pools), figures=figures, memory=claimed)
+
+
 def check_plan_doc(doc: dict[str, Any], source: str, tolerance: float) -> Report:
-    if "problem_spec" not in doc or "phases" not in doc:
-        raise SpecError(source, None, "not a meshplan plan (needs problem_spec and phases; make one with meshplan plan)")
-    problem = Problem.model_validate(doc["problem_spec"])
-    moe = problem.model.is_moe
-    phases = doc["phases"]
-    if doc.get("mode") == "disaggregated":
-        cand = evaluate_disaggregated(problem, parse_strategy(phases["prefill"]["strategy"]["string"], is_moe=moe),
-                                      parse_strategy(phases["decode"]["strategy"]["string"], is_moe=moe))
-    else:
-        ph = phases.get("decode") or phases.get("prefill")
-        cand = evaluate_aggregated(problem, parse_strategy(ph["strategy"]["string"], is_moe=moe))
+    return check_plan(claims_from_doc(doc), source, tolerance)
+
+
+def check_plan(claims: PlanClaims, source: str, tolerance: float) -> Report:
+    """Every figure of ``claims`` against meshplan's evaluation of the plan's own strategies."""
+    problem = claims.problem
+    cand = (evaluate_disaggregated(problem, *claims.layouts) if len(claims.layouts) == 2
+            else evaluate_aggregated(problem, claims.layouts[0]))
     ours = candidate_document(problem, cand)
-    report = Report(source=source, kind="meshplan plan", evaluation=ours)
+    report = Report(source=source, kind=claims.kind, evaluation=ours)
     for key, unit in FIGURES:
-        if doc.get(key) is None:
+        value = claims.figures.get(key)
+        if value is None:
             continue
+        lines = (claims.lines[key],) if key in claims.lines else ()
         if key == "gpus_total":
-            ok = doc[key] == ours[key]
-            report.checks.append(Check(subject=key, verdict=Verdict.CONFIRMED if ok else Verdict.WRONG,
-                                       claimed=float(doc[key]), meshplan=float(ours[key]), unit=unit,
+            ok = value == ours[key]
+            report.checks.append(Check(subject=key, verdict=Verdict.CONFIRMED if ok else Verdict.WRONG, lines=lines,
+                                       claimed=value, meshplan=float(ours[key]), unit=unit,
                                        rule="instances x pp x tp x attention dp per pool",
-                                       message=f"claimed {doc[key]}, the strategies give {ours[key]}"))
+                                       message=f"claimed {value:,.0f}, the strategies give {ours[key]}"))
             continue
-        report.checks.append(compare(key, float(doc[key]), ours.get(key), unit, "meshplan evaluate of the plan's strategy",
-                                     tolerance=tolerance))
-    mem = (doc.get("memory_per_gpu_bytes") or {}).get("total")
-    if mem is not None:
-        report.checks.append(compare("memory_per_gpu", float(mem), ours["memory_per_gpu_bytes"]["total"], "bytes",
-                                     "weights + KV cache + activations + reserve", tolerance=tolerance))
+        report.checks.append(compare(key, value, ours.get(key), unit, "meshplan evaluate of the plan's strategy",
+                                     lines, tolerance=tolerance))
+    for pool, value in claims.memory:
+        part = (ours["phases"].get(pool) or {}) if pool else ours
+        mine = part.get("memory_per_gpu_bytes", {}).get("total")
+        lines = (claims.lines[f"memory:{pool}"],) if f"memory:{pool}" in claims.lines else ()
+        report.checks.append(compare("memory_per_gpu" + (f" ({pool} pool)" if pool else ""), value, mine, "bytes",
+                                     "weights + KV cache + activations + reserve", lines, tolerance=tolerance))
     return report
 
 

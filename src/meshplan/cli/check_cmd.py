@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
 from meshplan.check.verdict import Report, Verdict, fmt
 from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
+from meshplan.io.user_file import load_json, load_yaml, read_text
 
 
 def build_report(plan: str | None, problem_path: str | None, vllm: str | None, sglang: str | None,
@@ -24,25 +23,19 @@ def build_report(plan: str | None, problem_path: str | None, vllm: str | None, s
         reading = parse_vllm(vllm) if vllm else parse_sglang(sglang) if sglang else parse_trtllm(trtllm, model)
         return check_engine(reading, gpu=gpu, weights=weights, isl=isl, osl=osl, source=engines[0][:60])
     path = Path(plan)
-    if not path.exists():
-        raise SpecError("PLAN", plan, "no such file")
-    text = path.read_text()
+    text = read_text(plan, "PLAN")
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
-        from meshplan.check.plan_doc import check_plan_doc
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise SpecError("PLAN", plan, "not valid YAML/JSON") from None
-        doc = doc if isinstance(doc, dict) else {}
-        if "problem_spec" not in doc and "model" in doc:
-            from meshplan.check.plan_doc import check_problem_strategy
-            from meshplan.io.problem_file import problem_from_raw
-            raw = dict(doc)
-            raw.setdefault("name", path.stem)
-            return check_problem_strategy(problem_from_raw(raw), path.name)
-        return check_plan_doc(doc, path.name, tolerance)
-    from meshplan.check.document import check_document
+        return _structured(plan, text, tolerance)
+    from meshplan.check.plan_markdown import is_meshplan_markdown
     from meshplan.io.problem_file import DEFAULT_PROBLEM, problem_from_raw, read_raw
+    if is_meshplan_markdown(text):
+        from meshplan.check.plan_doc import check_plan
+        from meshplan.check.plan_markdown import read_plan_markdown
+        problem = problem_from_raw(read_raw(problem_path or str(DEFAULT_PROBLEM)))
+        origin = "--problem" if problem_path else "the bundled seed problem"
+        claims = read_plan_markdown(text, path.name, problem, origin)
+        return check_plan(claims, path.name, tolerance)
+    from meshplan.check.document import check_document
     from meshplan.io.seed_plan import looks_like_plan, read_seed_plan
     if looks_like_plan(text):
         raw = read_seed_plan(text, path.name, read_raw(problem_path or str(DEFAULT_PROBLEM)))
@@ -52,6 +45,22 @@ def build_report(plan: str | None, problem_path: str | None, vllm: str | None, s
     if problem.seed_strategy is None:
         raise SpecError("PLAN", plan, "states no layout (DP/TP/PP/EP); nothing to check against")
     return check_document(problem, text, path.name, tolerance)
+
+
+def _structured(plan: str, text: str, tolerance: float) -> Report:
+    """A meshplan plan JSON/YAML, or a problem file that states a strategy."""
+    from meshplan.check.plan_doc import check_plan_doc, check_problem_strategy
+    from meshplan.io.problem_file import problem_from_raw
+    path = Path(plan)
+    doc = load_json(text, "PLAN", plan) if path.suffix.lower() == ".json" else load_yaml(text, "PLAN", plan)
+    if not isinstance(doc, dict) or ("problem_spec" not in doc and "model" not in doc):
+        raise SpecError("PLAN", plan, "is neither a meshplan plan (no problem_spec; make one with meshplan plan "
+                        "--json) nor a problem with a model and a strategy")
+    if "problem_spec" not in doc:
+        raw = dict(doc)
+        raw.setdefault("name", path.stem)
+        return check_problem_strategy(problem_from_raw(raw), path.name)
+    return check_plan_doc(doc, path.name, tolerance)
 
 
 def render(report: Report) -> str:
