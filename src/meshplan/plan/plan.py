@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -14,7 +15,7 @@ from meshplan.search.objectives import Mode, Objective
 from meshplan.search.search import SearchResult
 from meshplan.specs.params import count_params
 from meshplan.specs.problem import Problem
-from meshplan.units import plural
+from meshplan.units import fmt_seconds, plural
 
 
 def decode_kv_bound(ci: CostInputs) -> float:
@@ -128,6 +129,41 @@ def _verdict(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dict[s
             "message": f"no layout meets every requirement ({names}); the closest is shown"}
 
 
+def pareto_knee(frontier: tuple[Candidate, ...] | list[Candidate]) -> Candidate | None:
+    """The frontier's knee: the point farthest from the straight line joining its two ends once
+    both axes (tokens/s per GPU, tokens/s per user = 1 / TPOT), taken on log scales because both
+    span orders of magnitude, are scaled to [0, 1] (Kneedle, Satopaa et al., ICDCS 2011): past it,
+    each step trades much latency for little throughput or the reverse. Hand check: ends
+    (e, 1) and (1, e) in (x, y) and a middle point (e^0.8, e^0.8) -> the middle (score 1.6 vs 1)."""
+    pts = [c for c in frontier if c.tpot_s and c.output_tok_s_per_gpu]
+    if len(pts) < 3:
+        return None
+    x = [math.log(1.0 / c.tpot_s) for c in pts]
+    y = [math.log(c.output_tok_s_per_gpu) for c in pts]
+    sx, sy = (max(x) - min(x)) or 1.0, (max(y) - min(y)) or 1.0
+    score = [(a - min(x)) / sx + (b - min(y)) / sy for a, b in zip(x, y)]
+    return pts[max(range(len(pts)), key=score.__getitem__)]
+
+
+def _latency_note(problem: Problem, chosen: Candidate, frontier) -> dict[str, str] | None:
+    """With no latency target the search maximises tokens/s per GPU, which runs decode at the
+    largest batch memory holds: say so, with its TPOT, and name the knee of the frontier."""
+    r = problem.requirements
+    if r.ttft_s or r.tpot_s or not chosen.feasible or chosen.tpot_s is None or not chosen.max_concurrency:
+        return None
+    if chosen.concurrency < 0.9 * chosen.max_concurrency:
+        return None
+    knee = pareto_knee(frontier)
+    msg = (f"no latency target: the plan runs at the memory limit ({chosen.concurrency:,.0f} of "
+           f"{chosen.max_concurrency:,.0f} requests in flight) with TPOT {fmt_seconds(chosen.tpot_s)}")
+    if knee is not None and knee.tpot_s < chosen.tpot_s and knee.output_tok_s_per_gpu:
+        msg += (f"; the knee of the throughput/latency frontier is {knee.label} at concurrency "
+                f"{knee.concurrency:,.0f}: {knee.output_tok_s_per_gpu:,.0f} tok/s per GPU "
+                f"({knee.output_tok_s_per_gpu / chosen.output_tok_s_per_gpu - 1:+.0%}) at TPOT "
+                f"{fmt_seconds(knee.tpot_s)} ({chosen.tpot_s / knee.tpot_s:.1f}x faster per user); --tpot sets a target")
+    return {"field": "requirements.tpot_s", "message": msg}
+
+
 def _budget_use(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dict[str, Any] | None:
     """How much of the GPU budget the plan uses, its throughput per GPU of the whole budget, and
     why the rest is left idle."""
@@ -216,6 +252,9 @@ def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any
     pipeline = pipeline_note(result)
     if pipeline is not None:
         doc["notes"].append(pipeline)
+    knee = _latency_note(problem, chosen, result.pareto)
+    if knee is not None:
+        doc["notes"].append(knee)
     prec = problem.precision
     used = {"attention": prec.attention_dtype, "experts": prec.experts_dtype, "other": prec.weights}
     doc["assumptions"] = problem.assumptions.model_dump(mode="json") | {
