@@ -198,3 +198,26 @@ def test_catalogs_as_json():
     gpus = json.loads(run("gpus", "--json").stdout)
     h100 = next(g for g in gpus if g["name"] == "h100-sxm")
     assert h100["nvlink_domain_gpus"] == 8 and h100["memory_bytes"] > 79e9
+
+
+def test_tp_across_nodes_is_evaluated_over_the_inter_node_link_and_flagged():
+    r = run("evaluate", "--model", "deepseek-v3", "--gpu", "h200", "--weights", "fp8", "--isl", "4000", "--osl", "500",
+            "--strategy", "tp=16,ep=16", "--json", "-")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert any("tp 16 spans 2 nodes of 8 GPUs" in n["message"] for n in doc["notes"])
+    # The TP all-reduce of a 2-node group is costed on the inter-node link: slower than tp 8 inside a node.
+    r8 = json.loads(run("evaluate", "--model", "deepseek-v3", "--gpu", "h200", "--weights", "fp8", "--isl", "4000",
+                        "--osl", "500", "--strategy", "instances=2,tp=8,ep=8", "--json", "-").stdout)
+    ar16 = next(o for o in doc["phases"]["decode"]["operators"]["moe_layer"] if o["op"] == "tp_all_reduce_attn")
+    ar8 = next(o for o in r8["phases"]["decode"]["operators"]["moe_layer"] if o["op"] == "tp_all_reduce_attn")
+    assert ar16["time_s"] > ar8["time_s"]
+
+
+def test_experts_that_do_not_divide_suggest_the_redundant_count():
+    args = ("evaluate", "--model", "deepseek-v3", "--gpu", "gb200", "--weights", "fp8", "--isl", "4000", "--osl", "500",
+            "--strategy", "dp=72,ep=72")
+    r = run(*args)
+    # 256 experts over 72 ranks: 256 + 32 = 288 = 4 x 72.
+    assert r.returncode == 2 and "with --redundant-experts 32 they divide (288 over ep 72)" in r.stderr
+    assert run(*args, "--redundant-experts", "32").returncode == 0

@@ -44,6 +44,9 @@ def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, 
         raise SpecError("strategy", strategy or f"{prefill_s} / {decode_s}",
                         "; ".join(f"[{v.rule.value}] {v.message}" for v in structural))
     doc = candidate_document(problem, cand)
+    from meshplan.search.evaluate import unusual_placements
+    for lay in {id(x): x for x in (cand.prefill, cand.decode) if x is not None}.values():
+        doc["notes"] += [{"field": "strategy", "message": m} for m in unusual_placements(problem, lay)]
     best = search(problem).best
     doc["why_not"] = _why_not(cand, best)
     doc["search_best"] = None if best is None else {"label": best.label, "gpus_total": best.gpus_total,

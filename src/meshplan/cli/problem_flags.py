@@ -49,6 +49,8 @@ def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> 
         click.option("--request-rate", type=float, help="Arrivals per second across the deployment (adds "
                      "queueing to TTFT and sizes the instances)."),
         click.option("--top-k", type=int, help="Override the model's top-k (e.g. when the problem omits it)."),
+        click.option("--redundant-experts", type=int, help="Redundant expert replicas (EPLB): ep must divide experts + "
+                     "this (DeepSeek-V3 on EP72 runs with 32)."),
         *engine_opts,
         click.option("--calibration", help="Calibration profile of fitted step-model factors: a bundled name, a "
                      "YAML path (meshplan calibrate --out), or none for the sourced defaults (default silicon-dev)."),
@@ -62,7 +64,7 @@ FLAG_OF_FIELD = {
     "gpus": "--gpus", "workload.isl": "--isl", "workload.osl": "--osl", "workload.concurrency": "--concurrency",
     "workload.request_rate_per_s": "--request-rate", "requirements.ttft_s": "--ttft", "requirements.tpot_s": "--tpot",
     "requirements.min_output_tok_s_per_gpu": "--min-tok-s-per-gpu", "requirements.min_output_tok_s": "--min-tok-s",
-    "model.top_k": "--top-k", "phase": "--phase", "serving": "--serving", "calibration": "--calibration",
+    "model.top_k": "--top-k", "assumptions.redundant_experts": "--redundant-experts", "phase": "--phase", "serving": "--serving", "calibration": "--calibration",
     "precision.weights": "--weights", "precision.attention": "--attention-weights",
     "precision.experts": "--expert-weights", "precision.kv_cache": "--kv-cache",
 }
@@ -89,6 +91,7 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
                      "request_rate_per_s": kw.get("request_rate")},
         "phase": kw.get("phase"), "serving": kw.get("serving"),
         "engine": _engine_override(kw), "calibration": kw.get("calibration"),
+        "assumptions": {"redundant_experts": kw.get("redundant_experts")},
         "requirements": {"ttft_s": kw.get("ttft"), "tpot_s": kw.get("tpot"),
                          "min_output_tok_s_per_gpu": kw.get("min_tok_s_per_gpu"),
                          "min_output_tok_s": kw.get("min_tok_s")},

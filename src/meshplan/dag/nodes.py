@@ -3,8 +3,11 @@ hundreds of thousands of nodes, so nothing here validates or copies."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+from meshplan.errors import SpecError
 
 
 class NodeKind(StrEnum):
@@ -100,15 +103,23 @@ def gpu_ranges(gpus: tuple[int, ...] | list[int]) -> str:
     return ", ".join(parts)
 
 
+MAX_GPU_ID = 1_000_000
+"""Largest GPU id a DAG label may name (a million GPUs: far beyond any cluster planned), so a
+range such as '0-99999999999' in a file read by lint-dag cannot exhaust memory."""
+
+_RANGE = re.compile(r"(\d{1,7})(?:-(\d{1,7}))?")
+
+
 def parse_gpu_ranges(text: str) -> list[int]:
-    """Inverse of gpu_ranges: '0-3, 8' -> [0, 1, 2, 3, 8]."""
+    """Inverse of gpu_ranges: '0-3, 8' -> [0, 1, 2, 3, 8]. A part that is not an id or a rising
+    range of ids up to MAX_GPU_ID is refused (SpecError naming the label)."""
     out: list[int] = []
     for part in text.replace(" ", "").split(","):
         if not part:
             continue
-        if "-" in part:
-            a, b = part.split("-", 1)
-            out.extend(range(int(a), int(b) + 1))
-        else:
-            out.append(int(part))
+        m = _RANGE.fullmatch(part)
+        lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, -1)
+        if not m or hi < lo or hi > MAX_GPU_ID or len(out) + hi - lo > MAX_GPU_ID:
+            raise SpecError("GPU label", text, f"'{part}' is not a GPU id or a rising range of ids up to {MAX_GPU_ID:,}")
+        out.extend(range(lo, hi + 1))
     return out

@@ -29,7 +29,8 @@ REQUIRED_COLUMNS = ("id", "backend", "model_path", "system", "mode", "isl", "osl
                     "silicon_tpot_ms", "silicon_data_source")
 """Columns every file must have; the layout columns are read by mode."""
 
-CONCURRENCY = re.compile(r"silicon_concurrency=(\d+)")
+CONCURRENCY = re.compile(r"silicon_concurrency=(\d{1,9})\b")
+"""Requests in flight as the data source states them (at most nine digits: a billion clients is a typo)."""
 
 
 class SkipReason(StrEnum):

@@ -57,10 +57,17 @@ def model_keys() -> list[str]:
     return list(_model_index())
 
 
+MAX_NAME = 1024
+"""Longest model name, checkpoint id or config path (Linux's PATH_MAX is 4096, Hugging Face ids
+are at most 96 characters)."""
+
+
 @cache
 def load_model(name: str) -> ModelSpec:
     """A catalog model by any common spelling or checkpoint id (with that checkpoint's formats),
     or a path to a local config.json (with an hf_quant_config.json beside it, if there is one)."""
+    if len(name) > MAX_NAME:
+        raise SpecError("model", name, f"longer than {MAX_NAME} characters: not a model name, id or path")
     if name.endswith(".json") or "/" in name and Path(name).exists():
         return _local_model(Path(name))
     found = _model_names().get(_norm(name))

@@ -133,6 +133,8 @@ def _tokens(v: Any, field: str, written: Any) -> float:
     """One length in tokens: a finite positive number up to MAX_TOKENS."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise SpecError(f"workload.{field}", written, "must be a number of tokens or a [min, max] range")
+    if isinstance(v, int) and v > MAX_TOKENS:  # compared as an integer: 10**400 has no float
+        raise SpecError(f"workload.{field}", written, f"more than {MAX_TOKENS:,} tokens; no model reads that many")
     if not math.isfinite(v) or v <= 0:
         raise SpecError(f"workload.{field}", written, "must be a positive, finite number of tokens")
     if v > MAX_TOKENS:

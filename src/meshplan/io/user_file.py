@@ -98,6 +98,8 @@ def load_yaml(text: str, field: str, name: str) -> Any:
         raise SpecError(field, name, f"not valid YAML{where}") from None
     except RecursionError:
         raise SpecError(field, name, "nests too deeply to be read") from None
+    except ValueError as err:  # Python's 4,300-digit limit on int(), met inside the parser
+        raise SpecError(field, name, f"holds a number too long to read ({err})") from None
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -120,6 +122,8 @@ def load_json(text: str, field: str, name: str) -> Any:
         raise SpecError(field, name, f"not valid JSON ({err.msg} at line {err.lineno})") from None
     except RecursionError:
         raise SpecError(field, name, "nests too deeply to be read") from None
+    except ValueError as err:  # Python's 4,300-digit limit on int()
+        raise SpecError(field, name, f"holds a number too long to read ({err})") from None
 
 
 def output_target(path: str, field: str) -> None:

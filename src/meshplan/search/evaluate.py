@@ -15,7 +15,7 @@ from meshplan.search.search import one_layout
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase
 from meshplan.strategy.layout import Layout
-from meshplan.strategy.rules import Violation, check_layout
+from meshplan.strategy.rules import UNUSUAL, Violation, check_layout
 
 
 def _arrays(lay: Layout):
@@ -42,9 +42,23 @@ def _pick(ci, t: PointTable, structural, instances: int) -> Candidate:
 
 
 def structural_violations(problem: Problem, lay: Layout, total_gpus: int) -> tuple[Violation, ...]:
-    return tuple(check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp,
-                              gpus=total_gpus, budget=problem.gpu_budget,
-                              redundant=problem.assumptions.redundant_experts))
+    """The rules the layout breaks; unusual placements (strategy.rules.UNUSUAL) are not among them."""
+    return tuple(v for v in check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp,
+                                         gpus=total_gpus, budget=problem.gpu_budget,
+                                         redundant=problem.assumptions.redundant_experts) if v.rule not in UNUSUAL)
+
+
+def unusual_placements(problem: Problem, lay: Layout) -> list[str]:
+    """What is legal but unusual about the layout, with how it is costed."""
+    g = problem.gpu
+    out = []
+    if lay.tp > g.nvlink_domain_gpus:
+        nodes = -(-lay.tp // g.nvlink_domain_gpus)
+        out.append(f"tp {lay.tp} spans {nodes} nodes of {g.nvlink_domain_gpus} GPUs: its two all-reduces per layer "
+                   f"cross the inter-node link ({g.inter_node_bw_bytes_per_s / 1e9:,.0f} GB/s per GPU, "
+                   f"{g.inter_node_latency_s * 1e6:,.0f} us), and are costed so; engines run it (SGLang's two-node "
+                   "TP16 recipe) but most deployments keep tensor parallelism inside a node")
+    return out
 
 
 def evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:

@@ -71,6 +71,12 @@ def _folding_ok(c: RuleInput, tp, dp, pp, ep, etp):
     return (tp * dp == ep * etp) if c.m.is_moe else True
 
 
+def _redundant_for(experts: int, ep: int) -> int:
+    """Fewest redundant replicas that make ``experts`` divide over ``ep`` ranks. Hand check: 256 over
+    ep 72 -> 32 (288 = 4 x 72), as DeepSeek-V3 runs on EP72."""
+    return -experts % ep
+
+
 def _kv_ok(c: RuleInput, tp, dp, pp, ep, etp):
     if c.m.attention is AttentionKind.MLA:
         return True  # the latent is replicated on every TP rank; nothing to split
@@ -93,7 +99,8 @@ RULES: tuple[_RuleDef, ...] = (
              message=lambda c, tp, dp, pp, ep, etp: (
                  f"{c.m.num_experts} experts" + (f" + {c.redundant} redundant" if c.redundant else "")
                  + f" % ep {ep} != 0: every expert-parallel rank must host the same number of experts "
-                 "(uneven placement is not modelled)")),
+                 f"(uneven placement is not modelled); with --redundant-experts {_redundant_for(c.m.num_experts, ep)} "
+                 f"they divide ({c.m.num_experts + _redundant_for(c.m.num_experts, ep)} over ep {ep})")),
     _RuleDef(rule=Rule.EXPERT_FFN_DIVISIBLE,
              ok=lambda c, tp, dp, pp, ep, etp: (c.m.expert_ffn_size % etp == 0) if c.m.is_moe else True,
              message=lambda c, tp, dp, pp, ep, etp: (
@@ -121,6 +128,11 @@ RULES: tuple[_RuleDef, ...] = (
                  f"pp {pp} > {c.m.num_layers} layers: every pipeline stage needs at least one layer")),
 )
 
+
+UNUSUAL = frozenset({Rule.TP_INSIDE_NODE})
+"""Placements engines run but rarely: tensor parallelism across nodes (SGLang's two-node TP16
+recipe for DeepSeek on 8-GPU nodes). A strategy that states one is evaluated, its all-reduces costed
+over the inter-node link, and flagged; the search does not build them."""
 
 STRUCTURE = frozenset({Rule.FOLDING, Rule.HEADS_DIVISIBLE, Rule.KV_HEADS_SPLIT, Rule.EXPERTS_DIVISIBLE,
                        Rule.EXPERT_FFN_DIVISIBLE, Rule.DENSE_NO_EXPERT_AXES, Rule.PP_LAYERS})
