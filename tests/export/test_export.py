@@ -128,3 +128,22 @@ def test_devicemesh_matches_the_rank_map(spec):
             assert experts["etp"].mesh.tolist() == group(rank, lay, "etp")
         finally:
             dist.destroy_process_group()
+
+
+def test_a_layout_that_cannot_hold_the_model_is_refused_unless_forced(tmp_path):
+    import subprocess
+    import sys
+    # DeepSeek-V3 in FP8 is about 671 GB of weights; tp8 on 8 H100s gives 8 x 72 GB usable = 576 GB.
+    args = [sys.executable, "-m", "meshplan.cli.main", "export", "--model", "deepseek-v3", "--gpu", "h100",
+            "--weights", "fp8", "--isl", "4000", "--osl", "500", "--strategy", "tp=8,ep=8", "--engine", "vllm"]
+    r = subprocess.run([*args, "--out", str(tmp_path / "a")], capture_output=True, text=True)
+    assert r.returncode == 1 and "[memory]" in r.stderr and not (tmp_path / "a").exists()
+    r = subprocess.run([*args, "--out", str(tmp_path / "b"), "--force"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    script = next((tmp_path / "b").glob("*.sh")).read_text().splitlines()
+    assert script[0] == "#!/usr/bin/env bash" and script[1].startswith("# WARNING: written with --force")
+    # The same model fits 16 H100s (dp16 ep16): exported without a warning.
+    r = subprocess.run([*args[:-4], "--strategy", "dp=16,ep=16", "--engine", "vllm", "--out", str(tmp_path / "c")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "WARNING" not in next((tmp_path / "c").glob("*.sh")).read_text()

@@ -241,9 +241,14 @@ def check(plan, problem_path, vllm, sglang, trtllm, engine_model, gpu, weights, 
               help="vLLM 0.11, SGLang 0.5, TensorRT-LLM 1.0, or a torch DeviceMesh (torch 2.13); the plan is "
                    "made for this engine (a DeviceMesh for the problem's engine, default vllm).")
 @click.option("--out", "out_dir", default="launch", show_default=True, help="Folder for the files.")
+@click.option("--force", is_flag=True, help="Write a layout that cannot run (a broken rule, or the weights and one "
+              "request do not fit), with a warning at the top of every file.")
 @wrap_errors
-def export_cmd(strategy, engine, out_dir, **kw) -> None:
-    """Launch commands or configs for every instance and node of a plan (PROBLEM or PLAN.json)."""
+def export_cmd(strategy, engine, out_dir, force, **kw) -> None:
+    """Launch commands or configs for every instance and node of a plan (PROBLEM or PLAN.json).
+
+    Exit codes: 0 written; 1 the plan cannot run as exported (a broken rule, or the weights and one
+    request do not fit): nothing is written unless --force; 2 bad input."""
     from meshplan.cli.dag_cmd import resolve
     from meshplan.export.export import export, write
 
@@ -259,7 +264,12 @@ def export_cmd(strategy, engine, out_dir, **kw) -> None:
                        "GPU planned); exported instead")
         else:
             echo("  no expressible layout with the same GPUs; nothing exported for this pool")
-    for path in write(result, Path(out_dir)):
+    for reason in result.blocked:
+        echo(f"cannot run: {reason}", err=True)
+    if result.blocked and not force:
+        echo("refused: nothing written (--force writes it with a warning in every file)", err=True)
+        raise SystemExit(1)
+    for path in write(result, Path(out_dir), force):
         echo(f"wrote {path}")
     for note in result.notes:
         echo(f"note: {note}")

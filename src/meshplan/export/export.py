@@ -7,9 +7,11 @@ from pathlib import Path
 
 from meshplan.export import devicemesh, sglang, trtllm, vllm
 from meshplan.export.common import Inexpressible, Launch, settings
+from meshplan.export.deployable import blockers
 from meshplan.export.nearest import nearest
 from meshplan.io.user_file import output_folder
 from meshplan.plan.pools import Pool
+from meshplan.printable import printable
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
 
@@ -32,6 +34,8 @@ class ExportResult:
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     substitutions: list[Substitution] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    """Why a pool cannot run as exported (export.deployable); written only with --force."""
 
 
 def expressible(engine: str, lay: Layout, problem: Problem, pool: Pool) -> bool:
@@ -61,6 +65,9 @@ def export(problem: Problem, pools: list[Pool], engine: str) -> ExportResult:
     from meshplan.search.evaluate import evaluate_aggregated
 
     result = ExportResult(engine=engine)
+    for pool in pools:
+        result.blocked += [f"{pool.role} pool {pool.layout.short}: [{v.rule.value}] {v.message}"
+                           for v in blockers(problem, pool)]
     used: list[Pool] = []
     for pool in pools:
         try:
@@ -94,10 +101,24 @@ def export(problem: Problem, pools: list[Pool], engine: str) -> ExportResult:
     return result
 
 
-def write(result: ExportResult, out_dir: Path) -> list[Path]:
+def _warned(text: str, warning: str) -> str:
+    """``text`` with a comment line at the top (after a script's #! line) that it cannot run."""
+    line = f"# WARNING: written with --force; this layout cannot run as planned: {printable(warning, one_line=True)}\n"
+    if text.startswith("#!"):
+        first, _, rest = text.partition("\n")
+        return f"{first}\n{line}{rest}"
+    return line + text
+
+
+def write(result: ExportResult, out_dir: Path, force: bool = False) -> list[Path]:
+    """Write the files; a result with blockers is written only with ``force``, each file warned."""
+    if result.blocked and not force:
+        return []
     output_folder(str(out_dir), "--out")
     paths = []
     for name, text in result.files.items():
+        if result.blocked:
+            text = _warned(text, "; ".join(result.blocked))
         path = out_dir / name
         path.write_text(text)
         if name.endswith(".sh"):
