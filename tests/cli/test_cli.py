@@ -221,3 +221,13 @@ def test_experts_that_do_not_divide_suggest_the_redundant_count():
     # 256 experts over 72 ranks: 256 + 32 = 288 = 4 x 72.
     assert r.returncode == 2 and "with --redundant-experts 32 they divide (288 over ep 72)" in r.stderr
     assert run(*args, "--redundant-experts", "32").returncode == 0
+
+
+def test_why_not_compares_with_the_search_under_the_same_budget():
+    r = run("evaluate", "--model", "deepseek-v3", "--gpu", "h200", "--weights", "fp8", "--isl", "4000", "--osl", "500",
+            "--strategy", "tp=8,ep=8", "--json", "-")
+    doc = json.loads(r.stdout)
+    assert doc["search_best"]["gpus_total"] <= 8  # the 8 GPUs the evaluated plan uses, not 1,024
+    m = re.search(r"([\d.]+)% fewer tokens/s per GPU than the search's best within 8 GPUs", doc["why_not"])
+    a, b = doc["output_tok_s_per_gpu"], doc["search_best"]["output_tok_s_per_gpu"]
+    assert m and abs(float(m.group(1)) - (1 - a / b) * 100) <= 0.051

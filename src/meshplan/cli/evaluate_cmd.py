@@ -47,8 +47,10 @@ def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, 
     from meshplan.search.evaluate import unusual_placements
     for lay in {id(x): x for x in (cand.prefill, cand.decode) if x is not None}.values():
         doc["notes"] += [{"field": "strategy", "message": m} for m in unusual_placements(problem, lay)]
-    best = search(problem).best
-    doc["why_not"] = _why_not(cand, best)
+    # The search under the same budget: the problem's, else the GPUs the evaluated plan uses.
+    budget = problem.gpu_budget or cand.gpus_total
+    best = search(problem.model_copy(update={"gpu_budget": budget})).best
+    doc["why_not"] = _why_not(cand, best, budget)
     doc["search_best"] = None if best is None else {"label": best.label, "gpus_total": best.gpus_total,
                                                     "output_tok_s_per_gpu": best.output_tok_s_per_gpu,
                                                     "input_tok_s_per_gpu": best.input_tok_s_per_gpu}
@@ -57,7 +59,7 @@ def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, 
     return doc
 
 
-def _why_not(c, best) -> str:
+def _why_not(c, best, budget: int) -> str:
     """Why the search would not pick ``c``: its broken rules, then how it compares with the best."""
     parts = []
     if c.violations:
@@ -69,7 +71,8 @@ def _why_not(c, best) -> str:
         a, b = c.input_tok_s_per_gpu, best.input_tok_s_per_gpu
     met = "meets every requirement" if best.feasible else "is the closest to the requirements"
     if a is not None and b and a < b * (1 - 1e-6):
-        parts.append(f"{1 - a / b:.0%} fewer tokens/s per GPU than the search's best, which {met} "
+        parts.append(f"{1 - a / b:.1%} fewer tokens/s per GPU than the search's best within "
+                     f"{budget} GPUs, which {met} "
                      f"({best.label}, {best.gpus_total} GPUs: {b:,.0f} vs {a:,.0f})")
     elif not parts:
         parts.append("as good as the search's best")
