@@ -86,6 +86,8 @@ def test_gpt_oss_120b_fits_one_80gb_gpu():
     ([], "hf_quant_config.quantization"),
     ({"quantization": "fp8"}, "hf_quant_config.quantization"),
     ({"quantization": {"quant_algo": "W8A8"}}, "hf_quant_config.quant_algo"),
+    ({"quantization": {"quant_algo": "FP8", "exclude_modules": ["re:model.layers.(0"]}},
+     "hf_quant_config.exclude_modules"),
 ])
 def test_malformed_quant_config_names_the_field(quant, field):
     from meshplan.io.checkpoint import checkpoint_precision

@@ -73,6 +73,12 @@ def _strings(value: Any, field: str) -> list[str]:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SpecError(field, value, "must be a list of module names or patterns")
+    for pattern in value:
+        if pattern.startswith("re:"):
+            try:
+                re.compile(pattern[3:])
+            except re.error as err:
+                raise SpecError(field, pattern, f"not a valid regular expression ({err.msg})") from None
     return value
 
 

@@ -5,6 +5,11 @@ values such as "400TFlops", "1.8TBps", "64GB", "100tokens/ms" and sentences ("Th
 heads is 16 and the dimension of each heads is 32"). Every key is read or rejected with its
 line number; whatever the file leaves out and a plan needs is assumed, and each assumption is a
 note in the plan with the flag that overrides it.
+
+A count or a degree is the one whole number its bullet states, in ASCII digits and with its sign
+("16-layer, ..." for Layers, the number in "Each batch consists of 128 sequences."): words, a
+fraction, a sign, several numbers or none, and a bullet given twice are refused with
+``FILE:LINE Bullet``, the value as written and the rule, never read as some other number.
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ from typing import Any
 from meshplan.errors import SpecError
 
 _BULLET = re.compile(r"^\s*[*-]\s*\*\*(?P<key>[^*]+?)\s*\*\*\s*:?\s*(?P<value>.*)$")
-_NUM = r"(\d+(?:\.\d+)?)"
+_NUM = r"([0-9]+(?:\.[0-9]+)?)"
+_NUMBER = re.compile(r"(?<![\w.])[-+]?[0-9]+(?:\.[0-9]+)?")
+"""A number as a bullet writes it, with its sign ("-4" is minus four, not 4), in ASCII digits;
+digits inside a word ("H100", "v3") are not numbers of the bullet."""
+_LAYERS = re.compile(r"(?<![\w.])([-+]?[0-9]+(?:\.[0-9]+)?)\s*-?\s*layers?\b", re.IGNORECASE)
+_EXPERTS = re.compile(r"(?<![\w.])([-+]?[0-9]+(?:\.[0-9]+)?)\s*experts\b", re.IGNORECASE)
+_PARALLELISM = {"tp": "tensor parallelism", "pp": "pipeline parallelism", "dp": "data parallelism",
+                "ep": "expert parallelism", "sp": "sequence parallelism"}
 
 # Defaults for what seed problems leave out; each is reported as a note when used.
 ASSUMED_TOP_K = 2          # GShard (arXiv:2006.16668) and Mixtral route each token to 2 experts.
@@ -28,8 +40,46 @@ def _norm_key(key: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", key.lower()).strip()
 
 
-def _numbers(text: str) -> list[float]:
-    return [float(x) for x in re.findall(_NUM, text.replace(",", ""))]
+Fields = dict[str, tuple[int, str, str]]
+"""Normalized key -> (line number, key as written, value) of every bullet."""
+
+
+def _numbers(text: str) -> list[str]:
+    """Every number a value states, as written (thousands commas dropped)."""
+    return _NUMBER.findall(text.replace(",", ""))
+
+
+def _where(fields: Fields, key: str, source: str) -> str:
+    lineno, written, _ = fields[key]
+    return f"{source}:{lineno} {written}"
+
+
+MAX_DIGITS = 18
+"""Longest whole number read (below 10**18): every count and size meshplan checks has a far
+lower limit, and Python refuses to convert decimal text of more than 4,300 digits."""
+
+
+def _whole(value: str, field: str, text: str, minimum: int = 1) -> int:
+    """``value`` (one number as written) as a whole number >= ``minimum``, or SpecError."""
+    if len(value.lstrip("+-").lstrip("0")) > MAX_DIGITS:
+        raise SpecError(field, text, f"{value[:30]} is larger than any count or size meshplan reads")
+    if not re.fullmatch(r"[-+]?[0-9]+", value) or int(value) < minimum:
+        raise SpecError(field, text, f"{value} is not a whole number >= {minimum}")
+    return int(value)
+
+
+def _one_whole(fields: Fields, key: str, source: str, minimum: int = 1) -> int:
+    """The one whole number a bullet states ("Each batch consists of 128 sequences." -> 128):
+    no number, several numbers, a fraction or a number below ``minimum`` is refused naming the
+    file, line and bullet."""
+    _, _, text = fields[key]
+    where = _where(fields, key, source)
+    found = _numbers(text)
+    if not found:
+        raise SpecError(where, text, "expected a whole number")
+    if len(set(found)) > 1:
+        raise SpecError(where, text, f"states several numbers ({', '.join(found)}); expected one")
+    return _whole(found[0], where, text, minimum)
 
 
 def _scaled(text: str, field: str, units: dict[str, float]) -> float:
@@ -43,12 +93,21 @@ def _scaled(text: str, field: str, units: dict[str, float]) -> float:
     return float(m.group(1)) * units[unit]
 
 
-def _split(text: str, source: str) -> dict[str, tuple[int, str]]:
-    fields: dict[str, tuple[int, str]] = {}
+def _split(text: str, source: str) -> Fields:
+    fields: Fields = {}
     for lineno, line in enumerate(text.splitlines(), 1):
         m = _BULLET.match(line)
         if m:
-            fields[_norm_key(m.group("key"))] = (lineno, m.group("value").strip())
+            key = _norm_key(m.group("key"))
+            if key in fields and key.startswith(("gpus", "npus")):
+                # "GPUs: Ample GPU resources" in the environment and "GPUs: 16" beside a stated
+                # strategy are two bullets; _gpu_count refuses two that both state a count.
+                key = f"{key} {lineno}"
+            if key in fields:
+                first = fields[key][0]
+                raise SpecError(f"{source}:{lineno} {m.group('key').strip()}", m.group("value").strip(),
+                                f"the bullet is given twice (lines {first} and {lineno}); keep one")
+            fields[key] = (lineno, m.group("key").strip(), m.group("value").strip())
     if not fields:
         raise SpecError(source, text[:40] + "...", "no '* **Key**: value' lines found; not a seed-format problem")
     return fields
@@ -70,14 +129,13 @@ def read_seed_markdown(text: str, source: str = "problem.md") -> dict[str, Any]:
     from meshplan.errors import suggest
 
     fields = _split(text, source)
-    for key, (lineno, value) in fields.items():
-        if key not in _KNOWN and not key.startswith("gpus"):
+    for key, (lineno, _, _) in fields.items():
+        if key not in _KNOWN and not key.startswith(("gpus", "npus")):
             raise SpecError(f"{source}:{lineno}", key, "unknown key" + suggest(key, sorted(_KNOWN)))
     notes: list[dict[str, str]] = []
-    get = lambda key: fields.get(key, (0, None))  # noqa: E731
 
     def where(key: str) -> str:
-        return f"{source}:{get(key)[0]}"
+        return _where(fields, key, source)
 
     raw: dict[str, Any] = {"notes": notes}
     title = text.lstrip().splitlines()[0].lower() if text.strip() else ""
@@ -88,28 +146,29 @@ def read_seed_markdown(text: str, source: str = "problem.md") -> dict[str, Any]:
             "(disaggregated); --serving auto compares with shared instances")})
     raw["gpu"] = _gpu(fields, where)
     raw["model"] = _model(fields, where, notes, source)
-    prec = get("precision")[1]
+    prec = fields.get("precision", (0, "", ""))[2]
     if prec:
         raw["precision"] = {"weights": prec.strip().lower(), "kv_cache": _kv_dtype(prec)}
-    raw["workload"] = _workload(fields, where, notes)
+    raw["workload"] = _workload(fields, where, notes, source)
     raw["requirements"] = _requirements(fields, where, notes)
-    stated = {k: _numbers(get(k)[1] or "") for k in ("tensor parallelism", "pipeline parallelism",
-                                                       "data parallelism", "expert parallelism",
-                                                       "sequence parallelism")}
-    gpus_key = next((k for k in fields if k.startswith("gpus") and _numbers(fields[k][1])), None)
-    if any(stated.values()):
-        raw["seed_strategy"] = {
-            "gpus": int(_numbers(fields[gpus_key][1])[0]) if gpus_key else None,
-            "tp": _first_int(stated["tensor parallelism"]), "pp": _first_int(stated["pipeline parallelism"]),
-            "dp": _first_int(stated["data parallelism"]), "ep": _first_int(stated["expert parallelism"]),
-            "sp": _first_int(stated["sequence parallelism"])}
-    elif gpus_key:
-        raw["gpus"] = int(_numbers(fields[gpus_key][1])[0])
+    gpus = _gpu_count(fields, source)
+    stated = {name: _one_whole(fields, key, source) for name, key in _PARALLELISM.items() if key in fields}
+    if stated:
+        raw["seed_strategy"] = {"gpus": gpus, **{name: stated.get(name) for name in _PARALLELISM}}
+    elif gpus is not None:
+        raw["gpus"] = gpus
     return raw
 
 
-def _first_int(values: list[float]) -> int | None:
-    return int(values[0]) if values else None
+def _gpu_count(fields: Fields, source: str) -> int | None:
+    """The GPU count a ``GPUs`` (or ``NPUs``) bullet states; None for "Ample GPU resources, no
+    limits." (a bullet without digits)."""
+    keys = [k for k in fields if k.startswith(("gpus", "npus")) and re.search(r"[0-9]", fields[k][2])]
+    if len(keys) > 1:
+        lines = " and ".join(str(fields[k][0]) for k in keys)
+        raise SpecError(_where(fields, keys[-1], source), fields[keys[-1]][2],
+                        f"the GPU count is stated twice (lines {lines}); keep one")
+    return _one_whole(fields, keys[0], source) if keys else None
 
 
 def _kv_dtype(prec: str) -> str:
@@ -118,59 +177,73 @@ def _kv_dtype(prec: str) -> str:
     return p if p in {"fp16", "bf16", "fp8", "fp32"} else "bf16"
 
 
-def _gpu(fields: dict[str, tuple[int, str]], where) -> dict[str, Any]:
+def _gpu(fields: Fields, where) -> dict[str, Any]:
+    text = {k: v for k, (_, _, v) in fields.items()}
     gpu: dict[str, Any] = {"base": "seed-64gb"}
-    if "single card computing power" in fields:
-        flops = _scaled(fields["single card computing power"][1], where("single card computing power"),
+    if "single card computing power" in text:
+        flops = _scaled(text["single card computing power"], where("single card computing power"),
                         {"tflops": 1e12, "pflops": 1e15, "tflop s": 1e12})
         gpu["peak_flops"] = {"fp16": flops, "bf16": flops, "fp8": flops}
-    if "vram bandwidth" in fields:
-        gpu["hbm_bw_bytes_per_s"] = _scaled(fields["vram bandwidth"][1], where("vram bandwidth"),
+    if "vram bandwidth" in text:
+        gpu["hbm_bw_bytes_per_s"] = _scaled(text["vram bandwidth"], where("vram bandwidth"),
                                             {"tbps": 1e12, "tb/s": 1e12, "gbps": 1e9, "gb/s": 1e9})
-    if "single card video memory capacity" in fields:
-        gpu["memory_bytes"] = _scaled(fields["single card video memory capacity"][1],
+    if "single card video memory capacity" in text:
+        gpu["memory_bytes"] = _scaled(text["single card video memory capacity"],
                                       where("single card video memory capacity"), {"gb": 1e9, "gib": 2**30})
-    if "mfu utilization" in fields:
-        gpu["mfu"] = _scaled(fields["mfu utilization"][1], where("mfu utilization"), {"%": 0.01, "": 1.0})
-    if "bandwidth utilization" in fields:
-        gpu["hbm_bw_utilization"] = _scaled(fields["bandwidth utilization"][1], where("bandwidth utilization"),
+    if "mfu utilization" in text:
+        gpu["mfu"] = _scaled(text["mfu utilization"], where("mfu utilization"), {"%": 0.01, "": 1.0})
+    if "bandwidth utilization" in text:
+        gpu["hbm_bw_utilization"] = _scaled(text["bandwidth utilization"], where("bandwidth utilization"),
                                             {"%": 0.01, "": 1.0})
     return gpu
 
 
-def _model(fields, where, notes: list[dict[str, str]], source: str) -> dict[str, Any]:
-    text = {k: v for k, (_, v) in fields.items()}
-    layers_text = text.get("layers")
-    if not layers_text:
+def _counted(pattern: re.Pattern[str], key: str, fields: Fields, where, what: str) -> int | None:
+    """The one count ``pattern`` finds in a bullet ("16-layer", "16 experts"); None if none."""
+    text = fields[key][2]
+    found = pattern.findall(text.replace(",", ""))
+    if len(set(found)) > 1:
+        raise SpecError(where(key), text, f"states several {what} counts ({', '.join(found)}); expected one")
+    return _whole(found[0], where(key), text) if found else None
+
+
+def _model(fields: Fields, where, notes: list[dict[str, str]], source: str) -> dict[str, Any]:
+    text = {k: v for k, (_, _, v) in fields.items()}
+    if not text.get("layers"):
         raise SpecError(f"{source}: Layers", None, "missing; the model needs its layer count")
-    layers = int(_numbers(layers_text)[0])
-    m = re.search(r"(\d+)\s*experts", layers_text)
-    experts = int(m.group(1)) if m else 0
-    attn_text = text.get("dimension of mha") or text.get("dimension of attention")
+    layers = _counted(_LAYERS, "layers", fields, where, "layer")
+    if layers is None:
+        bare = re.fullmatch(r"\s*([-+]?[0-9]+(?:\.[0-9]+)?)\s*\.?\s*", text["layers"])
+        if not bare:
+            raise SpecError(where("layers"), text["layers"], "expected the layer count first, e.g. '16-layer, ...'")
+        layers = _whole(bare.group(1), where("layers"), text["layers"])
+    experts = _counted(_EXPERTS, "layers", fields, where, "expert") or 0
+    attn_key = "dimension of mha" if "dimension of mha" in text else "dimension of attention"
+    attn_text = text.get(attn_key)
     if not attn_text:
         raise SpecError(f"{source}: Dimension of MHA", None, "missing; the model needs heads and head dim")
-    heads_m = re.search(r"number of heads is\s*(\d+)", attn_text)
-    dim_m = re.search(r"dimension of each heads? is\s*(\d+)", attn_text)
+    heads_m = re.search(r"number of heads is\s*([-+]?[0-9]+(?:\.[0-9]+)?)", attn_text)
+    dim_m = re.search(r"dimension of each heads? is\s*([-+]?[0-9]+(?:\.[0-9]+)?)", attn_text)
     if not heads_m or not dim_m:
-        raise SpecError(where("dimension of mha" if "dimension of mha" in text else "dimension of attention"),
-                        attn_text, "expected 'The number of heads is N and the dimension of each heads is H'")
-    heads, head_dim = int(heads_m.group(1)), int(dim_m.group(1))
-    hidden_text = text.get("token dimension")
-    if not hidden_text or not _numbers(hidden_text):
-        raise SpecError(f"{source}: Token Dimension", hidden_text, "missing; the model needs its hidden size")
-    hidden = int(_numbers(hidden_text)[-1])
-    kv_heads = int(_numbers(text["gqa kv heads"])[0]) if text.get("gqa kv heads") else heads
+        raise SpecError(where(attn_key), attn_text,
+                        "expected 'The number of heads is N and the dimension of each heads is H'")
+    heads, head_dim = _whole(heads_m.group(1), where(attn_key), attn_text), \
+        _whole(dim_m.group(1), where(attn_key), attn_text)
+    if "token dimension" not in text:
+        raise SpecError(f"{source}: Token Dimension", None, "missing; the model needs its hidden size")
+    hidden = _one_whole(fields, "token dimension", source)
+    kv_heads = _one_whole(fields, "gqa kv heads", source) if "gqa kv heads" in text else heads
     model: dict[str, Any] = {
         "name": text.get("name") or source.rsplit(".", 1)[0],
         "source": source, "num_layers": layers, "hidden_size": hidden, "num_heads": heads,
         "num_kv_heads": kv_heads, "head_dim": head_dim, "attention": "gqa" if kv_heads < heads else "mha",
     }
-    ffn_text = text.get("hidden size of moe") or text.get("hidden size of ffn")
-    ffn = int(_numbers(ffn_text)[-1]) if ffn_text and _numbers(ffn_text) else 0
+    ffn_key = "hidden size of moe" if "hidden size of moe" in text else "hidden size of ffn"
+    ffn = _one_whole(fields, ffn_key, source) if ffn_key in text else 0
     if experts:
         model.update(num_experts=experts, expert_ffn_size=ffn)
-        if text.get("top k gate"):
-            model["top_k"] = int(_numbers(text["top k gate"])[0])
+        if "top k gate" in text:
+            model["top_k"] = _one_whole(fields, "top k gate", source)
         else:
             model["top_k"] = ASSUMED_TOP_K
             notes.append({"field": "model.top_k", "message": (
@@ -178,8 +251,8 @@ def _model(fields, where, notes: list[dict[str, str]], source: str) -> dict[str,
                 "override with --top-k")})
     else:
         model["ffn_size"] = ffn
-    if text.get("vocabulary size"):
-        model["vocab_size"] = int(_numbers(text["vocabulary size"])[0])
+    if "vocabulary size" in text:
+        model["vocab_size"] = _one_whole(fields, "vocabulary size", source)
     else:
         model["vocab_size"] = ASSUMED_VOCAB
         notes.append({"field": "model.vocab_size", "message": (
@@ -193,36 +266,37 @@ def _model(fields, where, notes: list[dict[str, str]], source: str) -> dict[str,
     return model
 
 
-def _workload(fields, where, notes: list[dict[str, str]]) -> dict[str, Any]:
-    text = {k: v for k, (_, v) in fields.items()}
+def _workload(fields: Fields, where, notes: list[dict[str, str]], source: str) -> dict[str, Any]:
+    text = {k: v for k, (_, _, v) in fields.items()}
     workload: dict[str, Any] = {}
-    rng = re.search(r"\[\s*(\d+)\s*,\s*(\d+)\s*\]", text.get("sequence length") or "")
-    if text.get("sequence in"):
-        workload["isl"] = int(_numbers(text["sequence in"])[0])
+    rng = re.search(r"\[\s*([0-9]+)\s*,\s*([0-9]+)\s*\]", text.get("sequence length") or "")
+    if "sequence in" in text:
+        workload["isl"] = _one_whole(fields, "sequence in", source)
         if rng:
             notes.append({"field": "workload.isl", "message": (
                 f"Sequence In/Out are given, so the stated range [{rng.group(1)}, {rng.group(2)}] is not used "
                 "for lengths")})
     elif rng:
-        workload["isl"] = [int(rng.group(1)), int(rng.group(2))]
-    if text.get("sequence out"):
-        workload["osl"] = int(_numbers(text["sequence out"])[0])
+        span = [_whole(rng.group(i), where("sequence length"), text["sequence length"], 0) for i in (1, 2)]
+        workload["isl"] = span
+    if "sequence out" in text:
+        workload["osl"] = _one_whole(fields, "sequence out", source)
     else:
         workload["osl"] = ASSUMED_OSL
         notes.append({"field": "workload.osl", "message": (
             f"the problem gives no output length; meshplan assumes {ASSUMED_OSL} tokens; override with --osl")})
     if "isl" not in workload:
         workload["isl"] = None
-    batch = text.get("batch size")
-    if batch and _numbers(batch):
-        workload["concurrency"] = int(_numbers(batch)[0])
+    if "batch size" in text:
+        workload["concurrency"] = _one_whole(fields, "batch size", source)
         notes.append({"field": "workload.concurrency", "message": (
-            f"'{batch.strip()}' read as {workload['concurrency']} requests in flight across the deployment")})
+            f"'{text['batch size'].strip()}' read as {workload['concurrency']} requests in flight across the "
+            "deployment")})
     return workload
 
 
-def _requirements(fields, where, notes: list[dict[str, str]]) -> dict[str, Any]:
-    text = {k: v for k, (_, v) in fields.items()}
+def _requirements(fields: Fields, where, notes: list[dict[str, str]]) -> dict[str, Any]:
+    text = {k: v for k, (_, _, v) in fields.items()}
     req: dict[str, Any] = {"memory_headroom": SEED_HEADROOM}
     notes.append({"field": "requirements.memory_headroom", "message": (
         "the seed system caps memory at 80% of each card; meshplan keeps that for seed-format problems")})

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshplan.errors import SpecError
+from meshplan.io.seed_markdown import MAX_DIGITS
 
-_INLINE = re.compile(r"\b(DP|TP|PP|EP)\s*=\s*(\d+)")
-_BULLET = re.compile(r"^\s*[-*]\s*\*\*(DP|TP|PP|EP)\*\*\s*:\s*(\d+)")
-_TOTAL = re.compile(r"Total GPUs(?: Required)?\**\s*:?\s*\**\s*(\d+)|(\d+)\s*GPUs total", re.IGNORECASE)
+_INLINE = re.compile(r"\b(DP|TP|PP|EP)\s*=\s*([^\s,;:*)\]]*)")
+_BULLET = re.compile(r"^\s*[-*]\s*\*\*(DP|TP|PP|EP)\*\*\s*:\s*([^\s,;(]*)")
+_TOTAL = re.compile(r"Total GPUs(?: Required)?\**\s*:?\s*\**\s*([0-9]+)|([0-9]+)\s*GPUs total", re.IGNORECASE)
 
 
 @dataclass(kw_only=True)
@@ -33,6 +34,17 @@ class LayoutStatement:
     def complete(self) -> bool:
         return {"dp", "tp", "pp", "ep"} <= set(self.degrees)
 
+    def add(self, axis: str, value: str, source: str, line: int) -> None:
+        """One stated degree: a whole number >= 1 in ASCII digits, each axis once per statement."""
+        key, value = axis.lower(), value.removesuffix(".")  # "EP=16." ends a sentence
+        where = f"{source}:{line} {axis.upper()}"
+        if not re.fullmatch(r"[0-9]+", value) or not value.strip("0") or len(value.lstrip("0")) > MAX_DIGITS:
+            raise SpecError(where, value[:30],
+                            f"{key} is a degree: a whole number >= 1 (of at most {MAX_DIGITS} digits)")
+        if key in self.degrees:
+            raise SpecError(where, value, f"{axis.upper()} is stated twice in the layout of line {self.line}")
+        self.degrees[key] = int(value)
+
     def text(self) -> str:
         body = ", ".join(f"{k.upper()}={v}" for k, v in sorted(self.degrees.items()))
         return body + (f", {self.gpus} GPUs" if self.gpus is not None else "")
@@ -43,17 +55,25 @@ def looks_like_plan(text: str) -> bool:
     return first.startswith("#") and "plan" in first and "environment condition" not in text.lower()
 
 
-def layout_statements(text: str) -> tuple[list[LayoutStatement], list[tuple[int, int]]]:
-    """Every layout statement, and every GPU total stated (line, count)."""
+def layout_statements(text: str, source: str = "plan.md") -> tuple[list[LayoutStatement], list[tuple[int, int]]]:
+    """Every layout statement, and every GPU total stated (line, count). A line that states two
+    or more degrees (``DP=1, PP=1, TP=1, EP=16``) or a run of ``- **EP**: 16`` bullets is a
+    statement; a degree in one that is not a whole number >= 1 is refused (file:line, axis)."""
     statements: list[LayoutStatement] = []
     totals: list[tuple[int, int]] = []
     group: LayoutStatement | None = None
     for lineno, line in enumerate(text.splitlines(), 1):
         for m in _TOTAL.finditer(line):
-            totals.append((lineno, int(m.group(1) or m.group(2))))
+            count = m.group(1) or m.group(2)
+            if not count.strip("0") or len(count.lstrip("0")) > MAX_DIGITS:
+                raise SpecError(f"{source}:{lineno} Total GPUs", m.group(0)[:40],
+                                f"a GPU count is a whole number >= 1 (of at most {MAX_DIGITS} digits)")
+            totals.append((lineno, int(count)))
         inline = _INLINE.findall(line)
         if len(inline) >= 2:
-            st = LayoutStatement(line=lineno, degrees={k.lower(): int(v) for k, v in inline})
+            st = LayoutStatement(line=lineno)
+            for axis, value in inline:
+                st.add(axis, value, source, lineno)
             m = _TOTAL.search(line)
             st.gpus = int(m.group(1) or m.group(2)) if m else None
             statements.append(st)
@@ -61,7 +81,7 @@ def layout_statements(text: str) -> tuple[list[LayoutStatement], list[tuple[int,
         bullet = _BULLET.match(line)
         if bullet:
             group = group or LayoutStatement(line=lineno)
-            group.degrees[bullet.group(1).lower()] = int(bullet.group(2))
+            group.add(bullet.group(1), bullet.group(2), source, lineno)
             continue
         if group is not None and "total gpus" in line.lower():
             m = _TOTAL.search(line)
@@ -77,7 +97,7 @@ def layout_statements(text: str) -> tuple[list[LayoutStatement], list[tuple[int,
 
 def read_seed_plan(text: str, source: str, problem_raw: dict[str, Any]) -> dict[str, Any]:
     """The problem ``problem_raw`` with the plan's final layout as its seed strategy."""
-    statements, totals = layout_statements(text)
+    statements, totals = layout_statements(text, source)
     complete = [s for s in statements if s.complete]
     if not complete:
         raise SpecError(source, None, "no complete layout (DP, TP, PP and EP) stated in this plan")

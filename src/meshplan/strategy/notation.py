@@ -23,7 +23,17 @@ from typing import Any
 from meshplan.errors import SpecError
 from meshplan.specs.model import ModelSpec
 from meshplan.specs.problem import SeedStrategy
-from meshplan.strategy.layout import Layout
+from meshplan.strategy.layout import MAX_DEGREE, MAX_GPUS, Layout, make_layout
+
+
+def _degrees(**stated: tuple[str, int | None]) -> None:
+    """Each stated degree (flag name, value) is a whole number from 1 to MAX_DEGREE; None is
+    not stated. SpecError names the engine's own flag or key."""
+    for flag, value in stated.values():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DEGREE:
+            raise SpecError(flag, value, f"a degree is a whole number from 1 to {MAX_DEGREE:,}")
 
 
 def to_vllm(lay: Layout) -> dict[str, Any]:
@@ -39,10 +49,13 @@ def to_vllm(lay: Layout) -> dict[str, Any]:
 def from_vllm(tp: int, dp: int = 1, pp: int = 1, enable_expert_parallel: bool = False, is_moe: bool = True) -> Layout:
     """A dense model has no expert axes (ep = etp = 1), and its data-parallel engines share
     nothing, so they are instances."""
+    _degrees(tp=("--tensor-parallel-size", tp), dp=("--data-parallel-size", dp), pp=("--pipeline-parallel-size", pp))
     g = tp * dp
+    field, value = "--tensor-parallel-size", f"-tp {tp} -dp {dp} -pp {pp}"
     if not is_moe:
-        return Layout(instances=dp, pp=pp, tp=tp)
-    return Layout(pp=pp, tp=tp, dp=dp, ep=g if enable_expert_parallel else 1, etp=1 if enable_expert_parallel else g)
+        return make_layout(field, value, instances=dp, pp=pp, tp=tp)
+    return make_layout(field, value, pp=pp, tp=tp, dp=dp, ep=g if enable_expert_parallel else 1,
+                       etp=1 if enable_expert_parallel else g)
 
 
 def to_sglang(lay: Layout) -> dict[str, Any]:
@@ -53,6 +66,7 @@ def to_sglang(lay: Layout) -> dict[str, Any]:
 
 def from_sglang(tp_size: int, dp_size: int = 1, enable_dp_attention: bool = False, ep_size: int = 1,
                 pp_size: int = 1, is_moe: bool = True) -> Layout:
+    _degrees(tp=("--tp-size", tp_size), dp=("--dp-size", dp_size), ep=("--ep-size", ep_size), pp=("--pp-size", pp_size))
     if enable_dp_attention:
         if tp_size % dp_size:
             raise SpecError("--dp-size", dp_size, f"must divide --tp-size {tp_size} (SGLang asserts it)")
@@ -62,8 +76,8 @@ def from_sglang(tp_size: int, dp_size: int = 1, enable_dp_attention: bool = Fals
     if tp_size % ep_size:
         raise SpecError("--ep-size", ep_size, f"must divide --tp-size {tp_size}")
     if not is_moe:
-        return Layout(instances=dp, pp=pp_size, tp=tp)
-    return Layout(pp=pp_size, tp=tp, dp=dp, ep=ep_size, etp=tp_size // ep_size)
+        return make_layout("--tp-size", tp_size, instances=dp, pp=pp_size, tp=tp)
+    return make_layout("--tp-size", tp_size, pp=pp_size, tp=tp, dp=dp, ep=ep_size, etp=tp_size // ep_size)
 
 
 def to_trtllm(lay: Layout) -> dict[str, Any]:
@@ -78,13 +92,19 @@ def to_trtllm(lay: Layout) -> dict[str, Any]:
 def from_trtllm(tensor_parallel_size: int, pipeline_parallel_size: int = 1, enable_attention_dp: bool = False,
                 moe_expert_parallel_size: int = 1, moe_tensor_parallel_size: int | None = None,
                 is_moe: bool = True) -> Layout:
+    _degrees(tp=("tensor_parallel_size", tensor_parallel_size), pp=("pipeline_parallel_size", pipeline_parallel_size),
+             ep=("moe_expert_parallel_size", moe_expert_parallel_size),
+             etp=("moe_tensor_parallel_size", moe_tensor_parallel_size))
     g = tensor_parallel_size
     if not is_moe:
-        return Layout(instances=g if enable_attention_dp else 1, pp=pipeline_parallel_size,
-                      tp=1 if enable_attention_dp else g)
+        return make_layout("tensor_parallel_size", g, instances=g if enable_attention_dp else 1,
+                           pp=pipeline_parallel_size, tp=1 if enable_attention_dp else g)
+    if moe_tensor_parallel_size is None and g % moe_expert_parallel_size:
+        raise SpecError("moe_expert_parallel_size", moe_expert_parallel_size,
+                        f"must divide tensor_parallel_size {g} (TensorRT-LLM's Mapping: ep x moe tp = tp)")
     etp = moe_tensor_parallel_size or g // moe_expert_parallel_size
-    return Layout(pp=pipeline_parallel_size, tp=1 if enable_attention_dp else g, dp=g if enable_attention_dp else 1,
-                  ep=moe_expert_parallel_size, etp=etp)
+    return make_layout("tensor_parallel_size", g, pp=pipeline_parallel_size, tp=1 if enable_attention_dp else g,
+                       dp=g if enable_attention_dp else 1, ep=moe_expert_parallel_size, etp=etp)
 
 
 def to_megatron(lay: Layout) -> dict[str, Any]:
@@ -99,6 +119,13 @@ def from_megatron(tensor_model_parallel_size: int, pipeline_model_parallel_size:
                   world_size: int | None = None) -> Layout:
     """Megatron-Core degrees -> Layout. Its data parallel ranks inside the MoE fold are attention
     dp (dp = ep * etp / tp); the rest of the world is instances."""
+    _degrees(tp=("tensor_model_parallel_size", tensor_model_parallel_size),
+             pp=("pipeline_model_parallel_size", pipeline_model_parallel_size),
+             ep=("expert_model_parallel_size", expert_model_parallel_size),
+             etp=("expert_tensor_parallel_size", expert_tensor_parallel_size))
+    if world_size is not None and (isinstance(world_size, bool) or not isinstance(world_size, int)
+                                   or not 1 <= world_size <= MAX_GPUS):
+        raise SpecError("world_size", world_size, f"a GPU count is a whole number from 1 to {MAX_GPUS:,}")
     tp, pp, ep = tensor_model_parallel_size, pipeline_model_parallel_size, expert_model_parallel_size
     etp = expert_tensor_parallel_size or tp  # Megatron defaults expert tensor parallel to tp
     if (ep * etp) % tp:
@@ -108,7 +135,7 @@ def from_megatron(tensor_model_parallel_size: int, pipeline_model_parallel_size:
     instances = (world_size // gpi) if world_size else 1
     if world_size and world_size % gpi:
         raise SpecError("world_size", world_size, f"must be a multiple of pp x tp x dp = {gpi}")
-    return Layout(instances=instances, pp=pp, tp=tp, dp=dp, ep=ep, etp=etp)
+    return make_layout("tensor_model_parallel_size", tp, instances=instances, pp=pp, tp=tp, dp=dp, ep=ep, etp=etp)
 
 
 def to_seed(lay: Layout) -> dict[str, int]:
@@ -131,25 +158,40 @@ class SeedReading:
 def _seed_readings(tp: int, pp: int, dp: int, ep: int, moe: bool) -> list[tuple[str, Layout]]:
     """The ways the seed's numbers can be read, most literal first."""
     out = []
+    stated = f"TP{tp} PP{pp} DP{dp} EP{ep}"
     if not moe:
-        return [("DP as independent instances", Layout(instances=dp, pp=pp, tp=tp))]
+        return [("DP as independent instances", make_layout("seed_strategy", stated, instances=dp, pp=pp, tp=tp))]
     if (tp * dp) % ep == 0:
         out.append(("DP as attention dp inside one instance (tp*dp = ep*etp)",
-                    Layout(pp=pp, tp=tp, dp=dp, ep=ep, etp=tp * dp // ep)))
+                    make_layout("seed_strategy", stated, pp=pp, tp=tp, dp=dp, ep=ep, etp=tp * dp // ep)))
     if ep % tp == 0:
         out.append((f"DP as {dp} independent instances, each with EP{ep} folded onto tp {tp} x attention dp {ep // tp}",
-                    Layout(instances=dp, pp=pp, tp=tp, dp=ep // tp, ep=ep, etp=1)))
+                    make_layout("seed_strategy", stated, instances=dp, pp=pp, tp=tp, dp=ep // tp, ep=ep, etp=1)))
     return out
 
 
-def from_seed(s: SeedStrategy, model: ModelSpec) -> SeedReading:
+def _seed_degrees(s: SeedStrategy | None) -> tuple[int, int, int, int]:
+    """The seed's TP, PP, DP, EP (1 where not stated), each from 1 to MAX_DEGREE, and its GPU
+    total from 1 to MAX_GPUS (a stated 0 is refused, never read as 1)."""
+    if s is None:
+        raise SpecError("seed_strategy", None, "the problem states no layout (DP, TP, PP and EP)")
+    for name in ("tp", "pp", "dp", "ep", "sp"):
+        value = getattr(s, name)
+        if value is not None and not 1 <= value <= MAX_DEGREE:
+            raise SpecError(f"seed_strategy.{name}", value, f"a degree is a whole number from 1 to {MAX_DEGREE:,}")
+    if s.gpus is not None and not 1 <= s.gpus <= MAX_GPUS:
+        raise SpecError("seed_strategy.gpus", s.gpus, f"a GPU count is a whole number from 1 to {MAX_GPUS:,}")
+    return s.tp or 1, s.pp or 1, s.dp or 1, s.ep or 1
+
+
+def from_seed(s: SeedStrategy | None, model: ModelSpec) -> SeedReading:
     """Read the seed's DP/TP/PP/EP (+ GPU total). The seed mixes attention data parallel inside
     an instance with replicas (DESIGN.md section 1), so both readings are tried: DP as attention
     dp (tp*dp must fold onto ep*etp) and DP as independent instances each holding EP folded onto
     tp x attention dp. The first reading whose GPU count matches the stated total wins; if none
     does, the attention dp that the stated total implies (GPUs / (tp*pp)) is tried, and the
     mismatch is reported either way."""
-    tp, pp, dp, ep = s.tp or 1, s.pp or 1, s.dp or 1, s.ep or 1
+    tp, pp, dp, ep = _seed_degrees(s)
     readings = _seed_readings(tp, pp, dp, ep, model.is_moe)
     findings = []
     if s.gpus is not None and tp * pp * dp != s.gpus:
@@ -162,7 +204,7 @@ def from_seed(s: SeedStrategy, model: ModelSpec) -> SeedReading:
                 return SeedReading(layout=lay, consistent=not findings, findings=tuple(findings))
         if model.is_moe and s.gpus % (tp * pp) == 0 and (s.gpus // pp) % ep == 0:
             dp_fit = s.gpus // (tp * pp)
-            lay = Layout(pp=pp, tp=tp, dp=dp_fit, ep=ep, etp=tp * dp_fit // ep)
+            lay = make_layout("seed_strategy.gpus", s.gpus, pp=pp, tp=tp, dp=dp_fit, ep=ep, etp=tp * dp_fit // ep)
             findings.append(f"consistent reading with {s.gpus} GPUs: attention dp {dp_fit} (not {dp}), "
                             f"tp {tp} x dp {dp_fit} = ep {ep} x etp {lay.etp}, pp {pp}: {lay}")
             return SeedReading(layout=lay, consistent=False, findings=tuple(findings))
