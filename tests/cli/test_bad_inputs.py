@@ -480,7 +480,7 @@ ROWS = [
     # ---- strategy strings ----------------------------------------------------------------------
     bad("evaluate-strategy-tp-zero", ["evaluate", *flags(), "--strategy", "tp=0"], "strategy", "tp=0"),
     bad("evaluate-strategy-unknown-axis", ["evaluate", *flags(), "--strategy", "xp=2"], "strategy", "xp=2"),
-    bad("evaluate-strategy-not-key-value", ["evaluate", *flags(), "--strategy", "tp4"], "strategy", "tp4"),
+    bad("evaluate-strategy-not-key-value", ["evaluate", *flags(), "--strategy", "tp four"], "strategy", "tp four"),
     bad("evaluate-strategy-axis-twice", ["evaluate", *flags(), "--strategy", "tp=2,tp=4"], "strategy", "tp=2,tp=4"),
     bad("evaluate-strategy-fraction", ["evaluate", *flags(), "--strategy", "tp=1.5"], "strategy", "1.5"),
     bad("evaluate-strategy-superscript-digit", ["evaluate", *flags(), "--strategy", "tp=\u00b2"], "strategy", "\u00b2"),
