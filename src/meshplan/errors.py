@@ -35,3 +35,12 @@ def suggest(name: str, known: list[str], limit: int = 3) -> str:
     if not close:
         close = [k for k in known if name.lower()[:3] in k][:limit]
     return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def finite_number(value: object) -> bool:
+    """Whether ``value`` is a finite int or float (not a bool): an int of any length compares
+    without becoming a float, so 10**400 is finite here and math.isfinite's OverflowError never
+    reaches a reader."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or value == value and abs(value) != float("inf")

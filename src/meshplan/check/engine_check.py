@@ -26,7 +26,7 @@ from meshplan.cost.inputs import CostInputs
 from meshplan.cost.iteration import prefill_budget
 from meshplan.cost.layer import Par
 from meshplan.cost.phase import max_sequences_per_rank, memory
-from meshplan.errors import SpecError
+from meshplan.errors import SpecError, finite_number
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.plan.plan import candidate_document
 from meshplan.search.evaluate import evaluate_aggregated
@@ -39,7 +39,7 @@ def _first(x) -> float:
 
 
 def _length(value: float | None, flag: str) -> float | None:
-    if value is not None and not (math.isfinite(value) and value > 0):
+    if value is not None and not (finite_number(value) and value > 0):
         raise SpecError(flag, value, "must be a positive, finite number of tokens")
     return value
 

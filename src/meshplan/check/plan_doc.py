@@ -8,12 +8,11 @@ Both become ``PlanClaims``, checked here the same way.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from meshplan.check.verdict import Check, Report, Verdict, compare
-from meshplan.errors import SpecError
+from meshplan.errors import SpecError, finite_number
 from meshplan.plan.plan import candidate_document
 from meshplan.plan.pools import pools_from_doc
 from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
@@ -42,7 +41,7 @@ class PlanClaims:
 
 
 def _number(value: Any, where: str, unit: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if not finite_number(value) or value < 0:
         raise SpecError(where, value, f"must be a number ({unit}) >= 0")
     return float(value)
 

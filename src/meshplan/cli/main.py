@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import click
 
 from meshplan.cli.echo import echo
 from meshplan.cli.problem_flags import load, problem_options, wrap_errors
-from meshplan.errors import SpecError
+from meshplan.errors import SpecError, finite_number
 from meshplan.strategy.layout import STRATEGY_HELP
 
 
@@ -227,7 +226,7 @@ def check(plan, problem_path, vllm, sglang, trtllm, engine_model, gpu, weights, 
     Exit 1 when any claim is wrong."""
     from meshplan.cli.check_cmd import build_report, emit
 
-    if not (math.isfinite(tolerance) and tolerance > 0):
+    if not (finite_number(tolerance) and tolerance > 0):
         raise SpecError("--tolerance", tolerance, "must be a positive, finite number")
     report = build_report(plan, problem_path, vllm, sglang, trtllm, gpu, weights, isl, osl, tolerance, engine_model)
     emit(report, as_json)
@@ -300,7 +299,7 @@ def run_cmd(strategy, scale, requests, run_isl, run_osl, dtype, seed, timeout_s,
 
     _need_torch()
     for name, value, top in _run_limits(requests, run_isl, run_osl, timeout_s, max_processes):
-        if not (math.isfinite(value) and 0 < value <= top):
+        if not (finite_number(value) and 0 < value <= top):
             raise SpecError(name, value, f"must be a positive number up to {top:,}")
     if not 0 <= seed < 2**32:
         raise SpecError("--seed", seed, "must be from 0 to 2**32 - 1 (numpy's and torch's seed range)")

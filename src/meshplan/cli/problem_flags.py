@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Callable
 
 import click
 
 from meshplan.cli.echo import echo
-from meshplan.errors import SpecError
+from meshplan.errors import SpecError, finite_number
 from meshplan.io.problem_file import load_problem, merge, problem_from_raw, read_raw
 from meshplan.specs.problem import Problem
 
@@ -73,7 +72,7 @@ FLAG_OF_FIELD = {
 
 def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
     def positive(name: str, value):
-        if value is not None and not (math.isfinite(value) and value > 0):
+        if value is not None and not (finite_number(value) and value > 0):
             raise SpecError(f"--{name}", value, "must be a positive, finite number")
         return value
 

@@ -22,11 +22,10 @@ File schema (YAML or JSON)::
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-from meshplan.errors import SpecError, suggest
+from meshplan.errors import SpecError, finite_number, suggest
 from meshplan.io.catalog import CATALOG, load_gpu, load_model
 from meshplan.io.calibration import DEFAULT_PROFILE, calibrated_assumptions, calibrated_engine, load_profile
 from meshplan.io.engines import load_engine
@@ -135,7 +134,7 @@ def _tokens(v: Any, field: str, written: Any) -> float:
         raise SpecError(f"workload.{field}", written, "must be a number of tokens or a [min, max] range")
     if isinstance(v, int) and v > MAX_TOKENS:  # compared as an integer: 10**400 has no float
         raise SpecError(f"workload.{field}", written, f"more than {MAX_TOKENS:,} tokens; no model reads that many")
-    if not math.isfinite(v) or v <= 0:
+    if not finite_number(v) or v <= 0:
         raise SpecError(f"workload.{field}", written, "must be a positive, finite number of tokens")
     if v > MAX_TOKENS:
         raise SpecError(f"workload.{field}", written, f"more than {MAX_TOKENS:,} tokens; no model reads that many")

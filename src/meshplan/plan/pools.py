@@ -3,11 +3,10 @@ when disaggregated): what the DAG builder and the exporters start from."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from meshplan.errors import SpecError
+from meshplan.errors import SpecError, finite_number
 from meshplan.io.spec_build import build
 from meshplan.search.objectives import Mode
 from meshplan.specs.problem import Problem
@@ -47,7 +46,7 @@ def _at(doc: Any, *path: str | int) -> Any:
 
 def _batch(doc: dict[str, Any], phase: str) -> float:
     value = _at(doc, "phases", phase, "batch_per_attention_dp_rank")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if not finite_number(value) or value <= 0:
         raise SpecError(f"plan.phases.{phase}.batch_per_attention_dp_rank", value, "must be a positive number")
     return float(value)
 

@@ -61,6 +61,9 @@ class GpuSpec(Spec):
     def _has_a_format(self) -> "GpuSpec":
         if not self.peak_flops:
             raise ValueError("peak_flops: needs at least one format (bf16 or fp16)")
+        for dtype, value in self.peak_flops.items():
+            if not value > 0:
+                raise ValueError(f"peak_flops.{dtype.value} = {value}: a GPU computes at more than 0 FLOP/s")
         return self
 
     @model_validator(mode="after")
