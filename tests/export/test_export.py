@@ -147,3 +147,15 @@ def test_a_layout_that_cannot_hold_the_model_is_refused_unless_forced(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "WARNING" not in next((tmp_path / "c").glob("*.sh")).read_text()
+
+
+def test_the_launch_context_is_the_workloads_maximum_or_the_models_never_the_mean():
+    from meshplan.export.common import context_tokens
+
+    def ctx(workload):
+        return context_tokens(problem_from_raw({"model": "deepseek-v3", "gpu": "h200", "workload": workload}))
+
+    # A range states the longest request: [1000, 4000] + 500 tokens -> 4,500.
+    assert ctx({"isl": [1000, 4000], "osl": 500}) == 4500
+    # Means alone: DeepSeek-V3's config.json max_position_embeddings, 163,840.
+    assert ctx({"isl": 2000, "osl": 500}) == 163840

@@ -64,12 +64,24 @@ def served_model(model: ModelSpec) -> str:
     return ref
 
 
+def context_tokens(problem: Problem) -> int:
+    """The longest sequence the engine is launched for: the workload's maximum when it states one
+    (a range or isl_max/osl_max), else the model's configured maximum (max_position_embeddings),
+    never the mean; the mean-only workload's length when the model states none."""
+    w, m = problem.workload, problem.model
+    stated = w.isl_max_tokens > w.isl_tokens or w.osl_max_tokens > w.osl_tokens
+    longest = int(math.ceil(w.max_context_tokens))
+    if stated or m.max_context_tokens is None:
+        return longest
+    return max(longest, m.max_context_tokens)
+
+
 def settings(problem: Problem, pool: Pool) -> PoolSettings:
     w = problem.workload
     ci = CostInputs.from_problem(problem)  # the token budget per rank and two-batch overlap the plan was costed with
     b = pool.B.get("decode") or pool.B.get("prefill") or 1.0
     return PoolSettings(
-        role=pool.role, served_model=served_model(problem.model), context_tokens=int(math.ceil(w.max_context_tokens)),
+        role=pool.role, served_model=served_model(problem.model), context_tokens=context_tokens(problem),
         seqs_per_rank=max(1, int(math.ceil(b * pool.layout.pp))),
         memory_fraction=problem.requirements.memory_headroom, kv_fp8=problem.precision.kv_cache.value == "fp8",
         chunk_tokens=int(ci.budget),

@@ -10,6 +10,7 @@ from meshplan.cost.capacity import decode_capacity
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.cost.phase import max_sequences_per_rank
+from meshplan.export.common import context_tokens
 from meshplan.plan.pools import Pool
 from meshplan.specs.problem import Problem
 from meshplan.strategy.rules import UNUSUAL, Rule, Violation, check_layout
@@ -33,4 +34,13 @@ def blockers(problem: Problem, pool: Pool) -> list[Violation]:
         found.append(Violation(rule=Rule.MEMORY, message=(
             f"{lay.short}: the weights and {what} do not fit the usable "
             f"{problem.requirements.memory_headroom:.0%} of a {problem.gpu.name}'s memory")))
+        return found
+    launch = context_tokens(problem)
+    if launch > w.max_context_tokens and float(np.asarray(max_sequences_per_rank(ci, par, launch))) < 1:
+        # Engines refuse to start when one sequence of the launch context does not fit (vLLM's
+        # check of max_model_len against the KV cache at start-up).
+        found.append(Violation(rule=Rule.MEMORY, message=(
+            f"{lay.short}: one sequence of the model's {launch:,} tokens (max_position_embeddings, the launch "
+            "context when the workload states no maximum) does not fit beside the weights; give the workload's "
+            "longest request (isl_max / osl_max, or [min, max] ranges)")))
     return found

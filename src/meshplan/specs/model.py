@@ -154,6 +154,9 @@ class ModelSpec(Spec):
     index_topk: int = Field(default=0, ge=0, le=MAX_TOKENS)
     """DeepSeek Sparse Attention: cached tokens each query attends to after the indexer picks
     them (2,048)."""
+    max_context_tokens: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
+    """Longest sequence the checkpoint is configured for (config.json max_position_embeddings);
+    None when not stated. A launch config uses it when the workload states no maximum."""
     declared_params: float | None = Field(default=None, gt=0, le=MAX_PARAMS)
     """A parameter count someone stated (a problem file's "10B"); cross-checked, never used."""
     published_params: float | None = Field(default=None, gt=0, le=MAX_PARAMS)
