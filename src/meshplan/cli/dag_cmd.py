@@ -37,24 +37,41 @@ def resolve(source: str | None, strategy: str | None, load_problem_kw, field: st
 
 
 def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], expand: bool, phase: str | None) -> None:
-    from meshplan.dag.build import build_dag
-    from meshplan.dag.export import write
+    """Count every asked DAG from its layout first (printed), refuse before building anything a
+    DAG past size.MAX_BUILD_NODES or one whose asked formats are all pictures too big to draw,
+    then build and write each; pictures too big to draw are skipped and named on one line."""
+    from meshplan.dag.build import build_dag, dag_size
+    from meshplan.dag.export import PICTURES, check_formats, picture_rule, too_big_to_draw, write
+    from meshplan.dag.size import check_buildable
 
+    check_formats(formats)
     planned = {ph for pool in pools for ph in pool.phases}
     if phase and phase not in planned:
         raise SpecError("--dag-phase", phase, f"the plan has no {phase} phase (it plans {', '.join(sorted(planned))})")
-    for pool in pools:
-        for ph in pool.phases:
-            if phase and ph != phase:
-                continue
-            t0 = time.perf_counter()
-            dag = build_dag(problem, pool.layout, ph, pool.B[ph], offset=pool.offset, expand=expand)
-            t1 = time.perf_counter()
-            paths = write(dag, out, formats, f"{ph}{'_expanded' if expand else ''}")
-            echo(f"{ph}: {pool.layout.short}, {len(dag.nodes):,} nodes, {len(dag.edges):,} edges "
-                       f"(built in {t1 - t0:.2f} s, written in {time.perf_counter() - t1:.2f} s)")
-            for p in paths:
-                echo(f"  {p}")
+    todo = [(pool, ph, dag_size(problem, pool.layout, ph, pool.B[ph], expand=expand))
+            for pool in pools for ph in pool.phases if not phase or ph == phase]
+    for pool, ph, size in todo:
+        check_buildable(size, f"{ph} {pool.layout.short}", expand)
+        if too_big_to_draw(size.nodes) and all(f in PICTURES for f in formats):
+            raise SpecError("--format", ",".join(formats), f"the {ph} DAG ({pool.layout.short}) has {size.nodes:,} "
+                            f"nodes; {picture_rule()}; add dot or json" + (", or leave out --expand" if expand else ""))
+    skipped = []
+    for pool, ph, size in todo:
+        stem = f"{ph}{'_expanded' if expand else ''}"
+        echo(f"{ph}: {pool.layout.short}, {size.nodes:,} nodes, {size.edges:,} edges (counted from the layout)")
+        drawn = [f for f in formats if f not in PICTURES or not too_big_to_draw(size.nodes)]
+        if len(drawn) < len(formats):
+            names = ", ".join(f"{stem}.{f}" for f in formats if f not in drawn)
+            skipped.append(f"{names} ({size.nodes:,} nodes)")
+        t0 = time.perf_counter()
+        dag = build_dag(problem, pool.layout, ph, pool.B[ph], offset=pool.offset, expand=expand)
+        t1 = time.perf_counter()
+        paths = write(dag, out, drawn, stem)
+        echo(f"  built in {t1 - t0:.2f} s, written in {time.perf_counter() - t1:.2f} s")
+        for p in paths:
+            echo(f"  {p}")
+    if skipped:
+        echo(f"skipped {'; '.join(skipped)}: {picture_rule()}", err=True)
 
 
 def run_lint(dot_file: str, problem: Problem, pools: list[Pool], phase: str | None, as_json: bool) -> int:

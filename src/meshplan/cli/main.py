@@ -154,12 +154,23 @@ def evaluate(strategy, prefill_s, decode_s, json_path, md_path, strict, **kw) ->
 @click.option("--strategy", help=STRATEGY_HELP + " (default: the search's best plan)")
 @click.option("--out", "out_dir", default="dag", show_default=True, help="Folder for the files.")
 @click.option("--format", "formats", default="dot,svg,json", show_default=True,
-              help="Comma-separated: dot, svg, png, json (svg/png need Graphviz's dot).")
+              help="Comma-separated: dot, svg, png, json (svg/png need Graphviz's dot and are drawn up to "
+                   "5,000 nodes; dot and json at any size).")
 @click.option("--expand", is_flag=True, help="Every GPU and every layer as its own node (default: collapsed).")
 @click.option("--dag-phase", type=click.Choice(["prefill", "decode"]), help="Only this phase's DAG.")
 @wrap_errors
 def dag(strategy, out_dir, formats, expand, dag_phase, **kw) -> None:
-    """The deployment DAG of a plan (PROBLEM or PLAN.json): every operator and transfer on named GPUs."""
+    """The deployment DAG of a plan (PROBLEM or PLAN.json): every operator and transfer on named GPUs.
+
+    Each DAG's nodes and edges are counted from the layout and printed before it is built. SVG and
+    PNG are drawn only up to 5,000 nodes (Graphviz's layout time grows faster than the DAG): a larger
+    DAG's pictures are skipped, named on one line on stderr, and its DOT and JSON still written.
+    No DAG past 1,000,000 nodes is built (--expand of a very large deployment).
+
+    \b
+    Exit codes: 0 every DAG written in the formats asked, less any pictures skipped for size;
+    2 bad input, a DAG past 1,000,000 nodes, or a DAG too big to draw when only svg/png were
+    asked (nothing is written then)."""
     from meshplan.cli.dag_cmd import resolve, run_dag
 
     chosen = [f.strip() for f in formats.split(",") if f.strip()]

@@ -18,6 +18,7 @@ from meshplan.cost.roofline import OpCost
 from meshplan.cost.serving import decode_cost, prefill_cost
 from meshplan.dag.nodes import Dag, Node, NodeKind
 from meshplan.dag.shapes import op_shapes
+from meshplan.dag.size import DagSize, check_buildable, count_size, groups_per_stage
 from meshplan.specs.model import LayerKind
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
@@ -43,6 +44,12 @@ def phase_costs(problem: Problem, lay: Layout, phase: str, B: float) -> dict[str
     ops = {op.name: op for op in fwd.dense_layer + fwd.moe_layer + fwd.embed + fwd.head}
     ops[fwd.pp.name] = fwd.pp
     return ops
+
+
+def charged(costs: dict[str, OpCost], op: str) -> bool:
+    """Whether the cost model charges this transfer at all (only then does the DAG draw it)."""
+    cost = costs.get(op)
+    return cost is not None and _f(cost.comm_bytes) > 0
 
 
 @dataclass
@@ -71,8 +78,7 @@ class _Builder:
         """(member unit indices, number of real groups the node stands for) per group."""
         lay = self.lay
         if not self.expand:
-            count = {"tp": lay.dp, "ep": lay.etp, "etp": lay.ep, "stage": 1}[axis] * lay.instances
-            return [([0], count)]
+            return [([0], groups_per_stage(lay, axis))]
         keys: dict[tuple, list[int]] = {}
         for i, (gpu,) in enumerate(units):
             c = coords_of(gpu, lay, self.offset)
@@ -126,9 +132,7 @@ class _Builder:
                 self.tails[i] = n.id
 
     def active(self, op: str) -> bool:
-        """Whether the cost model charges this transfer at all."""
-        cost = self.costs.get(op)
-        return cost is not None and _f(cost.comm_bytes) > 0
+        return charged(self.costs, op)
 
     # -- blocks -----------------------------------------------------------------------------
     def attention(self, units, layers, stage):
@@ -202,7 +206,8 @@ class _Builder:
         return f"{ids}, 1/{self.lay.etp} of each"
 
 
-def _runs(kinds: list[LayerKind], layers: range, expand: bool) -> list[tuple[LayerKind, tuple[int, ...]]]:
+def layer_runs(kinds: list[LayerKind], layers: range, expand: bool) -> list[tuple[LayerKind, tuple[int, ...]]]:
+    """The layer nodes of one stage: every layer (expanded), or every run of same-kind layers."""
     if expand:
         return [(kinds[i], (i,)) for i in layers]
     out = []
@@ -211,16 +216,33 @@ def _runs(kinds: list[LayerKind], layers: range, expand: bool) -> list[tuple[Lay
     return out
 
 
+def dag_size(problem: Problem, lay: Layout, phase: str, B: float, *, expand: bool = False) -> DagSize:
+    """Nodes and edges build_dag would make, counted from the layout without building anything
+    (the cost model is asked only which transfers it charges)."""
+    return _size(problem, lay, phase_costs(problem, lay, phase, B), expand)
+
+
+def _size(problem: Problem, lay: Layout, costs: dict[str, OpCost], expand: bool) -> DagSize:
+    kinds = list(problem.model.layer_kinds)
+    runs = [kind for layers in stage_layers(problem.model.num_layers, lay.pp)
+            for kind, _ in layer_runs(kinds, layers, expand)]
+    moved = frozenset(op for op in COMM_OPS if charged(costs, op))
+    return count_size(lay, runs, charged=moved, shared_experts=problem.model.num_shared_experts > 0, expand=expand)
+
+
 def build_dag(problem: Problem, lay: Layout, phase: str, B: float, *, offset: int = 0,
               expand: bool = False) -> Dag:
     """The operator DAG of one pool (``lay``) in ``phase`` ('prefill' or 'decode') at B sequences
-    per attention-dp rank; GPU ids start at ``offset``."""
+    per attention-dp rank; GPU ids start at ``offset``. A DAG past size.MAX_BUILD_NODES (counted
+    first) is refused (SpecError) before anything is built."""
     model = problem.model
+    costs = phase_costs(problem, lay, phase, B)
+    check_buildable(_size(problem, lay, costs, expand), f"{phase} {lay.short}", expand)
     ci = CostInputs.from_problem(problem)
     decode = phase == "decode"
     context = problem.workload.decode_context_tokens if decode else problem.workload.isl_tokens
     dag = Dag(phase=phase, layout=str(lay), num_gpus=lay.gpus, expanded=expand)
-    b = _Builder(dag=dag, lay=lay, offset=offset, expand=expand, costs=phase_costs(problem, lay, phase, B),
+    b = _Builder(dag=dag, lay=lay, offset=offset, expand=expand, costs=costs,
                  shapes=op_shapes(ci, lay, B, decode, context), num_experts=model.num_experts,
                  redundant=problem.assumptions.redundant_experts, gpn=problem.gpu.nvlink_domain_gpus)
     all_gpus = tuple(range(offset, offset + lay.gpus))
@@ -244,7 +266,7 @@ def build_dag(problem: Problem, lay: Layout, phase: str, B: float, *, offset: in
                 dag.link(b.tails[i], n)
                 sends.append(n.id)
             b.tails = sends
-        for kind, run in _runs(kinds, layers, expand):
+        for kind, run in layer_runs(kinds, layers, expand):
             b.attention(units, run, s)
             if kind is LayerKind.MOE:
                 b.moe(units, run, s, model)
