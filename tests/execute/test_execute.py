@@ -3,7 +3,6 @@ and 8 processes generates the tokens of a single-process run, logits agree withi
 collectives move the bytes the cost model charges, and faults end the run with the rank named."""
 
 import math
-import time
 
 import pytest
 
@@ -97,14 +96,26 @@ def test_illegal_layout_is_refused_before_any_process_starts():
     assert "heads" in str(err.value)
 
 
-@pytest.mark.parametrize("kind", ["die", "hang"])
-def test_a_failing_rank_is_named_with_its_step(kind):
-    start = time.monotonic()
+FAULT_TIMEOUT_S = 20.0
+"""No-progress timeout of the fault runs: long beside any healthy phase of the tiny model (under
+3 s on 2 busy cores with 8 ranks); start-up is not timed by it (watchdog.py)."""
+
+
+@pytest.mark.parametrize("kind, phase", [("die", "step 2"), ("hang", "step 2"), ("hang", "warm-up")])
+def test_a_failing_rank_is_named_with_its_phase(kind, phase):
     with pytest.raises(RunFailed) as err:
-        _run(parse_strategy("dp=2,ep=2"), timeout_s=5.0, fault={"rank": 1, "step": 2, "kind": kind})
+        _run(parse_strategy("dp=2,ep=2"), timeout_s=FAULT_TIMEOUT_S, fault={"rank": 1, "phase": phase, "kind": kind})
     message = str(err.value)
-    assert "rank 1" in message and "step 2" in message
-    assert time.monotonic() - start < 60
+    assert message.startswith("rank 1 ") and f"at {phase}" in message, message
+    assert ("(hung)" in message) == (kind == "hang"), message
+
+
+def test_a_rank_that_starts_after_the_timeout_is_not_hung(reference):
+    # Rank 1 takes longer to start than the timeout (as importing torch does on a busy machine);
+    # rank 0 waits for it in the rendezvous. The run completes and generates the reference tokens.
+    out = _run(parse_strategy("dp=2,ep=2"), timeout_s=FAULT_TIMEOUT_S,
+               fault={"rank": 1, "phase": "start", "kind": "sleep", "seconds": 1.5 * FAULT_TIMEOUT_S})
+    assert _tokens(out) == _tokens(reference)
 
 
 @pytest.mark.gpu

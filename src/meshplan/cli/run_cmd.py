@@ -35,6 +35,7 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
             timeout_s: float, title: str, max_processes: int = 32) -> dict:
     """Run ``lay`` and a single-process reference; print tokens, per-rank times beside the cost
     model's predictions, and bytes per collective. Returns a summary."""
+    from meshplan.execute.interrupt import RunInterrupted
     from meshplan.execute.launch import (RunFailed, RunSpec, choose_devices, gpu_count, gpu_memory_bytes,
                                          itemsize, oversized, refuse_illegal, refuse_oversized, run)
     from meshplan.execute.model import config_from_spec
@@ -61,6 +62,9 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
                     timeout_s=timeout_s, cuda=devices.cuda, keep_logits=False))
     except RunFailed as err:
         raise SpecError("run", str(lay), str(err)) from None
+    except RunInterrupted as stopped:  # Ctrl-C or SIGTERM: workers and run folder already gone
+        echo(f"meshplan run: {stopped}", err=True, one_line=True)
+        raise SystemExit(stopped.exit_code) from None
     gen = {k: v for r in reports for k, v in r["generated"].items()}
     ref = {k: v for r in reference for k, v in r["generated"].items()}
     for rid in sorted(gen, key=int):

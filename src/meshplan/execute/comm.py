@@ -20,7 +20,8 @@ class Comm:
     def __init__(self, lay: Layout, rank: int, flags=None, cuda: bool = False):
         self.lay, self.rank = lay, rank
         self.flags = flags
-        """Shared byte per rank, 1 while waiting in a collective (read by the launcher's watchdog)."""
+        """Byte per rank of the run's mapped flags file, 1 while waiting in a collective (read by
+        the launcher's watchdog, watchdog.py)."""
         self.cuda = cuda
         """NCCL calls return before the work ends; on GPUs the queue is drained before and after
         each collective, so the watchdog's flag and the times mean the same as on the CPU."""
@@ -66,7 +67,7 @@ class Comm:
         if self.cuda:  # finish queued compute before the clock starts, and the transfer before it stops
             torch.cuda.synchronize()
         if self.flags is not None:
-            self.flags.buf[self.rank] = 1 if on else 0
+            self.flags[self.rank] = 1 if on else 0
         if on:
             self._since = time.perf_counter()
 

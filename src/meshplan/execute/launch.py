@@ -1,32 +1,32 @@
 """Start one process per rank the way torchrun does, watch them, and collect the results.
 
-A rank that exits with an error, or that makes no progress for ``timeout_s``, ends the run with a
-message naming the rank and the step it was at; the other ranks are stopped. Layouts the model
-cannot take are refused before any process starts, with the reason strategy.rules gives."""
+A rank that exits with an error, or that makes no progress for ``timeout_s`` once it has started,
+ends the run with a message naming the rank and the phase it was in (watchdog.py); SIGINT and
+SIGTERM end it too (interrupt.py). Either way the other ranks are stopped and the run folder
+removed. Layouts the model cannot take are refused before any process starts, with the reason
+strategy.rules gives."""
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
-from multiprocessing import shared_memory
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from meshplan.errors import SpecError
+from meshplan.execute.fault import fault_from_env, normal
+from meshplan.execute.interrupt import RunInterrupted, signals_recorded
 from meshplan.execute.model import RefConfig
 from meshplan.execute.runner import rank_weight_bytes
+from meshplan.execute.watchdog import RunFailed, stop, watch  # noqa: F401 (RunFailed: callers import it here)
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.rules import check_layout
-
-
-class RunFailed(RuntimeError):
-    """A rank died or hung; the message names it and its step."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -39,7 +39,12 @@ class RunSpec:
     seed: int = 0
     dtype: str = "float32"
     timeout_s: float = 60.0
+    """A started rank that stays in one phase this long outside any collective has hung (watchdog.py)."""
+    startup_timeout_s: float = 600.0
+    """Seconds a rank may take to start (its process up, torch imported) before it counts as hung:
+    under load, or with 8 ranks on 2 cores, importing torch alone can take longer than timeout_s."""
     fault: dict | None = None
+    """Fault injection for tests (fault.py); None reads MESHPLAN_FAULT."""
     cuda: bool = False
     keep_logits: bool = True
     """Return every step's logits (the tests compare them; at full scale they are large)."""
@@ -130,91 +135,44 @@ def refuse_illegal(problem: Problem, lay: Layout, cfg: RefConfig) -> None:
 
 
 def run(spec: RunSpec) -> list[dict]:
-    """Run all ranks; returns each rank's report (rank order)."""
+    """Run all ranks; returns each rank's report (rank order). Raises RunFailed when a rank dies
+    or hangs and RunInterrupted on SIGINT or SIGTERM; either way every worker is stopped and the
+    run folder removed first."""
     world = spec.layout.gpus
-    with tempfile.TemporaryDirectory(prefix="meshplan-run-") as tmp:
+    fault = normal(spec.fault) if spec.fault is not None else fault_from_env()
+    with signals_recorded() as interrupted, tempfile.TemporaryDirectory(prefix="meshplan-run-") as tmp:
         d = Path(tmp)
         (d / "status").mkdir()
         doc = asdict(spec)
-        doc.update(layout=spec.layout.model_dump(), status_dir=str(d / "status"), result=str(d / "result.json"))
+        # One byte per rank, 1 while the rank waits on its peers (watchdog.py). A plain file
+        # mapped by every process: it goes with the folder, and no resource-tracker process
+        # outlives the run as multiprocessing's shared memory would leave.
+        (d / "flags").write_bytes(bytes(world))
+        doc.update(layout=spec.layout.model_dump(), status_dir=str(d / "status"), result=str(d / "result.json"),
+                   flags=str(d / "flags"), fault=fault)
         (d / "spec.json").write_text(json.dumps(doc))
         port = _free_port()
-        # One byte per rank: 1 while the rank waits inside a collective. A rank that stops making
-        # progress outside any collective is the one that hung; its peers are only waiting for it.
-        flags = shared_memory.SharedMemory(create=True, size=world)
-        flags.buf[:world] = bytes(world)
-        doc["flags"] = flags.name
-        (d / "spec.json").write_text(json.dumps(doc))
-        procs = []
-        for rank in range(world):
-            env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), MESHPLAN_RUN=str(d / "spec.json"),
-                       OMP_NUM_THREADS="1")
-            # Output goes to files, not pipes: a chatty rank (NCCL_DEBUG=INFO) must never block
-            # on a full pipe and look hung.
-            with open(d / f"rank{rank}.out", "w") as out, open(d / f"rank{rank}.err", "w") as err:
-                procs.append(subprocess.Popen([sys.executable, "-m", "meshplan.execute.worker"], env=env,
-                                              stdout=out, stderr=err))
-        try:
-            _watch(procs, d, spec.timeout_s, flags)
-        finally:
-            flags.close()
-            flags.unlink()
+        procs: list[subprocess.Popen] = []
+        with open(d / "flags", "r+b") as f, mmap.mmap(f.fileno(), world) as flags:
+            try:
+                for rank in range(world):
+                    if interrupted() is not None:
+                        break
+                    procs.append(_start(rank, world, port, d))
+                signum = watch(procs, d, flags, timeout_s=spec.timeout_s, startup_s=spec.startup_timeout_s,
+                               interrupted=interrupted)
+            finally:
+                stop(procs)
+        if signum is not None:
+            raise RunInterrupted(signum, len(procs), tmp)
         return json.loads((d / "result.json").read_text())
 
 
-def _status(status_dir: Path, rank: int) -> str:
-    try:
-        return (status_dir / f"rank{rank}").read_text()
-    except OSError:
-        return "not started"
-
-
-def _last_error(run_dir: Path, rank: int) -> str | None:
-    try:
-        lines = (run_dir / f"rank{rank}.err").read_text().strip().splitlines()
-    except OSError:
-        return None
-    return lines[-1] if lines else None
-
-
-def _watch(procs, run_dir: Path, timeout_s: float, flags) -> None:
-    status_dir = run_dir / "status"
-    last_change = time.monotonic()
-    seen = {}
-    while True:
-        codes = [p.poll() for p in procs]
-        if all(c == 0 for c in codes):
-            return
-        failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
-        if failed:
-            # The first rank seen failing is the cause; its peers fail later, when their
-            # collectives time out waiting for it.
-            r = min(failed)
-            err = _last_error(run_dir, r)
-            _stop(procs)
-            raise RunFailed(f"rank {r} exited with code {codes[r]} at {_status(status_dir, r)}"
-                            + (f": {err}" if err else ""))
-        now = {r: _status(status_dir, r) for r in range(len(procs))}
-        if now != seen:
-            seen, last_change = now, time.monotonic()
-        elif time.monotonic() - last_change > timeout_s:
-            alive = [r for r in range(len(procs)) if codes[r] is None]
-            outside = [r for r in alive if flags.buf[r] == 0]
-            stuck = min(outside or alive, key=lambda r: (_step_no(now[r]), r))
-            _stop(procs)
-            raise RunFailed(f"rank {stuck} made no progress for {timeout_s:g} s at {now[stuck]} (hung)")
-        time.sleep(0.05)
-
-
-def _step_no(status: str) -> int:
-    parts = status.split()
-    return int(parts[1]) if len(parts) == 2 and parts[1].isdigit() else -1
-
-
-def _stop(procs) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-    for p in procs:
-        p.wait()
+def _start(rank: int, world: int, port: int, d: Path) -> subprocess.Popen:
+    env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), MESHPLAN_RUN=str(d / "spec.json"),
+               OMP_NUM_THREADS="1")
+    # Output goes to files, not pipes: a chatty rank (NCCL_DEBUG=INFO) must never block on a
+    # full pipe and look hung.
+    with open(d / f"rank{rank}.out", "w") as out, open(d / f"rank{rank}.err", "w") as err:
+        return subprocess.Popen([sys.executable, "-m", "meshplan.execute.worker"], env=env, stdout=out, stderr=err)

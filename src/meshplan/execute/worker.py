@@ -4,6 +4,7 @@ MASTER_ADDR, MASTER_PORT in the environment) plus MESHPLAN_RUN (a JSON spec file
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ import torch.distributed as dist
 
 from meshplan.cost.roofline import ring_factor
 from meshplan.execute.comm import Comm
+from meshplan.execute.fault import inject
 from meshplan.execute.model import RefConfig
 from meshplan.execute.runner import Runner
 from meshplan.strategy.layout import Layout
@@ -64,38 +66,60 @@ def measure_link(comm: Comm, dtype: torch.dtype, repeats: int = 20) -> dict[str,
     return {"collective_latency_s": latency, "collective_bw_bytes_per_s": sent / max(best - latency, 1e-9)}
 
 
-def _fault(spec: dict, rank: int, step: int) -> None:
-    f = spec.get("fault")
-    if f and f["rank"] == rank and f["step"] == step:
-        if f["kind"] == "die":
-            os._exit(17)
-        time.sleep(3600)
+class Phases:
+    """This rank's reports to the launcher's watchdog (watchdog.py): the phase it is in, in
+    status/rank<R> (replaced whole, so the launcher never reads half a name), and its byte of the
+    flags file while it waits on its peers. An injected fault (fault.py) acts on entering a phase."""
+
+    def __init__(self, spec: dict, rank: int, flags):
+        self.path = Path(spec["status_dir"]) / f"rank{rank}"
+        self.fault, self.rank, self.flags = spec.get("fault"), rank, flags
+
+    def __call__(self, phase: str) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(phase)
+        os.replace(tmp, self.path)
+        inject(self.fault, self.rank, phase)
+
+    def waiting(self, on: bool) -> None:
+        """Not cleared when a wait ends in an error: a rank that dies waiting failed because of a
+        peer, and the launcher blames the peer (watchdog._failure)."""
+        if self.flags is not None:
+            self.flags[self.rank] = 1 if on else 0
+
+
+def _open_flags(spec: dict, world: int):
+    if not spec.get("flags"):
+        return None
+    with open(spec["flags"], "r+b") as f:
+        return mmap.mmap(f.fileno(), world)
 
 
 def main() -> None:
     spec = json.loads(Path(os.environ["MESHPLAN_RUN"]).read_text())
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    status = Path(spec["status_dir"]) / f"rank{rank}"
-    status.write_text("init")
+    inject(spec.get("fault"), rank, "start")  # still starting up: no report yet
+    phase = Phases(spec, rank, _open_flags(spec, world))
+    phase("init")
     backend = "nccl" if spec.get("cuda") else "gloo"
     if spec.get("cuda"):
         # One GPU per rank (LOCAL_RANK, as torchrun sets it); tensors are created there by default.
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(device)
         torch.set_default_device(device)
-    # The launcher's no-progress timer decides which rank hung; the process group's own timeout
-    # is set well beyond it, so NCCL's watchdog never aborts a waiting peer first.
-    dist.init_process_group(backend, rank=rank, world_size=world,
-                            timeout=timedelta(seconds=2 * spec["timeout_s"] + 30))
+    # The launcher's watchdog decides which rank hung; the process group's own timeout is set
+    # beyond it (and beyond the start-up limit: the rendezvous waits for the slowest rank to
+    # start), so NCCL's watchdog never aborts a waiting peer first.
+    phase.waiting(True)  # on the peers, until the groups exist (rendezvous, then group set-up)
+    dist.init_process_group(backend, rank=rank, world_size=world, timeout=timedelta(
+        seconds=spec.get("startup_timeout_s", 0) + 2 * spec["timeout_s"] + 30))
     dtype = getattr(torch, spec["dtype"])
     lay = Layout(**spec["layout"])
     cfg = RefConfig(**{**spec["config"], "layers": tuple(spec["config"]["layers"])})
-    from multiprocessing import resource_tracker, shared_memory
-    flags = shared_memory.SharedMemory(name=spec["flags"]) if spec.get("flags") else None
-    if flags is not None:  # the launcher owns it; do not let this process's tracker unlink it
-        resource_tracker.unregister(flags._name, "shared_memory")
-    comm = Comm(lay, rank, flags, cuda=bool(spec.get("cuda")))
-    runner = Runner(cfg, lay, comm, spec["seed"], dtype, progress=status.write_text)
+    comm = Comm(lay, rank, phase.flags, cuda=bool(spec.get("cuda")))
+    phase.waiting(False)
+    runner = Runner(cfg, lay, comm, spec["seed"], dtype, progress=phase)
+    phase("link")
     link = measure_link(comm, dtype)
     ids = my_requests(lay, rank, spec["requests"])
     all_prompts = prompts(cfg, spec["requests"], spec["isl"], spec["seed"])
@@ -105,14 +129,14 @@ def main() -> None:
     # Warm-up, as serving engines do before taking traffic: one prefill of the same prompts (the
     # first call of each op pays one-off allocation and dispatch set-up), then a clean cache and
     # clean byte counters.
+    phase("warm-up")
     runner.forward(reqs, prefill=True)
     runner.cache.clear()
     comm.reset_counters()
     times = []
     first_collective = 0.0
     for step in range(spec["osl"]):
-        status.write_text(f"step {step}")
-        _fault(spec, rank, step)
+        phase(f"step {step}")
         t0 = time.perf_counter()
         nxt = runner.forward(reqs, prefill=step == 0)
         if comm.cuda:
@@ -128,7 +152,7 @@ def main() -> None:
         reqs = [(rid, nxt[n:n + 1], pos + len(tok)) for n, (rid, tok, pos) in enumerate(reqs)]
         for n, (rid, _, _) in enumerate(reqs):
             generated[rid].append(int(nxt[n]))
-    status.write_text("done")
+    phase("done")
     c = coords_of(rank, lay)
     report = {"rank": rank, "coords": {f: getattr(c, f) for f in ("instance", "pp", "dp", "tp", "ep", "etp")},
               "requests": ids, "ttft_s": times[0] if times else None,
@@ -140,7 +164,9 @@ def main() -> None:
               "generated": generated if (runner.first and comm.c.tp == 0) else {},
               "logits": logits if (runner.last and comm.c.tp == 0) else {}}
     gathered = [None] * world if rank == 0 else None
+    phase.waiting(True)
     dist.gather_object(report, gathered, dst=0)
+    phase.waiting(False)
     if rank == 0:
         Path(spec["result"]).write_text(json.dumps(gathered))
     dist.destroy_process_group()
