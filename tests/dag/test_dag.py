@@ -27,10 +27,11 @@ def _problem(key):
                              "workload": {"isl": 512, "osl": 64}})
 
 
-def _cases():
+def _cases(strategies=None):
+    """(model, strategy) for every catalog model and each strategy its heads and experts divide."""
     for key in model_keys():
         p = _problem(key)
-        for s in STRATEGIES["moe" if p.model.is_moe else "dense"]:
+        for s in (strategies or STRATEGIES)["moe" if p.model.is_moe else "dense"]:
             lay = parse_strategy(s, is_moe=p.model.is_moe)
             if p.model.num_heads % lay.tp or (p.model.is_moe and p.model.num_experts % lay.ep):
                 continue

@@ -13,10 +13,11 @@ from meshplan.dag import build, export
 from meshplan.dag.build import build_dag, dag_size
 from meshplan.dag.size import MAX_BUILD_NODES, MAX_RENDER_NODES, DagSize, count_size
 from meshplan.errors import SpecError
-from meshplan.io.catalog import model_keys
 from meshplan.io.problem_file import load_problem, problem_from_raw
 from meshplan.specs.model import LayerKind
 from meshplan.strategy.layout import parse_strategy
+from tests.dag.test_dag import _cases as shared_cases
+from tests.dag.test_dag import _problem
 
 STRATEGIES = {
     "moe": ["tp=1", "dp=4,ep=4", "tp=2,dp=2,ep=2,etp=2", "pp=3,dp=2,ep=2", "tp=2,dp=2,ep=1,etp=4",
@@ -26,19 +27,8 @@ STRATEGIES = {
 DEEPSEEK = ["--model", "deepseek-v3", "--gpu", "h800", "--weights", "fp8", "--isl", "4000", "--osl", "500"]
 
 
-def _problem(key):
-    return problem_from_raw({"model": key, "gpu": "b200", "precision": {"weights": "fp8"},
-                             "workload": {"isl": 512, "osl": 64}})
-
-
 def _cases():
-    for key in model_keys():
-        p = _problem(key)
-        for s in STRATEGIES["moe" if p.model.is_moe else "dense"]:
-            lay = parse_strategy(s, is_moe=p.model.is_moe)
-            if p.model.num_heads % lay.tp or (p.model.is_moe and p.model.num_experts % lay.ep):
-                continue
-            yield key, s
+    return shared_cases(STRATEGIES)
 
 
 def _built(p, lay, phase, expand):
