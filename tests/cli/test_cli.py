@@ -231,3 +231,17 @@ def test_why_not_compares_with_the_search_under_the_same_budget():
     m = re.search(r"([\d.]+)% fewer tokens/s per GPU than the search's best within 8 GPUs", doc["why_not"])
     a, b = doc["output_tok_s_per_gpu"], doc["search_best"]["output_tok_s_per_gpu"]
     assert m and abs(float(m.group(1)) - (1 - a / b) * 100) <= 0.051
+
+
+def test_a_files_strategy_is_honoured_by_plan_dag_and_export(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text('model: qwen3-30b-a3b\ngpu: h100\ngpus: 8\nworkload: {isl: 2000, osl: 500}\nstrategy: "tp=2,dp=2,ep=4"\n')
+    r = run("plan", str(p))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].startswith("plan: aggregated: tp2 dp2 ep4")
+    r = run("dag", str(p), "--out", str(tmp_path / "d"), "--format", "dot")
+    assert r.returncode == 0 and r.stdout.startswith("prefill: tp2 dp2 ep4"), r.stdout + r.stderr
+    r = run("export", str(p), "--engine", "vllm", "--out", str(tmp_path / "e"))
+    assert r.returncode == 0, r.stderr
+    script = (tmp_path / "e" / "aggregated-instance0-node0.sh").read_text()
+    assert "--tensor-parallel-size 2" in script and "--data-parallel-size 2" in script

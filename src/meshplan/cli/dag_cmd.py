@@ -26,14 +26,32 @@ def resolve(source: str | None, strategy: str | None, load_problem_kw, field: st
     if load_problem_kw is None:
         raise SpecError(field, source, "is not a meshplan plan JSON (schema meshplan.plan/1, from meshplan plan --json)")
     from meshplan.plan.plan import candidate_document, plan_document
-    from meshplan.search.evaluate import evaluate_aggregated
     from meshplan.search.search import search
 
     problem = load_problem_kw()
-    if strategy:
-        cand = evaluate_aggregated(problem, parse_strategy(strategy, is_moe=problem.model.is_moe))
-        return pools_from_doc(candidate_document(problem, cand))
+    fixed = fixed_candidate(problem, strategy)
+    if fixed is not None:
+        return pools_from_doc(candidate_document(problem, fixed))
     return pools_from_doc(plan_document(search(problem)))
+
+
+def fixed_candidate(problem: Problem, strategy: str | None):
+    """The candidate of the strategy the user fixed (--strategy, else the problem file's strategy,
+    or its prefill_strategy and decode_strategy), or None when the search is to choose."""
+    from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
+
+    moe = problem.model.is_moe
+    strategy = strategy or problem.strategy
+    if strategy:
+        return evaluate_aggregated(problem, parse_strategy(strategy, is_moe=moe))
+    if problem.prefill_strategy or problem.decode_strategy:
+        if not (problem.prefill_strategy and problem.decode_strategy):
+            raise SpecError("prefill_strategy" if not problem.prefill_strategy else "decode_strategy", None,
+                            "missing; a disaggregated strategy needs both prefill_strategy and decode_strategy")
+        return evaluate_disaggregated(problem, parse_strategy(problem.prefill_strategy, is_moe=moe,
+                                                             field="prefill_strategy"),
+                                      parse_strategy(problem.decode_strategy, is_moe=moe, field="decode_strategy"))
+    return None
 
 
 def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], expand: bool, phase: str | None) -> None:

@@ -112,7 +112,14 @@ def plan(json_path, md_path, objective, strict, **kw) -> None:
     problem = load(kw)
     if objective == "min-gpus" and not problem.requirements.min_output_tok_s:
         raise SpecError("--objective", objective, "needs a total throughput target (requirements.min_output_tok_s)")
-    doc = plan_document(search(problem, Objective(objective), progress=lambda m: echo(f"  {m}", err=True)))
+    if problem.strategy or problem.prefill_strategy or problem.decode_strategy:
+        from meshplan.cli.evaluate_cmd import run_evaluate
+        doc = run_evaluate(problem, None, None, None, None)
+        doc["notes"].append({"field": "strategy", "message": (
+            "the problem fixes the strategy: plan evaluates it instead of searching (why not: how the "
+            "search's best compares)")})
+    else:
+        doc = plan_document(search(problem, Objective(objective), progress=lambda m: echo(f"  {m}", err=True)))
     if json_path != "-" and md_path != "-":
         echo(_summary(doc))
     _write(doc, json_path, md_path)
