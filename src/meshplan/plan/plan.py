@@ -177,8 +177,11 @@ def _budget_use(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dic
         why = (f"the {plural(left, 'GPU')} left cannot hold another instance (the smallest in the plan has "
                f"{sizes[0]})")
     elif w.request_rate_per_s and not w.concurrency:
+        r = problem.requirements
+        targets = "which already meet their targets" if (r.ttft_s or r.tpot_s) else "for which no target is given"
         why = (f"{w.request_rate_per_s:g} requests/s are served with {plural(used, 'GPU')}; more instances would only "
-               "lower the latencies, which already meet their targets" if chosen.feasible else
+               f"lower the latencies (TTFT {fmt_seconds(chosen.ttft_s)} with queueing), {targets}"
+               if chosen.feasible and chosen.ttft_s is not None else
                f"{w.request_rate_per_s:g} requests/s are served with {plural(used, 'GPU')}")
     elif chosen.prefill is not None and chosen.decode is not None and chosen.prefill is not chosen.decode:
         why = ("the prefill and decode pools are sized to the same request rate; one more instance in either pool "
