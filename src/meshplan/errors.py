@@ -38,9 +38,11 @@ def suggest(name: str, known: list[str], limit: int = 3) -> str:
 
 
 def finite_number(value: object) -> bool:
-    """Whether ``value`` is a finite int or float (not a bool): an int of any length compares
-    without becoming a float, so 10**400 is finite here and math.isfinite's OverflowError never
-    reaches a reader."""
+    """Whether ``value`` is a number a float can hold (an int or float, not a bool, not inf or NaN,
+    an int below 10**308): compared without conversion, so 10**400 is refused here rather than
+    raising OverflowError in math.isfinite or float() inside a reader."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return isinstance(value, int) or value == value and abs(value) != float("inf")
+    if isinstance(value, int):
+        return abs(value) < 10**308
+    return value == value and abs(value) != float("inf")
