@@ -245,3 +245,10 @@ def test_a_files_strategy_is_honoured_by_plan_dag_and_export(tmp_path):
     assert r.returncode == 0, r.stderr
     script = (tmp_path / "e" / "aggregated-instance0-node0.sh").read_text()
     assert "--tensor-parallel-size 2" in script and "--data-parallel-size 2" in script
+
+
+def test_a_long_engine_command_is_shortened_at_a_word_not_mid_word():
+    cmd = "vllm serve meta-llama/Llama-3.3-70B-Instruct -tp 8 --max-num-seqs 64 --gpu-memory-utilization 0.9"
+    r = run("check", "--vllm", cmd, "--gpu", "h100", "--isl", "2000", "--osl", "500")
+    # 60 characters at most with " ...": the first 6 words are 50 characters; the 7th would make 69.
+    assert r.stdout.splitlines()[0] == "check of vllm serve meta-llama/Llama-3.3-70B-Instruct -tp 8 ... (vllm command)"
