@@ -27,3 +27,10 @@ def test_one_line_and_has_control():
     assert printable(3.5) == "3.5"
     assert all(has_control(s) for s in ("a\nb", "a\tb", "a\rb", "a\x1bb", "a\x9bb"))
     assert not has_control("/models/x$(touch PWNED) é/config.json")
+
+
+def test_clipped_cuts_at_a_word():
+    from meshplan.printable import clipped
+    # "aa bb cc" is 8 characters; at width 7 the first 3 ("aa ") leave one whole word, then " ...".
+    assert clipped("aa bb cc", 7) == "aa ..."
+    assert clipped("aa  bb\ncc", 20) == "aa bb cc"  # fits: whitespace folded, nothing cut

@@ -34,3 +34,12 @@ def printable(text: object, *, one_line: bool = False) -> str:
     made a space with ``one_line``)."""
     out = _CONTROL.sub("", _ESCAPE.sub("", str(text)))
     return out.replace("\n", " ") if one_line else out
+
+
+def clipped(text: object, width: int) -> str:
+    """``text`` on one line, cut at a word so that it fits ``width`` characters with " ..." after
+    it (never mid-word). Hand check: "aa bb cc" at width 7 -> "aa ..."."""
+    words = " ".join(str(text).split())
+    if len(words) <= width:
+        return words
+    return words[:width - 4].rsplit(" ", 1)[0] + " ..."

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 from meshplan.check.verdict import Report, Verdict, fmt
 from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
+from meshplan.printable import clipped
 from meshplan.io.user_file import load_json, load_yaml, read_text
 
 
@@ -22,7 +22,7 @@ def build_report(plan: str | None, problem_path: str | None, vllm: str | None, s
         from meshplan.check.engine_check import check_engine
         from meshplan.check.engines import parse_sglang, parse_trtllm, parse_vllm
         reading = parse_vllm(vllm) if vllm else parse_sglang(sglang) if sglang else parse_trtllm(trtllm, model)
-        return check_engine(reading, gpu=gpu, weights=weights, isl=isl, osl=osl, source=textwrap.shorten(engines[0], 60, placeholder=' ...'))
+        return check_engine(reading, gpu=gpu, weights=weights, isl=isl, osl=osl, source=clipped(engines[0], 60))
     path = Path(plan)
     text = read_text(plan, "PLAN")
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
@@ -73,7 +73,7 @@ def render(report: Report) -> str:
         if c.verdict is Verdict.WRONG and c.rule:
             lines.append(f"    rule: {c.rule}")
         if c.text and c.verdict is not Verdict.NOTED:
-            lines.append(f"    text: {textwrap.shorten(c.text, 110, placeholder=' ...')}")
+            lines.append(f"    text: {clipped(c.text, 110)}")
     wrong = sum(c.verdict is Verdict.WRONG for c in report.checks)
     lines += ["", f"{wrong} wrong, {sum(c.verdict is Verdict.CONFIRMED for c in report.checks)} confirmed, "
                   f"{sum(c.verdict is Verdict.UNVERIFIABLE for c in report.checks)} unverifiable"]

@@ -126,8 +126,9 @@ def load(kw: dict[str, Any], gpus_is_budget: bool = True) -> Problem:
 def _as_flag(err: SpecError, kw: dict[str, Any]) -> SpecError:
     """The error naming the flag the user typed, when a flag set the field it is about."""
     for field, flag in FLAG_OF_FIELD.items():
-        if (err.field == field or err.field.startswith(field + ".")) and kw.get(flag[2:].replace("-", "_")) is not None:
-            return SpecError(flag, kw[flag[2:].replace("-", "_")], err.rule)
+        given = kw.get(flag[2:].replace("-", "_"))
+        if (err.field == field or err.field.startswith(field + ".")) and given is not None:
+            return SpecError(flag, given, err.rule)
     return err
 
 

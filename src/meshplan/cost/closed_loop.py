@@ -118,12 +118,13 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
         tpot = (1.0 - f) * t_dec + f * t_mix
         queued = np.maximum(mixed_iterations - steps - n_chunks, 0.0)  # prefill-bound: clumps wait
         ttft = wait_iterations * t_dec + (n_chunks + queued) * t_mix
-        # The run's first wave arrives all at once and is prefilled in whole clumps.
-        first = held / whole * n_chunks
-        p_first = whole * isl / n_chunks
-        t_first = step(ci, par, _prefill_work(n_dec, ctx, p_first, isl, dp),
-                       ci.engine.cuda_graph_mixed & (n_dec + p_first <= gmax)).cycle_s
-        ttft = ttft + (first - 1.0) / 2.0 * t_first / ci.requests_per_client
+        if np.isfinite(ci.requests_per_client):  # a benchmark run (steady state has no first wave)
+            # The run's first wave arrives all at once and is prefilled in whole clumps.
+            first = held / whole * n_chunks
+            p_first = whole * isl / n_chunks
+            t_first = step(ci, par, _prefill_work(n_dec, ctx, p_first, isl, dp),
+                           ci.engine.cuda_graph_mixed & (n_dec + p_first <= gmax)).cycle_s
+            ttft = ttft + (first - 1.0) / 2.0 * t_first / ci.requests_per_client
         life = ttft + steps * tpot
     else:
         batches = np.maximum(1.0, np.ceil(held * isl / budget))

@@ -123,8 +123,8 @@ def _verdict(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dict[s
                                                                            "layout": fit.flat.short}}
         return {"status": "does_not_fit", "figures": False, "message": message, "unmet": unmet,
                 "smallest_fit": smallest}
-    met = [c for c in doc["requirements_check"] if not c["met"] and c["requirement"] != "memory_headroom"]
-    names = ", ".join(c["requirement"] for c in met) or ", ".join(v["rule"] for v in unmet)
+    missed = [c for c in doc["requirements_check"] if not c["met"] and c["requirement"] != "memory_headroom"]
+    names = ", ".join(c["requirement"] for c in missed) or ", ".join(v["rule"] for v in unmet)
     return {"status": "requirements_unmet", "figures": True, "unmet": unmet,
             "message": f"no layout meets every requirement ({names}); the closest is shown"}
 
