@@ -284,11 +284,7 @@ def _llama4(r: _Reader, f: dict[str, Any]) -> None:
 def _minimax_m2(r: _Reader, f: dict[str, Any]) -> None:
     # MiniMax-M2: GQA with per-layer q/k RMSNorm, every layer MoE, sigmoid router with a
     # correction bias; intermediate_size is one expert's FFN; its MTP modules are not counted.
-    r.take(f, "num_experts", "num_local_experts")
-    r.take(f, "top_k", "num_experts_per_tok")
-    r.take(f, "expert_ffn_size", "intermediate_size")
-    f["ffn_size"] = 0
-    r.origin.pop("ffn_size", None)
+    _mixtral(r, f)  # the expert fields read as Mixtral's
     shared = r.take(f, "shared_expert_ffn_size", "shared_intermediate_size", 0)
     f["num_shared_experts"] = 1 if shared else 0
     f["router_scoring"] = r.scoring("scoring_func")
