@@ -53,6 +53,15 @@ def test_the_runs_first_burst_adds_its_queue_once_per_run():
     assert math.isclose(float(run.ttft_s - steady.ttft_s), 1.5 * 0.050 / 4)
 
 
+def test_a_benchmark_clients_own_time_adds_to_every_ttft_and_nothing_else():
+    base = solve_aggregated(_ci(), PAR, np.array(32.0), step=_step)
+    slow = solve_aggregated(_ci(client_overhead_s=0.04), PAR, np.array(32.0), step=_step)
+    # The client's 40 ms is added once to each request's TTFT (65 ms -> 105 ms); the engine's
+    # iterations, so TPOT, do not change.
+    assert math.isclose(float(slow.ttft_s), 0.065 + 0.040)
+    assert math.isclose(float(slow.tpot_s), float(base.tpot_s))
+
+
 def test_the_first_wave_arrives_whole_even_when_later_clumps_break_up():
     steady = solve_aggregated(_ci(coherence=0.5), PAR, np.array(32.0), step=_step)
     run = solve_aggregated(_ci(coherence=0.5, requests_per_client=4), PAR, np.array(32.0), step=_step)

@@ -49,3 +49,17 @@ def test_a_fit_moves_requests_per_client_only_where_the_client_does_not_state_it
     factor = next(f for f in FACTORS if f.name == "requests_per_client")
     assert factor.apply(ix.ci, 5.0, ix.cases[0].harness) == {}
     assert factor.apply(aic.ci, 5.0, aic.cases[0].harness) == {"requests_per_client": 5.0}
+
+
+def test_the_clients_own_time_is_stated_for_the_reference_client_and_fitted_for_the_other(tmp_path):
+    cases, _ = _read(tmp_path, [_row(id="ix", silicon_data_source=INFERENCEX),
+                                _row(id="aic", silicon_data_source=AIC)])
+    ix, aic = (case_problem(c) for c in cases)
+    # InferenceX's benchmark_serving.py is the reference: engines' request overhead is what it sees.
+    assert ix.workload.client_overhead_s == 0.0
+    fitted = load_profile(DEFAULT_PROFILE).benchmark["client_overhead_s"].value
+    assert aic.workload.client_overhead_s == fitted > 0.0
+    gix, gaic = group_cases(cases, calibration=None)
+    factor = next(f for f in FACTORS if f.name == "client_overhead_s")
+    assert factor.apply(gix.ci, 0.05, gix.cases[0].harness) == {}
+    assert factor.apply(gaic.ci, 0.05, gaic.cases[0].harness) == {"client_overhead_s": 0.05}

@@ -136,7 +136,7 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
         f = batches / (batches + steps)
         life = batches * t_pre + steps * t_dec + wait_iterations * t_dec
     rate = held / life  # requests per second per rank and micro-batch
-    ttft = ttft + waiting / rate + ci.request_overhead_s
+    ttft = ttft + waiting / rate + ci.request_overhead_s + ci.client_overhead_s
     per_gpu = rate / par.tp  # rate per (rank, micro-batch) x dp x pp slots, over pp x tp x dp GPUs
     return Serving(ttft_s=ttft, tpot_s=tpot, output_tok_s_per_gpu=per_gpu * osl, input_tok_s_per_gpu=per_gpu * isl,
                    concurrency_per_instance=B * dp * pp, prefill_share=f)
@@ -192,5 +192,5 @@ def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, 
     # The run's first prompts all arrive at once: they drain at the pool's capacity, each waiting
     # half the burst on average, which a run of R requests per client carries once in R.
     burst = concurrency / capacity
-    ttft = ttft + burst / 2.0 / ci.requests_per_client + ci.request_overhead_s
+    ttft = ttft + burst / 2.0 / ci.requests_per_client + ci.request_overhead_s + ci.client_overhead_s
     return DisaggregatedLoop(ttft_s=ttft, tpot_s=tpot, output_tok_s=rate * osl)

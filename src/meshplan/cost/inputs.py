@@ -142,6 +142,8 @@ class CostInputs:
     host_gap_s: float
     kernel_launch_s: float
     request_overhead_s: float
+    client_overhead_s: float
+    """WorkloadSpec.client_overhead_s: what the benchmark client adds to each TTFT."""
 
     @staticmethod
     def from_problem(p: Problem) -> "CostInputs":
@@ -210,6 +212,7 @@ class CostInputs:
             requests_per_client=p.workload.requests_per_client or float("inf"), clump_coherence=a.clump_coherence,
             host_cpu_s=eng.host_cpu_s, host_cpu_per_request_s=eng.host_cpu_per_request_s, host_gap_s=eng.host_gap_s,
             kernel_launch_s=eng.kernel_launch_s, request_overhead_s=eng.request_overhead_s,
+            client_overhead_s=p.workload.client_overhead_s,
         )
 
     def a2a_backend(self) -> A2ABackend:

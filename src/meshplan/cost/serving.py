@@ -82,7 +82,7 @@ def prefill_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     it = iteration(ci, par, prefill_work(per, B / chunks, w.isl_tokens, par.dp),
                    ci.engine.cuda_graph_mixed & (per <= graph_limit(ci, par)))
     stage = it.pass_s
-    latency = (chunks + par.pp - 1) * stage + chunks * it.exposed_s + ci.request_overhead_s
+    latency = (chunks + par.pp - 1) * stage + chunks * it.exposed_s + ci.request_overhead_s + ci.client_overhead_s
     busy = chunks * (stage + it.exposed_s)
     mem = memory(ci, par, np.ceil(per), np.ceil(B), par.pp * np.ceil(B), w.isl_max_tokens)
     max_b = max_sequences_per_rank(ci, par, w.isl_max_tokens, tokens_per_seq=w.isl_max_tokens)

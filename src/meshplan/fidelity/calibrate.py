@@ -88,6 +88,8 @@ FACTORS: tuple[Factor, ...] = (
            key="clump_coherence", why="a share: from every prompt alone (0) to whole clumps (1)"),
     Factor(name="requests_per_client", field="requests_per_client", lower=1.0, upper=50.0, section="benchmark",
            key="requests_per_client", why="a benchmark sends at least one request per client and rarely more than 50"),
+    Factor(name="client_overhead_s", field="client_overhead_s", lower=0.0, upper=0.3, section="benchmark",
+           key="client_overhead_s", why="a client's own time per request beyond the reference client's: 0 to 300 ms"),
     *(f for e in Engine for f in _engine_factors(e)),
 )
 """Every factor a fit may move."""

@@ -26,6 +26,9 @@ class Harness:
     """Lengths uniform on [ratio x len, len]; 1 for fixed lengths."""
     requests_per_client: float | None
     """Requests each client sends over a run; None: the calibration profile's benchmark factor."""
+    client_overhead_s: float | None
+    """What the client adds to each request's TTFT (WorkloadSpec.client_overhead_s); None: the
+    calibration profile's benchmark factor."""
 
     def lengths(self, nominal: int) -> float | list[float]:
         """The workload's length for a row's nominal ``nominal`` tokens: a number when fixed, else
@@ -36,7 +39,8 @@ class Harness:
 
 
 AS_STATED = Harness(name="as-stated", description="no known client: lengths as the row states them", match=(),
-                    length_range_ratio=1.0, requests_per_client=None)
+                    length_range_ratio=1.0, requests_per_client=None,
+                    client_overhead_s=None)
 
 
 @cache
@@ -44,7 +48,8 @@ def load_harnesses() -> tuple[Harness, ...]:
     raw = yaml.safe_load((CATALOG / "cases" / "harnesses.yaml").read_text(encoding="utf-8"))
     return tuple(Harness(name=name, description=h["description"], match=tuple(h["match"]),
                          length_range_ratio=float(h["length_range_ratio"]),
-                         requests_per_client=h.get("requests_per_client"))
+                         requests_per_client=h.get("requests_per_client"),
+                         client_overhead_s=h.get("client_overhead_s"))
                  for name, h in raw["harnesses"].items())
 
 

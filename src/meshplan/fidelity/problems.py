@@ -51,6 +51,10 @@ def case_problem(case: SiliconCase, calibration: str | None = DEFAULT_PROFILE) -
         workload["requests_per_client"] = h.requests_per_client
     elif profile is not None and "requests_per_client" in profile.benchmark:
         workload["requests_per_client"] = profile.benchmark["requests_per_client"].value
+    if h.client_overhead_s is not None:
+        workload["client_overhead_s"] = h.client_overhead_s
+    elif profile is not None and "client_overhead_s" in profile.benchmark:
+        workload["client_overhead_s"] = profile.benchmark["client_overhead_s"].value
     raw = {
         "name": case.id, "model": ckpt, "gpu": case.gpu,
         "engine": {"name": case.engine.value, "version": case.engine_version or None},

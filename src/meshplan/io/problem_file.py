@@ -44,7 +44,8 @@ DEFAULT_PROBLEM = CATALOG / "problems" / "seed-10b-moe.md"
 
 TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "engine", "workload", "requirements", "phase", "serving", "strategy",
             "prefill_strategy", "decode_strategy", "assumptions", "calibration", "seed_strategy", "notes")
-WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rate_per_s", "requests_per_client")
+WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rate_per_s", "requests_per_client",
+                 "client_overhead_s")
 
 
 def read_raw(path: str | Path) -> dict[str, Any]:
@@ -161,7 +162,8 @@ def _workload(value: Any, notes: list[Note]) -> WorkloadSpec:
         isl_tokens=isl, isl_max_tokens=max(isl_max, float(value.get("isl_max") or 0)),
         osl_tokens=osl, osl_max_tokens=max(osl_max, float(value.get("osl_max") or 0)),
         concurrency=value.get("concurrency"), request_rate_per_s=value.get("request_rate_per_s"),
-        requests_per_client=value.get("requests_per_client")), "workload")
+        requests_per_client=value.get("requests_per_client"),
+        client_overhead_s=value.get("client_overhead_s", 0.0)), "workload")
 
 
 def _precision(value: Any, model: ModelSpec, notes: list[Note]) -> Precision:

@@ -47,6 +47,11 @@ class WorkloadSpec(Spec):
     run's first requests all arrive at once and queue; the mean TTFT of a run of R requests per
     client carries 1/R of that start. None: steady state only (a served deployment has no start;
     meshplan validate sets the benchmarks' fitted value, catalog/calibration)."""
+    client_overhead_s: float = Field(default=0.0, ge=0, le=10)
+    """Time a benchmark client adds to every request's TTFT beyond the engine's own request
+    overhead (its HTTP stack and timing). 0 for a served deployment and for the reference client
+    (InferenceX's benchmark_serving.py, against which EngineProfile.request_overhead_s is fitted);
+    meshplan validate sets the value of the client that measured a run (fidelity.harness)."""
 
     @model_validator(mode="after")
     def _ranges(self) -> "WorkloadSpec":
