@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).parent.parent / "src" / "meshplan"
-ORDER = ["units", "errors", "printable", "specs", "io", "strategy", "cost", "search", "plan", "dag", "check", "export", "execute", "report", "fidelity", "cli"]
+ORDER = ["units", "errors", "printable", "specs", "io", "strategy", "cost", "simulate", "search", "plan", "dag", "check", "export", "execute", "report", "fidelity", "cli"]
 
 
 def _layer(module: str) -> int:

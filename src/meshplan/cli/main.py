@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from meshplan.cli.catalog_cmd import gpus, models
+from meshplan.cli.simulate_cmd import simulate
 from meshplan.cli.echo import echo
 from meshplan.cli.problem_flags import load, problem_options, wrap_errors
 from meshplan.errors import SpecError, finite_number
@@ -98,8 +99,10 @@ def _summary(doc: dict) -> str:
 @click.option("--objective", type=click.Choice(["max-per-gpu", "min-gpus", "pareto"]), default="max-per-gpu",
               show_default=True, help="What the search optimises.")
 @click.option("--strict", is_flag=True, help="Exit 1 also when the plan misses a requirement.")
+@click.option("--sim", "simulated", is_flag=True, help="Re-score the 10 best aggregated candidates by simulation "
+              "(percentiles, goodput); on by itself with --ttft-p99 or --tpot-p99.")
 @wrap_errors
-def plan(json_path, md_path, objective, strict, **kw) -> None:
+def plan(json_path, md_path, objective, strict, simulated, **kw) -> None:
     """Search every legal strategy and print the best plan with its runner-ups.
 
     Exit codes: 0 a plan is printed (its verdict, feasible or which requirement it misses, is in the
@@ -120,7 +123,13 @@ def plan(json_path, md_path, objective, strict, **kw) -> None:
             "the problem fixes the strategy: plan evaluates it instead of searching (why not: how the "
             "search's best compares)")})
     else:
-        doc = plan_document(search(problem, Objective(objective), progress=lambda m: echo(f"  {m}", err=True)))
+        result = search(problem, Objective(objective), progress=lambda m: echo(f"  {m}", err=True))
+        if simulated or problem.requirements.ttft_p99_s or problem.requirements.tpot_p99_s:
+            from meshplan.plan.simulated import simulated_plan
+            echo("  simulating the best aggregated candidates ...", err=True)
+            doc = simulated_plan(result)
+        else:
+            doc = plan_document(result)
     if json_path != "-" and md_path != "-":
         echo(_summary(doc))
     _write(doc, json_path, md_path)
@@ -353,8 +362,10 @@ def _run_limits(requests, run_isl, run_osl, timeout_s, max_processes):
               "without the tables).")
 @click.option("--calibration", default="silicon-dev", show_default=True,
               help="Calibration profile: a bundled name, a YAML path, or none for the sourced defaults.")
+@click.option("--sim", "simulated", is_flag=True, help="Silicon CSV: predict aggregated runs by simulating each "
+              "run's closed loop request by request (meshplan simulate), beside the closed form.")
 @wrap_errors
-def validate(cases, json_path, calibration) -> None:
+def validate(cases, json_path, calibration, simulated) -> None:
     """Predict measured runs and print predicted against measured.
 
     CASES is a silicon CSV (the format of shared/cases/silicon-dev.csv: per backend x GPU x model x
@@ -362,7 +373,7 @@ def validate(cases, json_path, calibration) -> None:
     or a published-cases YAML (default: the bundled published.yaml)."""
     from meshplan.cli.validate_cmd import run_validate
 
-    run_validate(cases, json_path, calibration)
+    run_validate(cases, json_path, calibration, simulated)
 
 
 @main.command()
@@ -386,6 +397,7 @@ def calibrate(cases, out, fit_names, folds, name) -> None:
 
 
 main.add_command(models)
+main.add_command(simulate)
 main.add_command(gpus)
 
 

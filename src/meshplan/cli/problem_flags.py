@@ -42,6 +42,9 @@ def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> 
                      help="Full serving: compare shared instances and separate pools (auto, default), or plan one."),
         click.option("--ttft", type=float, help="TTFT target in seconds."),
         click.option("--tpot", type=float, help="TPOT target in seconds."),
+        click.option("--ttft-p99", "ttft_p99", type=float, help="99th-percentile TTFT target in seconds (plan checks "
+                     "it by simulating the best candidates)."),
+        click.option("--tpot-p99", "tpot_p99", type=float, help="99th-percentile TPOT target in seconds (likewise)."),
         click.option("--min-tok-s-per-gpu", type=float, help="Required output tokens/s per GPU."),
         click.option("--min-tok-s", type=float, help="Required output tokens/s of the whole deployment "
                      "(sizes the GPU count; the target of --objective min-gpus)."),
@@ -62,6 +65,7 @@ def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> 
 FLAG_OF_FIELD = {
     "gpus": "--gpus", "workload.isl": "--isl", "workload.osl": "--osl", "workload.concurrency": "--concurrency",
     "workload.request_rate_per_s": "--request-rate", "requirements.ttft_s": "--ttft", "requirements.tpot_s": "--tpot",
+    "requirements.ttft_p99_s": "--ttft-p99", "requirements.tpot_p99_s": "--tpot-p99",
     "requirements.min_output_tok_s_per_gpu": "--min-tok-s-per-gpu", "requirements.min_output_tok_s": "--min-tok-s",
     "model.top_k": "--top-k", "assumptions.redundant_experts": "--redundant-experts", "phase": "--phase", "serving": "--serving", "calibration": "--calibration",
     "precision.weights": "--weights", "precision.attention": "--attention-weights",
@@ -76,7 +80,7 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
             raise SpecError(f"--{name}", value, "must be a positive, finite number")
         return value
 
-    for name in ("gpus", "isl", "osl", "concurrency", "ttft", "tpot", "min_tok_s_per_gpu", "min_tok_s",
+    for name in ("gpus", "isl", "osl", "concurrency", "ttft", "tpot", "ttft_p99", "tpot_p99", "min_tok_s_per_gpu", "min_tok_s",
                  "request_rate", "top_k"):
         positive(name.replace("_", "-"), kw.get(name))
     model: Any = kw.get("model")
@@ -92,6 +96,7 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
         "engine": _engine_override(kw), "calibration": kw.get("calibration"),
         "assumptions": {"redundant_experts": kw.get("redundant_experts")},
         "requirements": {"ttft_s": kw.get("ttft"), "tpot_s": kw.get("tpot"),
+                         "ttft_p99_s": kw.get("ttft_p99"), "tpot_p99_s": kw.get("tpot_p99"),
                          "min_output_tok_s_per_gpu": kw.get("min_tok_s_per_gpu"),
                          "min_output_tok_s": kw.get("min_tok_s")},
     }

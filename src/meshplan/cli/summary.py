@@ -87,4 +87,15 @@ def summary(doc: dict) -> str:
                   table(["candidate", "GPUs", "concurrency", "tok/s/GPU", "tok/s/user"], frontier)]
     if rows:
         lines += ["", "runner-ups:", table(["candidate", "GPUs", "tok/s/GPU", "TTFT", "TPOT", "why it lost"], rows)]
+    sim = doc.get("simulation")
+    if sim:
+        simulated = [[c["label"], c["gpus_total"], _s(c["closed_form"]["ttft_s"]), _s(c["ttft_s"]["p50"]),
+                      _s(c["ttft_s"]["p99"]), _s(c["closed_form"]["tpot_s"]), _s(c["tpot_s"]["p50"]),
+                      _s(c["tpot_s"]["p99"]), _n(c["output_tok_s_per_gpu"]),
+                      "-" if c["goodput"] is None else f"{c['goodput']:.0%}",
+                      "-" if c["meets_p99"] is None else "yes" if c["meets_p99"] else "no"] for c in sim]
+        lines += ["", f"simulated request by request ({sim[0]['arrivals']}, {sim[0]['requests']:,} requests; "
+                      "closed form = the plan's steady-state mean):",
+                  table(["candidate", "GPUs", "TTFT closed", "TTFT p50", "TTFT p99", "TPOT closed", "TPOT p50",
+                         "TPOT p99", "tok/s/GPU", "goodput", "meets p99"], simulated)]
     return "\n".join(lines)

@@ -32,8 +32,9 @@ HEAD = ["runs", "predicted", "TTFT |err|", "TTFT signed", "TPOT |err|", "TPOT si
 
 
 def print_silicon(v: Validation) -> None:
+    how = "; aggregated runs simulated request by request" if v.simulated else ""
     echo(f"Predicted against measured, {len(v.rows) + len(v.skips):,} runs; medians of predicted/measured - 1 "
-               f"(calibration profile: {v.calibration or 'none'})\n")
+               f"(calibration profile: {v.calibration or 'none'}{how})\n")
     rows = [[k[0], k[1], k[2].split("/")[-1], k[3], *_cells(s)] for k, s in v.partitions().items()]
     echo(table(["backend", "GPU", "model", "mode", *HEAD], rows))
     echo("")
@@ -42,6 +43,14 @@ def print_silicon(v: Validation) -> None:
     suspect = sum(1 for r in v.rows if r.suspect)
     echo(table(["set", *HEAD], [["all runs", *_cells(v.total())], ["MoE models", *_cells(v.moe())],
                                       [f"without the {suspect} tp-beyond-node runs", *_cells(v.trusted())]]))
+    if v.simulated:
+        echo("\nClosed form against simulation, on the runs simulated:")
+        head = ["set", "runs", "TTFT |err| closed", "TTFT |err| sim", "TTFT signed sim", "TPOT |err| closed",
+                "TPOT |err| sim", "TPOT signed sim"]
+        echo(table(head, [[k, str(s.predicted), _pct(c.ttft_abs), _pct(s.ttft_abs), _signed(s.ttft_signed),
+                           _pct(c.tpot_abs), _pct(s.tpot_abs), _signed(s.tpot_signed)]
+                          for k, (c, s) in v.compared().items()]))
+        echo("Predicted by: " + "; ".join(f"{m} {n:,}" for m, n in v.method_counts().items()))
     echo("\nNot predicted (grouped by reason; nothing is guessed):")
     for reason, n in v.skip_counts().items():
         echo(f"  {n:5d}  {reason}")
@@ -54,19 +63,30 @@ def print_silicon(v: Validation) -> None:
         echo(f"  {'met    ' if t['met'] else 'not met'}  {name}: {shown}{extra}")
 
 
-def run_validate(path: str | None, json_path: str | None, calibration: str) -> None:
+def _progress(start: float):
+    """A stderr line at every tenth of the runs simulated."""
+    def report(done: int, total: int) -> None:
+        if done == total or done % max(total // 10, 1) == 0:
+            echo(f"simulated {done:,} of {total:,} aggregated runs ({time.perf_counter() - start:.0f} s)", err=True)
+    return report
+
+
+def run_validate(path: str | None, json_path: str | None, calibration: str, simulated: bool = False) -> None:
     if json_path and json_path != "-":
         _check_target(json_path)
     tables = json_path != "-"  # with --json - stdout carries the JSON alone
     if path and Path(path).suffix.lower() == ".csv":
         start = time.perf_counter()
-        v = validate_silicon(path, calibration)
+        v = validate_silicon(path, calibration, simulated, _progress(start) if simulated else None)
         if tables:
             print_silicon(v)
         echo(f"\n{len(v.rows):,} runs predicted in {time.perf_counter() - start:.1f} s", err=True)
         if json_path:
             _write(json_path, v.to_json())
         return
+    if simulated:
+        raise SpecError("--sim", "on", "simulates the runs of a silicon CSV; the published cases are predicted by the "
+                        "closed form")
     rows = predict_cases(path, calibration)
     if json_path:
         _write(json_path, [dataclasses.asdict(r) | {"error": r.error} for r in rows])

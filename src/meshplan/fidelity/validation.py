@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from meshplan.fidelity.predict import Prediction, group_cases, predict_groups
+from meshplan.fidelity.simulated import simulate_groups
 from meshplan.fidelity.silicon import SiliconCase, Skip, read_silicon
 from meshplan.io.calibration import DEFAULT_PROFILE
 from meshplan.io.catalog import load_gpu, load_model
@@ -27,6 +28,10 @@ class Row:
     suspect: bool
     """The row puts a tensor-parallel group on more GPUs than the system's NVLink domain holds (tp
     16 or 64 on 8-GPU HGX systems); such rows often repeat another layout's measurement."""
+    method: str = "closed form"
+    """How it was predicted: the closed form (cost.closed_loop) or a simulation (fidelity.simulated)."""
+    closed_form: Prediction | None = None
+    """The closed form's prediction, when the row was simulated."""
 
     @property
     def ttft_error(self) -> float:
@@ -66,6 +71,20 @@ class Validation:
     skips: tuple[Skip, ...]
     calibration: str
     """The profile the predictions used ('' for the sourced defaults)."""
+    simulated: bool = False
+    """Aggregated runs predicted by simulation (each row says how it was predicted)."""
+
+    def compared(self) -> dict[str, tuple[Stats, Stats]]:
+        """Simulated runs: (closed form, simulation) stats per set, over the same runs."""
+        sim = [r for r in self.rows if r.closed_form is not None]
+        closed = lambda rs: Stats.of([replace(r, prediction=r.closed_form) for r in rs], len(rs))  # noqa: E731
+        sets = {"simulated runs": sim, "MoE models": [r for r in sim if load_model(r.case.model).is_moe]}
+        for engine in sorted({r.case.engine.value for r in sim}):
+            sets[engine] = [r for r in sim if r.case.engine.value == engine]
+        return {k: (closed(rs), Stats.of(rs, len(rs))) for k, rs in sets.items() if rs}
+
+    def method_counts(self) -> dict[str, int]:
+        return dict(Counter(r.method for r in self.rows).most_common())
 
     def partitions(self) -> dict[tuple[str, str, str, str], Stats]:
         """(backend, GPU, model, mode) -> stats, in sorted order."""
@@ -120,12 +139,17 @@ class Validation:
                     "ttft_median_signed": s.ttft_signed, "tpot_median_abs": s.tpot_abs, "tpot_median_signed": s.tpot_signed}
         rows = []
         for r in self.rows:
+            extra = lambda v: {} if not self.simulated else {  # noqa: E731
+                "method": r.method, "closed_form_predicted": None if r.closed_form is None else v}
             rows.append({"id": r.case.id, "metric": "ttft_ms", "predicted": r.prediction.ttft_ms,
-                         "measured": r.case.ttft_ms, "error": r.ttft_error})
+                         "measured": r.case.ttft_ms, "error": r.ttft_error,
+                         **extra(r.closed_form and r.closed_form.ttft_ms)})
             rows.append({"id": r.case.id, "metric": "tpot_ms", "predicted": r.prediction.tpot_ms,
-                         "measured": r.case.tpot_ms, "error": r.tpot_error})
+                         "measured": r.case.tpot_ms, "error": r.tpot_error,
+                         **extra(r.closed_form and r.closed_form.tpot_ms)})
         return {
             "schema": SCHEMA, "calibration": self.calibration or "none",
+            "method": "simulation for aggregated runs" if self.simulated else "closed form",
             "rows": rows,
             "skipped": [{"id": s.id, "reason": s.reason.value, "detail": s.detail} for s in self.skips],
             "summary": {
@@ -146,11 +170,23 @@ def _suspect(case: SiliconCase) -> bool:
     return any(lay is not None and lay.tp > domain for lay in (case.layout, case.prefill, case.decode))
 
 
-def validate_silicon(path: str | Path, calibration: str | None = DEFAULT_PROFILE) -> Validation:
-    """Every run of a silicon CSV predicted (or skipped with its reason)."""
+def validate_silicon(path: str | Path, calibration: str | None = DEFAULT_PROFILE, simulated: bool = False,
+                     progress=None) -> Validation:
+    """Every run of a silicon CSV predicted (or skipped with its reason); with ``simulated`` the
+    aggregated runs by simulation (``progress(done, total)`` is called as they go), the closed
+    form's prediction kept beside each."""
     cases, skips = read_silicon(path)
     groups = group_cases(cases, calibration)
     preds = {p.id: p for p in predict_groups(groups)}
-    rows = tuple(Row(case=c, prediction=preds[c.id], suspect=_suspect(c)) for c in cases)
+    sims = simulate_groups(groups, progress) if simulated else {}
+
+    def row(c: SiliconCase) -> Row:
+        sim = sims.get(c.id)
+        if isinstance(sim, Prediction):
+            return Row(case=c, prediction=sim, suspect=_suspect(c), method="simulation", closed_form=preds[c.id])
+        method = "closed form" if sim is None else f"closed form (not simulated: {sim})"
+        return Row(case=c, prediction=preds[c.id], suspect=_suspect(c), method=method)
+
+    rows = tuple(row(c) for c in cases)
     name = "" if calibration in (None, "none") else str(calibration)
-    return Validation(rows=rows, skips=tuple(skips), calibration=name)
+    return Validation(rows=rows, skips=tuple(skips), calibration=name, simulated=simulated)

@@ -78,6 +78,11 @@ class Requirements(Spec):
     """Longest acceptable time to first token (mean)."""
     tpot_s: float | None = Field(default=None, gt=0)
     """Longest acceptable time per output token after the first (mean)."""
+    ttft_p99_s: float | None = Field(default=None, gt=0)
+    """Longest acceptable 99th-percentile TTFT: checked by simulating the best candidates
+    (meshplan plan --sim), since the closed form gives means only."""
+    tpot_p99_s: float | None = Field(default=None, gt=0)
+    """Longest acceptable 99th-percentile TPOT (per request), checked the same way."""
     min_output_tok_s_per_gpu: float | None = Field(default=None, gt=0)
     """Output tokens per second per GPU that the deployment must sustain."""
     min_input_tok_s_per_gpu: float | None = Field(default=None, gt=0)

@@ -1,0 +1,169 @@
+"""meshplan simulate: serve a plan's requests one by one and report percentiles, goodput, a trace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from meshplan.cli.echo import echo
+from meshplan.cli.problem_flags import load, problem_options, wrap_errors
+from meshplan.errors import SpecError
+from meshplan.strategy.layout import STRATEGY_HELP
+from meshplan.units import fmt_seconds, plural
+
+
+@click.command()
+@problem_options
+@click.option("--strategy", help=STRATEGY_HELP + " (default: the plan meshplan chooses)")
+@click.option("--requests", type=int, default=1000, show_default=True, help="Requests to serve.")
+@click.option("--trace", "trace_in", help="Requests from a file instead: CSV with columns arrival_s, input_tokens, "
+              "output_tokens, or JSON Lines with those keys.")
+@click.option("--lengths", type=click.Choice(["fixed", "uniform", "lognormal"]),
+              help="How prompt and output lengths are drawn (default: uniform over the workload's range when it "
+                   "gives one, else fixed at its mean).")
+@click.option("--length-cv", type=float, default=0.5, show_default=True,
+              help="Lognormal lengths: standard deviation over mean.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of arrivals and lengths.")
+@click.option("--trace-out", help="Write a Chrome trace (Perfetto, chrome://tracing) to FILE.json.")
+@click.option("--plot", "plot_path", help="Draw TTFT and TPOT CDFs and throughput over time to FILE (.png, .svg or "
+              ".pdf; needs the plot extra: pip install 'meshplan[plot]').")
+@click.option("--json", "json_path", help="Write the summary as JSON to FILE ('-': stdout).")
+@wrap_errors
+def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, plot_path, json_path, **kw) -> None:
+    """Simulate serving request by request on one instance of an aggregated plan (PROBLEM, flags or
+    the bundled seed; --strategy, else the plan meshplan chooses): the engine's scheduler (token
+    budget, chunked prefill, batch limit, KV-cache admission and preemption, attention-dp ranks in
+    lockstep, pipeline micro-batches) with every iteration timed by meshplan's step model.
+
+    \b
+    Arrivals: a closed loop of --concurrency clients (spread over the plan's instances), Poisson
+    at --request-rate per second (likewise), or --trace FILE (served by one instance). Figures
+    cover every request, a closed loop's first wave included, as a benchmark's do.
+    Exit codes: 0 the simulation is printed; 2 bad input."""
+    from meshplan.io.user_file import output_target
+
+    for path, field in ((trace_out, "--trace-out"), (json_path, "--json"), (plot_path, "--plot")):
+        if path:
+            output_target(path, field)
+    if plot_path:
+        if Path(plot_path).suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise SpecError("--plot", plot_path, "must end in .png, .svg or .pdf")
+        from meshplan.report.simulation_plot import _pyplot
+        _pyplot()  # refuse before simulating when matplotlib is missing
+    if not 0 <= seed < 2**32:
+        raise SpecError("--seed", seed, "must be from 0 to 2**32 - 1")
+    if not (length_cv > 0 and np.isfinite(length_cv) and length_cv <= 10):
+        raise SpecError("--length-cv", length_cv, "must be above 0 and at most 10")
+    problem = load(kw)
+    doc, res = run_simulation(problem, strategy, requests, trace_in, lengths, length_cv, seed)
+    if plot_path:
+        from meshplan.report.simulation_plot import plot_simulation
+        r = problem.requirements
+        plot_simulation(res, f"{doc['problem']}: {doc['layout']} ({doc['engine']}), {doc['arrivals']}", plot_path,
+                        r.ttft_s, r.tpot_s)
+    if trace_out:
+        from meshplan.simulate.chrome_trace import trace_events
+        Path(trace_out).write_text(json.dumps(trace_events(res)), encoding="utf-8")
+    if json_path:
+        text = json.dumps(doc, indent=2)
+        if json_path == "-":
+            echo(text)
+            return
+        Path(json_path).write_text(text + "\n", encoding="utf-8")
+    echo(render(doc))
+    if trace_out:
+        echo(f"wrote {trace_out} (open it in https://ui.perfetto.dev or chrome://tracing)")
+    if plot_path:
+        echo(f"wrote {plot_path}")
+    if json_path:
+        echo(f"wrote {json_path}")
+
+
+def _layout(problem, strategy):
+    """The aggregated layout to simulate and the candidate the closed form gives for it."""
+    from meshplan.cli.dag_cmd import fixed_candidate
+    from meshplan.search.search import search
+    from meshplan.search.objectives import Mode
+
+    cand = fixed_candidate(problem, strategy)
+    if cand is None:
+        cand = search(problem).best
+        if cand is None:
+            raise SpecError("problem", problem.name, "no layout holds the model and one request within the GPU budget")
+    if cand.mode is Mode.DISAGGREGATED:
+        raise SpecError("--strategy", cand.label, "is disaggregated; simulate serves aggregated instances "
+                        "(give an aggregated --strategy, or --serving aggregated)")
+    structural = [v for v in cand.violations if v.rule.value not in {"ttft", "tpot", "throughput"}]
+    if structural:
+        raise SpecError("strategy", cand.label, "; ".join(f"[{v.rule.value}] {v.message}" for v in structural))
+    return cand
+
+
+def _stream(problem, instances, requests, trace_in, lengths, cv, rng):
+    from meshplan.io.user_file import read_text
+    from meshplan.simulate.requests import LengthDist, read_trace, workload_stream
+
+    if trace_in:
+        return read_trace(read_text(trace_in, "--trace"), Path(trace_in).name), "trace"
+    return workload_stream(problem.workload, instances, requests, rng, LengthDist(lengths) if lengths else None, cv)
+
+
+def run_simulation(problem, strategy, requests, trace_in, lengths, cv, seed):
+    """(summary document, simulation result) of one instance of the plan's layout."""
+    from meshplan.cost.inputs import CostInputs
+    from meshplan.cost.layer import Par
+    from meshplan.simulate.instance import simulate_instance
+    from meshplan.simulate.summary import summarise
+
+    cand = _layout(problem, strategy)
+    lay = cand.decode
+    rng = np.random.default_rng(seed)
+    stream, arrivals = _stream(problem, lay.instances, requests, trace_in, lengths, cv, rng)
+    ci = CostInputs.from_problem(problem)
+    res = simulate_instance(ci, Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp), stream, keep_spans=True)
+    r = problem.requirements
+    s = summarise(res, r.ttft_s, r.tpot_s)
+    stats = lambda x: {"mean": x.mean, "p50": x.p50, "p90": x.p90, "p99": x.p99}  # noqa: E731
+    per_gpu = s.output_tok_s / lay.gpus_per_instance
+    doc = {
+        "schema": "meshplan.simulation/1", "problem": problem.name, "engine": problem.engine.engine.value,
+        "layout": lay.short, "instances": lay.instances, "gpus_per_instance": lay.gpus_per_instance,
+        "arrivals": arrivals, "requests": s.requests, "seed": seed,
+        "ttft_s": stats(s.ttft_s), "tpot_s": stats(s.tpot_s), "latency_s": stats(s.latency_s),
+        "output_tok_s_per_instance": s.output_tok_s, "output_tok_s_per_gpu": per_gpu,
+        "output_tok_s_total": s.output_tok_s * lay.instances, "duration_s": s.duration_s,
+        "goodput": s.goodput, "targets": {"ttft_s": r.ttft_s, "tpot_s": r.tpot_s},
+        "utilisation_per_group": list(s.utilisation), "iterations": s.iterations, "preemptions": s.preemptions,
+        "closed_form": {"ttft_s": cand.ttft_s, "tpot_s": cand.tpot_s, "output_tok_s_per_gpu": cand.output_tok_s_per_gpu,
+                        "concurrency_per_instance": cand.concurrency / max(lay.instances, 1)},
+    }
+    return doc, res
+
+
+def render(doc: dict) -> str:
+    """The summary as text."""
+    ms = lambda v: fmt_seconds(v) if v == v else "-"  # noqa: E731
+    lines = [f"simulated: {doc['problem']} on {doc['layout']} ({plural(doc['gpus_per_instance'], 'GPU')} per instance, "
+             f"{doc['engine']}), {plural(doc['requests'], 'request')}, {doc['arrivals']}, seed {doc['seed']}",
+             f"{'':10}{'mean':>10}{'p50':>10}{'p90':>10}{'p99':>10}"]
+    for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("latency_s", "latency")):
+        x = doc[key]
+        lines.append(f"{name:10}" + "".join(f"{ms(x[p]):>10}" for p in ("mean", "p50", "p90", "p99")))
+    lines.append(f"output: {doc['output_tok_s_per_instance']:,.0f} tok/s per instance, "
+                 f"{doc['output_tok_s_per_gpu']:,.0f} per GPU, {doc['output_tok_s_total']:,.0f} total over "
+                 f"{plural(doc['instances'], 'instance')}; {doc['duration_s']:,.1f} s simulated")
+    if doc["goodput"] is not None:
+        t = doc["targets"]
+        bounds = ", ".join(f"{n} <= {fmt_seconds(v)}" for n, v in (("TTFT", t["ttft_s"]), ("TPOT", t["tpot_s"])) if v)
+        lines.append(f"goodput: {doc['goodput']:.1%} of requests meet {bounds}")
+    busy = ", ".join(f"{u:.0%}" for u in doc["utilisation_per_group"])
+    lines.append(f"busy: {busy} of the time per micro-batch group; {doc['iterations']:,} iterations, "
+                 f"{plural(doc['preemptions'], 'preemption')}")
+    cf = doc["closed_form"]
+    if cf["ttft_s"] is not None:
+        lines.append(f"closed form (meshplan plan, steady state at {cf['concurrency_per_instance']:,.0f} requests per "
+                     f"instance): TTFT {fmt_seconds(cf['ttft_s'])}, TPOT {fmt_seconds(cf['tpot_s'])}")
+    return "\n".join(lines)

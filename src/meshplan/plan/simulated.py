@@ -1,0 +1,117 @@
+"""The best candidates re-scored by simulation: percentiles, goodput, and p99 targets.
+
+The closed form gives mean TTFT and TPOT in steady state; a p99 target needs the spread of a real
+run. ``simulate_ranked`` serves each of the search's best aggregated candidates (at its operating
+point: the concurrency it was scored at, or the problem's request rate) request by request
+(meshplan.simulate) and reports what the simulation shows beside the closed form. ``choose``
+picks the first candidate in the search's order whose simulated p99 meets the p99 targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.layer import Par
+from meshplan.search.candidate import Candidate
+from meshplan.search.objectives import Mode
+from meshplan.simulate.instance import simulate_instance
+from meshplan.simulate.requests import workload_stream
+from meshplan.simulate.summary import summarise
+from meshplan.specs.problem import Problem
+
+CANDIDATES = 10
+"""Candidates re-scored (the search's best first)."""
+REQUESTS_PER_CLIENT = 5
+"""Requests each client of a closed loop sends (the first wave, which arrives all at once, is left
+out of the percentiles)."""
+REQUESTS = (1_000, 20_000)
+"""Fewest and most requests per simulation."""
+SEED = 0
+
+
+def _requests(clients: int) -> int:
+    return int(min(max(REQUESTS[0], REQUESTS_PER_CLIENT * clients), REQUESTS[1]))
+
+
+def simulate_candidate(problem: Problem, c: Candidate) -> dict[str, Any]:
+    """What the simulation shows for one aggregated candidate at its operating point."""
+    lay = c.decode
+    w = problem.workload
+    if not w.request_rate_per_s:
+        w = w.model_copy(update={"concurrency": max(int(round(c.concurrency)), 1)})
+    clients = max(1, round((w.concurrency or 1) / lay.instances))
+    stream, arrivals = workload_stream(w, lay.instances, _requests(clients), np.random.default_rng(SEED))
+    res = simulate_instance(CostInputs.from_problem(problem), Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp), stream)
+    r = problem.requirements
+    # Goodput: requests within the per-request bounds (the p99 targets where given, else the means').
+    # The closed loop's first wave (every client at once) is a benchmark's start, not service: left out.
+    s = summarise(res, r.ttft_p99_s or r.ttft_s, r.tpot_p99_s or r.tpot_s, warmup=stream.clients)
+    meets = None
+    if r.ttft_p99_s or r.tpot_p99_s:
+        meets = (not r.ttft_p99_s or s.ttft_s.p99 <= r.ttft_p99_s) and (not r.tpot_p99_s or s.tpot_s.p99 <= r.tpot_p99_s)
+    return {"label": c.label, "gpus_total": c.gpus_total, "arrivals": arrivals, "requests": s.requests,
+            "closed_form": {"ttft_s": c.ttft_s, "tpot_s": c.tpot_s, "output_tok_s_per_gpu": c.output_tok_s_per_gpu},
+            "ttft_s": {"mean": s.ttft_s.mean, "p50": s.ttft_s.p50, "p99": s.ttft_s.p99},
+            "tpot_s": {"mean": s.tpot_s.mean, "p50": s.tpot_s.p50, "p99": s.tpot_s.p99},
+            "output_tok_s_per_gpu": s.output_tok_s / lay.gpus_per_instance, "goodput": s.goodput,
+            "preemptions": s.preemptions, "meets_p99": meets}
+
+
+def simulate_ranked(problem: Problem, ranked: tuple[Candidate, ...]) -> list[tuple[Candidate, dict[str, Any]]]:
+    """The best aggregated candidates, each with its simulation (disaggregated ones are not
+    simulated: the simulator serves aggregated instances)."""
+    picked = [c for c in ranked if c.mode is Mode.AGGREGATED and c.decode is not None][:CANDIDATES]
+    return [(c, simulate_candidate(problem, c)) for c in picked]
+
+
+def choose(result, simulated: list[tuple[Candidate, dict[str, Any]]]):
+    """The search result with the first simulated candidate that meets the p99 targets ranked
+    first (unchanged without p99 targets or when none meets them), and that candidate or None."""
+    r = result.problem.requirements
+    if not (r.ttft_p99_s or r.tpot_p99_s):
+        return result, None
+    ok = next((c for c, s in simulated if s["meets_p99"]), None)
+    if ok is None or ok is result.best:
+        return result, ok
+    return replace(result, ranked=(ok,) + tuple(c for c in result.ranked if c is not ok)), ok
+
+
+def simulated_plan(result) -> dict[str, Any]:
+    """The plan document with its best candidates simulated (``simulation``), the p99 targets
+    checked on them and the plan's choice the first that meets them."""
+    from meshplan.plan.plan import plan_document
+
+    simulated = simulate_ranked(result.problem, result.ranked)
+    result, ok = choose(result, simulated)
+    doc = plan_document(result)
+    doc["simulation"] = [s for _, s in simulated]
+    if result.best is not None and result.best.mode is Mode.DISAGGREGATED:
+        doc["notes"].append({"field": "simulation", "message": (
+            "the search's best is disaggregated, which the simulator does not serve yet: only aggregated "
+            "candidates were simulated" + (" and checked against the p99 targets" if ok is None else ""))})
+    if not simulated:
+        doc["notes"].append({"field": "simulation", "message": "no aggregated candidate to simulate"})
+    line = p99_verdict(result.problem, simulated, ok)
+    if line is not None:
+        doc["notes"].append({"field": "requirements.p99", "message": line})
+        if ok is None and doc["verdict"]["status"] == "feasible":
+            doc["verdict"] = {"status": "requirements_unmet", "figures": True,
+                              "unmet": [{"rule": "p99", "message": line}],
+                              "message": "no candidate simulated meets the p99 targets; the search's best is shown"}
+    return doc
+
+
+def p99_verdict(problem: Problem, simulated: list[tuple[Candidate, dict[str, Any]]], chosen: Candidate | None) -> str | None:
+    """One line on the p99 targets: which simulated candidate meets them, or that none does."""
+    r = problem.requirements
+    if not (r.ttft_p99_s or r.tpot_p99_s):
+        return None
+    targets = ", ".join(f"{n} p99 <= {v:g} s" for n, v in (("TTFT", r.ttft_p99_s), ("TPOT", r.tpot_p99_s)) if v)
+    if chosen is None:
+        return (f"none of the {len(simulated)} candidates simulated meets {targets}; the plan shown misses it "
+                "(see the simulated percentiles)")
+    return f"{chosen.label} is the search's best candidate that meets {targets} in simulation"

@@ -1,0 +1,196 @@
+"""One engine's scheduler on one attention-dp rank: which requests an iteration carries.
+
+Per iteration, as the engines schedule (EngineProfile.prefill_policy; sources in catalog/engines):
+- mixed (vLLM V1, TensorRT-LLM in-flight batching): running requests first, each decoding one
+  token; prompts being prefilled continue their chunk; then waiting requests are admitted in
+  arrival order into what is left of the token budget (chunked when the engine chunks prompts,
+  else a prompt must fit whole);
+- separate (SGLang): when admissible prompts wait, the iteration prefills them (up to the prefill
+  budget) and decoding pauses; otherwise every running request decodes.
+KV cache (EngineProfile.kv_admission): an engine that reserves the whole length at admission
+(TensorRT-LLM's GUARANTEED_NO_EVICT) admits a request only when its prompt plus output fits and
+never preempts; one that holds what is in use (vLLM, SGLang) admits when the prompt fits and, when
+a decode step finds no free token, preempts the latest admitted request, which later recomputes
+its prompt and the tokens it had generated (vLLM's recompute preemption).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(kw_only=True, slots=True)
+class Requests:
+    """Per-request state (arrays indexed by request id)."""
+
+    isl: np.ndarray
+    osl: np.ndarray
+    send_s: np.ndarray
+    arrive_s: np.ndarray
+    """When the engine has it (send plus request and client overheads)."""
+    to_prefill: np.ndarray
+    """Prompt tokens still to prefill (the prompt and generated tokens again after a preemption)."""
+    generated: np.ndarray
+    kv_held: np.ndarray
+    first_s: np.ndarray
+    finish_s: np.ndarray
+    preempted: np.ndarray
+    client: np.ndarray
+    """Closed loop: the client that sent it (-1 for open-loop arrivals)."""
+
+    @staticmethod
+    def of(isl: np.ndarray, osl: np.ndarray) -> "Requests":
+        n = isl.size
+        nan = lambda: np.full(n, np.nan)  # noqa: E731
+        return Requests(isl=isl.astype(np.int64), osl=np.maximum(osl.astype(np.int64), 1), send_s=nan(),
+                        arrive_s=nan(), to_prefill=isl.astype(np.int64).copy(), generated=np.zeros(n, np.int64),
+                        kv_held=np.zeros(n, np.int64), first_s=nan(), finish_s=nan(), preempted=np.zeros(n, np.int64),
+                        client=np.full(n, -1, np.int64))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Policy:
+    """The scheduler's settings for one rank (from the engine profile and the memory model)."""
+
+    mixed: bool
+    chunked: bool
+    budget: int
+    """Tokens per iteration (mixed: decode and prompt tokens together; separate: prompt tokens)."""
+    max_running: int
+    kv_tokens: int
+    """KV-cache tokens one rank holds."""
+    reserve_full: bool
+
+
+@dataclass(kw_only=True, slots=True)
+class Plan:
+    """What one rank does in one iteration."""
+
+    decoding: np.ndarray
+    """Requests decoding one token each."""
+    chunks: dict[int, int]
+    """Prompt tokens per request being prefilled."""
+    admitted: int = 0
+    preempted: int = 0
+
+    @property
+    def prefill_tokens(self) -> int:
+        return sum(self.chunks.values())
+
+
+NONE = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(kw_only=True, slots=True)
+class Rank:
+    """One attention-dp rank of one micro-batch: its queue, running requests and KV cache."""
+
+    waiting: deque = field(default_factory=deque)
+    running: list = field(default_factory=list)
+    """Admitted requests in admission order (the last is preempted first)."""
+    prefilling: list = field(default_factory=list)
+    decoding: list = field(default_factory=list)
+    kv_used: int = 0
+
+    @property
+    def load(self) -> int:
+        return len(self.waiting) + len(self.running)
+
+    def _kv_need(self, r: Requests, i: int, pol: Policy) -> int:
+        return int(r.to_prefill[i] + (r.osl[i] - r.generated[i] if pol.reserve_full else 0))
+
+    def _admissible(self, r: Requests, pol: Policy, i: int) -> bool:
+        """Room for one more: under the batch limit, and its KV (whole length when reserved; else
+        its prompt with a token for each decoding request's next step, so that admitting it does
+        not force a preemption at once)."""
+        room = 0 if pol.reserve_full else len(self.decoding)
+        return (len(self.running) < pol.max_running
+                and self.kv_used + self._kv_need(r, i, pol) + room <= pol.kv_tokens)
+
+    def _preempt_for_decodes(self, r: Requests, pol: Policy) -> int:
+        """Preempt the latest admitted requests until every decoding one has a free token
+        (current-use KV); each goes back to the head of the queue to recompute."""
+        out = 0
+        while self.running and pol.kv_tokens - self.kv_used < len(self.decoding):
+            i = self.running.pop()
+            (self.decoding if r.to_prefill[i] == 0 else self.prefilling).remove(i)
+            self.kv_used -= int(r.kv_held[i])
+            r.kv_held[i] = 0
+            r.to_prefill[i] = r.isl[i] + r.generated[i]
+            r.preempted[i] += 1
+            self.waiting.appendleft(i)
+            out += 1
+        return out
+
+    def plan(self, r: Requests, pol: Policy, cutoff_s: float) -> Plan:
+        """The iteration this rank runs; requests that reached the engine after ``cutoff_s`` wait."""
+        preempted = 0
+        waiting_ok = bool(self.waiting) and r.arrive_s[self.waiting[0]] <= cutoff_s
+        prefill_only = not pol.mixed and bool(self.prefilling or (waiting_ok and self._admissible(r, pol, self.waiting[0])))
+        # Decoding requests need a token each, unless this is a separate-policy prefill iteration.
+        if not (pol.reserve_full or prefill_only) and self.decoding and pol.kv_tokens - self.kv_used < len(self.decoding):
+            preempted = self._preempt_for_decodes(r, pol)
+        decoding = [] if prefill_only else self.decoding  # separate policy: decoding pauses for prompts
+        left = pol.budget - (len(decoding) if pol.mixed else 0)
+        chunks: dict[int, int] = {}
+        for i in self.prefilling:
+            if left <= 0:
+                break
+            c = int(min(r.to_prefill[i], left))
+            chunks[i] = c
+            left -= c
+        admitted = 0
+        while left > 0 and self.waiting and r.arrive_s[self.waiting[0]] <= cutoff_s:
+            i = self.waiting[0]
+            if not self._admissible(r, pol, i):
+                break
+            whole = int(r.to_prefill[i])
+            if not pol.chunked and whole > left and (chunks or decoding):
+                break  # an unchunked prompt waits for an iteration it fits whole (alone, it runs whole)
+            c = whole if not pol.chunked else min(whole, left)
+            self.waiting.popleft()
+            self.running.append(i)
+            self.prefilling.append(i)
+            need = self._kv_need(r, i, pol)
+            r.kv_held[i] = need
+            self.kv_used += need
+            chunks[i] = c
+            left -= c
+            admitted += 1
+        dec = np.fromiter(decoding, dtype=np.int64, count=len(decoding)) if decoding else NONE
+        return Plan(decoding=dec, chunks=chunks, admitted=admitted, preempted=preempted)
+
+    def finish(self, r: Requests, plan: Plan, pol: Policy, end_s: float, steps: int = 1) -> np.ndarray:
+        """Apply ``steps`` identical iterations ending at ``end_s``; the requests that finished."""
+        started = []
+        for i, c in plan.chunks.items():
+            r.to_prefill[i] -= c
+            if r.to_prefill[i] == 0:  # the prompt is in: its next token comes out of this pass
+                if np.isnan(r.first_s[i]):
+                    r.first_s[i] = end_s
+                r.generated[i] += 1
+                if not pol.reserve_full:
+                    r.kv_held[i] += 1
+                    self.kv_used += 1
+                self.prefilling.remove(i)
+                self.decoding.append(i)
+                started.append(i)
+        dec = plan.decoding
+        if dec.size:
+            r.generated[dec] += steps
+            if not pol.reserve_full:
+                r.kv_held[dec] += steps
+                self.kv_used += steps * int(dec.size)
+        ids = np.concatenate([dec, np.asarray(started, dtype=np.int64)]) if started else dec
+        done = ids[r.generated[ids] >= r.osl[ids]]
+        if done.size:
+            r.finish_s[done] = end_s
+            self.kv_used -= int(r.kv_held[done].sum())
+            r.kv_held[done] = 0
+            gone = set(done.tolist())
+            self.running = [i for i in self.running if i not in gone]
+            self.decoding = [i for i in self.decoding if i not in gone]
+        return done

@@ -1,0 +1,54 @@
+"""Simulate one instance of a layout: its scheduler settings, step table and a request stream.
+
+Everything here comes from owners elsewhere: the token budget, batch limit and overlap scheduler
+from the engine profile (cost.iteration.prefill_budget, overlapped), the requests a rank can hold
+from the memory model (cost.phase.max_sequences_per_rank, as cost.capacity reads it), iteration
+times from the step model (step_table), overheads from the engine profile and the workload.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from meshplan.cost.capacity import kv_context
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.iteration import overlapped, prefill_budget
+from meshplan.cost.layer import Par
+from meshplan.cost.phase import max_sequences_per_rank
+from meshplan.errors import SpecError
+from meshplan.simulate.engine import Policy
+from meshplan.simulate.loop import Result, simulate
+from meshplan.simulate.requests import RequestStream
+from meshplan.simulate.step_table import StepTable
+
+
+def policy_for(ci: CostInputs, par: Par) -> Policy:
+    """The scheduler of one attention-dp rank of one micro-batch."""
+    ctx, extra = kv_context(ci)
+    seqs = float(np.asarray(max_sequences_per_rank(ci, par, ctx, extra_context=extra)).max())
+    if seqs < 1:
+        layout = f"tp{int(np.max(par.tp))} dp{int(np.max(par.dp))} ep{int(np.max(par.ep))} pp{int(np.max(par.pp))}"
+        raise SpecError("layout", layout, "cannot hold the model and one request in memory")
+    running = int(max(np.floor(ci.max_batch / float(np.asarray(par.pp).max())), 1))
+    return Policy(mixed=bool(ci.mixed), chunked=bool(ci.engine.chunked_prefill),
+                  budget=int(float(np.asarray(prefill_budget(ci, par)).max())), max_running=running,
+                  kv_tokens=int(seqs * ctx + extra), reserve_full=bool(ci.kv_reserve_full))
+
+
+def simulate_instance(ci: CostInputs, par: Par, stream: RequestStream, keep_spans: bool = False) -> Result:
+    """Serve ``stream`` on one instance of layout ``par`` (scalar degrees)."""
+    pol = policy_for(ci, par)
+    longest = int(np.max(stream.isl + stream.osl))
+    if pol.reserve_full and longest > pol.kv_tokens:
+        raise SpecError("workload", longest, f"a request of {longest:,} tokens does not fit the {pol.kv_tokens:,} "
+                        "KV-cache tokens of one rank")
+    if not pol.reserve_full and int(np.max(stream.isl)) + 1 > pol.kv_tokens:
+        raise SpecError("workload", int(np.max(stream.isl)), f"a prompt does not fit the {pol.kv_tokens:,} "
+                        "KV-cache tokens of one rank")
+    top_prefill = pol.budget if pol.chunked else max(pol.budget, longest)
+    table = StepTable.build(ci, par, max_decode=pol.max_running, max_prefill=top_prefill,
+                            min_context=float(np.min(stream.isl)), max_context=float(longest),
+                            isl=float(np.mean(stream.isl)))
+    dp, pp = int(np.asarray(par.dp).max()), int(np.asarray(par.pp).max())
+    return simulate(stream, table, pol, dp=dp, pp=pp, overlap=bool(np.asarray(overlapped(ci, par)).max()),
+                    overhead_s=ci.request_overhead_s + ci.client_overhead_s, keep_spans=keep_spans)

@@ -1,0 +1,109 @@
+"""The simulator's scheduler by hand, on a stand-in step model (a decode iteration takes 10 ms and
+each prompt token adds 10 us) so that every time below can be followed with a pencil."""
+
+import math
+
+import numpy as np
+
+from meshplan.simulate.engine import Policy
+from meshplan.simulate.loop import simulate
+from meshplan.simulate.requests import Arrivals, RequestStream, closed_loop
+from meshplan.simulate.summary import per_request, summarise
+
+
+class Linear:
+    """Stand-in step table: 10 ms + 10 us per prompt token, whatever the batch."""
+
+    def time_s(self, decode_seqs, prefill_tokens, context):
+        return 0.010 + 1e-5 * prefill_tokens
+
+
+def _policy(mixed=True, budget=1000, kv=10**9, reserve=False, running=1000, chunked=True):
+    return Policy(mixed=mixed, chunked=chunked, budget=budget, max_running=running, kv_tokens=kv, reserve_full=reserve)
+
+
+def _trace(send, isl, osl):
+    return RequestStream(arrivals=Arrivals.TRACE, isl=np.array(isl), osl=np.array(osl), send_s=np.array(send, float))
+
+
+def _run(stream, policy, overlap=False, overhead=0.0, dp=1, pp=1):
+    return simulate(stream, Linear(), policy, dp=dp, pp=pp, overlap=overlap, overhead_s=overhead, keep_spans=True)
+
+
+def test_one_client_prefills_then_decodes_then_sends_again():
+    res = _run(closed_loop(1, 2, np.array([100, 100]), np.array([3, 3])), _policy())
+    ttft, tpot, latency = per_request(res)
+    # Prefill of 100 tokens: 10 + 100 x 0.01 = 11 ms, its first token at 11 ms; two decode
+    # iterations of 10 ms: finished at 31 ms. TPOT = (31 - 11) / (3 - 1) = 10 ms.
+    assert np.allclose(ttft, [0.011, 0.011]) and np.allclose(tpot, [0.010, 0.010])
+    # The client's second request is sent at 31 ms and finishes 31 ms later.
+    assert np.allclose(res.requests.send_s, [0.0, 0.031]) and math.isclose(res.end_s, 0.062)
+    assert res.iterations == 6
+
+
+def test_mixed_policy_runs_a_prompt_beside_the_decodes_and_chunks_it_by_the_budget():
+    # Request 0 (10-token prompt, 5 out) starts at 0; request 1 (1,500 tokens) arrives at 15 ms.
+    res = _run(_trace([0.0, 0.015], [10, 1500], [5, 2]), _policy(budget=1000))
+    r = res.requests
+    # 0: prefill to 10.1 ms (token 1), a decode to 20.1 ms (token 2). 1 arrived during that
+    # decode, so the iteration from 20.1 ms carries 0's decode (token 3) and 999 of 1's tokens
+    # (budget 1000 less one decode): 10 + 9.99 = 19.99 ms -> 40.09 ms; the next, 0's decode
+    # (token 4) with 1's remaining 501 tokens: 15.01 ms -> 55.10 ms, 1's first token. Both
+    # finish in the decode after: 65.10 ms.
+    assert math.isclose(r.first_s[0], 0.0101) and math.isclose(r.finish_s[0], 0.0651)
+    assert math.isclose(r.first_s[1], 0.0551) and math.isclose(r.finish_s[1], 0.0651)
+
+
+def test_separate_policy_pauses_decoding_for_a_waiting_prompt():
+    res = _run(_trace([0.0, 0.015], [10, 500], [5, 2]), _policy(mixed=False, budget=1000))
+    r = res.requests
+    # 0's prefill to 10.1 ms (token 1), a decode to 20.1 ms (token 2); at 20.1 ms the waiting
+    # prompt is prefilled alone (10 + 5 = 15 ms -> 35.1 ms, 1's first token) while 0 waits; then
+    # both decode: 1 one more token (45.1 ms), 0 three more (45.1, 55.1, 65.1 ms).
+    assert math.isclose(r.first_s[1], 0.0351) and math.isclose(r.finish_s[1], 0.0451)
+    assert math.isclose(r.finish_s[0], 0.0651)
+    tpot = per_request(res)[1]
+    assert math.isclose(tpot[0], (0.0651 - 0.0101) / 4)  # the 15 ms pause shows in request 0's TPOT
+
+
+def test_the_overlap_scheduler_takes_a_new_request_one_iteration_later():
+    stream = _trace([0.0, 0.005], [10, 10], [20, 2])
+    plain = _run(stream, _policy()).requests
+    ahead = _run(stream, _policy(), overlap=True).requests
+    # Request 1 arrives at 5 ms during the first iteration (0's prefill, 0 to 10.1 ms). Without
+    # overlap it joins the next (with 0's decode: 10.1 to 20.2 ms); with it, that one was formed
+    # already (0's decode alone, 10.1 to 20.1 ms): it joins the third (20.1 to 30.2 ms).
+    assert math.isclose(plain.first_s[1], 0.0202) and math.isclose(ahead.first_s[1], 0.0302)
+
+
+def test_preemption_happens_exactly_when_the_kv_cache_runs_out():
+    # Two requests of 10 prompt + 20 output tokens hold 30 tokens each at their last step: 60 in
+    # all. With 60 tokens of KV nothing is preempted; with 59 the last step finds no free token.
+    stream = _trace([0.0, 0.0], [10, 10], [20, 20])
+    assert _run(stream, _policy(kv=60)).preemptions == 0
+    short = _run(stream, _policy(kv=59))
+    assert short.preemptions == 1 and short.requests.preempted.tolist() == [0, 1]
+    # The preempted request recomputes its prompt and tokens and still delivers all 20.
+    assert short.requests.generated.tolist() == [20, 20]
+
+
+def test_an_engine_that_reserves_the_whole_length_admits_only_what_fits_and_never_preempts():
+    stream = _trace([0.0, 0.0], [10, 10], [20, 20])
+    res = _run(stream, _policy(kv=59, reserve=True))
+    r = res.requests
+    # 30 tokens reserved each: the second waits until the first finishes, then runs.
+    assert res.preemptions == 0 and r.first_s[1] >= r.finish_s[0]
+
+
+def test_attention_dp_ranks_share_the_requests_and_step_together():
+    res = _run(closed_loop(4, 4, np.full(4, 100), np.full(4, 2)), _policy(), dp=2)
+    # Four clients over two ranks: two prompts per rank, prefilled together (200 tokens, 12 ms).
+    assert np.allclose(res.requests.first_s, 0.012) and res.iterations == 2
+
+
+def test_a_run_of_identical_decode_iterations_is_advanced_in_one_go_and_counted_one_by_one():
+    res = _run(closed_loop(1, 1, np.array([10]), np.array([101])), _policy())
+    assert res.iterations == 101 and len(res.spans) == 2 and res.spans[1].count == 100
+    s = summarise(res, ttft_target_s=0.02, tpot_target_s=0.005)
+    # TTFT 10.1 ms meets 20 ms; TPOT 10 ms misses 5 ms: goodput 0.
+    assert s.goodput == 0.0 and math.isclose(s.tpot_s.mean, 0.010)
