@@ -693,9 +693,8 @@ ROWS = [
     bad("simulate-seed-negative", ["simulate", *flags(concurrency="4"), *RUN, "--seed", "-1"], "--seed", "-1"),
     bad("simulate-length-cv-nan", ["simulate", *flags(concurrency="4"), *RUN, "--lengths", "lognormal",
                                    "--length-cv", "nan"], "--length-cv", "nan"),
-    bad("simulate-disaggregated", ["simulate", "{d}/p.yaml"], "strategy", None,
-        {"p.yaml": "model: llama-3.1-8b\ngpu: h100-sxm\nworkload: {isl: 100, osl: 10, concurrency: 4}\n"
-                   "prefill_strategy: tp1\ndecode_strategy: tp1\n"}),
+    bad("simulate-prefill-phase", ["simulate", *flags(concurrency="4"), *RUN, "--phase", "prefill"], "phase",
+        "prefill"),
     bad("simulate-trace-missing", ["simulate", *flags(), *RUN, "--trace", "{d}/t.csv"], "--trace", "t.csv"),
     bad("simulate-trace-no-header", ["simulate", *flags(), *RUN, "--trace", "{d}/t.csv"], "--trace",
         None, {"t.csv": "0,100,10\n1,100,10\n"}),

@@ -1,7 +1,9 @@
-"""meshplan validate --sim: aggregated runs predicted by simulation, the closed form kept beside."""
+"""meshplan validate --sim: runs predicted by simulation, the closed form kept beside."""
 
+import csv
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from meshplan.cli.main import main
@@ -10,30 +12,41 @@ from meshplan.fidelity.validation import validate_silicon
 from tests.fidelity.test_validation import SAMPLE
 
 
-def test_aggregated_runs_are_simulated_and_the_closed_form_is_kept_beside_them():
-    closed = {r.case.id: r.prediction for r in validate_silicon(SAMPLE).rows}
-    sim = validate_silicon(SAMPLE, simulated=True)
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """The sample's runs of at most 200 requests in flight (both kinds, a few seconds to simulate)."""
+    with open(SAMPLE, newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for r in rows if "silicon_concurrency=" in r["silicon_data_source"]
+            and int(r["silicon_data_source"].split("silicon_concurrency=")[1].split(";")[0]) <= 200]
+    path = tmp_path_factory.mktemp("sim") / "small.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+    return path
+
+
+def test_runs_are_simulated_and_the_closed_form_is_kept_beside_them(small):
+    closed = {r.case.id: r.prediction for r in validate_silicon(small).rows}
+    sim = validate_silicon(small, simulated=True)
+    assert any(r.case.disaggregated for r in sim.rows) and any(not r.case.disaggregated for r in sim.rows)
     for r in sim.rows:
-        if r.case.disaggregated:
-            assert r.method == "closed form" and r.closed_form is None and r.prediction == closed[r.case.id]
-        else:
-            assert r.method == "simulation" and r.closed_form == closed[r.case.id]
-            assert r.prediction.ttft_ms > 0 and r.prediction.tpot_ms > 0
-    simulated = [r for r in sim.rows if r.method == "simulation"]
-    assert simulated and sim.compared()["simulated runs"][1].predicted == len(simulated)
+        assert r.method == "simulation" and r.closed_form == closed[r.case.id]
+        assert r.prediction.ttft_ms > 0 and r.prediction.tpot_ms > 0
+    assert sim.compared()["simulated runs"][1].predicted == len(sim.rows)
     # The simulation is its own prediction, not the closed form's under another name.
-    assert any(abs(r.prediction.ttft_ms / r.closed_form.ttft_ms - 1) > 0.05 for r in simulated)
+    assert any(abs(r.prediction.ttft_ms / r.closed_form.ttft_ms - 1) > 0.05 for r in sim.rows)
 
 
-def test_the_json_says_how_each_run_was_predicted(tmp_path):
+def test_the_json_says_how_each_run_was_predicted(small, tmp_path):
     out = tmp_path / "v.json"
-    r = CliRunner().invoke(main, ["validate", str(SAMPLE), "--sim", "--json", str(out)])
+    r = CliRunner().invoke(main, ["validate", str(small), "--sim", "--json", str(out)])
     assert r.exit_code == 0, r.output
     doc = json.loads(out.read_text())
-    assert doc["method"] == "simulation for aggregated runs"
-    methods = {row["method"] for row in doc["rows"]}
-    assert methods == {"simulation", "closed form"}
-    assert all(row["closed_form_predicted"] > 0 for row in doc["rows"] if row["method"] == "simulation")
+    assert doc["method"] == "simulation"
+    assert {row["method"] for row in doc["rows"]} == {"simulation"}
+    assert all(row["closed_form_predicted"] > 0 for row in doc["rows"])
 
 
 def test_sim_refuses_the_published_cases():

@@ -107,3 +107,25 @@ def test_a_run_of_identical_decode_iterations_is_advanced_in_one_go_and_counted_
     s = summarise(res, ttft_target_s=0.02, tpot_target_s=0.005)
     # TTFT 10.1 ms meets 20 ms; TPOT 10 ms misses 5 ms: goodput 0.
     assert s.goodput == 0.0 and math.isclose(s.tpot_s.mean, 0.010)
+
+
+def test_disaggregated_prompts_move_to_the_decode_pool_with_their_first_token():
+    from meshplan.simulate.loop import Pool, Role, simulate_pools
+
+    prefill = Pool(role=Role.PREFILL, table=Linear(), policy=_handoff_policy(), dp=1, pp=1)
+    decode = Pool(role=Role.DECODE, table=Linear(), policy=_policy(), dp=1, pp=1)
+    res = simulate_pools(closed_loop(1, 2, np.array([100, 100]), np.array([3, 3])), [prefill, decode],
+                         overhead_s=0.0, transfer_s=lambda i: 0.005, keep_spans=True)
+    ttft, tpot, _ = per_request(res)
+    # Prefill 100 tokens: 11 ms; the KV cache and first token reach the decode pool 5 ms later
+    # (16 ms); two decode iterations of 10 ms: done at 36 ms; the client's next request then.
+    assert np.allclose(ttft, [0.016, 0.016]) and np.allclose(tpot, [0.010, 0.010])
+    assert np.allclose(res.requests.finish_s, [0.036, 0.072])
+    assert res.roles == ("prefill", "decode")
+    # The prefill rank holds no KV cache once a prompt has left.
+    assert {s.group for s in res.spans} == {0, 1}
+
+
+def _handoff_policy():
+    from dataclasses import replace
+    return replace(_policy(), handoff=True)

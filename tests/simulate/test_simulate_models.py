@@ -104,3 +104,22 @@ def test_plot_draws_the_latency_cdfs_and_throughput_to_a_png(tmp_path):
                         "--requests", "40", "--ttft", "0.5", "--plot", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_a_disaggregated_plan_is_simulated_whole_and_agrees_with_the_closed_form_on_tpot(tmp_path):
+    from meshplan.cost.closed_loop import solve_disaggregated
+    from meshplan.simulate.instance import simulate_disaggregated
+
+    ci = _ci("llama-3.1-8b", "sglang", 128, 2000, gpu="h100-sxm")
+    pre, dec = Par.of(1, 1, 1, 1, 1), Par.of(2, 1, 1, 1, 1)
+    closed = float(np.ravel(solve_disaggregated(ci, pre, 1, dec, 1, 32.0).tpot_s)[0])
+    res = simulate_disaggregated(ci, pre, 1, dec, 1, closed_loop(32, 96, np.full(96, 128), np.full(96, 2000)))
+    # 32 requests decoding on one tp2 decode instance nearly all the time: TPOT within 5%.
+    assert abs(summarise(res).tpot_s.mean / closed - 1) < 0.05
+    problem = tmp_path / "p.yaml"
+    problem.write_text("model: llama-3.1-8b\ngpu: h100-sxm\nworkload: {isl: 1000, osl: 100, concurrency: 16}\n"
+                       "prefill_strategy: tp1\ndecode_strategy: tp2\n")
+    r = subprocess.run([sys.executable, "-m", "meshplan.cli.main", "simulate", str(problem), "--requests", "64"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "the whole deployment (3 GPUs)" in r.stdout and "prefill" in r.stdout and "decode" in r.stdout

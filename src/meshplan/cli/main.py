@@ -99,7 +99,7 @@ def _summary(doc: dict) -> str:
 @click.option("--objective", type=click.Choice(["max-per-gpu", "min-gpus", "pareto"]), default="max-per-gpu",
               show_default=True, help="What the search optimises.")
 @click.option("--strict", is_flag=True, help="Exit 1 also when the plan misses a requirement.")
-@click.option("--sim", "simulated", is_flag=True, help="Re-score the 10 best aggregated candidates by simulation "
+@click.option("--sim", "simulated", is_flag=True, help="Re-score the 10 best candidates by simulation "
               "(percentiles, goodput); on by itself with --ttft-p99 or --tpot-p99.")
 @wrap_errors
 def plan(json_path, md_path, objective, strict, simulated, **kw) -> None:
@@ -126,7 +126,7 @@ def plan(json_path, md_path, objective, strict, simulated, **kw) -> None:
         result = search(problem, Objective(objective), progress=lambda m: echo(f"  {m}", err=True))
         if simulated or problem.requirements.ttft_p99_s or problem.requirements.tpot_p99_s:
             from meshplan.plan.simulated import simulated_plan
-            echo("  simulating the best aggregated candidates ...", err=True)
+            echo("  simulating the best candidates ...", err=True)
             doc = simulated_plan(result)
         else:
             doc = plan_document(result)
@@ -362,7 +362,7 @@ def _run_limits(requests, run_isl, run_osl, timeout_s, max_processes):
               "without the tables).")
 @click.option("--calibration", default="silicon-dev", show_default=True,
               help="Calibration profile: a bundled name, a YAML path, or none for the sourced defaults.")
-@click.option("--sim", "simulated", is_flag=True, help="Silicon CSV: predict aggregated runs by simulating each "
+@click.option("--sim", "simulated", is_flag=True, help="Silicon CSV: predict the runs by simulating each "
               "run's closed loop request by request (meshplan simulate), beside the closed form.")
 @wrap_errors
 def validate(cases, json_path, calibration, simulated) -> None:

@@ -33,9 +33,10 @@ from meshplan.units import fmt_seconds, plural
 @click.option("--json", "json_path", help="Write the summary as JSON to FILE ('-': stdout).")
 @wrap_errors
 def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, plot_path, json_path, **kw) -> None:
-    """Simulate serving request by request on one instance of an aggregated plan (PROBLEM, flags or
-    the bundled seed; --strategy, else the plan meshplan chooses): the engine's scheduler (token
-    budget, chunked prefill, batch limit, KV-cache admission and preemption, attention-dp ranks in
+    """Simulate serving request by request (PROBLEM, flags or the bundled seed; --strategy, else the
+    plan meshplan chooses): one instance of an aggregated plan, or a disaggregated plan whole (its
+    KV caches moving from prefill to decode instances). The engine's scheduler (token budget,
+    chunked prefill, batch limit, KV-cache admission and preemption, attention-dp ranks in
     lockstep, pipeline micro-batches) with every iteration timed by meshplan's step model.
 
     \b
@@ -62,7 +63,7 @@ def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, 
     if plot_path:
         from meshplan.report.simulation_plot import plot_simulation
         r = problem.requirements
-        plot_simulation(res, f"{doc['problem']}: {doc['layout']} ({doc['engine']}), {doc['arrivals']}", plot_path,
+        plot_simulation(res, f"{doc['problem']}: {doc['plan']} ({doc['engine']}), {doc['arrivals']}", plot_path,
                         r.ttft_s, r.tpot_s)
     if trace_out:
         from meshplan.simulate.chrome_trace import trace_events
@@ -83,19 +84,17 @@ def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, 
 
 
 def _layout(problem, strategy):
-    """The aggregated layout to simulate and the candidate the closed form gives for it."""
+    """The candidate to simulate: the strategy given, else the search's best."""
     from meshplan.cli.dag_cmd import fixed_candidate
     from meshplan.search.search import search
-    from meshplan.search.objectives import Mode
 
+    if problem.phase.value != "both":
+        raise SpecError("phase", problem.phase.value, "simulate serves requests end to end: plan both phases")
     cand = fixed_candidate(problem, strategy)
     if cand is None:
         cand = search(problem).best
         if cand is None:
             raise SpecError("problem", problem.name, "no layout holds the model and one request within the GPU budget")
-    if cand.mode is Mode.DISAGGREGATED:
-        raise SpecError("--strategy", cand.label, "is disaggregated; simulate serves aggregated instances "
-                        "(give an aggregated --strategy, or --serving aggregated)")
     structural = [v for v in cand.violations if v.rule.value not in {"ttft", "tpot", "throughput"}]
     if structural:
         raise SpecError("strategy", cand.label, "; ".join(f"[{v.rule.value}] {v.message}" for v in structural))
@@ -112,33 +111,31 @@ def _stream(problem, instances, requests, trace_in, lengths, cv, rng):
 
 
 def run_simulation(problem, strategy, requests, trace_in, lengths, cv, seed):
-    """(summary document, simulation result) of one instance of the plan's layout."""
-    from meshplan.cost.inputs import CostInputs
-    from meshplan.cost.layer import Par
-    from meshplan.simulate.instance import simulate_instance
+    """(summary document, simulation result): one instance of an aggregated plan, or a
+    disaggregated plan's whole deployment."""
+    from meshplan.plan.simulated import run_candidate
     from meshplan.simulate.summary import summarise
 
     cand = _layout(problem, strategy)
-    lay = cand.decode
     rng = np.random.default_rng(seed)
-    stream, arrivals = _stream(problem, lay.instances, requests, trace_in, lengths, cv, rng)
-    ci = CostInputs.from_problem(problem)
-    res = simulate_instance(ci, Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp), stream, keep_spans=True)
+    res, gpus, copies, arrivals, _ = run_candidate(
+        problem, cand, lambda instances: _stream(problem, instances, requests, trace_in, lengths, cv, rng), True)
     r = problem.requirements
     s = summarise(res, r.ttft_s, r.tpot_s)
     stats = lambda x: {"mean": x.mean, "p50": x.p50, "p90": x.p90, "p99": x.p99}  # noqa: E731
-    per_gpu = s.output_tok_s / lay.gpus_per_instance
     doc = {
         "schema": "meshplan.simulation/1", "problem": problem.name, "engine": problem.engine.engine.value,
-        "layout": lay.short, "instances": lay.instances, "gpus_per_instance": lay.gpus_per_instance,
+        "plan": cand.label, "gpus_simulated": gpus, "copies": copies,
+        "scope": "the whole deployment" if copies == 1 else f"one of {copies:,} instances",
         "arrivals": arrivals, "requests": s.requests, "seed": seed,
         "ttft_s": stats(s.ttft_s), "tpot_s": stats(s.tpot_s), "latency_s": stats(s.latency_s),
-        "output_tok_s_per_instance": s.output_tok_s, "output_tok_s_per_gpu": per_gpu,
-        "output_tok_s_total": s.output_tok_s * lay.instances, "duration_s": s.duration_s,
+        "output_tok_s_simulated": s.output_tok_s, "output_tok_s_per_gpu": s.output_tok_s / gpus,
+        "output_tok_s_total": s.output_tok_s * copies, "duration_s": s.duration_s,
         "goodput": s.goodput, "targets": {"ttft_s": r.ttft_s, "tpot_s": r.tpot_s},
-        "utilisation_per_group": list(s.utilisation), "iterations": s.iterations, "preemptions": s.preemptions,
+        "groups": [{"role": role, "busy": u} for role, u in zip(res.roles, s.utilisation)],
+        "iterations": s.iterations, "preemptions": s.preemptions,
         "closed_form": {"ttft_s": cand.ttft_s, "tpot_s": cand.tpot_s, "output_tok_s_per_gpu": cand.output_tok_s_per_gpu,
-                        "concurrency_per_instance": cand.concurrency / max(lay.instances, 1)},
+                        "concurrency": cand.concurrency},
     }
     return doc, res
 
@@ -146,24 +143,29 @@ def run_simulation(problem, strategy, requests, trace_in, lengths, cv, seed):
 def render(doc: dict) -> str:
     """The summary as text."""
     ms = lambda v: fmt_seconds(v) if v == v else "-"  # noqa: E731
-    lines = [f"simulated: {doc['problem']} on {doc['layout']} ({plural(doc['gpus_per_instance'], 'GPU')} per instance, "
-             f"{doc['engine']}), {plural(doc['requests'], 'request')}, {doc['arrivals']}, seed {doc['seed']}",
+    lines = [f"simulated: {doc['problem']}, {doc['plan']} ({doc['engine']}): {doc['scope']} "
+             f"({plural(doc['gpus_simulated'], 'GPU')}), {plural(doc['requests'], 'request')}, {doc['arrivals']}, "
+             f"seed {doc['seed']}",
              f"{'':10}{'mean':>10}{'p50':>10}{'p90':>10}{'p99':>10}"]
     for key, name in (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("latency_s", "latency")):
         x = doc[key]
         lines.append(f"{name:10}" + "".join(f"{ms(x[p]):>10}" for p in ("mean", "p50", "p90", "p99")))
-    lines.append(f"output: {doc['output_tok_s_per_instance']:,.0f} tok/s per instance, "
-                 f"{doc['output_tok_s_per_gpu']:,.0f} per GPU, {doc['output_tok_s_total']:,.0f} total over "
-                 f"{plural(doc['instances'], 'instance')}; {doc['duration_s']:,.1f} s simulated")
+    total = "" if doc["copies"] == 1 else f", {doc['output_tok_s_total']:,.0f} over all {doc['copies']:,} instances"
+    lines.append(f"output: {doc['output_tok_s_simulated']:,.0f} tok/s ({doc['output_tok_s_per_gpu']:,.0f} per GPU)"
+                 f"{total}; {doc['duration_s']:,.1f} s simulated")
     if doc["goodput"] is not None:
         t = doc["targets"]
         bounds = ", ".join(f"{n} <= {fmt_seconds(v)}" for n, v in (("TTFT", t["ttft_s"]), ("TPOT", t["tpot_s"])) if v)
         lines.append(f"goodput: {doc['goodput']:.1%} of requests meet {bounds}")
-    busy = ", ".join(f"{u:.0%}" for u in doc["utilisation_per_group"])
-    lines.append(f"busy: {busy} of the time per micro-batch group; {doc['iterations']:,} iterations, "
-                 f"{plural(doc['preemptions'], 'preemption')}")
+    by_role: dict[str, list[float]] = {}
+    for g in doc["groups"]:
+        by_role.setdefault(g["role"], []).append(g["busy"])
+    busy = "; ".join(f"{role} {min(u):.0%}-{max(u):.0%}" if len(u) > 1 else f"{role} {u[0]:.0%}"
+                     for role, u in by_role.items())
+    lines.append(f"busy (share of the run iterating, per micro-batch group): {busy}; {doc['iterations']:,} "
+                 f"iterations, {plural(doc['preemptions'], 'preemption')}")
     cf = doc["closed_form"]
     if cf["ttft_s"] is not None:
-        lines.append(f"closed form (meshplan plan, steady state at {cf['concurrency_per_instance']:,.0f} requests per "
-                     f"instance): TTFT {fmt_seconds(cf['ttft_s'])}, TPOT {fmt_seconds(cf['tpot_s'])}")
+        lines.append(f"closed form (meshplan plan, steady state at {cf['concurrency']:,.0f} requests in flight): "
+                     f"TTFT {fmt_seconds(cf['ttft_s'])}, TPOT {fmt_seconds(cf['tpot_s'])}")
     return "\n".join(lines)

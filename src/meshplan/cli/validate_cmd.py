@@ -32,7 +32,7 @@ HEAD = ["runs", "predicted", "TTFT |err|", "TTFT signed", "TPOT |err|", "TPOT si
 
 
 def print_silicon(v: Validation) -> None:
-    how = "; aggregated runs simulated request by request" if v.simulated else ""
+    how = "; runs simulated request by request" if v.simulated else ""
     echo(f"Predicted against measured, {len(v.rows) + len(v.skips):,} runs; medians of predicted/measured - 1 "
                f"(calibration profile: {v.calibration or 'none'}{how})\n")
     rows = [[k[0], k[1], k[2].split("/")[-1], k[3], *_cells(s)] for k, s in v.partitions().items()]
@@ -67,7 +67,7 @@ def _progress(start: float):
     """A stderr line at every tenth of the runs simulated."""
     def report(done: int, total: int) -> None:
         if done == total or done % max(total // 10, 1) == 0:
-            echo(f"simulated {done:,} of {total:,} aggregated runs ({time.perf_counter() - start:.0f} s)", err=True)
+            echo(f"simulated {done:,} of {total:,} runs ({time.perf_counter() - start:.0f} s)", err=True)
     return report
 
 

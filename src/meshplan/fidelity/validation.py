@@ -149,7 +149,7 @@ class Validation:
                          **extra(r.closed_form and r.closed_form.tpot_ms)})
         return {
             "schema": SCHEMA, "calibration": self.calibration or "none",
-            "method": "simulation for aggregated runs" if self.simulated else "closed form",
+            "method": "simulation" if self.simulated else "closed form",
             "rows": rows,
             "skipped": [{"id": s.id, "reason": s.reason.value, "detail": s.detail} for s in self.skips],
             "summary": {
@@ -173,7 +173,7 @@ def _suspect(case: SiliconCase) -> bool:
 def validate_silicon(path: str | Path, calibration: str | None = DEFAULT_PROFILE, simulated: bool = False,
                      progress=None) -> Validation:
     """Every run of a silicon CSV predicted (or skipped with its reason); with ``simulated`` the
-    aggregated runs by simulation (``progress(done, total)`` is called as they go), the closed
+    runs by simulation (``progress(done, total)`` is called as they go), the closed
     form's prediction kept beside each."""
     cases, skips = read_silicon(path)
     groups = group_cases(cases, calibration)

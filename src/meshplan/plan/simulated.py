@@ -1,7 +1,7 @@
 """The best candidates re-scored by simulation: percentiles, goodput, and p99 targets.
 
 The closed form gives mean TTFT and TPOT in steady state; a p99 target needs the spread of a real
-run. ``simulate_ranked`` serves each of the search's best aggregated candidates (at its operating
+run. ``simulate_ranked`` serves each of the search's best candidates (at its operating
 point: the concurrency it was scored at, or the problem's request rate) request by request
 (meshplan.simulate) and reports what the simulation shows beside the closed form. ``choose``
 picks the first candidate in the search's order whose simulated p99 meets the p99 targets.
@@ -18,7 +18,7 @@ from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.search.candidate import Candidate
 from meshplan.search.objectives import Mode
-from meshplan.simulate.instance import simulate_instance
+from meshplan.simulate.instance import simulate_disaggregated, simulate_instance
 from meshplan.simulate.requests import workload_stream
 from meshplan.simulate.summary import summarise
 from meshplan.specs.problem import Problem
@@ -37,15 +37,37 @@ def _requests(clients: int) -> int:
     return int(min(max(REQUESTS[0], REQUESTS_PER_CLIENT * clients), REQUESTS[1]))
 
 
-def simulate_candidate(problem: Problem, c: Candidate) -> dict[str, Any]:
-    """What the simulation shows for one aggregated candidate at its operating point."""
+def _par(lay) -> Par:
+    return Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp)
+
+
+def run_candidate(problem: Problem, c: Candidate, stream_for, keep_spans: bool = False):
+    """Simulate candidate ``c``: one instance of an aggregated layout (``stream_for(instances)``
+    gives its share of the requests and how they arrive), or a disaggregated deployment whole
+    (``stream_for(1)``). Returns the result, the GPUs simulated, how many copies of them the plan
+    has, how the requests arrive (words) and the request stream."""
+    ci = CostInputs.from_problem(problem)
+    if c.mode is Mode.DISAGGREGATED:
+        stream, arrivals = stream_for(1)
+        res = simulate_disaggregated(ci, _par(c.prefill), c.prefill.instances, _par(c.decode), c.decode.instances,
+                                     stream, keep_spans)
+        return res, c.gpus_total, 1, arrivals, stream
     lay = c.decode
+    stream, arrivals = stream_for(lay.instances)
+    return simulate_instance(ci, _par(lay), stream, keep_spans), lay.gpus_per_instance, lay.instances, arrivals, stream
+
+
+def simulate_candidate(problem: Problem, c: Candidate) -> dict[str, Any]:
+    """What the simulation shows for one candidate at its operating point."""
     w = problem.workload
     if not w.request_rate_per_s:
         w = w.model_copy(update={"concurrency": max(int(round(c.concurrency)), 1)})
-    clients = max(1, round((w.concurrency or 1) / lay.instances))
-    stream, arrivals = workload_stream(w, lay.instances, _requests(clients), np.random.default_rng(SEED))
-    res = simulate_instance(CostInputs.from_problem(problem), Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp), stream)
+
+    def stream_for(instances: int):
+        clients = max(1, round((w.concurrency or 1) / instances))
+        return workload_stream(w, instances, _requests(clients), np.random.default_rng(SEED))
+
+    res, gpus, _, arrivals, stream = run_candidate(problem, c, stream_for)
     r = problem.requirements
     # Goodput: requests within the per-request bounds (the p99 targets where given, else the means').
     # The closed loop's first wave (every client at once) is a benchmark's start, not service: left out.
@@ -57,14 +79,14 @@ def simulate_candidate(problem: Problem, c: Candidate) -> dict[str, Any]:
             "closed_form": {"ttft_s": c.ttft_s, "tpot_s": c.tpot_s, "output_tok_s_per_gpu": c.output_tok_s_per_gpu},
             "ttft_s": {"mean": s.ttft_s.mean, "p50": s.ttft_s.p50, "p99": s.ttft_s.p99},
             "tpot_s": {"mean": s.tpot_s.mean, "p50": s.tpot_s.p50, "p99": s.tpot_s.p99},
-            "output_tok_s_per_gpu": s.output_tok_s / lay.gpus_per_instance, "goodput": s.goodput,
+            "output_tok_s_per_gpu": s.output_tok_s / gpus, "goodput": s.goodput,
             "preemptions": s.preemptions, "meets_p99": meets}
 
 
 def simulate_ranked(problem: Problem, ranked: tuple[Candidate, ...]) -> list[tuple[Candidate, dict[str, Any]]]:
-    """The best aggregated candidates, each with its simulation (disaggregated ones are not
-    simulated: the simulator serves aggregated instances)."""
-    picked = [c for c in ranked if c.mode is Mode.AGGREGATED and c.decode is not None][:CANDIDATES]
+    """The best candidates that serve both phases, each with its simulation."""
+    picked = [c for c in ranked if c.decode is not None and (c.mode is Mode.AGGREGATED or c.prefill is not None)]
+    picked = picked[:CANDIDATES]
     return [(c, simulate_candidate(problem, c)) for c in picked]
 
 
@@ -89,12 +111,8 @@ def simulated_plan(result) -> dict[str, Any]:
     result, ok = choose(result, simulated)
     doc = plan_document(result)
     doc["simulation"] = [s for _, s in simulated]
-    if result.best is not None and result.best.mode is Mode.DISAGGREGATED:
-        doc["notes"].append({"field": "simulation", "message": (
-            "the search's best is disaggregated, which the simulator does not serve yet: only aggregated "
-            "candidates were simulated" + (" and checked against the p99 targets" if ok is None else ""))})
     if not simulated:
-        doc["notes"].append({"field": "simulation", "message": "no aggregated candidate to simulate"})
+        doc["notes"].append({"field": "simulation", "message": "no candidate serving both phases to simulate"})
     line = p99_verdict(result.problem, simulated, ok)
     if line is not None:
         doc["notes"].append({"field": "requirements.p99", "message": line})

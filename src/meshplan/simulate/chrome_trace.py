@@ -22,7 +22,8 @@ def trace_events(res: Result, lanes: int = 64) -> dict:
     events: list[dict] = []
     groups = sorted({s.group for s in res.spans})
     for g in groups:
-        events.append({"name": "process_name", "ph": "M", "pid": g, "args": {"name": f"micro-batch group {g}"}})
+        role = res.roles[g] if g < len(res.roles) else "aggregated"
+        events.append({"name": "process_name", "ph": "M", "pid": g, "args": {"name": f"{role} group {g}"}})
     for s in res.spans:
         kind = "prefill+decode" if s.prefill_tokens and s.decode_seqs else "prefill" if s.prefill_tokens else "decode"
         name = kind if s.count == 1 else f"{kind} x{s.count}"

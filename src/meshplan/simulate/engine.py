@@ -63,6 +63,8 @@ class Policy:
     kv_tokens: int
     """KV-cache tokens one rank holds."""
     reserve_full: bool
+    handoff: bool = False
+    """A prefill-pool rank: a prompt, once prefilled, leaves with its KV cache for a decode instance."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -94,13 +96,18 @@ class Rank:
     prefilling: list = field(default_factory=list)
     decoding: list = field(default_factory=list)
     kv_used: int = 0
+    handed: list = field(default_factory=list)
+    """Prefill pool: requests prefilled by the last iteration, to go to a decode instance."""
 
     @property
     def load(self) -> int:
         return len(self.waiting) + len(self.running)
 
     def _kv_need(self, r: Requests, i: int, pol: Policy) -> int:
-        return int(r.to_prefill[i] + (r.osl[i] - r.generated[i] if pol.reserve_full else 0))
+        """KV tokens a request holds on admission: the prompt to prefill, or the whole context it
+        brings from a prefill instance; plus the rest of its output where the engine reserves it."""
+        held = r.to_prefill[i] if r.to_prefill[i] > 0 else r.isl[i] + r.generated[i]
+        return int(held + (r.osl[i] - r.generated[i] if pol.reserve_full else 0))
 
     def _admissible(self, r: Requests, pol: Policy, i: int) -> bool:
         """Room for one more: under the batch limit, and its KV (whole length when reserved; else
@@ -128,8 +135,9 @@ class Rank:
     def plan(self, r: Requests, pol: Policy, cutoff_s: float) -> Plan:
         """The iteration this rank runs; requests that reached the engine after ``cutoff_s`` wait."""
         preempted = 0
-        waiting_ok = bool(self.waiting) and r.arrive_s[self.waiting[0]] <= cutoff_s
-        prefill_only = not pol.mixed and bool(self.prefilling or (waiting_ok and self._admissible(r, pol, self.waiting[0])))
+        head = self.waiting[0] if self.waiting else None
+        prompt_ok = head is not None and r.arrive_s[head] <= cutoff_s and r.to_prefill[head] > 0
+        prefill_only = not pol.mixed and bool(self.prefilling or (prompt_ok and self._admissible(r, pol, head)))
         # Decoding requests need a token each, unless this is a separate-policy prefill iteration.
         if not (pol.reserve_full or prefill_only) and self.decoding and pol.kv_tokens - self.kv_used < len(self.decoding):
             preempted = self._preempt_for_decodes(r, pol)
@@ -143,9 +151,20 @@ class Rank:
             chunks[i] = c
             left -= c
         admitted = 0
-        while left > 0 and self.waiting and r.arrive_s[self.waiting[0]] <= cutoff_s:
+        while self.waiting and r.arrive_s[self.waiting[0]] <= cutoff_s:
             i = self.waiting[0]
             if not self._admissible(r, pol, i):
+                break
+            if r.to_prefill[i] == 0:  # its KV came from a prefill instance: it decodes at once
+                self.waiting.popleft()
+                self.running.append(i)
+                self.decoding.append(i)
+                need = self._kv_need(r, i, pol)
+                r.kv_held[i] = need
+                self.kv_used += need
+                admitted += 1
+                continue
+            if left <= 0:
                 break
             whole = int(r.to_prefill[i])
             if not pol.chunked and whole > left and (chunks or decoding):
@@ -168,7 +187,14 @@ class Rank:
         started = []
         for i, c in plan.chunks.items():
             r.to_prefill[i] -= c
-            if r.to_prefill[i] == 0:  # the prompt is in: its next token comes out of this pass
+            if r.to_prefill[i] == 0 and pol.handoff:  # off to a decode instance with its first token
+                r.generated[i] += 1
+                self.prefilling.remove(i)
+                self.running.remove(i)
+                self.kv_used -= int(r.kv_held[i])
+                r.kv_held[i] = 0
+                self.handed.append(i)
+            elif r.to_prefill[i] == 0:  # the prompt is in: its next token comes out of this pass
                 if np.isnan(r.first_s[i]):
                     r.first_s[i] = end_s
                 r.generated[i] += 1

@@ -8,16 +8,19 @@ times from the step model (step_table), overheads from the engine profile and th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from meshplan.cost.capacity import kv_context
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.iteration import overlapped, prefill_budget
 from meshplan.cost.layer import Par
+from meshplan.cost.memory import kv_bytes_of_sequence
 from meshplan.cost.phase import max_sequences_per_rank
 from meshplan.errors import SpecError
 from meshplan.simulate.engine import Policy
-from meshplan.simulate.loop import Result, simulate
+from meshplan.simulate.loop import Pool, Result, Role, simulate_pools
 from meshplan.simulate.requests import RequestStream
 from meshplan.simulate.step_table import StepTable
 
@@ -35,9 +38,7 @@ def policy_for(ci: CostInputs, par: Par) -> Policy:
                   kv_tokens=int(seqs * ctx + extra), reserve_full=bool(ci.kv_reserve_full))
 
 
-def simulate_instance(ci: CostInputs, par: Par, stream: RequestStream, keep_spans: bool = False) -> Result:
-    """Serve ``stream`` on one instance of layout ``par`` (scalar degrees)."""
-    pol = policy_for(ci, par)
+def _check_fits(pol: Policy, stream: RequestStream) -> None:
     longest = int(np.max(stream.isl + stream.osl))
     if pol.reserve_full and longest > pol.kv_tokens:
         raise SpecError("workload", longest, f"a request of {longest:,} tokens does not fit the {pol.kv_tokens:,} "
@@ -45,10 +46,40 @@ def simulate_instance(ci: CostInputs, par: Par, stream: RequestStream, keep_span
     if not pol.reserve_full and int(np.max(stream.isl)) + 1 > pol.kv_tokens:
         raise SpecError("workload", int(np.max(stream.isl)), f"a prompt does not fit the {pol.kv_tokens:,} "
                         "KV-cache tokens of one rank")
+
+
+def _pool(ci: CostInputs, par: Par, pol: Policy, stream: RequestStream, role: Role, instances: int = 1) -> Pool:
+    longest = int(np.max(stream.isl + stream.osl))
     top_prefill = pol.budget if pol.chunked else max(pol.budget, longest)
-    table = StepTable.build(ci, par, max_decode=pol.max_running, max_prefill=top_prefill,
-                            min_context=float(np.min(stream.isl)), max_context=float(longest),
-                            isl=float(np.mean(stream.isl)))
-    dp, pp = int(np.asarray(par.dp).max()), int(np.asarray(par.pp).max())
-    return simulate(stream, table, pol, dp=dp, pp=pp, overlap=bool(np.asarray(overlapped(ci, par)).max()),
-                    overhead_s=ci.request_overhead_s + ci.client_overhead_s, keep_spans=keep_spans)
+    table = StepTable.build(ci, par, max_decode=1 if role is Role.PREFILL else pol.max_running,
+                            max_prefill=top_prefill, min_context=float(np.min(stream.isl)),
+                            max_context=float(longest), isl=float(np.mean(stream.isl)))
+    return Pool(role=role, table=table, policy=pol, dp=int(np.asarray(par.dp).max()),
+                pp=int(np.asarray(par.pp).max()), instances=instances,
+                overlap=bool(np.asarray(overlapped(ci, par)).max()))
+
+
+def simulate_instance(ci: CostInputs, par: Par, stream: RequestStream, keep_spans: bool = False) -> Result:
+    """Serve ``stream`` on one instance of layout ``par`` (scalar degrees)."""
+    pol = policy_for(ci, par)
+    _check_fits(pol, stream)
+    return simulate_pools(stream, [_pool(ci, par, pol, stream, Role.AGGREGATED)],
+                          overhead_s=ci.request_overhead_s + ci.client_overhead_s, keep_spans=keep_spans)
+
+
+def simulate_disaggregated(ci: CostInputs, prefill: Par, n_prefill: int, decode: Par, n_decode: int,
+                           stream: RequestStream, keep_spans: bool = False) -> Result:
+    """Serve ``stream`` on n_prefill prefill instances and n_decode decode instances: a prompt's KV
+    cache moves over the prefill instance's NICs (its tp x pp GPUs, as cost.kv_transfer times it)."""
+    pol_p = replace(policy_for(ci, prefill), handoff=True)
+    pol_d = policy_for(ci, decode)
+    _check_fits(pol_d, stream)
+    nics = float(np.asarray(prefill.tp).max() * np.asarray(prefill.pp).max())
+
+    def transfer_s(i: int) -> float:
+        return float(kv_bytes_of_sequence(ci, float(stream.isl[i]))) / (ci.inter_bw * nics) + ci.inter_lat
+
+    pools = [_pool(ci, prefill, pol_p, stream, Role.PREFILL, n_prefill),
+             _pool(ci, decode, pol_d, stream, Role.DECODE, n_decode)]
+    return simulate_pools(stream, pools, overhead_s=ci.request_overhead_s + ci.client_overhead_s,
+                          transfer_s=transfer_s, keep_spans=keep_spans)

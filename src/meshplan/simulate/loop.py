@@ -1,5 +1,9 @@
 """The event loop: requests reach an instance, its lockstep groups iterate, clients send again.
 
+Disaggregated (``simulate_pools`` with a prefill and a decode pool): prompts go to the prefill
+pool's ranks; a prefilled prompt leaves with its first token and its KV cache, which reaches the
+least-loaded decode rank after the transfer time; there it waits for KV room and decodes.
+
 An instance has pp micro-batch groups (each cycles through every stage: cost.iteration cycle_s)
 of dp attention-dp ranks that run in lockstep: an iteration of a group takes as long as its busiest
 rank's (step_table). A request goes to the rank with the fewest waiting and running requests (the
@@ -18,6 +22,8 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Callable
 
 import numpy as np
 
@@ -25,7 +31,29 @@ from meshplan.simulate.engine import Plan, Policy, Rank, Requests
 from meshplan.simulate.requests import Arrivals, RequestStream
 from meshplan.simulate.step_table import StepTable
 
-ARRIVE, READY = 0, 1
+ARRIVE, HANDOFF, READY = 0, 1, 2
+
+
+class Role(StrEnum):
+    """What a pool's instances do: everything, prompts only, or decoding only."""
+
+    AGGREGATED = "aggregated"
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pool:
+    """Instances of one layout with one role."""
+
+    role: Role
+    table: object
+    """Iteration times (step_table.StepTable, or a stand-in with its time_s)."""
+    policy: Policy
+    dp: int
+    pp: int
+    instances: int = 1
+    overlap: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -42,6 +70,7 @@ class Span:
 
 @dataclass(kw_only=True, slots=True)
 class Group:
+    pool: Pool
     ranks: list[Rank]
     busy: bool = False
     last_start_s: float = 0.0
@@ -49,25 +78,38 @@ class Group:
 
 @dataclass(kw_only=True, slots=True)
 class Result:
-    """A finished simulation: per-request times and what the instance did."""
+    """A finished simulation: per-request times and what the instances did."""
 
     requests: Requests
     spans: list[Span] = field(default_factory=list)
     iterations: int = 0
     busy_s: np.ndarray | None = None
     """Seconds each group spent iterating."""
+    roles: tuple[str, ...] = ()
+    """Each group's pool role."""
     end_s: float = 0.0
     preemptions: int = 0
 
 
-def simulate(stream: RequestStream, table: StepTable, policy: Policy, *, dp: int, pp: int, overlap: bool,
+def simulate(stream: RequestStream, table, policy: Policy, *, dp: int, pp: int, overlap: bool,
              overhead_s: float, keep_spans: bool = False) -> Result:
-    """Serve ``stream`` on one instance (dp ranks x pp micro-batch groups) until every request
-    has finished. ``overhead_s``: time from a request's send to the engine having it (front end,
-    tokenization, the client's own)."""
+    """Serve ``stream`` on one aggregated instance (dp ranks x pp micro-batch groups) until every
+    request has finished. ``overhead_s``: time from a request's send to the engine having it
+    (front end, tokenization, the client's own)."""
+    pool = Pool(role=Role.AGGREGATED, table=table, policy=policy, dp=dp, pp=pp, overlap=overlap)
+    return simulate_pools(stream, [pool], overhead_s=overhead_s, keep_spans=keep_spans)
+
+
+def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: float,
+                   transfer_s: Callable[[int], float] | None = None, keep_spans: bool = False) -> Result:
+    """Serve ``stream`` on pools of instances: one aggregated pool, or a prefill pool whose
+    prompts, once prefilled, move their KV cache to the decode pool in ``transfer_s(request)``
+    seconds (the first token arrives with it)."""
     r = Requests.of(stream.isl, stream.osl)
-    groups = [Group(ranks=[Rank() for _ in range(dp)]) for _ in range(pp)]
-    slots = [(g, k) for k in range(dp) for g in range(pp)]
+    groups = [Group(pool=p, ranks=[Rank() for _ in range(p.dp)]) for p in pools
+              for _ in range(p.instances * p.pp)]
+    entry = [(g, k) for g, grp in enumerate(groups) if grp.pool.role is not Role.DECODE for k in range(grp.pool.dp)]
+    decode = [(g, k) for g, grp in enumerate(groups) if grp.pool.role is Role.DECODE for k in range(grp.pool.dp)]
     heap: list[tuple] = []
     seq = 0
 
@@ -81,7 +123,23 @@ def simulate(stream: RequestStream, table: StepTable, policy: Policy, *, dp: int
         r.arrive_s[i] = t + overhead_s
         push(r.arrive_s[i], ARRIVE, i)
 
+    def enqueue(i: int, t: float, slots) -> None:
+        g, k = min(slots, key=lambda s: (groups[s[0]].ranks[s[1]].load, s[1], s[0]))
+        groups[g].ranks[k].waiting.append(i)
+        if not groups[g].busy:
+            groups[g].busy = True
+            groups[g].last_start_s = t
+            push(t, READY, g)
+
     next_request = 0
+
+    def done(i: int, end: float) -> None:
+        nonlocal next_request
+        if stream.arrivals is Arrivals.CLOSED_LOOP and next_request < stream.count:
+            r.client[next_request] = r.client[i]
+            send(next_request, end)
+            next_request += 1
+
     if stream.arrivals is Arrivals.CLOSED_LOOP:
         for i in range(stream.clients):
             r.client[i] = i
@@ -91,20 +149,21 @@ def simulate(stream: RequestStream, table: StepTable, policy: Policy, *, dp: int
         for i in range(stream.count):
             send(i, float(stream.send_s[i]))
         next_request = stream.count
-    out = Result(requests=r, busy_s=np.zeros(pp))
+    out = Result(requests=r, busy_s=np.zeros(len(groups)), roles=tuple(g.pool.role.value for g in groups))
     while heap:
         t, kind, _, payload = heapq.heappop(heap)
         if kind == ARRIVE:
-            g, k = min(slots, key=lambda s: (groups[s[0]].ranks[s[1]].load, s[1], s[0]))
-            groups[g].ranks[k].waiting.append(payload)
-            if not groups[g].busy:
-                groups[g].busy = True
-                groups[g].last_start_s = t
-                push(t, READY, g)
+            enqueue(payload, t, entry)
+            continue
+        if kind == HANDOFF:  # the KV cache and first token are at a decode instance
+            r.arrive_s[payload] = t
+            r.first_s[payload] = t
+            enqueue(payload, t, decode)
             continue
         grp = groups[payload]
-        cutoff = grp.last_start_s if overlap else t
-        plans = [rank.plan(r, policy, cutoff) for rank in grp.ranks]
+        pool = grp.pool
+        cutoff = grp.last_start_s if pool.overlap else t
+        plans = [rank.plan(r, pool.policy, cutoff) for rank in grp.ranks]
         out.preemptions += sum(p.preempted for p in plans)
         if not any(p.decoding.size or p.chunks for p in plans):
             pending = [r.arrive_s[rank.waiting[0]] for rank in grp.ranks if rank.waiting]
@@ -115,8 +174,8 @@ def simulate(stream: RequestStream, table: StepTable, policy: Policy, *, dp: int
             else:
                 grp.busy = False
             continue
-        steps = _steps(r, grp, plans, policy, cutoff, heap[0][0] if heap else math.inf, t, table)
-        dt = max(_time(r, table, p, steps) for p in plans)
+        steps = _steps(r, grp, plans, pool.policy, cutoff, heap[0][0] if heap else math.inf, t, pool.table)
+        dt = max(_time(r, pool.table, p, steps) for p in plans)
         end = t + dt * steps
         out.iterations += steps
         out.busy_s[payload] += dt * steps
@@ -125,11 +184,15 @@ def simulate(stream: RequestStream, table: StepTable, policy: Policy, *, dp: int
                                   decode_seqs=sum(int(p.decoding.size) for p in plans),
                                   prefill_tokens=sum(p.prefill_tokens for p in plans)))
         for rank, p in zip(grp.ranks, plans):
-            for i in rank.finish(r, p, policy, end, steps):
-                if stream.arrivals is Arrivals.CLOSED_LOOP and next_request < stream.count:
-                    r.client[next_request] = r.client[i]
-                    send(next_request, end)
-                    next_request += 1
+            for i in rank.finish(r, p, pool.policy, end, steps):
+                done(i, end)
+            for i in rank.handed:
+                if r.generated[i] >= r.osl[i]:  # a one-token answer ends with its prefill
+                    r.first_s[i] = r.finish_s[i] = end
+                    done(i, end)
+                else:
+                    push(end + transfer_s(i), HANDOFF, i)
+            rank.handed.clear()
         grp.last_start_s = t
         push(end, READY, payload)
     out.end_s = float(np.nanmax(r.finish_s)) if r.finish_s.size else 0.0

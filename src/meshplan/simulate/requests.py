@@ -110,10 +110,12 @@ def workload_stream(workload, instances: int, requests: int, rng: np.random.Gene
     osl = draw_lengths(dist, w.osl_tokens, 2 * w.osl_tokens - w.osl_max_tokens, w.osl_max_tokens, requests, rng, cv)
     if w.concurrency:
         clients = max(1, round(w.concurrency / instances))
-        return closed_loop(clients, requests, isl, osl), f"closed loop of {clients:,} clients per instance"
+        each = " per instance" if instances > 1 else ""
+        return closed_loop(clients, requests, isl, osl), f"closed loop of {clients:,} clients{each}"
     if w.request_rate_per_s:
         rate = w.request_rate_per_s / instances
-        return poisson(rate, requests, isl, osl, rng), f"Poisson arrivals, {rate:g} requests/s per instance"
+        each = " per instance" if instances > 1 else ""
+        return poisson(rate, requests, isl, osl, rng), f"Poisson arrivals, {rate:g} requests/s{each}"
     raise SpecError("--concurrency", None, "missing; a simulation needs --concurrency C, --request-rate R or --trace FILE")
 
 
