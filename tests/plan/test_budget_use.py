@@ -38,3 +38,8 @@ def test_a_request_rate_served_with_fewer_gpus_says_more_would_only_lower_latenc
     assert "2 requests/s are served with 1 GPU" in use["why"] and "lower the latencies" in use["why"]
     # 2 requests/s x 500 output tokens = 1,000 tok/s over the 8 budgeted GPUs: 125 per GPU.
     assert math.isclose(use["output_tok_s_per_budget_gpu"], 125.0, rel_tol=1e-6)
+    # And what the 8 GPUs would give as 8 instances sharing the 2 requests/s, as evaluate scores it.
+    problem = _problem(request_rate_per_s=2.0)
+    alt = evaluate_aggregated(problem, parse_strategy(doc["label"].split(": ", 1)[1], is_moe=True).with_instances(8))
+    assert "spread over 8 instances on 8 GPUs the 2 requests/s would give TTFT" in use["why"]
+    assert f"({alt.output_tok_s_per_gpu:,.0f} per GPU)" in use["why"]

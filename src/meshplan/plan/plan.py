@@ -183,11 +183,14 @@ def _budget_use(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dic
                f"lower the latencies (TTFT {fmt_seconds(chosen.ttft_s)} with queueing), {targets}"
                if chosen.feasible and chosen.ttft_s is not None else
                f"{w.request_rate_per_s:g} requests/s are served with {plural(used, 'GPU')}")
+        if chosen.mode is Mode.AGGREGATED and chosen.decode is not None:
+            why += "; " + _spread(problem, chosen, f"the {w.request_rate_per_s:g} requests/s")
     elif chosen.prefill is not None and chosen.decode is not None and chosen.prefill is not chosen.decode:
         why = ("the prefill and decode pools are sized to the same request rate; one more instance in either pool "
                "would wait on the other and lower tokens/s per GPU")
     elif w.concurrency and chosen.decode is not None:
-        why = _replicas(problem, chosen)
+        why = (f"the objective is tokens/s per GPU, and the {w.concurrency:,} requests in flight are served by "
+               f"{plural(chosen.gpus_total, 'GPU')}; " + _spread(problem, chosen, "they"))
     else:
         why = "another instance would not fit the plan's operating point within the requirements"
     out = doc["output_tok_s"]
@@ -195,25 +198,23 @@ def _budget_use(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dic
             "output_tok_s_per_budget_gpu": None if out is None else out / budget}
 
 
-def _replicas(problem: Problem, chosen: Candidate) -> str:
-    """With a fixed concurrency, what the budget's other GPUs would do as more instances of the same
-    layout sharing it (the figures of search.evaluate at the same total concurrency)."""
+def _spread(problem: Problem, chosen: Candidate, what: str) -> str:
+    """What the budget's other GPUs would do as more instances of the same layout sharing the same
+    load (the figures of search.evaluate at the same concurrency or request rate)."""
     from meshplan.search.evaluate import evaluate_aggregated
 
     lay = chosen.decode
     n = problem.gpu_budget // lay.gpus_per_instance
     alt = evaluate_aggregated(problem, lay.with_instances(n))
-    c = problem.workload.concurrency
-    if alt.output_tok_s is None or chosen.output_tok_s is None or alt.tpot_s is None:
+    if alt.output_tok_s is None or chosen.output_tok_s is None or alt.tpot_s is None or alt.ttft_s is None:
         return "another instance would not fit the plan's operating point within the requirements"
     gpus = n * lay.gpus_per_instance
     met = "" if alt.feasible else " (but it misses a requirement: " + "; ".join(v.message for v in alt.violations) + ")"
-    return (f"the objective is tokens/s per GPU, and the {c:,} requests in flight are served by "
-            f"{plural(chosen.gpus_total, 'GPU')}; spread over {plural(n, 'instance')} on {plural(gpus, 'GPU')} they "
-            f"would give TTFT {fmt_seconds(alt.ttft_s)}, TPOT {fmt_seconds(alt.tpot_s)} and "
-            f"{alt.output_tok_s:,.0f} output tok/s in total ({alt.output_tok_s_per_gpu:,.0f} per GPU), against "
-            f"{chosen.output_tok_s:,.0f} ({chosen.output_tok_s_per_gpu:,.0f} per GPU) now{met}; evaluate "
-            f"--strategy '{lay.with_instances(n).short}' --gpus {gpus} shows it")
+    return (f"spread over {plural(n, 'instance')} on {plural(gpus, 'GPU')} {what} would give TTFT "
+            f"{fmt_seconds(alt.ttft_s)}, TPOT {fmt_seconds(alt.tpot_s)} and {alt.output_tok_s:,.0f} output tok/s "
+            f"in total ({alt.output_tok_s_per_gpu:,.0f} per GPU), against {chosen.output_tok_s:,.0f} "
+            f"({chosen.output_tok_s_per_gpu:,.0f} per GPU) now{met}; evaluate --strategy "
+            f"'{lay.with_instances(n).short}' --gpus {gpus} shows it")
 
 
 def _why_lost(best: Candidate, c: Candidate, margin: float, objective: Objective = Objective.MAX_PER_GPU) -> str:
