@@ -13,8 +13,10 @@ during iteration k joins iteration k + 2 at the earliest; without it, k + 1.
 
 Events are ordered by (time, kind, sequence number), arrivals before iterations at equal times, so
 a run is deterministic. Runs of identical pure-decode iterations (nothing waits that could be
-admitted, no prompt in flight) are advanced together up to the next finish or arrival, at the
-mean context over the run; each is still counted as its own iteration.
+admitted, no prompt in flight) are advanced together up to the next finish, at the mean context
+over the run, and applied when they end; a request that reaches the group meanwhile cuts the run
+at the first iteration boundary after it (the later part is dropped and formed afresh). Each
+iteration is still counted as its own.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ class Group:
     ranks: list[Rank]
     busy: bool = False
     last_start_s: float = 0.0
+    inflight: tuple | None = None
+    """The iterations running now: (plans, start, seconds each, count); applied when they end."""
+    version: int = 0
+    """Bumped when a run of iterations is cut short: READY events of an older version are stale."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -125,11 +131,19 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
 
     def enqueue(i: int, t: float, slots) -> None:
         g, k = min(slots, key=lambda s: (groups[s[0]].ranks[s[1]].load, s[1], s[0]))
-        groups[g].ranks[k].waiting.append(i)
-        if not groups[g].busy:
-            groups[g].busy = True
-            groups[g].last_start_s = t
-            push(t, READY, g)
+        grp = groups[g]
+        grp.ranks[k].waiting.append(i)
+        if not grp.busy:
+            grp.busy = True
+            grp.last_start_s = t
+            push(t, READY, (g, grp.version))
+        elif grp.inflight is not None:  # a run of identical iterations stops at the first boundary after t
+            plans, start, dt, steps = grp.inflight
+            cut = max(1, math.ceil((t - start) / dt - 1e-9)) if dt > 0 else 1
+            if cut < steps:
+                grp.inflight = (plans, start, dt, cut)
+                grp.version += 1
+                push(start + dt * cut, READY, (g, grp.version))
 
     next_request = 0
 
@@ -160,8 +174,31 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
             r.first_s[payload] = t
             enqueue(payload, t, decode)
             continue
-        grp = groups[payload]
+        g, version = payload
+        grp = groups[g]
+        if version != grp.version:
+            continue  # superseded: the run of iterations was cut short
         pool = grp.pool
+        if grp.inflight is not None:  # the iterations that end now
+            plans, start, dt, steps = grp.inflight
+            grp.inflight = None
+            out.iterations += steps
+            out.busy_s[g] += dt * steps
+            if keep_spans:
+                out.spans.append(Span(group=g, start_s=start, duration_s=dt, count=steps,
+                                      decode_seqs=sum(int(p.decoding.size) for p in plans),
+                                      prefill_tokens=sum(p.prefill_tokens for p in plans)))
+            for rank, p in zip(grp.ranks, plans):
+                for i in rank.finish(r, p, pool.policy, t, steps):
+                    done(i, t)
+                for i in rank.handed:
+                    if r.generated[i] >= r.osl[i]:  # a one-token answer ends with its prefill
+                        r.first_s[i] = r.finish_s[i] = t
+                        done(i, t)
+                    else:
+                        push(t + transfer_s(i), HANDOFF, i)
+                rank.handed.clear()
+            grp.last_start_s = start + dt * (steps - 1)
         cutoff = grp.last_start_s if pool.overlap else t
         plans = [rank.plan(r, pool.policy, cutoff) for rank in grp.ranks]
         out.preemptions += sum(p.preempted for p in plans)
@@ -170,31 +207,14 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
             later = [a for a in pending if a > cutoff]
             if later:  # waiting for the overlap scheduler to take them in
                 grp.last_start_s = t
-                push(max(min(later), t), READY, payload)
+                push(max(min(later), t), READY, (g, grp.version))
             else:
                 grp.busy = False
             continue
-        steps = _steps(r, grp, plans, pool.policy, cutoff, heap[0][0] if heap else math.inf, t, pool.table)
+        steps = _steps(r, grp, plans, pool.policy, cutoff, pool.table)
         dt = max(_time(r, pool.table, p, steps) for p in plans)
-        end = t + dt * steps
-        out.iterations += steps
-        out.busy_s[payload] += dt * steps
-        if keep_spans:
-            out.spans.append(Span(group=payload, start_s=t, duration_s=dt, count=steps,
-                                  decode_seqs=sum(int(p.decoding.size) for p in plans),
-                                  prefill_tokens=sum(p.prefill_tokens for p in plans)))
-        for rank, p in zip(grp.ranks, plans):
-            for i in rank.finish(r, p, pool.policy, end, steps):
-                done(i, end)
-            for i in rank.handed:
-                if r.generated[i] >= r.osl[i]:  # a one-token answer ends with its prefill
-                    r.first_s[i] = r.finish_s[i] = end
-                    done(i, end)
-                else:
-                    push(end + transfer_s(i), HANDOFF, i)
-            rank.handed.clear()
-        grp.last_start_s = t
-        push(end, READY, payload)
+        grp.inflight = (plans, t, dt, steps)
+        push(t + dt * steps, READY, (g, grp.version))
     out.end_s = float(np.nanmax(r.finish_s)) if r.finish_s.size else 0.0
     return out
 
@@ -205,8 +225,7 @@ def _time(r: Requests, table: StepTable, p: Plan, steps: int) -> float:
     return table.time_s(n, p.prefill_tokens, ctx)
 
 
-def _steps(r: Requests, grp: Group, plans: list[Plan], policy: Policy, cutoff: float, next_event_s: float,
-           t: float, table: StepTable) -> int:
+def _steps(r: Requests, grp: Group, plans: list[Plan], policy: Policy, cutoff: float, table: StepTable) -> int:
     """How many identical pure-decode iterations can run from ``t`` before anything changes."""
     if any(p.chunks or p.admitted or p.preempted for p in plans):
         return 1
@@ -216,7 +235,4 @@ def _steps(r: Requests, grp: Group, plans: list[Plan], policy: Policy, cutoff: f
     if not policy.reserve_full:  # each step holds one more token per decoding request
         left = min([left] + [(policy.kv_tokens - rank.kv_used) // int(p.decoding.size)
                              for rank, p in zip(grp.ranks, plans) if p.decoding.size])
-    dt = max(_time(r, table, p, 1) for p in plans)
-    if math.isfinite(next_event_s):
-        left = min(left, max(1, math.ceil((next_event_s - t) / max(dt, 1e-12))))
     return max(1, left)
