@@ -108,28 +108,10 @@ def plan(json_path, md_path, objective, strict, simulated, **kw) -> None:
     Exit codes: 0 a plan is printed (its verdict, feasible or which requirement it misses, is in the
     output); 1 nothing holds the model and one request within the GPU budget (the output names the
     smallest GPU count that would), or with --strict a requirement is missed; 2 bad input."""
-    from meshplan.plan.plan import plan_document
-    from meshplan.search.objectives import Objective
-    from meshplan.search.search import search
+    from meshplan.cli.plan_cmd import plan_doc
 
     _targets(json_path, md_path)
-    problem = load(kw)
-    if objective == "min-gpus" and not problem.requirements.min_output_tok_s:
-        raise SpecError("--objective", objective, "needs a total throughput target (requirements.min_output_tok_s)")
-    if problem.strategy or problem.prefill_strategy or problem.decode_strategy:
-        from meshplan.cli.evaluate_cmd import run_evaluate
-        doc = run_evaluate(problem, None, None, None, None)
-        doc["notes"].append({"field": "strategy", "message": (
-            "the problem fixes the strategy: plan evaluates it instead of searching (why not: how the "
-            "search's best compares)")})
-    else:
-        result = search(problem, Objective(objective), progress=lambda m: echo(f"  {m}", err=True))
-        if simulated or problem.requirements.ttft_p99_s or problem.requirements.tpot_p99_s:
-            from meshplan.plan.simulated import simulated_plan
-            echo("  simulating the best candidates ...", err=True)
-            doc = simulated_plan(result)
-        else:
-            doc = plan_document(result)
+    doc = plan_doc(load(kw), objective, simulated)
     if json_path != "-" and md_path != "-":
         echo(_summary(doc))
     _write(doc, json_path, md_path)
