@@ -129,3 +129,13 @@ def test_disaggregated_prompts_move_to_the_decode_pool_with_their_first_token():
 def _handoff_policy():
     from dataclasses import replace
     return replace(_policy(), handoff=True)
+
+
+def test_progress_is_reported_at_every_tenth_of_the_requests_finished():
+    seen = []
+    from meshplan.simulate.loop import Pool, Role, simulate_pools
+    pool = Pool(role=Role.AGGREGATED, table=Linear(), policy=_policy(), dp=1, pp=1)
+    simulate_pools(closed_loop(4, 40, np.full(40, 10), np.full(40, 5)), [pool], overhead_s=0.0,
+                   progress=lambda done, total: seen.append((done, total)))
+    # 40 requests: a report at 4, 8, ..., 40 finished.
+    assert seen == [(k, 40) for k in range(4, 41, 4)]

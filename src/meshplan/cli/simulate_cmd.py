@@ -110,6 +110,12 @@ def _stream(problem, instances, requests, trace_in, lengths, cv, rng):
     return workload_stream(problem.workload, instances, requests, rng, LengthDist(lengths) if lengths else None, cv)
 
 
+def _progress(finished: int, total: int) -> None:
+    """Long runs say how far they are, on stderr (runs of under 20,000 requests take seconds)."""
+    if total >= 20_000:
+        echo(f"  {finished:,} of {total:,} requests finished", err=True)
+
+
 def run_simulation(problem, strategy, requests, trace_in, lengths, cv, seed):
     """(summary document, simulation result): one instance of an aggregated plan, or a
     disaggregated plan's whole deployment."""
@@ -119,7 +125,8 @@ def run_simulation(problem, strategy, requests, trace_in, lengths, cv, seed):
     cand = _layout(problem, strategy)
     rng = np.random.default_rng(seed)
     res, gpus, copies, arrivals, _ = run_candidate(
-        problem, cand, lambda instances: _stream(problem, instances, requests, trace_in, lengths, cv, rng), True)
+        problem, cand, lambda instances: _stream(problem, instances, requests, trace_in, lengths, cv, rng), True,
+        _progress)
     r = problem.requirements
     s = summarise(res, r.ttft_s, r.tpot_s)
     stats = lambda x: {"mean": x.mean, "p50": x.p50, "p90": x.p90, "p99": x.p99}  # noqa: E731

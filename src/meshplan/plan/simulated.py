@@ -41,7 +41,7 @@ def _par(lay) -> Par:
     return Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp)
 
 
-def run_candidate(problem: Problem, c: Candidate, stream_for, keep_spans: bool = False):
+def run_candidate(problem: Problem, c: Candidate, stream_for, keep_spans: bool = False, progress=None):
     """Simulate candidate ``c``: one instance of an aggregated layout (``stream_for(instances)``
     gives its share of the requests and how they arrive), or a disaggregated deployment whole
     (``stream_for(1)``). Returns the result, the GPUs simulated, how many copies of them the plan
@@ -50,11 +50,12 @@ def run_candidate(problem: Problem, c: Candidate, stream_for, keep_spans: bool =
     if c.mode is Mode.DISAGGREGATED:
         stream, arrivals = stream_for(1)
         res = simulate_disaggregated(ci, _par(c.prefill), c.prefill.instances, _par(c.decode), c.decode.instances,
-                                     stream, keep_spans)
+                                     stream, keep_spans, progress)
         return res, c.gpus_total, 1, arrivals, stream
     lay = c.decode
     stream, arrivals = stream_for(lay.instances)
-    return simulate_instance(ci, _par(lay), stream, keep_spans), lay.gpus_per_instance, lay.instances, arrivals, stream
+    res = simulate_instance(ci, _par(lay), stream, keep_spans, progress)
+    return res, lay.gpus_per_instance, lay.instances, arrivals, stream
 
 
 def simulate_candidate(problem: Problem, c: Candidate) -> dict[str, Any]:

@@ -59,16 +59,18 @@ def _pool(ci: CostInputs, par: Par, pol: Policy, stream: RequestStream, role: Ro
                 overlap=bool(np.asarray(overlapped(ci, par)).max()))
 
 
-def simulate_instance(ci: CostInputs, par: Par, stream: RequestStream, keep_spans: bool = False) -> Result:
+def simulate_instance(ci: CostInputs, par: Par, stream: RequestStream, keep_spans: bool = False,
+                      progress=None) -> Result:
     """Serve ``stream`` on one instance of layout ``par`` (scalar degrees)."""
     pol = policy_for(ci, par)
     _check_fits(pol, stream)
     return simulate_pools(stream, [_pool(ci, par, pol, stream, Role.AGGREGATED)],
-                          overhead_s=ci.request_overhead_s + ci.client_overhead_s, keep_spans=keep_spans)
+                          overhead_s=ci.request_overhead_s + ci.client_overhead_s, keep_spans=keep_spans,
+                          progress=progress)
 
 
 def simulate_disaggregated(ci: CostInputs, prefill: Par, n_prefill: int, decode: Par, n_decode: int,
-                           stream: RequestStream, keep_spans: bool = False) -> Result:
+                           stream: RequestStream, keep_spans: bool = False, progress=None) -> Result:
     """Serve ``stream`` on n_prefill prefill instances and n_decode decode instances: a prompt's KV
     cache moves over the prefill instance's NICs (its tp x pp GPUs, as cost.kv_transfer times it)."""
     pol_p = replace(policy_for(ci, prefill), handoff=True)
@@ -82,4 +84,4 @@ def simulate_disaggregated(ci: CostInputs, prefill: Par, n_prefill: int, decode:
     pools = [_pool(ci, prefill, pol_p, stream, Role.PREFILL, n_prefill),
              _pool(ci, decode, pol_d, stream, Role.DECODE, n_decode)]
     return simulate_pools(stream, pools, overhead_s=ci.request_overhead_s + ci.client_overhead_s,
-                          transfer_s=transfer_s, keep_spans=keep_spans)
+                          transfer_s=transfer_s, keep_spans=keep_spans, progress=progress)

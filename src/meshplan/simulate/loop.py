@@ -107,10 +107,12 @@ def simulate(stream: RequestStream, table, policy: Policy, *, dp: int, pp: int, 
 
 
 def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: float,
-                   transfer_s: Callable[[int], float] | None = None, keep_spans: bool = False) -> Result:
+                   transfer_s: Callable[[int], float] | None = None, keep_spans: bool = False,
+                   progress: Callable[[int, int], None] | None = None) -> Result:
     """Serve ``stream`` on pools of instances: one aggregated pool, or a prefill pool whose
     prompts, once prefilled, move their KV cache to the decode pool in ``transfer_s(request)``
-    seconds (the first token arrives with it)."""
+    seconds (the first token arrives with it). ``progress(finished, total)`` is called each time
+    another tenth of the requests has finished."""
     r = Requests.of(stream.isl, stream.osl)
     groups = [Group(pool=p, ranks=[Rank() for _ in range(p.dp)]) for p in pools
               for _ in range(p.instances * p.pp)]
@@ -147,8 +149,14 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
 
     next_request = 0
 
+    finished = 0
+    tenth = max(stream.count // 10, 1)
+
     def done(i: int, end: float) -> None:
-        nonlocal next_request
+        nonlocal next_request, finished
+        finished += 1
+        if progress is not None and (finished % tenth == 0 or finished == stream.count):
+            progress(finished, stream.count)
         if stream.arrivals is Arrivals.CLOSED_LOOP and next_request < stream.count:
             r.client[next_request] = r.client[i]
             send(next_request, end)
