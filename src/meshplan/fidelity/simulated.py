@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from meshplan.cost.layer import Par
 from meshplan.errors import SpecError
 from meshplan.fidelity.predict import Group, Prediction
+from meshplan.plan.build import par_of
 from meshplan.fidelity.silicon import SiliconCase
 from meshplan.simulate.instance import simulate_disaggregated, simulate_instance
 from meshplan.simulate.requests import LengthDist, closed_loop, draw_lengths
@@ -47,10 +47,9 @@ def simulate_case(group: Group, case: SiliconCase) -> tuple[float, float]:
     stream = closed_loop(clients, n, isl, osl)
     if case.disaggregated:
         p, d = case.prefill, case.decode
-        res = simulate_disaggregated(ci, Par.of(p.tp, p.dp, p.ep, p.etp, p.pp), p.instances,
-                                     Par.of(d.tp, d.dp, d.ep, d.etp, d.pp), d.instances, stream)
+        res = simulate_disaggregated(ci, par_of(p), p.instances, par_of(d), d.instances, stream)
     else:
-        res = simulate_instance(ci, Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp), stream)
+        res = simulate_instance(ci, par_of(lay), stream)
     ttft, tpot, _ = per_request(res)
     return float(np.nanmean(ttft)), float(np.nanmean(tpot))
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from meshplan.cost.inputs import CostInputs
-from meshplan.cost.layer import Par
+from meshplan.plan.build import par_of
 from meshplan.search.candidate import Candidate
 from meshplan.search.objectives import Mode
 from meshplan.simulate.instance import simulate_disaggregated, simulate_instance
@@ -37,10 +37,6 @@ def _requests(clients: int) -> int:
     return int(min(max(REQUESTS[0], REQUESTS_PER_CLIENT * clients), REQUESTS[1]))
 
 
-def _par(lay) -> Par:
-    return Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp)
-
-
 def run_candidate(problem: Problem, c: Candidate, stream_for, keep_spans: bool = False, progress=None):
     """Simulate candidate ``c``: one instance of an aggregated layout (``stream_for(instances)``
     gives its share of the requests and how they arrive), or a disaggregated deployment whole
@@ -49,12 +45,12 @@ def run_candidate(problem: Problem, c: Candidate, stream_for, keep_spans: bool =
     ci = CostInputs.from_problem(problem)
     if c.mode is Mode.DISAGGREGATED:
         stream, arrivals = stream_for(1)
-        res = simulate_disaggregated(ci, _par(c.prefill), c.prefill.instances, _par(c.decode), c.decode.instances,
+        res = simulate_disaggregated(ci, par_of(c.prefill), c.prefill.instances, par_of(c.decode), c.decode.instances,
                                      stream, keep_spans, progress)
         return res, c.gpus_total, 1, arrivals, stream
     lay = c.decode
     stream, arrivals = stream_for(lay.instances)
-    res = simulate_instance(ci, _par(lay), stream, keep_spans, progress)
+    res = simulate_instance(ci, par_of(lay), stream, keep_spans, progress)
     return res, lay.gpus_per_instance, lay.instances, arrivals, stream
 
 

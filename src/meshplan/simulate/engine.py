@@ -117,6 +117,15 @@ class Rank:
         return (len(self.running) < pol.max_running
                 and self.kv_used + self._kv_need(r, i, pol) + room <= pol.kv_tokens)
 
+    def _admit(self, r: Requests, pol: Policy, into: list) -> None:
+        """The head of the queue joins the running requests (and ``into``: decoding or
+        prefilling), holding its KV tokens."""
+        i = self.waiting.popleft()
+        self.running.append(i)
+        into.append(i)
+        r.kv_held[i] = self._kv_need(r, i, pol)
+        self.kv_used += int(r.kv_held[i])
+
     def _preempt_for_decodes(self, r: Requests, pol: Policy) -> int:
         """Preempt the latest admitted requests until every decoding one has a free token
         (current-use KV); each goes back to the head of the queue to recompute."""
@@ -156,12 +165,7 @@ class Rank:
             if not self._admissible(r, pol, i):
                 break
             if r.to_prefill[i] == 0:  # its KV came from a prefill instance: it decodes at once
-                self.waiting.popleft()
-                self.running.append(i)
-                self.decoding.append(i)
-                need = self._kv_need(r, i, pol)
-                r.kv_held[i] = need
-                self.kv_used += need
+                self._admit(r, pol, self.decoding)
                 admitted += 1
                 continue
             if left <= 0:
@@ -170,12 +174,7 @@ class Rank:
             if not pol.chunked and whole > left and (chunks or decoding):
                 break  # an unchunked prompt waits for an iteration it fits whole (alone, it runs whole)
             c = whole if not pol.chunked else min(whole, left)
-            self.waiting.popleft()
-            self.running.append(i)
-            self.prefilling.append(i)
-            need = self._kv_need(r, i, pol)
-            r.kv_held[i] = need
-            self.kv_used += need
+            self._admit(r, pol, self.prefilling)
             chunks[i] = c
             left -= c
             admitted += 1

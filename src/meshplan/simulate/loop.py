@@ -219,7 +219,7 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
             else:
                 grp.busy = False
             continue
-        steps = _steps(r, grp, plans, pool.policy, cutoff, pool.table)
+        steps = _steps(r, grp, plans, pool.policy, cutoff)
         dt = max(_time(r, pool.table, p, steps) for p in plans)
         grp.inflight = (plans, t, dt, steps)
         push(t + dt * steps, READY, (g, grp.version))
@@ -233,8 +233,9 @@ def _time(r: Requests, table: StepTable, p: Plan, steps: int) -> float:
     return table.time_s(n, p.prefill_tokens, ctx)
 
 
-def _steps(r: Requests, grp: Group, plans: list[Plan], policy: Policy, cutoff: float, table: StepTable) -> int:
-    """How many identical pure-decode iterations can run from ``t`` before anything changes."""
+def _steps(r: Requests, grp: Group, plans: list[Plan], policy: Policy, cutoff: float) -> int:
+    """How many identical pure-decode iterations can run before anything changes (a finish, or
+    the KV cache filling); an arrival cuts the run later (see the module doc)."""
     if any(p.chunks or p.admitted or p.preempted for p in plans):
         return 1
     if any(rank.waiting and r.arrive_s[rank.waiting[0]] > cutoff for rank in grp.ranks):
