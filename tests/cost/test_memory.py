@@ -7,7 +7,7 @@ from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.cost.memory import kv_bytes_per_token
 from meshplan.cost.capacity import kv_context
-from meshplan.cost.phase import max_sequences_per_rank
+from meshplan.cost.phase import max_sequences_per_rank, memory, usable_bytes
 from meshplan.cost.serving import decode_cost
 from meshplan.io.catalog import model_keys
 from meshplan.io.problem_file import problem_from_raw
@@ -67,3 +67,38 @@ def test_max_concurrency_falls_as_context_grows(key):
         limits.append(float(max_sequences_per_rank(ci, par, ctx, extra_context=extra)))
     assert limits[0] >= limits[1] >= limits[2]
     assert limits[0] > limits[2] or limits[0] == 0
+
+
+def _engine_ci(engine, headroom=0.9):
+    return CostInputs.from_problem(problem_from_raw({
+        "model": "llama-3.1-70b", "gpu": "h100-sxm", "engine": engine, "precision": {"weights": "bf16"},
+        "workload": {"isl": 1000, "osl": 1000}, "requirements": {"memory_headroom": headroom}}))
+
+
+def test_usable_memory_of_the_whole_and_of_the_free():
+    # An H100 has C = 85.52e9 bytes; reserve R = 2 GiB (the default); fraction 0.9; W = 60 GiB of
+    # weights. vLLM and SGLang may fill 0.9 C = 76.968e9. TensorRT-LLM takes 0.9 of what is free
+    # once the model is in: C - 0.1 (C - W - R) = 85.52e9 - 0.1 (85.52e9 - 62 x 2^30) = 83.6252e9.
+    gib = 2**30
+    vllm, sglang, trt = _engine_ci("vllm"), _engine_ci("sglang"), _engine_ci("trtllm")
+    assert vllm.memory_capacity == 85.52e9 and vllm.reserve == 2 * gib
+    assert usable_bytes(vllm, 60 * gib) == pytest.approx(76.968e9)
+    assert usable_bytes(sglang, 60 * gib) == pytest.approx(76.968e9)
+    assert usable_bytes(trt, 60 * gib) == pytest.approx(83.6252e9, rel=1e-5)
+    # A model that does not fit leaves nothing free: the capacity is all there is (79 + 2 GiB > C).
+    assert usable_bytes(trt, 79 * gib) == pytest.approx(85.52e9)
+
+
+def test_tensorrt_llm_keeps_back_a_tenth_of_the_free_memory_only():
+    # Llama-3.1-70B BF16 on 4 H100s: W = 70.55e9 params x 2 bytes / 4 = 35.3e9 bytes per GPU (the
+    # published count; norms are replicated, a rounding error). The two rules differ by
+    # (C - 0.1 (C - W - R)) - 0.9 C = 0.1 (W + R) = 0.1 x (35.3e9 + 2.147e9) = 3.74e9 bytes, room for
+    # 3.74e9 / (327,680 / 4 bytes per token per GPU) = 45.7k more tokens on each GPU.
+    par = Par.of(4, 1, 1, 1, 1)
+    vllm, trt = _engine_ci("vllm"), _engine_ci("trtllm")
+    m_v = memory(vllm, par, 1.0, 1.0, 1.0, 2000.0)
+    m_t = memory(trt, par, 1.0, 1.0, 1.0, 2000.0)
+    assert float(m_t.weights) == pytest.approx(35.3e9, rel=0.02)
+    assert float(m_t.usable - m_v.usable) == pytest.approx(3.74e9, rel=0.02)
+    more = float(max_sequences_per_rank(trt, par, 2000.0) - max_sequences_per_rank(vllm, par, 2000.0))
+    assert more * 2000 == pytest.approx(45_700, rel=0.06)  # whole sequences of 2,000 tokens

@@ -125,11 +125,11 @@ def _starts(ci: CostInputs, par: Par, r: EngineReading, context: int) -> Check:
     the full context + activations of a pass of the token budget (what vLLM's start-up profiling
     run measures) + runtime reserve <= the memory fraction x capacity, on the fullest stage."""
     m = memory(ci, par, prefill_budget(ci, par), 1.0, 1.0, float(context))
-    weights, kv, total, usable = _first(m.weights), _first(m.kv_cache), _first(m.total), float(m.usable)
+    weights, kv, total, usable = _first(m.weights), _first(m.kv_cache), _first(m.total), _first(m.usable)
     share = f"{fmt(usable, 'bytes')} usable ({r.memory_flag} {r.memory_fraction:g})"
     if weights + m.reserve > usable:
         return Check(subject="fits", verdict=Verdict.WRONG, meshplan=weights, unit="bytes",
-                     rule="weights of the fullest stage + runtime reserve <= memory fraction x capacity",
+                     rule="weights of the fullest stage + runtime reserve <= usable memory (cost.phase.usable_bytes)",
                      message=(f"the weights alone need {fmt(weights, 'bytes')} per GPU (+ {fmt(m.reserve, 'bytes')} "
                               f"reserve) of {share}: the engine cannot start"))
     if total > usable:

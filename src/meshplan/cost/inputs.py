@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meshplan.cost.kernels import gemm_quant_kernels
-from meshplan.specs.engine import A2ABackend, EngineProfile, KvAdmission, PrefillPolicy
+from meshplan.specs.engine import A2ABackend, EngineProfile, KvAdmission, KvMemoryShare, PrefillPolicy
 from meshplan.specs.model import AttentionKind, LayerKind, ModelSpec
 from meshplan.specs.params import count_params
 from meshplan.specs.problem import Problem
@@ -108,7 +108,11 @@ class CostInputs:
     """Smooth-roofline exponent."""
     memory_capacity: float
     usable_memory: float
+    """The memory fraction (requirements.memory_headroom) x capacity."""
     reserve: float
+    kv_of_free: bool
+    """The memory fraction applies to the memory left once weights and the reserve are in
+    (KvMemoryShare.OF_FREE, TensorRT-LLM) rather than to the whole (cost.phase.usable_bytes)."""
     load_cv: float
     """Expert popularity coefficient of variation in effect (reduced by redundant experts)."""
     redundant: float
@@ -195,7 +199,7 @@ class CostInputs:
             overhead_s=(a.kernel_overhead_s if a.kernel_overhead_s is not None
                         else g.kernel_floor_s * a.kernel_floor_scale), sharp=a.roofline_sharpness,
             memory_capacity=g.memory_bytes, usable_memory=g.memory_bytes * p.requirements.memory_headroom,
-            reserve=a.runtime_reserve_bytes,
+            reserve=a.runtime_reserve_bytes, kv_of_free=eng.kv_memory_share is KvMemoryShare.OF_FREE,
             load_cv=a.expert_load_cv * (a.eplb_residual if a.redundant_experts else 1.0),
             redundant=a.redundant_experts,
             tbo=eng.two_batch_overlap if a.two_batch_overlap is None else a.two_batch_overlap,

@@ -102,11 +102,25 @@ class Memory:
     activations: object
     reserve: float
     capacity: float
-    usable: float
+    usable: object
+    """usable_bytes with the weights of the fullest stage."""
 
     @property
     def total(self):
         return self.weights + self.kv_cache + self.activations + self.reserve
+
+
+def usable_bytes(ci: CostInputs, weights):
+    """Memory per GPU an instance may fill, with ``weights`` bytes of weights on the GPU. With a
+    memory fraction h of the whole (vLLM, SGLang): h x capacity. With h of what is free once the
+    model is loaded (TensorRT-LLM, all of it KV cache): capacity - (1 - h) x (capacity -
+    weights - reserve), which is the capacity itself when the model does not fit. Hand check:
+    80 GiB, 60 GiB of weights, 2 GiB reserve, h = 0.9: 72 GiB of the whole, or 80 - 0.1 x 18 =
+    78.2 GiB of the free."""
+    if not ci.kv_of_free:
+        return ci.usable_memory
+    h = ci.usable_memory / ci.memory_capacity
+    return ci.memory_capacity - (1.0 - h) * np.maximum(ci.memory_capacity - weights - ci.reserve, 0.0)
 
 
 def memory(ci: CostInputs, par: Par, tokens, seqs, kv_seqs, context, extra_context: float = 0.0) -> Memory:
@@ -130,7 +144,7 @@ def memory(ci: CostInputs, par: Par, tokens, seqs, kv_seqs, context, extra_conte
     w = max_over_stages(ci.layer_kinds, par.pp, weights_of)
     both = max_over_stages(ci.layer_kinds, par.pp, total)
     return Memory(weights=w, kv_cache=both - w, activations=act, reserve=ci.reserve,
-                  capacity=ci.memory_capacity, usable=ci.usable_memory)
+                  capacity=ci.memory_capacity, usable=usable_bytes(ci, w))
 
 
 def max_sequences_per_rank(ci: CostInputs, par: Par, context, tokens_per_seq: float = 1.0,
@@ -141,7 +155,8 @@ def max_sequences_per_rank(ci: CostInputs, par: Par, context, tokens_per_seq: fl
     act_per_seq = activation_bytes(ci, par.tp, par.ep, par.etp, tokens_per_seq, 1.0)
 
     def b_max(nd, nm, first, last):
-        free = (ci.usable_memory - ci.reserve - stage_weights(ci, par.tp, par.ep, par.etp, nd, nm, first, last).total
+        weights = stage_weights(ci, par.tp, par.ep, par.etp, nd, nm, first, last).total
+        free = (usable_bytes(ci, weights) - ci.reserve - weights
                 - par.pp * kv_per_sequence_stage(ci, par.tp, nd + nm, extra_context))
         per_seq = par.pp * kv_per_sequence_stage(ci, par.tp, nd + nm, context) + act_per_seq
         return -np.floor(np.maximum(free, 0.0) / per_seq)

@@ -33,7 +33,8 @@ def blockers(problem: Problem, pool: Pool) -> list[Violation]:
     if room < 1:
         found.append(Violation(rule=Rule.MEMORY, message=(
             f"{lay.short}: the weights and {what} do not fit the usable "
-            f"{problem.requirements.memory_headroom:.0%} of a {problem.gpu.name}'s memory")))
+            f"{problem.requirements.memory_headroom:.0%} of a {problem.gpu.name}'s memory"
+            + (" left free once the model is loaded" if ci.kv_of_free else ""))))
         return found
     launch = context_tokens(problem)
     if launch > w.max_context_tokens and float(np.asarray(max_sequences_per_rank(ci, par, launch))) < 1:

@@ -38,7 +38,7 @@ def _memory(pc: PhaseCost) -> dict[str, float]:
     m = pc.memory
     return {"weights": _f(m.weights), "kv_cache": _f(m.kv_cache), "activations": _f(m.activations),
             "reserve": float(m.reserve), "total": _f(m.total), "capacity": float(m.capacity),
-            "usable": float(m.usable)}
+            "usable": _f(m.usable)}
 
 
 def _ops(pc: PhaseCost) -> dict[str, list[dict[str, Any]]]:

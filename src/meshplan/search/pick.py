@@ -44,21 +44,23 @@ class PointTable:
     inst_req_s: np.ndarray
     """Requests per second one instance completes."""
     mem_total: np.ndarray
-    usable: float
+    usable: np.ndarray
+    """Usable memory per GPU of each row (cost.phase.usable_bytes)."""
 
     @staticmethod
     def decode(ci: CostInputs, la, dec: PhaseCost, invalid) -> "PointTable":
         return PointTable(mode=Mode.DECODE_ONLY, la=la, B=dec.B, metric=dec.tok_s_per_gpu, ttft=None,
                           tpot=dec.latency_s, fits=dec.B <= dec.max_B, invalid=_inv(invalid, dec.B),
                           max_b=dec.max_B[:, 0], inst_req_s=dec.requests_per_s, mem_total=dec.memory.total,
-                          usable=ci.usable_memory)
+                          usable=_rows(dec.memory.usable, dec.B))
 
     @staticmethod
     def prefill(ci: CostInputs, la, pre: PhaseCost, transfer_s) -> "PointTable":
         ttft = pre.latency_s + (transfer_s if transfer_s is not None else 0.0)
         return PointTable(mode=Mode.PREFILL_ONLY, la=la, B=pre.B, metric=pre.tok_s_per_gpu, ttft=ttft, tpot=None,
                           fits=pre.B <= pre.max_B, invalid=np.zeros(pre.B.shape, bool), max_b=pre.max_B[:, 0],
-                          inst_req_s=pre.requests_per_s, mem_total=pre.memory.total, usable=ci.usable_memory)
+                          inst_req_s=pre.requests_per_s, mem_total=pre.memory.total,
+                          usable=_rows(pre.memory.usable, pre.B))
 
     @staticmethod
     def aggregated(ci: CostInputs, la, dec: PhaseCost, s: Serving, invalid) -> "PointTable":
@@ -66,7 +68,19 @@ class PointTable:
         return PointTable(mode=Mode.AGGREGATED, la=la, B=dec.B, metric=s.output_tok_s_per_gpu, ttft=s.ttft_s,
                           tpot=s.tpot_s, fits=dec.B <= dec.max_B, invalid=_inv(invalid, dec.B),
                           max_b=dec.max_B[:, 0], inst_req_s=s.output_tok_s_per_gpu * g / ci.problem.workload.osl_tokens,
-                          mem_total=dec.memory.total, usable=ci.usable_memory)
+                          mem_total=dec.memory.total, usable=_rows(dec.memory.usable, dec.B))
+
+
+def _rows(usable, like) -> np.ndarray:
+    """One usable-memory figure per row of a (rows, points) table."""
+    u = np.asarray(usable, dtype=float).reshape(-1)
+    return np.broadcast_to(u, (np.shape(like)[0],))
+
+
+def _share(ci: CostInputs) -> str:
+    """What the memory fraction is a fraction of, for messages."""
+    of = "of the memory free once the model is loaded" if ci.kv_of_free else "of capacity"
+    return f"{ci.problem.requirements.memory_headroom:.0%} {of}"
 
 
 def _inv(invalid, like):
@@ -158,10 +172,10 @@ def _miss_reason(t: PointTable, ci: CostInputs, i: int, ok: dict[Rule, np.ndarra
         if fit >= 1:
             return [Violation(rule=Rule.MEMORY, message=(
                 f"{t.B[i, j]:,.0f} sequences per attention-dp rank need {need / GIB:.1f} GiB per GPU > usable "
-                f"{t.usable / GIB:.1f} GiB ({req.memory_headroom:.0%} of capacity); at most {fit:,} fit per rank"))]
+                f"{t.usable[i] / GIB:.1f} GiB ({_share(ci)}); at most {fit:,} fit per rank"))]
         return [Violation(rule=Rule.MEMORY, message=(
-            f"even one sequence per rank needs more than the usable {t.usable / GIB:.1f} GiB per GPU "
-            f"({req.memory_headroom:.0%} of capacity): {need / GIB:.1f} GiB at the smallest point tried"))]
+            f"even one sequence per rank needs more than the usable {t.usable[i] / GIB:.1f} GiB per GPU "
+            f"({_share(ci)}): {need / GIB:.1f} GiB at the smallest point tried"))]
     if t.invalid[i].all():
         slots = int(t.la.dp[i] * t.la.pp[i])
         return [Violation(rule=Rule.CONCURRENCY, message=(

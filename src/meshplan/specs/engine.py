@@ -53,6 +53,18 @@ class KvAdmission(StrEnum):
     CURRENT_USE = "current_use"
 
 
+class KvMemoryShare(StrEnum):
+    """What the engine's memory fraction (the plan's memory headroom) is a fraction of.
+
+    of_total: of the GPU's whole memory, which weights, KV cache and activations share (vLLM
+    gpu_memory_utilization; SGLang mem_fraction_static covers weights and the KV pool). of_free:
+    of the memory left free once the model is loaded, all of it for the KV cache (TensorRT-LLM
+    KvCacheConfig.free_gpu_memory_fraction)."""
+
+    OF_TOTAL = "of_total"
+    OF_FREE = "of_free"
+
+
 class A2ABackend(StrEnum):
     """How MoE tokens move between attention-dp ranks when experts are spread (ep > 1).
 
@@ -124,6 +136,8 @@ class EngineProfile(Spec):
     the serving front end (HTTP, tokenization, routing) and the engine's inter-process queues on
     the way in and out (seconds). Not published for any engine; fitted (catalog/calibration)."""
     kv_admission: KvAdmission
+    kv_memory_share: KvMemoryShare = KvMemoryShare.OF_TOTAL
+    """What the memory fraction is a fraction of (KvMemoryShare)."""
     a2a_backend: A2ABackend
     """MoE token exchange under attention dp with ep > 1."""
     a2a_backend_large_nvlink: A2ABackend | None = None

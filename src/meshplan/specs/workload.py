@@ -90,5 +90,8 @@ class Requirements(Spec):
     min_output_tok_s: float | None = Field(default=None, gt=0)
     """Output tokens per second of the whole deployment (sizes the GPU count)."""
     memory_headroom: float = Field(default=0.9, gt=0, le=1)
-    """Fraction of each GPU's memory a plan may use. Default 0.9, vLLM's default
-    gpu_memory_utilization (vllm/engine/arg_utils.py); the seed's plans use 0.8."""
+    """Fraction of each GPU's memory a plan may use: of the whole memory for vLLM and SGLang, of
+    the memory left free once the model is loaded for TensorRT-LLM (EngineProfile.kv_memory_share;
+    the launch configs write it as the engine's own flag). Default 0.9, vLLM's default
+    gpu_memory_utilization (vllm/engine/arg_utils.py) and TensorRT-LLM's default
+    free_gpu_memory_fraction; the seed's plans use 0.8."""
