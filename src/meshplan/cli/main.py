@@ -346,8 +346,10 @@ def _run_limits(requests, run_isl, run_osl, timeout_s, max_processes):
               help="Calibration profile: a bundled name, a YAML path, or none for the sourced defaults.")
 @click.option("--sim", "simulated", is_flag=True, help="Silicon CSV: predict the runs by simulating each "
               "run's closed loop request by request (meshplan simulate), beside the closed form.")
+@click.option("--ranking", is_flag=True, help="Silicon CSV: also compare meshplan's ordering of the layouts measured "
+              "side by side with the measured one (Kendall's tau per group, measured best in the top two).")
 @wrap_errors
-def validate(cases, json_path, calibration, simulated) -> None:
+def validate(cases, json_path, calibration, simulated, ranking) -> None:
     """Predict measured runs and print predicted against measured.
 
     CASES is a silicon CSV (the format of shared/cases/silicon-dev.csv: per backend x GPU x model x
@@ -355,7 +357,7 @@ def validate(cases, json_path, calibration, simulated) -> None:
     or a published-cases YAML (default: the bundled published.yaml)."""
     from meshplan.cli.validate_cmd import run_validate
 
-    run_validate(cases, json_path, calibration, simulated)
+    run_validate(cases, json_path, calibration, simulated, ranking)
 
 
 @main.command()

@@ -11,8 +11,10 @@ from pathlib import Path
 from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
 from meshplan.fidelity.cases import predict_cases, skipped_cases
+from meshplan.fidelity.ranking import TARGETS, TIE_SHARE, Ranking
 from meshplan.fidelity.validation import Stats, Validation, validate_silicon
 from meshplan.report.tables import table
+from meshplan.units import plural
 
 
 def _pct(x: float) -> str:
@@ -71,19 +73,53 @@ def _progress(start: float):
     return report
 
 
-def run_validate(path: str | None, json_path: str | None, calibration: str, simulated: bool = False) -> None:
+def print_ranking(r: Ranking) -> None:
+    """Kendall's tau per group of layouts measured side by side, and the summary with its targets."""
+    echo("\nDoes meshplan order layouts as measured? Output tokens/s per GPU by Little's law, per group "
+         "(model, formats, GPU, engine, ISL, OSL, mode, concurrency) with 3 layouts or more:\n")
+    rows = [[g.key[0].split("/")[-1], "/".join(x for x in g.key[1:3] if x != "-"), g.key[3], g.key[4],
+             f"{g.key[5]}/{g.key[6]}", g.key[7], str(g.key[8]), str(len(g.layouts)), f"{g.tau:+.2f}",
+             g.layouts[0], str(g.predicted_rank_of_best)] for g in r.groups]
+    echo(table(["model", "formats", "GPU", "engine", "ISL/OSL", "mode", "conc.", "layouts", "tau",
+                "measured best", "its predicted rank"], rows))
+    met = lambda ok: "met    " if ok else "not met"  # noqa: E731
+    echo(f"\n{plural(len(r.groups), 'group')}. Targets of the calibrate issue:")
+    echo(f"  {met(r.mean_tau >= TARGETS['mean_tau'])}  mean Kendall's tau: {r.mean_tau:+.2f} "
+         f"(target >= {TARGETS['mean_tau']:.1f})")
+    echo(f"  {met(r.best_in_top_two >= TARGETS['best_in_top_two'])}  measured best among meshplan's top two: "
+         f"{r.best_in_top_two:.0%} of groups (target >= {TARGETS['best_in_top_two']:.0%})")
+    wrong = [p for p in r.pairs if not p.agrees]
+    echo(f"\nThe harder question, how to lay out the same GPUs: of {len(r.pairs):,} pairs of layouts on equal GPU "
+         f"counts (measured more than {TIE_SHARE:.0%} apart), meshplan orders {r.pairs_agree:.0%} as measured."
+         + (" Pairs it orders the other way (output tokens/s per GPU, measured and predicted):" if wrong else ""))
+    if wrong:
+        echo(table(["model", "GPU", "engine", "ISL/OSL", "mode", "conc.", "faster measured", "slower measured",
+                    "measured", "predicted"],
+                   [[p.key[0].split("/")[-1], p.key[3], p.key[4], f"{p.key[5]}/{p.key[6]}", p.key[7], str(p.key[8]),
+                     p.faster, p.slower, f"{p.measured[0]:,.0f} vs {p.measured[1]:,.0f}",
+                     f"{p.predicted[0]:,.0f} vs {p.predicted[1]:,.0f}"] for p in wrong]))
+
+
+def run_validate(path: str | None, json_path: str | None, calibration: str, simulated: bool = False,
+                 ranking: bool = False) -> None:
     if json_path and json_path != "-":
         _check_target(json_path)
     tables = json_path != "-"  # with --json - stdout carries the JSON alone
     if path and Path(path).suffix.lower() == ".csv":
         start = time.perf_counter()
         v = validate_silicon(path, calibration, simulated, _progress(start) if simulated else None)
+        ranked = v.ranking() if ranking else None
         if tables:
             print_silicon(v)
+            if ranked is not None:
+                print_ranking(ranked)
         echo(f"\n{len(v.rows):,} runs predicted in {time.perf_counter() - start:.1f} s", err=True)
         if json_path:
-            _write(json_path, v.to_json())
+            _write(json_path, v.to_json() | ({"ranking": ranked.to_json()} if ranked is not None else {}))
         return
+    if ranking:
+        raise SpecError("--ranking", "on", "ranks the layouts of a silicon CSV's runs; give one (the published cases "
+                        "are single runs)")
     if simulated:
         raise SpecError("--sim", "on", "simulates the runs of a silicon CSV; the published cases are predicted by the "
                         "closed form")

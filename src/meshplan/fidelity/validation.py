@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from meshplan.fidelity.predict import Prediction, group_cases, predict_groups
+from meshplan.fidelity.ranking import Ranking, rank
 from meshplan.fidelity.simulated import simulate_groups
 from meshplan.fidelity.silicon import SiliconCase, Skip, read_silicon
 from meshplan.io.calibration import DEFAULT_PROFILE
@@ -132,6 +133,10 @@ class Validation:
             "moe_median_signed_tpot": {"value": moe.tpot_signed, "met": abs(moe.tpot_signed) <= TARGETS["moe_signed_abs"]},
             "moe_median_signed_ttft": {"value": moe.ttft_signed, "met": abs(moe.ttft_signed) <= TARGETS["moe_signed_abs"]},
         }
+
+    def ranking(self) -> Ranking:
+        """Rank agreement of the layouts measured side by side (fidelity.ranking)."""
+        return rank([(r.case, r.prediction.ttft_ms, r.prediction.tpot_ms) for r in self.rows])
 
     def to_json(self) -> dict[str, Any]:
         def stats(s: Stats) -> dict[str, Any]:
