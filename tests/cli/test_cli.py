@@ -252,3 +252,27 @@ def test_a_long_engine_command_is_shortened_at_a_word_not_mid_word():
     r = run("check", "--vllm", cmd, "--gpu", "h100", "--isl", "2000", "--osl", "500")
     # 60 characters at most with " ...": the first 6 words are 50 characters; the 7th would make 69.
     assert r.stdout.splitlines()[0] == "check of vllm serve meta-llama/Llama-3.3-70B-Instruct -tp 8 ... (vllm command)"
+
+
+def test_profile_flag_on_every_predicting_command(tmp_path):
+    # --profile (alias --calibration) reaches plan, evaluate, simulate, export, check and validate:
+    # 'none' turns the bundled fit off, so a figure must differ from the default run's, and a
+    # missing profile is refused with exit 2 naming the field.
+    flags = ["--model", "llama-3.1-70b", "--gpu", "h100", "--gpus", "8", "--isl", "1000", "--osl", "200"]
+    a = json.loads(run("evaluate", *flags, "--strategy", "tp=8", "--json", "-").stdout)
+    b = json.loads(run("evaluate", *flags, "--strategy", "tp=8", "--json", "-", "--profile", "none").stdout)
+    assert a["ttft_s"] != b["ttft_s"]
+    notes = json.loads(run("plan", *flags, "--json", "-", "--profile", "none").stdout)["notes"]
+    assert not any(n["field"] == "calibration" and "silicon-dev" in n["message"] for n in notes)
+    notes = json.loads(run("plan", *flags, "--json", "-").stdout)["notes"]
+    assert any(n["field"] == "calibration" and "silicon-dev" in n["message"] for n in notes)
+    for cmd in (["simulate", *flags, "--requests", "20", "--concurrency", "4"],
+                ["export", *flags, "--engine", "vllm", "--strategy", "tp=8", "--out", str(tmp_path / "x")],
+                ["check", "--vllm", "vllm serve meta-llama/Llama-3.1-70B -tp 8", "--gpu", "h100", "--isl", "1000",
+                 "--osl", "200"]):
+        bad = run(*cmd, "--profile", str(tmp_path / "missing.yaml"))
+        assert bad.returncode == 2, (cmd, bad.stderr)
+        assert "calibration" in bad.stderr and "Traceback" not in bad.stderr
+    ok = run("check", "--vllm", "vllm serve meta-llama/Llama-3.1-70B -tp 8", "--gpu", "h100", "--isl", "1000",
+             "--osl", "200", "--profile", "none")
+    assert ok.returncode in (0, 1) and "prediction" in ok.stdout

@@ -69,7 +69,7 @@ def _lengths(r: EngineReading, isl: float | None, osl: float | None) -> tuple[in
 
 
 def _raw(r: EngineReading, gpu: str, weights: str | None, source: str, isl: float, osl: float, context: int,
-         concurrency: int | None) -> dict:
+         concurrency: int | None, calibration: str | None = None) -> dict:
     """The problem the command serves: its engine (with its cap on running requests, when the
     command sets one), the checkpoint's formats unless --weights or a KV-cache format says
     otherwise, and the command's memory fraction."""
@@ -83,11 +83,12 @@ def _raw(r: EngineReading, gpu: str, weights: str | None, source: str, isl: floa
         workload["concurrency"] = concurrency
     return {"name": source, "model": r.model, "gpu": gpu, "gpus": r.layout.gpus, "engine": engine,
             **({"precision": precision} if precision else {}), "workload": workload,
-            "requirements": {"memory_headroom": r.memory_fraction}}
+            "requirements": {"memory_headroom": r.memory_fraction},
+            **({"calibration": calibration} if calibration is not None else {})}
 
 
 def check_engine(r: EngineReading, *, gpu: str | None, weights: str | None, isl: float | None, osl: float | None,
-                 source: str) -> Report:
+                 source: str, calibration: str | None = None) -> Report:
     report = Report(source=source, kind=f"{r.engine} command")
     for why in r.refusals:
         report.checks.append(Check(subject="engine_accepts", verdict=Verdict.WRONG, rule=f"{r.engine} argument checks",
@@ -99,7 +100,7 @@ def check_engine(r: EngineReading, *, gpu: str | None, weights: str | None, isl:
     if not gpu:
         raise SpecError("--gpu", None, "an engine command does not say which GPU it runs on; give --gpu")
     context, isl_v, osl_v, notes = _lengths(r, _length(isl, "--isl"), _length(osl, "--osl"))
-    problem = problem_from_raw(_raw(r, gpu, weights, source, isl_v, osl_v, context, None))
+    problem = problem_from_raw(_raw(r, gpu, weights, source, isl_v, osl_v, context, None, calibration))
     lay = r.layout
     for v in check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp):
         report.checks.append(Check(subject="layout", verdict=Verdict.WRONG, rule=v.rule.value, message=v.message))
@@ -108,7 +109,7 @@ def check_engine(r: EngineReading, *, gpu: str | None, weights: str | None, isl:
     report.checks.append(_starts(ci, par, r, context))
     concurrency, running = _running(ci, par, r)
     report.checks.append(concurrency)
-    served = problem_from_raw(_raw(r, gpu, weights, source, isl_v, osl_v, context, max(running, 1)))
+    served = problem_from_raw(_raw(r, gpu, weights, source, isl_v, osl_v, context, max(running, 1), calibration))
     cand = evaluate_aggregated(served, lay)
     report.evaluation = candidate_document(served, cand)
     report.reading = {"layout": str(lay), "engine": r.engine.value, "model": problem.model.name,

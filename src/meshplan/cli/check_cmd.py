@@ -14,7 +14,10 @@ from meshplan.io.user_file import load_json, load_yaml, read_text
 
 def build_report(plan: str | None, problem_path: str | None, vllm: str | None, sglang: str | None,
                  trtllm: str | None, gpu: str | None, weights: str | None, isl: float | None, osl: float | None,
-                 tolerance: float, model: str | None = None) -> Report:
+                 tolerance: float, model: str | None = None, calibration: str | None = None) -> Report:
+    def profiled(raw: dict) -> dict:
+        return raw if calibration is None else {**raw, "calibration": calibration}
+
     engines = [x for x in (vllm, sglang, trtllm) if x]
     if len(engines) + (1 if plan else 0) != 1:
         raise SpecError("PLAN", plan, "give exactly one of: a PLAN file, --vllm CMD, --sglang CMD, --trtllm CONFIG")
@@ -22,17 +25,18 @@ def build_report(plan: str | None, problem_path: str | None, vllm: str | None, s
         from meshplan.check.engine_check import check_engine
         from meshplan.check.engines import parse_sglang, parse_trtllm, parse_vllm
         reading = parse_vllm(vllm) if vllm else parse_sglang(sglang) if sglang else parse_trtllm(trtllm, model)
-        return check_engine(reading, gpu=gpu, weights=weights, isl=isl, osl=osl, source=clipped(engines[0], 60))
+        return check_engine(reading, gpu=gpu, weights=weights, isl=isl, osl=osl, source=clipped(engines[0], 60),
+                            calibration=calibration)
     path = Path(plan)
     text = read_text(plan, "PLAN")
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
-        return _structured(plan, text, tolerance)
+        return _structured(plan, text, tolerance, profiled, calibration)
     from meshplan.check.plan_markdown import is_meshplan_markdown
     from meshplan.io.problem_file import DEFAULT_PROBLEM, problem_from_raw, read_raw
     if is_meshplan_markdown(text):
         from meshplan.check.plan_doc import check_plan
         from meshplan.check.plan_markdown import read_plan_markdown
-        problem = problem_from_raw(read_raw(problem_path or str(DEFAULT_PROBLEM)))
+        problem = problem_from_raw(profiled(read_raw(problem_path or str(DEFAULT_PROBLEM))))
         origin = "--problem" if problem_path else "the bundled seed problem"
         claims = read_plan_markdown(text, path.name, problem, origin)
         return check_plan(claims, path.name, tolerance)
@@ -42,13 +46,13 @@ def build_report(plan: str | None, problem_path: str | None, vllm: str | None, s
         raw = read_seed_plan(text, path.name, read_raw(problem_path or str(DEFAULT_PROBLEM)))
     else:
         raw = read_raw(path)
-    problem = problem_from_raw(raw)
+    problem = problem_from_raw(profiled(raw))
     if problem.seed_strategy is None:
         raise SpecError("PLAN", plan, "states no layout (DP/TP/PP/EP); nothing to check against")
     return check_document(problem, text, path.name, tolerance)
 
 
-def _structured(plan: str, text: str, tolerance: float) -> Report:
+def _structured(plan: str, text: str, tolerance: float, profiled, calibration: str | None) -> Report:
     """A meshplan plan JSON/YAML, or a problem file that states a strategy."""
     from meshplan.check.plan_doc import check_plan_doc, check_problem_strategy
     from meshplan.io.problem_file import problem_from_raw
@@ -60,7 +64,10 @@ def _structured(plan: str, text: str, tolerance: float) -> Report:
     if "problem_spec" not in doc:
         raw = dict(doc)
         raw.setdefault("name", path.stem)
-        return check_problem_strategy(problem_from_raw(raw), path.name)
+        return check_problem_strategy(problem_from_raw(profiled(raw)), path.name)
+    if calibration is not None:
+        raise SpecError("--profile", calibration, "a meshplan plan JSON keeps the profile it was made with "
+                        "(problem_spec.calibration); make the plan again with --profile to use another")
     return check_plan_doc(doc, path.name, tolerance)
 
 

@@ -229,8 +229,11 @@ def lint_dag(dot_file, plan_file, problem_file, strategy, dag_phase, as_json) ->
 @click.option("--tolerance", type=float, default=0.25, show_default=True,
               help="Relative difference under which a claimed figure counts as confirmed.")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
+@click.option("--calibration", "--profile", "calibration", help="Calibration profile meshplan's figures use (default "
+              "silicon-dev; a plan JSON keeps the one it was made with).")
 @wrap_errors
-def check(plan, problem_path, vllm, sglang, trtllm, engine_model, gpu, weights, isl, osl, tolerance, as_json) -> None:
+def check(plan, problem_path, vllm, sglang, trtllm, engine_model, gpu, weights, isl, osl, tolerance, as_json,
+          calibration) -> None:
     """Check a plan written elsewhere (Markdown, meshplan JSON/YAML, or an engine command):
     every claim confirmed, wrong (with meshplan's value and the rule) or unverifiable.
     Exit 1 when any claim is wrong."""
@@ -238,7 +241,8 @@ def check(plan, problem_path, vllm, sglang, trtllm, engine_model, gpu, weights, 
 
     if not (finite_number(tolerance) and tolerance > 0):
         raise SpecError("--tolerance", tolerance, "must be a positive, finite number")
-    report = build_report(plan, problem_path, vllm, sglang, trtllm, gpu, weights, isl, osl, tolerance, engine_model)
+    report = build_report(plan, problem_path, vllm, sglang, trtllm, gpu, weights, isl, osl, tolerance, engine_model,
+                          calibration)
     emit(report, as_json)
     raise SystemExit(1 if report.any_wrong else 0)
 
@@ -342,7 +346,7 @@ def _run_limits(requests, run_isl, run_osl, timeout_s, max_processes):
 @click.argument("cases", required=False, type=click.Path(dir_okay=False))
 @click.option("--json", "json_path", help="Write every prediction as JSON to FILE, with the summary for a silicon CSV ('-': stdout, "
               "without the tables).")
-@click.option("--calibration", default="silicon-dev", show_default=True,
+@click.option("--calibration", "--profile", "calibration", default="silicon-dev", show_default=True,
               help="Calibration profile: a bundled name, a YAML path, or none for the sourced defaults.")
 @click.option("--sim", "simulated", is_flag=True, help="Silicon CSV: predict the runs by simulating each "
               "run's closed loop request by request (meshplan simulate), beside the closed form.")
@@ -371,7 +375,7 @@ def validate(cases, json_path, calibration, simulated, ranking) -> None:
 @wrap_errors
 def calibrate(cases, out, fit_names, folds, name) -> None:
     """Fit the named factors of the step model on measured runs (a silicon CSV) and write a
-    calibration profile; plan, evaluate and validate use it with --calibration FILE."""
+    calibration profile; plan, evaluate, simulate, validate, check and export use it with --profile FILE."""
     from meshplan.cli.calibrate_cmd import run_calibrate
 
     from pathlib import Path

@@ -54,8 +54,9 @@ def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> 
         click.option("--redundant-experts", type=int, help="Redundant expert replicas (EPLB): ep must divide experts + "
                      "this (DeepSeek-V3 on EP72 runs with 32)."),
         *engine_opts,
-        click.option("--calibration", help="Calibration profile of fitted step-model factors: a bundled name, a "
-                     "YAML path (meshplan calibrate --out), or none for the sourced defaults (default silicon-dev)."),
+        click.option("--calibration", "--profile", "calibration", help="Calibration profile of fitted step-model "
+                     "factors: a bundled name, a YAML path (meshplan calibrate --out), or none for the sourced "
+                     "defaults (default silicon-dev)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
