@@ -68,8 +68,9 @@ def test_validate_json_rows_and_targets(tmp_path):
 
 def test_calibrate_writes_a_profile_that_loads(tmp_path):
     out = tmp_path / "p.yaml"
+    # --base none: the factors not fitted keep their sourced defaults (the bundled profile's otherwise).
     r = run("calibrate", str(SAMPLE), "--out", str(out), "--fit", "vllm.request_overhead_s", "--folds", "0",
-            "--name", "sample")
+            "--name", "sample", "--base", "none")
     assert r.returncode == 0, r.stderr
     profile = load_profile(str(out))
     fitted = profile.engines[next(iter(profile.engines))]["request_overhead_s"]

@@ -372,8 +372,10 @@ def validate(cases, json_path, calibration, simulated, ranking) -> None:
 @click.option("--folds", type=int, default=5, show_default=True,
               help="Cross-validation folds of model x GPU groups (0: none).")
 @click.option("--name", help="Name recorded in the profile (default: the --out file's name without .yaml).")
+@click.option("--base", default="silicon-dev", show_default=True, help="Profile whose values the factors not fitted "
+              "here keep (none: their sourced defaults).")
 @wrap_errors
-def calibrate(cases, out, fit_names, folds, name) -> None:
+def calibrate(cases, out, fit_names, folds, name, base) -> None:
     """Fit the named factors of the step model on measured runs (a silicon CSV) and write a
     calibration profile; plan, evaluate, simulate, validate, check and export use it with --profile FILE."""
     from meshplan.cli.calibrate_cmd import run_calibrate
@@ -381,7 +383,7 @@ def calibrate(cases, out, fit_names, folds, name) -> None:
     from pathlib import Path
 
     run_calibrate(cases, out, [n.strip() for n in fit_names.split(",") if n.strip()] if fit_names else None, folds,
-                  name or Path(out).stem)
+                  name or Path(out).stem, base)
 
 
 main.add_command(models)

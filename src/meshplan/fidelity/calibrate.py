@@ -95,8 +95,33 @@ FACTORS: tuple[Factor, ...] = (
 """Every factor a fit may move."""
 
 
-def adjust_for(factors: list[Factor], values) -> callable:
-    """The change to a group's inputs that ``values`` of ``factors`` make."""
+Held = tuple[tuple[Factor, float], ...]
+"""Factors a fit keeps at a base profile's values (not fitted), with those values."""
+
+
+def held_from(profile: CalibrationProfile | None, fitted: list[Factor]) -> Held:
+    """Every factor ``profile`` holds that this fit does not move, at the profile's value."""
+    if profile is None:
+        return ()
+    names = {f.name for f in fitted}
+    out = []
+    for f in FACTORS:
+        entry = (profile.engines.get(f.engine, {}) if f.section == "engines" else getattr(profile, f.section)).get(f.key)
+        if entry is not None and f.name not in names:
+            out.append((f, entry.value))
+    return tuple(out)
+
+
+def entry_of(profile: CalibrationProfile, f: Factor):
+    """The profile's FittedFactor for ``f``."""
+    return (profile.engines[f.engine] if f.section == "engines" else getattr(profile, f.section))[f.key]
+
+
+def adjust_for(factors: list[Factor], values, held: Held = ()) -> callable:
+    """The change to a group's inputs that ``values`` of ``factors`` make (and the ``held`` ones)."""
+    factors = [f for f, _ in held] + list(factors)
+    values = [v for _, v in held] + list(values)
+
     def adjust(group: Group) -> CostInputs:
         fields: dict[str, float] = {}
         for f, v in zip(factors, values):
@@ -134,7 +159,8 @@ def rows_hash(groups: list[Group]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_scale: float = 0.15) -> FitResult:
+def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_scale: float = 0.15,
+        held: Held = ()) -> FitResult:
     """Least squares on log error with a soft-L1 loss (residuals beyond ``loss_scale`` count
     linearly, so outlying runs do not pull the fit), each factor within its bounds."""
     lower = np.array([f.lower for f in factors])
@@ -143,7 +169,7 @@ def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_sca
     x0 = (np.clip(start, lower, upper) - lower) / scale
 
     def residuals(x):
-        t, p = log_errors(groups, adjust_for(factors, lower + x * scale))
+        t, p = log_errors(groups, adjust_for(factors, lower + x * scale, held))
         return np.concatenate([t, p])
 
     res = least_squares(residuals, x0, bounds=(0.0, 1.0), loss="soft_l1", f_scale=loss_scale, x_scale=1.0,
@@ -155,7 +181,7 @@ def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_sca
         unc = np.sqrt(np.maximum(np.diag(cov), 0.0)) * scale
     except np.linalg.LinAlgError:
         unc = np.full(len(values), np.nan)
-    t, p = log_errors(groups, adjust_for(factors, values))
+    t, p = log_errors(groups, adjust_for(factors, values, held))
     return FitResult(values=tuple(float(v) for v in values),
                      uncertainty=tuple(float(u) for u in unc), rows=int(len(t)), rows_hash=rows_hash(groups),
                      median_abs_ttft=float(np.median(np.abs(np.expm1(t)))),
@@ -163,7 +189,7 @@ def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_sca
 
 
 def cross_validate(groups: list[Group], factors: list[Factor], start: list[float], folds: int = 5,
-                   loss_scale: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+                   loss_scale: float = 0.15, held: Held = ()) -> tuple[np.ndarray, np.ndarray]:
     """Relative errors of TTFT and TPOT for every run, each predicted by a fit that did not see its
     model x GPU group (runs assigned to ``folds`` folds by a hash of the group)."""
     def fold_of(g: Group) -> int:
@@ -176,8 +202,8 @@ def cross_validate(groups: list[Group], factors: list[Factor], start: list[float
         test = [g for g in groups if fold_of(g) == k]
         if not test or not train:
             continue
-        result = fit(train, factors, start, loss_scale)
-        t, p = log_errors(test, adjust_for(factors, result.values))
+        result = fit(train, factors, start, loss_scale, held)
+        t, p = log_errors(test, adjust_for(factors, result.values, held))
         t_all.append(np.expm1(t))
         p_all.append(np.expm1(p))
     if not t_all:
@@ -187,11 +213,14 @@ def cross_validate(groups: list[Group], factors: list[Factor], start: list[float
 
 
 def profile_of(result: FitResult, factors: list[Factor], *, name: str, fitted_on: str, command: str,
-               cv: tuple[np.ndarray, np.ndarray] | None = None, folds: int = 0) -> CalibrationProfile:
-    """The calibration profile a fit gives."""
+               cv: tuple[np.ndarray, np.ndarray] | None = None, folds: int = 0,
+               base: CalibrationProfile | None = None, held: Held = ()) -> CalibrationProfile:
+    """The calibration profile a fit gives; the ``held`` factors keep ``base``'s entries."""
     sections: dict[str, dict] = {"assumptions": {}, "engines": {}, "benchmark": {}}
-    for f, v, u in zip(factors, result.values, result.uncertainty):
-        entry = FittedFactor(value=float(v), uncertainty=float(0.0 if np.isnan(u) else u), lower=f.lower, upper=f.upper)
+    fitted = [(f, FittedFactor(value=float(v), uncertainty=float(0.0 if np.isnan(u) else u), lower=f.lower,
+                               upper=f.upper)) for f, v, u in zip(factors, result.values, result.uncertainty)]
+    kept = [(f, entry_of(base, f)) for f, _ in held] if base is not None else []
+    for f, entry in kept + fitted:
         if f.section == "engines":
             sections["engines"].setdefault(f.engine, {})[f.key] = entry
         else:
@@ -200,7 +229,8 @@ def profile_of(result: FitResult, factors: list[Factor], *, name: str, fitted_on
     if cv is not None:
         crossed = FitError(ttft=float(np.median(np.abs(cv[0]))), tpot=float(np.median(np.abs(cv[1]))))
     return CalibrationProfile(name=name, fitted_on=fitted_on, rows=result.rows, rows_hash=result.rows_hash,
-                              command=command, assumptions=sections["assumptions"], engines=sections["engines"],
+                              command=command, base=base.name if (base is not None and kept) else "",
+                              assumptions=sections["assumptions"], engines=sections["engines"],
                               benchmark=sections["benchmark"],
                               in_sample=FitError(ttft=result.median_abs_ttft, tpot=result.median_abs_tpot),
                               cross_validated=crossed, folds=folds)
@@ -222,6 +252,32 @@ def default_value(f: Factor) -> float:
     """Where a fit starts: the factor's sourced default (the middle of its bounds where it has none)."""
     value = _sourced(f)
     return float(value) if value is not None else (f.lower + f.upper) / 2.0
+
+
+FEW_RUNS_FACTORS = ("request_overhead_s", "host_gap_s", "kernel_floor_scale")
+"""What a fit on few runs moves, in this order, when the default set has more factors than half the
+residuals (two per run, TTFT and TPOT): the engine's time per request outside the GPU (TTFT), its
+GPU idle per iteration (TPOT) and the per-kernel floor (both), the three that any run informs."""
+
+
+def informative(groups: list[Group], factors: list[Factor], start: list[float], held: Held = ()) -> list[bool]:
+    """Whether any run's prediction moves when each factor moves by a tenth of its range from
+    ``start`` (a factor no run depends on, such as MoE factors for dense models, cannot be fitted)."""
+    base = np.concatenate(log_errors(groups, adjust_for(factors, start, held)))
+    out = []
+    for i, f in enumerate(factors):
+        step = 0.1 * (f.upper - f.lower)
+        moved = list(start)
+        moved[i] = start[i] + step if start[i] + step <= f.upper else start[i] - step
+        moved_err = np.concatenate(log_errors(groups, adjust_for(factors, moved, held)))
+        out.append(bool(np.max(np.abs(moved_err - base)) > 1e-9))
+    return out
+
+
+def few_runs_factors(factors: list[Factor], runs: int) -> list[Factor]:
+    """At most runs (half the residuals) factors of FEW_RUNS_FACTORS, among ``factors``."""
+    keep = [f for key in FEW_RUNS_FACTORS for f in factors if (f.key if f.engine else f.name) == key]
+    return keep[:max(runs, 1)]
 
 
 def factors_for(groups: list[Group], names: list[str] | None = None) -> list[Factor]:

@@ -39,8 +39,10 @@ class Harness:
 
 
 AS_STATED = Harness(name="as-stated", description="no known client: lengths as the row states them", match=(),
-                    length_range_ratio=1.0, requests_per_client=None,
-                    client_overhead_s=None)
+                    length_range_ratio=1.0, requests_per_client=None, client_overhead_s=0.0)
+"""Runs whose source names no known client (a user's own measurements): fixed lengths, the client
+taken as the reference one (no time of its own), and requests per client from the row's
+``requests_per_client`` column where it has one, else the calibration profile's benchmark factor."""
 
 
 @cache

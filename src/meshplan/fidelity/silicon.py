@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -26,8 +26,9 @@ from meshplan.strategy.layout import Layout
 from meshplan.strategy.rules import STRUCTURE, check_layout
 
 REQUIRED_COLUMNS = ("id", "backend", "model_path", "system", "mode", "isl", "osl", "silicon_ttft_ms",
-                    "silicon_tpot_ms", "silicon_data_source")
-"""Columns every file must have; the layout columns are read by mode."""
+                    "silicon_tpot_ms")
+"""Columns every file must have; the layout columns are read by mode, and the concurrency from a
+``concurrency`` column or, as the dev set states it, from silicon_data_source (one of the two)."""
 
 CONCURRENCY = re.compile(r"silicon_concurrency=(\d{1,9})\b")
 """Requests in flight as the data source states them (at most nine digits: a billion clients is a typo)."""
@@ -37,7 +38,7 @@ class SkipReason(StrEnum):
     """Why a row cannot be predicted; rows are grouped by these in the report."""
 
     NO_WORKERS = "disaggregated without worker counts (GPUs per pool unknown)"
-    NO_CONCURRENCY = "no silicon_concurrency in silicon_data_source"
+    NO_CONCURRENCY = "no concurrency (a concurrency column, or silicon_concurrency=N in silicon_data_source)"
     LAYOUT = "layout fields empty or inconsistent"
     MEASUREMENT = "measured TTFT or TPOT missing or not positive"
     UNKNOWN = "model, GPU or format not in the catalog"
@@ -166,8 +167,15 @@ def read_case(row: dict[str, str]) -> SiliconCase | Skip:
         return Skip(id=rid, reason=SkipReason.UNKNOWN, detail=f"model_path = {cell('model_path')!r}")
     moe = model.is_moe
     found = CONCURRENCY.search(row.get("silicon_data_source") or "")
-    if not found:
-        return Skip(id=rid, reason=SkipReason.NO_CONCURRENCY, detail="silicon_data_source")
+    if cell("concurrency"):
+        try:
+            concurrency = _degree(row, "concurrency")
+        except _Bad as bad:
+            return Skip(id=rid, reason=SkipReason.LAYOUT, detail=f"concurrency = {bad.value!r} (a whole number >= 1)")
+    elif found:
+        concurrency = int(found.group(1))
+    else:
+        return Skip(id=rid, reason=SkipReason.NO_CONCURRENCY, detail="concurrency / silicon_data_source")
     if cell("mode") not in ("agg", "disagg"):
         return Skip(id=rid, reason=SkipReason.LAYOUT, detail=f"mode = {cell('mode')!r} (agg or disagg)")
     disagg = cell("mode") == "disagg"
@@ -189,6 +197,15 @@ def read_case(row: dict[str, str]) -> SiliconCase | Skip:
         return Skip(id=rid, reason=SkipReason.LAYOUT, detail=f"{bad.key} = {bad.value!r}")
     except SpecError as err:
         return Skip(id=rid, reason=SkipReason.UNKNOWN, detail=str(err))
+    harness = harness_of(row.get("silicon_data_source") or "")
+    if cell("requests_per_client"):
+        try:
+            per_client = _num(row, "requests_per_client")
+            if per_client < 1:
+                raise _Bad("requests_per_client", cell("requests_per_client"))
+        except _Bad as bad:
+            return Skip(id=rid, reason=SkipReason.LAYOUT, detail=f"requests_per_client = {bad.value!r} (a number >= 1)")
+        harness = replace(harness, requests_per_client=per_client)
     try:
         engine = Engine(cell("backend"))
         gpu = load_gpu(cell("system"))
@@ -202,9 +219,9 @@ def read_case(row: dict[str, str]) -> SiliconCase | Skip:
             return Skip(id=rid, reason=SkipReason.STRUCTURE, detail=broken[0].message)
     return SiliconCase(id=rid, engine=engine, engine_version=cell("backend_version"),
                        model=cell("model_path"), gpu=cell("system"), gemm_format=gemm,
-                       moe_format=moe_fmt, disaggregated=disagg, isl=isl, osl=osl, concurrency=int(found.group(1)),
+                       moe_format=moe_fmt, disaggregated=disagg, isl=isl, osl=osl, concurrency=concurrency,
                        layout=layout, prefill=prefill, decode=decode, ttft_ms=ttft, tpot_ms=tpot,
-                       harness=harness_of(row.get("silicon_data_source") or ""))
+                       harness=harness)
 
 
 def partition_of_row(row: dict[str, str]) -> tuple[str, str, str, str]:
@@ -219,6 +236,8 @@ def read_silicon(path: str | Path) -> tuple[list[SiliconCase], list[Skip]]:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if "concurrency" not in header and "silicon_data_source" not in header:
+            missing.append("concurrency (or silicon_data_source with silicon_concurrency=N)")
         if missing:
             raise SpecError("cases", str(path), f"not a silicon CSV: missing columns {', '.join(missing)}")
         twice = sorted({c for c in header if header.count(c) > 1})

@@ -42,6 +42,8 @@ class CalibrationProfile(Spec):
     rows_hash: str
     command: str
     """The command that produced this profile."""
+    base: str = ""
+    """The profile whose values this one keeps for the factors it did not fit ("" for none)."""
     assumptions: dict[str, FittedFactor] = {}
     """CostAssumptions fields."""
     engines: dict[Engine, dict[str, FittedFactor]] = {}
