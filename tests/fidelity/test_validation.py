@@ -166,3 +166,17 @@ def test_json_to_stdout_is_the_json_alone(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert rows and all(abs(x["error"] - (x["predicted"] / x["measured"] - 1)) < 1e-12 for x in rows)
+
+
+def test_validate_says_whether_its_errors_are_in_sample(tmp_path):
+    # The bundled profile was fitted on the dev set, not on this sample: out of sample here, with
+    # the cross-validated error the profile recorded; a profile fitted on the sample itself says
+    # its medians are in-sample.
+    out = run("validate", str(SAMPLE))
+    assert "was fitted on other runs" in out.stdout and "cross-validated TTFT" in out.stdout
+    p = tmp_path / "s.yaml"
+    assert run("calibrate", str(SAMPLE), "--out", str(p), "--fit", "vllm.request_overhead_s", "--folds", "0").returncode == 0
+    out = run("validate", str(SAMPLE), "--profile", str(p))
+    assert "was fitted on these 40 runs: the medians above are in-sample" in out.stdout
+    assert "no cross-validation recorded" in out.stdout
+    assert "No calibration profile" in run("validate", str(SAMPLE), "--profile", "none").stdout

@@ -11,8 +11,10 @@ from pathlib import Path
 from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
 from meshplan.fidelity.cases import predict_cases, skipped_cases
+from meshplan.fidelity.calibrate import ids_hash
 from meshplan.fidelity.ranking import TARGETS, TIE_SHARE, Ranking
 from meshplan.fidelity.validation import Stats, Validation, validate_silicon
+from meshplan.io.calibration import load_profile
 from meshplan.report.tables import table
 from meshplan.units import plural
 
@@ -45,6 +47,7 @@ def print_silicon(v: Validation) -> None:
     suspect = sum(1 for r in v.rows if r.suspect)
     echo(table(["set", *HEAD], [["all runs", *_cells(v.total())], ["MoE models", *_cells(v.moe())],
                                       [f"without the {suspect} tp-beyond-node runs", *_cells(v.trusted())]]))
+    _honest_error(v)
     if v.simulated:
         echo("\nClosed form against simulation, on the runs simulated:")
         head = ["set", "runs", "TTFT |err| closed", "TTFT |err| sim", "TTFT signed sim", "TPOT |err| closed",
@@ -71,6 +74,25 @@ def _progress(start: float):
         if done == total or done % max(total // 10, 1) == 0:
             echo(f"simulated {done:,} of {total:,} runs ({time.perf_counter() - start:.0f} s)", err=True)
     return report
+
+
+def _honest_error(v: Validation) -> None:
+    """In-sample against cross-validated error: whether the profile was fitted on these very runs,
+    and the error its own cross-validation measured on runs each fit did not see."""
+    profile = load_profile(v.calibration) if v.calibration else None
+    if profile is None:
+        echo("\nNo calibration profile: every factor at its sourced default, nothing fitted on these runs.")
+        return
+    ids = ids_hash(r.case.id for r in v.rows)
+    cv = profile.cross_validated
+    crossed = (f"cross-validated TTFT {cv.ttft:.1%}, TPOT {cv.tpot:.1%} ({profile.folds} folds of model x GPU groups: "
+               "each run predicted by a fit that did not see its group)") if cv else "no cross-validation recorded"
+    if ids == profile.rows_hash:
+        echo(f"\nProfile {profile.name} was fitted on these {profile.rows:,} runs: the medians above are in-sample "
+             f"(the fit's own: TTFT {profile.in_sample.ttft:.1%}, TPOT {profile.in_sample.tpot:.1%}); {crossed}.")
+    else:
+        echo(f"\nProfile {profile.name} was fitted on other runs ({profile.fitted_on}): the medians above are out of "
+             f"sample where the runs differ; on its own runs it measured {crossed}.")
 
 
 def print_ranking(r: Ranking) -> None:

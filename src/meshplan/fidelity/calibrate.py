@@ -154,9 +154,13 @@ class FitResult:
     median_abs_tpot: float
 
 
+def ids_hash(ids) -> str:
+    """sha256 of the sorted run ids, first 16 hex digits: which runs a fit saw."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
 def rows_hash(groups: list[Group]) -> str:
-    ids = sorted(c.id for g in groups for c in g.cases)
-    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+    return ids_hash(c.id for g in groups for c in g.cases)
 
 
 def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_scale: float = 0.15,
