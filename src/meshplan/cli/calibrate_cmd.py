@@ -1,24 +1,65 @@
-"""meshplan calibrate: fit the named factors on measured runs and write a calibration profile."""
+"""meshplan calibrate: fit the named factors on measured runs and write a calibration profile, or
+time the kernels on this machine's GPUs and write a hardware profile (--microbench)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import click
 import yaml
 
 from meshplan.cli.echo import echo
+from meshplan.cli.problem_flags import wrap_errors
 from meshplan.errors import SpecError
-from meshplan.fidelity.calibrate import (cross_validate, default_value, factors_for, few_runs_factors, fit, has_default,
-                                         held_from, informative, profile_of)
-from meshplan.fidelity.predict import group_cases
-from meshplan.fidelity.silicon import read_silicon
-from meshplan.io.calibration import load_profile
 from meshplan.report.tables import table
+
+
+@click.command()
+@click.argument("cases", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, help="Profile YAML to write.")
+@click.option("--fit", "fit_names", help="Comma-separated factors to fit (default: every named factor the data reaches except "
+              "expert_load_cv, which keeps its measured source unless named).")
+@click.option("--folds", type=int, help="Cross-validation folds of model x GPU groups (0: none; default 5).")
+@click.option("--name", help="Name recorded in the profile (default: the --out file's name without .yaml).")
+@click.option("--base", help="Profile whose values the factors not fitted here keep (default silicon-dev; none: their "
+              "sourced defaults).")
+@click.option("--microbench", is_flag=True, help="Instead of fitting runs: time dense and expert GEMMs, attention decode, "
+              "all-reduce and all-to-all on this machine and write a hardware profile (needs torch).")
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
+              help="--microbench: the GPUs (cuda) or, to try the method, the CPU at small sizes.")
+@click.option("--dtype", default="bfloat16", show_default=True, help="--microbench: torch dtype of the GEMMs and attention.")
+@click.option("--gpu", help="--microbench: the catalog GPU these are, to print the achieved share of its figures.")
+@wrap_errors
+def calibrate(cases, out, fit_names, folds, name, base, microbench, device, dtype, gpu) -> None:
+    """Fit the named factors of the step model on measured runs (a silicon CSV) and write a
+    calibration profile; plan, evaluate, simulate, validate, check and export use it with --profile FILE.
+    With --microbench, time the kernels here and write a hardware profile instead."""
+    if microbench:
+        given = [flag for flag, v in (("CASES", cases), ("--fit", fit_names), ("--folds", folds), ("--base", base))
+                 if v is not None]
+        if given:
+            raise SpecError(given[0], "given", "fits measured runs; --microbench times kernels and takes none")
+        from meshplan.cli.microbench_cmd import run_microbench
+        run_microbench(out, device, dtype, gpu)
+        return
+    if cases is None:
+        raise SpecError("CASES", None, "missing: a silicon CSV of measured runs (or --microbench)")
+    for flag, v in (("--device", device != "cuda"), ("--dtype", dtype != "bfloat16"), ("--gpu", gpu)):
+        if v:
+            raise SpecError(flag, "given", "applies to --microbench only")
+    run_calibrate(cases, out, [n.strip() for n in fit_names.split(",") if n.strip()] if fit_names else None,
+                  5 if folds is None else folds, name or Path(out).stem, base or "silicon-dev")
 
 
 def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int, name: str,
                   base_name: str = "none") -> None:
+    from meshplan.fidelity.calibrate import (cross_validate, default_value, factors_for, few_runs_factors, fit,
+                                             has_default, held_from, informative, profile_of)
+    from meshplan.fidelity.predict import group_cases
+    from meshplan.fidelity.silicon import read_silicon
+    from meshplan.io.calibration import load_profile
+
     if folds == 1 or folds < 0:
         raise SpecError("--folds", folds, "0 (no cross-validation) or at least 2")
     target = Path(out)

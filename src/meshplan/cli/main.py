@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from meshplan.cli.calibrate_cmd import calibrate
 from meshplan.cli.catalog_cmd import gpus, models
 from meshplan.cli.simulate_cmd import simulate
 from meshplan.cli.echo import echo
@@ -364,28 +365,7 @@ def validate(cases, json_path, calibration, simulated, ranking) -> None:
     run_validate(cases, json_path, calibration, simulated, ranking)
 
 
-@main.command()
-@click.argument("cases", type=click.Path(dir_okay=False))
-@click.option("--out", required=True, help="Profile YAML to write.")
-@click.option("--fit", "fit_names", help="Comma-separated factors to fit (default: every named factor the data reaches except "
-              "expert_load_cv, which keeps its measured source unless named).")
-@click.option("--folds", type=int, default=5, show_default=True,
-              help="Cross-validation folds of model x GPU groups (0: none).")
-@click.option("--name", help="Name recorded in the profile (default: the --out file's name without .yaml).")
-@click.option("--base", default="silicon-dev", show_default=True, help="Profile whose values the factors not fitted "
-              "here keep (none: their sourced defaults).")
-@wrap_errors
-def calibrate(cases, out, fit_names, folds, name, base) -> None:
-    """Fit the named factors of the step model on measured runs (a silicon CSV) and write a
-    calibration profile; plan, evaluate, simulate, validate, check and export use it with --profile FILE."""
-    from meshplan.cli.calibrate_cmd import run_calibrate
-
-    from pathlib import Path
-
-    run_calibrate(cases, out, [n.strip() for n in fit_names.split(",") if n.strip()] if fit_names else None, folds,
-                  name or Path(out).stem, base)
-
-
+main.add_command(calibrate)
 main.add_command(models)
 main.add_command(simulate)
 main.add_command(gpus)
