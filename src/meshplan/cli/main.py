@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from meshplan.cli.calibrate_cmd import calibrate
+from meshplan.cli.report_cmd import report
 from meshplan.cli.catalog_cmd import gpus, models
 from meshplan.cli.simulate_cmd import simulate
 from meshplan.cli.echo import echo
@@ -102,8 +103,11 @@ def _summary(doc: dict) -> str:
 @click.option("--strict", is_flag=True, help="Exit 1 also when the plan misses a requirement.")
 @click.option("--sim", "simulated", is_flag=True, help="Re-score the 10 best candidates by simulation "
               "(percentiles, goodput); on by itself with --ttft-p99 or --tpot-p99.")
+@click.option("--html", "html_path", help="Write the plan as one self-contained HTML page to FILE (meshplan report).")
+@click.option("--csv", "csv_dir", help="Write candidates.csv and pareto.csv to folder DIR.")
+@click.option("--plot", "plot_dir", help="Write pareto.png and memory.png to folder DIR.")
 @wrap_errors
-def plan(json_path, md_path, objective, strict, simulated, **kw) -> None:
+def plan(json_path, md_path, objective, strict, simulated, html_path, csv_dir, plot_dir, **kw) -> None:
     """Search every legal strategy and print the best plan with its runner-ups.
 
     Exit codes: 0 a plan is printed (its verdict, feasible or which requirement it misses, is in the
@@ -111,11 +115,15 @@ def plan(json_path, md_path, objective, strict, simulated, **kw) -> None:
     smallest GPU count that would), or with --strict a requirement is missed; 2 bad input."""
     from meshplan.cli.plan_cmd import plan_doc
 
+    from meshplan.cli.report_cmd import write_files
+
     _targets(json_path, md_path)
+    files = write_files(html_path, csv_dir, plot_dir)  # checks the targets before the search
     doc = plan_doc(load(kw), objective, simulated)
     if json_path != "-" and md_path != "-":
         echo(_summary(doc))
     _write(doc, json_path, md_path)
+    files(doc, simulated)
     raise SystemExit(_exit_code(doc, strict))
 
 
@@ -366,6 +374,7 @@ def validate(cases, json_path, calibration, simulated, ranking) -> None:
 
 
 main.add_command(calibrate)
+main.add_command(report)
 main.add_command(models)
 main.add_command(simulate)
 main.add_command(gpus)

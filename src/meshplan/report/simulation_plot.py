@@ -39,33 +39,19 @@ def _cdf(ax, x: np.ndarray, label: str, target: float | None, unit: float = 1e3)
 def plot_simulation(res, title: str, path: str, ttft_target_s: float | None = None,
                     tpot_target_s: float | None = None) -> None:
     """Write the picture to ``path`` (PNG, SVG or PDF by its suffix)."""
-    from meshplan.simulate.summary import per_request
+    from meshplan.simulate.summary import per_request, timeline
 
     plt = _pyplot()
     ttft, tpot, _ = per_request(res)
-    r = res.requests
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     _cdf(axes[0], ttft, "TTFT", ttft_target_s)
     _cdf(axes[1], tpot, "TPOT", tpot_target_s)
     ax = axes[2]
-    end = max(float(np.nanmax(r.finish_s)), 1e-9)
-    edges = np.linspace(0.0, end, BINS + 1)
-    width = edges[1] - edges[0]
-    # Output tokens per bin: each request's tokens spread evenly from its first token to its last.
-    rate = np.zeros(BINS)
-    for first, last, n in zip(r.first_s, r.finish_s, r.generated):
-        if not (np.isfinite(first) and np.isfinite(last)):
-            continue
-        span = max(last - first, width)
-        lo, hi = np.searchsorted(edges, [first, first + span])
-        lo, hi = max(lo - 1, 0), min(max(hi, lo + 1), BINS)
-        rate[lo:hi] += n / span * width
-    mid = (edges[:-1] + edges[1:]) / 2
-    ax.plot(mid, rate / width, color="tab:blue", label="output tok/s")
+    mid, rate, waiting = timeline(res, BINS)
+    ax.plot(mid, rate, color="tab:blue", label="output tok/s")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("output tokens/s per instance")
     ax.grid(alpha=0.3)
-    waiting = np.array([np.sum((r.send_s <= t) & ~(r.first_s <= t)) for t in mid])
     twin = ax.twinx()
     twin.plot(mid, waiting, color="tab:orange", label="requests waiting for a first token")
     twin.set_ylabel("requests waiting")

@@ -81,3 +81,24 @@ def summarise(res: Result, ttft_target_s: float | None = None, tpot_target_s: fl
                    output_tok_s=float(r.generated.sum()) / duration, duration_s=duration, goodput=goodput,
                    utilisation=tuple(float(b) / duration for b in res.busy_s), iterations=res.iterations,
                    preemptions=res.preemptions)
+
+
+def timeline(res: Result, bins: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bin middles s, output tokens/s, requests waiting for a first token) over the run: each
+    request's tokens spread evenly from its first token to its last, so saturation (a queue that
+    keeps growing) shows as the waiting count climbing while the rate stays flat."""
+    r = res.requests
+    end = max(float(np.nanmax(r.finish_s)), 1e-9)
+    edges = np.linspace(0.0, end, bins + 1)
+    width = edges[1] - edges[0]
+    tokens = np.zeros(bins)
+    for first, last, n in zip(r.first_s, r.finish_s, r.generated):
+        if not (np.isfinite(first) and np.isfinite(last)):
+            continue
+        span = max(last - first, width)
+        lo, hi = np.searchsorted(edges, [first, first + span])
+        lo, hi = max(lo - 1, 0), min(max(hi, lo + 1), bins)
+        tokens[lo:hi] += n / span * width
+    mid = (edges[:-1] + edges[1:]) / 2
+    waiting = np.array([np.sum((r.send_s <= t) & ~(r.first_s <= t)) for t in mid])
+    return mid, tokens / width, waiting

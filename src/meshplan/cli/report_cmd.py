@@ -1,0 +1,233 @@
+"""meshplan report (and plan --html / --csv / --plot): a plan as one HTML page, CSV files and PNGs."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from meshplan.cli.echo import echo
+from meshplan.cli.problem_flags import load, problem_options, wrap_errors
+from meshplan.errors import SpecError
+from meshplan.io.catalog import CATALOG
+from meshplan.io.user_file import load_json, read_text
+
+VALIDATION = CATALOG / "cases" / "silicon-dev-validation.json"
+"""The dev set's validation summary (meshplan validate ../shared/cases/silicon-dev.csv --json F,
+rows left out): where the report finds how close meshplan has been for a model and a GPU."""
+
+CSV_FIELDS = ("label", "mode", "gpus_total", "feasible", "ttft_s", "tpot_s", "output_tok_s_per_gpu",
+              "input_tok_s_per_gpu", "concurrency", "why")
+
+
+def _out_file(path: str, flag: str) -> Path:
+    p = Path(path)
+    if p.is_dir() or not p.parent.is_dir():
+        raise SpecError(flag, path, "must be a file path in an existing folder")
+    return p
+
+
+def _out_dir(path: str, flag: str) -> Path:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise SpecError(flag, path, "is a file; give a folder")
+    if not p.parent.is_dir():
+        raise SpecError(flag, path, "its parent folder does not exist")
+    return p
+
+
+def closeness(problem, validation_path: Path = VALIDATION) -> list[dict]:
+    """Validation medians of the partitions on this model or this GPU (same model first)."""
+    from meshplan.io.catalog import load_gpu, load_model
+
+    doc = load_json(read_text(str(validation_path), "--validation"), "--validation", validation_path.name)
+    parts = (doc.get("summary") or {}).get("partitions") if isinstance(doc, dict) else None
+    if not isinstance(parts, list):
+        raise SpecError("--validation", str(validation_path), "holds no summary.partitions (write it with meshplan "
+                        "validate CASES.csv --json FILE)")
+    out = []
+    for p in parts:
+        try:
+            model, gpu = load_model(p["model"]).name, load_gpu(p["gpu"]).name
+        except (SpecError, KeyError, TypeError):
+            continue
+        same_model, same_gpu = model == problem.model.name, gpu == problem.gpu.name
+        if (same_model or same_gpu) and p.get("predicted") and p.get("ttft_median_abs") is not None:
+            out.append({"what": "model and GPU" if same_model and same_gpu else "model" if same_model else "GPU",
+                        "backend": p["backend"], "gpu": p["gpu"], "model": p["model"], "mode": p["mode"],
+                        "predicted": p["predicted"], "ttft_abs": p["ttft_median_abs"],
+                        "tpot_abs": p["tpot_median_abs"]})
+    order = {"model and GPU": 0, "model": 1, "GPU": 2}
+    return sorted(out, key=lambda r: (order[r["what"]], r["backend"], r["gpu"], r["model"]))
+
+
+def _dags(problem, pools) -> tuple[list[tuple[str, str]], str]:
+    """Collapsed DAG pictures (SVG) of every pool and phase, or why there are none."""
+    import shutil
+
+    from meshplan.dag.build import build_dag, dag_size
+    from meshplan.dag.export import picture_rule, render, to_dot, too_big_to_draw
+
+    if shutil.which("dot") is None:
+        return [], "Graphviz's dot is not installed (apt-get install graphviz): no DAG picture."
+    out, skipped = [], []
+    for pool in pools:
+        for ph in pool.phases:
+            size = dag_size(problem, pool.layout, ph, pool.B[ph])
+            if too_big_to_draw(size.nodes):
+                skipped.append(f"{ph} ({size.nodes:,} nodes)")
+                continue
+            dag = build_dag(problem, pool.layout, ph, pool.B[ph], offset=pool.offset)
+            with tempfile.TemporaryDirectory() as d:
+                path = Path(d) / "dag.svg"
+                render(to_dot(dag), "svg", path)
+                svg = path.read_text(encoding="utf-8")
+            svg = svg[svg.find("<svg"):]  # drop the XML prolog and DOCTYPE: inline SVG in HTML
+            out.append((f"{ph}: {pool.layout.short}, {size.nodes:,} nodes", svg))
+    note = f"not drawn: {', '.join(skipped)}; {picture_rule()}" if skipped else ""
+    return out, note
+
+
+def _simulated(problem, doc: dict):
+    """The chosen plan simulated request by request, as the page draws it."""
+    import numpy as np
+
+    from meshplan.plan.simulated import SEED, _requests, run_candidate
+    from meshplan.report.html import Simulated
+    from meshplan.simulate.requests import workload_stream
+    from meshplan.simulate.summary import per_request, timeline
+
+    cand = _candidate(problem, doc)
+    w = problem.workload
+    if not w.request_rate_per_s:
+        w = w.model_copy(update={"concurrency": max(int(round(cand.concurrency)), 1)})
+
+    def stream_for(instances: int):
+        clients = max(1, round((w.concurrency or 1) / instances))
+        return workload_stream(w, instances, _requests(clients), np.random.default_rng(SEED))
+
+    res, gpus, copies, arrivals, stream = run_candidate(problem, cand, stream_for)
+    ttft, tpot, _ = per_request(res)
+    mid, rate, waiting = timeline(res)
+    r = problem.requirements
+    return Simulated(ttft_s=[float(x) for x in ttft], tpot_s=[float(x) for x in tpot], time_s=[float(x) for x in mid],
+                     output_tok_s=[float(x) for x in rate], waiting=[float(x) for x in waiting],
+                     ttft_target_s=r.ttft_p99_s or r.ttft_s, tpot_target_s=r.tpot_p99_s or r.tpot_s,
+                     caption=(f"{len(ttft):,} requests ({arrivals}) on {gpus} GPUs"
+                              + (f", one of {copies} identical instances" if copies > 1 else "")
+                              + "; latency CDFs per request, and the run's throughput and queue over time."))
+
+
+def _candidate(problem, doc: dict):
+    from meshplan.plan.pools import pools_from_doc
+    from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
+
+    _, pools = pools_from_doc(doc)
+    by = {p.role: p.layout for p in pools}
+    if "aggregated" in by:
+        return evaluate_aggregated(problem, by["aggregated"])
+    if "prefill" in by and "decode" in by:
+        return evaluate_disaggregated(problem, by["prefill"], by["decode"])
+    raise SpecError("--sim", "on", "the plan serves one phase only; a simulation needs both")
+
+
+def write_html(doc: dict, path: Path, simulated: bool, validation: Path = VALIDATION) -> None:
+    from meshplan.plan.pools import pools_from_doc
+    from meshplan.report.html import render_html
+
+    problem, pools = pools_from_doc(doc)
+    sim = _simulated(problem, doc) if simulated else None
+    svgs, note = _dags(problem, pools)
+    page = render_html(doc, problem, pools, sim=sim, dag_svgs=svgs, dag_note=note,
+                       closeness=closeness(problem, validation))
+    path.write_text(page, encoding="utf-8")
+    echo(f"wrote {path} ({len(page) / 1e6:.1f} MB, opens offline)", err=True)
+
+
+def _rows(doc: dict, items: list[dict]) -> list[dict[str, Any]]:
+    return [{k: (c.get("why_lost") or "; ".join(v.get("message", "") for v in c.get("violations") or [])
+                 if k == "why" else c.get(k)) for k in CSV_FIELDS} for c in items]
+
+
+def write_csv(doc: dict, folder: Path) -> list[Path]:
+    """candidates.csv (the chosen plan, runner-ups and examples of what was set aside) and
+    pareto.csv (the frontier of tokens/s per GPU against tokens/s per user)."""
+    folder.mkdir(exist_ok=True)
+    chosen = {k: doc.get(k) for k in CSV_FIELDS if k != "why"} | {"why": "chosen"}
+    tables = {"candidates.csv": [chosen] + _rows(doc, doc.get("runner_ups") or [])
+              + _rows(doc, (doc.get("pruned") or {}).get("examples") or []),
+              "pareto.csv": _rows(doc, doc.get("pareto") or [])}
+    paths = []
+    for name, rows in tables.items():
+        p = folder / name
+        with p.open("w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+        paths.append(p)
+    return paths
+
+
+def write_png(doc: dict, folder: Path) -> list[Path]:
+    """pareto.png and memory.png (matplotlib)."""
+    from meshplan.report.plan_plot import plot_memory, plot_pareto
+
+    folder.mkdir(exist_ok=True)
+    return [plot_pareto(doc, folder / "pareto.png"), plot_memory(doc, folder / "memory.png")]
+
+
+def write_files(html_path: str | None, csv_dir: str | None, plot_dir: str | None):
+    """plan --html / --csv / --plot: the targets checked now, and a function that writes them for a
+    plan document (with the chosen plan simulated on the page when the plan was)."""
+    html_file = _out_file(html_path, "--html") if html_path else None
+    csv_folder = _out_dir(csv_dir, "--csv") if csv_dir else None
+    plot_folder = _out_dir(plot_dir, "--plot") if plot_dir else None
+    if html_file:
+        from meshplan.report.html import _plotly
+        _plotly()  # refuse now (exit 2) rather than after the search when plotly is missing
+    if plot_folder:
+        from meshplan.report.simulation_plot import _pyplot
+        _pyplot()
+
+    def write(doc: dict, simulated: bool) -> None:
+        if html_file:
+            write_html(doc, html_file, simulated)
+        for p in (write_csv(doc, csv_folder) if csv_folder else []) + (write_png(doc, plot_folder) if plot_folder else []):
+            echo(f"wrote {p}", err=True)
+    return write
+
+
+@click.command()
+@problem_options
+@click.option("--html", "html_path", required=True, help="Write the page to FILE (one self-contained HTML file).")
+@click.option("--strategy", help="Report this strategy instead of the search's best.")
+@click.option("--sim", "simulated", is_flag=True, help="Simulate the chosen plan request by request and draw its "
+              "latency CDFs and timeline.")
+@click.option("--validation", "validation_path", help="A meshplan validate --json file for the 'how close' table "
+              "(default: the dev set's, bundled).")
+@wrap_errors
+def report(html_path, strategy, simulated, validation_path, **kw) -> None:
+    """One HTML page for a plan (PLAN.json from meshplan plan --json, or a PROBLEM, flags or the
+    bundled seed, searched): verdict, GPU map, Pareto frontier, memory, DAG, every candidate,
+    assumptions, and how close meshplan has been on this model and GPU."""
+    from meshplan.plan.plan import candidate_document, plan_document
+    from meshplan.search.search import search
+
+    target = _out_file(html_path, "--html")
+    validation = Path(validation_path) if validation_path else VALIDATION
+    source = kw.get("problem")
+    if source and source.endswith(".json"):
+        doc = load_json(read_text(source, "PLAN"), "PLAN", Path(source).name)
+        if not (isinstance(doc, dict) and str(doc.get("schema", "")).startswith("meshplan.plan/")):
+            raise SpecError("PLAN", source, "is not a meshplan plan JSON (meshplan plan --json FILE)")
+        if strategy or any(v not in (None, False, ()) for k, v in kw.items() if k != "problem"):
+            raise SpecError("--strategy" if strategy else "flags", "given", "a plan JSON fixes its problem and strategy")
+    else:
+        from meshplan.cli.dag_cmd import fixed_candidate
+        problem = load(kw)
+        fixed = fixed_candidate(problem, strategy)
+        doc = candidate_document(problem, fixed) if fixed is not None else plan_document(search(problem))
+    write_html(doc, target, simulated, validation)
