@@ -153,3 +153,12 @@ def test_report_with_a_simulation_and_another_validation_file(tmp_path):
     assert 'id="latency-cdf"' in text and 'id="timeline"' in text
     assert "requests (closed loop of" in text
     assert 'id="fidelity"' in text
+
+
+def test_page_lists_the_engine_profile_with_what_each_fact_is(page):
+    text = page.read_text()
+    start = text.index('id="engine"')
+    table = text[start:text.index("</table>", start)]
+    # The engine's per-iteration token budget, by GPU memory tier, with the first sentence of its note.
+    assert "token_budget" in table and "from 70 GiB: 8192" in table
+    assert "Tokens one iteration may carry per attention-dp rank" in table

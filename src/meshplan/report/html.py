@@ -17,6 +17,7 @@ from typing import Any
 from meshplan.errors import SpecError
 from meshplan.plan.pools import Pool
 from meshplan.specs.assumptions import CostAssumptions
+from meshplan.specs.engine import EngineProfile
 from meshplan.specs.problem import Problem
 from meshplan.strategy.mesh import coords_of, experts_of
 from meshplan.units import GIB
@@ -275,16 +276,37 @@ def _assumptions(doc: dict) -> str:
     for k, v in (doc.get("assumptions") or {}).items():
         if isinstance(v, (dict, list)):
             continue
-        why = (fields[k].description or "").split("\n")[0] if k in fields else ""
+        why = _first_sentence(fields[k].description) if k in fields else ""
         rows.append(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td><td>{esc(why)}</td></tr>")
     eng = doc.get("engine") or {}
+    efields = EngineProfile.model_fields
+    erows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(_short_value(v))}</td>"
+                    f"<td>{esc(_first_sentence(efields[k].description if k in efields else ''))}</td></tr>"
+                    for k, v in eng.items() if k not in ("engine", "version", "display_name"))
     notes = "".join(f"<li><b>{esc(n.get('field'))}</b>: {esc(n.get('message'))}</li>" for n in doc.get("notes") or [])
     return (f"<section><h2>Assumptions</h2><p>Engine: {esc(eng.get('display_name', ''))} {esc(eng.get('version', ''))}. "
             "Every factor below is a named input with its default's source in meshplan's specs "
             "(src/meshplan/specs/assumptions.py, catalog/engines/*.yaml); the plan's notes say which were fitted "
             "and which profile was used.</p>"
-            '<table id="assumptions"><tr><th>assumption</th><th>value</th><th>what it is (first line of its '
-            "source note)</th></tr>" + "".join(rows) + f"</table><h3>Notes</h3><ul>{notes}</ul></section>")
+            '<table id="assumptions"><tr><th>assumption</th><th>value</th><th>what it is (first sentence of its '
+            "source note)</th></tr>" + "".join(rows) + "</table><h3>Engine profile</h3><p>Each figure's source is "
+            "cited beside it in catalog/engines/*.yaml.</p>"
+            f'<table id="engine"><tr><th>fact</th><th>value</th><th>what it is</th></tr>{erows}</table>'
+            f"<h3>Notes</h3><ul>{notes}</ul></section>")
+
+
+def _first_sentence(text: str | None) -> str:
+    """The first sentence of a field's source note, on one line."""
+    flat = " ".join((text or "").split())
+    end = flat.find(". ")
+    return flat if end < 0 else flat[:end + 1]
+
+
+def _short_value(v: Any) -> str:
+    """An engine fact for a table cell: tiers by GPU memory as 'from N GiB: value'."""
+    if isinstance(v, list) and v and all(isinstance(t, dict) and "value" in t for t in v):
+        return ", ".join(f"from {t.get('min_memory_gib', 0):g} GiB: {t['value']}" for t in v)
+    return str(v)
 
 
 def _fidelity(closeness: list[dict] | None) -> str:
