@@ -24,6 +24,8 @@ from meshplan.report.tables import table
 @click.option("--name", help="Name recorded in the profile (default: the --out file's name without .yaml).")
 @click.option("--base", help="Profile whose values the factors not fitted here keep (default silicon-dev; none: their "
               "sourced defaults).")
+@click.option("--by", "by", help="Also refit the assumption factors per gpu, per engine or per gpu,engine, on top "
+              "of the pooled fit (each partition cross-validated over its models with --folds).")
 @click.option("--microbench", is_flag=True, help="Instead of fitting runs: time dense and expert GEMMs, attention decode, "
               "all-reduce and all-to-all on this machine and write a hardware profile (needs torch).")
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
@@ -31,13 +33,13 @@ from meshplan.report.tables import table
 @click.option("--dtype", default="bfloat16", show_default=True, help="--microbench: torch dtype of the GEMMs and attention.")
 @click.option("--gpu", help="--microbench: the catalog GPU these are, to print the achieved share of its figures.")
 @wrap_errors
-def calibrate(cases, out, fit_names, folds, name, base, microbench, device, dtype, gpu) -> None:
+def calibrate(cases, out, fit_names, folds, name, base, by, microbench, device, dtype, gpu) -> None:
     """Fit the named factors of the step model on measured runs (a silicon CSV) and write a
     calibration profile; plan, evaluate, simulate, validate, check and export use it with --profile FILE.
     With --microbench, time the kernels here and write a hardware profile instead."""
     if microbench:
-        given = [flag for flag, v in (("CASES", cases), ("--fit", fit_names), ("--folds", folds), ("--base", base))
-                 if v is not None]
+        given = [flag for flag, v in (("CASES", cases), ("--fit", fit_names), ("--folds", folds), ("--base", base),
+                                      ("--by", by)) if v is not None]
         if given:
             raise SpecError(given[0], "given", "fits measured runs; --microbench times kernels and takes none")
         from meshplan.cli.microbench_cmd import run_microbench
@@ -49,11 +51,45 @@ def calibrate(cases, out, fit_names, folds, name, base, microbench, device, dtyp
         if v:
             raise SpecError(flag, "given", "applies to --microbench only")
     run_calibrate(cases, out, [n.strip() for n in fit_names.split(",") if n.strip()] if fit_names else None,
-                  5 if folds is None else folds, name or Path(out).stem, base or "silicon-dev")
+                  5 if folds is None else folds, name or Path(out).stem, base or "silicon-dev", _by(by))
+
+
+def _partitioned(profile, groups, factors, pooled, held, by, folds, say):
+    """The profile with the assumption factors refitted per partition, and a table of them."""
+    from meshplan.fidelity.calibrate import fit_partition, partitions
+
+    fits, rows = [], []
+    for part in partitions(groups, by):
+        label = ", ".join(part.key.values())
+        say(f"refitting on {label} ...")
+        pf, why = fit_partition(part, factors, pooled, held, folds)
+        if pf is None:
+            rows.append([label, str(sum(len(g.cases) for g in part.groups)), f"not refitted: {why}", "", "", ""])
+            continue
+        fits.append(pf)
+        cv = pf.cross_validated
+        rows.append([label, str(pf.rows), ", ".join(f"{k} {f.value:.3g}" for k, f in pf.assumptions.items()),
+                     f"{pf.pooled.ttft:.1%} / {pf.pooled.tpot:.1%}", f"{pf.in_sample.ttft:.1%} / {pf.in_sample.tpot:.1%}",
+                     f"{cv.ttft:.1%} / {cv.tpot:.1%}" if cv else "none (--folds 0)" if not folds else "one group: none"])
+    echo(f"\nRefitted per {' and '.join(by)} (assumption factors; the rest at the pooled values):")
+    echo(table(["partition", "runs", "values", "pooled TTFT / TPOT", "refit TTFT / TPOT",
+                "refit cross-validated"], rows))
+    return profile.model_copy(update={"partitions": fits})
+
+
+def _by(text: str | None) -> list[str]:
+    from meshplan.fidelity.calibrate import BY_KEYS
+    keys = [k.strip() for k in (text or "").split(",") if k.strip()]
+    for k in keys:
+        if k not in BY_KEYS:
+            raise SpecError("--by", text, f"partitions by {', '.join(BY_KEYS)} or both (gpu,engine)")
+    if len(set(keys)) < len(keys):
+        raise SpecError("--by", text, "names a key twice")
+    return keys
 
 
 def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int, name: str,
-                  base_name: str = "none") -> None:
+                  base_name: str = "none", by: list[str] | None = None) -> None:
     from meshplan.fidelity.calibrate import (cross_validate, default_value, factors_for, few_runs_factors, fit,
                                              has_default, held_from, informative, profile_of)
     from meshplan.fidelity.predict import group_cases
@@ -107,7 +143,7 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
                          command=f"meshplan calibrate {cases_path} --out {out}" + (f" --folds {folds}" if folds else "")
                          + (f" --fit {','.join(names)}" if names else "")
                          + (f" --name {name}" if name != Path(out).stem else "")
-                         + (f" --base {base_name}" if held else ""),
+                         + (f" --base {base_name}" if held else "") + (f" --by {','.join(by)}" if by else ""),
                          cv=cv, folds=folds, base=base, held=held)
     rows = [[f.name, f"{v:.4g}", f"{u:.2g}" if u <= f.upper - f.lower else "undetermined", f"[{f.lower:g}, {f.upper:g}]",
              f"{d:.4g}" if has_default(f) else f"none (start {d:.3g})"]
@@ -117,6 +153,8 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
     if profile.cross_validated:
         echo(f"cross-validated ({folds} folds of model x GPU groups): TTFT {profile.cross_validated.ttft:.1%}, "
                    f"TPOT {profile.cross_validated.tpot:.1%}")
+    if by:
+        profile = _partitioned(profile, groups, factors, list(result.values), held, by, folds, say)
     text = ("# meshplan calibration profile: fitted values of named step-model factors (fidelity/calibrate.py).\n"
             "# Produced by the command below; do not edit by hand.\n"
             + yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))

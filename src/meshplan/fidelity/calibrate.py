@@ -19,7 +19,7 @@ from meshplan.fidelity.harness import AS_STATED, Harness
 from meshplan.fidelity.predict import Group, predict_group
 from meshplan.io.engines import load_engine
 from meshplan.specs.assumptions import CostAssumptions
-from meshplan.specs.calibration import CalibrationProfile, FitError, FittedFactor
+from meshplan.specs.calibration import CalibrationProfile, FitError, FittedFactor, PartitionFit
 from meshplan.specs.engine import Engine
 
 
@@ -299,3 +299,63 @@ def factors_for(groups: list[Group], names: list[str] | None = None) -> list[Fac
         if n not in reached:
             raise SpecError("--fit", n, "no run in the file is on its engine")
     return [f for f in out if f.name in names]
+
+
+BY_KEYS = ("gpu", "engine")
+"""What calibrate --by may partition the runs by."""
+
+MIN_RUNS_PER_FACTOR = 5
+"""A partition is refitted only with at least this many runs (ten residuals) per factor moved."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Partition:
+    key: dict[str, str]
+    """{'gpu': catalog name} and/or {'engine': name}."""
+    groups: list[Group]
+
+
+def partitions(groups: list[Group], by: list[str]) -> list[Partition]:
+    """The runs split by GPU and/or engine, in a stable order."""
+    out: dict[tuple, list[Group]] = {}
+    for g in groups:
+        key = tuple((k, g.ci.problem.gpu.name if k == "gpu" else g.ci.engine.engine.value) for k in by)
+        out.setdefault(key, []).append(g)
+    return [Partition(key=dict(k), groups=v) for k, v in sorted(out.items())]
+
+
+def medians(groups: list[Group], adjust) -> FitError:
+    t, p = log_errors(groups, adjust)
+    return FitError(ttft=float(np.median(np.abs(np.expm1(t)))), tpot=float(np.median(np.abs(np.expm1(p)))))
+
+
+def fit_partition(part: Partition, factors: list[Factor], pooled: list[float], held: Held,
+                  folds: int) -> tuple[PartitionFit | None, str]:
+    """The assumption factors refitted on one partition's runs, the others held at the pooled fit's
+    values (and ``held``); None with the reason when the partition cannot be refitted."""
+    runs = sum(len(g.cases) for g in part.groups)
+    mine = [i for i, f in enumerate(factors) if f.section == "assumptions"]
+    moves = informative(part.groups, [factors[i] for i in mine], [pooled[i] for i in mine],
+                        held + tuple((f, v) for j, (f, v) in enumerate(zip(factors, pooled)) if j not in mine))
+    mine = [i for i, m in zip(mine, moves) if m]
+    if not mine:
+        return None, "no assumption factor moves its runs"
+    if runs < MIN_RUNS_PER_FACTOR * len(mine):
+        return None, f"{runs} runs, fewer than {MIN_RUNS_PER_FACTOR} per factor ({len(mine)})"
+    keep = held + tuple((f, v) for j, (f, v) in enumerate(zip(factors, pooled)) if j not in mine)
+    sub = [factors[i] for i in mine]
+    start = [pooled[i] for i in mine]
+    result = fit(part.groups, sub, start, held=keep)
+    cv = None
+    if folds:
+        try:
+            t, p = cross_validate(part.groups, sub, list(result.values), folds, held=keep)
+            cv = FitError(ttft=float(np.median(np.abs(t))), tpot=float(np.median(np.abs(p))))
+        except SpecError:
+            cv = None  # one model x GPU group: nothing to hold out
+    entries = {f.key: FittedFactor(value=float(v), uncertainty=float(0.0 if np.isnan(u) else u), lower=f.lower,
+                                   upper=f.upper) for f, v, u in zip(sub, result.values, result.uncertainty)}
+    return PartitionFit(gpu=part.key.get("gpu"), engine=part.key.get("engine"), rows=result.rows,
+                        assumptions=entries,
+                        in_sample=FitError(ttft=result.median_abs_ttft, tpot=result.median_abs_tpot),
+                        pooled=medians(part.groups, adjust_for(sub, start, keep)), cross_validated=cv), ""

@@ -37,6 +37,8 @@ def load_profile(name: str | None = DEFAULT_PROFILE) -> CalibrationProfile | Non
         raise SpecError("calibration", name, "must be a mapping (see catalog/calibration/silicon-dev.yaml)")
     profile = build(CalibrationProfile, data, "calibration")
     sections = [("assumptions", profile.assumptions, CostAssumptions), ("benchmark", profile.benchmark, WorkloadSpec)]
+    sections += [(f"partitions[{i}].assumptions", part.assumptions, CostAssumptions)
+                 for i, part in enumerate(profile.partitions)]
     sections += [(f"engines.{e.value}", fields, EngineProfile) for e, fields in profile.engines.items()]
     for section, fields, spec in sections:
         for key, f in fields.items():
@@ -53,11 +55,27 @@ def load_profile(name: str | None = DEFAULT_PROFILE) -> CalibrationProfile | Non
     return profile
 
 
-def calibrated_assumptions(a: CostAssumptions, profile: CalibrationProfile | None, stated: set[str]) -> CostAssumptions:
-    """``a`` with the profile's fitted factors, except those the problem states itself."""
+def partition_for(profile: CalibrationProfile | None, gpu: str | None, engine=None):
+    """The profile's most specific partition fit for this GPU and engine (GPU and engine over GPU
+    over engine), or None."""
+    if profile is None:
+        return None
+    fits = [p for p in profile.partitions
+            if (p.gpu is None or p.gpu == gpu) and (p.engine is None or p.engine == engine)]
+    return max(fits, key=lambda p: (p.gpu is not None) * 2 + (p.engine is not None), default=None)
+
+
+def calibrated_assumptions(a: CostAssumptions, profile: CalibrationProfile | None, stated: set[str],
+                           gpu: str | None = None, engine=None) -> CostAssumptions:
+    """``a`` with the profile's fitted factors (its partition's for this GPU and engine where it
+    has one), except those the problem states itself."""
     if profile is None:
         return a
-    update = {k: f.value for k, f in profile.assumptions.items() if k not in stated}
+    fitted = dict(profile.assumptions)
+    part = partition_for(profile, gpu, engine)
+    if part is not None:
+        fitted.update(part.assumptions)
+    update = {k: f.value for k, f in fitted.items() if k not in stated}
     return build(CostAssumptions, a.model_dump() | update, "calibration.assumptions") if update else a
 
 

@@ -27,7 +27,8 @@ from typing import Any
 
 from meshplan.errors import SpecError, finite_number, suggest
 from meshplan.io.catalog import CATALOG, load_gpu, load_model
-from meshplan.io.calibration import DEFAULT_PROFILE, calibrated_assumptions, calibrated_engine, load_profile
+from meshplan.io.calibration import (DEFAULT_PROFILE, calibrated_assumptions, calibrated_engine, load_profile,
+                                     partition_for)
 from meshplan.io.engines import load_engine
 from meshplan.io.spec_build import build
 from meshplan.io.user_file import load_json, load_yaml, read_text
@@ -288,9 +289,15 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
     stated = raw.get("assumptions") or {}
     if not isinstance(stated, dict):
         raise SpecError("assumptions", stated, "must be a mapping of factor names to values")
-    assumptions = calibrated_assumptions(build(CostAssumptions, stated, "assumptions"), profile, set(stated))
+    gpu = _gpu(raw["gpu"])
+    assumptions = calibrated_assumptions(build(CostAssumptions, stated, "assumptions"), profile, set(stated),
+                                         gpu.name, engine.engine)
     if profile is not None:
-        fitted = ", ".join(f"{k} {f.value:.3g}" for k, f in profile.assumptions.items() if k not in stated)
+        part = partition_for(profile, gpu.name, engine.engine)
+        values = profile.assumptions | (part.assumptions if part is not None else {})
+        fitted = ", ".join(f"{k} {f.value:.3g}" for k, f in values.items() if k not in stated)
+        if part is not None:
+            fitted += f" (refitted on its {' and '.join(x for x in (part.gpu, part.engine and part.engine.value) if x)} runs)"
         eng = ", ".join(f"{k} {f.value:.3g}" for k, f in profile.engines.get(engine.engine, {}).items()
                         if k not in engine_stated)
         notes.append(Note(field="calibration", message=(
@@ -305,7 +312,7 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
         raise SpecError("gpus", budget, "must be a positive whole number of GPUs")
     return build(Problem, dict(
-        name=str(name), model=model, gpu=_gpu(raw["gpu"]), gpu_budget=budget,
+        name=str(name), model=model, gpu=gpu, gpu_budget=budget,
         precision=precision, engine=engine, workload=workload,
         requirements=build(Requirements, raw.get("requirements") or {}, "requirements"),
         phase=Phase(phase), serving=serving, strategy=raw.get("strategy"), prefill_strategy=raw.get("prefill_strategy"),

@@ -32,6 +32,24 @@ class FitError(Spec):
     tpot: float = Field(ge=0)
 
 
+class PartitionFit(Spec):
+    """The CostAssumptions factors refitted on the runs of one GPU and/or one engine (calibrate
+    --by), on top of the profile's pooled values; a problem on that GPU (and engine) uses them."""
+
+    gpu: str | None = None
+    """Catalog GPU name; None: every GPU."""
+    engine: Engine | None = None
+    """None: every engine."""
+    rows: int = Field(ge=0)
+    assumptions: dict[str, FittedFactor]
+    in_sample: FitError
+    """This partition's runs with these values."""
+    pooled: FitError
+    """The same runs with the pooled values."""
+    cross_validated: FitError | None = None
+    """This partition's runs, each predicted by a partition fit that did not see its model."""
+
+
 class CalibrationProfile(Spec):
     """Fitted factors, applied on top of their sourced defaults when a problem is read."""
 
@@ -55,3 +73,5 @@ class CalibrationProfile(Spec):
     cross_validated: FitError | None = None
     """Runs predicted by fits that did not see their model x GPU group."""
     folds: int = 0
+    partitions: list[PartitionFit] = []
+    """Per-GPU and/or per-engine refits (calibrate --by); the most specific match applies."""
