@@ -63,3 +63,28 @@ def test_the_clients_own_time_is_stated_for_the_reference_client_and_fitted_for_
     factor = next(f for f in FACTORS if f.name == "client_overhead_s")
     assert factor.apply(gix.ci, 0.05, gix.cases[0].harness) == {}
     assert factor.apply(gaic.ci, 0.05, gaic.cases[0].harness) == {"client_overhead_s": 0.05}
+
+
+def test_how_the_clients_start_is_the_harness_s(tmp_path, monkeypatch):
+    # InferenceX sends every client's first request at once; aiconfigurator's runs are simulated
+    # with them spread over one request lifetime (catalog/cases/harnesses.yaml [AIC-S]).
+    assert harness_of(INFERENCEX).start_spread == 0.0
+    assert harness_of(AIC).start_spread == 1.0
+    assert AS_STATED.start_spread == 0.0
+    import meshplan.fidelity.simulated as sim
+    from meshplan.simulate import requests
+
+    cases, _ = _read(tmp_path, [_row(id="aic", silicon_data_source=AIC)])
+    (group,) = group_cases(cases)
+    (life,) = sim._lifetimes(group)
+    seen = {}
+    real = requests.closed_loop
+
+    def spy(clients, n, isl, osl, start_spread_s=0.0):
+        seen["spread"] = start_spread_s
+        return real(clients, n, isl, osl, start_spread_s)
+
+    monkeypatch.setattr(sim, "closed_loop", spy)
+    sim.simulate_case(group, group.cases[0], life)
+    # One lifetime: the closed form's TTFT + (OSL - 1) x TPOT of the run.
+    assert seen["spread"] == life > 0

@@ -139,3 +139,21 @@ def test_progress_is_reported_at_every_tenth_of_the_requests_finished():
                    progress=lambda done, total: seen.append((done, total)))
     # 40 requests: a report at 4, 8, ..., 40 finished.
     assert seen == [(k, 40) for k in range(4, 41, 4)]
+
+
+def test_clients_may_start_spread_and_then_never_form_a_wave():
+    # Two clients, prompts of 500 tokens, 3 tokens out, budget 1,000 (mixed policy). All at once:
+    # both prompts in one iteration, 10 + 1000 x 0.01 = 20 ms, both first tokens at 20 ms; they
+    # decode in lockstep and come back together, so every wave waits for the whole clump.
+    # Spread over 40 ms: client 1 starts at 20 ms (1/2 of it), when client 0's prompt has just
+    # finished (10 + 5 = 15 ms) and its first decode runs (15 -> 25 ms); client 1's prompt rides
+    # the next iteration (25 -> 40 ms), its first token 20 ms after its send.
+    together = _run(closed_loop(2, 2, np.full(2, 500), np.full(2, 3)), _policy())
+    spread = _run(closed_loop(2, 2, np.full(2, 500), np.full(2, 3), start_spread_s=0.040), _policy())
+    assert np.allclose(together.requests.send_s, [0.0, 0.0])
+    assert np.allclose(together.requests.first_s, [0.020, 0.020])
+    assert np.allclose(spread.requests.send_s, [0.0, 0.020])
+    assert np.allclose(spread.requests.first_s, [0.015, 0.040])
+    ttft_together, _, _ = per_request(together)
+    ttft_spread, _, _ = per_request(spread)
+    assert ttft_spread.mean() < ttft_together.mean()

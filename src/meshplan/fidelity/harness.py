@@ -29,6 +29,10 @@ class Harness:
     client_overhead_s: float | None
     """What the client adds to each request's TTFT (WorkloadSpec.client_overhead_s); None: the
     calibration profile's benchmark factor."""
+    start_spread: float = 0.0
+    """How the clients' first requests go out, in request lifetimes (TTFT + (OSL - 1) x TPOT): 0
+    all at once, 1 evenly over one lifetime. Only the simulation models it (a run that starts spread
+    never forms the waves that fixed lengths would otherwise keep whole)."""
 
     def lengths(self, nominal: int) -> float | list[float]:
         """The workload's length for a row's nominal ``nominal`` tokens: a number when fixed, else
@@ -51,7 +55,8 @@ def load_harnesses() -> tuple[Harness, ...]:
     return tuple(Harness(name=name, description=h["description"], match=tuple(h["match"]),
                          length_range_ratio=float(h["length_range_ratio"]),
                          requests_per_client=h.get("requests_per_client"),
-                         client_overhead_s=h.get("client_overhead_s"))
+                         client_overhead_s=h.get("client_overhead_s"),
+                         start_spread=float(h.get("start_spread", 0.0)))
                  for name, h in raw["harnesses"].items())
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from meshplan.errors import SpecError
-from meshplan.fidelity.predict import Group, Prediction
+from meshplan.fidelity.predict import Group, Prediction, predict_group
 from meshplan.plan.build import par_of
 from meshplan.fidelity.silicon import SiliconCase
 from meshplan.simulate.instance import simulate_disaggregated, simulate_instance
@@ -30,8 +30,9 @@ MAX_REQUESTS = 20_000
 the run's first wave a little more than the benchmark did."""
 
 
-def simulate_case(group: Group, case: SiliconCase) -> tuple[float, float]:
-    """(mean TTFT, mean TPOT) in seconds of a run, simulated."""
+def simulate_case(group: Group, case: SiliconCase, life_s: float = 0.0) -> tuple[float, float]:
+    """(mean TTFT, mean TPOT) in seconds of a run, simulated; ``life_s`` is a request's lifetime by
+    the closed form, over which the harness may spread its clients' first requests."""
     ci = group.ci
     lay = case.layout
     clients = case.concurrency if case.disaggregated else max(1, round(case.concurrency / lay.instances))
@@ -44,7 +45,7 @@ def simulate_case(group: Group, case: SiliconCase) -> tuple[float, float]:
     dist = LengthDist.FIXED if ratio >= 1.0 else LengthDist.UNIFORM
     isl = draw_lengths(dist, case.isl, int(case.isl * ratio), case.isl, n, rng)
     osl = draw_lengths(dist, case.osl, int(case.osl * ratio), case.osl, n, rng)
-    stream = closed_loop(clients, n, isl, osl)
+    stream = closed_loop(clients, n, isl, osl, case.harness.start_spread * life_s)
     if case.disaggregated:
         p, d = case.prefill, case.decode
         res = simulate_disaggregated(ci, par_of(p), p.instances, par_of(d), d.instances, stream)
@@ -54,14 +55,20 @@ def simulate_case(group: Group, case: SiliconCase) -> tuple[float, float]:
     return float(np.nanmean(ttft)), float(np.nanmean(tpot))
 
 
+def _lifetimes(group: Group) -> list[float]:
+    """Each run's request lifetime by the closed form: TTFT + (OSL - 1) x TPOT, seconds."""
+    ttft, tpot = predict_group(group)
+    return [float(a + (c.osl - 1) * b) for c, a, b in zip(group.cases, ttft, tpot)]
+
+
 def simulate_groups(groups: list[Group], progress=None) -> dict[str, Prediction | str]:
     """Every run of ``groups`` simulated, by id (or why the simulator refused it: the run then keeps
     the closed form); ``progress(done, total)`` after each."""
-    runs = [(g, c) for g in groups for c in g.cases]
+    runs = [(g, c, life) for g in groups for c, life in zip(g.cases, _lifetimes(g))]
     out: dict[str, Prediction | str] = {}
-    for k, (g, c) in enumerate(runs, 1):
+    for k, (g, c, life) in enumerate(runs, 1):
         try:
-            ttft, tpot = simulate_case(g, c)
+            ttft, tpot = simulate_case(g, c, life)
             out[c.id] = Prediction(id=c.id, ttft_ms=ttft * 1e3, tpot_ms=tpot * 1e3)
         except SpecError as err:
             out[c.id] = f"{err.field}: {err.rule}"

@@ -165,7 +165,7 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
     if stream.arrivals is Arrivals.CLOSED_LOOP:
         for i in range(stream.clients):
             r.client[i] = i
-            send(i, 0.0)
+            send(i, 0.0 if stream.first_send_s is None else float(stream.first_send_s[i]))
         next_request = stream.clients
     else:
         for i in range(stream.count):

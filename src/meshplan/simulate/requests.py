@@ -49,6 +49,8 @@ class RequestStream:
     send_s: np.ndarray | None = None
     clients: int = 0
     """Closed loop: requests in flight (each client sends its next one when the last finishes)."""
+    first_send_s: np.ndarray | None = None
+    """Closed loop: when each client sends its first request (None: every client at time 0)."""
 
     @property
     def count(self) -> int:
@@ -75,12 +77,16 @@ def _count(requests: int) -> int:
     return requests
 
 
-def closed_loop(clients: int, requests: int, isl: np.ndarray, osl: np.ndarray) -> RequestStream:
-    """``requests`` requests from ``clients`` clients in a closed loop."""
+def closed_loop(clients: int, requests: int, isl: np.ndarray, osl: np.ndarray,
+                start_spread_s: float = 0.0) -> RequestStream:
+    """``requests`` requests from ``clients`` clients in a closed loop; the clients' first requests
+    go out evenly over ``start_spread_s`` seconds (client i at i / clients of it), all at once at 0."""
     if clients < 1:
         raise SpecError("--concurrency", clients, "must be at least 1")
     _count(requests)
-    return RequestStream(arrivals=Arrivals.CLOSED_LOOP, isl=isl, osl=osl, clients=min(clients, requests))
+    n = min(clients, requests)
+    first = np.arange(n) / n * start_spread_s if start_spread_s > 0 else None
+    return RequestStream(arrivals=Arrivals.CLOSED_LOOP, isl=isl, osl=osl, clients=n, first_send_s=first)
 
 
 def poisson(rate_per_s: float, requests: int, isl: np.ndarray, osl: np.ndarray,
