@@ -64,6 +64,7 @@ def test_cli_writes_the_profile_and_compares_with_the_catalog(tmp_path):
     (["--microbench", "--out", "{d}/x.yaml", "--gpu", "tpu9", "--device", "cpu"], "gpu"),
     (["--microbench", "--out", "{d}/nothere/x.yaml", "--device", "cpu"], "--out"),
     (["--microbench", "--out", "{d}/x.yaml", "--folds", "3", "--device", "cpu"], "--folds"),
+    (["--microbench", "--out", "{d}/x.yaml", "--name", "n", "--device", "cpu"], "--name"),
     (["{d}/runs.csv", "--out", "{d}/x.yaml", "--device", "cpu"], "--device"),
 ])
 def test_bad_microbench_flags_exit_2(tmp_path, args, field):

@@ -39,7 +39,7 @@ def calibrate(cases, out, fit_names, folds, name, base, by, microbench, device, 
     With --microbench, time the kernels here and write a hardware profile instead."""
     if microbench:
         given = [flag for flag, v in (("CASES", cases), ("--fit", fit_names), ("--folds", folds), ("--base", base),
-                                      ("--by", by)) if v is not None]
+                                      ("--by", by), ("--name", name)) if v is not None]
         if given:
             raise SpecError(given[0], "given", "fits measured runs; --microbench times kernels and takes none")
         from meshplan.cli.microbench_cmd import run_microbench
