@@ -162,3 +162,20 @@ def test_page_lists_the_engine_profile_with_what_each_fact_is(page):
     # The engine's per-iteration token budget, by GPU memory tier, with the first sentence of its note.
     assert "token_budget" in table and "from 70 GiB: 8192" in table
     assert "Tokens one iteration may carry per attention-dp rank" in table
+
+
+def test_plan_sim_html_lists_the_simulated_candidates(tmp_path):
+    out = tmp_path / "p.html"
+    r = run("plan", "--model", "llama-3.1-8b", "--gpu", "h100", "--gpus", "2", "--isl", "500", "--osl", "100",
+            "--concurrency", "8", "--ttft", "1", "--tpot", "0.05", "--sim", "--json", str(tmp_path / "p.json"),
+            "--html", str(out))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "p.json").read_text())
+    text = out.read_text()
+    start = text.index('id="simulated"')
+    table = text[start:text.index("</table>", start)]
+    # One row per simulated candidate, in the plan's order, with its goodput (against the targets)
+    # as a share.
+    assert table.count("<tr>") == 1 + len(doc["simulation"])
+    first = doc["simulation"][0]
+    assert first["label"] in table and f"{first['goodput']:.0%}" in table

@@ -249,6 +249,28 @@ def _simulation(go, sim: Simulated) -> str:
             + _figure("timeline", t) + "</section>")
 
 
+def _simulated_candidates(doc: dict) -> str:
+    """plan --sim's re-scored candidates: percentiles and goodput beside the closed form's means."""
+    sims = doc.get("simulation") or []
+    if not sims:
+        return ""
+    rows = []
+    for s in sims:
+        good = "-" if s.get("goodput") is None else f"{s['goodput']:.0%}"
+        rows.append(f"<tr><td>{esc(s['label'])}</td><td>{esc(s['gpus_total'])}</td>"
+                    f"<td>{_fmt_s(s['closed_form']['ttft_s'])}</td><td>{_fmt_s(s['ttft_s']['p50'])}</td>"
+                    f"<td>{_fmt_s(s['ttft_s']['p99'])}</td><td>{_fmt_s(s['closed_form']['tpot_s'])}</td>"
+                    f"<td>{_fmt_s(s['tpot_s']['p50'])}</td><td>{_fmt_s(s['tpot_s']['p99'])}</td>"
+                    f"<td>{_fmt_num(s['output_tok_s_per_gpu'])}</td><td>{good}</td></tr>")
+    rows = "".join(rows)
+    return ("<section><h2>Candidates simulated</h2><p>The search's best candidates served request by request "
+            "(plan --sim): the closed form's means beside the simulated percentiles, tokens/s per GPU and goodput "
+            '(share of requests within the targets).</p><table id="simulated" class="sortable"><thead><tr>'
+            "<th>layout</th><th>GPUs</th><th>TTFT closed form</th><th>TTFT p50</th><th>TTFT p99</th>"
+            "<th>TPOT closed form</th><th>TPOT p50</th><th>TPOT p99</th><th>tok/s per GPU</th><th>goodput</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table></section>")
+
+
 def _candidates(doc: dict) -> str:
     rows = []
     chosen = doc.get("label")
@@ -367,7 +389,7 @@ def render_html(doc: dict, problem: Problem, pools: list[Pool], *, sim: Simulate
     parts = [_summary(doc), _requirements(doc), _gpu_map(go, problem, pools), _pareto(go, doc), _memory(go, doc)]
     if sim is not None:
         parts.append(_simulation(go, sim))
-    parts += [dag_section, _candidates(doc), _assumptions(doc), _fidelity(closeness)]
+    parts += [_simulated_candidates(doc), dag_section, _candidates(doc), _assumptions(doc), _fidelity(closeness)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{STYLE}</style>"
             f"<script>{get_plotlyjs()}</script></head><body>"
