@@ -93,23 +93,11 @@ def _dags(problem, pools) -> tuple[list[tuple[str, str]], str]:
 
 def _simulated(problem, doc: dict):
     """The chosen plan simulated request by request, as the page draws it."""
-    import numpy as np
-
-    from meshplan.plan.simulated import SEED, _requests, run_candidate
+    from meshplan.plan.simulated import run_at_operating_point
     from meshplan.report.html import Simulated
-    from meshplan.simulate.requests import workload_stream
     from meshplan.simulate.summary import per_request, timeline
 
-    cand = _candidate(problem, doc)
-    w = problem.workload
-    if not w.request_rate_per_s:
-        w = w.model_copy(update={"concurrency": max(int(round(cand.concurrency)), 1)})
-
-    def stream_for(instances: int):
-        clients = max(1, round((w.concurrency or 1) / instances))
-        return workload_stream(w, instances, _requests(clients), np.random.default_rng(SEED))
-
-    res, gpus, copies, arrivals, stream = run_candidate(problem, cand, stream_for)
+    res, gpus, copies, arrivals, _ = run_at_operating_point(problem, _candidate(problem, doc))
     ttft, tpot, _ = per_request(res)
     mid, rate, waiting = timeline(res)
     r = problem.requirements

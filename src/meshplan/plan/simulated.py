@@ -54,8 +54,9 @@ def run_candidate(problem: Problem, c: Candidate, stream_for, keep_spans: bool =
     return res, lay.gpus_per_instance, lay.instances, arrivals, stream
 
 
-def simulate_candidate(problem: Problem, c: Candidate) -> dict[str, Any]:
-    """What the simulation shows for one candidate at its operating point."""
+def run_at_operating_point(problem: Problem, c: Candidate):
+    """Candidate ``c`` simulated at its operating point (its concurrency, or the problem's request
+    rate), as run_candidate returns it."""
     w = problem.workload
     if not w.request_rate_per_s:
         w = w.model_copy(update={"concurrency": max(int(round(c.concurrency)), 1)})
@@ -64,7 +65,12 @@ def simulate_candidate(problem: Problem, c: Candidate) -> dict[str, Any]:
         clients = max(1, round((w.concurrency or 1) / instances))
         return workload_stream(w, instances, _requests(clients), np.random.default_rng(SEED))
 
-    res, gpus, _, arrivals, stream = run_candidate(problem, c, stream_for)
+    return run_candidate(problem, c, stream_for)
+
+
+def simulate_candidate(problem: Problem, c: Candidate) -> dict[str, Any]:
+    """What the simulation shows for one candidate at its operating point."""
+    res, gpus, _, arrivals, stream = run_at_operating_point(problem, c)
     r = problem.requirements
     # Goodput: requests within the per-request bounds (the p99 targets where given, else the means').
     # The closed loop's first wave (every client at once) is a benchmark's start, not service: left out.
