@@ -112,6 +112,12 @@ def held_from(profile: CalibrationProfile | None, fitted: list[Factor]) -> Held:
     return tuple(out)
 
 
+def fitted_entry(f: Factor, value: float, uncertainty: float) -> FittedFactor:
+    """A fitted value as a profile records it (an undetermined uncertainty as 0)."""
+    return FittedFactor(value=float(value), uncertainty=float(0.0 if np.isnan(uncertainty) else uncertainty),
+                        lower=f.lower, upper=f.upper)
+
+
 def entry_of(profile: CalibrationProfile, f: Factor):
     """The profile's FittedFactor for ``f``."""
     return (profile.engines[f.engine] if f.section == "engines" else getattr(profile, f.section))[f.key]
@@ -221,8 +227,7 @@ def profile_of(result: FitResult, factors: list[Factor], *, name: str, fitted_on
                base: CalibrationProfile | None = None, held: Held = ()) -> CalibrationProfile:
     """The calibration profile a fit gives; the ``held`` factors keep ``base``'s entries."""
     sections: dict[str, dict] = {"assumptions": {}, "engines": {}, "benchmark": {}}
-    fitted = [(f, FittedFactor(value=float(v), uncertainty=float(0.0 if np.isnan(u) else u), lower=f.lower,
-                               upper=f.upper)) for f, v, u in zip(factors, result.values, result.uncertainty)]
+    fitted = [(f, fitted_entry(f, v, u)) for f, v, u in zip(factors, result.values, result.uncertainty)]
     kept = [(f, entry_of(base, f)) for f, _ in held] if base is not None else []
     for f, entry in kept + fitted:
         if f.section == "engines":
@@ -353,8 +358,7 @@ def fit_partition(part: Partition, factors: list[Factor], pooled: list[float], h
             cv = FitError(ttft=float(np.median(np.abs(t))), tpot=float(np.median(np.abs(p))))
         except SpecError:
             cv = None  # one model x GPU group: nothing to hold out
-    entries = {f.key: FittedFactor(value=float(v), uncertainty=float(0.0 if np.isnan(u) else u), lower=f.lower,
-                                   upper=f.upper) for f, v, u in zip(sub, result.values, result.uncertainty)}
+    entries = {f.key: fitted_entry(f, v, u) for f, v, u in zip(sub, result.values, result.uncertainty)}
     return PartitionFit(gpu=part.key.get("gpu"), engine=part.key.get("engine"), rows=result.rows,
                         assumptions=entries,
                         in_sample=FitError(ttft=result.median_abs_ttft, tpot=result.median_abs_tpot),
