@@ -47,3 +47,34 @@ def test_feasible_means_every_requirement_is_met_after_queueing(serving):
             assert c.ttft_s <= 2.0 and c.tpot_s <= 0.05, c.label
         else:
             assert c.violations
+
+
+def test_the_frontier_keeps_what_nothing_beats_on_both_axes():
+    # (tokens/s per user, tokens/s per GPU) = (10, 100), (20, 50), (15, 40): (15, 40) is beaten by
+    # (20, 50) on both, so the frontier is (20, 50) then (10, 100), fastest per user first.
+    from meshplan.search.candidate import Candidate
+    from meshplan.search.objectives import Mode
+    from meshplan.search.pick import non_dominated
+    from meshplan.strategy.layout import Layout
+
+    def cand(per_user, per_gpu):
+        return Candidate(mode=Mode.AGGREGATED, prefill=Layout(), decode=Layout(), decode_B=1.0, prefill_B=1.0,
+                         gpus_total=1, ttft_s=0.1, tpot_s=1.0 / per_user, output_tok_s_per_gpu=per_gpu,
+                         input_tok_s_per_gpu=None, output_tok_s=per_gpu, concurrency=1.0, max_concurrency=1.0)
+
+    a, b, c = cand(10, 100), cand(20, 50), cand(15, 40)
+    assert non_dominated([a, b, c]) == [b, a]
+
+
+def test_a_disaggregated_plan_joins_the_frontier():
+    # DeepSeek-V3 on 32 H200 with TTFT 1 s and TPOT 30 ms: the search picks a disaggregated pair
+    # that serves more tokens per GPU than any aggregated point; the frontier must show it.
+    p = problem_from_raw({"model": "deepseek-v3", "gpu": "h200", "gpus": 32, "engine": "sglang",
+                          "workload": {"isl": 4000, "osl": 500}, "requirements": {"ttft_s": 1.0, "tpot_s": 0.03}})
+    r = search(p)
+    assert r.best.mode.value == "disaggregated"
+    assert any(c.mode.value == "disaggregated" for c in r.pareto)
+    # The chosen plan is on the frontier or behind a point of it on both axes.
+    b = r.best
+    assert any(c.output_tok_s_per_gpu >= b.output_tok_s_per_gpu * (1 - 1e-9) and c.tpot_s <= b.tpot_s * (1 + 1e-9)
+               for c in r.pareto)

@@ -375,7 +375,23 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
     ranked = _prefer_simple(ranked, objective)
     timed = next((t for t in tables if t.tpot is not None), None)
     pareto = _pareto(ci, timed, picks[timed.mode]) if timed is not None else []
-    return ranked, pruned, pareto
+    # The disaggregated pairs are formed above, not in a table: their points join the frontier here.
+    pairs = [c for c in ranked if c.mode is Mode.DISAGGREGATED and c.feasible and c.tpot_s]
+    return ranked, pruned, non_dominated(pareto + pairs) if pairs else pareto
+
+
+def non_dominated(cands: list[Candidate]) -> list[Candidate]:
+    """The candidates no other beats on both tokens/s per GPU and tokens/s per user (1 / TPOT),
+    fastest per user first. Hand check: (per user, per GPU) = (10, 100), (20, 50), (15, 40) keeps
+    (20, 50) and (10, 100); (15, 40) is beaten by (20, 50) on both."""
+    pts = sorted((c for c in cands if c.tpot_s and c.output_tok_s_per_gpu),
+                 key=lambda c: (-1.0 / c.tpot_s, -c.output_tok_s_per_gpu))
+    out, best = [], -np.inf
+    for c in pts:
+        if c.output_tok_s_per_gpu > best * (1 + 1e-9):
+            out.append(c)
+            best = c.output_tok_s_per_gpu
+    return out
 
 
 def _pareto(ci: CostInputs, t: PointTable, pick) -> list[Candidate]:
