@@ -1,6 +1,7 @@
 """Wall time of meshplan's request-by-request simulation (issue: simulate serving). Goals: 10,000
 requests on a 32-GPU DeepSeek-V3 instance in under 5 s on this machine's cores, and plan --sim
-re-scoring 10 candidates in under 10 s. Prints the time of each run and what it served, for a
+re-scoring 10 candidates in under 10 s, and one expanded step of DeepSeek-V3 decode on 320 GPUs in
+under 5 s (meshplan simulate --step: DAG build, sampled routing and schedule). Prints the time of each run and what it served, for a
 closed loop and for Poisson arrivals at about the instance's capacity, with lengths drawn
 uniformly over a range (so clumps of prompts dissolve and almost every iteration is its own
 event), then the search and the re-scoring of its best candidates for DeepSeek-V3 on 32 H200."""
@@ -55,6 +56,26 @@ def plan_sim() -> None:
           f"{len(doc['simulation'])} candidates {t2 - t1:.2f} s; plan {doc['label']}")
 
 
+def step_320() -> None:
+    from meshplan.dag.build import build_dag
+    from meshplan.dag.schedule import routing_for, schedule
+    from meshplan.strategy.layout import parse_strategy
+
+    # As bench/dag.py: tp4 dp80 ep320 with 64 redundant experts (one expert per GPU), batch 64.
+    problem = problem_from_raw({"model": "deepseek-v3", "gpu": "h800", "precision": {"weights": "fp8"},
+                                "workload": {"isl": 4000, "osl": 500}, "assumptions": {"redundant_experts": 64}})
+    lay = parse_strategy("tp=4,dp=80,ep=320")
+    t0 = time.perf_counter()
+    dag = build_dag(problem, lay, "decode", 64.0, expand=True)
+    t1 = time.perf_counter()
+    s = schedule([dag], routing=routing_for(problem, lay, "decode", 64.0, np.random.default_rng(0)))
+    t2 = time.perf_counter()
+    print(f"simulate --step, DeepSeek-V3 decode on 320 H800 (tp4 dp80 ep320): {len(dag.nodes):,} nodes, build "
+          f"{t1 - t0:.2f} s, routing and schedule {t2 - t1:.2f} s, {t2 - t0:.2f} s in all; step "
+          f"{s.makespan_s * 1e3:.2f} ms")
+
+
 if __name__ == "__main__":
     main()
     plan_sim()
+    step_320()

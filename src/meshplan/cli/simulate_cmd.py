@@ -18,7 +18,7 @@ from meshplan.units import fmt_seconds, plural
 @click.command()
 @problem_options
 @click.option("--strategy", help=STRATEGY_HELP + " (default: the plan meshplan chooses)")
-@click.option("--requests", type=int, default=1000, show_default=True, help="Requests to serve.")
+@click.option("--requests", type=int, help="Requests to serve (default 1000).")
 @click.option("--trace", "trace_in", help="Requests from a file instead: CSV with columns arrival_s, input_tokens, "
               "output_tokens, or JSON Lines with those keys.")
 @click.option("--lengths", type=click.Choice(["fixed", "uniform", "lognormal"]),
@@ -31,8 +31,14 @@ from meshplan.units import fmt_seconds, plural
 @click.option("--plot", "plot_path", help="Draw TTFT and TPOT CDFs and throughput over time to FILE (.png, .svg or "
               ".pdf; needs the plot extra: pip install 'meshplan[plot]').")
 @click.option("--json", "json_path", help="Write the summary as JSON to FILE ('-': stdout).")
+@click.option("--step", is_flag=True, help="Instead: one iteration on every GPU, the expanded DAG scheduled on each "
+              "GPU's compute and communication streams (collectives start when all their GPUs are ready), with "
+              "sampled expert routing (--seed) and two micro-batches under two-batch overlap.")
+@click.option("--step-phase", type=click.Choice(["decode", "prefill"]), default="decode", show_default=True,
+              help="--step: which pool's iteration.")
 @wrap_errors
-def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, plot_path, json_path, **kw) -> None:
+def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, plot_path, json_path, step, step_phase,
+             **kw) -> None:
     """Simulate serving request by request (PROBLEM, flags or the bundled seed; --strategy, else the
     plan meshplan chooses): one instance of an aggregated plan, or a disaggregated plan whole (its
     KV caches moving from prefill to decode instances). The engine's scheduler (token budget,
@@ -59,7 +65,15 @@ def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, 
     if not (length_cv > 0 and np.isfinite(length_cv) and length_cv <= 10):
         raise SpecError("--length-cv", length_cv, "must be above 0 and at most 10")
     problem = load(kw)
-    doc, res = run_simulation(problem, strategy, requests, trace_in, lengths, length_cv, seed)
+    if step:
+        for flag, v in (("--requests", requests), ("--trace", trace_in), ("--lengths", lengths), ("--plot", plot_path)):
+            if v is not None:
+                raise SpecError(flag, v, "serves requests; --step simulates one iteration")
+        from meshplan.cli.step_cmd import run_step
+        run_step(problem, strategy, step_phase, seed, trace_out, json_path)
+        return
+    doc, res = run_simulation(problem, strategy, 1000 if requests is None else requests, trace_in, lengths, length_cv,
+                              seed)
     if plot_path:
         from meshplan.report.simulation_plot import plot_simulation
         r = problem.requirements
