@@ -150,7 +150,7 @@ def test_report_with_a_simulation_and_another_validation_file(tmp_path):
             "--concurrency", "8", "--sim", "--validation", str(v), "--html", str(out))
     assert r.returncode == 0, r.stderr
     text = out.read_text()
-    assert 'id="latency-cdf"' in text and 'id="timeline"' in text
+    assert 'id="latency-cdf"' in text and 'id="timeline"' in text and 'id="iterations"' in text
     assert "requests (closed loop of" in text
     assert 'id="fidelity"' in text
 

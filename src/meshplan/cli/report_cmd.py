@@ -19,6 +19,9 @@ VALIDATION = CATALOG / "cases" / "silicon-dev-validation.json"
 """The dev set's validation summary (meshplan validate ../shared/cases/silicon-dev.csv --json F,
 rows left out): where the report finds how close meshplan has been for a model and a GPU."""
 
+MAX_SPANS = 5_000
+"""Iteration spans drawn at most on the page (a long run's are thinned evenly)."""
+
 CSV_FIELDS = ("label", "mode", "gpus_total", "feasible", "ttft_s", "tpot_s", "output_tok_s_per_gpu",
               "input_tok_s_per_gpu", "concurrency", "why")
 
@@ -97,13 +100,16 @@ def _simulated(problem, doc: dict):
     from meshplan.report.html import Simulated
     from meshplan.simulate.summary import per_request, timeline
 
-    res, gpus, copies, arrivals, _ = run_at_operating_point(problem, _candidate(problem, doc))
+    res, gpus, copies, arrivals, _ = run_at_operating_point(problem, _candidate(problem, doc), keep_spans=True)
+    step = max(1, len(res.spans) // MAX_SPANS)  # a long run's iterations, evenly thinned
+    spans = [(s.start_s, s.duration_s, s.count, s.decode_seqs, s.prefill_tokens, res.roles[s.group]
+              if s.group < len(res.roles) else "aggregated") for s in res.spans[::step]]
     ttft, tpot, _ = per_request(res)
     mid, rate, waiting = timeline(res)
     r = problem.requirements
     return Simulated(ttft_s=[float(x) for x in ttft], tpot_s=[float(x) for x in tpot], time_s=[float(x) for x in mid],
                      output_tok_s=[float(x) for x in rate], waiting=[float(x) for x in waiting],
-                     ttft_target_s=r.ttft_p99_s or r.ttft_s, tpot_target_s=r.tpot_p99_s or r.tpot_s,
+                     ttft_target_s=r.ttft_p99_s or r.ttft_s, tpot_target_s=r.tpot_p99_s or r.tpot_s, iterations=spans,
                      caption=(f"{len(ttft):,} requests ({arrivals}) on {gpus} GPUs"
                               + (f", one of {copies} identical instances" if copies > 1 else "")
                               + "; latency CDFs per request, and the run's throughput and queue over time."))

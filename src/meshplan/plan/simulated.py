@@ -54,9 +54,9 @@ def run_candidate(problem: Problem, c: Candidate, stream_for, keep_spans: bool =
     return res, lay.gpus_per_instance, lay.instances, arrivals, stream
 
 
-def run_at_operating_point(problem: Problem, c: Candidate):
+def run_at_operating_point(problem: Problem, c: Candidate, keep_spans: bool = False):
     """Candidate ``c`` simulated at its operating point (its concurrency, or the problem's request
-    rate), as run_candidate returns it."""
+    rate), as run_candidate returns it (with every iteration's span when ``keep_spans``)."""
     w = problem.workload
     if not w.request_rate_per_s:
         w = w.model_copy(update={"concurrency": max(int(round(c.concurrency)), 1)})
@@ -65,7 +65,7 @@ def run_at_operating_point(problem: Problem, c: Candidate):
         clients = max(1, round((w.concurrency or 1) / instances))
         return workload_stream(w, instances, _requests(clients), np.random.default_rng(SEED))
 
-    return run_candidate(problem, c, stream_for)
+    return run_candidate(problem, c, stream_for, keep_spans)
 
 
 def simulate_candidate(problem: Problem, c: Candidate) -> dict[str, Any]:

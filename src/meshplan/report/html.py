@@ -41,6 +41,9 @@ class Simulated:
     ttft_target_s: float | None
     tpot_target_s: float | None
     caption: str
+    iterations: list[tuple] = ()
+    """(start s, duration s, identical iterations, decode sequences, prompt tokens, pool role) per
+    run of identical iterations of a micro-batch group."""
 
 
 def _plotly():
@@ -245,8 +248,21 @@ def _simulation(go, sim: Simulated) -> str:
     t.update_layout(height=380, margin={"l": 70, "r": 70, "t": 10, "b": 40}, xaxis={"title": "time (s)"},
                     yaxis={"title": "output tokens/s"}, yaxis2={"title": "waiting", "overlaying": "y", "side": "right"},
                     legend={"orientation": "h"})
+    it = go.Figure()
+    kinds: dict[str, list[tuple]] = {}
+    for start, dur, count, seqs, prompt, role in sim.iterations:
+        kind = "prefill + decode" if prompt and seqs else "prefill" if prompt else "decode"
+        kinds.setdefault(f"{role}: {kind}", []).append((start, dur, count, seqs, prompt))
+    for name, rows in kinds.items():
+        it.add_trace(go.Scatter(x=[r[0] for r in rows], y=[r[1] * 1e3 for r in rows], mode="markers", name=name,
+                                  marker={"size": 4}, hoverinfo="text",
+                                  text=[f"{name}{f' x{r[2]}' if r[2] > 1 else ''}<br>{r[3]} sequences decoding, "
+                                        f"{r[4]:,} prompt tokens<br>{r[1] * 1e3:.2f} ms each" for r in rows]))
+    it.update_layout(height=340, margin={"l": 70, "r": 20, "t": 10, "b": 40}, xaxis={"title": "time (s)"},
+                     yaxis={"title": "iteration (ms)"}, legend={"orientation": "h"})
     return (f"<section><h2>Simulation</h2><p>{esc(sim.caption)}</p>" + _figure("latency-cdf", fig)
-            + _figure("timeline", t) + "</section>")
+            + _figure("timeline", t) + "<p>Every iteration (a run of identical ones is one point): when it "
+            "started and how long it took, by what it carried.</p>" + _figure("iterations", it) + "</section>")
 
 
 def _simulated_candidates(doc: dict) -> str:
