@@ -180,3 +180,37 @@ def test_validate_says_whether_its_errors_are_in_sample(tmp_path):
     assert "was fitted on these 40 runs: the medians above are in-sample" in out.stdout
     assert "no cross-validation recorded" in out.stdout
     assert "No calibration profile" in run("validate", str(SAMPLE), "--profile", "none").stdout
+
+
+def test_leave_one_group_out_predicts_each_group_by_a_fit_without_it():
+    # With one fold per model x GPU group, a group's cross-validated errors are those of a fit on
+    # every other group: check one group against a fit made here without it.
+    import numpy as np
+
+    from meshplan.fidelity.calibrate import FACTORS, adjust_for, cross_validate, fit, log_errors
+    from meshplan.fidelity.predict import group_cases
+    cases, _ = read_silicon(SAMPLE)
+    groups = group_cases(cases, "none")
+    factor = [f for f in FACTORS if f.name == "vllm.request_overhead_s"]
+    t_cv, p_cv = cross_validate(groups, factor, [0.05], leave_one_out=True)
+    keys = sorted({(g.cases[0].model, g.cases[0].gpu) for g in groups})
+    held_out = keys[0]
+    train = [g for g in groups if (g.cases[0].model, g.cases[0].gpu) != held_out]
+    test = [g for g in groups if (g.cases[0].model, g.cases[0].gpu) == held_out]
+    result = fit(train, factor, [0.05])
+    t, p = log_errors(test, adjust_for(factor, result.values))
+    # cross_validate returns the folds in key order, so the first group's runs come first.
+    n = len(t)
+    assert np.allclose(t_cv[:n], np.expm1(t)) and np.allclose(p_cv[:n], np.expm1(p))
+    assert len(t_cv) == sum(len(g.cases) for g in groups)
+
+
+def test_calibrate_folds_groups_is_recorded(tmp_path):
+    out = tmp_path / "logo.yaml"
+    r = run("calibrate", str(SAMPLE), "--out", str(out), "--fit", "vllm.request_overhead_s", "--folds", "groups")
+    assert r.returncode == 0, r.stderr
+    profile = load_profile(str(out))
+    assert profile.leave_one_group_out and profile.folds == 15 and "--folds groups" in profile.command
+    assert "leaving out one of 15 model x GPU groups" in r.stdout
+    bad = run("calibrate", str(SAMPLE), "--out", str(out), "--folds", "some")
+    assert bad.returncode == 2 and "--folds" in bad.stderr

@@ -20,7 +20,8 @@ from meshplan.report.tables import table
 @click.option("--out", required=True, help="Profile YAML to write.")
 @click.option("--fit", "fit_names", help="Comma-separated factors to fit (default: every named factor the data reaches except "
               "expert_load_cv, which keeps its measured source unless named).")
-@click.option("--folds", type=int, help="Cross-validation folds of model x GPU groups (0: none; default 5).")
+@click.option("--folds", help="Cross-validation folds of model x GPU groups (0: none; 'groups': one per group, "
+              "leave-one-group-out; default 5).")
 @click.option("--name", help="Name recorded in the profile (default: the --out file's name without .yaml).")
 @click.option("--base", help="Profile whose values the factors not fitted here keep (default silicon-dev; none: their "
               "sourced defaults).")
@@ -51,10 +52,21 @@ def calibrate(cases, out, fit_names, folds, name, base, by, microbench, device, 
         if v:
             raise SpecError(flag, "given", "applies to --microbench only")
     run_calibrate(cases, out, [n.strip() for n in fit_names.split(",") if n.strip()] if fit_names else None,
-                  5 if folds is None else folds, name or Path(out).stem, base or "silicon-dev", _by(by))
+                  _folds(folds), name or Path(out).stem, base or "silicon-dev", _by(by))
 
 
-def _partitioned(profile, groups, factors, pooled, held, by, folds, say):
+def _folds(text: str | None) -> int | str:
+    if text is None:
+        return 5
+    if text == "groups":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise SpecError("--folds", text, "0 (no cross-validation), at least 2, or groups (leave one group out)") from None
+
+
+def _partitioned(profile, groups, factors, pooled, held, by, folds, say, logo=False):
     """The profile with the assumption factors refitted per partition, and a table of them."""
     from meshplan.fidelity.calibrate import fit_partition, partitions
 
@@ -62,7 +74,7 @@ def _partitioned(profile, groups, factors, pooled, held, by, folds, say):
     for part in partitions(groups, by):
         label = ", ".join(part.key.values())
         say(f"refitting on {label} ...")
-        pf, why = fit_partition(part, factors, pooled, held, folds)
+        pf, why = fit_partition(part, factors, pooled, held, folds, logo)
         if pf is None:
             rows.append([label, str(sum(len(g.cases) for g in part.groups)), f"not refitted: {why}", "", "", ""])
             continue
@@ -88,7 +100,7 @@ def _by(text: str | None) -> list[str]:
     return keys
 
 
-def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int, name: str,
+def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int | str, name: str,
                   base_name: str = "none", by: list[str] | None = None) -> None:
     from meshplan.fidelity.calibrate import (cross_validate, default_value, factors_for, few_runs_factors, fit,
                                              has_default, held_from, informative, profile_of)
@@ -96,8 +108,9 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
     from meshplan.fidelity.silicon import read_silicon
     from meshplan.io.calibration import load_profile
 
-    if folds == 1 or folds < 0:
-        raise SpecError("--folds", folds, "0 (no cross-validation) or at least 2")
+    logo = folds == "groups"
+    if not logo and (folds == 1 or folds < 0):
+        raise SpecError("--folds", folds, "0 (no cross-validation), at least 2, or groups (leave one group out)")
     target = Path(out)
     if target.is_dir():
         raise SpecError("--out", out, "is a folder; give a file path")
@@ -110,6 +123,8 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
     base = load_profile(base_name)
     factors = factors_for(groups, names)
     model_gpu = {(g.cases[0].model, g.cases[0].gpu) for g in groups}
+    if logo:
+        folds = len(model_gpu)
     if folds and len(model_gpu) < 2:
         raise SpecError("--folds", folds, f"cross-validation holds out model x GPU groups; the file has "
                         f"{len(model_gpu)} (use --folds 0)")
@@ -137,24 +152,28 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
     say(f"  fitted in {time.perf_counter() - t0:.0f} s")
     cv = None
     if folds:
-        say(f"cross-validating over {folds} folds of model x GPU groups (one fit per fold) ...")
-        cv = cross_validate(groups, factors, list(result.values), folds, held=held)
+        how = f"leaving out each of {folds} model x GPU groups" if logo else f"{folds} folds of model x GPU groups"
+        say(f"cross-validating, {how} (one fit per fold) ...")
+        cv = cross_validate(groups, factors, list(result.values), folds, held=held, leave_one_out=logo)
     profile = profile_of(result, factors, name=name, fitted_on=f"{Path(cases_path).name} ({result.rows} runs)",
-                         command=f"meshplan calibrate {cases_path} --out {out}" + (f" --folds {folds}" if folds else "")
+                         command=f"meshplan calibrate {cases_path} --out {out}" + (" --folds groups" if logo else f" --folds {folds}" if folds else "")
                          + (f" --fit {','.join(names)}" if names else "")
                          + (f" --name {name}" if name != Path(out).stem else "")
                          + (f" --base {base_name}" if held else "") + (f" --by {','.join(by)}" if by else ""),
                          cv=cv, folds=folds, base=base, held=held)
+    if logo:
+        profile = profile.model_copy(update={"leave_one_group_out": True})
     rows = [[f.name, f"{v:.4g}", f"{u:.2g}" if u <= f.upper - f.lower else "undetermined", f"[{f.lower:g}, {f.upper:g}]",
              f"{d:.4g}" if has_default(f) else f"none (start {d:.3g})"]
             for f, v, u, d in zip(factors, result.values, result.uncertainty, start)]
     echo(table(["factor", "fitted", "+-", "bounds", "sourced default"], rows))
     echo(f"\nin-sample median |error|: TTFT {result.median_abs_ttft:.1%}, TPOT {result.median_abs_tpot:.1%}")
     if profile.cross_validated:
-        echo(f"cross-validated ({folds} folds of model x GPU groups): TTFT {profile.cross_validated.ttft:.1%}, "
+        how = "leaving out one of {} model x GPU groups at a time".format(folds) if logo else f"{folds} folds of model x GPU groups"
+        echo(f"cross-validated ({how}): TTFT {profile.cross_validated.ttft:.1%}, "
                    f"TPOT {profile.cross_validated.tpot:.1%}")
     if by:
-        profile = _partitioned(profile, groups, factors, list(result.values), held, by, folds, say)
+        profile = _partitioned(profile, groups, factors, list(result.values), held, by, folds, say, logo)
     text = ("# meshplan calibration profile: fitted values of named step-model factors (fidelity/calibrate.py).\n"
             "# Produced by the command below; do not edit by hand.\n"
             + yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))

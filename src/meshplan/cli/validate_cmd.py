@@ -85,7 +85,9 @@ def _honest_error(v: Validation) -> None:
         return
     ids = ids_hash(r.case.id for r in v.rows)
     cv = profile.cross_validated
-    crossed = (f"cross-validated TTFT {cv.ttft:.1%}, TPOT {cv.tpot:.1%} ({profile.folds} folds of model x GPU groups: "
+    split = (f"leaving out one of {profile.folds} model x GPU groups at a time" if profile.leave_one_group_out
+             else f"{profile.folds} folds of model x GPU groups")
+    crossed = (f"cross-validated TTFT {cv.ttft:.1%}, TPOT {cv.tpot:.1%} ({split}: "
                "each run predicted by a fit that did not see its group)") if cv else "no cross-validation recorded"
     if ids == profile.rows_hash:
         echo(f"\nProfile {profile.name} was fitted on these {profile.rows:,} runs: the medians above are in-sample "

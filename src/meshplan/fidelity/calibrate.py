@@ -199,11 +199,18 @@ def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_sca
 
 
 def cross_validate(groups: list[Group], factors: list[Factor], start: list[float], folds: int = 5,
-                   loss_scale: float = 0.15, held: Held = ()) -> tuple[np.ndarray, np.ndarray]:
+                   loss_scale: float = 0.15, held: Held = (), leave_one_out: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Relative errors of TTFT and TPOT for every run, each predicted by a fit that did not see its
-    model x GPU group (runs assigned to ``folds`` folds by a hash of the group)."""
+    model x GPU group: runs assigned to ``folds`` folds by a hash of the group, or with
+    ``leave_one_out`` one fold per group (``folds`` is then ignored)."""
+    keys = sorted({(g.cases[0].model, g.cases[0].gpu) for g in groups})
+    if leave_one_out:
+        folds = len(keys)
+
     def fold_of(g: Group) -> int:
         c = g.cases[0]
+        if leave_one_out:
+            return keys.index((c.model, c.gpu))
         return int(hashlib.sha256(f"{c.model}|{c.gpu}".encode()).hexdigest(), 16) % folds
 
     t_all, p_all = [], []
@@ -335,7 +342,7 @@ def medians(groups: list[Group], adjust) -> FitError:
 
 
 def fit_partition(part: Partition, factors: list[Factor], pooled: list[float], held: Held,
-                  folds: int) -> tuple[PartitionFit | None, str]:
+                  folds: int, leave_one_out: bool = False) -> tuple[PartitionFit | None, str]:
     """The assumption factors refitted on one partition's runs, the others held at the pooled fit's
     values (and ``held``); None with the reason when the partition cannot be refitted."""
     runs = sum(len(g.cases) for g in part.groups)
@@ -354,7 +361,7 @@ def fit_partition(part: Partition, factors: list[Factor], pooled: list[float], h
     cv = None
     if folds:
         try:
-            t, p = cross_validate(part.groups, sub, list(result.values), folds, held=keep)
+            t, p = cross_validate(part.groups, sub, list(result.values), folds, held=keep, leave_one_out=leave_one_out)
             cv = FitError(ttft=float(np.median(np.abs(t))), tpot=float(np.median(np.abs(p))))
         except SpecError:
             cv = None  # one model x GPU group: nothing to hold out

@@ -73,5 +73,7 @@ class CalibrationProfile(Spec):
     cross_validated: FitError | None = None
     """Runs predicted by fits that did not see their model x GPU group."""
     folds: int = 0
+    leave_one_group_out: bool = False
+    """The cross-validation held out one model x GPU group per fold (folds = the groups)."""
     partitions: list[PartitionFit] = []
     """Per-GPU and/or per-engine refits (calibrate --by); the most specific match applies."""
