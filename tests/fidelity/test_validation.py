@@ -214,3 +214,15 @@ def test_calibrate_folds_groups_is_recorded(tmp_path):
     assert "leaving out one of 15 model x GPU groups" in r.stdout
     bad = run("calibrate", str(SAMPLE), "--out", str(out), "--folds", "some")
     assert bad.returncode == 2 and "--folds" in bad.stderr
+
+
+def test_folds_fitted_side_by_side_give_the_same_figures():
+    from meshplan.fidelity.calibrate import FACTORS, cross_validate
+    from meshplan.fidelity.predict import group_cases
+    import numpy as np
+    cases, _ = read_silicon(SAMPLE)
+    groups = group_cases(cases, "none")
+    factor = [f for f in FACTORS if f.name == "vllm.request_overhead_s"]
+    one = cross_validate(groups, factor, [0.05], folds=3)
+    two = cross_validate(groups, factor, [0.05], folds=3, jobs=2)
+    assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])

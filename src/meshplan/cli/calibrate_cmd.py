@@ -22,6 +22,7 @@ from meshplan.report.tables import table
               "expert_load_cv, which keeps its measured source unless named).")
 @click.option("--folds", help="Cross-validation folds of model x GPU groups (0: none; 'groups': one per group, "
               "leave-one-group-out; default 5).")
+@click.option("--jobs", type=int, help="Processes fitting the cross-validation folds side by side (default 1).")
 @click.option("--name", help="Name recorded in the profile (default: the --out file's name without .yaml).")
 @click.option("--base", help="Profile whose values the factors not fitted here keep (default silicon-dev; none: their "
               "sourced defaults).")
@@ -34,13 +35,13 @@ from meshplan.report.tables import table
 @click.option("--dtype", default="bfloat16", show_default=True, help="--microbench: torch dtype of the GEMMs and attention.")
 @click.option("--gpu", help="--microbench: the catalog GPU these are, to print the achieved share of its figures.")
 @wrap_errors
-def calibrate(cases, out, fit_names, folds, name, base, by, microbench, device, dtype, gpu) -> None:
+def calibrate(cases, out, fit_names, folds, jobs, name, base, by, microbench, device, dtype, gpu) -> None:
     """Fit the named factors of the step model on measured runs (a silicon CSV) and write a
     calibration profile; plan, evaluate, simulate, validate, check and export use it with --profile FILE.
     With --microbench, time the kernels here and write a hardware profile instead."""
     if microbench:
         given = [flag for flag, v in (("CASES", cases), ("--fit", fit_names), ("--folds", folds), ("--base", base),
-                                      ("--by", by), ("--name", name)) if v is not None]
+                                      ("--by", by), ("--name", name), ("--jobs", jobs)) if v is not None]
         if given:
             raise SpecError(given[0], "given", "fits measured runs; --microbench times kernels and takes none")
         from meshplan.cli.microbench_cmd import run_microbench
@@ -52,7 +53,15 @@ def calibrate(cases, out, fit_names, folds, name, base, by, microbench, device, 
         if v:
             raise SpecError(flag, "given", "applies to --microbench only")
     run_calibrate(cases, out, [n.strip() for n in fit_names.split(",") if n.strip()] if fit_names else None,
-                  _folds(folds), name or Path(out).stem, base or "silicon-dev", _by(by))
+                  _folds(folds), name or Path(out).stem, base or "silicon-dev", _by(by), _jobs(jobs))
+
+
+def _jobs(n: int | None) -> int:
+    if n is None:
+        return 1
+    if not 1 <= n <= 64:
+        raise SpecError("--jobs", n, "from 1 to 64 processes")
+    return n
 
 
 def _folds(text: str | None) -> int | str:
@@ -101,7 +110,7 @@ def _by(text: str | None) -> list[str]:
 
 
 def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int | str, name: str,
-                  base_name: str = "none", by: list[str] | None = None) -> None:
+                  base_name: str = "none", by: list[str] | None = None, jobs: int = 1) -> None:
     from meshplan.fidelity.calibrate import (cross_validate, default_value, factors_for, few_runs_factors, fit,
                                              has_default, held_from, informative, profile_of)
     from meshplan.fidelity.predict import group_cases
@@ -154,7 +163,7 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
     if folds:
         how = f"leaving out each of {folds} model x GPU groups" if logo else f"{folds} folds of model x GPU groups"
         say(f"cross-validating, {how} (one fit per fold) ...")
-        cv = cross_validate(groups, factors, list(result.values), folds, held=held, leave_one_out=logo)
+        cv = cross_validate(groups, factors, list(result.values), folds, held=held, leave_one_out=logo, jobs=jobs)
     profile = profile_of(result, factors, name=name, fitted_on=f"{Path(cases_path).name} ({result.rows} runs)",
                          command=f"meshplan calibrate {cases_path} --out {out}" + (" --folds groups" if logo else f" --folds {folds}" if folds else "")
                          + (f" --fit {','.join(names)}" if names else "")

@@ -198,11 +198,21 @@ def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_sca
                      median_abs_tpot=float(np.median(np.abs(np.expm1(p)))))
 
 
+def _fold(train: list[Group], test: list[Group], factors: list[Factor], start: list[float], loss_scale: float,
+          held: Held) -> tuple[np.ndarray, np.ndarray]:
+    """One fold: fit on ``train``, relative errors on ``test``."""
+    result = fit(train, factors, start, loss_scale, held)
+    t, p = log_errors(test, adjust_for(factors, result.values, held))
+    return np.expm1(t), np.expm1(p)
+
+
 def cross_validate(groups: list[Group], factors: list[Factor], start: list[float], folds: int = 5,
-                   loss_scale: float = 0.15, held: Held = (), leave_one_out: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   loss_scale: float = 0.15, held: Held = (), leave_one_out: bool = False,
+                   jobs: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Relative errors of TTFT and TPOT for every run, each predicted by a fit that did not see its
     model x GPU group: runs assigned to ``folds`` folds by a hash of the group, or with
-    ``leave_one_out`` one fold per group (``folds`` is then ignored)."""
+    ``leave_one_out`` one fold per group (``folds`` is then ignored). ``jobs`` processes fit the
+    folds side by side (the same figures as one, in the same order)."""
     keys = sorted({(g.cases[0].model, g.cases[0].gpu) for g in groups})
     if leave_one_out:
         folds = len(keys)
@@ -213,16 +223,15 @@ def cross_validate(groups: list[Group], factors: list[Factor], start: list[float
             return keys.index((c.model, c.gpu))
         return int(hashlib.sha256(f"{c.model}|{c.gpu}".encode()).hexdigest(), 16) % folds
 
-    t_all, p_all = [], []
-    for k in range(folds):
-        train = [g for g in groups if fold_of(g) != k]
-        test = [g for g in groups if fold_of(g) == k]
-        if not test or not train:
-            continue
-        result = fit(train, factors, start, loss_scale, held)
-        t, p = log_errors(test, adjust_for(factors, result.values, held))
-        t_all.append(np.expm1(t))
-        p_all.append(np.expm1(p))
+    splits = [([g for g in groups if fold_of(g) != k], [g for g in groups if fold_of(g) == k]) for k in range(folds)]
+    splits = [(train, test) for train, test in splits if train and test]
+    if jobs > 1 and len(splits) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            done = list(pool.map(_fold, *zip(*[(tr, te, factors, start, loss_scale, held) for tr, te in splits])))
+    else:
+        done = [_fold(tr, te, factors, start, loss_scale, held) for tr, te in splits]
+    t_all, p_all = [t for t, _ in done], [p for _, p in done]
     if not t_all:
         raise SpecError("--folds", folds, "every model x GPU group fell in one fold; cross-validation needs runs "
                         "of several groups (--folds 0 for none)")
