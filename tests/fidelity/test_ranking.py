@@ -42,7 +42,8 @@ def _llama_cases(tmp_path, rows):
 
 def test_tau_and_the_rank_of_the_measured_best(tmp_path):
     cases, _ = _llama_cases(tmp_path, [(1, 500.0, 30.0), (2, 500.0, 20.0), (4, 500.0, 15.0)])
-    # Measured per GPU (128 x 128 / (0.5 + 127 x TPOT) / GPUs): tp1 3,824, tp2 2,756, tp4 1,855.
+    # Measured per GPU (128 x 128 / (0.5 + 127 x TPOT) / GPUs): tp1 16,384 / 4.31 = 3,801,
+    # tp2 16,384 / 3.04 / 2 = 2,695, tp4 16,384 / 2.405 / 4 = 1,703.
     same = rank([(c, c.ttft_ms, c.tpot_ms) for c in cases])
     (g,) = same.groups
     assert g.layouts == ("1 GPU", "tp2", "tp4")
@@ -65,8 +66,8 @@ def test_repeated_runs_count_once_and_two_layouts_are_not_a_group(tmp_path):
 
 def test_same_gpu_pairs_and_ties(tmp_path):
     # tp2, pp2 and tp2 pp2 would be 2, 2 and 4 GPUs: one same-GPU pair (tp2, pp2). Measured per GPU:
-    # tp2 128 x 128 / (0.5 + 127 x 0.020) / 2 = 2,695; pp2 with TPOT 25 ms: 2,187 (tp2 faster, by
-    # more than 5%). Predictions that swap them: the pair disagrees.
+    # tp2 128 x 128 / (0.5 + 127 x 0.020) / 2 = 2,695; pp2 with TPOT 25 ms: 16,384 / 3.675 / 2 =
+    # 2,229 (tp2 faster, by more than 5%). Predictions that swap them: the pair disagrees.
     rows = [(2, 500.0, 20.0), (1, 500.0, 25.0, 2), (2, 500.0, 30.0, 2)]
     cases, _ = _llama_cases(tmp_path, rows)
     swap = {"tp2": (500.0, 25.0), "pp2": (500.0, 20.0), "pp2 tp2": (500.0, 30.0)}

@@ -54,7 +54,7 @@ def test_the_frontier_keeps_what_nothing_beats_on_both_axes():
     # (20, 50) on both, so the frontier is (20, 50) then (10, 100), fastest per user first.
     from meshplan.search.candidate import Candidate
     from meshplan.search.objectives import Mode
-    from meshplan.search.pick import non_dominated
+    from meshplan.search.frontier import non_dominated
     from meshplan.strategy.layout import Layout
 
     def cand(per_user, per_gpu):

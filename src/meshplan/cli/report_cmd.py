@@ -97,7 +97,7 @@ def _dags(problem, pools) -> tuple[list[tuple[str, str]], str]:
 def _simulated(problem, doc: dict):
     """The chosen plan simulated request by request, as the page draws it."""
     from meshplan.plan.simulated import run_at_operating_point
-    from meshplan.report.html import Simulated
+    from meshplan.report.html_simulation import Simulated
     from meshplan.simulate.summary import per_request, timeline
 
     res, gpus, copies, arrivals, _ = run_at_operating_point(problem, _candidate(problem, doc), keep_spans=True)
@@ -180,8 +180,8 @@ def write_files(html_path: str | None, csv_dir: str | None, plot_dir: str | None
     csv_folder = _out_dir(csv_dir, "--csv") if csv_dir else None
     plot_folder = _out_dir(plot_dir, "--plot") if plot_dir else None
     if html_file:
-        from meshplan.report.html import _plotly
-        _plotly()  # refuse now (exit 2) rather than after the search when plotly is missing
+        from meshplan.report.html_parts import plotly_modules
+        plotly_modules()  # refuse now (exit 2) rather than after the search when plotly is missing
     if plot_folder:
         from meshplan.report.simulation_plot import _pyplot
         _pyplot()

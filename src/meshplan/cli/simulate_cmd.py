@@ -82,12 +82,8 @@ def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, 
     if trace_out:
         from meshplan.simulate.chrome_trace import trace_events
         Path(trace_out).write_text(json.dumps(trace_events(res)), encoding="utf-8")
-    if json_path:
-        text = json.dumps(doc, indent=2)
-        if json_path == "-":
-            echo(text)
-            return
-        Path(json_path).write_text(text + "\n", encoding="utf-8")
+    if json_path and write_json(doc, json_path):
+        return
     echo(render(doc))
     if trace_out:
         echo(f"wrote {trace_out} (open it in https://ui.perfetto.dev or chrome://tracing)")
@@ -95,6 +91,16 @@ def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, 
         echo(f"wrote {plot_path}")
     if json_path:
         echo(f"wrote {json_path}")
+
+
+def write_json(doc: dict, json_path: str) -> bool:
+    """``doc`` as JSON to the file, or to stdout for '-' (True then: nothing else may print)."""
+    text = json.dumps(doc, indent=2)
+    if json_path == "-":
+        echo(text)
+        return True
+    Path(json_path).write_text(text + "\n", encoding="utf-8")
+    return False
 
 
 def _layout(problem, strategy):

@@ -15,7 +15,7 @@ from meshplan.units import fmt_seconds
 
 def run_step(problem, strategy: str | None, phase: str, seed: int, trace_out: str | None,
              json_path: str | None) -> None:
-    from meshplan.cli.simulate_cmd import _layout
+    from meshplan.cli.simulate_cmd import _layout, write_json
     from meshplan.cost.inputs import CostInputs
     from meshplan.cost.layer import Par
     from meshplan.cost.serving import decode_cost, prefill_cost
@@ -69,10 +69,7 @@ def run_step(problem, strategy: str | None, phase: str, seed: int, trace_out: st
         Path(trace_out).write_text(json.dumps(chrome_trace(sched)), encoding="utf-8")
         lines.append(f"wrote {trace_out} (open it in https://ui.perfetto.dev)")
     if json_path:
-        text = json.dumps(doc, indent=2)
-        if json_path == "-":
-            echo(text)
+        if write_json(doc, json_path):
             return
-        Path(json_path).write_text(text + "\n", encoding="utf-8")
         lines.append(f"wrote {json_path}")
     echo("\n".join(lines))

@@ -9,17 +9,15 @@ notes that quote their input) is HTML-escaped, and figure data is embedded as JS
 
 from __future__ import annotations
 
-import html
-import json
-from dataclasses import dataclass
 from typing import Any
 
-from meshplan.errors import SpecError
 from meshplan.plan.pools import Pool
 from meshplan.specs.assumptions import CostAssumptions
 from meshplan.specs.engine import EngineProfile
 from meshplan.specs.problem import Problem
 from meshplan.strategy.mesh import coords_of, experts_of
+from meshplan.report.html_parts import esc, figure_html, fmt_num, fmt_s, plotly_modules
+from meshplan.report.html_simulation import Simulated, simulated_candidates, simulation_section
 from meshplan.units import GIB
 
 POOL_COLOURS = {"aggregated": "#4c78a8", "prefill": "#f58518", "decode": "#54a24b"}
@@ -29,69 +27,15 @@ MAX_MAP_GPUS = 4_096
 """GPUs drawn on the map one by one; a larger deployment shows its pools as counts."""
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Simulated:
-    """What a simulation of the chosen plan adds to the page (arrays per request and per time bin)."""
-
-    ttft_s: list[float]
-    tpot_s: list[float]
-    time_s: list[float]
-    output_tok_s: list[float]
-    waiting: list[float]
-    ttft_target_s: float | None
-    tpot_target_s: float | None
-    caption: str
-    iterations: list[tuple] = ()
-    """(start s, duration s, identical iterations, decode sequences, prompt tokens, pool role) per
-    run of identical iterations of a micro-batch group."""
-
-
-def _plotly():
-    try:
-        import plotly.graph_objects as go
-        from plotly.offline import get_plotlyjs
-    except ImportError:
-        raise SpecError("--html", "", "needs plotly: pip install 'meshplan[report]'") from None
-    return go, get_plotlyjs
-
-
-def esc(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _safe_json(obj: Any) -> str:
-    """JSON that cannot end a <script> element or open markup when embedded in one."""
-    return json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _figure(div_id: str, fig) -> str:
-    spec = json.loads(fig.to_json())
-    return (f'<div id="{div_id}" class="plot"></div>\n<script>Plotly.newPlot("{div_id}", '
-            f'{_safe_json(spec.get("data", []))}, {_safe_json(spec.get("layout", {}))}, '
-            '{"displaylogo": false, "responsive": true});</script>')
-
-
-def _fmt_s(x: Any) -> str:
-    if x is None:
-        return "-"
-    return f"{x * 1e3:,.1f} ms" if x < 10 else f"{x:,.1f} s"
-
-
-def _fmt_num(x: Any, unit: str = "") -> str:
-    if x is None:
-        return "-"
-    return f"{x:,.0f}{(' ' + unit) if unit else ''}"
-
-
 def _summary(doc: dict) -> str:
     v = doc.get("verdict") or {}
     status = v.get("status", "")
     cls = "ok" if status == "feasible" else "bad"
     rows = [("layout", doc.get("label")), ("GPUs (total)", doc.get("gpus_total")),
-            ("TTFT (mean, per request)", _fmt_s(doc.get("ttft_s"))), ("TPOT (mean, per request)", _fmt_s(doc.get("tpot_s"))),
-            ("output tokens/s per GPU", _fmt_num(doc.get("output_tok_s_per_gpu"))),
-            ("output tokens/s (total)", _fmt_num(doc.get("output_tok_s"))),
-            ("requests in flight (total)", _fmt_num(doc.get("concurrency")))]
+            ("TTFT (mean, per request)", fmt_s(doc.get("ttft_s"))), ("TPOT (mean, per request)", fmt_s(doc.get("tpot_s"))),
+            ("output tokens/s per GPU", fmt_num(doc.get("output_tok_s_per_gpu"))),
+            ("output tokens/s (total)", fmt_num(doc.get("output_tok_s"))),
+            ("requests in flight (total)", fmt_num(doc.get("concurrency")))]
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(x)}</td></tr>" for k, x in rows)
     return (f'<section id="summary"><h2>Verdict</h2><p class="{cls}">{esc(v.get("message") or status)}</p>'
             f"<table>{body}</table></section>")
@@ -102,7 +46,7 @@ def _with_unit(x: Any, unit: str) -> str:
     if x is None:
         return "-"
     if unit == "s":
-        return _fmt_s(x)
+        return fmt_s(x)
     if unit == "bytes":
         return f"{x / GIB:,.1f} GiB"
     return f"{x:,.4g} {unit}".strip()
@@ -174,7 +118,7 @@ def _gpu_map(go, problem: Problem, pools: list[Pool]) -> str:
                       xaxis={"title": "GPU in node", "dtick": 1}, yaxis={"title": "node", "autorange": "reversed",
                                                                          "dtick": 1 if nodes <= 40 else None},
                       legend={"orientation": "h"})
-    return head + _figure("gpu-map", fig) + "</section>"
+    return head + figure_html("gpu-map", fig) + "</section>"
 
 
 def _pareto(go, doc: dict) -> str:
@@ -185,8 +129,8 @@ def _pareto(go, doc: dict) -> str:
         return (1.0 / c["tpot_s"] if c.get("tpot_s") else None), c.get("output_tok_s_per_gpu")
 
     def hover(c):
-        return (f"{esc(c['label'])}<br>{c.get('gpus_total')} GPUs<br>TTFT {_fmt_s(c.get('ttft_s'))}, TPOT "
-                f"{_fmt_s(c.get('tpot_s'))}<br>{_fmt_num(c.get('output_tok_s_per_gpu'))} tok/s per GPU")
+        return (f"{esc(c['label'])}<br>{c.get('gpus_total')} GPUs<br>TTFT {fmt_s(c.get('ttft_s'))}, TPOT "
+                f"{fmt_s(c.get('tpot_s'))}<br>{fmt_num(c.get('output_tok_s_per_gpu'))} tok/s per GPU")
 
     modes = sorted({c.get("mode", "") for c in pts})
     frontier = f"search's Pareto frontier ({', '.join(modes)})" if modes else "search's Pareto frontier"
@@ -208,7 +152,7 @@ def _pareto(go, doc: dict) -> str:
                       yaxis={"title": "output tokens/s per GPU"}, legend={"orientation": "h"})
     return ("<section><h2>Throughput against interactivity</h2><p>Each point is a layout at its operating "
             "point: up is more tokens per GPU (cheaper), right is faster per user. The star is the chosen "
-            "plan.</p>" + _figure("pareto", fig) + "</section>")
+            "plan.</p>" + figure_html("pareto", fig) + "</section>")
 
 
 def _memory(go, doc: dict) -> str:
@@ -225,66 +169,7 @@ def _memory(go, doc: dict) -> str:
     fig.update_layout(barmode="stack", height=380, margin={"l": 70, "r": 20, "t": 10, "b": 40},
                       yaxis={"title": "GiB per GPU"}, legend={"orientation": "h"})
     return ("<section><h2>Memory per GPU</h2><p>Per phase (an aggregated plan runs both on the same GPUs), on "
-            "the fullest pipeline stage; free is what is left of the GPU's capacity.</p>" + _figure("memory", fig) + "</section>")
-
-
-def _simulation(go, sim: Simulated) -> str:
-    fig = go.Figure()
-    for name, xs, target in (("TTFT", sim.ttft_s, sim.ttft_target_s), ("TPOT", sim.tpot_s, sim.tpot_target_s)):
-        xs = sorted(x * 1e3 for x in xs if 0 < x < float("inf"))
-        if xs:
-            fig.add_trace(go.Scatter(x=xs, y=[(i + 1) / len(xs) for i in range(len(xs))], name=f"{name} (ms)",
-                                     mode="lines"))
-        if target:  # a trace, not a shape: shapes on a log axis take log10 coordinates
-            fig.add_trace(go.Scatter(x=[target * 1e3, target * 1e3], y=[0, 1], mode="lines",
-                                     name=f"{name} target {target * 1e3:g} ms",
-                                     line={"dash": "dash", "color": "#e45756" if name == "TTFT" else "#9d755d"}))
-    fig.update_layout(height=380, margin={"l": 60, "r": 20, "t": 10, "b": 40}, xaxis={"title": "ms", "type": "log"},
-                      yaxis={"title": "share of requests"}, legend={"orientation": "h"})
-    t = go.Figure()
-    t.add_trace(go.Scatter(x=sim.time_s, y=sim.output_tok_s, name="output tokens/s per instance", mode="lines"))
-    t.add_trace(go.Scatter(x=sim.time_s, y=sim.waiting, name="requests waiting for a first token", mode="lines",
-                           yaxis="y2"))
-    t.update_layout(height=380, margin={"l": 70, "r": 70, "t": 10, "b": 40}, xaxis={"title": "time (s)"},
-                    yaxis={"title": "output tokens/s"}, yaxis2={"title": "waiting", "overlaying": "y", "side": "right"},
-                    legend={"orientation": "h"})
-    it = go.Figure()
-    kinds: dict[str, list[tuple]] = {}
-    for start, dur, count, seqs, prompt, role in sim.iterations:
-        kind = "prefill + decode" if prompt and seqs else "prefill" if prompt else "decode"
-        kinds.setdefault(f"{role}: {kind}", []).append((start, dur, count, seqs, prompt))
-    for name, rows in kinds.items():
-        it.add_trace(go.Scatter(x=[r[0] for r in rows], y=[r[1] * 1e3 for r in rows], mode="markers", name=name,
-                                  marker={"size": 4}, hoverinfo="text",
-                                  text=[f"{name}{f' x{r[2]}' if r[2] > 1 else ''}<br>{r[3]} sequences decoding, "
-                                        f"{r[4]:,} prompt tokens<br>{r[1] * 1e3:.2f} ms each" for r in rows]))
-    it.update_layout(height=340, margin={"l": 70, "r": 20, "t": 10, "b": 40}, xaxis={"title": "time (s)"},
-                     yaxis={"title": "iteration (ms)"}, legend={"orientation": "h"})
-    return (f"<section><h2>Simulation</h2><p>{esc(sim.caption)}</p>" + _figure("latency-cdf", fig)
-            + _figure("timeline", t) + "<p>Every iteration (a run of identical ones is one point): when it "
-            "started and how long it took, by what it carried.</p>" + _figure("iterations", it) + "</section>")
-
-
-def _simulated_candidates(doc: dict) -> str:
-    """plan --sim's re-scored candidates: percentiles and goodput beside the closed form's means."""
-    sims = doc.get("simulation") or []
-    if not sims:
-        return ""
-    rows = []
-    for s in sims:
-        good = "-" if s.get("goodput") is None else f"{s['goodput']:.0%}"
-        rows.append(f"<tr><td>{esc(s['label'])}</td><td>{esc(s['gpus_total'])}</td>"
-                    f"<td>{_fmt_s(s['closed_form']['ttft_s'])}</td><td>{_fmt_s(s['ttft_s']['p50'])}</td>"
-                    f"<td>{_fmt_s(s['ttft_s']['p99'])}</td><td>{_fmt_s(s['closed_form']['tpot_s'])}</td>"
-                    f"<td>{_fmt_s(s['tpot_s']['p50'])}</td><td>{_fmt_s(s['tpot_s']['p99'])}</td>"
-                    f"<td>{_fmt_num(s['output_tok_s_per_gpu'])}</td><td>{good}</td></tr>")
-    rows = "".join(rows)
-    return ("<section><h2>Candidates simulated</h2><p>The search's best candidates served request by request "
-            "(plan --sim): the closed form's means beside the simulated percentiles, tokens/s per GPU and goodput "
-            '(share of requests within the targets).</p><table id="simulated" class="sortable"><thead><tr>'
-            "<th>layout</th><th>GPUs</th><th>TTFT closed form</th><th>TTFT p50</th><th>TTFT p99</th>"
-            "<th>TPOT closed form</th><th>TPOT p50</th><th>TPOT p99</th><th>tok/s per GPU</th><th>goodput</th>"
-            f"</tr></thead><tbody>{rows}</tbody></table></section>")
+            "the fullest pipeline stage; free is what is left of the GPU's capacity.</p>" + figure_html("memory", fig) + "</section>")
 
 
 def _candidates(doc: dict) -> str:
@@ -295,9 +180,9 @@ def _candidates(doc: dict) -> str:
         for c in items:
             why = c.get("why_lost") or "; ".join(v.get("message", "") for v in c.get("violations") or [])
             rows.append(f"<tr><td>{esc(kind)}</td><td>{esc(c.get('label'))}</td><td>{esc(c.get('gpus_total'))}</td>"
-                        f"<td data-v=\"{c.get('ttft_s') or ''}\">{_fmt_s(c.get('ttft_s'))}</td>"
-                        f"<td data-v=\"{c.get('tpot_s') or ''}\">{_fmt_s(c.get('tpot_s'))}</td>"
-                        f"<td data-v=\"{c.get('output_tok_s_per_gpu') or ''}\">{_fmt_num(c.get('output_tok_s_per_gpu'))}</td>"
+                        f"<td data-v=\"{c.get('ttft_s') or ''}\">{fmt_s(c.get('ttft_s'))}</td>"
+                        f"<td data-v=\"{c.get('tpot_s') or ''}\">{fmt_s(c.get('tpot_s'))}</td>"
+                        f"<td data-v=\"{c.get('output_tok_s_per_gpu') or ''}\">{fmt_num(c.get('output_tok_s_per_gpu'))}</td>"
                         f"<td>{'yes' if c.get('feasible') else 'no'}</td><td>{esc(why)}</td></tr>")
     if not rows:
         return ""
@@ -393,7 +278,7 @@ def render_html(doc: dict, problem: Problem, pools: list[Pool], *, sim: Simulate
                 closeness: list[dict] | None = None) -> str:
     """The page. ``dag_svgs``: (caption, SVG markup from Graphviz) per pool; ``dag_note`` says why
     there is none; ``closeness``: validation medians for this model and GPU."""
-    go, get_plotlyjs = _plotly()
+    go, get_plotlyjs = plotly_modules()
     model = problem.model
     name = doc.get("problem") or ""
     title = f"meshplan plan: {name if name != 'flags' else f'{model.name} on {problem.gpu.name}'}"
@@ -404,8 +289,8 @@ def render_html(doc: dict, problem: Problem, pools: list[Pool], *, sim: Simulate
                 f"{problem.workload.isl_tokens:,.0f}, OSL {problem.workload.osl_tokens:,.0f} tokens")
     parts = [_summary(doc), _requirements(doc), _gpu_map(go, problem, pools), _pareto(go, doc), _memory(go, doc)]
     if sim is not None:
-        parts.append(_simulation(go, sim))
-    parts += [_simulated_candidates(doc), dag_section, _candidates(doc), _assumptions(doc), _fidelity(closeness)]
+        parts.append(simulation_section(go, sim))
+    parts += [simulated_candidates(doc), dag_section, _candidates(doc), _assumptions(doc), _fidelity(closeness)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{STYLE}</style>"
             f"<script>{get_plotlyjs()}</script></head><body>"

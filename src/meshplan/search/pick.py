@@ -12,6 +12,7 @@ from meshplan.cost.iteration import prefill_budget
 from meshplan.cost.layer import Par
 from meshplan.cost.serving import PhaseCost, Serving
 from meshplan.search.candidate import Candidate
+from meshplan.search.frontier import frontier_indices, non_dominated
 from meshplan.search.objectives import Mode, Objective
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.rules import Rule, Violation
@@ -380,20 +381,6 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
     return ranked, pruned, non_dominated(pareto + pairs) if pairs else pareto
 
 
-def non_dominated(cands: list[Candidate]) -> list[Candidate]:
-    """The candidates no other beats on both tokens/s per GPU and tokens/s per user (1 / TPOT),
-    fastest per user first. Hand check: (per user, per GPU) = (10, 100), (20, 50), (15, 40) keeps
-    (20, 50) and (10, 100); (15, 40) is beaten by (20, 50) on both."""
-    pts = sorted((c for c in cands if c.tpot_s and c.output_tok_s_per_gpu),
-                 key=lambda c: (-1.0 / c.tpot_s, -c.output_tok_s_per_gpu))
-    out, best = [], -np.inf
-    for c in pts:
-        if c.output_tok_s_per_gpu > best * (1 + 1e-9):
-            out.append(c)
-            best = c.output_tok_s_per_gpu
-    return out
-
-
 def _pareto(ci: CostInputs, t: PointTable, pick) -> list[Candidate]:
     """Feasible points not beaten on both tokens/s per GPU and tokens/s per user (1/TPOT)."""
     if t.tpot is None:
@@ -405,11 +392,6 @@ def _pareto(ci: CostInputs, t: PointTable, pick) -> list[Candidate]:
         return []
     x = t.metric[rows, cols]
     y = 1.0 / np.broadcast_to(t.tpot, t.B.shape)[rows, cols]
-    order = np.lexsort((-x, -y))
-    frontier, best_x = [], -np.inf
-    for idx in order:
-        if x[idx] > best_x * (1 + 1e-9):
-            frontier.append(idx)
-            best_x = x[idx]
+    frontier = frontier_indices(x, y)
     frontier = frontier[:: max(1, len(frontier) // 24)]
     return [_single(ci, t, int(rows[f]), int(cols[f])) for f in frontier]
