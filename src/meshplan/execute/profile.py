@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from meshplan.execute.microbench import best_seconds
 from meshplan.execute.model import RefConfig
 from meshplan.specs.problem import Problem
 
@@ -43,21 +44,12 @@ def measure(dtype_name: str, cuda: bool = False, repeats: int = 5) -> DeviceProf
 def _measure(dtype_name: str, cuda: bool, repeats: int) -> DeviceProfile:
     dtype = getattr(torch, dtype_name)
     device = torch.device("cuda", 0) if cuda else torch.device("cpu")
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     n = 8192 if cuda else 512
 
     def best(fn, times=repeats) -> float:
-        fn()
-        sync()
-        out = float("inf")
-        for _ in range(times):
-            t = time.perf_counter()
-            fn()
-            sync()
-            out = min(out, time.perf_counter() - t)
-        return out
+        return best_seconds(fn, device, times)
 
     a = torch.randn(n, n, dtype=dtype, device=device)
     flops = 2 * n**3 / best(lambda: a @ a)
