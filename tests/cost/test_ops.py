@@ -6,7 +6,7 @@ import numpy as np
 
 from meshplan.cost.attention import Work, decode_work, prefill_work
 from meshplan.cost.inputs import CostInputs
-from meshplan.cost.layer import Par, attention_block, moe_ops
+from meshplan.cost.layer import Par, attention_block, moe_ops, pp_send
 from meshplan.io.problem_file import problem_from_raw
 
 
@@ -225,3 +225,17 @@ def test_tp_all_reduce_bytes():
     assert math.isclose(float(ar.time_s), 3e-6 + 458_752 / (450e9 * 0.8))
     none = _op(attention_block(ci, Par.of(1, 1, 1, 1, 1), decode_work(16.0, 1000.0, 1), 0.0), "tp_all_reduce_attn")
     assert float(none.time_s) == 0.0 and np.all(none.comm_bytes == 0)
+
+
+def test_a_ring_across_nodes_uses_every_nic_of_the_node():
+    ci = _ci("llama-3.1-70b", "h100-sxm")
+    ar = _op(attention_block(ci, Par.of(16, 1, 1, 1, 1), decode_work(16.0, 1000.0, 1), 0.0), "tp_all_reduce_attn")
+    # tp 16 on 8-GPU H100 nodes: 2 x 15/16 x 16 x 8192 x 2 = 491,520 bytes per GPU. NCCL's rings
+    # leave the node through all 8 NICs side by side: 8 x 50 GB/s x 0.8 = 320 GB/s, below NVLink's
+    # 450 x 0.8 = 360 GB/s; the inter-node latency (30 us, catalog). One NIC alone would be 8x slower.
+    assert float(ar.comm_bytes) == 491_520
+    assert math.isclose(float(ar.time_s), 30e-6 + 491_520 / (8 * 50e9 * 0.8))
+    # The pipeline's point-to-point send keeps one NIC per GPU: [16, 8192] / tp 8 x 2 bytes = 32,768
+    # bytes at 50 GB/s x 0.8, plus 30 us, for an instance of pp 2 x tp 8 over two nodes.
+    send = pp_send(ci, Par.of(8, 1, 1, 1, 2), 16.0, 16)
+    assert math.isclose(float(send.time_s), 30e-6 + 32_768 / (50e9 * 0.8))

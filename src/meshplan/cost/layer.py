@@ -40,10 +40,24 @@ def _tier(ci: CostInputs, crosses):
     return np.where(crosses, ci.inter_bw, ci.intra_bw), np.where(crosses, ci.inter_lat, ci.intra_lat)
 
 
+def ring_tier(ci: CostInputs, size):
+    """(bandwidth, latency) of a ring collective (all-reduce, all-gather, reduce-scatter) over a
+    contiguous group of ``size`` ranks. Inside a node: NVLink. Across nodes NCCL runs one ring per
+    NIC, each leaving the node through a different GPU's NIC, so the rings share the node's NICs
+    side by side: bus bandwidth = GPUs per node x NIC bandwidth per GPU, at most NVLink's
+    (nccl-tests measure it so: NVIDIA/nccl issue #495, 8 x 100 Gb/s NICs per A100 node give about
+    600 Gb/s of all-reduce bus bandwidth between two nodes, "roughly matching our expectation";
+    issue #1168, bus bandwidth doubles from 4 to 8 GPUs and NICs per node). Point-to-point sends
+    and all-to-alls keep one NIC per GPU (``_tier``)."""
+    crosses = contiguous_group_crosses(size, ci.gpn)
+    across = np.minimum(ci.intra_bw, ci.gpn * ci.inter_bw)
+    return np.where(crosses, across, ci.intra_bw), np.where(crosses, ci.inter_lat, ci.intra_lat)
+
+
 def tp_all_reduce(ci: CostInputs, par: Par, T, name: str) -> OpCost:
     """All-reduce of the [T, D] activations across the tp group (Megatron-LM: one after
     attention, one after the FFN; arXiv:1909.08053 section 3)."""
-    bw, lat = _tier(ci, contiguous_group_crosses(par.tp, ci.gpn))
+    bw, lat = ring_tier(ci, par.tp)
     return comm_op(name, ring_factor(par.tp, "all_reduce") * T * ci.D * ci.act_b, par.tp > 1, bw, lat)
 
 
@@ -134,13 +148,13 @@ def moe_ops(ci: CostInputs, par: Par, w: Work, ovh: float) -> list[OpCost]:
                    ci.flops_core, ci.hbm, ovh, K.ROUTER, ci.sharp),
         _a2a(ci, par, "ep_dispatch", T / par.tp * load, ci.disp_b, par.etp, decode, a2a_active),
     ]
-    gather_bw, gather_lat = _tier(ci, across)
+    gather_bw, gather_lat = ring_tier(ci, par.tp * par.dp)
     gather_bytes = ring_factor(par.dp, "all_gather") * t_stage * ci.D * a
     ops.append(comm_op("attn_dp_gather", gather_bytes, gather_active, gather_bw, gather_lat))
     ops.append(compute_op("experts", 2 * t_exp * per_expert,
                           touched * per_expert * ci.w_exp + t_exp * (2 * ci.D + 3 * ci.Fe / par.etp) * a,
                           ci.flops_exp, ci.hbm_exp, ovh, K.EXPERTS + K.EXPERT_COMBINE + 2 * ci.quant_exp, ci.sharp))
-    etp_bw, etp_lat = _tier(ci, contiguous_group_crosses(par.etp, ci.gpn))
+    etp_bw, etp_lat = ring_tier(ci, par.etp)
     # Partial sums per row received: in the prefill one row per distinct token (a token with
     # several local experts is reduced once), in decode one per routed expert (no de-duplication).
     t_recv = np.where(decode, t_exp, t_stage * (1.0 - np.power(1.0 - 1.0 / par.ep, ci.k)) * load)
@@ -162,7 +176,7 @@ def head_ops(ci: CostInputs, par: Par, B, ovh: float) -> list[OpCost]:
     logits gathered in the activation format to the first rank, as vLLM's LogitsProcessor does),
     then sampling."""
     params = ci.V * ci.D / par.tp
-    bw, lat = _tier(ci, contiguous_group_crosses(par.tp, ci.gpn))
+    bw, lat = ring_tier(ci, par.tp)
     return [
         compute_op("lm_head", 2 * B * params, params * ci.w_embed + B * ci.V / par.tp * 4.0,
                    ci.flops_core, ci.hbm, ovh, K.LM_HEAD, ci.sharp),

@@ -55,9 +55,10 @@ def unusual_placements(problem: Problem, lay: Layout) -> list[str]:
     if lay.tp > g.nvlink_domain_gpus:
         nodes = -(-lay.tp // g.nvlink_domain_gpus)
         out.append(f"tp {lay.tp} spans {nodes} nodes of {g.nvlink_domain_gpus} GPUs: its two all-reduces per layer "
-                   f"cross the inter-node link ({g.inter_node_bw_bytes_per_s / 1e9:,.0f} GB/s per GPU, "
-                   f"{g.inter_node_latency_s * 1e6:,.0f} us), and are costed so; engines run it (SGLang's two-node "
-                   "TP16 recipe) but most deployments keep tensor parallelism inside a node")
+                   f"cross the inter-node link (NCCL's rings use every NIC of a node: {g.nvlink_domain_gpus} x "
+                   f"{g.inter_node_bw_bytes_per_s / 1e9:,.0f} GB/s, {g.inter_node_latency_s * 1e6:,.0f} us), and are "
+                   "costed so; engines run it (SGLang's two-node TP16 recipe) but most deployments keep tensor "
+                   "parallelism inside a node")
     return out
 
 
