@@ -71,4 +71,4 @@ def run_microbench(out: str, device: str, dtype: str, gpu: str | None) -> None:
              + (f"; all-reduce {c['all_reduce_of_link']:.0%} of the NVLink figure" if "all_reduce_of_link" in c else ""))
     target.write_text("# meshplan hardware profile: kernels timed by meshplan calibrate --microbench "
                       "(execute/microbench.py).\n" + yaml.safe_dump(doc, sort_keys=False))
-    echo(f"wrote {out}", err=True)
+    echo(f"wrote {out}; plans cost with it through --hardware-profile {out}", err=True)

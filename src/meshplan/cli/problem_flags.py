@@ -57,6 +57,8 @@ def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> 
         click.option("--calibration", "--profile", "calibration", help="Calibration profile of fitted step-model "
                      "factors: a bundled name, a YAML path (meshplan calibrate --out), or none for the sourced "
                      "defaults (default silicon-dev)."),
+        click.option("--hardware-profile", help="Kernels timed on your GPUs (meshplan calibrate --microbench --out "
+                     "FILE): their GEMM, HBM and NVLink rates replace the catalog GPU's fractions in that format."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -69,6 +71,7 @@ FLAG_OF_FIELD = {
     "requirements.ttft_p99_s": "--ttft-p99", "requirements.tpot_p99_s": "--tpot-p99",
     "requirements.min_output_tok_s_per_gpu": "--min-tok-s-per-gpu", "requirements.min_output_tok_s": "--min-tok-s",
     "model.top_k": "--top-k", "assumptions.redundant_experts": "--redundant-experts", "phase": "--phase", "serving": "--serving", "calibration": "--calibration",
+    "hardware_profile": "--hardware-profile",
     "precision.weights": "--weights", "precision.attention": "--attention-weights",
     "precision.experts": "--expert-weights", "precision.kv_cache": "--kv-cache",
 }
@@ -95,6 +98,7 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
                      "request_rate_per_s": kw.get("request_rate")},
         "phase": kw.get("phase"), "serving": kw.get("serving"),
         "engine": _engine_override(kw), "calibration": kw.get("calibration"),
+        "hardware_profile": kw.get("hardware_profile"),
         "assumptions": {"redundant_experts": kw.get("redundant_experts")},
         "requirements": {"ttft_s": kw.get("ttft"), "tpot_s": kw.get("tpot"),
                          "ttft_p99_s": kw.get("ttft_p99"), "tpot_p99_s": kw.get("tpot_p99"),

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-SCHEMA = "meshplan.hardware-profile/1"
+from meshplan.specs.hardware_profile import SCHEMA
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -18,6 +18,8 @@ File schema (YAML or JSON)::
     engine: vllm                     # trtllm | sglang | vllm, or {name: sglang, version: 0.5.9}
     strategy: "tp=8,dp=1,ep=8"       # or prefill_strategy + decode_strategy
     assumptions: {gemm_efficiency: 0.7}
+    calibration: silicon-dev         # fitted step-model factors: bundled name | YAML path | null
+    hardware_profile: h800.yaml      # optional: kernels timed by calibrate --microbench (io.hardware_profile)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from meshplan.errors import SpecError, finite_number, suggest
 from meshplan.io.catalog import CATALOG, load_gpu, load_model
+from meshplan.io.hardware_profile import load_hardware_profile, measured_gpu
 from meshplan.io.calibration import (DEFAULT_PROFILE, calibrated_assumptions, calibrated_engine, load_profile,
                                      partition_for)
 from meshplan.io.engines import load_engine
@@ -44,7 +47,7 @@ DEFAULT_PROBLEM = CATALOG / "problems" / "seed-10b-moe.md"
 """The seed's problem, bundled: what every command plans when given no problem."""
 
 TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "engine", "workload", "requirements", "phase", "serving", "strategy",
-            "prefill_strategy", "decode_strategy", "assumptions", "calibration", "seed_strategy", "notes")
+            "prefill_strategy", "decode_strategy", "assumptions", "calibration", "hardware_profile", "seed_strategy", "notes")
 WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rate_per_s", "requests_per_client",
                  "client_overhead_s")
 
@@ -292,6 +295,12 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
     gpu = _gpu(raw["gpu"])
     assumptions = calibrated_assumptions(build(CostAssumptions, stated, "assumptions"), profile, set(stated),
                                          gpu.name, engine.engine)
+    hardware = raw.get("hardware_profile")
+    if hardware is not None:
+        if not isinstance(hardware, str):
+            raise SpecError("hardware_profile", hardware, "must be the path of a calibrate --microbench profile")
+        gpu, message = measured_gpu(gpu, load_hardware_profile(hardware), assumptions.comm_efficiency, hardware)
+        notes.append(Note(field="hardware_profile", message=message))
     if profile is not None:
         part = partition_for(profile, gpu.name, engine.engine)
         values = profile.assumptions | (part.assumptions if part is not None else {})
