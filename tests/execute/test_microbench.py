@@ -83,3 +83,8 @@ def test_gpu_microbench_reaches_a_gpu_rate(tmp_path):
     # A GPU's BF16 GEMM at M = 8192 runs above 100 TFLOP/s on any data-centre part since A100.
     assert doc["summary"]["gemm_flops_per_s"] > 100e12
     assert 0.05 < doc["catalog"]["gemm_of_peak"] <= 1.0
+    # The profile then costs a plan on that GPU, and the plan's notes say so.
+    r = run("evaluate", "--model", "llama-3.1-8b", "--gpu", "h200", "--gpus", "1", "--weights", "bf16", "--isl", "1000",
+            "--osl", "100", "--strategy", "tp=1", "--hardware-profile", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "note (hardware_profile)" in r.stdout
