@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from meshplan.errors import SpecError, shown
 from meshplan.io.spec_build import build
+from meshplan.io.user_file import load_yaml, read_text
 from meshplan.specs.dtypes import DType
 from meshplan.specs.hardware import GpuSpec
 from meshplan.specs.hardware_profile import SCHEMA, HardwareProfile
@@ -33,13 +32,9 @@ FORMAT_OF = {"bfloat16": DType.BF16, "float16": DType.FP16, "float32": DType.FP3
 
 def load_hardware_profile(path: str) -> HardwareProfile:
     """The profile at ``path``; SpecError naming the problem on anything else."""
-    p = Path(path)
-    if not p.is_file():
+    if not Path(path).exists():
         raise SpecError("hardware_profile", path, "no such file (write one with meshplan calibrate --microbench --out FILE)")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise SpecError("hardware_profile", path, f"cannot read it as YAML ({err.__class__.__name__})") from None
+    data = load_yaml(read_text(path, "hardware_profile"), "hardware_profile", path)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise SpecError("hardware_profile", path, f"is not a hardware profile (schema: {SCHEMA}, as calibrate "
                         "--microbench writes)")

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from meshplan.errors import SpecError, finite_number, suggest
-from meshplan.io.catalog import CATALOG, load_gpu, load_model
-from meshplan.io.hardware_profile import load_hardware_profile, measured_gpu
 from meshplan.io.calibration import (DEFAULT_PROFILE, calibrated_assumptions, calibrated_engine, load_profile,
                                      partition_for)
+from meshplan.io.catalog import CATALOG, load_gpu, load_model
 from meshplan.io.engines import load_engine
+from meshplan.io.hardware_profile import load_hardware_profile, measured_gpu
 from meshplan.io.spec_build import build
 from meshplan.io.user_file import load_json, load_yaml, read_text
 from meshplan.specs.assumptions import CostAssumptions
