@@ -50,7 +50,7 @@ def test_llama_8b_decode_attention_reads_the_kv_cache():
 
 def test_prefill_attention_sees_half_the_prompt():
     ci = _ci("llama-3.1-8b", "h100-sxm")
-    core = _op(attention_block(ci, Par.of(1, 1, 1, 1, 1), prefill_work(1000.0, 1.0, 1000.0, 1), 0.0), "attn_core")
+    core = _op(attention_block(ci, Par.of(1, 1, 1, 1, 1), prefill_work(1000.0, 1.0, 500.0, 1), 0.0), "attn_core")
     # Causal attention over a 1000-token prompt: each query sees 500 keys on average:
     # 1000 x 4 x 32 x 128 x 500 = 8,192,000,000 FLOP.
     assert float(core.flops) == 8_192_000_000
@@ -70,7 +70,7 @@ def test_mixed_pass_runs_one_gemm_over_both_kinds_of_token():
 
 def test_deepseek_experts_and_dispatch_by_hand():
     ci = _ci("deepseek-v3", "h800", weights="fp8", engine={"name": "trtllm", "version": "1.3"}, expert_load_cv=0.0)
-    ops = moe_ops(ci, Par.of(1, 32, 32, 1, 1), prefill_work(64.0, 1.0, 64.0, 32), 0.0)
+    ops = moe_ops(ci, Par.of(1, 32, 32, 1, 1), prefill_work(64.0, 1.0, 32.0, 32), 0.0)
     # Stage tokens 32 x 64 = 2,048; 16,384 assignments over 32 ranks; busiest rank factor (popularity
     # spread 0 here) 1 + sqrt(2 x 32 x ln 32 / 16,384) = 1.1163; tokens on the rank 2048 x 8 / 32 x 1.1163.
     imb = 1 + math.sqrt(2 * 32 * math.log(32) / 16384)
@@ -90,7 +90,7 @@ def test_deepseek_experts_and_dispatch_by_hand():
 def test_popularity_skew_loads_the_busiest_ranks_experts_and_links():
     base = _ci("deepseek-v3", "h800", weights="fp8", engine={"name": "trtllm", "version": "1.3"}, expert_load_cv=0.0)
     skew = _ci("deepseek-v3", "h800", weights="fp8", engine={"name": "trtllm", "version": "1.3"}, expert_load_cv=1.0)
-    work, par = prefill_work(4096.0, 1.0, 4096.0, 8), Par.of(1, 8, 8, 1, 1)
+    work, par = prefill_work(4096.0, 1.0, 2048.0, 8), Par.of(1, 8, 8, 1, 1)
     a, b = moe_ops(base, par, work, 0.0), moe_ops(skew, par, work, 0.0)
     # 8 x 4096 tokens x 8 = 262,144 assignments over 8 ranks: statistical excess
     # sqrt(2 x 8 x ln 8 / 262,144) = 0.01127; popularity excess 1.0 x sqrt(2 ln 8 x 8 / 256) = 0.3605;
@@ -153,7 +153,7 @@ def test_tp_only_attention_needs_no_token_exchange():
 def test_etp_prefill_dispatch_and_combine_by_hand():
     ci = _ci("qwen3-235b-a22b", "h100-sxm", weights="fp8", engine={"name": "trtllm", "version": "1.3"},
              expert_load_cv=0.0)
-    ops = moe_ops(ci, Par.of(4, 4, 8, 2, 1), prefill_work(512.0, 1.0, 512.0, 4), 0.0)
+    ops = moe_ops(ci, Par.of(4, 4, 8, 2, 1), prefill_work(512.0, 1.0, 256.0, 4), 0.0)
     # Each tp rank sends 512 / 4 = 128 tokens of D = 4096, times the busiest rank's share: 4 x 512 x 8 =
     # 16,384 assignments over ep 8, 1 + sqrt(2 x 8 x ln 8 / 16,384) = 1.0451. ep 8 x etp 2 = 16 GPUs on 2
     # nodes. A given ep rank holds one of a token's k = 8 experts with probability 1 - (7/8)^8.

@@ -82,6 +82,21 @@ def test_separate_policy_prefills_whole_waves_first():
     assert math.isclose(float(s.tpot_s), 0.01075)
 
 
+def test_a_prefix_cache_leaves_prefill_only_the_uncached_tokens():
+    ci = _ci(prefix_hit_rate=0.5)
+    s = solve_aggregated(ci, PAR, np.array(32.0), step=_step)
+    # Half of each 1,000-token prompt is cached: 500 computed. Room 8,160 holds 16 of them (8,000
+    # tokens, 50 ms), so 32 / 16 = 2 mixed iterations per cycle of 101:
+    # TPOT = (99 x 10 + 2 x 50) / 101 = 10.792 ms (11.584 without the cache); TTFT = 15 + 50 = 65 ms.
+    tpot = (99 * 0.010 + 2 * 0.050) / 101
+    assert math.isclose(float(s.tpot_s), tpot) and math.isclose(float(s.ttft_s), 0.065)
+    # Input tokens served count whole prompts, cached or not: 1,000 per request.
+    assert math.isclose(float(s.input_tok_s_per_gpu), 32 / (0.065 + 100 * tpot) * 1000)
+    # The computed tokens attend to the 500 cached and, causally, half their own: 750 keys each.
+    assert ci.problem.workload.computed_prompt_tokens == 500
+    assert ci.problem.workload.prefill_attended_tokens == 750
+
+
 def test_requests_beyond_the_kv_capacity_wait_for_a_slot():
     ci = _ci(isl=60000, osl=2001)
     cap = float(decode_capacity(ci, PAR))

@@ -260,7 +260,7 @@ def test_ep_bytes_are_the_cost_models(strategy):
     # stage), so the total is 16 layers x (GPUs per stage) ranks.
     ranks_layers = 16 * lay.gpus_per_stage
     for decode, tokens in ((False, per_rank * isl), (True, per_rank)):
-        work = decode_work(tokens, isl, lay.dp) if decode else prefill_work(tokens, per_rank, isl, lay.dp)
+        work = decode_work(tokens, isl, lay.dp) if decode else prefill_work(tokens, per_rank, isl / 2.0, lay.dp)
         ops = {op.name: float(op.comm_bytes) for op in moe_ops(ci, par, work, 0.0)}
         load = float(busiest_rank_load(lay.dp * tokens * ci.k, lay.ep, ci.E, ci.load_cv))
         model = {kind: ops[kind] * 2 / load for kind in kinds}

@@ -91,3 +91,14 @@ def test_local_config_json_goes_through_the_same_loader(tmp_path):
     bad.write_text(json.dumps({"model_type": "mamba", "hidden_size": 1}))
     with pytest.raises(SpecError):
         load_model(str(bad))
+
+
+def test_a_prefix_hit_rate_is_stated_in_the_notes_and_bounded():
+    raw = {"model": "llama-3.1-8b", "gpu": "h100", "workload": {"isl": 4000, "osl": 500, "prefix_hit_rate": 0.563}}
+    p = problem_from_raw(raw)
+    # 4,000 x (1 - 0.563) = 1,748 tokens computed per prompt.
+    assert p.workload.computed_prompt_tokens == pytest.approx(1748)
+    assert any(n.field == "workload.prefix_hit_rate" and "computes 1,748 tokens" in n.message for n in p.notes)
+    for bad in (1.0, -0.1, "half"):
+        with pytest.raises(SpecError, match="workload.prefix_hit_rate"):
+            problem_from_raw({**raw, "workload": {**raw["workload"], "prefix_hit_rate": bad}})

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from meshplan.simulate.engine import Policy
+from meshplan.simulate.engine import Policy, Requests
 from meshplan.simulate.loop import simulate
 from meshplan.simulate.requests import Arrivals, RequestStream, closed_loop
 from meshplan.simulate.summary import per_request, summarise
@@ -157,3 +157,24 @@ def test_clients_may_start_spread_and_then_never_form_a_wave():
     ttft_together, _, _ = per_request(together)
     ttft_spread, _, _ = per_request(spread)
     assert ttft_spread.mean() < ttft_together.mean()
+
+
+def test_a_cached_prefix_is_held_but_not_computed():
+    # Two 100-token prompts at 0 s, half of each in the prefix cache: 50 tokens to compute.
+    res = simulate(_trace([0.0, 0.0], [100, 100], [3, 3]), Linear(), _policy(kv=150), dp=1, pp=1, overlap=False,
+                   overhead_s=0.0, hit_rate=0.5)
+    r = res.requests
+    assert list(r.cached) == [50, 50]
+    # 0: prefill of its 50 uncached tokens, 10 + 50 x 0.01 = 10.5 ms; two decodes: done at 30.5 ms.
+    assert math.isclose(r.first_s[0], 0.0105) and math.isclose(r.finish_s[0], 0.0305)
+    # 1 holds its whole prompt's KV (100 tokens, cached or not) once admitted, and 150 KV tokens
+    # take only one such request with room for a decode step, so it waits for 0 to finish:
+    # 30.5 + 10.5 = 41 ms.
+    assert math.isclose(r.first_s[1], 0.041)
+
+
+def test_every_prompt_computes_at_least_its_last_token():
+    r = Requests.of(np.array([1000, 7, 1]), np.array([2, 2, 2]), 0.999)
+    # floor(0.999 x 1000) = 999 cached, 1 to compute; floor(6.993) = 6 of 7; a 1-token prompt
+    # computes its only token.
+    assert list(r.cached) == [999, 6, 0] and list(r.to_prefill) == [1, 1, 1]

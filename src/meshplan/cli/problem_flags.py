@@ -50,6 +50,8 @@ def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> 
                      "(sizes the GPU count; the target of --objective min-gpus)."),
         click.option("--request-rate", type=float, help="Arrivals per second across the deployment (adds "
                      "queueing to TTFT and sizes the instances)."),
+        click.option("--prefix-hit-rate", type=float, help="Share of each prompt's tokens found in the engine's "
+                     "prefix cache (0 to below 1; default 0): prefill computes only the rest."),
         click.option("--top-k", type=int, help="Override the model's top-k (e.g. when the problem omits it)."),
         click.option("--redundant-experts", type=int, help="Redundant expert replicas (EPLB): ep must divide experts + "
                      "this (DeepSeek-V3 on EP72 runs with 32)."),
@@ -67,7 +69,8 @@ def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> 
 
 FLAG_OF_FIELD = {
     "gpus": "--gpus", "workload.isl": "--isl", "workload.osl": "--osl", "workload.concurrency": "--concurrency",
-    "workload.request_rate_per_s": "--request-rate", "requirements.ttft_s": "--ttft", "requirements.tpot_s": "--tpot",
+    "workload.request_rate_per_s": "--request-rate", "workload.prefix_hit_rate": "--prefix-hit-rate",
+    "requirements.ttft_s": "--ttft", "requirements.tpot_s": "--tpot",
     "requirements.ttft_p99_s": "--ttft-p99", "requirements.tpot_p99_s": "--tpot-p99",
     "requirements.min_output_tok_s_per_gpu": "--min-tok-s-per-gpu", "requirements.min_output_tok_s": "--min-tok-s",
     "model.top_k": "--top-k", "assumptions.redundant_experts": "--redundant-experts", "phase": "--phase", "serving": "--serving", "calibration": "--calibration",
@@ -95,7 +98,7 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
         "precision": {"weights": kw.get("weights"), "attention": kw.get("attention_weights"),
                       "experts": kw.get("expert_weights"), "kv_cache": kw.get("kv_cache")},
         "workload": {"isl": kw.get("isl"), "osl": kw.get("osl"), "concurrency": kw.get("concurrency"),
-                     "request_rate_per_s": kw.get("request_rate")},
+                     "request_rate_per_s": kw.get("request_rate"), "prefix_hit_rate": kw.get("prefix_hit_rate")},
         "phase": kw.get("phase"), "serving": kw.get("serving"),
         "engine": _engine_override(kw), "calibration": kw.get("calibration"),
         "hardware_profile": kw.get("hardware_profile"),

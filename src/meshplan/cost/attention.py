@@ -56,11 +56,12 @@ def decode_work(B, context, dp) -> Work:
                 moe_tokens=B * np.asarray(dp, dtype=float))
 
 
-def prefill_work(T, B, isl, dp) -> Work:
-    """A prefill pass of T prompt tokens (B whole prompts of isl tokens) on every rank."""
+def prefill_work(T, B, attended, dp) -> Work:
+    """A prefill pass of T prompt tokens (of B prompts) on every rank, each token attending to
+    ``attended`` keys on average (ISL / 2 for whole prompts; WorkloadSpec.prefill_attended_tokens)."""
     T = np.asarray(T, dtype=float)
     return Work(decode_seqs=0.0, decode_context=0.0, prefill_tokens=T, prefill_seqs=B,
-                prefill_attended=np.asarray(isl, dtype=float) / 2.0, moe_tokens=T * np.asarray(dp, dtype=float))
+                prefill_attended=np.asarray(attended, dtype=float), moe_tokens=T * np.asarray(dp, dtype=float))
 
 
 def _core(ci: CostInputs, name: str, decode_flops, decode_bytes, prefill_flops, prefill_bytes, w: Work,

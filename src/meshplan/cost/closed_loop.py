@@ -24,6 +24,9 @@ slot, Little's law):
   TTFT = wait + (b + 1) / 2 batches and TPOT = decode + (b - 1) / 2 batches / (OSL - 1).
 Attention-dp ranks run in lockstep and receive their share of every clump together.
 
+With a prefix cache (WorkloadSpec.prefix_hit_rate) ISL above is the part of a prompt prefill
+computes; its tokens attend to the cached prefix as well.
+
 Disaggregated (``solve_disaggregated``): decode instances run pure decode iterations at their
 share of the requests; prompts reach the prefill instances at the loop's completion rate and
 queue there (M/D/1), and their KV cache moves to the decode instance before the first token.
@@ -81,17 +84,19 @@ def _chunks(ci: CostInputs, room, isl: float):
     return n, isl / n
 
 
-def _prefill_work(n_dec, ctx, p, isl, dp) -> Work:
-    """A pass with n_dec decoding sequences and p prompt tokens on every rank."""
-    return Work(decode_seqs=n_dec, decode_context=ctx, prefill_tokens=p, prefill_seqs=p / isl,
-                prefill_attended=isl / 2.0, moe_tokens=dp * (n_dec + p))
+def _prefill_work(ci: CostInputs, n_dec, ctx, p, dp) -> Work:
+    """A pass with n_dec decoding sequences and p computed prompt tokens on every rank (prompts of
+    WorkloadSpec.computed_prompt_tokens each, attending to prefill_attended_tokens keys)."""
+    w = ci.problem.workload
+    return Work(decode_seqs=n_dec, decode_context=ctx, prefill_tokens=p, prefill_seqs=p / w.computed_prompt_tokens,
+                prefill_attended=w.prefill_attended_tokens, moe_tokens=dp * (n_dec + p))
 
 
 def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
     """Aggregated serving with B requests in flight per attention-dp rank per micro-batch.
     ``step(ci, par, work, graphed)`` gives an iteration (cost.iteration; tests pass their own)."""
     w = ci.problem.workload
-    isl, osl = w.isl_tokens, w.osl_tokens
+    isl, osl = w.computed_prompt_tokens, w.osl_tokens  # a prompt's tokens prefill computes
     dp, pp = par.dp, par.pp
     held = np.maximum(np.minimum(B, decode_capacity(ci, par)), 1.0)
     waiting = np.maximum(B - held, 0.0)
@@ -113,7 +118,7 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
         f = mixed_iterations / cycle
         n_dec = held * steps / cycle
         t_dec = step(ci, par, decode_work(n_dec, ctx, dp), n_dec <= gmax).cycle_s
-        t_mix = step(ci, par, _prefill_work(n_dec, ctx, p, isl, dp),
+        t_mix = step(ci, par, _prefill_work(ci, n_dec, ctx, p, dp),
                      ci.engine.cuda_graph_mixed & (n_dec + p <= gmax)).cycle_s
         tpot = (1.0 - f) * t_dec + f * t_mix
         queued = np.maximum(mixed_iterations - steps - n_chunks, 0.0)  # prefill-bound: clumps wait
@@ -122,7 +127,7 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
             # The run's first wave arrives all at once and is prefilled in whole clumps.
             first = held / whole * n_chunks
             p_first = whole * isl / n_chunks
-            t_first = step(ci, par, _prefill_work(n_dec, ctx, p_first, isl, dp),
+            t_first = step(ci, par, _prefill_work(ci, n_dec, ctx, p_first, dp),
                            ci.engine.cuda_graph_mixed & (n_dec + p_first <= gmax)).cycle_s
             ttft = ttft + (first - 1.0) / 2.0 * t_first / ci.requests_per_client
         life = ttft + steps * tpot
@@ -130,7 +135,7 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
         batches = np.maximum(1.0, np.ceil(held * isl / budget))
         p = held * isl / batches
         t_dec = step(ci, par, decode_work(held, ctx, dp), held <= gmax).cycle_s
-        t_pre = step(ci, par, _prefill_work(0.0, ctx, p, isl, dp), ci.engine.cuda_graph_mixed & (p <= gmax)).cycle_s
+        t_pre = step(ci, par, _prefill_work(ci, 0.0, ctx, p, dp), ci.engine.cuda_graph_mixed & (p <= gmax)).cycle_s
         ttft = wait_iterations * t_dec + (batches + 1.0) / 2.0 * t_pre
         tpot = t_dec + (batches - 1.0) / 2.0 * t_pre / steps
         f = batches / (batches + steps)
@@ -138,7 +143,8 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
     rate = held / life  # requests per second per rank and micro-batch
     ttft = ttft + waiting / rate + ci.request_overhead_s + ci.client_overhead_s
     per_gpu = rate / par.tp  # rate per (rank, micro-batch) x dp x pp slots, over pp x tp x dp GPUs
-    return Serving(ttft_s=ttft, tpot_s=tpot, output_tok_s_per_gpu=per_gpu * osl, input_tok_s_per_gpu=per_gpu * isl,
+    return Serving(ttft_s=ttft, tpot_s=tpot, output_tok_s_per_gpu=per_gpu * osl,
+                   input_tok_s_per_gpu=per_gpu * w.isl_tokens,
                    concurrency_per_instance=B * dp * pp, prefill_share=f)
 
 
@@ -157,7 +163,7 @@ def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, 
     """``concurrency`` requests in flight over ``n_prefill`` prefill and ``n_decode`` decode
     instances (see the module doc); ``step`` as in solve_aggregated."""
     w = ci.problem.workload
-    isl, osl = w.isl_tokens, w.osl_tokens
+    isl, osl = w.computed_prompt_tokens, w.osl_tokens  # a prompt's tokens prefill computes
     steps = max(osl - 1.0, 1.0)
     slots_d = n_decode * par_d.dp * par_d.pp
     b = np.maximum(concurrency / slots_d, 1.0)
@@ -172,7 +178,7 @@ def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, 
 
     def prefill_iteration(tokens, busy_ranks):
         # busy_ranks attention-dp ranks carry ``tokens`` each; the MoE layers see all of them.
-        work = _prefill_work(0.0, 0.0, tokens, isl, busy_ranks)
+        work = _prefill_work(ci, 0.0, 0.0, tokens, busy_ranks)
         return step(ci, par_p, work, ci.engine.cuda_graph_mixed & (tokens <= gmax))
 
     one = prefill_iteration(chunk, 1.0)  # a prompt alone: the other ranks are idle

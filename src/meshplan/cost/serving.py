@@ -75,11 +75,11 @@ def prefill_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     the first starts."""
     w = ci.problem.workload
     B = np.asarray(B, dtype=float)
-    total = B * w.isl_tokens
+    total = B * w.computed_prompt_tokens  # prompt tokens not found in the prefix cache
     budget = prefill_budget(ci, par)
     chunks = np.where(ci.engine.chunked_prefill, np.maximum(1.0, np.ceil(total / budget)), 1.0)
     per = total / chunks
-    it = iteration(ci, par, prefill_work(per, B / chunks, w.isl_tokens, par.dp),
+    it = iteration(ci, par, prefill_work(per, B / chunks, w.prefill_attended_tokens, par.dp),
                    ci.engine.cuda_graph_mixed & (per <= graph_limit(ci, par)))
     stage = it.pass_s
     latency = (chunks + par.pp - 1) * stage + chunks * it.exposed_s + ci.request_overhead_s + ci.client_overhead_s
@@ -87,7 +87,7 @@ def prefill_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     mem = memory(ci, par, np.ceil(per), np.ceil(B), par.pp * np.ceil(B), w.isl_max_tokens)
     max_b = max_sequences_per_rank(ci, par, w.isl_max_tokens, tokens_per_seq=w.isl_max_tokens)
     return PhaseCost(B=B, step_s=stage, latency_s=latency, requests_per_s=par.dp * B / busy,
-                     tok_s_per_gpu=par.dp * total / busy / gpus_per_instance(par), memory=mem, max_B=max_b,
+                     tok_s_per_gpu=par.dp * B * w.isl_tokens / busy / gpus_per_instance(par), memory=mem, max_B=max_b,
                      forward=it.forward)
 
 

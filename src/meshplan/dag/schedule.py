@@ -101,7 +101,7 @@ def routing_for(problem: Problem, lay: Layout, phase: str, B: float, rng: np.ran
         return None
     slots_total = m.num_experts + a.redundant_experts
     per_rank = slots_total // lay.ep
-    tokens = int(round(B * lay.dp * (1 if phase == "decode" else problem.workload.isl_tokens)))
+    tokens = int(round(B * lay.dp * (1 if phase == "decode" else problem.workload.computed_prompt_tokens)))
     cv = a.expert_load_cv * (a.eplb_residual if a.redundant_experts else 1.0)
     factor = float(busiest_rank_load(tokens * m.top_k, lay.ep, m.num_experts, cv))
     loads: dict[int, float] = {}

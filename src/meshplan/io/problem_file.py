@@ -11,7 +11,7 @@ File schema (YAML or JSON)::
     gpu: h800                        # catalog name | mapping (`base: NAME` + overrides)
     gpus: 1024                       # GPU budget; omit for no limit
     precision: {weights: fp8, attention: bf16, experts: fp8, kv_cache: bf16}
-    workload: {isl: 4000, osl: 500, concurrency: 1024}   # isl/osl: number or [min, max]
+    workload: {isl: 4000, osl: 500, concurrency: 1024}   # isl/osl: number or [min, max]; prefix_hit_rate: 0.5
     requirements: {ttft_s: 2.0, tpot_s: 0.05, min_output_tok_s_per_gpu: 1000}
     phase: both                      # prefill | decode | both
     serving: auto                    # auto | aggregated | disaggregated (full serving only)
@@ -49,7 +49,7 @@ DEFAULT_PROBLEM = CATALOG / "problems" / "seed-10b-moe.md"
 TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "engine", "workload", "requirements", "phase", "serving", "strategy",
             "prefill_strategy", "decode_strategy", "assumptions", "calibration", "hardware_profile", "seed_strategy", "notes")
 WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rate_per_s", "requests_per_client",
-                 "client_overhead_s")
+                 "client_overhead_s", "prefix_hit_rate")
 
 
 def read_raw(path: str | Path) -> dict[str, Any]:
@@ -162,12 +162,20 @@ def _workload(value: Any, notes: list[Note]) -> WorkloadSpec:
             stated = _tokens(value[key], key, value[key])
             if stated < mean:
                 raise SpecError(f"workload.{key}", value[key], f"below the mean length {mean:g}")
-    return build(WorkloadSpec, dict(
+    workload = build(WorkloadSpec, dict(
         isl_tokens=isl, isl_max_tokens=max(isl_max, float(value.get("isl_max") or 0)),
         osl_tokens=osl, osl_max_tokens=max(osl_max, float(value.get("osl_max") or 0)),
         concurrency=value.get("concurrency"), request_rate_per_s=value.get("request_rate_per_s"),
         requests_per_client=value.get("requests_per_client"),
-        client_overhead_s=value.get("client_overhead_s", 0.0)), "workload")
+        client_overhead_s=value.get("client_overhead_s", 0.0), prefix_hit_rate=value.get("prefix_hit_rate", 0.0)),
+        "workload")
+    if workload.prefix_hit_rate > 0:
+        notes.append(Note(field="workload.prefix_hit_rate", message=(
+            f"prefix cache: {workload.prefix_hit_rate:.1%} of each prompt's {workload.isl_tokens:,.0f} tokens are found "
+            f"cached (stated, not derived), so prefill computes {workload.computed_prompt_tokens:,.0f} tokens per prompt, "
+            "each attending to the whole prompt; the KV cache is still sized for whole prompts, and the cache itself "
+            "lives in KV memory the running requests leave free")))
+    return workload
 
 
 def _precision(value: Any, model: ModelSpec, notes: list[Note]) -> Precision:

@@ -234,7 +234,7 @@ def _single(ci: CostInputs, t: PointTable, i: int, j: int, violations=(), instan
 def _prompts_per_iteration(ci: CostInputs, lay: Layout) -> float:
     """Prompts one attention-dp rank prefills per iteration at most (the budget it is costed with)."""
     par = Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp)
-    return float(prefill_budget(ci, par)) / ci.problem.workload.isl_tokens
+    return float(prefill_budget(ci, par)) / ci.problem.workload.computed_prompt_tokens
 
 
 def _with_requirements(ci: CostInputs, c: Candidate) -> Candidate:

@@ -31,8 +31,11 @@ class Requests:
     send_s: np.ndarray
     arrive_s: np.ndarray
     """When the engine has it (send plus request and client overheads)."""
+    cached: np.ndarray
+    """Prompt tokens found in the prefix cache (WorkloadSpec.prefix_hit_rate): held, not computed."""
     to_prefill: np.ndarray
-    """Prompt tokens still to prefill (the prompt and generated tokens again after a preemption)."""
+    """Prompt tokens still to prefill (the prompt and generated tokens again after a preemption,
+    less the cached prefix)."""
     generated: np.ndarray
     kv_held: np.ndarray
     first_s: np.ndarray
@@ -42,11 +45,15 @@ class Requests:
     """Closed loop: the client that sent it (-1 for open-loop arrivals)."""
 
     @staticmethod
-    def of(isl: np.ndarray, osl: np.ndarray) -> "Requests":
+    def of(isl: np.ndarray, osl: np.ndarray, hit_rate: float = 0.0) -> "Requests":
+        """Requests of ``isl`` prompt and ``osl`` output tokens; ``hit_rate`` of each prompt (rounded
+        down, at most all but its last token) is found in the prefix cache."""
         n = isl.size
         nan = lambda: np.full(n, np.nan)  # noqa: E731
-        return Requests(isl=isl.astype(np.int64), osl=np.maximum(osl.astype(np.int64), 1), send_s=nan(),
-                        arrive_s=nan(), to_prefill=isl.astype(np.int64).copy(), generated=np.zeros(n, np.int64),
+        prompt = isl.astype(np.int64)
+        cached = np.minimum(np.floor(hit_rate * prompt).astype(np.int64), np.maximum(prompt - 1, 0))
+        return Requests(isl=prompt, osl=np.maximum(osl.astype(np.int64), 1), send_s=nan(), arrive_s=nan(),
+                        cached=cached, to_prefill=prompt - cached, generated=np.zeros(n, np.int64),
                         kv_held=np.zeros(n, np.int64), first_s=nan(), finish_s=nan(), preempted=np.zeros(n, np.int64),
                         client=np.full(n, -1, np.int64))
 
@@ -106,7 +113,7 @@ class Rank:
     def _kv_need(self, r: Requests, i: int, pol: Policy) -> int:
         """KV tokens a request holds on admission: the prompt to prefill, or the whole context it
         brings from a prefill instance; plus the rest of its output where the engine reserves it."""
-        held = r.to_prefill[i] if r.to_prefill[i] > 0 else r.isl[i] + r.generated[i]
+        held = r.cached[i] + r.to_prefill[i] if r.to_prefill[i] > 0 else r.isl[i] + r.generated[i]
         return int(held + (r.osl[i] - r.generated[i] if pol.reserve_full else 0))
 
     def _admissible(self, r: Requests, pol: Policy, i: int) -> bool:
@@ -135,7 +142,7 @@ class Rank:
             (self.decoding if r.to_prefill[i] == 0 else self.prefilling).remove(i)
             self.kv_used -= int(r.kv_held[i])
             r.kv_held[i] = 0
-            r.to_prefill[i] = r.isl[i] + r.generated[i]
+            r.to_prefill[i] = r.isl[i] + r.generated[i] - r.cached[i]
             r.preempted[i] += 1
             self.waiting.appendleft(i)
             out += 1

@@ -53,7 +53,8 @@ def _pool(ci: CostInputs, par: Par, pol: Policy, stream: RequestStream, role: Ro
     top_prefill = pol.budget if pol.chunked else max(pol.budget, longest)
     table = StepTable.build(ci, par, max_decode=1 if role is Role.PREFILL else pol.max_running,
                             max_prefill=top_prefill, min_context=float(np.min(stream.isl)),
-                            max_context=float(longest), isl=float(np.mean(stream.isl)))
+                            max_context=float(longest), isl=float(np.mean(stream.isl)),
+                            hit_rate=ci.problem.workload.prefix_hit_rate)
     return Pool(role=role, table=table, policy=pol, dp=int(np.asarray(par.dp).max()),
                 pp=int(np.asarray(par.pp).max()), instances=instances,
                 overlap=bool(np.asarray(overlapped(ci, par)).max()))
@@ -66,7 +67,7 @@ def simulate_instance(ci: CostInputs, par: Par, stream: RequestStream, keep_span
     _check_fits(pol, stream)
     return simulate_pools(stream, [_pool(ci, par, pol, stream, Role.AGGREGATED)],
                           overhead_s=ci.request_overhead_s + ci.client_overhead_s, keep_spans=keep_spans,
-                          progress=progress)
+                          progress=progress, hit_rate=ci.problem.workload.prefix_hit_rate)
 
 
 def simulate_disaggregated(ci: CostInputs, prefill: Par, n_prefill: int, decode: Par, n_decode: int,
@@ -84,4 +85,5 @@ def simulate_disaggregated(ci: CostInputs, prefill: Par, n_prefill: int, decode:
     pools = [_pool(ci, prefill, pol_p, stream, Role.PREFILL, n_prefill),
              _pool(ci, decode, pol_d, stream, Role.DECODE, n_decode)]
     return simulate_pools(stream, pools, overhead_s=ci.request_overhead_s + ci.client_overhead_s,
-                          transfer_s=transfer_s, keep_spans=keep_spans, progress=progress)
+                          transfer_s=transfer_s, keep_spans=keep_spans, progress=progress,
+                          hit_rate=ci.problem.workload.prefix_hit_rate)

@@ -98,22 +98,22 @@ class Result:
 
 
 def simulate(stream: RequestStream, table, policy: Policy, *, dp: int, pp: int, overlap: bool,
-             overhead_s: float, keep_spans: bool = False) -> Result:
+             overhead_s: float, keep_spans: bool = False, hit_rate: float = 0.0) -> Result:
     """Serve ``stream`` on one aggregated instance (dp ranks x pp micro-batch groups) until every
     request has finished. ``overhead_s``: time from a request's send to the engine having it
-    (front end, tokenization, the client's own)."""
+    (front end, tokenization, the client's own); ``hit_rate``: share of each prompt in the prefix cache."""
     pool = Pool(role=Role.AGGREGATED, table=table, policy=policy, dp=dp, pp=pp, overlap=overlap)
-    return simulate_pools(stream, [pool], overhead_s=overhead_s, keep_spans=keep_spans)
+    return simulate_pools(stream, [pool], overhead_s=overhead_s, keep_spans=keep_spans, hit_rate=hit_rate)
 
 
 def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: float,
                    transfer_s: Callable[[int], float] | None = None, keep_spans: bool = False,
-                   progress: Callable[[int, int], None] | None = None) -> Result:
+                   progress: Callable[[int, int], None] | None = None, hit_rate: float = 0.0) -> Result:
     """Serve ``stream`` on pools of instances: one aggregated pool, or a prefill pool whose
     prompts, once prefilled, move their KV cache to the decode pool in ``transfer_s(request)``
     seconds (the first token arrives with it). ``progress(finished, total)`` is called each time
-    another tenth of the requests has finished."""
-    r = Requests.of(stream.isl, stream.osl)
+    another tenth of the requests has finished; ``hit_rate`` of every prompt is in the prefix cache."""
+    r = Requests.of(stream.isl, stream.osl, hit_rate)
     groups = [Group(pool=p, ranks=[Rank() for _ in range(p.dp)]) for p in pools
               for _ in range(p.instances * p.pp)]
     entry = [(g, k) for g, grp in enumerate(groups) if grp.pool.role is not Role.DECODE for k in range(grp.pool.dp)]

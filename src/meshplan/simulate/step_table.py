@@ -72,15 +72,17 @@ class StepTable:
 
     @staticmethod
     def build(ci: CostInputs, par: Par, *, max_decode: float, max_prefill: float, min_context: float,
-              max_context: float, isl: float) -> "StepTable":
+              max_context: float, isl: float, hit_rate: float = 0.0) -> "StepTable":
         """The table over [0, max_decode] sequences, [0, max_prefill] prompt tokens and contexts
-        [min_context, max_context]; prompts of ``isl`` tokens attend to half of it on average."""
+        [min_context, max_context]; prompts of ``isl`` tokens, ``hit_rate`` of them in the prefix
+        cache, compute the rest, whose tokens attend to the cached part and half of their own."""
+        computed = max(isl * (1.0 - hit_rate), 1.0)
         n = _grid(max_decode, DECODE_POINTS)
         p = _grid(max_prefill, PREFILL_POINTS)
         c = np.linspace(max(min_context, 1.0), max(max_context, min_context + 1.0), CONTEXT_POINTS)
         N, P, C = np.meshgrid(n, p, c, indexing="ij")
-        work = Work(decode_seqs=N, decode_context=C, prefill_tokens=P, prefill_seqs=P / max(isl, 1.0),
-                    prefill_attended=isl / 2.0, moe_tokens=par.dp * (N + P))
+        work = Work(decode_seqs=N, decode_context=C, prefill_tokens=P, prefill_seqs=P / computed,
+                    prefill_attended=max(isl, 1.0) - computed / 2.0, moe_tokens=par.dp * (N + P))
         values = lambda graphed: np.broadcast_to(iteration(ci, par, work, graphed).cycle_s, N.shape).tolist()  # noqa: E731
         return StepTable(n_grid=n.tolist(), p_grid=p.tolist(), c_grid=c.tolist(), eager=values(False),
                          graphed=values(True), graph_max=float(graph_limit(ci, par)),

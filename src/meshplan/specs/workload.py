@@ -52,6 +52,13 @@ class WorkloadSpec(Spec):
     overhead (its HTTP stack and timing). 0 for a served deployment and for the reference client
     (InferenceX's benchmark_serving.py, against which EngineProfile.request_overhead_s is fitted);
     meshplan validate sets the value of the client that measured a run (fidelity.harness)."""
+    prefix_hit_rate: float = Field(default=0.0, ge=0, lt=1)
+    """Share of each prompt's tokens the engine finds in its prefix cache (vLLM automatic prefix
+    caching, SGLang RadixAttention, TensorRT-LLM KV cache reuse), so prefill computes only the rest
+    while attending to all of it. 0: no reuse (benchmarks' random prompts). DeepSeek reports that
+    56.3% of its service's input tokens hit its on-disk KV cache (DeepSeek-V3/R1 inference system
+    overview, 2025-03-01). The cache lives in KV memory that running requests do not hold; the
+    rate is what that room achieves, stated by the user, not derived."""
 
     @model_validator(mode="after")
     def _ranges(self) -> "WorkloadSpec":
@@ -60,6 +67,18 @@ class WorkloadSpec(Spec):
         if self.osl_max_tokens < self.osl_tokens:
             raise ValueError(f"osl_max_tokens = {self.osl_max_tokens}: below the mean osl_tokens = {self.osl_tokens}")
         return self
+
+    @property
+    def computed_prompt_tokens(self) -> float:
+        """Prompt tokens prefill computes per request: those not found in the prefix cache (at
+        least one, the token whose logits give the first output)."""
+        return max(self.isl_tokens * (1.0 - self.prefix_hit_rate), 1.0)
+
+    @property
+    def prefill_attended_tokens(self) -> float:
+        """Keys each computed prompt token attends to on average: the whole cached prefix and,
+        causally, half of the computed part (ISL / 2 without a cache)."""
+        return self.isl_tokens - self.computed_prompt_tokens / 2.0
 
     @property
     def decode_context_tokens(self) -> float:
