@@ -93,6 +93,26 @@ def _requirement_checks(ci: CostInputs, doc: dict[str, Any]) -> list[dict[str, A
     return checks
 
 
+def _prefix_cache_note(problem: Problem, doc: dict[str, Any]) -> dict[str, str] | None:
+    """With a stated prefix hit rate: the memory per GPU the operating point leaves outside the
+    running requests' KV, where the engine keeps cached prefixes (the pool that prefills: the
+    instance itself, or a disaggregated plan's prefill pool)."""
+    h = problem.workload.prefix_hit_rate
+    phases = doc.get("phases") or {}
+    pool = phases.get("prefill") if doc.get("mode") == Mode.DISAGGREGATED.value and phases.get("prefill") else doc
+    mem = pool.get("memory_per_gpu_bytes")
+    if not h or not mem:
+        return None
+    room = max(mem["usable"] - mem["total"], 0.0)
+    message = (f"prefix cache: the stated {h:.1%} hit rate needs cached prefixes kept in KV memory the running "
+               f"requests leave free; this operating point leaves {room / 2**30:,.1f} GiB per GPU of the "
+               f"{mem['usable'] / 2**30:,.1f} GiB usable")
+    if room < 0.05 * mem["kv_cache"]:
+        message += ("; its running requests fill the KV cache, so cached prefixes would be evicted as they come (a lower "
+                    "concurrency, or more GPUs, leaves them room)")
+    return {"field": "workload.prefix_hit_rate", "message": message}
+
+
 def _verdict(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dict[str, Any]:
     """What the plan amounts to, said first: every requirement met (feasible), a layout that holds
     the model but misses requirements (each unmet one with its target and what is reachable), or
@@ -282,6 +302,9 @@ def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any
     knee = _latency_note(problem, chosen, result.pareto)
     if knee is not None:
         doc["notes"].append(knee)
+    cache = _prefix_cache_note(problem, doc)
+    if cache is not None:
+        doc["notes"].append(cache)
     prec = problem.precision
     used = {"attention": prec.attention_dtype, "experts": prec.experts_dtype, "other": prec.weights}
     doc["assumptions"] = problem.assumptions.model_dump(mode="json") | {
