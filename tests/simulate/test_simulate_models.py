@@ -123,3 +123,26 @@ def test_a_disaggregated_plan_is_simulated_whole_and_agrees_with_the_closed_form
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "the whole deployment (3 GPUs)" in r.stdout and "prefill" in r.stdout and "decode" in r.stdout
+
+
+def test_a_plan_json_is_simulated_as_planned(tmp_path):
+    plan = tmp_path / "plan.json"
+    r = subprocess.run([sys.executable, "-m", "meshplan.cli.main", "plan", "--model", "llama-3.1-8b", "--gpu", "h100",
+                        "--gpus", "4", "--isl", "2000", "--osl", "100", "--serving", "disaggregated", "--json", str(plan)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(plan.read_text())
+    out = tmp_path / "sim.json"
+    r = subprocess.run([sys.executable, "-m", "meshplan.cli.main", "simulate", str(plan), "--requests", "60",
+                        "--json", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    sim = json.loads(out.read_text())
+    # The plan's own pools (its label), at its planned operating point (the problem stated no
+    # concurrency, so the plan's concurrency is the closed loop's clients).
+    assert doc["feasible"] and sim["plan"] == doc["label"] and sim["requests"] == 60
+    assert f"{round(doc['concurrency'])} clients" in sim["arrivals"]
+    # A plan fixes its problem and layout: flags that would change them are refused.
+    for extra in (["--concurrency", "8"], ["--strategy", "tp1"]):
+        r = subprocess.run([sys.executable, "-m", "meshplan.cli.main", "simulate", str(plan), *extra],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and extra[0] in r.stderr and "Traceback" not in r.stderr

@@ -40,7 +40,7 @@ from meshplan.units import fmt_seconds, plural
 def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, plot_path, json_path, step, step_phase,
              **kw) -> None:
     """Simulate serving request by request (PROBLEM, flags or the bundled seed; --strategy, else the
-    plan meshplan chooses): one instance of an aggregated plan, or a disaggregated plan whole (its
+    plan meshplan chooses; or a PLAN.json from meshplan plan --json, its layout as planned): one instance of an aggregated plan, or a disaggregated plan whole (its
     KV caches moving from prefill to decode instances). The engine's scheduler (token budget,
     chunked prefill, batch limit, KV-cache admission and preemption, attention-dp ranks in
     lockstep, pipeline micro-batches) with every iteration timed by meshplan's step model.
@@ -64,7 +64,7 @@ def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, 
         raise SpecError("--seed", seed, "must be from 0 to 2**32 - 1")
     if not (length_cv > 0 and np.isfinite(length_cv) and length_cv <= 10):
         raise SpecError("--length-cv", length_cv, "must be above 0 and at most 10")
-    problem = load(kw)
+    problem = _from_plan(kw, strategy) or load(kw)
     if step:
         for flag, v in (("--requests", requests), ("--trace", trace_in), ("--lengths", lengths), ("--plot", plot_path)):
             if v is not None:
@@ -91,6 +91,45 @@ def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, 
         echo(f"wrote {plot_path}")
     if json_path:
         echo(f"wrote {json_path}")
+
+
+PROBLEM_FLAGS = ("model", "gpu", "gpus", "weights", "attention_weights", "expert_weights", "kv_cache", "isl", "osl",
+                 "concurrency", "phase", "serving", "ttft", "tpot", "ttft_p99", "tpot_p99", "min_tok_s_per_gpu",
+                 "min_tok_s", "request_rate", "prefix_hit_rate", "top_k", "redundant_experts", "engine",
+                 "engine_version", "calibration", "hardware_profile")
+"""Flags that restate a problem (cli.problem_flags): a plan JSON has fixed its problem."""
+
+
+def _from_plan(kw: dict, strategy: str | None):
+    """A plan JSON given as PROBLEM: its problem with the plan's pools as the fixed strategy and,
+    when the problem stated no load, the plan's operating point (its concurrency) as the closed
+    loop's clients (None when PROBLEM is not a plan JSON)."""
+    from meshplan.io.user_file import load_json, read_text
+    from meshplan.plan.pools import pools_from_doc
+
+    path = kw.get("problem")
+    if not (path and str(path).endswith(".json")):
+        return None
+    doc = load_json(read_text(path, "problem"), "problem", Path(path).name)
+    if not (isinstance(doc, dict) and str(doc.get("schema", "")).startswith("meshplan.plan/")):
+        return None
+    if strategy:
+        raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
+    for name in PROBLEM_FLAGS:
+        if kw.get(name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise SpecError(flag, kw[name], "a plan JSON keeps the problem it was planned for; give the problem file "
+                            "(or flags) to change it")
+    problem, pools = pools_from_doc(doc)
+    if len(pools) == 2:
+        fixed = {"strategy": None, "prefill_strategy": str(pools[0].layout), "decode_strategy": str(pools[1].layout)}
+    else:
+        fixed = {"strategy": str(pools[0].layout), "prefill_strategy": None, "decode_strategy": None}
+    w = problem.workload
+    planned = doc.get("concurrency")
+    if w.concurrency is None and w.request_rate_per_s is None and isinstance(planned, (int, float)) and planned >= 1:
+        fixed["workload"] = w.model_copy(update={"concurrency": int(round(planned))})
+    return problem.model_copy(update=fixed)
 
 
 def write_json(doc: dict, json_path: str) -> bool:
