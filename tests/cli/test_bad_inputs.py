@@ -519,6 +519,15 @@ ROWS = [
     bad("dag-planjson-batch-word", ["dag", "{d}/plan.json", "--format", "dot", "--out", "{d}/o"],
         "batch_per_attention_dp_rank", "many",
         {"plan.json": plan_json(_set("phases.decode.batch_per_attention_dp_rank", "many"))}),
+    # Problem flags beside a plan JSON would be ignored: refused, naming the flag.
+    bad("dag-planjson-with-isl", ["dag", "{d}/plan.json", "--isl", "999", "--out", "{d}/o"], "--isl", "999",
+        {"plan.json": plan_json(lambda d: None)}),
+    bad("export-planjson-with-gpus", ["export", "{d}/plan.json", "--engine", "vllm", "--gpus", "9", "--out", "{d}/o"],
+        "--gpus", "9", {"plan.json": plan_json(lambda d: None)}),
+    bad("simulate-planjson-with-concurrency", ["simulate", "{d}/plan.json", "--concurrency", "8"], "--concurrency", "8",
+        {"plan.json": plan_json(lambda d: None)}),
+    bad("report-planjson-with-ttft", ["report", "{d}/plan.json", "--html", "{d}/r.html", "--ttft", "1"], "--ttft", "1",
+        {"plan.json": plan_json(lambda d: None)}),
     bad("export-planjson-mode-unknown", ["export", "{d}/plan.json", "--engine", "vllm", "--out", "{d}/o"], "mode",
         "sideways", {"plan.json": plan_json(_set("mode", "sideways"))}),
     bad("export-planjson-isl-negative", ["export", "{d}/plan.json", "--engine", "vllm", "--out", "{d}/o"], "isl", "-1",
@@ -896,3 +905,4 @@ def test_bad_input(row: Bad, tmp_path, monkeypatch, request):
         pytest.fail(f"[{row.id}] FIELD: none of {list(row.field)} in: {_one_line(line)}", pytrace=False)
     if row.value is not None and not any(v in line for v in row.value):
         pytest.fail(f"[{row.id}] VALUE: none of {list(row.value)} in: {_one_line(line)}", pytrace=False)
+

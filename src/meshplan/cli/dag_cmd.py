@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from meshplan.cli.echo import echo
+from meshplan.cli.problem_flags import refuse_problem_flags
 from meshplan.errors import SpecError
 from meshplan.io.user_file import load_json, read_text
 from meshplan.plan.pools import Pool, pools_from_doc
@@ -14,14 +15,17 @@ from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import parse_strategy
 
 
-def resolve(source: str | None, strategy: str | None, load_problem_kw, field: str = "problem") -> tuple[Problem, list[Pool]]:
+def resolve(source: str | None, strategy: str | None, load_problem_kw, field: str = "problem",
+            flags: dict | None = None) -> tuple[Problem, list[Pool]]:
     """A plan JSON, or a problem (file, flags or the bundled seed) with --strategy or the search's
-    best. Without ``load_problem_kw`` (lint-dag --plan) the source must be a plan JSON."""
+    best. Without ``load_problem_kw`` (lint-dag --plan) the source must be a plan JSON; problem
+    ``flags`` given with a plan JSON are refused (they would be ignored)."""
     if source and source.endswith(".json"):
         doc = load_json(read_text(source, field), field, Path(source).name)
         if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("meshplan.plan/"):
             if strategy:
                 raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
+            refuse_problem_flags(flags or {})
             return pools_from_doc(doc)
     if load_problem_kw is None:
         raise SpecError(field, source, "is not a meshplan plan JSON (schema meshplan.plan/1, from meshplan plan --json)")

@@ -184,7 +184,7 @@ def dag(strategy, out_dir, formats, expand, dag_phase, **kw) -> None:
     chosen = [f.strip() for f in formats.split(",") if f.strip()]
     if not chosen:
         raise SpecError("--format", formats, "names no format; give dot, svg, png or json, comma-separated")
-    problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw))
+    problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw), flags=kw)
     run_dag(problem, pools, Path(out_dir), chosen, expand, dag_phase)
 
 
@@ -274,9 +274,10 @@ def export_cmd(strategy, engine, out_dir, force, **kw) -> None:
     from meshplan.cli.dag_cmd import resolve
     from meshplan.export.export import export, write
 
+    flags = dict(kw)  # what the user typed: with a plan JSON, any of them would be ignored
     if engine != "devicemesh":
         kw["engine"] = engine  # the plan is made (and costed) for the engine it is exported to
-    problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw))
+    problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw), flags=flags)
     result = export(problem, pools, engine)
     for sub in result.substitutions:
         echo(f"{engine} cannot express the {sub.role} pool {sub.layout}: {sub.reason}")
@@ -326,7 +327,7 @@ def run_cmd(strategy, scale, requests, run_isl, run_osl, dtype, seed, timeout_s,
             raise SpecError(name, value, f"must be a positive number up to {top:,}")
     if not 0 <= seed < 2**32:
         raise SpecError("--seed", seed, "must be from 0 to 2**32 - 1 (numpy's and torch's seed range)")
-    problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw))
+    problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw), flags=kw)
     # Every pool of the plan (prefill and decode pools of a disaggregated plan each run their
     # own layout end to end; the KV hand-off between pools is not executed).
     source = "the given strategy" if strategy else "meshplan plan"

@@ -110,6 +110,14 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
     }
 
 
+def refuse_problem_flags(kw: dict[str, Any]) -> None:
+    """With a plan JSON as PROBLEM: any problem flag given would be ignored, so it is refused."""
+    for name, value in kw.items():
+        if name != "problem" and value not in (None, False, ()):
+            raise SpecError("--" + name.replace("_", "-"), value, "a plan JSON keeps the problem it was planned for; "
+                            "give the problem file (or flags alone) to change it")
+
+
 def _engine_override(kw: dict[str, Any]) -> Any:
     name, version = kw.get("engine"), kw.get("engine_version")
     if name is None and version is None:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from meshplan.cli.echo import echo
-from meshplan.cli.problem_flags import load, problem_options, wrap_errors
+from meshplan.cli.problem_flags import load, problem_options, refuse_problem_flags, wrap_errors
 from meshplan.errors import SpecError
 from meshplan.io.catalog import CATALOG
 from meshplan.io.user_file import load_json, read_text
@@ -217,8 +217,9 @@ def report(html_path, strategy, simulated, validation_path, **kw) -> None:
         doc = load_json(read_text(source, "PLAN"), "PLAN", Path(source).name)
         if not (isinstance(doc, dict) and str(doc.get("schema", "")).startswith("meshplan.plan/")):
             raise SpecError("PLAN", source, "is not a meshplan plan JSON (meshplan plan --json FILE)")
-        if strategy or any(v not in (None, False, ()) for k, v in kw.items() if k != "problem"):
-            raise SpecError("--strategy" if strategy else "flags", "given", "a plan JSON fixes its problem and strategy")
+        if strategy:
+            raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
+        refuse_problem_flags(kw)
     else:
         from meshplan.cli.dag_cmd import fixed_candidate
         problem = load(kw)

@@ -9,7 +9,7 @@ import click
 import numpy as np
 
 from meshplan.cli.echo import echo
-from meshplan.cli.problem_flags import load, problem_options, wrap_errors
+from meshplan.cli.problem_flags import load, problem_options, refuse_problem_flags, wrap_errors
 from meshplan.errors import SpecError
 from meshplan.strategy.layout import STRATEGY_HELP
 from meshplan.units import fmt_seconds, plural
@@ -93,13 +93,6 @@ def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, 
         echo(f"wrote {json_path}")
 
 
-PROBLEM_FLAGS = ("model", "gpu", "gpus", "weights", "attention_weights", "expert_weights", "kv_cache", "isl", "osl",
-                 "concurrency", "phase", "serving", "ttft", "tpot", "ttft_p99", "tpot_p99", "min_tok_s_per_gpu",
-                 "min_tok_s", "request_rate", "prefix_hit_rate", "top_k", "redundant_experts", "engine",
-                 "engine_version", "calibration", "hardware_profile")
-"""Flags that restate a problem (cli.problem_flags): a plan JSON has fixed its problem."""
-
-
 def _from_plan(kw: dict, strategy: str | None):
     """A plan JSON given as PROBLEM: its problem with the plan's pools as the fixed strategy and,
     when the problem stated no load, the plan's operating point (its concurrency) as the closed
@@ -115,11 +108,7 @@ def _from_plan(kw: dict, strategy: str | None):
         return None
     if strategy:
         raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
-    for name in PROBLEM_FLAGS:
-        if kw.get(name) is not None:
-            flag = "--" + name.replace("_", "-")
-            raise SpecError(flag, kw[name], "a plan JSON keeps the problem it was planned for; give the problem file "
-                            "(or flags) to change it")
+    refuse_problem_flags(kw)
     problem, pools = pools_from_doc(doc)
     if len(pools) == 2:
         fixed = {"strategy": None, "prefill_strategy": str(pools[0].layout), "decode_strategy": str(pools[1].layout)}
