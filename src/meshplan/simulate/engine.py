@@ -111,8 +111,9 @@ class Rank:
         return len(self.waiting) + len(self.running)
 
     def _kv_need(self, r: Requests, i: int, pol: Policy) -> int:
-        """KV tokens a request holds on admission: the prompt to prefill, or the whole context it
-        brings from a prefill instance; plus the rest of its output where the engine reserves it."""
+        """KV tokens a request holds on admission: its prompt (the cached prefix included) and, after a
+        preemption, what it had generated, or the whole context it brings from a prefill instance;
+        plus the rest of its output where the engine reserves it."""
         held = r.cached[i] + r.to_prefill[i] if r.to_prefill[i] > 0 else r.isl[i] + r.generated[i]
         return int(held + (r.osl[i] - r.generated[i] if pol.reserve_full else 0))
 
