@@ -77,7 +77,6 @@ def context_tokens(problem: Problem) -> int:
 
 
 def settings(problem: Problem, pool: Pool) -> PoolSettings:
-    w = problem.workload
     ci = CostInputs.from_problem(problem)  # the token budget per rank and two-batch overlap the plan was costed with
     b = pool.B.get("decode") or pool.B.get("prefill") or 1.0
     return PoolSettings(
