@@ -18,7 +18,8 @@ def op_shapes(ci: CostInputs, lay: Layout, B: float, decode: bool, context: floa
     m = ci.model
     tp = lay.tp
     b = math.ceil(B)
-    sq = 1 if decode else int(round(context))
+    # A prompt's queries are the tokens prefill computes (fewer than its context with a prefix cache).
+    sq = 1 if decode else int(round(min(context, ci.problem.workload.computed_prompt_tokens)))
     t = b * sq
     d, h = m.hidden_size, m.head_dim
     nh = m.num_heads // tp
