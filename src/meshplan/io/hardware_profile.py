@@ -6,7 +6,8 @@ What a profile replaces, for the one format it was timed in (bf16, fp16 or fp32)
 - ``gemm_efficiency``: the largest GEMM's FLOP/s over the GPU's dense peak in that format;
 - ``hbm_efficiency``: the smallest-M GEMM's bytes/s (weights streamed) over the GPU's HBM bandwidth;
 - ``moe_hbm_efficiency``: the expert GEMMs' bytes/s at the fewest tokens per expert over the HBM
-  bandwidth (torch.bmm over equal loads: the weight-streaming case of a grouped GEMM);
+  bandwidth (torch.bmm over equal loads: the weight-streaming case of a grouped GEMM); the catalog
+  keeps one figure for every expert format, and so does the profile;
 - ``intra_node_bw_bytes_per_s``, with two or more GPUs: the largest message's all-reduce bus
   bandwidth over the problem's comm_efficiency, so that the bandwidth the cost model uses
   (the link's times comm_efficiency) is the measured one.
@@ -79,8 +80,8 @@ def measured_gpu(gpu: GpuSpec, profile: HardwareProfile, comm_efficiency: float,
     was = lambda x: "unset" if x is None else f"{x:.2f}"  # noqa: E731
     parts = [f"{fmt.value} GEMM efficiency {gemm:.2f} (catalog {was(old_gemm)}; M = {biggest.m})",
              f"{fmt.value} HBM efficiency {hbm:.2f} (catalog {was(old_hbm)}; M = {smallest.m})",
-             f"expert weight streaming {moe:.2f} of HBM (catalog {was(gpu.moe_hbm_efficiency)}; "
-             f"{fewest.tokens_per_expert} token(s) per expert)"]
+             f"expert weight streaming {moe:.2f} of HBM for every expert format (catalog {was(gpu.moe_hbm_efficiency)}, "
+             f"also one figure; {fewest.tokens_per_expert} token(s) per expert)"]
     if profile.collectives:
         big = max(profile.collectives, key=lambda r: r.bytes)
         update["intra_node_bw_bytes_per_s"] = big.all_reduce_bus_bytes_per_s / comm_efficiency
