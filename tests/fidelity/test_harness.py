@@ -1,14 +1,16 @@
 """The benchmark client of a measured run: the request shapes it sent (catalog/cases/harnesses.yaml)."""
 
+import csv
 import math
 
 from meshplan.fidelity.calibrate import FACTORS
 from meshplan.fidelity.harness import AS_STATED, harness_of
-from meshplan.fidelity.predict import group_cases
+from meshplan.fidelity.predict import group_cases, predict_group
 from meshplan.fidelity.problems import case_problem
+from meshplan.fidelity.silicon import read_silicon
 from meshplan.io.calibration import DEFAULT_PROFILE, load_profile
 
-from tests.fidelity.test_silicon import _read, _row
+from tests.fidelity.test_silicon import COLUMNS, _read, _row
 
 INFERENCEX = "db-dump/2026-04-27; config_id=733; silicon_concurrency=64; workflow_run_id=758; vllm/vllm-openai:v0.19.0"
 AIC = "source_file=/Users/x/aic-auto-gap-analysis/data/h100_sxm/trtllm/1.0.0rc3/q.csv; silicon_concurrency=64"
@@ -88,3 +90,18 @@ def test_how_the_clients_start_is_the_harness_s(tmp_path, monkeypatch):
     sim.simulate_case(group, group.cases[0], life)
     # One lifetime: the closed form's TTFT + (OSL - 1) x TPOT of the run.
     assert seen["spread"] == life > 0
+
+
+def test_a_users_run_on_a_cached_workload_states_its_prefix_hit_rate(tmp_path):
+    rows = [_row(id="cold"), _row(id="warm", prefix_hit_rate="0.5"), _row(id="bad", prefix_hit_rate="1.5")]
+    path = tmp_path / "runs.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[*COLUMNS, "prefix_hit_rate"])
+        w.writeheader()
+        w.writerows(rows)
+    cases, skips = read_silicon(path)
+    assert [s.id for s in skips] == ["bad"] and "prefix_hit_rate = '1.5'" in skips[0].detail
+    cold, warm = group_cases(cases)  # predicted apart: their prompts cost differently
+    assert warm.problem.workload.prefix_hit_rate == 0.5 and cold.problem.workload.prefix_hit_rate == 0.0
+    # Half of each 1,024-token prompt cached: the same run's TTFT is lower.
+    assert predict_group(warm)[0][0] < predict_group(cold)[0][0]

@@ -44,7 +44,7 @@ class Group:
 
 def _key(case: SiliconCase) -> tuple:
     return (case.engine, case.engine_version, case.model, case.gpu, case.gemm_format, case.moe_format,
-            case.disaggregated, case.isl, case.osl, case.harness.name)
+            case.disaggregated, case.isl, case.osl, case.harness.name, case.prefix_hit_rate)
 
 
 def group_cases(cases: list[SiliconCase], calibration: str | None = DEFAULT_PROFILE) -> list[Group]:

@@ -47,6 +47,8 @@ def case_problem(case: SiliconCase, calibration: str | None = DEFAULT_PROFILE) -
     profile = load_profile(calibration)
     h = case.harness
     workload = {"isl": h.lengths(case.isl), "osl": h.lengths(case.osl), "concurrency": case.concurrency}
+    if case.prefix_hit_rate:
+        workload["prefix_hit_rate"] = case.prefix_hit_rate
     if h.requests_per_client is not None:
         workload["requests_per_client"] = h.requests_per_client
     elif profile is not None and "requests_per_client" in profile.benchmark:

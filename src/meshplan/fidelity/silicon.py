@@ -86,6 +86,9 @@ class SiliconCase:
     tpot_ms: float
     harness: Harness = AS_STATED
     """The benchmark client that measured it (from silicon_data_source; fidelity.harness)."""
+    prefix_hit_rate: float = 0.0
+    """Share of each prompt found in the engine's prefix cache, where the file has a
+    ``prefix_hit_rate`` column (a user's runs on a cached workload); 0 otherwise."""
 
     @property
     def partition(self) -> tuple[str, str, str, str]:
@@ -206,6 +209,14 @@ def read_case(row: dict[str, str]) -> SiliconCase | Skip:
         except _Bad as bad:
             return Skip(id=rid, reason=SkipReason.LAYOUT, detail=f"requests_per_client = {bad.value!r} (a number >= 1)")
         harness = replace(harness, requests_per_client=per_client)
+    hit_rate = 0.0
+    if cell("prefix_hit_rate"):
+        try:
+            hit_rate = _num(row, "prefix_hit_rate")
+            if not 0 <= hit_rate < 1:
+                raise _Bad("prefix_hit_rate", cell("prefix_hit_rate"))
+        except _Bad as bad:
+            return Skip(id=rid, reason=SkipReason.LAYOUT, detail=f"prefix_hit_rate = {bad.value!r} (0 to below 1)")
     try:
         engine = Engine(cell("backend"))
         gpu = load_gpu(cell("system"))
@@ -221,7 +232,7 @@ def read_case(row: dict[str, str]) -> SiliconCase | Skip:
                        model=cell("model_path"), gpu=cell("system"), gemm_format=gemm,
                        moe_format=moe_fmt, disaggregated=disagg, isl=isl, osl=osl, concurrency=concurrency,
                        layout=layout, prefill=prefill, decode=decode, ttft_ms=ttft, tpot_ms=tpot,
-                       harness=harness)
+                       harness=harness, prefix_hit_rate=hit_rate)
 
 
 def partition_of_row(row: dict[str, str]) -> tuple[str, str, str, str]:
