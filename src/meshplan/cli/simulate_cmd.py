@@ -40,8 +40,9 @@ from meshplan.units import fmt_seconds, plural
 def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, plot_path, json_path, step, step_phase,
              **kw) -> None:
     """Simulate serving request by request (PROBLEM, flags or the bundled seed; --strategy, else the
-    plan meshplan chooses; or a PLAN.json from meshplan plan --json, its layout as planned): one instance of an aggregated plan, or a disaggregated plan whole (its
-    KV caches moving from prefill to decode instances). The engine's scheduler (token budget,
+    plan meshplan chooses; or a PLAN.json from meshplan plan --json, its layout as planned): one
+    instance of an aggregated plan, or a disaggregated plan whole (its KV caches moving from
+    prefill to decode instances). The engine's scheduler (token budget,
     chunked prefill, batch limit, KV-cache admission and preemption, attention-dp ranks in
     lockstep, pipeline micro-batches) with every iteration timed by meshplan's step model.
 
