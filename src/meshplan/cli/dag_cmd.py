@@ -15,18 +15,26 @@ from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import parse_strategy
 
 
+def plan_json_at(source: str | None, field: str = "problem") -> dict | None:
+    """The meshplan plan JSON (schema meshplan.plan/...) at ``source``, or None when the file is
+    not one (a problem file, or no file)."""
+    if not (source and str(source).endswith(".json")):
+        return None
+    doc = load_json(read_text(source, field), field, Path(source).name)
+    return doc if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("meshplan.plan/") else None
+
+
 def resolve(source: str | None, strategy: str | None, load_problem_kw, field: str = "problem",
             flags: dict | None = None) -> tuple[Problem, list[Pool]]:
     """A plan JSON, or a problem (file, flags or the bundled seed) with --strategy or the search's
     best. Without ``load_problem_kw`` (lint-dag --plan) the source must be a plan JSON; problem
     ``flags`` given with a plan JSON are refused (they would be ignored)."""
-    if source and source.endswith(".json"):
-        doc = load_json(read_text(source, field), field, Path(source).name)
-        if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("meshplan.plan/"):
-            if strategy:
-                raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
-            refuse_problem_flags(flags or {})
-            return pools_from_doc(doc)
+    doc = plan_json_at(source, field)
+    if doc is not None:
+        if strategy:
+            raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
+        refuse_problem_flags(flags or {})
+        return pools_from_doc(doc)
     if load_problem_kw is None:
         raise SpecError(field, source, "is not a meshplan plan JSON (schema meshplan.plan/1, from meshplan plan --json)")
     from meshplan.plan.plan import candidate_document, plan_document

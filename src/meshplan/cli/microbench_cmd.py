@@ -10,9 +10,7 @@ import yaml
 from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
 from meshplan.report.tables import table
-
-TORCH_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
-"""Dtypes the microbenchmarks time, with the catalog format whose peak they compare to."""
+from meshplan.specs.hardware_profile import FORMAT_OF
 
 
 def catalog_shares(summary: dict, gpu_name: str, dtype_name: str) -> dict:
@@ -20,9 +18,8 @@ def catalog_shares(summary: dict, gpu_name: str, dtype_name: str) -> dict:
     peak in the format, small-M GEMM and decode-attention bytes/s of its HBM bandwidth, bus
     bandwidth of its per-GPU NVLink bandwidth (one direction)."""
     from meshplan.io.catalog import load_gpu
-    from meshplan.specs.dtypes import parse_dtype
     g = load_gpu(gpu_name)
-    peak = g.peak_flops_for(parse_dtype(TORCH_DTYPES[dtype_name], "--dtype"))
+    peak = g.peak_flops_for(FORMAT_OF[dtype_name])
     out = {"gpu": g.name, "gemm_of_peak": summary["gemm_flops_per_s"] / peak,
            "expert_gemm_of_peak": summary["expert_gemm_flops_per_s"] / peak,
            "gemm_small_m_of_hbm": summary["gemm_small_m_bytes_per_s"] / g.hbm_bw_bytes_per_s,
@@ -36,8 +33,8 @@ def catalog_shares(summary: dict, gpu_name: str, dtype_name: str) -> dict:
 def run_microbench(out: str, device: str, dtype: str, gpu: str | None) -> None:
     if importlib.util.find_spec("torch") is None:
         raise SpecError("--microbench", None, "needs torch: pip install 'meshplan[run]' (torch==2.13.0 on CPU machines)")
-    if dtype not in TORCH_DTYPES:
-        raise SpecError("--dtype", dtype, f"one of {', '.join(TORCH_DTYPES)}")
+    if dtype not in FORMAT_OF:
+        raise SpecError("--dtype", dtype, f"one of {', '.join(FORMAT_OF)}")
     target = Path(out)
     if target.is_dir() or not target.parent.is_dir():
         raise SpecError("--out", out, "must be a file path in an existing folder")

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from meshplan.cli.echo import echo
+from meshplan.cli.dag_cmd import plan_json_at
 from meshplan.cli.problem_flags import load, problem_options, refuse_problem_flags, wrap_errors
 from meshplan.errors import SpecError
 from meshplan.io.catalog import CATALOG
@@ -214,8 +215,8 @@ def report(html_path, strategy, simulated, validation_path, **kw) -> None:
     validation = Path(validation_path) if validation_path else VALIDATION
     source = kw.get("problem")
     if source and source.endswith(".json"):
-        doc = load_json(read_text(source, "PLAN"), "PLAN", Path(source).name)
-        if not (isinstance(doc, dict) and str(doc.get("schema", "")).startswith("meshplan.plan/")):
+        doc = plan_json_at(source, "PLAN")
+        if doc is None:
             raise SpecError("PLAN", source, "is not a meshplan plan JSON (meshplan plan --json FILE)")
         if strategy:
             raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")

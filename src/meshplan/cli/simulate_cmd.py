@@ -98,14 +98,11 @@ def _from_plan(kw: dict, strategy: str | None):
     """A plan JSON given as PROBLEM: its problem with the plan's pools as the fixed strategy and,
     when the problem stated no load, the plan's operating point (its concurrency) as the closed
     loop's clients (None when PROBLEM is not a plan JSON)."""
-    from meshplan.io.user_file import load_json, read_text
+    from meshplan.cli.dag_cmd import plan_json_at
     from meshplan.plan.pools import pools_from_doc
 
-    path = kw.get("problem")
-    if not (path and str(path).endswith(".json")):
-        return None
-    doc = load_json(read_text(path, "problem"), "problem", Path(path).name)
-    if not (isinstance(doc, dict) and str(doc.get("schema", "")).startswith("meshplan.plan/")):
+    doc = plan_json_at(kw.get("problem"))
+    if doc is None:
         return None
     if strategy:
         raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")

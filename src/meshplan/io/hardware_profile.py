@@ -23,12 +23,8 @@ from pathlib import Path
 from meshplan.errors import SpecError, shown
 from meshplan.io.spec_build import build
 from meshplan.io.user_file import load_yaml, read_text
-from meshplan.specs.dtypes import DType
 from meshplan.specs.hardware import GpuSpec
-from meshplan.specs.hardware_profile import SCHEMA, HardwareProfile
-
-FORMAT_OF = {"bfloat16": DType.BF16, "float16": DType.FP16, "float32": DType.FP32}
-"""The catalog format each timed torch dtype is compared with."""
+from meshplan.specs.hardware_profile import FORMAT_OF, SCHEMA, HardwareProfile
 
 
 def load_hardware_profile(path: str) -> HardwareProfile:

@@ -93,6 +93,11 @@ def _requirement_checks(ci: CostInputs, doc: dict[str, Any]) -> list[dict[str, A
     return checks
 
 
+CACHE_ROOM_WARNING = 0.05
+"""The prefix-cache note warns when the room left is below this share of the KV cache the running
+requests hold (a judgement for the note's wording, not a cost-model factor)."""
+
+
 def _prefix_cache_note(problem: Problem, doc: dict[str, Any]) -> dict[str, str] | None:
     """With a stated prefix hit rate: the memory per GPU the operating point leaves outside the
     running requests' KV, where the engine keeps cached prefixes (the pool that prefills: the
@@ -107,7 +112,7 @@ def _prefix_cache_note(problem: Problem, doc: dict[str, Any]) -> dict[str, str] 
     message = (f"prefix cache: the stated {h:.1%} hit rate needs cached prefixes kept in KV memory the running "
                f"requests leave free; this operating point leaves {room / 2**30:,.1f} GiB per GPU of the "
                f"{mem['usable'] / 2**30:,.1f} GiB usable")
-    if room < 0.05 * mem["kv_cache"]:
+    if room < CACHE_ROOM_WARNING * mem["kv_cache"]:
         message += ("; its running requests fill the KV cache, so cached prefixes would be evicted as they come (a lower "
                     "concurrency, or more GPUs, leaves them room)")
     return {"field": "workload.prefix_hit_rate", "message": message}

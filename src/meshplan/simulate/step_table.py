@@ -19,6 +19,7 @@ from meshplan.cost.attention import Work
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.iteration import graph_limit, iteration
 from meshplan.cost.layer import Par
+from meshplan.specs.workload import computed_prompt_tokens, prefill_attended_tokens
 
 DECODE_POINTS = 24
 """Grid points over the decoding sequences (geometric from 1, plus 0)."""
@@ -76,13 +77,13 @@ class StepTable:
         """The table over [0, max_decode] sequences, [0, max_prefill] prompt tokens and contexts
         [min_context, max_context]; prompts of ``isl`` tokens, ``hit_rate`` of them in the prefix
         cache, compute the rest, whose tokens attend to the cached part and half of their own."""
-        computed = max(isl * (1.0 - hit_rate), 1.0)
+        computed = computed_prompt_tokens(isl, hit_rate)
         n = _grid(max_decode, DECODE_POINTS)
         p = _grid(max_prefill, PREFILL_POINTS)
         c = np.linspace(max(min_context, 1.0), max(max_context, min_context + 1.0), CONTEXT_POINTS)
         N, P, C = np.meshgrid(n, p, c, indexing="ij")
         work = Work(decode_seqs=N, decode_context=C, prefill_tokens=P, prefill_seqs=P / computed,
-                    prefill_attended=max(isl, 1.0) - computed / 2.0, moe_tokens=par.dp * (N + P))
+                    prefill_attended=prefill_attended_tokens(max(isl, 1.0), computed), moe_tokens=par.dp * (N + P))
         values = lambda graphed: np.broadcast_to(iteration(ci, par, work, graphed).cycle_s, N.shape).tolist()  # noqa: E731
         return StepTable(n_grid=n.tolist(), p_grid=p.tolist(), c_grid=c.tolist(), eager=values(False),
                          graphed=values(True), graph_max=float(graph_limit(ci, par)),

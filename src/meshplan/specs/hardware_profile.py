@@ -8,9 +8,13 @@ from typing import Literal
 from pydantic import Field
 
 from meshplan.specs.base import Spec
+from meshplan.specs.dtypes import DType
 
 SCHEMA = "meshplan.hardware-profile/1"
 """The format's name and version (execute.microbench writes it, io.hardware_profile reads it)."""
+
+FORMAT_OF = {"bfloat16": DType.BF16, "float16": DType.FP16, "float32": DType.FP32}
+"""The torch dtypes the microbenchmarks time, with the catalog format each is compared with."""
 
 
 class GemmRow(Spec):
@@ -70,7 +74,7 @@ class HardwareProfile(Spec):
     device_kind: Literal["cuda", "cpu"]
     devices: int = Field(ge=1)
     """Local devices the collectives ran among."""
-    dtype: Literal["bfloat16", "float16", "float32"]
+    dtype: Literal[tuple(FORMAT_OF)]  # type: ignore[valid-type]
     """The torch dtype of the GEMMs and attention."""
     torch: str
     gemm: tuple[GemmRow, ...] = Field(min_length=1)

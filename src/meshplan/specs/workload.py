@@ -25,6 +25,18 @@ class Serving(StrEnum):
     DISAGGREGATED = "disaggregated"
 
 
+def computed_prompt_tokens(isl: float, hit_rate: float) -> float:
+    """Prompt tokens prefill computes when ``hit_rate`` of the prompt is in the prefix cache (at
+    least one, the token whose logits give the first output)."""
+    return max(isl * (1.0 - hit_rate), 1.0)
+
+
+def prefill_attended_tokens(isl: float, computed: float) -> float:
+    """Keys each computed prompt token attends to on average: the whole cached prefix and,
+    causally, half of the computed part (ISL / 2 without a cache)."""
+    return isl - computed / 2.0
+
+
 class WorkloadSpec(Spec):
     """Request shapes and load. Lengths are in tokens; a range is planned at its mean and sized
     for memory at its maximum."""
@@ -70,15 +82,13 @@ class WorkloadSpec(Spec):
 
     @property
     def computed_prompt_tokens(self) -> float:
-        """Prompt tokens prefill computes per request: those not found in the prefix cache (at
-        least one, the token whose logits give the first output)."""
-        return max(self.isl_tokens * (1.0 - self.prefix_hit_rate), 1.0)
+        """Prompt tokens prefill computes per request (module function of the same name)."""
+        return computed_prompt_tokens(self.isl_tokens, self.prefix_hit_rate)
 
     @property
     def prefill_attended_tokens(self) -> float:
-        """Keys each computed prompt token attends to on average: the whole cached prefix and,
-        causally, half of the computed part (ISL / 2 without a cache)."""
-        return self.isl_tokens - self.computed_prompt_tokens / 2.0
+        """Keys each computed prompt token attends to (module function of the same name)."""
+        return prefill_attended_tokens(self.isl_tokens, self.computed_prompt_tokens)
 
     @property
     def decode_context_tokens(self) -> float:
