@@ -159,3 +159,35 @@ def test_the_launch_context_is_the_workloads_maximum_or_the_models_never_the_mea
     assert ctx({"isl": [1000, 4000], "osl": 500}) == 4500
     # Means alone: DeepSeek-V3's config.json max_position_embeddings, 163,840.
     assert ctx({"isl": 2000, "osl": 500}) == 163840
+
+
+def _spec_problem(spec, model="deepseek-v3"):
+    return problem_from_raw({"model": model, "gpu": "h800", "precision": {"weights": "fp8"},
+                             "workload": {"isl": 2000, "osl": 500}, "speculative": spec})
+
+
+def test_speculative_decoding_in_each_engines_words():
+    problem = _spec_problem({"method": "mtp", "draft_tokens": 3, "acceptance": [0.85, 0.63, 0.63]})
+    lay = Layout(tp=8, ep=8)
+    vllm = command(export(problem, [_pool(lay)], "vllm").files["aggregated-instance0-node0.sh"], "vllm serve")
+    assert """--speculative-config '{"method": "mtp", "num_speculative_tokens": 3}'""" in vllm
+    assert parse_vllm(vllm).layout == lay  # the checker still reads the command
+    sglang = command(export(problem, [_pool(lay)], "sglang").files["aggregated-instance0-node0.sh"], "python -m")
+    assert ("--speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-eagle-topk 1 "
+            "--speculative-num-draft-tokens 4") in " ".join(sglang.split())
+    assert parse_sglang(sglang).layout == lay
+    import yaml
+    cfg = yaml.safe_load(export(problem, [_pool(lay)], "trtllm").files["aggregated-config.yaml"])
+    assert cfg["speculative_config"] == {"decoding_type": "MTP", "num_nextn_predict_layers": 3}
+
+
+def test_an_eagle_head_comes_from_the_operator_and_a_draft_model_from_the_catalog():
+    eagle = _spec_problem({"method": "eagle", "draft_tokens": 2, "acceptance": 0.7}, model="llama-3.1-70b")
+    script = export(eagle, [_pool(Layout(tp=8))], "sglang").files["aggregated-instance0-node0.sh"]
+    assert ': "${EAGLE_HEAD:?' in script and '--speculative-draft-model-path "${EAGLE_HEAD}"' in script
+    res = export(eagle, [_pool(Layout(tp=8))], "trtllm")
+    assert any("EAGLE_HEAD" in n for n in res.notes)
+    draft = _spec_problem({"method": "draft", "draft_tokens": 4, "acceptance": 0.7, "draft_model": "llama-3.1-8b"},
+                          model="llama-3.1-70b")
+    script = export(draft, [_pool(Layout(tp=8))], "vllm").files["aggregated-instance0-node0.sh"]
+    assert '"method": "draft_model", "num_speculative_tokens": 4, "model": "meta-llama/Meta-Llama-3.1-8B"' in script

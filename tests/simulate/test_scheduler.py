@@ -178,3 +178,27 @@ def test_every_prompt_computes_at_least_its_last_token():
     # floor(0.999 x 1000) = 999 cached, 1 to compute; floor(6.993) = 6 of 7; a 1-token prompt
     # computes its only token.
     assert list(r.cached) == [999, 6, 0] and list(r.to_prefill) == [1, 1, 1]
+
+
+def test_accepted_draft_tokens_are_the_run_of_leading_acceptances():
+    from meshplan.simulate.engine import draft_tokens_accepted
+    rng = np.random.default_rng(1)
+    # Every draft accepted: K = 3 per iteration, 5 iterations -> 15 each.
+    assert draft_tokens_accepted(rng, (1.0, 1.0, 1.0), 4, 5).tolist() == [15] * 4
+    # The second position always refused: the run stops at 1 whatever the third would have said.
+    assert draft_tokens_accepted(rng, (1.0, 0.0, 1.0), 3, 7).tolist() == [7] * 3
+    assert draft_tokens_accepted(rng, (), 3, 7).tolist() == [0] * 3
+    # 0.5 each, two positions: 0.5 + 0.25 = 0.75 accepted per iteration on average.
+    mean = draft_tokens_accepted(rng, (0.5, 0.5), 1000, 100).mean() / 100
+    assert abs(mean - 0.75) < 0.01
+
+
+def test_speculative_decoding_yields_its_accepted_run_each_iteration():
+    # One request, 2-token prompt then 9 tokens out; every draft of 2 accepted: the prefill gives
+    # token 1 (10.02 ms), then each 10 ms iteration 3 tokens: 4, 7, 10 -> 3 iterations, and the
+    # fourth would pass the length: it stops at 9 after 3 decode iterations (1 + 3 + 3 + 2).
+    pol = Policy(mixed=True, chunked=True, budget=1000, max_running=8, kv_tokens=10**6, reserve_full=False,
+                 acceptance=(1.0, 1.0))
+    res = _run(_trace([0.0], [2], [9]), pol)
+    assert res.requests.generated.tolist() == [9]
+    assert math.isclose(res.end_s, 0.01002 + 3 * 0.010)

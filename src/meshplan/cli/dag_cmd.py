@@ -102,6 +102,10 @@ def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], 
             echo(f"  {p}")
     if skipped:
         echo(f"skipped {'; '.join(skipped)}: {picture_rule()}", err=True)
+    if problem.speculative is not None and any("decode" in pool.phases for pool, _, _ in todo):
+        echo(f"speculative decoding ({problem.speculative.describe()}): the decode DAG's operator costs are "
+             f"the verify pass's ({problem.speculative.draft_tokens + 1} positions per sequence); the draft's passes "
+             "are not drawn as nodes, their time is in the step (cost.speculative)", err=True)
 
 
 def run_lint(dot_file: str, problem: Problem, pools: list[Pool], phase: str | None, as_json: bool) -> int:

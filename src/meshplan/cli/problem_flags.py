@@ -52,6 +52,15 @@ def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> 
                      "queueing to TTFT and sizes the instances)."),
         click.option("--prefix-hit-rate", type=float, help="Share of each prompt's tokens found in the engine's "
                      "prefix cache (0 to below 1; default 0): prefill computes only the rest."),
+        click.option("--spec", type=click.Choice(["mtp", "eagle", "draft"]), help="Speculative decoding: the "
+                     "model's MTP module, an EAGLE head, or a --draft-model; the search tries each decode pool with "
+                     "it and without it."),
+        click.option("--spec-tokens", type=int, help="Draft tokens per iteration (K, 1 to 16)."),
+        click.option("--acceptance", help="Chance each draft position is accepted given the earlier ones were: K "
+                     "comma-separated values or one for all (e.g. 0.85,0.63,0.63)."),
+        click.option("--accepted-tokens", type=float, help="Instead of --acceptance: mean draft tokens accepted per "
+                     "iteration (SGLang's and vLLM's logged accept length minus 1)."),
+        click.option("--draft-model", help="--spec draft: the draft model (catalog name or config.json path)."),
         click.option("--top-k", type=int, help="Override the model's top-k (e.g. when the problem omits it)."),
         click.option("--redundant-experts", type=int, help="Redundant expert replicas (EPLB): ep must divide experts + "
                      "this (DeepSeek-V3 on EP72 runs with 32)."),
@@ -74,7 +83,9 @@ FLAG_OF_FIELD = {
     "requirements.ttft_p99_s": "--ttft-p99", "requirements.tpot_p99_s": "--tpot-p99",
     "requirements.min_output_tok_s_per_gpu": "--min-tok-s-per-gpu", "requirements.min_output_tok_s": "--min-tok-s",
     "model.top_k": "--top-k", "assumptions.redundant_experts": "--redundant-experts", "phase": "--phase", "serving": "--serving", "calibration": "--calibration",
-    "hardware_profile": "--hardware-profile",
+    "hardware_profile": "--hardware-profile", "speculative.method": "--spec", "speculative.draft_tokens": "--spec-tokens",
+    "speculative.acceptance": "--acceptance", "speculative.accepted_tokens": "--accepted-tokens",
+    "speculative.draft_model": "--draft-model",
     "precision.weights": "--weights", "precision.attention": "--attention-weights",
     "precision.experts": "--expert-weights", "precision.kv_cache": "--kv-cache",
 }
@@ -102,12 +113,31 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
         "phase": kw.get("phase"), "serving": kw.get("serving"),
         "engine": _engine_override(kw), "calibration": kw.get("calibration"),
         "hardware_profile": kw.get("hardware_profile"),
-        "assumptions": {"redundant_experts": kw.get("redundant_experts")},
+        "assumptions": {"redundant_experts": kw.get("redundant_experts")}, "speculative": _speculative(kw),
         "requirements": {"ttft_s": kw.get("ttft"), "tpot_s": kw.get("tpot"),
                          "ttft_p99_s": kw.get("ttft_p99"), "tpot_p99_s": kw.get("tpot_p99"),
                          "min_output_tok_s_per_gpu": kw.get("min_tok_s_per_gpu"),
                          "min_output_tok_s": kw.get("min_tok_s")},
     }
+
+
+SPEC_FLAGS = ("spec", "spec_tokens", "acceptance", "accepted_tokens", "draft_model")
+
+
+def _speculative(kw: dict[str, Any]) -> dict[str, Any] | None:
+    """The speculative-decoding flags as the problem file's ``speculative`` mapping (None: none given)."""
+    if all(kw.get(k) is None for k in SPEC_FLAGS):
+        return None
+    acceptance = kw.get("acceptance")
+    if acceptance is not None:
+        try:
+            acceptance = [float(a) for a in str(acceptance).split(",")]
+        except ValueError:
+            raise SpecError("--acceptance", kw["acceptance"], "must be numbers from 0 to 1, comma-separated") from None
+        if not all(finite_number(a) for a in acceptance):
+            raise SpecError("--acceptance", kw["acceptance"], "must be numbers from 0 to 1, comma-separated")
+    return {"method": kw.get("spec"), "draft_tokens": kw.get("spec_tokens"), "acceptance": acceptance,
+            "accepted_tokens": kw.get("accepted_tokens"), "draft_model": kw.get("draft_model")}
 
 
 def refuse_problem_flags(kw: dict[str, Any]) -> None:

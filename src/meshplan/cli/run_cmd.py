@@ -41,6 +41,11 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
     from meshplan.execute.model import config_from_spec
     from meshplan.execute.profile import cpu_cores, decode_collective_s, predict_run
 
+    spec_note = None
+    if problem.speculative is not None:  # the executor decodes one token per step
+        spec_note = ("speculative decoding is not executed: the run decodes one token per step, and its "
+                     "predictions are plain decoding's")
+        problem = problem.model_copy(update={"speculative": None})
     cfg = config_from_spec(problem.model, scale)
     refuse_illegal(problem, lay, cfg)
     lay, cut = fit_instances(lay, max_processes)
@@ -48,7 +53,7 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
     if devices.cuda:
         refuse_oversized(cfg, lay, itemsize(dtype), gpu_memory_bytes())
     echo(f"\n== {title}: {lay} ({plural(lay.gpus, 'process', 'processes')}, {devices.backend}, {scale} model, {dtype})")
-    for note in (cut, devices.note):
+    for note in (spec_note, cut, devices.note):
         if note:
             echo(f"note: {note}")
     # The single-process reference the tokens are compared with: the whole model on one device.

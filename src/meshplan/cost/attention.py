@@ -39,14 +39,23 @@ class Work:
     prompt; a later chunk also sees the chunks before it)."""
     moe_tokens: object
     """Tokens entering the MoE layers across the stage's attention-dp ranks (they run in lockstep)."""
+    decode_queries: object = 1.0
+    """Positions each decoding sequence runs: 1, or K + 1 when speculative decoding verifies K
+    draft tokens (cost.speculative); each attends to the sequence's cache, read once."""
+
+    @property
+    def decode_tokens(self):
+        return np.asarray(self.decode_seqs, dtype=float) * np.asarray(self.decode_queries, dtype=float)
 
     @property
     def tokens(self):
-        return np.asarray(self.decode_seqs, dtype=float) + np.asarray(self.prefill_tokens, dtype=float)
+        return self.decode_tokens + np.asarray(self.prefill_tokens, dtype=float)
 
     @property
     def head_rows(self):
-        return np.asarray(self.decode_seqs, dtype=float) + np.asarray(self.prefill_seqs, dtype=float)
+        """Rows of the LM head: every decode position (a verify pass scores each draft) and the
+        last token of each prompt."""
+        return self.decode_tokens + np.asarray(self.prefill_seqs, dtype=float)
 
 
 def decode_work(B, context, dp) -> Work:
@@ -99,8 +108,9 @@ def _mla_core(ci: CostInputs, tp, w: Work, ovh: float) -> OpCost:
         index_bytes_d = w.decode_seqs * cached * (ci.idx_dim + INDEX_SCALE_BYTES)
         cached = np.minimum(cached, ci.idx_topk)
         attended_p = np.minimum(attended_p, ci.idx_topk)
-    absorb = 2 * np.asarray(w.decode_seqs) * n_g * ci.kv_lora * (ci.nope + ci.v_dim)
-    d_flops = w.decode_seqs * 2 * n_g * cached * (2 * ci.kv_lora + ci.rope) + absorb + index_flops_d
+    q = w.decode_tokens  # decode positions: each attends to its sequence's cache
+    absorb = 2 * q * n_g * ci.kv_lora * (ci.nope + ci.v_dim)
+    d_flops = q * 2 * n_g * cached * (2 * ci.kv_lora + ci.rope) + absorb + index_flops_d * w.decode_queries
     d_bytes = w.decode_seqs * cached * latent + index_bytes_d + kv_b * ci.w_attn
     p_flops = 2 * w.prefill_tokens * kv_b + w.prefill_tokens * 2 * n_g * attended_p * (ci.nope + ci.rope + ci.v_dim) + index_flops_p
     p_bytes = kv_b * ci.w_attn + w.prefill_tokens * n_g * (2 * (ci.nope + ci.rope) + 2 * ci.v_dim) * ci.act_b
@@ -115,8 +125,8 @@ def _gqa_core(ci: CostInputs, tp, w: Work, ovh: float) -> OpCost:
     k_g = kv_heads_per_gpu(ci, tp)
     cached = _per_full_layer(ci, w.decode_context)
     attended = _per_full_layer(ci, w.prefill_attended)
-    d_flops = w.decode_seqs * 4 * n_g * ci.H * cached
-    d_bytes = w.decode_seqs * cached * kv_bytes_per_token_layer(ci, tp) + w.decode_seqs * 2 * n_g * ci.H * ci.act_b
+    d_flops = w.decode_tokens * 4 * n_g * ci.H * cached
+    d_bytes = w.decode_seqs * cached * kv_bytes_per_token_layer(ci, tp) + w.decode_tokens * 2 * n_g * ci.H * ci.act_b
     p_flops = w.prefill_tokens * 4 * n_g * ci.H * attended
     p_bytes = w.prefill_tokens * (2 * n_g + 2 * k_g) * ci.H * ci.act_b + w.prefill_tokens * kv_bytes_per_token_layer(ci, tp)
     return _core(ci, "attn_core", d_flops, d_bytes, p_flops, p_bytes, w, ovh, K.GQA_DECODE_CORE, K.PREFILL_CORE)
@@ -132,7 +142,7 @@ def _linear_core(ci: CostInputs, tp, w: Work, ovh: float) -> OpCost:
     vh = ci.lin_value_heads / tp
     state = linear_state_bytes(ci, tp)
     per_tok = 4 * ci.lin_state_values / tp
-    d_flops = w.decode_seqs * per_tok
+    d_flops = w.decode_tokens * per_tok
     d_bytes = w.decode_seqs * 2 * state
     dk = ci.lin_key_dim / max(ci.lin_value_heads, 1.0)
     p_flops = w.prefill_tokens * (per_tok + 2 * 64 * 2 * dk * vh)

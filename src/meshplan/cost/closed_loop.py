@@ -27,6 +27,10 @@ Attention-dp ranks run in lockstep and receive their share of every clump togeth
 With a prefix cache (WorkloadSpec.prefix_hit_rate) ISL above is the part of a prompt prefill
 computes; its tokens attend to the cached prefix as well.
 
+With speculative decoding an iteration yields tau tokens per decoding sequence
+(cost.speculative): a request decodes in (OSL - 1) / tau iterations and TPOT is the mean
+iteration over tau.
+
 Disaggregated (``solve_disaggregated``): decode instances run pure decode iterations at their
 share of the requests; prompts reach the prefill instances at the loop's completion rate and
 queue there (M/D/1), and their KV cache moves to the decode instance before the first token.
@@ -103,10 +107,10 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
     budget = prefill_budget(ci, par)
     gmax = graph_limit(ci, par)
     ctx = w.decode_context_tokens
-    steps = max(osl - 1.0, 1.0)
+    steps = max(osl - 1.0, 1.0) / ci.spec_tau  # decode iterations per request (tau tokens each)
     wait_iterations = 0.5 + overlapped(ci, par)
     if ci.mixed:
-        room = np.maximum(budget - held, 1.0)
+        room = np.maximum(budget - held * (1.0 + ci.spec_k), 1.0)  # decodes take 1 (+ K drafts) tokens each
         n_chunks, _ = _chunks(ci, room, isl)
         # Prompts that arrive together are prefilled together, up to what the budget holds;
         # clump_coherence says how much of that clumping survives the run's jitter.
@@ -140,6 +144,7 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
         tpot = t_dec + (batches - 1.0) / 2.0 * t_pre / steps
         f = batches / (batches + steps)
         life = batches * t_pre + steps * t_dec + wait_iterations * t_dec
+    tpot = tpot / ci.spec_tau  # the mean iteration carries tau tokens per sequence
     rate = held / life  # requests per second per rank and micro-batch
     ttft = ttft + waiting / rate + ci.request_overhead_s + ci.client_overhead_s
     per_gpu = rate / par.tp  # rate per (rank, micro-batch) x dp x pp slots, over pp x tp x dp GPUs
@@ -170,7 +175,7 @@ def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, 
     run = np.maximum(np.minimum(b, decode_capacity(ci, par_d)), 1.0)
     waiting = np.maximum(b - run, 0.0) * slots_d
     dec = step(ci, par_d, decode_work(run, w.decode_context_tokens, par_d.dp), run <= graph_limit(ci, par_d))
-    tpot = dec.cycle_s
+    tpot = dec.cycle_s / ci.spec_tau
     # Prefill: one prompt alone (in chunks of the budget), and the token rate of full iterations.
     budget = prefill_budget(ci, par_p)
     n_chunks, chunk = _chunks(ci, budget, isl)

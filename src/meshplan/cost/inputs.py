@@ -9,6 +9,7 @@ from meshplan.specs.engine import A2ABackend, EngineProfile, KvAdmission, KvMemo
 from meshplan.specs.model import AttentionKind, LayerKind, ModelSpec
 from meshplan.specs.params import count_params
 from meshplan.specs.problem import Problem
+from meshplan.specs.speculative import SpecMethod
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -148,6 +149,15 @@ class CostInputs:
     request_overhead_s: float
     client_overhead_s: float
     """WorkloadSpec.client_overhead_s: what the benchmark client adds to each TTFT."""
+    spec_k: float = 0.0
+    """Speculative decoding: draft tokens per sequence and iteration (0: plain decoding)."""
+    spec_tau: float = 1.0
+    """Tokens one iteration yields per decoding sequence (Speculative.tokens_per_step; 1 without)."""
+    spec_method: SpecMethod | None = None
+    spec_modules: float = 0.0
+    """MTP modules the draft holds: min(K, the checkpoint's); EAGLE: one layer."""
+    draft: "CostInputs | None" = None
+    """The draft model's inputs (method draft), at the target's formats and engine."""
 
     @staticmethod
     def from_problem(p: Problem) -> "CostInputs":
@@ -165,6 +175,10 @@ class CostInputs:
         lin = m.full_attention_interval > 1
         kd = m.linear_num_key_heads * m.linear_key_head_dim
         vd = m.linear_num_value_heads * m.linear_value_head_dim
+        spec = p.speculative
+        draft = None
+        if spec is not None and spec.draft_model is not None:
+            draft = CostInputs.from_problem(p.model_copy(update={"model": spec.draft_model, "speculative": None}))
         kv_sizing = a.kv_sizing
         reserve_full = (eng.kv_admission is KvAdmission.RESERVE_FULL) if kv_sizing is None else kv_sizing.value == "max"
         return CostInputs(
@@ -217,6 +231,10 @@ class CostInputs:
             host_cpu_s=eng.host_cpu_s, host_cpu_per_request_s=eng.host_cpu_per_request_s, host_gap_s=eng.host_gap_s,
             kernel_launch_s=eng.kernel_launch_s, request_overhead_s=eng.request_overhead_s,
             client_overhead_s=p.workload.client_overhead_s,
+            spec_k=float(spec.draft_tokens) if spec else 0.0, spec_tau=spec.tokens_per_step if spec else 1.0,
+            spec_method=spec.method if spec else None, draft=draft,
+            spec_modules=(float(min(spec.draft_tokens, m.mtp_modules)) if spec.method is SpecMethod.MTP else 1.0)
+            if spec else 0.0,
         )
 
     def a2a_backend(self) -> A2ABackend:

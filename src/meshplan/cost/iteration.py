@@ -15,6 +15,7 @@ from meshplan.cost.attention import Work
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.cost.phase import Forward, forward
+from meshplan.cost.speculative import draft_cost, verify_work
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Iteration:
@@ -55,16 +56,23 @@ def iteration(ci: CostInputs, par: Par, w: Work, graphed) -> Iteration:
     their launch: max(gpu, launches). Under the overlap scheduler the CPU prepares iteration n+1
     while the GPU runs n: max(gpu, launches + host CPU); without it the host CPU time adds. Either
     way host_gap_s stays. With pp stages a micro-batch's next pass starts after all stages and its
-    host work: cycle = pp x stage time (+ host CPU when pp disables the overlap scheduler)."""
+    host work: cycle = pp x stage time (+ host CPU when pp disables the overlap scheduler).
+
+    With speculative decoding the pass verifies K draft tokens per decoding sequence and the draft's
+    K passes follow it (cost.speculative); one iteration then yields tau tokens per sequence. The draft
+    runs once per cycle, on the last stage."""
+    w = verify_work(ci, par, w)
     fwd = forward(ci, par, w)
-    gpu = fwd.stage_s
-    launch = np.where(graphed, ci.kernel_launch_s, fwd.stage_kernels * ci.kernel_launch_s)
-    host = ci.host_cpu_s + ci.host_cpu_per_request_s * w.head_rows
+    draft_s, draft_kernels = draft_cost(ci, par, w)
+    gpu = fwd.stage_s + draft_s
+    launch = np.where(graphed, ci.kernel_launch_s, (fwd.stage_kernels + draft_kernels) * ci.kernel_launch_s)
+    host = ci.host_cpu_s + ci.host_cpu_per_request_s * (np.asarray(w.decode_seqs) + np.asarray(w.prefill_seqs))
     overlap = overlapped(ci, par)
     busy = np.maximum(gpu, launch)
     exposed = np.where(overlap, 0.0, host) + ci.host_gap_s
     single = np.where(overlap, np.maximum(gpu, launch + host), busy + host) + ci.host_gap_s
-    cycle = np.where(par.pp > 1, par.pp * busy + exposed, single)
+    # The draft runs once per cycle, on the last stage only.
+    cycle = np.where(par.pp > 1, par.pp * busy - (par.pp - 1) * draft_s + exposed, single)
     return Iteration(gpu_s=gpu, launch_s=launch, host_s=host, pass_s=busy, exposed_s=exposed, cycle_s=cycle,
                      forward=fwd)
 

@@ -45,6 +45,9 @@ EXPERT_COMBINE = 1
 SHARED_EXPERTS = 3
 LM_HEAD = 2
 """Final norm and the LM head GEMM (sampling is counted in the engine's host time)."""
+DRAFT_FUSION = 3
+"""A speculative draft layer's input: the norms of the hidden state and the token embedding, and
+the projection GEMM of their concatenation (vLLM deepseek_mtp.py: enorm, hnorm, eh_proj)."""
 
 
 def gemm_quant_kernels(dtype: DType) -> float:

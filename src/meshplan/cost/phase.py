@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from meshplan.cost.attention import Work
+from meshplan.cost.draft import draft_kv_per_sequence, draft_weight_bytes
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par, attention_block, dense_ffn_ops, embed_ops, head_ops, moe_ops, pp_send
 from meshplan.cost.memory import activation_bytes, kv_per_sequence_stage, stage_weights
@@ -59,7 +60,8 @@ def _layer_time(ops: list[OpCost], half: list[OpCost] | None, overlap: float):
 def _halve(w: Work) -> Work:
     h = lambda x: np.asarray(x, dtype=float) / 2.0  # noqa: E731
     return Work(decode_seqs=h(w.decode_seqs), decode_context=w.decode_context, prefill_tokens=h(w.prefill_tokens),
-                prefill_seqs=h(w.prefill_seqs), prefill_attended=w.prefill_attended, moe_tokens=h(w.moe_tokens))
+                prefill_seqs=h(w.prefill_seqs), prefill_attended=w.prefill_attended, moe_tokens=h(w.moe_tokens),
+                decode_queries=w.decode_queries)
 
 
 def forward(ci: CostInputs, par: Par, w: Work) -> Forward:
@@ -129,13 +131,16 @@ def memory(ci: CostInputs, par: Par, tokens, seqs, kv_seqs, context, extra_conte
     layers, activations of a pass of ``tokens`` tokens, and the runtime reserve. The stage with
     the largest total is reported."""
     act = activation_bytes(ci, par.tp, par.ep, par.etp, tokens, seqs)
+    draft_w = draft_weight_bytes(ci, par.tp, par.ep, par.etp)  # speculative decoding's draft (cost.draft)
 
     def weights_of(nd, nm, first, last):
-        return stage_weights(ci, par.tp, par.ep, par.etp, nd, nm, first, last).total
+        return stage_weights(ci, par.tp, par.ep, par.etp, nd, nm, first, last).total + draft_w
 
     def kv_of(nd, nm, first, last):
-        return (kv_seqs * kv_per_sequence_stage(ci, par.tp, nd + nm, context)
-                + par.pp * kv_per_sequence_stage(ci, par.tp, nd + nm, extra_context))
+        return (kv_seqs * (kv_per_sequence_stage(ci, par.tp, nd + nm, context)
+                           + draft_kv_per_sequence(ci, par.tp, context))
+                + par.pp * (kv_per_sequence_stage(ci, par.tp, nd + nm, extra_context)
+                            + draft_kv_per_sequence(ci, par.tp, extra_context)))
 
     def total(nd, nm, first, last):
         return weights_of(nd, nm, first, last) + kv_of(nd, nm, first, last)
@@ -153,12 +158,15 @@ def max_sequences_per_rank(ci: CostInputs, par: Par, context, tokens_per_seq: fl
     share of the GPU: weights + reserve + pp * B * KV per sequence + activations(B) <= usable.
     Activations are linear in B, so B = floor(free / (pp * kv_seq + act_per_seq))."""
     act_per_seq = activation_bytes(ci, par.tp, par.ep, par.etp, tokens_per_seq, 1.0)
+    draft_w = draft_weight_bytes(ci, par.tp, par.ep, par.etp)  # speculative decoding's draft (cost.draft)
 
     def b_max(nd, nm, first, last):
-        weights = stage_weights(ci, par.tp, par.ep, par.etp, nd, nm, first, last).total
+        weights = stage_weights(ci, par.tp, par.ep, par.etp, nd, nm, first, last).total + draft_w
         free = (usable_bytes(ci, weights) - ci.reserve - weights
-                - par.pp * kv_per_sequence_stage(ci, par.tp, nd + nm, extra_context))
-        per_seq = par.pp * kv_per_sequence_stage(ci, par.tp, nd + nm, context) + act_per_seq
+                - par.pp * (kv_per_sequence_stage(ci, par.tp, nd + nm, extra_context)
+                            + draft_kv_per_sequence(ci, par.tp, extra_context)))
+        per_seq = (par.pp * (kv_per_sequence_stage(ci, par.tp, nd + nm, context)
+                             + draft_kv_per_sequence(ci, par.tp, context)) + act_per_seq)
         return -np.floor(np.maximum(free, 0.0) / per_seq)
 
     return -max_over_stages(ci.layer_kinds, par.pp, b_max)

@@ -56,14 +56,16 @@ def gpus_per_instance(par: Par):
 
 def decode_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     """Pure decode at B sequences per attention-dp rank per micro-batch, at the mean context
-    (a disaggregated decode pool, or a decode step of any plan). TPOT is the micro-batch's cycle."""
+    (a disaggregated decode pool, or a decode step of any plan). TPOT is the micro-batch's cycle
+    over the tokens it yields per sequence (1, or tau with speculative decoding)."""
     w = ci.problem.workload
     B = np.asarray(B, dtype=float)
     it = iteration(ci, par, decode_work(B, w.decode_context_tokens, par.dp), B <= graph_limit(ci, par))
-    out_tok_s = par.dp * par.pp * B / it.cycle_s
+    out_tok_s = par.dp * par.pp * B * ci.spec_tau / it.cycle_s  # tau tokens per iteration with speculation
     ctx, extra = kv_context(ci)
     mem = memory(ci, par, np.ceil(B), np.ceil(B), par.pp * np.ceil(B), ctx, extra)
-    return PhaseCost(B=B, step_s=it.forward.stage_s, latency_s=it.cycle_s, requests_per_s=out_tok_s / w.osl_tokens,
+    return PhaseCost(B=B, step_s=it.forward.stage_s, latency_s=it.cycle_s / ci.spec_tau,
+                     requests_per_s=out_tok_s / w.osl_tokens,
                      tok_s_per_gpu=out_tok_s / gpus_per_instance(par), memory=mem,
                      max_B=decode_capacity(ci, par), forward=it.forward)
 

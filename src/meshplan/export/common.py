@@ -14,6 +14,8 @@ from meshplan.io.catalog import model_alias
 from meshplan.plan.pools import Pool
 from meshplan.specs.model import ModelSpec
 from meshplan.specs.problem import Problem
+from meshplan.specs.speculative import Speculative
+from meshplan.specs.workload import Phase
 
 _HF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 """A Hugging Face repository id, owner/name: the ASCII form of huggingface_hub's validate_repo_id
@@ -46,6 +48,10 @@ class PoolSettings:
     redundant_experts: int
     gpus_per_node: int
     is_moe: bool
+    speculative: Speculative | None = None
+    """The plan's speculative decoding (its problem has none when the plan decodes without it)."""
+    draft_served: str | None = None
+    """What the engine loads as the draft model (method draft)."""
 
 
 def served_model(model: ModelSpec) -> str:
@@ -79,6 +85,7 @@ def context_tokens(problem: Problem) -> int:
 def settings(problem: Problem, pool: Pool) -> PoolSettings:
     ci = CostInputs.from_problem(problem)  # the token budget per rank and two-batch overlap the plan was costed with
     b = pool.B.get("decode") or pool.B.get("prefill") or 1.0
+    spec = problem.speculative if problem.phase is not Phase.PREFILL else None
     return PoolSettings(
         role=pool.role, served_model=served_model(problem.model), context_tokens=context_tokens(problem),
         seqs_per_rank=max(1, int(math.ceil(b * pool.layout.pp))),
@@ -86,7 +93,8 @@ def settings(problem: Problem, pool: Pool) -> PoolSettings:
         chunk_tokens=int(ci.budget),
         two_batch_overlap=bool(ci.tbo),
         redundant_experts=problem.assumptions.redundant_experts, gpus_per_node=problem.gpu.nvlink_domain_gpus,
-        is_moe=problem.model.is_moe)
+        is_moe=problem.model.is_moe, speculative=spec,
+        draft_served=served_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None)
 
 
 @dataclass(kw_only=True)

@@ -11,6 +11,7 @@ sglang_router in front (SGLang PD-disaggregation docs).
 from __future__ import annotations
 
 from meshplan.export.common import Launch, PoolSettings, nodes_of_instance
+from meshplan.export.speculative import needs_eagle_head, sglang_flags
 from meshplan.export.shell import Env, Join, command, require_env, script
 from meshplan.plan.pools import Pool
 from meshplan.strategy.notation import to_sglang
@@ -39,6 +40,7 @@ def launch(pool: Pool, s: PoolSettings) -> Launch:
              ("--mem-fraction-static", f"{s.memory_fraction:g}"), ("--chunked-prefill-size", s.chunk_tokens)]
     if s.kv_fp8:
         args.append(("--kv-cache-dtype", "fp8_e4m3"))
+    args += sglang_flags(s.speculative, s.draft_served)
     if s.two_batch_overlap and lay.ep > 1:
         args.append(("--enable-two-batch-overlap",))
     if s.role in ("prefill", "decode"):
@@ -47,7 +49,7 @@ def launch(pool: Pool, s: PoolSettings) -> Launch:
     for inst in range(lay.instances):
         for node in range(nodes):
             node_args = list(args)
-            lines = []
+            lines = needs_eagle_head(s.speculative)
             if nodes > 1:
                 node_args += [("--nnodes", nodes), ("--node-rank", node),
                               ("--dist-init-addr", Join((Env("HEAD_ADDR"), f":{DIST_PORT}")))]

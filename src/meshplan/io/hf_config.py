@@ -170,6 +170,10 @@ def _common(r: _Reader) -> dict[str, Any]:
     r.take(f, "vocab_size", "vocab_size")
     f.update(tie_embeddings=r.flag("tie_word_embeddings"), attention_bias=r.flag("attention_bias"))
     r.take(f, "ffn_size", "intermediate_size", 0)
+    for key in ("num_nextn_predict_layers", "mtp_num_hidden_layers", "num_mtp_modules"):
+        if r.cfg.get(key) is not None:
+            r.take(f, "mtp_modules", key)
+            break
     if r.cfg.get("max_position_embeddings") is not None:
         r.take(f, "max_context_tokens", "max_position_embeddings")
     f["attention"] = AttentionKind.MHA if f["num_kv_heads"] == heads else AttentionKind.GQA

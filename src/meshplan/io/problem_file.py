@@ -20,6 +20,8 @@ File schema (YAML or JSON)::
     assumptions: {gemm_efficiency: 0.7}
     calibration: silicon-dev         # fitted step-model factors: bundled name | YAML path | null
     hardware_profile: h800.yaml      # optional: kernels timed by calibrate --microbench (io.hardware_profile)
+    speculative: {method: mtp, draft_tokens: 3, acceptance: [0.85, 0.63, 0.63]}   # or accepted_tokens: 1.8;
+                                     #   method eagle | draft (with draft_model: NAME)
 """
 
 from __future__ import annotations
@@ -41,13 +43,14 @@ from meshplan.specs.engine import DEFAULT_ENGINE, EngineProfile
 from meshplan.specs.hardware import GpuSpec
 from meshplan.specs.model import ModelSpec
 from meshplan.specs.problem import Note, Precision, Problem, SeedStrategy
+from meshplan.specs.speculative import SpecMethod, Speculative
 from meshplan.specs.workload import Phase, Requirements, Serving, WorkloadSpec
 
 DEFAULT_PROBLEM = CATALOG / "problems" / "seed-10b-moe.md"
 """The seed's problem, bundled: what every command plans when given no problem."""
 
 TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "engine", "workload", "requirements", "phase", "serving", "strategy",
-            "prefill_strategy", "decode_strategy", "assumptions", "calibration", "hardware_profile", "seed_strategy", "notes")
+            "prefill_strategy", "decode_strategy", "assumptions", "calibration", "hardware_profile", "seed_strategy", "notes", "speculative")
 WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rate_per_s", "requests_per_client",
                  "client_overhead_s", "prefix_hit_rate")
 
@@ -242,6 +245,42 @@ def _engine(value: Any, notes: list[Note]) -> EngineProfile:
     return profile
 
 
+SPECULATIVE_KEYS = ("method", "draft_tokens", "acceptance", "accepted_tokens", "draft_model")
+
+
+def _speculative(value: Any, model: ModelSpec, notes: list[Note]) -> Speculative | None:
+    """``speculative: {method, draft_tokens, acceptance | accepted_tokens, draft_model}``."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SpecError("speculative", value, "must be a mapping {method, draft_tokens, acceptance or accepted_tokens}")
+    for key in value:
+        if key not in SPECULATIVE_KEYS:
+            raise SpecError(f"speculative.{key}", value[key], "unknown key" + suggest(key, list(SPECULATIVE_KEYS)))
+    fields = dict(value)
+    if isinstance(fields.get("acceptance"), (int, float)) and not isinstance(fields.get("acceptance"), bool):
+        fields["acceptance"] = [fields["acceptance"]]
+    if fields.get("draft_model") is not None:
+        try:
+            fields["draft_model"] = _model(fields["draft_model"])
+        except SpecError as err:
+            raise SpecError("speculative.draft_model", fields["draft_model"], err.rule) from None
+        if fields["draft_model"].is_moe:
+            raise SpecError("speculative.draft_model", fields["draft_model"].name, "a draft model is a small dense "
+                            "model; this one has experts")
+    spec = build(Speculative, fields, "speculative")
+    if spec.method is SpecMethod.MTP and not model.mtp_modules:
+        raise SpecError("speculative.method", "mtp", f"{model.name} ships no multi-token-prediction module "
+                        "(config.json num_nextn_predict_layers); use eagle or a draft model")
+    if spec.draft_model is not None and spec.draft_model.vocab_size != model.vocab_size:
+        raise SpecError("speculative.draft_model", spec.draft_model.name, f"its vocabulary ({spec.draft_model.vocab_size:,}) "
+                        f"differs from {model.name}'s ({model.vocab_size:,}); a draft must share the tokenizer")
+    notes.append(Note(field="speculative", message=(
+        f"speculative decoding: {spec.describe()} (stated, not derived); each decode pool is searched with it and "
+        "without it")))
+    return spec
+
+
 def _serving(value: Any) -> Serving:
     if not isinstance(value, str) or value not in {s.value for s in Serving}:
         raise SpecError("serving", value, "must be auto, aggregated or disaggregated")
@@ -328,8 +367,9 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
     budget = raw.get("gpus")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0):
         raise SpecError("gpus", budget, "must be a positive whole number of GPUs")
+    speculative = _speculative(raw.get("speculative"), model, notes)
     return build(Problem, dict(
-        name=str(name), model=model, gpu=gpu, gpu_budget=budget,
+        name=str(name), model=model, speculative=speculative, gpu=gpu, gpu_budget=budget,
         precision=precision, engine=engine, workload=workload,
         requirements=build(Requirements, raw.get("requirements") or {}, "requirements"),
         phase=Phase(phase), serving=serving, strategy=raw.get("strategy"), prefill_strategy=raw.get("prefill_strategy"),

@@ -13,6 +13,9 @@ def validation_to_spec_error(err: ValidationError, prefix: str, known: list[str]
     """The first pydantic error as one line: field path, value (None when missing), rule; an
     unknown key gets the closest ``known`` keys as suggestions."""
     first = err.errors()[0]
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, SpecError):  # a check across fields that names the field it blames
+        return cause
     loc = ".".join(str(x) for x in (prefix, *first["loc"]) if x != "")
     rule = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":

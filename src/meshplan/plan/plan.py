@@ -10,11 +10,12 @@ from meshplan.cost.inputs import CostInputs
 from meshplan.plan.pipeline import pipeline_note
 from meshplan.cost.memory import kv_bytes_of_sequence, kv_bytes_per_token
 from meshplan.plan.build import SCHEMA, candidate_dict, model_dict
-from meshplan.search.candidate import Candidate
+from meshplan.search.candidate import Candidate, problem_of
 from meshplan.search.objectives import Mode, Objective
 from meshplan.search.search import SearchResult
 from meshplan.specs.params import count_params
 from meshplan.specs.problem import Problem
+from meshplan.specs.workload import Phase
 from meshplan.units import fmt_seconds, plural
 
 
@@ -116,6 +117,24 @@ def _prefix_cache_note(problem: Problem, doc: dict[str, Any]) -> dict[str, str] 
         message += ("; its running requests fill the KV cache, so cached prefixes would be evicted as they come (a lower "
                     "concurrency, or more GPUs, leaves them room)")
     return {"field": "workload.prefix_hit_rate", "message": message}
+
+
+def _speculative_note(result: SearchResult, chosen: Candidate) -> dict[str, str] | None:
+    """With speculative decoding in the problem: what it gives the plan, against the best plan the
+    other way."""
+    spec = result.problem.speculative
+    if spec is None or result.problem.phase is Phase.PREFILL:
+        return None
+    other = result.other_way if result.other_way is not None and result.other_way.feasible else None
+    way = "with" if chosen.speculative else "without"
+    message = f"speculative decoding ({spec.describe()}): the plan decodes {way} it"
+    if other is not None and chosen.output_tok_s_per_gpu and other.output_tok_s_per_gpu and other.tpot_s:
+        message += (f"; the best plan {'without' if chosen.speculative else 'with'} it ({other.label}) gives "
+                    f"{other.output_tok_s_per_gpu:,.0f} output tokens/s per GPU at a TPOT of {other.tpot_s * 1e3:,.2f} ms "
+                    f"against {chosen.output_tok_s_per_gpu:,.0f} at {chosen.tpot_s * 1e3:,.2f} ms")
+    message += ("; its gain rests on the stated acceptance, which depends on the model, the draft and the "
+                "traffic: measure it on your prompts (engines log it) and restate it")
+    return {"field": "speculative", "message": message}
 
 
 def _verdict(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dict[str, Any]:
@@ -281,11 +300,11 @@ def _short(c: Candidate) -> dict[str, Any]:
 
 def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any]:
     """The plan as a JSON-ready dict (schema SCHEMA)."""
-    problem = result.problem
-    ci = CostInputs.from_problem(problem)
     chosen = result.best or (result.pruned[0] if result.pruned else None)
     if chosen is None:
         raise ValueError("the search produced no candidate at all")
+    problem = problem_of(result.problem, chosen)  # without speculative decoding when the plan decodes without it
+    ci = CostInputs.from_problem(problem)
     doc: dict[str, Any] = {"schema": SCHEMA, "problem": problem.name, "objective": result.objective.value}
     doc.update(candidate_dict(ci, chosen))
     doc["model"] = model_dict(problem)
@@ -310,6 +329,12 @@ def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any
     cache = _prefix_cache_note(problem, doc)
     if cache is not None:
         doc["notes"].append(cache)
+    spec = _speculative_note(result, chosen)
+    if spec is not None:
+        doc["notes"].append(spec)
+    doc["speculative"] = None if problem.speculative is None else {
+        "method": problem.speculative.method.value, "draft_tokens": problem.speculative.draft_tokens,
+        "tokens_per_step": problem.speculative.tokens_per_step}
     prec = problem.precision
     used = {"attention": prec.attention_dtype, "experts": prec.experts_dtype, "other": prec.weights}
     doc["assumptions"] = problem.assumptions.model_dump(mode="json") | {

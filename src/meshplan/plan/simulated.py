@@ -16,7 +16,7 @@ import numpy as np
 
 from meshplan.cost.inputs import CostInputs
 from meshplan.plan.build import par_of
-from meshplan.search.candidate import Candidate
+from meshplan.search.candidate import Candidate, problem_of
 from meshplan.search.objectives import Mode
 from meshplan.simulate.instance import simulate_disaggregated, simulate_instance
 from meshplan.simulate.requests import workload_stream
@@ -42,7 +42,7 @@ def run_candidate(problem: Problem, c: Candidate, stream_for, keep_spans: bool =
     gives its share of the requests and how they arrive), or a disaggregated deployment whole
     (``stream_for(1)``). Returns the result, the GPUs simulated, how many copies of them the plan
     has, how the requests arrive (words) and the request stream."""
-    ci = CostInputs.from_problem(problem)
+    ci = CostInputs.from_problem(problem_of(problem, c))
     if c.mode is Mode.DISAGGREGATED:
         stream, arrivals = stream_for(1)
         res = simulate_disaggregated(ci, par_of(c.prefill), c.prefill.instances, par_of(c.decode), c.decode.instances,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from meshplan.search.objectives import Mode
+from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.rules import Violation
 
@@ -34,6 +35,9 @@ class Candidate:
     max_concurrency: float
     """Most requests in flight that fit in memory with these instances."""
     violations: tuple[Violation, ...] = field(default=())
+    speculative: bool = False
+    """Decodes with the problem's speculative decoding (Problem.speculative); the search tries each
+    decode pool with it and without it."""
 
     @property
     def feasible(self) -> bool:
@@ -41,7 +45,16 @@ class Candidate:
 
     @property
     def label(self) -> str:
+        spec = " with speculative decoding" if self.speculative else ""
         if self.mode is Mode.DISAGGREGATED:
-            return f"prefill {self.prefill.short} + decode {self.decode.short}"
+            return f"prefill {self.prefill.short} + decode {self.decode.short}{spec}"
         lay = self.decode or self.prefill
-        return f"{self.mode.value}: {lay.short}"
+        return f"{self.mode.value}: {lay.short}{spec}"
+
+
+def problem_of(problem: Problem, c: Candidate) -> Problem:
+    """The problem ``c`` was costed with: without the problem's speculative decoding when ``c``
+    decodes without it (the search tries both)."""
+    if problem.speculative is not None and not c.speculative:
+        return problem.model_copy(update={"speculative": None})
+    return problem

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from meshplan.cost.capacity import decode_capacity
@@ -62,8 +64,19 @@ def unusual_placements(problem: Problem, lay: Layout) -> list[str]:
     return out
 
 
+def _spec(problem: Problem, c: Candidate) -> Candidate:
+    """Mark a candidate that decodes with the problem's speculative decoding."""
+    on = problem.speculative is not None and problem.phase is not Phase.PREFILL
+    return replace(c, speculative=on) if on else c
+
+
 def evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:
-    """One layout serving every phase the problem asks for."""
+    """One layout serving every phase the problem asks for (with the problem's speculative
+    decoding, if it states one)."""
+    return _spec(problem, _evaluate_aggregated(problem, lay))
+
+
+def _evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:
     ci = CostInputs.from_problem(problem)
     la, par = _arrays(lay)
     structural = structural_violations(problem, lay, lay.gpus)
@@ -97,5 +110,4 @@ def evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) -
     i = int(pcol[0]) if pcol[0] >= 0 else int(np.argmax(pre_t.metric[0]))
     j = int(dcol[0]) if dcol[0] >= 0 else int(np.argmax(dec_t.metric[0]))
     c = _pair(ci, pre_t, 0, i, dec_t, 0, j, fixed=(pre_lay.instances, dec_lay.instances))
-    from dataclasses import replace
-    return replace(c, violations=tuple(misses) + tuple(c.violations))
+    return _spec(problem, replace(c, violations=tuple(misses) + tuple(c.violations)))

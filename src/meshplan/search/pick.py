@@ -299,7 +299,7 @@ def _prefill_instances_for_rate(ci: CostInputs, rate: float, r_p: float, ttft: f
     return n
 
 
-def _rank_key(objective: Objective):
+def rank_key(objective: Objective):
     if objective is Objective.MIN_GPUS:
         return lambda c: (not c.feasible, c.gpus_total, -(c.output_tok_s_per_gpu or 0.0))
     return lambda c: (not c.feasible, -((c.output_tok_s_per_gpu if c.output_tok_s_per_gpu is not None
@@ -317,7 +317,7 @@ def instance_size(c: Candidate) -> tuple[int, int]:
     return max(x.gpus_per_instance for x in lays), max(x.pp for x in lays)
 
 
-def _prefer_simple(ranked: list[Candidate], objective: Objective) -> list[Candidate]:
+def prefer_simple(ranked: list[Candidate], objective: Objective) -> list[Candidate]:
     """Among feasible candidates within SATURATION of the best tokens/s per GPU, put the smaller
     instances (then fewer pipeline stages) first: a few percent of modelled throughput does not
     pay for a deployment that is harder to run and to debug."""
@@ -359,7 +359,7 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
         dec, dcol, _ = picks[Mode.DECODE_ONLY]
         prows, drows = np.nonzero(pcol >= 0)[0], np.nonzero(dcol >= 0)[0]
         if len(prows) and len(drows):
-            # The simplest prefill layout within SATURATION of the best (see _prefer_simple), and the
+            # The simplest prefill layout within SATURATION of the best (see prefer_simple), and the
             # best of each instance size and pipeline depth: with a GPU budget, how the pools split it
             # decides the pair, not the prefill pool's own rate alone.
             pm = pre.metric[prows, pcol[prows]]
@@ -372,8 +372,8 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
             prefills = list(dict.fromkeys(firsts + list(by_shape.values())[:PREFILL_SHAPES] + flat))
             order = drows[np.argsort(-dec.metric[drows, dcol[drows]], kind="stable")][:TOP]
             ranked += [_pair(ci, pre, i, int(pcol[i]), dec, int(k), int(dcol[k])) for i in prefills for k in order]
-    ranked.sort(key=_rank_key(objective))
-    ranked = _prefer_simple(ranked, objective)
+    ranked.sort(key=rank_key(objective))
+    ranked = prefer_simple(ranked, objective)
     timed = next((t for t in tables if t.tpot is not None), None)
     pareto = _pareto(ci, timed, picks[timed.mode]) if timed is not None else []
     # The disaggregated pairs are formed above, not in a table: their points join the frontier here.

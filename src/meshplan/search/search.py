@@ -18,7 +18,8 @@ from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefil
 from meshplan.search.candidate import Candidate
 from meshplan.search.grid import B_GRID, PREFILL_B_GRID, concurrency_grid, with_limit
 from meshplan.search.objectives import Objective
-from meshplan.search.pick import PointTable, candidates_from_table, per_gpu_metric
+from meshplan.search.frontier import non_dominated
+from meshplan.search.pick import PointTable, candidates_from_table, per_gpu_metric, rank_key
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase, Serving
 from meshplan.strategy.space import LayoutArrays, enumerate_layouts
@@ -51,6 +52,9 @@ class SearchResult:
     layouts only), chosen instead when within assumptions.pipeline_margin; None otherwise."""
     with_stages: Candidate | None = None
     """When the plan without stages was chosen that way: the plan with stages it was preferred to."""
+    other_way: Candidate | None = None
+    """With speculative decoding in the problem: the plan the search would choose the other way
+    (without it when the best uses it, and the reverse)."""
 
 
 def _par(la: LayoutArrays) -> Par:
@@ -79,13 +83,48 @@ def one_layout(tp: int, dp: int, pp: int, ep: int, etp: int) -> LayoutArrays:
 def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
            progress: Progress | None = None, layouts: LayoutArrays | None = None) -> SearchResult:
     """Search every legal layout for each serving mode the problem's phase allows (or only
-    ``layouts``, which is how a named strategy is evaluated)."""
+    ``layouts``, which is how a named strategy is evaluated). With speculative decoding in the
+    problem every layout is searched with it and without it, and the two rankings merged."""
     say = progress or (lambda _msg: None)
-    ci = CostInputs.from_problem(problem)
     cap = problem.gpu_budget or problem.assumptions.search_max_gpus_per_instance
     la = layouts if layouts is not None else enumerate_layouts(problem.model, problem.gpu, cap,
                                                                             problem.assumptions.redundant_experts)
     say(f"{plural(len(la), 'legal instance layout')} (up to {plural(cap, 'GPU')} each)")
+
+    def one(speculative: bool) -> SearchResult:
+        r = _search(problem, objective, say, la, speculative)
+        return _weigh_stages(r, la, speculative) if layouts is None else r
+
+    result = one(False)
+    if problem.speculative is not None and problem.phase is not Phase.PREFILL:
+        say(f"again with speculative decoding ({problem.speculative.describe()})")
+        result = _merge(result, one(True))
+    return result
+
+
+def _merge(plain: SearchResult, spec: SearchResult) -> SearchResult:
+    """One ranking of the candidates with and without speculative decoding: the better of the two
+    searches' choices first (each chosen as a search without speculation chooses, pipeline rule
+    included), then every other candidate by the objective."""
+    key = rank_key(plain.objective)
+    chosen = [r for r in (plain, spec) if r.best is not None]
+    win = min(chosen, key=lambda r: key(r.best)) if chosen else plain
+    lose = spec if win is plain else plain
+    rest = sorted((c for c in plain.ranked + spec.ranked if c is not win.best), key=key)
+    ranked = ((win.best,) if win.best is not None else ()) + tuple(rest)
+    return replace(win, ranked=ranked, other_way=lose.best, pruned=tuple(sorted(plain.pruned + spec.pruned, key=key)),
+                   pareto=tuple(non_dominated(list(plain.pareto + spec.pareto))),
+                   num_points=plain.num_points + spec.num_points)
+
+
+def _search(problem: Problem, objective: Objective, say: Progress, la: LayoutArrays,
+            speculative: bool = False) -> SearchResult:
+    """One search over ``la``: without speculative decoding unless ``speculative``."""
+    if not speculative:
+        problem_used = problem.model_copy(update={"speculative": None})
+    else:
+        problem_used = problem
+    ci = CostInputs.from_problem(problem_used)
     par = _par(la)
     tables: list[PointTable] = []
     points = 0
@@ -112,16 +151,17 @@ def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
              Serving.AGGREGATED: "aggregated serving (prefill and decode on the same instances)",
              Serving.DISAGGREGATED: "disaggregated serving (a prefill pool and a decode pool)"}[problem.serving])
     ranked, pruned, pareto = candidates_from_table(ci, tables, objective)
-    result = SearchResult(problem=problem, objective=objective, ranked=tuple(ranked), pruned=tuple(pruned),
-                          pareto=tuple(pareto), num_layouts=len(la), num_points=points)
-    return _weigh_stages(result, la) if layouts is None else result
+    if speculative:
+        ranked, pruned, pareto = ([replace(c, speculative=True) for c in cs] for cs in (ranked, pruned, pareto))
+    return SearchResult(problem=problem, objective=objective, ranked=tuple(ranked), pruned=tuple(pruned),
+                        pareto=tuple(pareto), num_layouts=len(la), num_points=points)
 
 
 def has_stages(c: Candidate) -> bool:
     return any(lay is not None and lay.pp > 1 for lay in (c.prefill, c.decode))
 
 
-def _weigh_stages(result: SearchResult, la: LayoutArrays) -> SearchResult:
+def _weigh_stages(result: SearchResult, la: LayoutArrays, speculative: bool = False) -> SearchResult:
     """When the best plan has pipeline stages, search the layouts without them; their best plan is
     chosen instead unless the pipeline gives more than assumptions.pipeline_margin more tokens/s
     per GPU. Either way the result keeps the comparison for the plan's notes."""
@@ -132,7 +172,7 @@ def _weigh_stages(result: SearchResult, la: LayoutArrays) -> SearchResult:
     if not keep.any():
         return result
     flat = LayoutArrays(tp=la.tp[keep], dp=la.dp[keep], pp=la.pp[keep], ep=la.ep[keep], etp=la.etp[keep])
-    alt = search(result.problem, result.objective, layouts=flat).best
+    alt = _search(result.problem, result.objective, lambda _msg: None, flat, speculative).best
     if alt is None or not alt.feasible:
         return replace(result, without_stages=alt)
     if per_gpu_metric(best) > per_gpu_metric(alt) * (1 + result.problem.assumptions.pipeline_margin):

@@ -12,6 +12,9 @@ KV cache (EngineProfile.kv_admission): an engine that reserves the whole length 
 never preempts; one that holds what is in use (vLLM, SGLang) admits when the prompt fits and, when
 a decode step finds no free token, preempts the latest admitted request, which later recomputes
 its prompt and the tokens it had generated (vLLM's recompute preemption).
+With speculative decoding (Policy.acceptance) a decoding request runs 1 + K positions per
+iteration, which it takes of the budget and of the KV room, and keeps 1 + the run of drafts the
+target accepts, drawn per request and iteration.
 """
 
 from __future__ import annotations
@@ -20,6 +23,26 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
+
+
+ACCEPTANCE_SEED = 0
+"""Seed of the generator that draws speculative decoding's accepted tokens (its own generator, so
+that the request stream's draws do not depend on whether speculation is on)."""
+
+
+def draft_tokens_accepted(rng: np.random.Generator, rates: tuple[float, ...], n: int, steps: int) -> np.ndarray:
+    """Draft tokens accepted over ``steps`` iterations by each of ``n`` sequences: per iteration the
+    run of leading draft positions the target accepts, position i with chance rates[i] given the
+    earlier ones were (specs.speculative)."""
+    if not rates or n == 0:
+        return np.zeros(n, dtype=np.int64)
+    out = np.zeros(n, dtype=np.int64)
+    a = np.asarray(rates, dtype=float)
+    for lo in range(0, steps, 256):  # in blocks, to bound the draws held at once
+        k = min(256, steps - lo)
+        hit = rng.random((k, n, a.size)) < a
+        out += np.cumprod(hit, axis=2).sum(axis=(0, 2))
+    return out
 
 
 @dataclass(kw_only=True, slots=True)
@@ -43,6 +66,8 @@ class Requests:
     preempted: np.ndarray
     client: np.ndarray
     """Closed loop: the client that sent it (-1 for open-loop arrivals)."""
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(ACCEPTANCE_SEED))
+    """Speculative decoding: the draws of which draft tokens the target accepts."""
 
     @staticmethod
     def of(isl: np.ndarray, osl: np.ndarray, hit_rate: float = 0.0) -> "Requests":
@@ -72,6 +97,14 @@ class Policy:
     reserve_full: bool
     handoff: bool = False
     """A prefill-pool rank: a prompt, once prefilled, leaves with its KV cache for a decode instance."""
+    acceptance: tuple[float, ...] = ()
+    """Speculative decoding: per draft position, the chance the target accepts it given the earlier
+    ones were (Speculative.rates); empty without it. A decode iteration then yields 1 + the accepted
+    run of drafts per sequence."""
+
+    @property
+    def most_tokens_per_step(self) -> int:
+        return 1 + len(self.acceptance)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -121,7 +154,7 @@ class Rank:
         """Room for one more: under the batch limit, and its KV (whole length when reserved; else
         its prompt with a token for each decoding request's next step, so that admitting it does
         not force a preemption at once)."""
-        room = 0 if pol.reserve_full else len(self.decoding)
+        room = 0 if pol.reserve_full else len(self.decoding) * pol.most_tokens_per_step
         return (len(self.running) < pol.max_running
                 and self.kv_used + self._kv_need(r, i, pol) + room <= pol.kv_tokens)
 
@@ -138,7 +171,7 @@ class Rank:
         """Preempt the latest admitted requests until every decoding one has a free token
         (current-use KV); each goes back to the head of the queue to recompute."""
         out = 0
-        while self.running and pol.kv_tokens - self.kv_used < len(self.decoding):
+        while self.running and pol.kv_tokens - self.kv_used < len(self.decoding) * pol.most_tokens_per_step:
             i = self.running.pop()
             (self.decoding if r.to_prefill[i] == 0 else self.prefilling).remove(i)
             self.kv_used -= int(r.kv_held[i])
@@ -156,10 +189,11 @@ class Rank:
         prompt_ok = head is not None and r.arrive_s[head] <= cutoff_s and r.to_prefill[head] > 0
         prefill_only = not pol.mixed and bool(self.prefilling or (prompt_ok and self._admissible(r, pol, head)))
         # Decoding requests need a token each, unless this is a separate-policy prefill iteration.
-        if not (pol.reserve_full or prefill_only) and self.decoding and pol.kv_tokens - self.kv_used < len(self.decoding):
+        need = len(self.decoding) * pol.most_tokens_per_step
+        if not (pol.reserve_full or prefill_only) and self.decoding and pol.kv_tokens - self.kv_used < need:
             preempted = self._preempt_for_decodes(r, pol)
         decoding = [] if prefill_only else self.decoding  # separate policy: decoding pauses for prompts
-        left = pol.budget - (len(decoding) if pol.mixed else 0)
+        left = pol.budget - (len(decoding) * pol.most_tokens_per_step if pol.mixed else 0)
         chunks: dict[int, int] = {}
         for i in self.prefilling:
             if left <= 0:
@@ -213,10 +247,12 @@ class Rank:
                 started.append(i)
         dec = plan.decoding
         if dec.size:
-            r.generated[dec] += steps
+            made = steps + draft_tokens_accepted(r.rng, pol.acceptance, int(dec.size), steps)
+            made = np.minimum(made, r.osl[dec] - r.generated[dec])  # a request stops at its length
+            r.generated[dec] += made
             if not pol.reserve_full:
-                r.kv_held[dec] += steps
-                self.kv_used += steps * int(dec.size)
+                r.kv_held[dec] += made
+                self.kv_used += int(made.sum())
         ids = np.concatenate([dec, np.asarray(started, dtype=np.int64)]) if started else dec
         done = ids[r.generated[ids] >= r.osl[ids]]
         if done.size:

@@ -35,7 +35,8 @@ def policy_for(ci: CostInputs, par: Par) -> Policy:
     running = int(max(np.floor(ci.max_batch / float(np.asarray(par.pp).max())), 1))
     return Policy(mixed=bool(ci.mixed), chunked=bool(ci.engine.chunked_prefill),
                   budget=int(float(np.asarray(prefill_budget(ci, par)).max())), max_running=running,
-                  kv_tokens=int(seqs * ctx + extra), reserve_full=bool(ci.kv_reserve_full))
+                  kv_tokens=int(seqs * ctx + extra), reserve_full=bool(ci.kv_reserve_full),
+                  acceptance=ci.problem.speculative.rates if ci.spec_k and ci.problem.speculative else ())
 
 
 def _check_fits(pol: Policy, stream: RequestStream) -> None:

@@ -240,8 +240,9 @@ def _steps(r: Requests, grp: Group, plans: list[Plan], policy: Policy, cutoff: f
         return 1
     if any(rank.waiting and r.arrive_s[rank.waiting[0]] > cutoff for rank in grp.ranks):
         return 1  # a request the overlap scheduler has not taken in yet
-    left = min(int(np.min(r.osl[p.decoding] - r.generated[p.decoding])) for p in plans if p.decoding.size)
-    if not policy.reserve_full:  # each step holds one more token per decoding request
-        left = min([left] + [(policy.kv_tokens - rank.kv_used) // int(p.decoding.size)
+    most = policy.most_tokens_per_step  # tokens a step may add per request (1 + K with speculation)
+    left = min(int(np.min(r.osl[p.decoding] - r.generated[p.decoding])) for p in plans if p.decoding.size) // most
+    if not policy.reserve_full:  # each step holds up to ``most`` more tokens per decoding request
+        left = min([left] + [(policy.kv_tokens - rank.kv_used) // (most * int(p.decoding.size))
                              for rank, p in zip(grp.ranks, plans) if p.decoding.size])
     return max(1, left)

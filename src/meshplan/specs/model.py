@@ -154,6 +154,11 @@ class ModelSpec(Spec):
     index_topk: int = Field(default=0, ge=0, le=MAX_TOKENS)
     """DeepSeek Sparse Attention: cached tokens each query attends to after the indexer picks
     them (2,048)."""
+    mtp_modules: int = Field(default=0, ge=0, le=MAX_LAYERS)
+    """Multi-token-prediction modules the checkpoint ships beside its layers, each one more layer
+    on the last hidden state (config.json num_nextn_predict_layers for DeepSeek-V3/R1 and GLM-5,
+    mtp_num_hidden_layers for Qwen3.5, num_mtp_modules for MiniMax-M2.5); speculative decoding
+    with method mtp drafts with them."""
     max_context_tokens: int | None = Field(default=None, gt=0, le=MAX_TOKENS)
     """Longest sequence the checkpoint is configured for (config.json max_position_embeddings);
     None when not stated. A launch config uses it when the workload states no maximum."""

@@ -11,6 +11,7 @@ from meshplan.specs.engine import EngineProfile
 from meshplan.specs.hardware import GpuSpec
 from meshplan.specs.model import ModelSpec
 from meshplan.specs.precision import Precision
+from meshplan.specs.speculative import Speculative
 from meshplan.specs.workload import Phase, Requirements, Serving, WorkloadSpec
 
 
@@ -50,6 +51,9 @@ class Problem(Spec):
     """The serving engine and release the plan is for (its scheduler sets step time)."""
     workload: WorkloadSpec
     requirements: Requirements = Requirements()
+    speculative: Speculative | None = None
+    """Speculative decoding the deployment may run; None: plain decoding. The search tries each
+    decode pool with it and without it (a fixed strategy is evaluated with it)."""
     phase: Phase = Phase.BOTH
     """Plan prefill only, decode only, or full serving."""
     serving: Serving = Serving.AUTO
