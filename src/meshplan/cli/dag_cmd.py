@@ -78,7 +78,7 @@ def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], 
     planned = {ph for pool in pools for ph in pool.phases}
     if phase and phase not in planned:
         raise SpecError("--dag-phase", phase, f"the plan has no {phase} phase (it plans {', '.join(sorted(planned))})")
-    todo = [(pool, ph, dag_size(problem, pool.layout, ph, pool.B[ph], expand=expand))
+    todo = [(pool, ph, dag_size(problem.for_pool(ph), pool.layout, ph, pool.B[ph], expand=expand))
             for pool in pools for ph in pool.phases if not phase or ph == phase]
     for pool, ph, size in todo:
         check_buildable(size, f"{ph} {pool.layout.short}", expand)
@@ -94,7 +94,7 @@ def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], 
             names = ", ".join(f"{stem}.{f}" for f in formats if f not in drawn)
             skipped.append(f"{names} ({size.nodes:,} nodes)")
         t0 = time.perf_counter()
-        dag = build_dag(problem, pool.layout, ph, pool.B[ph], offset=pool.offset, expand=expand)
+        dag = build_dag(problem.for_pool(ph), pool.layout, ph, pool.B[ph], offset=pool.offset, expand=expand)
         t1 = time.perf_counter()
         paths = write(dag, out, drawn, stem)
         echo(f"  built in {t1 - t0:.2f} s, written in {time.perf_counter() - t1:.2f} s")

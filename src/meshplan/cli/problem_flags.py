@@ -29,6 +29,9 @@ def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> 
         click.argument("problem", required=False, type=click.Path(dir_okay=False)),
         click.option("--model", help="Catalog name (deepseek-v3, llama-3.1-70b, ...) or a config.json path."),
         click.option("--gpu", help="Catalog GPU (h100-sxm, h800, b200, ...); common spellings like H100 resolve."),
+        click.option("--prefill-gpu", help="Disaggregated serving on two kinds of GPU: the prefill pool's "
+                     "(catalog name); --gpu (or --decode-gpu) is then the decode pool's."),
+        click.option("--decode-gpu", help="The decode pool's GPU (the same as --gpu)."),
         click.option("--gpus", type=int, help="plan: GPU budget. evaluate: the exact GPU count."),
         click.option("--weights", help="Weight format: fp32, bf16, fp16, fp8, fp4."),
         click.option("--attention-weights", help="Attention weight format, if it differs from --weights."),
@@ -83,7 +86,7 @@ FLAG_OF_FIELD = {
     "requirements.ttft_p99_s": "--ttft-p99", "requirements.tpot_p99_s": "--tpot-p99",
     "requirements.min_output_tok_s_per_gpu": "--min-tok-s-per-gpu", "requirements.min_output_tok_s": "--min-tok-s",
     "model.top_k": "--top-k", "assumptions.redundant_experts": "--redundant-experts", "phase": "--phase", "serving": "--serving", "calibration": "--calibration",
-    "hardware_profile": "--hardware-profile", "speculative.method": "--spec", "speculative.draft_tokens": "--spec-tokens",
+    "hardware_profile": "--hardware-profile", "prefill_gpu": "--prefill-gpu", "speculative.method": "--spec", "speculative.draft_tokens": "--spec-tokens",
     "speculative.acceptance": "--acceptance", "speculative.accepted_tokens": "--accepted-tokens",
     "speculative.draft_model": "--draft-model",
     "precision.weights": "--weights", "precision.attention": "--attention-weights",
@@ -101,11 +104,17 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
     for name in ("gpus", "isl", "osl", "concurrency", "ttft", "tpot", "ttft_p99", "tpot_p99", "min_tok_s_per_gpu", "min_tok_s",
                  "request_rate", "top_k"):
         positive(name.replace("_", "-"), kw.get(name))
+    gpu = kw.get("gpu")
+    if kw.get("decode_gpu") is not None:
+        if gpu is not None and gpu != kw["decode_gpu"]:
+            raise SpecError("--decode-gpu", kw["decode_gpu"], f"--gpu names {gpu!r}: the decode pool's GPU is one of "
+                            "the two; give either")
+        gpu = kw["decode_gpu"]
     model: Any = kw.get("model")
     if kw.get("top_k") is not None:
         model = {"base": model, "top_k": kw["top_k"]} if model else {"top_k": kw["top_k"]}
     return {
-        "model": model, "gpu": kw.get("gpu"), "gpus": kw.get("gpus") if gpus_is_budget else None,
+        "model": model, "gpu": gpu, "prefill_gpu": kw.get("prefill_gpu"), "gpus": kw.get("gpus") if gpus_is_budget else None,
         "precision": {"weights": kw.get("weights"), "attention": kw.get("attention_weights"),
                       "experts": kw.get("expert_weights"), "kv_cache": kw.get("kv_cache")},
         "workload": {"isl": kw.get("isl"), "osl": kw.get("osl"), "concurrency": kw.get("concurrency"),

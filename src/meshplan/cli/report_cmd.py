@@ -80,11 +80,11 @@ def _dags(problem, pools) -> tuple[list[tuple[str, str]], str]:
     out, skipped = [], []
     for pool in pools:
         for ph in pool.phases:
-            size = dag_size(problem, pool.layout, ph, pool.B[ph])
+            size = dag_size(problem.for_pool(ph), pool.layout, ph, pool.B[ph])
             if too_big_to_draw(size.nodes):
                 skipped.append(f"{ph} ({size.nodes:,} nodes)")
                 continue
-            dag = build_dag(problem, pool.layout, ph, pool.B[ph], offset=pool.offset)
+            dag = build_dag(problem.for_pool(ph), pool.layout, ph, pool.B[ph], offset=pool.offset)
             with tempfile.TemporaryDirectory() as d:
                 path = Path(d) / "dag.svg"
                 render(to_dot(dag), "svg", path)

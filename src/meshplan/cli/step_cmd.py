@@ -23,6 +23,7 @@ def run_step(problem, strategy: str | None, phase: str, seed: int, trace_out: st
     from meshplan.dag.schedule import chrome_trace, routing_for, schedule
     from meshplan.plan.plan import candidate_document
     from meshplan.plan.pools import pools_from_doc
+    from meshplan.search.candidate import problem_of
 
     cand = _layout(problem, strategy)
     _, pools = pools_from_doc(candidate_document(problem, cand))
@@ -30,6 +31,7 @@ def run_step(problem, strategy: str | None, phase: str, seed: int, trace_out: st
     if pool is None:
         raise SpecError("--step-phase", phase, f"the plan has no {phase} pool")
     lay, B = pool.layout, pool.B[phase]
+    problem = problem_of(problem, cand).for_pool(phase)  # the pool's own GPU, and speculation as planned
     ci = CostInputs.from_problem(problem)
     t0 = time.perf_counter()
     halves = 2 if ci.tbo else 1

@@ -44,7 +44,10 @@ def summary(doc: dict) -> str:
     m = doc["memory_per_gpu_bytes"]
     verdict = doc.get("verdict") or {"status": "feasible" if doc["feasible"] else "requirements_unmet",
                                      "figures": True, "message": ""}
-    lines = [f"{_t(doc['problem'])}: {_t(doc['model']['name'])} on {_t(doc['gpu']['name'])}"]
+    gpu = doc["gpu"]
+    where = (f"{_t(gpu['prefill'])} (prefill) and {_t(gpu['name'])} (decode)" if gpu.get("prefill")
+             else _t(gpu["name"]))
+    lines = [f"{_t(doc['problem'])}: {_t(doc['model']['name'])} on {where}"]
     if verdict["status"] != "feasible":
         lines.append(f"NO PLAN MEETS THE PROBLEM: {_t(verdict['message'])}")
     if verdict["status"] == "does_not_fit":

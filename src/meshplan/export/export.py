@@ -65,11 +65,13 @@ def export(problem: Problem, pools: list[Pool], engine: str) -> ExportResult:
     from meshplan.search.evaluate import evaluate_aggregated
 
     result = ExportResult(engine=engine)
+    plain = problem
     for pool in pools:
         result.blocked += [f"{pool.role} pool {pool.layout.short}: [{v.rule.value}] {v.message}"
-                           for v in blockers(problem, pool)]
+                           for v in blockers(plain.for_pool(pool.role), pool)]
     used: list[Pool] = []
     for pool in pools:
+        problem = plain.for_pool(pool.role)  # a prefill pool on its own GPU (Problem.prefill_gpu)
         try:
             launch = _launch(engine, pool, problem)
             used.append(pool)

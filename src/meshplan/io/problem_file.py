@@ -50,7 +50,8 @@ DEFAULT_PROBLEM = CATALOG / "problems" / "seed-10b-moe.md"
 """The seed's problem, bundled: what every command plans when given no problem."""
 
 TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "engine", "workload", "requirements", "phase", "serving", "strategy",
-            "prefill_strategy", "decode_strategy", "assumptions", "calibration", "hardware_profile", "seed_strategy", "notes", "speculative")
+            "prefill_strategy", "decode_strategy", "assumptions", "calibration", "hardware_profile", "seed_strategy", "notes", "speculative",
+            "prefill_gpu", "decode_gpu")
 WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rate_per_s", "requests_per_client",
                  "client_overhead_s", "prefix_hit_rate")
 
@@ -245,6 +246,24 @@ def _engine(value: Any, notes: list[Note]) -> EngineProfile:
     return profile
 
 
+def _prefill_gpu(value: Any, gpu: GpuSpec, notes: list[Note]) -> GpuSpec | None:
+    """The prefill pool's GPU when it is not ``gpu`` (None when absent or the same)."""
+    if value is None:
+        return None
+    try:
+        pre = _gpu(value)
+    except SpecError as err:
+        raise SpecError("prefill_gpu", value, err.rule) from None
+    if pre == gpu:
+        return None
+    link = min(pre.inter_node_bw_bytes_per_s, gpu.inter_node_bw_bytes_per_s)
+    notes.append(Note(field="prefill_gpu", message=(
+        f"prefill pool on {pre.name}, decode pool on {gpu.name} (disaggregated serving only): each pool is "
+        f"searched on its own GPU, and a prompt's KV cache moves at {link / 1e9:,.0f} GB/s per NIC, the slower "
+        "of the two; the fitted factors of the calibration profile apply to both")))
+    return pre
+
+
 SPECULATIVE_KEYS = ("method", "draft_tokens", "acceptance", "accepted_tokens", "draft_model")
 
 
@@ -311,6 +330,11 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
     for key in raw:
         if key not in TOP_KEYS:
             raise SpecError(key, raw[key], "unknown key" + suggest(key, list(TOP_KEYS)))
+    if raw.get("decode_gpu") is not None:
+        if raw.get("gpu") is not None and raw["gpu"] != raw["decode_gpu"]:
+            raise SpecError("decode_gpu", raw["decode_gpu"], f"gpu names {raw['gpu']!r}: gpu is the decode pool's GPU "
+                            "when pools differ; give one of the two")
+        raw = {**raw, "gpu": raw["decode_gpu"]}
     for key in ("model", "gpu", "workload"):
         if raw.get(key) is None:
             raise SpecError(key, None, f"missing; a problem needs a {key} (file key or --{key} flag)")
@@ -340,6 +364,7 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
     if not isinstance(stated, dict):
         raise SpecError("assumptions", stated, "must be a mapping of factor names to values")
     gpu = _gpu(raw["gpu"])
+    prefill_gpu = _prefill_gpu(raw.get("prefill_gpu"), gpu, notes)
     assumptions = calibrated_assumptions(build(CostAssumptions, stated, "assumptions"), profile, set(stated),
                                          gpu.name, engine.engine)
     hardware = raw.get("hardware_profile")
@@ -369,7 +394,7 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
         raise SpecError("gpus", budget, "must be a positive whole number of GPUs")
     speculative = _speculative(raw.get("speculative"), model, notes)
     return build(Problem, dict(
-        name=str(name), model=model, speculative=speculative, gpu=gpu, gpu_budget=budget,
+        name=str(name), model=model, speculative=speculative, prefill_gpu=prefill_gpu, gpu=gpu, gpu_budget=budget,
         precision=precision, engine=engine, workload=workload,
         requirements=build(Requirements, raw.get("requirements") or {}, "requirements"),
         phase=Phase(phase), serving=serving, strategy=raw.get("strategy"), prefill_strategy=raw.get("prefill_strategy"),

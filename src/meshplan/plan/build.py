@@ -66,6 +66,8 @@ def phase_dict(ci: CostInputs, c: Candidate, phase: str) -> dict[str, Any] | Non
         return None
     par = par_of(lay)
     w = ci.problem.workload
+    if phase == "prefill" and ci.problem.pools_differ:  # costed on the prefill pool's own GPU
+        ci = CostInputs.from_problem(ci.problem.for_pool("prefill"))
     if phase == "decode":
         pc = decode_cost(ci, par, c.decode_B)
         slots = lay.dp * lay.pp * lay.instances
@@ -81,7 +83,7 @@ def phase_dict(ci: CostInputs, c: Candidate, phase: str) -> dict[str, Any] | Non
              "context_tokens": w.isl_tokens}
     other = "tpot" if phase == "prefill" else "ttft"
     violations = [v.to_dict() for v in c.violations if v.rule.value != other]
-    d.update(gpus_total=lay.gpus, feasible=not violations, violations=violations,
+    d.update(gpu=ci.problem.gpu.name, gpus_total=lay.gpus, feasible=not violations, violations=violations,
              kv_cache_bytes_per_token=kv_bytes_per_token(ci), step_s=_f(pc.step_s),
              strategy=strategy_dict(lay, ci.problem), memory_per_gpu_bytes=_memory(pc), operators=_ops(pc))
     return d

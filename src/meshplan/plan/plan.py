@@ -309,7 +309,9 @@ def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any
     doc.update(candidate_dict(ci, chosen))
     doc["model"] = model_dict(problem)
     doc["gpu"] = {"name": problem.gpu.name, "memory_bytes": problem.gpu.memory_bytes,
-                  "nvlink_domain_gpus": problem.gpu.nvlink_domain_gpus, "budget": problem.gpu_budget}
+                  "nvlink_domain_gpus": problem.gpu.nvlink_domain_gpus, "budget": problem.gpu_budget,
+                  "prefill": problem.prefill_gpu.name if problem.prefill_gpu is not None else None}
+    """The decode pool's GPU (every instance's when ``prefill`` is None)."""
     doc["workload"] = problem.workload.model_dump()
     doc["precision"] = problem.precision.model_dump(mode="json")
     doc["requirements"] = problem.requirements.model_dump()

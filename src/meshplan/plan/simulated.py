@@ -42,11 +42,13 @@ def run_candidate(problem: Problem, c: Candidate, stream_for, keep_spans: bool =
     gives its share of the requests and how they arrive), or a disaggregated deployment whole
     (``stream_for(1)``). Returns the result, the GPUs simulated, how many copies of them the plan
     has, how the requests arrive (words) and the request stream."""
-    ci = CostInputs.from_problem(problem_of(problem, c))
+    problem = problem_of(problem, c)
+    ci = CostInputs.from_problem(problem)
     if c.mode is Mode.DISAGGREGATED:
         stream, arrivals = stream_for(1)
+        ci_p = CostInputs.from_problem(problem.for_pool("prefill")) if problem.pools_differ else None
         res = simulate_disaggregated(ci, par_of(c.prefill), c.prefill.instances, par_of(c.decode), c.decode.instances,
-                                     stream, keep_spans, progress)
+                                     stream, keep_spans, progress, ci_prefill=ci_p)
         return res, c.gpus_total, 1, arrivals, stream
     lay = c.decode
     stream, arrivals = stream_for(lay.instances)

@@ -114,7 +114,10 @@ def _pools(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def render(doc: dict[str, Any]) -> str:
     """The Markdown plan."""
     model = doc["model"]
-    out = [f"# Deployment plan: {escape(model['name'])} on {escape(doc['gpu']['name'])} ({escape(doc['problem'])})", ""]
+    gpu = doc["gpu"]
+    where = (f"{escape(gpu['prefill'])} (prefill) and {escape(gpu['name'])} (decode)" if gpu.get("prefill")
+             else escape(gpu["name"]))
+    out = [f"# Deployment plan: {escape(model['name'])} on {where} ({escape(doc['problem'])})", ""]
     verdict = doc.get("verdict") or {"status": "feasible" if doc["feasible"] else "requirements_unmet",
                                      "figures": True, "message": ""}
     status = "meets every requirement" if doc["feasible"] else "does NOT meet every requirement (see Validation)"

@@ -9,6 +9,7 @@ import numpy as np
 from meshplan.cost.capacity import decode_capacity
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
+from meshplan.cost.kv_transfer import kv_link_bw
 from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
 from meshplan.search.candidate import Candidate
 from meshplan.search.grid import B_GRID, PREFILL_B_GRID, with_limit
@@ -93,18 +94,20 @@ def _evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:
 def evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) -> Candidate:
     """A prefill pool and a decode pool with the instance counts given in their strategies."""
     ci = CostInputs.from_problem(problem)
+    ci_p = CostInputs.from_problem(problem.for_pool("prefill"))  # its own GPU (Problem.prefill_gpu)
     pla, ppar = _arrays(pre_lay)
     dla, dpar = _arrays(dec_lay)
     total = pre_lay.gpus + dec_lay.gpus
-    structural = structural_violations(problem, pre_lay, total) + tuple(
+    structural = structural_violations(problem.for_pool("prefill"), pre_lay, total) + tuple(
         v for v in structural_violations(problem, dec_lay, total) if v.rule.value != "gpu_budget")
-    pre_t = PointTable.prefill(ci, pla, prefill_cost(ci, ppar, PREFILL_B_GRID[None, :]), kv_transfer_s(ci, ppar))
+    nic = kv_link_bw(ci_p, ci) if problem.pools_differ else None
+    pre_t = PointTable.prefill(ci_p, pla, prefill_cost(ci_p, ppar, PREFILL_B_GRID[None, :]), kv_transfer_s(ci_p, ppar, nic))
     dec_t = PointTable.decode(ci, dla, _decode_table(ci, dec_lay, dla, dpar), None)
-    pcol, _, pok = best_per_row(pre_t, ci)
+    pcol, _, pok = best_per_row(pre_t, ci_p)
     dcol, _, dok = best_per_row(dec_t, ci)
     misses = list(structural)
     if pcol[0] < 0:
-        misses += _miss_reason(pre_t, ci, 0, pok)
+        misses += _miss_reason(pre_t, ci_p, 0, pok)
     if dcol[0] < 0:
         misses += _miss_reason(dec_t, ci, 0, dok)
     i = int(pcol[0]) if pcol[0] >= 0 else int(np.argmax(pre_t.metric[0]))

@@ -14,6 +14,7 @@ import numpy as np
 from meshplan.cost.capacity import decode_capacity
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
+from meshplan.cost.kv_transfer import kv_link_bw
 from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
 from meshplan.search.candidate import Candidate
 from meshplan.search.grid import B_GRID, PREFILL_B_GRID, concurrency_grid, with_limit
@@ -90,10 +91,14 @@ def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
     la = layouts if layouts is not None else enumerate_layouts(problem.model, problem.gpu, cap,
                                                                             problem.assumptions.redundant_experts)
     say(f"{plural(len(la), 'legal instance layout')} (up to {plural(cap, 'GPU')} each)")
+    la_p = la
+    if problem.pools_differ:  # the prefill pool's own GPU
+        la_p = enumerate_layouts(problem.model, problem.prefill_gpu, cap, problem.assumptions.redundant_experts)
+        say(f"{plural(len(la_p), 'legal prefill layout')} on {problem.prefill_gpu.name}")
 
     def one(speculative: bool) -> SearchResult:
-        r = _search(problem, objective, say, la, speculative)
-        return _weigh_stages(r, la, speculative) if layouts is None else r
+        r = _search(problem, objective, say, la, speculative, la_p)
+        return _weigh_stages(r, la, speculative, la_p) if layouts is None else r
 
     result = one(False)
     if problem.speculative is not None and problem.phase is not Phase.PREFILL:
@@ -118,14 +123,20 @@ def _merge(plain: SearchResult, spec: SearchResult) -> SearchResult:
 
 
 def _search(problem: Problem, objective: Objective, say: Progress, la: LayoutArrays,
-            speculative: bool = False) -> SearchResult:
-    """One search over ``la``: without speculative decoding unless ``speculative``."""
+            speculative: bool = False, la_p: LayoutArrays | None = None) -> SearchResult:
+    """One search over ``la`` (and ``la_p`` for a prefill pool on its own GPU, Problem.prefill_gpu):
+    without speculative decoding unless ``speculative``."""
     if not speculative:
         problem_used = problem.model_copy(update={"speculative": None})
     else:
         problem_used = problem
     ci = CostInputs.from_problem(problem_used)
     par = _par(la)
+    ci_p, la_p, nic = ci, (la if la_p is None else la_p), None
+    if problem.pools_differ:
+        ci_p = CostInputs.from_problem(problem_used.for_pool("prefill"))
+        nic = kv_link_bw(ci_p, ci)
+    par_p = _par(la_p)
     tables: list[PointTable] = []
     points = 0
     if problem.phase in (Phase.DECODE, Phase.BOTH):
@@ -133,7 +144,7 @@ def _search(problem: Problem, objective: Objective, say: Progress, la: LayoutArr
         points += dec.B.size
         say(f"decode: {dec.B.size} operating points evaluated")
     if problem.phase in (Phase.PREFILL, Phase.BOTH):
-        pre = prefill_cost(ci, par, np.broadcast_to(PREFILL_B_GRID, (len(la), len(PREFILL_B_GRID))))
+        pre = prefill_cost(ci_p, par_p, np.broadcast_to(PREFILL_B_GRID, (len(la_p), len(PREFILL_B_GRID))))
         points += pre.B.size
         say(f"prefill: {pre.B.size} operating points evaluated")
     if problem.phase is Phase.DECODE:
@@ -141,13 +152,14 @@ def _search(problem: Problem, objective: Objective, say: Progress, la: LayoutArr
     elif problem.phase is Phase.PREFILL:
         tables.append(PointTable.prefill(ci, la, pre, None))
     else:
-        if problem.serving is not Serving.DISAGGREGATED:
+        if problem.serving is not Serving.DISAGGREGATED and not problem.pools_differ:
             serving = aggregated(ci, par, dec.B)
             tables.append(PointTable.aggregated(ci, la, dec, serving, invalid))
         if problem.serving is not Serving.AGGREGATED:
-            tables.append(PointTable.prefill(ci, la, pre, kv_transfer_s(ci, par)))
+            tables.append(PointTable.prefill(ci_p, la_p, pre, kv_transfer_s(ci_p, par_p, nic)))
             tables.append(PointTable.decode(ci, la, dec, invalid))
-        say({Serving.AUTO: "aggregated and disaggregated serving compared",
+        say(f"disaggregated serving: a prefill pool on {problem.prefill_gpu.name}, a decode pool on {problem.gpu.name}"
+            if problem.pools_differ else {Serving.AUTO: "aggregated and disaggregated serving compared",
              Serving.AGGREGATED: "aggregated serving (prefill and decode on the same instances)",
              Serving.DISAGGREGATED: "disaggregated serving (a prefill pool and a decode pool)"}[problem.serving])
     ranked, pruned, pareto = candidates_from_table(ci, tables, objective)
@@ -157,22 +169,30 @@ def _search(problem: Problem, objective: Objective, say: Progress, la: LayoutArr
                         pareto=tuple(pareto), num_layouts=len(la), num_points=points)
 
 
+def _flat(la: LayoutArrays) -> LayoutArrays | None:
+    """The layouts without pipeline stages (None when there are none)."""
+    keep = la.pp == 1
+    if not keep.any():
+        return None
+    return LayoutArrays(tp=la.tp[keep], dp=la.dp[keep], pp=la.pp[keep], ep=la.ep[keep], etp=la.etp[keep])
+
+
 def has_stages(c: Candidate) -> bool:
     return any(lay is not None and lay.pp > 1 for lay in (c.prefill, c.decode))
 
 
-def _weigh_stages(result: SearchResult, la: LayoutArrays, speculative: bool = False) -> SearchResult:
+def _weigh_stages(result: SearchResult, la: LayoutArrays, speculative: bool = False,
+                  la_p: LayoutArrays | None = None) -> SearchResult:
     """When the best plan has pipeline stages, search the layouts without them; their best plan is
     chosen instead unless the pipeline gives more than assumptions.pipeline_margin more tokens/s
     per GPU. Either way the result keeps the comparison for the plan's notes."""
     best = result.best
     if result.objective is Objective.MIN_GPUS or best is None or not best.feasible or not has_stages(best):
         return result
-    keep = la.pp == 1
-    if not keep.any():
+    flat, flat_p = _flat(la), _flat(la if la_p is None else la_p)
+    if flat is None or flat_p is None:
         return result
-    flat = LayoutArrays(tp=la.tp[keep], dp=la.dp[keep], pp=la.pp[keep], ep=la.ep[keep], etp=la.etp[keep])
-    alt = _search(result.problem, result.objective, lambda _msg: None, flat, speculative).best
+    alt = _search(result.problem, result.objective, lambda _msg: None, flat, speculative, flat_p).best
     if alt is None or not alt.feasible:
         return replace(result, without_stages=alt)
     if per_gpu_metric(best) > per_gpu_metric(alt) * (1 + result.problem.assumptions.pipeline_margin):

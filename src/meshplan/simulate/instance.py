@@ -15,6 +15,7 @@ import numpy as np
 from meshplan.cost.capacity import kv_context
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.iteration import overlapped, prefill_budget
+from meshplan.cost.kv_transfer import kv_link_bw
 from meshplan.cost.layer import Par
 from meshplan.cost.memory import kv_bytes_of_sequence
 from meshplan.cost.phase import max_sequences_per_rank
@@ -72,18 +73,23 @@ def simulate_instance(ci: CostInputs, par: Par, stream: RequestStream, keep_span
 
 
 def simulate_disaggregated(ci: CostInputs, prefill: Par, n_prefill: int, decode: Par, n_decode: int,
-                           stream: RequestStream, keep_spans: bool = False, progress=None) -> Result:
+                           stream: RequestStream, keep_spans: bool = False, progress=None,
+                           ci_prefill: CostInputs | None = None) -> Result:
     """Serve ``stream`` on n_prefill prefill instances and n_decode decode instances: a prompt's KV
-    cache moves over the prefill instance's NICs (its tp x pp GPUs, as cost.kv_transfer times it)."""
-    pol_p = replace(policy_for(ci, prefill), handoff=True)
+    cache moves over the prefill instance's NICs (its tp x pp GPUs, as cost.kv_transfer times it).
+    ``ci_prefill``: the prefill pool's inputs when it runs on another GPU (Problem.prefill_gpu); the
+    transfer then runs at the slower side's NIC bandwidth."""
+    ci_p = ci if ci_prefill is None else ci_prefill
+    pol_p = replace(policy_for(ci_p, prefill), handoff=True)
     pol_d = policy_for(ci, decode)
     _check_fits(pol_d, stream)
     nics = float(np.asarray(prefill.tp).max() * np.asarray(prefill.pp).max())
+    nic = kv_link_bw(ci_p, ci)
 
     def transfer_s(i: int) -> float:
-        return float(kv_bytes_of_sequence(ci, float(stream.isl[i]))) / (ci.inter_bw * nics) + ci.inter_lat
+        return float(kv_bytes_of_sequence(ci, float(stream.isl[i]))) / (nic * nics) + ci.inter_lat
 
-    pools = [_pool(ci, prefill, pol_p, stream, Role.PREFILL, n_prefill),
+    pools = [_pool(ci_p, prefill, pol_p, stream, Role.PREFILL, n_prefill),
              _pool(ci, decode, pol_d, stream, Role.DECODE, n_decode)]
     return simulate_pools(stream, pools, overhead_s=ci.request_overhead_s + ci.client_overhead_s,
                           transfer_s=transfer_s, keep_spans=keep_spans, progress=progress,

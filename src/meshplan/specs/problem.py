@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from meshplan.errors import SpecError
 from meshplan.specs.assumptions import CostAssumptions
 from meshplan.specs.base import Spec
 from meshplan.specs.dtypes import DType
@@ -43,6 +44,11 @@ class Problem(Spec):
     """A name for reports (the file stem)."""
     model: ModelSpec
     gpu: GpuSpec
+    """The GPU of every instance, or of the decode pool when prefill_gpu names another."""
+    prefill_gpu: GpuSpec | None = None
+    """Disaggregated serving on two kinds of GPU: the prefill pool's (None: the same as gpu). The
+    prefill pool is then searched and costed on it, and a prompt's KV cache moves over the slower
+    of the two GPUs' NICs."""
     gpu_budget: int | None = Field(default=None, gt=0)
     """Most GPUs the deployment may use; None means no limit (the search then builds instances
     of at most assumptions.search_max_gpus_per_instance GPUs)."""
@@ -71,6 +77,30 @@ class Problem(Spec):
     """The calibration profile whose fitted factors the assumptions and engine carry ('' none)."""
     notes: tuple[Note, ...] = ()
     """What meshplan noticed or assumed while reading."""
+
+    @model_validator(mode="after")
+    def _pools(self) -> "Problem":
+        if self.prefill_gpu is None:
+            return self
+        if self.phase is not Phase.BOTH or self.serving is Serving.AGGREGATED:
+            raise SpecError("prefill_gpu", self.prefill_gpu.name, f"a prefill pool on it and a decode pool on "
+                            f"{self.gpu.name} need disaggregated serving of both phases (serving auto or "
+                            f"disaggregated, phase both; here serving {self.serving.value}, phase {self.phase.value})")
+        if self.strategy:
+            raise SpecError("strategy", self.strategy, "one layout for every instance cannot run on two kinds of GPU "
+                            "(prefill_gpu); give prefill_strategy and decode_strategy")
+        return self
+
+    def for_pool(self, phase: str) -> "Problem":
+        """The problem a pool is costed with: the prefill pool's on prefill_gpu, else this one."""
+        if phase == "prefill" and self.prefill_gpu is not None:
+            return self.model_copy(update={"gpu": self.prefill_gpu, "prefill_gpu": None})
+        return self
+
+    @property
+    def pools_differ(self) -> bool:
+        """The prefill and decode pools run on different GPUs."""
+        return self.prefill_gpu is not None
 
     @model_validator(mode="after")
     def _strategies(self) -> "Problem":
