@@ -9,7 +9,7 @@ from meshplan.check.claims import Claim, ClaimKind, extract_claims
 from meshplan.check.verdict import Check, Report, Verdict, compare, fmt
 from meshplan.io.seed_plan import layout_statements
 from meshplan.plan.plan import candidate_document
-from meshplan.search.evaluate import evaluate_aggregated
+from meshplan.search.evaluate import evaluate_aggregated, one_layout_allowed
 from meshplan.search.search import search
 from meshplan.specs.params import count_params
 from meshplan.specs.problem import Problem
@@ -31,6 +31,7 @@ def check_document(problem: Problem, text: str, source: str, tolerance: float) -
         raise ValueError("the document states no layout (DP/TP/PP/EP)")
     reading = from_seed(problem.seed_strategy, problem.model)
     lay = reading.layout
+    one_layout_allowed(problem, str(lay), "seed_strategy")
     cand = evaluate_aggregated(problem, lay)
     doc = candidate_document(problem, cand)
     best = search(problem).best

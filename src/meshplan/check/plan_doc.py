@@ -15,7 +15,7 @@ from meshplan.check.verdict import Check, Report, Verdict, compare
 from meshplan.errors import SpecError, finite_number
 from meshplan.plan.plan import candidate_document
 from meshplan.plan.pools import pools_from_doc
-from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
+from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated, one_layout_allowed
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout, parse_strategy
 
@@ -67,6 +67,8 @@ def check_plan_doc(doc: dict[str, Any], source: str, tolerance: float) -> Report
 def check_plan(claims: PlanClaims, source: str, tolerance: float) -> Report:
     """Every figure of ``claims`` against meshplan's evaluation of the plan's own strategies."""
     problem = claims.problem
+    if len(claims.layouts) == 1:
+        one_layout_allowed(problem, str(claims.layouts[0]), "strategy")
     cand = (evaluate_disaggregated(problem, *claims.layouts) if len(claims.layouts) == 2
             else evaluate_aggregated(problem, claims.layouts[0]))
     ours = candidate_document(problem, cand)

@@ -50,11 +50,12 @@ def resolve(source: str | None, strategy: str | None, load_problem_kw, field: st
 def fixed_candidate(problem: Problem, strategy: str | None):
     """The candidate of the strategy the user fixed (--strategy, else the problem file's strategy,
     or its prefill_strategy and decode_strategy), or None when the search is to choose."""
-    from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
+    from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated, one_layout_allowed
 
     moe = problem.model.is_moe
     strategy = strategy or problem.strategy
     if strategy:
+        one_layout_allowed(problem, strategy)
         return evaluate_aggregated(problem, parse_strategy(strategy, is_moe=moe))
     if problem.prefill_strategy or problem.decode_strategy:
         if not (problem.prefill_strategy and problem.decode_strategy):

@@ -21,7 +21,7 @@ def _with_gpus(lay: Layout, gpus: int | None, field: str) -> Layout:
 
 def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, decode_s: str | None,
                  gpus: int | None) -> dict:
-    from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
+    from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated, one_layout_allowed
 
     moe = problem.model.is_moe
     strategy = strategy or problem.strategy
@@ -29,6 +29,7 @@ def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, 
     if strategy and (prefill_s or decode_s):
         raise SpecError("--strategy", strategy, "give either --strategy or --prefill and --decode, not both")
     if strategy:
+        one_layout_allowed(problem, strategy)
         cand = evaluate_aggregated(problem, _with_gpus(parse_strategy(strategy, is_moe=moe), gpus, "--strategy"))
     elif prefill_s and decode_s:
         cand = evaluate_disaggregated(problem, parse_strategy(prefill_s, is_moe=moe, field="--prefill"),
@@ -36,6 +37,7 @@ def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, 
     elif problem.seed_strategy is not None:
         from meshplan.strategy.notation import from_seed
         reading = from_seed(problem.seed_strategy, problem.model)
+        one_layout_allowed(problem, str(reading.layout), "seed_strategy")
         cand = evaluate_aggregated(problem, reading.layout)
     else:
         raise SpecError("--strategy", None, "missing; evaluate needs --strategy S (or --prefill S --decode S)")

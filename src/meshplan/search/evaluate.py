@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from meshplan.cost.capacity import decode_capacity
+from meshplan.errors import SpecError
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.cost.kv_transfer import kv_link_bw
@@ -69,6 +70,14 @@ def _spec(problem: Problem, c: Candidate) -> Candidate:
     """Mark a candidate that decodes with the problem's speculative decoding."""
     on = problem.speculative is not None and problem.phase is not Phase.PREFILL
     return replace(c, speculative=on) if on else c
+
+
+def one_layout_allowed(problem: Problem, strategy: str, field: str = "--strategy") -> None:
+    """A single layout for every instance needs one kind of GPU (Problem.prefill_gpu)."""
+    if problem.pools_differ and problem.phase is Phase.BOTH:
+        raise SpecError(field, strategy, f"one layout for every instance cannot run on two kinds of GPU (prefill on "
+                        f"{problem.prefill_gpu.name}, decode on {problem.gpu.name}); give a prefill and a decode "
+                        "strategy")
 
 
 def evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:
