@@ -202,3 +202,13 @@ def test_speculative_decoding_yields_its_accepted_run_each_iteration():
     res = _run(_trace([0.0], [2], [9]), pol)
     assert res.requests.generated.tolist() == [9]
     assert math.isclose(res.end_s, 0.01002 + 3 * 0.010)
+
+
+def test_an_unchunked_prompt_over_the_budget_runs_whole_beside_the_decodes():
+    # Budget 100, no chunking. Request 0 (10-token prompt, 5 out) starts at 0; request 1 (150
+    # tokens, more than the budget) arrives at 15 ms. 0: prefill 10 + 0.1 = 10.1 ms, a decode to
+    # 20.1 ms. From 20.1 ms the iteration carries 0's decode and, as its only prompt, all of 1's
+    # 150 tokens (the closed form costs it so): 10 + 1.5 = 11.5 ms -> 1's first token at 31.6 ms,
+    # not after 0 has finished.
+    res = _run(_trace([0.0, 0.015], [10, 150], [5, 2]), _policy(budget=100, chunked=False))
+    assert math.isclose(res.requests.first_s[1], 0.0316)

@@ -4,7 +4,9 @@ Per iteration, as the engines schedule (EngineProfile.prefill_policy; sources in
 - mixed (vLLM V1, TensorRT-LLM in-flight batching): running requests first, each decoding one
   token; prompts being prefilled continue their chunk; then waiting requests are admitted in
   arrival order into what is left of the token budget (chunked when the engine chunks prompts,
-  else a prompt must fit whole);
+  else a prompt must fit whole, except the iteration's first prompt, which runs whole beside the
+  decodes: the closed form costs it so, cost.closed_loop, and the measured TTFTs of 8,192-token
+  prompts under TensorRT-LLM's 8,192-token budget show no stall behind the decodes);
 - separate (SGLang): when admissible prompts wait, the iteration prefills them (up to the prefill
   budget) and decoding pauses; otherwise every running request decodes.
 KV cache (EngineProfile.kv_admission): an engine that reserves the whole length at admission
@@ -213,8 +215,8 @@ class Rank:
             if left <= 0:
                 break
             whole = int(r.to_prefill[i])
-            if not pol.chunked and whole > left and (chunks or decoding):
-                break  # an unchunked prompt waits for an iteration it fits whole (alone, it runs whole)
+            if not pol.chunked and whole > left and chunks:
+                break  # an unchunked prompt waits for an iteration it fits whole, or that has no other prompt
             c = whole if not pol.chunked else min(whole, left)
             self._admit(r, pol, self.prefilling)
             chunks[i] = c
