@@ -195,6 +195,9 @@ def test_catalogs_as_json():
     # DeepSeek-V3's published count: 671B parameters, 37B activated per token (arXiv:2412.19437).
     assert abs(ds["params_total"] / 671e9 - 1) < 0.02 and abs(ds["params_active"] / 37e9 - 1) < 0.05
     assert ds["checkpoints"]["deepseek-ai/DeepSeek-V3"]["experts"] == "fp8"
+    # config.json: DeepSeek-V3 num_nextn_predict_layers 1, MiniMax-M2.5 num_mtp_modules 3, Llama none.
+    mtp = {m["name"]: m["mtp_modules"] for m in models}
+    assert mtp["deepseek-v3"] == 1 and mtp["minimax-m2.5"] == 3 and mtp["llama-3.1-8b"] == 0
     gpus = json.loads(run("gpus", "--json").stdout)
     h100 = next(g for g in gpus if g["name"] == "h100-sxm")
     assert h100["nvlink_domain_gpus"] == 8 and h100["memory_bytes"] > 79e9

@@ -34,12 +34,13 @@ def models(as_json) -> None:
                                          else "") + (" sparse" if m.index_topk else "")
         rows.append([key, attention, m.num_layers, m.hidden_size, f"{m.num_heads}/{m.num_kv_heads}",
                      f"{m.num_experts} top-{m.top_k}" if m.is_moe else "dense",
-                     f"{p.total / 1e9:,.1f}B", f"{p.active / 1e9:,.1f}B"])
+                     f"{p.total / 1e9:,.1f}B", f"{p.active / 1e9:,.1f}B", m.mtp_modules or "-"])
         for ckpt, prec in checkpoints(key).items():
             out = f" (o_proj {prec.attention_out.value})" if prec.attention_out else ""
             formats.append([key, ckpt, prec.attention_dtype.value + out, prec.experts_dtype.value if m.is_moe else "-",
                             prec.weights.value, prec.kv_cache.value])
-    echo(table(["name", "attention", "layers", "hidden", "heads/kv", "experts", "params", "active"], rows))
+    echo(table(["name", "attention", "layers", "hidden", "heads/kv", "experts", "params", "active", "MTP"], rows))
+    echo("MTP: multi-token-prediction modules the checkpoint ships (--spec mtp drafts with them)")
     echo("")
     echo(table(["name", "checkpoint", "attention", "experts", "other weights", "KV cache"], formats))
 
