@@ -25,7 +25,7 @@ def _ci(engine="trtllm", osl=101, isl=1000, model="llama-3.1-8b", coherence=1.0,
 
 def _step(ci, par, work, graphed):
     t = 0.010 + 5e-6 * np.asarray(work.prefill_tokens, dtype=float)
-    return SimpleNamespace(cycle_s=t, pass_s=t, exposed_s=0.0, gpu_s=t, launch_s=0.0)
+    return SimpleNamespace(cycle_s=t, pass_s=t, exposed_s=0.0, gpu_s=t, launch_s=0.0, draft_s=0.0)
 
 
 PAR = Par.of(1, 1, 1, 1, 1)

@@ -80,7 +80,7 @@ def test_draft_passes_one_over_the_verified_positions_then_one_token_each():
 
 def _step(ci, par, work, graphed):  # a stand-in: 10 ms per iteration, 5 us per prompt token
     t = 0.010 + 5e-6 * np.asarray(work.prefill_tokens, dtype=float)
-    return SimpleNamespace(cycle_s=t, pass_s=t, exposed_s=0.0, gpu_s=t, launch_s=0.0)
+    return SimpleNamespace(cycle_s=t, pass_s=t, exposed_s=0.0, gpu_s=t, launch_s=0.0, draft_s=0.0)
 
 
 def test_closed_loop_decodes_in_fewer_iterations():
@@ -114,3 +114,19 @@ def test_draft_model_memory_is_the_whole_small_model():
     assert float(draft_kv_per_sequence(ci, 2, 100.0)) == 100 * 2 * 32 * 4 * 128 * 2
     params = float(draft_weight_bytes(ci, 1, 1, 1)) / 2.0
     assert 7.9e9 < params < 8.1e9  # 8.03B published
+
+
+def test_a_pipelined_prefill_pays_the_drafts_pass_once_per_chunk():
+    from meshplan.cost.serving import prefill_cost
+    spec = {"method": "eagle", "draft_tokens": 3, "acceptance": 0.7}
+    plain, with_draft = _ci("llama-3.1-70b", isl=8000), _ci("llama-3.1-70b", spec=spec, isl=8000)
+    par = Par.of(2, 1, 1, 1, 4)
+    a, b = prefill_cost(plain, par, np.array([1.0])), prefill_cost(with_draft, par, np.array([1.0]))
+    # One prompt of 8,000 tokens, TensorRT-LLM's 8,192-token budget: one chunk through 4 stages. The
+    # draft's pass over it runs once, on the last stage, not once per stage: the TTFT grows by exactly
+    # that pass (the target's stages are the same: a prompt has no drafts to verify).
+    it = iteration(with_draft, par, verify_work(with_draft, par, Work(
+        decode_seqs=0.0, decode_context=0.0, prefill_tokens=8000.0, prefill_seqs=1.0,
+        prefill_attended=4000.0, moe_tokens=8000.0)), False)
+    assert float(np.ravel(it.draft_s)[0]) > 0
+    assert math.isclose(float(np.ravel(b.latency_s - a.latency_s)[0]), float(np.ravel(it.draft_s)[0]), rel_tol=1e-6)

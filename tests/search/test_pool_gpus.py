@@ -26,9 +26,10 @@ def _problem(**extra):
 
 
 def test_kv_moves_at_the_slower_nic():
-    p = _problem()
+    p = _problem(prefill_gpu="a100-80gb")
     ci_d, ci_p = CostInputs.from_problem(p), CostInputs.from_problem(p.for_pool("prefill"))
-    assert kv_link_bw(ci_p, ci_d) == min(ci_p.inter_bw, ci_d.inter_bw)
+    # A100's 200 Gb/s NIC (25 GB/s) against H200's 400 Gb/s, at the 0.8 link efficiency: 20 GB/s.
+    assert math.isclose(kv_link_bw(ci_p, ci_d), 25e9 * 0.8) and math.isclose(kv_link_bw(ci_d, ci_p), 25e9 * 0.8)
     # Llama-3.1-70B, BF16 KV: 327,680 bytes per token x 4,000 tokens = 1,310,720,000 bytes over the
     # 2 NICs of a tp2 prefill instance at 25 GB/s each: 26.2144 ms, plus the link latency.
     t = kv_transfer_s(ci_p, Par.of(2, 1, 1, 1, 1), nic_bw=25e9)
@@ -74,26 +75,32 @@ def test_export_places_each_pool_on_its_own_nodes():
     assert "--nnodes 2" in res.files["decode-instance0-node1.sh"]
 
 
-def test_the_simulator_moves_kv_over_the_slower_nic():
+@pytest.mark.parametrize("slow_side", ["prefill", "decode"])
+def test_kv_moves_over_the_slower_nic_in_the_closed_form_and_the_simulator(slow_side):
     from meshplan.plan.simulated import run_at_operating_point
     from meshplan.search.evaluate import evaluate_disaggregated
-    # One request at a time, so that TTFT is prefill + transfer with no queue. The decode pool's GPU
-    # is an H200 with a 5 GB/s NIC (its tp4 instance never leaves the node, so only the transfer
-    # sees it); the prefill pool runs on a plain H200.
+    # One request at a time, so that TTFT is prefill + transfer with no queue. One pool's GPU is an
+    # H200 with a 5 GB/s NIC, the other a plain H200; neither instance leaves its node (tp2 prefill,
+    # tp4 decode), so only the transfer sees the slow NIC, whichever side it is on.
     workload = {"isl": 4000, "osl": 20, "concurrency": 1}
+    slow_gpu = {"base": "h200", "inter_node_bw_bytes_per_s": 5e9}
     same = _problem(prefill_gpu=None, workload=workload)
-    slow = _problem(prefill_gpu="h200", gpu={"base": "h200", "inter_node_bw_bytes_per_s": 5e9}, workload=workload)
+    slow = (_problem(prefill_gpu=slow_gpu, gpu="h200", workload=workload) if slow_side == "prefill"
+            else _problem(prefill_gpu="h200", gpu=slow_gpu, workload=workload))
+    assert slow.pools_differ
     pre, dec = Layout(tp=2), Layout(tp=4)
-    ttft = {}
+    closed, simulated = {}, {}
     for name, p in (("same", same), ("slow", slow)):
         c = evaluate_disaggregated(p, pre, dec)
+        closed[name] = c.ttft_s
         res = run_at_operating_point(p, c)[0]
         assert np.all(np.isfinite(res.requests.finish_s))  # served through both pools
-        ttft[name] = float(np.mean(res.requests.first_s - res.requests.send_s))
+        simulated[name] = float(np.mean(res.requests.first_s - res.requests.send_s))
     ci = CostInputs.from_problem(same)
-    ci_slow = CostInputs.from_problem(slow)
     par = Par.of(2, 1, 1, 1, 1)
-    extra = float(kv_transfer_s(ci, par, kv_link_bw(ci, ci_slow)) - kv_transfer_s(ci, par))
-    # 1,310,720,000 bytes over 2 NICs at 5 GB/s x link efficiency instead of 50 GB/s: about 0.12 s more.
+    slow_nic = 5e9 * ci.inter_bw / 50e9  # the same link efficiency on the 5 GB/s NIC
+    extra = float(kv_transfer_s(ci, par, slow_nic) - kv_transfer_s(ci, par))
+    # 1,310,720,000 bytes over 2 NICs at 5 GB/s x link efficiency instead of 50 GB/s: about 0.15 s more.
     assert extra > 0.1
-    assert math.isclose(ttft["slow"] - ttft["same"], extra, rel_tol=1e-6)
+    assert math.isclose(closed["slow"] - closed["same"], extra, rel_tol=1e-6)
+    assert math.isclose(simulated["slow"] - simulated["same"], extra, rel_tol=1e-6)

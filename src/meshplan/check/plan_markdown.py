@@ -15,6 +15,7 @@ import re
 
 from meshplan.check.plan_doc import PlanClaims
 from meshplan.errors import SpecError
+from meshplan.specs.hardware import gpus_in_words
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import parse_strategy
 from meshplan.units import GIB, MS, US
@@ -62,11 +63,12 @@ def read_plan_markdown(text: str, source: str, problem: Problem, problem_origin:
     lines = text.splitlines()
     first = next(i for i, line in enumerate(lines) if line.strip())
     heading = _unescape(lines[first].strip())
-    made_for = f"{HEADING}{problem.model.name} on {problem.gpu.name} ("
+    gpus = gpus_in_words(problem.gpu.name, problem.prefill_gpu.name if problem.prefill_gpu else None)
+    made_for = f"{HEADING}{problem.model.name} on {gpus} ("
     if not heading.startswith(made_for):
         raise SpecError("--problem", problem.name, (
             f"{source} is meshplan's plan '{heading[len(HEADING):]}', not for {problem.model.name} on "
-            f"{problem.gpu.name} ({problem_origin}); give the problem it was made from with --problem FILE, or check "
+            f"{gpus} ({problem_origin}); give the problem it was made from with --problem FILE, or check "
             "its --json, which carries the problem"))
     figures: dict[str, float] = {}
     where: dict[str, int] = {}

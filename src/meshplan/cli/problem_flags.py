@@ -9,6 +9,7 @@ import click
 
 from meshplan.cli.echo import echo
 from meshplan.errors import SpecError, finite_number
+from meshplan.io.catalog import load_gpu
 from meshplan.io.problem_file import load_problem, merge, problem_from_raw, read_raw
 from meshplan.specs.problem import Problem
 
@@ -106,7 +107,11 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
         positive(name.replace("_", "-"), kw.get(name))
     gpu = kw.get("gpu")
     if kw.get("decode_gpu") is not None:
-        if gpu is not None and gpu != kw["decode_gpu"]:
+        try:
+            decode = load_gpu(kw["decode_gpu"])
+        except SpecError as err:
+            raise SpecError("--decode-gpu", kw["decode_gpu"], err.rule) from None
+        if gpu is not None and load_gpu(gpu) != decode:
             raise SpecError("--decode-gpu", kw["decode_gpu"], f"--gpu names {gpu!r}: the decode pool's GPU is one of "
                             "the two; give either")
         gpu = kw["decode_gpu"]

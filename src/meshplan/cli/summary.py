@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from meshplan.printable import printable
 from meshplan.report.tables import table
+from meshplan.specs.hardware import gpus_in_words
 from meshplan.units import GIB, fmt_seconds, plural
 
 
@@ -45,8 +46,7 @@ def summary(doc: dict) -> str:
     verdict = doc.get("verdict") or {"status": "feasible" if doc["feasible"] else "requirements_unmet",
                                      "figures": True, "message": ""}
     gpu = doc["gpu"]
-    where = (f"{_t(gpu['prefill'])} (prefill) and {_t(gpu['name'])} (decode)" if gpu.get("prefill")
-             else _t(gpu["name"]))
+    where = _t(gpus_in_words(gpu["name"], gpu.get("prefill")))
     lines = [f"{_t(doc['problem'])}: {_t(doc['model']['name'])} on {where}"]
     if verdict["status"] != "feasible":
         lines.append(f"NO PLAN MEETS THE PROBLEM: {_t(verdict['message'])}")

@@ -23,4 +23,6 @@ def decode_capacity(ci: CostInputs, par: Par):
     """Most sequences per attention-dp rank per micro-batch: KV memory and the engine's batch
     limit (max_batch_size / max_running_requests / max_num_seqs, shared by the pp micro-batches)."""
     ctx, extra = kv_context(ci)
-    return np.minimum(max_sequences_per_rank(ci, par, ctx, extra_context=extra), np.floor(ci.max_batch / par.pp))
+    q = 1.0 + ci.spec_k  # positions a decoding sequence runs per pass (K + 1 when verifying drafts)
+    fits = max_sequences_per_rank(ci, par, ctx, tokens_per_seq=q, extra_context=extra, logit_rows_per_seq=q)
+    return np.minimum(fits, np.floor(ci.max_batch / par.pp))

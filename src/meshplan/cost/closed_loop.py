@@ -187,7 +187,8 @@ def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, 
         return step(ci, par_p, work, ci.engine.cuda_graph_mixed & (tokens <= gmax))
 
     one = prefill_iteration(chunk, 1.0)  # a prompt alone: the other ranks are idle
-    single = (n_chunks + par_p.pp - 1) * one.pass_s + n_chunks * one.exposed_s
+    # Each chunk passes every stage; a speculative draft's pass over it runs once, on the last stage.
+    single = (n_chunks + par_p.pp - 1) * one.pass_s - (par_p.pp - 1) * one.draft_s + n_chunks * one.exposed_s
     full_tokens = np.maximum(budget, chunk)
     full = prefill_iteration(full_tokens, par_p.dp)  # at capacity every rank is full
     capacity = n_prefill * par_p.dp * full_tokens / (full.pass_s + full.exposed_s) / isl  # prompts per second

@@ -36,6 +36,9 @@ class Iteration:
     """Time between two iterations of the same micro-batch: with pp stages the pass goes through
     every stage and back to the host before the next one starts."""
     forward: Forward
+    draft_s: object = 0.0
+    """Speculative decoding: GPU time of the draft's passes, in gpu_s and pass_s, which run once
+    per pass on the last stage (0 without speculation)."""
 
 
 def overlapped(ci: CostInputs, par: Par):
@@ -74,7 +77,7 @@ def iteration(ci: CostInputs, par: Par, w: Work, graphed) -> Iteration:
     # The draft runs once per cycle, on the last stage only.
     cycle = np.where(par.pp > 1, par.pp * busy - (par.pp - 1) * draft_s + exposed, single)
     return Iteration(gpu_s=gpu, launch_s=launch, host_s=host, pass_s=busy, exposed_s=exposed, cycle_s=cycle,
-                     forward=fwd)
+                     forward=fwd, draft_s=draft_s)
 
 
 def prefill_budget(ci: CostInputs, par: Par):

@@ -153,11 +153,12 @@ def memory(ci: CostInputs, par: Par, tokens, seqs, kv_seqs, context, extra_conte
 
 
 def max_sequences_per_rank(ci: CostInputs, par: Par, context, tokens_per_seq: float = 1.0,
-                           extra_context: float = 0.0):
+                           extra_context: float = 0.0, logit_rows_per_seq: float = 1.0):
     """Largest B (sequences per attention-dp rank per micro-batch) whose memory fits the usable
     share of the GPU: weights + reserve + pp * B * KV per sequence + activations(B) <= usable.
-    Activations are linear in B, so B = floor(free / (pp * kv_seq + act_per_seq))."""
-    act_per_seq = activation_bytes(ci, par.tp, par.ep, par.etp, tokens_per_seq, 1.0)
+    Activations are linear in B, so B = floor(free / (pp * kv_seq + act_per_seq)). A verify pass
+    of speculative decoding runs K + 1 tokens and logit rows per sequence (decode_capacity)."""
+    act_per_seq = activation_bytes(ci, par.tp, par.ep, par.etp, tokens_per_seq, logit_rows_per_seq)
     draft_w = draft_weight_bytes(ci, par.tp, par.ep, par.etp)  # speculative decoding's draft (cost.draft)
 
     def b_max(nd, nm, first, last):

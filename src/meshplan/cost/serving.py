@@ -63,7 +63,8 @@ def decode_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     it = iteration(ci, par, decode_work(B, w.decode_context_tokens, par.dp), B <= graph_limit(ci, par))
     out_tok_s = par.dp * par.pp * B * ci.spec_tau / it.cycle_s  # tau tokens per iteration with speculation
     ctx, extra = kv_context(ci)
-    mem = memory(ci, par, np.ceil(B), np.ceil(B), par.pp * np.ceil(B), ctx, extra)
+    rows = np.ceil(B) * (1.0 + ci.spec_k)  # tokens and logit rows of a pass (K + 1 each when verifying)
+    mem = memory(ci, par, rows, rows, par.pp * np.ceil(B), ctx, extra)
     return PhaseCost(B=B, step_s=it.forward.stage_s, latency_s=it.cycle_s / ci.spec_tau,
                      requests_per_s=out_tok_s / w.osl_tokens,
                      tok_s_per_gpu=out_tok_s / gpus_per_instance(par), memory=mem,
@@ -84,7 +85,9 @@ def prefill_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     it = iteration(ci, par, prefill_work(per, B / chunks, w.prefill_attended_tokens, par.dp),
                    ci.engine.cuda_graph_mixed & (per <= graph_limit(ci, par)))
     stage = it.pass_s
-    latency = (chunks + par.pp - 1) * stage + chunks * it.exposed_s + ci.request_overhead_s + ci.client_overhead_s
+    # Each chunk passes every stage; the draft's pass over it runs once, on the last stage.
+    latency = ((chunks + par.pp - 1) * stage - (par.pp - 1) * it.draft_s + chunks * it.exposed_s
+               + ci.request_overhead_s + ci.client_overhead_s)
     busy = chunks * (stage + it.exposed_s)
     mem = memory(ci, par, np.ceil(per), np.ceil(B), par.pp * np.ceil(B), w.isl_max_tokens)
     max_b = max_sequences_per_rank(ci, par, w.isl_max_tokens, tokens_per_seq=w.isl_max_tokens)

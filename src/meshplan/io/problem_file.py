@@ -259,8 +259,9 @@ def _prefill_gpu(value: Any, gpu: GpuSpec, notes: list[Note]) -> GpuSpec | None:
     link = min(pre.inter_node_bw_bytes_per_s, gpu.inter_node_bw_bytes_per_s)
     notes.append(Note(field="prefill_gpu", message=(
         f"prefill pool on {pre.name}, decode pool on {gpu.name} (disaggregated serving only): each pool is "
-        f"searched on its own GPU, and a prompt's KV cache moves at {link / 1e9:,.0f} GB/s per NIC, the slower "
-        "of the two; the fitted factors of the calibration profile apply to both")))
+        f"searched on its own GPU, and a prompt's KV cache moves over the slower of the two GPUs' NICs "
+        f"({link / 1e9:,.0f} GB/s per GPU before the link efficiency); the fitted factors of the calibration profile "
+        "apply to both")))
     return pre
 
 
@@ -331,7 +332,11 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
         if key not in TOP_KEYS:
             raise SpecError(key, raw[key], "unknown key" + suggest(key, list(TOP_KEYS)))
     if raw.get("decode_gpu") is not None:
-        if raw.get("gpu") is not None and raw["gpu"] != raw["decode_gpu"]:
+        try:
+            decode = _gpu(raw["decode_gpu"])
+        except SpecError as err:
+            raise SpecError("decode_gpu", raw["decode_gpu"], err.rule) from None
+        if raw.get("gpu") is not None and _gpu(raw["gpu"]) != decode:
             raise SpecError("decode_gpu", raw["decode_gpu"], f"gpu names {raw['gpu']!r}: gpu is the decode pool's GPU "
                             "when pools differ; give one of the two")
         raw = {**raw, "gpu": raw["decode_gpu"]}

@@ -6,6 +6,7 @@ import math
 from collections import Counter
 from typing import Any
 
+from meshplan.cost.draft import draft_kv_per_sequence
 from meshplan.cost.inputs import CostInputs
 from meshplan.plan.pipeline import pipeline_note
 from meshplan.cost.memory import kv_bytes_of_sequence, kv_bytes_per_token
@@ -25,8 +26,10 @@ def decode_kv_bound(ci: CostInputs) -> float:
     over the GPUs that hold them, so per GPU
         tokens/s <= achievable HBM bandwidth / KV bytes of one sequence at the mean context
     (weight reads only lower it; window layers count at most their window). Splitting over more
-    GPUs does not help: each holds less KV but serves proportionally fewer sequences."""
-    return ci.hbm / kv_bytes_of_sequence(ci, ci.problem.workload.decode_context_tokens)
+    GPUs does not help: each holds less KV but serves proportionally fewer sequences. With
+    speculative decoding one read (the target's KV and the draft's) yields tau tokens."""
+    ctx = ci.problem.workload.decode_context_tokens
+    return ci.hbm * ci.spec_tau / (kv_bytes_of_sequence(ci, ctx) + float(draft_kv_per_sequence(ci, 1, ctx)))
 
 
 def _notes(problem: Problem) -> list[dict[str, str]]:
@@ -81,8 +84,10 @@ def _requirement_checks(ci: CostInputs, doc: dict[str, Any]) -> list[dict[str, A
     if r.min_output_tok_s_per_gpu and doc["output_tok_s_per_gpu"] is not None \
             and doc["output_tok_s_per_gpu"] < r.min_output_tok_s_per_gpu:
         b = decode_kv_bound(ci)
+        per = (f"once per iteration of {ci.spec_tau:.2f} tokens (speculative decoding, its draft's KV too)"
+               if ci.spec_k else "once per generated token")
         bound = {"value": b, "rule": "decode_kv_bandwidth", "message": (
-            f"decode reads every cached token's KV once per generated token: at a mean context of "
+            f"decode reads every cached token's KV {per}: at a mean context of "
             f"{ci.problem.workload.decode_context_tokens:,.0f} tokens and {kv_bytes_per_token(ci):,.0f} KV bytes per "
             f"token, {ci.hbm / 1e12:.2f} TB/s of achievable HBM bandwidth gives at most {b:,.0f} output tokens/s "
             "per GPU in any layout")}

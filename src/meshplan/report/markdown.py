@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from meshplan.printable import printable
+from meshplan.specs.hardware import gpus_in_words
 from meshplan.units import GIB, fmt_seconds
 
 _MARKUP = re.compile(r"([\\`*~\[\]|])")
@@ -115,8 +116,7 @@ def render(doc: dict[str, Any]) -> str:
     """The Markdown plan."""
     model = doc["model"]
     gpu = doc["gpu"]
-    where = (f"{escape(gpu['prefill'])} (prefill) and {escape(gpu['name'])} (decode)" if gpu.get("prefill")
-             else escape(gpu["name"]))
+    where = escape(gpus_in_words(gpu["name"], gpu.get("prefill")))
     out = [f"# Deployment plan: {escape(model['name'])} on {where} ({escape(doc['problem'])})", ""]
     verdict = doc.get("verdict") or {"status": "feasible" if doc["feasible"] else "requirements_unmet",
                                      "figures": True, "message": ""}

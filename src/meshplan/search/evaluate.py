@@ -14,7 +14,8 @@ from meshplan.cost.kv_transfer import kv_link_bw
 from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
 from meshplan.search.candidate import Candidate
 from meshplan.search.grid import B_GRID, PREFILL_B_GRID, with_limit
-from meshplan.search.pick import PointTable, _miss_reason, _pair, _single, best_per_row
+from meshplan.search.objectives import Objective
+from meshplan.search.pick import PointTable, _miss_reason, _pair, _single, best_per_row, rank_key
 from meshplan.search.search import one_layout
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase
@@ -66,10 +67,14 @@ def unusual_placements(problem: Problem, lay: Layout) -> list[str]:
     return out
 
 
-def _spec(problem: Problem, c: Candidate) -> Candidate:
-    """Mark a candidate that decodes with the problem's speculative decoding."""
-    on = problem.speculative is not None and problem.phase is not Phase.PREFILL
-    return replace(c, speculative=on) if on else c
+def _both_ways(problem: Problem, evaluate) -> Candidate:
+    """``evaluate(problem)``, and with speculative decoding in the problem the better of it with and
+    without speculation, as the search chooses (search.pick.rank_key)."""
+    if problem.speculative is None:
+        return evaluate(problem)
+    plain = evaluate(problem.model_copy(update={"speculative": None}))
+    spec = replace(evaluate(problem), speculative=True)
+    return min((plain, spec), key=rank_key(Objective.MAX_PER_GPU))
 
 
 def one_layout_allowed(problem: Problem, strategy: str, field: str = "--strategy") -> None:
@@ -81,9 +86,9 @@ def one_layout_allowed(problem: Problem, strategy: str, field: str = "--strategy
 
 
 def evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:
-    """One layout serving every phase the problem asks for (with the problem's speculative
-    decoding, if it states one)."""
-    return _spec(problem, _evaluate_aggregated(problem, lay))
+    """One layout serving every phase the problem asks for (with speculative decoding in the
+    problem: the better of with and without it)."""
+    return _both_ways(problem, lambda p: _evaluate_aggregated(p, lay))
 
 
 def _evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:
@@ -101,7 +106,12 @@ def _evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:
 
 
 def evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) -> Candidate:
-    """A prefill pool and a decode pool with the instance counts given in their strategies."""
+    """A prefill pool and a decode pool with the instance counts given in their strategies (with
+    speculative decoding in the problem: the better of with and without it)."""
+    return _both_ways(problem, lambda p: _evaluate_disaggregated(p, pre_lay, dec_lay))
+
+
+def _evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) -> Candidate:
     ci = CostInputs.from_problem(problem)
     ci_p = CostInputs.from_problem(problem.for_pool("prefill"))  # its own GPU (Problem.prefill_gpu)
     pla, ppar = _arrays(pre_lay)
@@ -122,4 +132,4 @@ def evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) -
     i = int(pcol[0]) if pcol[0] >= 0 else int(np.argmax(pre_t.metric[0]))
     j = int(dcol[0]) if dcol[0] >= 0 else int(np.argmax(dec_t.metric[0]))
     c = _pair(ci, pre_t, 0, i, dec_t, 0, j, fixed=(pre_lay.instances, dec_lay.instances))
-    return _spec(problem, replace(c, violations=tuple(misses) + tuple(c.violations)))
+    return replace(c, violations=tuple(misses) + tuple(c.violations))

@@ -87,7 +87,7 @@ def simulate_disaggregated(ci: CostInputs, prefill: Par, n_prefill: int, decode:
     nic = kv_link_bw(ci_p, ci)
 
     def transfer_s(i: int) -> float:
-        return float(kv_bytes_of_sequence(ci, float(stream.isl[i]))) / (nic * nics) + ci.inter_lat
+        return float(kv_bytes_of_sequence(ci, float(stream.isl[i]))) / (nic * nics) + ci_p.inter_lat
 
     pools = [_pool(ci_p, prefill, pol_p, stream, Role.PREFILL, n_prefill),
              _pool(ci, decode, pol_d, stream, Role.DECODE, n_decode)]

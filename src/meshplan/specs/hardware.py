@@ -87,3 +87,9 @@ class GpuSpec(Spec):
     def peak_flops_for(self, dtype: DType) -> float:
         """Dense peak FLOP/s for GEMMs whose weights are stored in ``dtype``."""
         return self.peak_flops[self.compute_dtype(dtype)]
+
+
+def gpus_in_words(gpu: str, prefill_gpu: str | None = None) -> str:
+    """The GPUs a plan runs on, as its headings say it: ``gpu``, or with a prefill pool on another
+    GPU "PREFILL (prefill) and GPU (decode)" (Problem.prefill_gpu)."""
+    return f"{prefill_gpu} (prefill) and {gpu} (decode)" if prefill_gpu else gpu

@@ -59,7 +59,7 @@ class Problem(Spec):
     requirements: Requirements = Requirements()
     speculative: Speculative | None = None
     """Speculative decoding the deployment may run; None: plain decoding. The search tries each
-    decode pool with it and without it (a fixed strategy is evaluated with it)."""
+    decode pool with it and without it, and so does the evaluation of a fixed strategy."""
     phase: Phase = Phase.BOTH
     """Plan prefill only, decode only, or full serving."""
     serving: Serving = Serving.AUTO
@@ -80,6 +80,9 @@ class Problem(Spec):
 
     @model_validator(mode="after")
     def _pools(self) -> "Problem":
+        if self.speculative is not None and self.phase is Phase.PREFILL:
+            raise SpecError("speculative.method", self.speculative.method.value, "speculative decoding speeds up decoding; "
+                            "phase is prefill")
         if self.prefill_gpu is None:
             return self
         if self.phase is not Phase.BOTH or self.serving is Serving.AGGREGATED:

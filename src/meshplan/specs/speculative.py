@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from meshplan.errors import SpecError
 from meshplan.specs.base import Spec
@@ -56,6 +56,15 @@ class Speculative(Spec):
     vLLM's logged accept length is 1 + this."""
     draft_model: ModelSpec | None = None
     """method draft: the draft model (a catalog name or config.json in the problem file)."""
+
+    @field_validator("draft_tokens", "acceptance", "accepted_tokens", mode="before")
+    @classmethod
+    def _no_truth_values(cls, value: object, info: ValidationInfo) -> object:
+        # pydantic reads true as 1; a count or a probability is never true or false.
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, bool) for v in items):
+            raise SpecError(f"speculative.{info.field_name}", value, "must be a number, not true or false")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> "Speculative":
