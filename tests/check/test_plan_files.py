@@ -103,3 +103,17 @@ def test_meshplan_markdown_disaggregated_plan_with_its_problem(tmp_path):
     # Paired with the wrong problem (by default the bundled seed problem): refused, naming --problem.
     err = _error(md)
     assert err.field == "--problem" and "qwen3-30b-a3b on h100-sxm" in err.rule
+
+
+def test_meshplan_markdown_plan_on_two_kinds_of_gpu_with_its_problem(tmp_path):
+    # The heading names both GPUs ("on h100-sxm (prefill) and h200 (decode)"); check pairs it with
+    # the problem that states them and confirms the pools' memory.
+    problem = tmp_path / "p.yaml"
+    problem.write_text(QWEN.replace("gpu: h100-sxm", "gpu: h200") + "prefill_gpu: h100\n")
+    md = tmp_path / "p.md"
+    _plan(str(problem), "--markdown", str(md))
+    assert "h100-sxm (prefill) and h200 (decode)" in md.read_text().splitlines()[0]
+    r = _check(md, problem)
+    confirmed = {c.subject for c in r.checks if c.verdict.value == "confirmed"}
+    assert {"memory_per_gpu (prefill pool)", "memory_per_gpu (decode pool)"} <= confirmed
+    assert not r.any_wrong

@@ -39,3 +39,14 @@ def test_good_drafts_win_one_user_at_a_time():
 def test_disaggregated_decode_pools_are_tried_both_ways():
     result = search(_problem(0.9, concurrency=8, serving="disaggregated"))
     assert {c.speculative for c in result.ranked} == {True, False}
+
+
+def test_a_fixed_strategy_is_evaluated_both_ways_as_the_search_chooses():
+    from meshplan.search.evaluate import evaluate_aggregated
+    from meshplan.strategy.layout import Layout
+    for acceptance, on in ((0.0, False), (0.9, True)):
+        problem = _problem(acceptance)
+        c = evaluate_aggregated(problem, Layout(tp=1))
+        assert c.speculative is on
+        best_same_layout = next(x for x in search(problem).ranked if x.label.startswith("aggregated: 1 GPU"))
+        assert best_same_layout.speculative is on
