@@ -6,6 +6,7 @@ import re
 import pytest
 
 from meshplan.check.engines import parse_sglang, parse_trtllm, parse_vllm
+from meshplan.errors import SpecError
 from meshplan.export.export import export
 from meshplan.io.catalog import load_gpu, load_model
 from meshplan.io.problem_file import problem_from_raw
@@ -181,12 +182,19 @@ def test_speculative_decoding_in_each_engines_words():
     assert cfg["speculative_config"] == {"decoding_type": "MTP", "num_nextn_predict_layers": 3}
 
 
-def test_an_eagle_head_comes_from_the_operator_and_a_draft_model_from_the_catalog():
-    eagle = _spec_problem({"method": "eagle", "draft_tokens": 2, "acceptance": 0.7}, model="llama-3.1-70b")
+def test_an_eagle_head_is_named_in_the_problem_and_a_draft_model_comes_from_the_catalog():
+    spec = {"method": "eagle", "draft_tokens": 2, "acceptance": 0.7}
+    unnamed = _spec_problem(spec, model="llama-3.1-70b")
+    with pytest.raises(SpecError) as err:  # planned without it; launched only with it
+        export(unnamed, [_pool(Layout(tp=8))], "sglang")
+    assert err.value.field == "speculative.draft_checkpoint"
+    eagle = _spec_problem({**spec, "draft_checkpoint": "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B"}, model="llama-3.1-70b")
     script = export(eagle, [_pool(Layout(tp=8))], "sglang").files["aggregated-instance0-node0.sh"]
-    assert ': "${EAGLE_HEAD:?' in script and '--speculative-draft-model-path "${EAGLE_HEAD}"' in script
-    res = export(eagle, [_pool(Layout(tp=8))], "trtllm")
-    assert any("EAGLE_HEAD" in n for n in res.notes)
+    assert "--speculative-draft-model-path yuhuili/EAGLE3-LLaMA3.1-Instruct-8B" in " ".join(script.split())
+    import yaml
+    cfg = yaml.safe_load(export(eagle, [_pool(Layout(tp=8))], "trtllm").files["aggregated-config.yaml"])
+    assert cfg["speculative_config"] == {"decoding_type": "Eagle", "max_draft_len": 2,
+                                         "speculative_model_dir": "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B"}
     draft = _spec_problem({"method": "draft", "draft_tokens": 4, "acceptance": 0.7, "draft_model": "llama-3.1-8b"},
                           model="llama-3.1-70b")
     script = export(draft, [_pool(Layout(tp=8))], "vllm").files["aggregated-instance0-node0.sh"]

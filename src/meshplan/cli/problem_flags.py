@@ -65,6 +65,8 @@ def problem_options(fn: Callable | None = None, *, engine_flag: bool = True) -> 
         click.option("--accepted-tokens", type=float, help="Instead of --acceptance: mean draft tokens accepted per "
                      "iteration (SGLang's and vLLM's logged accept length minus 1)."),
         click.option("--draft-model", help="--spec draft: the draft model (catalog name or config.json path)."),
+        click.option("--draft-checkpoint", help="--spec eagle: the EAGLE head the engines load (Hugging Face id or "
+                     "folder); export needs it."),
         click.option("--top-k", type=int, help="Override the model's top-k (e.g. when the problem omits it)."),
         click.option("--redundant-experts", type=int, help="Redundant expert replicas (EPLB): ep must divide experts + "
                      "this (DeepSeek-V3 on EP72 runs with 32)."),
@@ -89,7 +91,7 @@ FLAG_OF_FIELD = {
     "model.top_k": "--top-k", "assumptions.redundant_experts": "--redundant-experts", "phase": "--phase", "serving": "--serving", "calibration": "--calibration",
     "hardware_profile": "--hardware-profile", "prefill_gpu": "--prefill-gpu", "speculative.method": "--spec", "speculative.draft_tokens": "--spec-tokens",
     "speculative.acceptance": "--acceptance", "speculative.accepted_tokens": "--accepted-tokens",
-    "speculative.draft_model": "--draft-model",
+    "speculative.draft_model": "--draft-model", "speculative.draft_checkpoint": "--draft-checkpoint",
     "precision.weights": "--weights", "precision.attention": "--attention-weights",
     "precision.experts": "--expert-weights", "precision.kv_cache": "--kv-cache",
 }
@@ -135,7 +137,7 @@ def overrides_from(kw: dict[str, Any], gpus_is_budget: bool) -> dict[str, Any]:
     }
 
 
-SPEC_FLAGS = ("spec", "spec_tokens", "acceptance", "accepted_tokens", "draft_model")
+SPEC_FLAGS = ("spec", "spec_tokens", "acceptance", "accepted_tokens", "draft_model", "draft_checkpoint")
 
 
 def _speculative(kw: dict[str, Any]) -> dict[str, Any] | None:
@@ -151,7 +153,8 @@ def _speculative(kw: dict[str, Any]) -> dict[str, Any] | None:
         if not all(finite_number(a) for a in acceptance):
             raise SpecError("--acceptance", kw["acceptance"], "must be numbers from 0 to 1, comma-separated")
     return {"method": kw.get("spec"), "draft_tokens": kw.get("spec_tokens"), "acceptance": acceptance,
-            "accepted_tokens": kw.get("accepted_tokens"), "draft_model": kw.get("draft_model")}
+            "accepted_tokens": kw.get("accepted_tokens"), "draft_model": kw.get("draft_model"),
+            "draft_checkpoint": kw.get("draft_checkpoint")}
 
 
 def refuse_problem_flags(kw: dict[str, Any]) -> None:

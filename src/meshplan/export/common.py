@@ -14,7 +14,7 @@ from meshplan.io.catalog import model_alias
 from meshplan.plan.pools import Pool
 from meshplan.specs.model import ModelSpec
 from meshplan.specs.problem import Problem
-from meshplan.specs.speculative import Speculative
+from meshplan.specs.speculative import SpecMethod, Speculative
 from meshplan.specs.workload import Phase
 
 _HF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -51,7 +51,7 @@ class PoolSettings:
     speculative: Speculative | None = None
     """The plan's speculative decoding (its problem has none when the plan decodes without it)."""
     draft_served: str | None = None
-    """What the engine loads as the draft model (method draft)."""
+    """What the engine loads as the draft: the draft model (method draft) or the EAGLE head."""
 
 
 def served_model(model: ModelSpec) -> str:
@@ -61,13 +61,32 @@ def served_model(model: ModelSpec) -> str:
     is refused rather than written."""
     ckpt = model.checkpoint
     if ckpt.endswith(".json"):  # a local config.json (io.catalog loads it from this path)
-        folder = str(PurePath(checked("model", ckpt)).parent)
-        return folder if not folder.startswith("-") else f"./{folder}"  # never read as a flag
+        return _folder(str(PurePath(checked("model", ckpt)).parent))
     ref = ckpt or model_alias(model.name)
     if not (_HF_ID.fullmatch(ref) or _BARE_NAME.fullmatch(ref)):
         raise SpecError("model" if ckpt else "model.name", ref, "is what the engine loads: a Hugging Face id "
                         "(owner/name of letters, digits, '.', '_', '-'), a catalog name or a config.json path")
     return ref
+
+
+def _folder(path: str) -> str:
+    """A folder as a script word that is never read as a flag."""
+    return path if not path.startswith("-") else f"./{path}"
+
+
+def draft_served(spec: Speculative | None) -> str | None:
+    """What the engine loads as the draft (None without one): the draft model's checkpoint, or the
+    EAGLE head the problem names (a Hugging Face id or a folder); an EAGLE plan without it cannot be
+    launched and is refused."""
+    if spec is None or spec.method is SpecMethod.MTP:
+        return None
+    if spec.draft_model is not None:
+        return served_model(spec.draft_model)
+    if spec.draft_checkpoint is None:
+        raise SpecError("speculative.draft_checkpoint", None, "missing; the launch configs load the EAGLE head: "
+                        "name it (--draft-checkpoint, a Hugging Face id or a folder)")
+    ref = checked("speculative.draft_checkpoint", spec.draft_checkpoint)
+    return ref if _HF_ID.fullmatch(ref) else _folder(ref)
 
 
 def context_tokens(problem: Problem) -> int:
@@ -93,8 +112,7 @@ def settings(problem: Problem, pool: Pool) -> PoolSettings:
         chunk_tokens=int(ci.budget),
         two_batch_overlap=bool(ci.tbo),
         redundant_experts=problem.assumptions.redundant_experts, gpus_per_node=problem.gpu.nvlink_domain_gpus,
-        is_moe=problem.model.is_moe, speculative=spec,
-        draft_served=served_model(spec.draft_model) if spec is not None and spec.draft_model is not None else None)
+        is_moe=problem.model.is_moe, speculative=spec, draft_served=draft_served(spec))
 
 
 @dataclass(kw_only=True)

@@ -11,7 +11,7 @@ sglang_router in front (SGLang PD-disaggregation docs).
 from __future__ import annotations
 
 from meshplan.export.common import Launch, PoolSettings, nodes_of_instance
-from meshplan.export.speculative import needs_eagle_head, sglang_flags
+from meshplan.export.speculative import sglang_flags
 from meshplan.export.shell import Env, Join, command, require_env, script
 from meshplan.plan.pools import Pool
 from meshplan.strategy.notation import to_sglang
@@ -49,7 +49,7 @@ def launch(pool: Pool, s: PoolSettings) -> Launch:
     for inst in range(lay.instances):
         for node in range(nodes):
             node_args = list(args)
-            lines = needs_eagle_head(s.speculative)
+            lines = []
             if nodes > 1:
                 node_args += [("--nnodes", nodes), ("--node-rank", node),
                               ("--dist-init-addr", Join((Env("HEAD_ADDR"), f":{DIST_PORT}")))]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from meshplan.export.common import Inexpressible, Launch, PoolSettings, nodes_of_instance
-from meshplan.export.speculative import needs_eagle_head, vllm_flags
+from meshplan.export.speculative import vllm_flags
 from meshplan.export.shell import Env, Join, command, export_env, require_env, script
 from meshplan.plan.pools import Pool
 from meshplan.strategy.notation import to_vllm
@@ -78,7 +78,7 @@ def launch(pool: Pool, s: PoolSettings) -> Launch:
             header = [f"vLLM 0.11, {s.role} pool, instance {inst} of {lay.instances}, node {node} of {nodes}",
                       f"layout {lay} ({lay.gpus_per_instance} GPUs per instance)",
                       "HEAD_ADDR: address of node 0 of this instance" if nodes > 1 else "one node"]
-            lines = ([NEED_HEAD] if nodes > 1 else []) + needs_eagle_head(s.speculative)
+            lines = [NEED_HEAD] if nodes > 1 else []
             out.files[f"{s.role}-instance{inst}-node{node}.sh"] = script(lines + env + [command(args)], header)
     return out
 

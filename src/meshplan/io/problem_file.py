@@ -265,7 +265,7 @@ def _prefill_gpu(value: Any, gpu: GpuSpec, notes: list[Note]) -> GpuSpec | None:
     return pre
 
 
-SPECULATIVE_KEYS = ("method", "draft_tokens", "acceptance", "accepted_tokens", "draft_model")
+SPECULATIVE_KEYS = ("method", "draft_tokens", "acceptance", "accepted_tokens", "draft_model", "draft_checkpoint")
 
 
 def _speculative(value: Any, model: ModelSpec, notes: list[Note]) -> Speculative | None:

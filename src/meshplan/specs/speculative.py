@@ -56,6 +56,9 @@ class Speculative(Spec):
     vLLM's logged accept length is 1 + this."""
     draft_model: ModelSpec | None = None
     """method draft: the draft model (a catalog name or config.json in the problem file)."""
+    draft_checkpoint: str | None = Field(default=None, min_length=1, max_length=500)
+    """method eagle: the EAGLE head the engines load (a Hugging Face id or a folder). Planning does
+    not need it (the head's shape is the model's); the launch configs do."""
 
     @field_validator("draft_tokens", "acceptance", "accepted_tokens", mode="before")
     @classmethod
@@ -80,6 +83,9 @@ class Speculative(Spec):
         if self.accepted_tokens is not None and self.accepted_tokens > self.draft_tokens:
             raise SpecError("speculative.accepted_tokens", self.accepted_tokens,
                             f"at most draft_tokens = {self.draft_tokens} (one iteration accepts no more than it drafts)")
+        if self.draft_checkpoint is not None and self.method is not SpecMethod.EAGLE:
+            raise SpecError("speculative.draft_checkpoint", self.draft_checkpoint, "names an EAGLE head; method "
+                            f"{self.method.value} takes none")
         if (self.method is SpecMethod.DRAFT) != (self.draft_model is not None):
             raise SpecError("speculative.draft_model", self.draft_model and self.draft_model.name,
                             "method draft needs a draft_model, and only it takes one")
