@@ -29,7 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from meshplan.errors import SpecError, finite_number, suggest
+from meshplan.errors import SpecError, suggest
 from meshplan.io.calibration import (DEFAULT_PROFILE, calibrated_assumptions, calibrated_engine, load_profile,
                                      partition_for)
 from meshplan.io.catalog import CATALOG, load_gpu, load_model
@@ -44,7 +44,8 @@ from meshplan.specs.hardware import GpuSpec
 from meshplan.specs.model import ModelSpec
 from meshplan.specs.problem import Note, Precision, Problem, SeedStrategy
 from meshplan.specs.speculative import SpecMethod, Speculative
-from meshplan.specs.workload import Phase, Requirements, Serving, WorkloadSpec
+from meshplan.io.workload_file import read_workload
+from meshplan.specs.workload import Phase, Requirements, Serving
 
 DEFAULT_PROBLEM = CATALOG / "problems" / "seed-10b-moe.md"
 """The seed's problem, bundled: what every command plans when given no problem."""
@@ -52,9 +53,6 @@ DEFAULT_PROBLEM = CATALOG / "problems" / "seed-10b-moe.md"
 TOP_KEYS = ("name", "model", "gpu", "gpus", "precision", "engine", "workload", "requirements", "phase", "serving", "strategy",
             "prefill_strategy", "decode_strategy", "assumptions", "calibration", "hardware_profile", "seed_strategy", "notes", "speculative",
             "prefill_gpu", "decode_gpu")
-WORKLOAD_KEYS = ("isl", "osl", "isl_max", "osl_max", "concurrency", "request_rate_per_s", "requests_per_client",
-                 "client_overhead_s", "prefix_hit_rate")
-
 
 def read_raw(path: str | Path) -> dict[str, Any]:
     """A problem file as a raw mapping in the file schema (Markdown goes through the seed reader)."""
@@ -117,69 +115,6 @@ def _model(value: Any) -> ModelSpec:
 
 def _gpu(value: Any) -> GpuSpec:
     return _catalog_or_mapping(value, "gpu", load_gpu, GpuSpec, "a catalog name")
-
-
-def _length(value: Any, field: str, notes: list[Note]) -> tuple[float, float]:
-    """A length as (mean, max): a number, or a [min, max] range read as uniform."""
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        lo, hi = (_tokens(v, field, value) for v in value)
-        if not 0 < lo <= hi:
-            raise SpecError(f"workload.{field}", list(value), "a range needs 0 < min <= max")
-        notes.append(Note(field=f"workload.{field}", message=(
-            f"range [{lo:g}, {hi:g}] read as uniform: planned at its mean {(lo + hi) / 2:g} tokens, "
-            f"memory sized for {hi:g}")))
-        return (lo + hi) / 2, hi
-    return _tokens(value, field, value), _tokens(value, field, value)
-
-
-MAX_TOKENS = 16_777_216
-"""Longest length a workload may state (2^24 tokens): above the longest published context windows
-(10 M tokens, Llama 4 Scout), so a typo of extra digits is refused rather than planned."""
-
-
-def _tokens(v: Any, field: str, written: Any) -> float:
-    """One length in tokens: a finite positive number up to MAX_TOKENS."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise SpecError(f"workload.{field}", written, "must be a number of tokens or a [min, max] range")
-    if isinstance(v, int) and v > MAX_TOKENS:  # compared as an integer: 10**400 has no float
-        raise SpecError(f"workload.{field}", written, f"more than {MAX_TOKENS:,} tokens; no model reads that many")
-    if not finite_number(v) or v <= 0:
-        raise SpecError(f"workload.{field}", written, "must be a positive, finite number of tokens")
-    if v > MAX_TOKENS:
-        raise SpecError(f"workload.{field}", written, f"more than {MAX_TOKENS:,} tokens; no model reads that many")
-    return float(v)
-
-
-def _workload(value: Any, notes: list[Note]) -> WorkloadSpec:
-    if not isinstance(value, dict):
-        raise SpecError("workload", value, "must be a mapping with isl and osl")
-    for key in value:
-        if key not in WORKLOAD_KEYS:
-            raise SpecError(f"workload.{key}", value[key], "unknown key" + suggest(key, list(WORKLOAD_KEYS)))
-    for key in ("isl", "osl"):
-        if key not in value:
-            raise SpecError(f"workload.{key}", None, "missing; give the mean length in tokens (--" + key + ")")
-    isl, isl_max = _length(value["isl"], "isl", notes)
-    osl, osl_max = _length(value["osl"], "osl", notes)
-    for key, mean in (("isl_max", isl), ("osl_max", osl)):
-        if value.get(key) is not None:
-            stated = _tokens(value[key], key, value[key])
-            if stated < mean:
-                raise SpecError(f"workload.{key}", value[key], f"below the mean length {mean:g}")
-    workload = build(WorkloadSpec, dict(
-        isl_tokens=isl, isl_max_tokens=max(isl_max, float(value.get("isl_max") or 0)),
-        osl_tokens=osl, osl_max_tokens=max(osl_max, float(value.get("osl_max") or 0)),
-        concurrency=value.get("concurrency"), request_rate_per_s=value.get("request_rate_per_s"),
-        requests_per_client=value.get("requests_per_client"),
-        client_overhead_s=value.get("client_overhead_s", 0.0), prefix_hit_rate=value.get("prefix_hit_rate", 0.0)),
-        "workload")
-    if workload.prefix_hit_rate > 0:
-        notes.append(Note(field="workload.prefix_hit_rate", message=(
-            f"prefix cache: {workload.prefix_hit_rate:.1%} of each prompt's {workload.isl_tokens:,.0f} tokens are found "
-            f"cached (stated, not derived), so prefill computes {workload.computed_prompt_tokens:,.0f} tokens per prompt, "
-            "each attending to the whole prompt; the KV cache is still sized for whole prompts, and the cache itself "
-            "lives in KV memory the running requests leave free")))
-    return workload
 
 
 def _precision(value: Any, model: ModelSpec, notes: list[Note]) -> Precision:
@@ -356,7 +291,7 @@ def problem_from_raw(raw: dict[str, Any]) -> Problem:
     if isinstance(raw["model"], dict) and raw["model"].get("top_k") is not None and not model.is_moe:
         raise SpecError("model.top_k", raw["model"]["top_k"], f"{model.name} is dense (no experts); top-k is the "
                         "number of experts each token is routed to")
-    workload = _workload(raw["workload"], notes)
+    workload = read_workload(raw["workload"], notes)
     precision = _precision(raw.get("precision"), model, notes)
     calibration = raw.get("calibration", DEFAULT_PROFILE)
     if calibration is not None and not isinstance(calibration, str):
