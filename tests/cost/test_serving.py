@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from meshplan.cost.capacity import decode_capacity
-from meshplan.cost.closed_loop import md1_wait, solve_aggregated, solve_disaggregated
+from meshplan.cost.closed_loop import adp_balance_wait_s, harmonic, md1_wait, solve_aggregated, solve_disaggregated
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.cost.serving import disaggregated, kv_transfer_s
@@ -106,6 +106,49 @@ def test_requests_beyond_the_kv_capacity_wait_for_a_slot():
     rate = cap / (float(at.ttft_s) + 2000 * float(at.tpot_s))
     assert math.isclose(float(over.ttft_s - at.ttft_s), 10 / rate)
     assert math.isclose(float(over.tpot_s), float(at.tpot_s))
+
+
+BALANCED = {"name": "trtllm", "attention_dp_balance": True, "adp_balance_timeout_iters": 60,
+            "adp_balance_batching_wait_iters": 10}
+
+
+def test_harmonic_numbers():
+    # H(1) = 1, H(2) = 1.5, H(8) = 761/280 = 2.717857...; the series is within 1/(120 n^4).
+    assert math.isclose(float(harmonic(1)), 1.0, abs_tol=1e-2)
+    assert math.isclose(float(harmonic(2)), 1.5, abs_tol=1e-3)
+    assert math.isclose(float(harmonic(8)), 761 / 280, abs_tol=1e-5)
+
+
+def test_attention_dp_balancing_holds_a_prompt_until_every_rank_has_one_or_the_timeout():
+    ci = _ci(engine=BALANCED)
+    # dp 2, 4 requests per rank each sending at 4/s: 8 prompts/s reach the instance; both ranks
+    # have one after 2 x H(2) = 3 arrivals (0.375 s), under the 60 x 20 ms = 1.2 s timeout, then 10
+    # iterations (0.2 s) of batching wait: a 0.575 s cycle, half of it waited: 0.2875 s.
+    two = Par.of(1, 2, 1, 1, 1)
+    assert math.isclose(float(adp_balance_wait_s(ci, two, 4.0, 4.0, 0.020)), 0.2875, rel_tol=1e-3)
+    # dp 8 at 1/s per request (8 prompts/s): 8 x H(8) = 21.7 arrivals take 2.72 s, past the
+    # timeout: the cycle is the timeout's 1.2 s and the mean wait 0.6 s.
+    eight = Par.of(1, 8, 1, 1, 1)
+    assert math.isclose(float(adp_balance_wait_s(ci, eight, 4.0, 1.0, 0.020)), 0.6)
+    # A single request per rank has nothing to decode while its next prompt waits: released at once.
+    assert float(adp_balance_wait_s(ci, eight, 1.0, 1.0, 0.020)) == 0.0
+    # No attention dp, or the engine's default (balancing off): no wait.
+    assert float(adp_balance_wait_s(ci, PAR, 4.0, 4.0, 0.020)) == 0.0
+    assert float(adp_balance_wait_s(_ci(), eight, 4.0, 1.0, 0.020)) == 0.0
+
+
+def test_attention_dp_balancing_adds_its_wait_to_ttft_alone():
+    eight = Par.of(1, 8, 1, 1, 1)
+    base = solve_aggregated(_ci(), eight, np.array(32.0), step=_step)
+    held = solve_aggregated(_ci(engine=dict(BALANCED, adp_balance_batching_wait_iters=0)), eight,
+                            np.array(32.0), step=_step)
+    # As in the first test: TTFT 65 ms, TPOT 11.584 ms, so a request lives 65 + 100 x 11.584 =
+    # 1,223.4 ms and each rank sends 32 / 1.2234 = 26.156 prompts/s, 209.25/s over 8 ranks. Every rank
+    # has one after 8 x H(8) = 21.74 arrivals, 103.9 ms, under the 60-iteration timeout (695 ms):
+    # the mean prompt waits half of it, 51.96 ms, and TTFT is 116.96 ms; TPOT does not change.
+    assert math.isclose(float(base.ttft_s), 0.065)
+    assert math.isclose(float(held.ttft_s), 0.065 + 0.05196, rel_tol=1e-3)
+    assert math.isclose(float(held.tpot_s), float(base.tpot_s))
 
 
 def test_md1_wait():

@@ -199,3 +199,17 @@ def test_an_eagle_head_is_named_in_the_problem_and_a_draft_model_comes_from_the_
                           model="llama-3.1-70b")
     script = export(draft, [_pool(Layout(tp=8))], "vllm").files["aggregated-instance0-node0.sh"]
     assert '"method": "draft_model", "num_speculative_tokens": 4, "model": "meta-llama/Meta-Llama-3.1-8B"' in script
+
+
+def test_attention_dp_balancing_is_launched_as_it_was_costed():
+    import yaml
+    raw = {"model": "deepseek-v3", "gpu": "h800", "precision": {"weights": "fp8", "kv_cache": "fp8"},
+           "workload": {"isl": 2000, "osl": 500},
+           "engine": {"name": "trtllm", "attention_dp_balance": True, "adp_balance_timeout_iters": 60,
+                      "adp_balance_batching_wait_iters": 0}}
+    lay = Layout(tp=1, dp=8, ep=8)
+    cfg = yaml.safe_load(export(problem_from_raw(raw), [_pool(lay)], "trtllm").files["aggregated-config.yaml"])
+    assert cfg["enable_attention_dp"] is True
+    assert cfg["attention_dp_config"] == {"enable_balance": True, "timeout_iters": 60, "batching_wait_iters": 0}
+    plain = yaml.safe_load(export(_problem(), [_pool(lay)], "trtllm").files["aggregated-config.yaml"])
+    assert "attention_dp_config" not in plain

@@ -23,6 +23,18 @@ def test_a_rows_source_names_its_client():
     assert harness_of("bench; silicon_concurrency=4") is AS_STATED
 
 
+def test_a_run_is_served_with_its_launch_scripts_engine_settings(tmp_path):
+    cases, _ = _read(tmp_path, [_row(id="ix", silicon_data_source=INFERENCEX, attention_dp_size=8, tp_size=1),
+                                _row(id="aic", silicon_data_source=AIC, attention_dp_size=8, tp_size=1)])
+    ix, aic = (case_problem(c).engine for c in cases)
+    # InferenceX's trtllm-serve scripts turn attention-dp balancing on (timeout 60, batching wait 0);
+    # a client whose launch is not known keeps TensorRT-LLM's default, off.
+    assert ix.attention_dp_balance and ix.adp_balance_timeout_iters == 60 and ix.adp_balance_batching_wait_iters == 0
+    assert not aic.attention_dp_balance
+    assert harness_of(INFERENCEX).settings_for("sglang", "deepseek-r1") == {}
+    assert harness_of(INFERENCEX).settings_for("trtllm", "gpt-oss-120b") == {"attention_dp_balance": True}
+
+
 def test_inferencex_draws_lengths_from_eight_tenths_to_the_whole():
     # benchmark_serving.py sample_random_requests: uniform on [int(1024 x 0.8), 1024] = [819, 1024].
     assert harness_of(INFERENCEX).lengths(1024) == [819.0, 1024.0]

@@ -67,6 +67,13 @@ def test_unknown_engine_field_is_one_line_with_a_suggestion():
     assert err.value.field == "engine.host_gap" and "host_gap_s" in str(err.value)
 
 
+def test_attention_dp_balancing_is_tensorrt_llms_alone():
+    assert _problem({"name": "trtllm", "attention_dp_balance": True}).engine.adp_balance_timeout_iters == 50
+    with pytest.raises(SpecError) as err:
+        _problem({"name": "sglang", "attention_dp_balance": True})
+    assert err.value.field.startswith("engine") and "only TensorRT-LLM" in str(err.value)
+
+
 def test_bad_engine_field_value_names_the_rule():
     with pytest.raises(SpecError) as err:
         _problem({"name": "sglang", "host_gap_s": -1})

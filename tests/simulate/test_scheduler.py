@@ -212,3 +212,20 @@ def test_an_unchunked_prompt_over_the_budget_runs_whole_beside_the_decodes():
     # not after 0 has finished.
     res = _run(_trace([0.0, 0.015], [10, 150], [5, 2]), _policy(budget=100, chunked=False))
     assert math.isclose(res.requests.first_s[1], 0.0316)
+
+
+def test_attention_dp_balancing_holds_a_lone_prompt_until_the_timeout():
+    balanced = Policy(mixed=True, chunked=True, budget=1000, max_running=1000, kv_tokens=10**9, reserve_full=False,
+                      adp_timeout_iters=5)
+    # Two ranks: requests 0 and 1 (100-token prompts, 50 out) start together, one on each rank, and
+    # are prefilled at once (11 ms). Request 2 (100 tokens) reaches rank 0 at 12 ms; rank 1 has no
+    # prompt, so it is held: one decode iteration to 21 ms (the wait counter at 1), three more to
+    # 51 ms (at 4), and the fifth iteration since the release carries it: first token at 62 ms.
+    trace = _trace([0.0, 0.0, 0.012], [100, 100, 100], [50, 50, 2])
+    held = _run(trace, balanced, dp=2).requests
+    assert np.allclose(held.first_s, [0.011, 0.011, 0.062])
+    # Without balancing it joins the iteration after its arrival: 21 ms + 11 ms = 32 ms.
+    assert math.isclose(_run(trace, _policy(), dp=2).requests.first_s[2], 0.032)
+    # A second prompt reaching rank 1 at 13 ms gives every rank one: both go in at 21 ms.
+    both = _run(_trace([0.0, 0.0, 0.012, 0.013], [100] * 4, [50, 50, 2, 2]), balanced, dp=2).requests
+    assert np.allclose(both.first_s[2:], [0.032, 0.032])

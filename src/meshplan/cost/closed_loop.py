@@ -22,7 +22,9 @@ slot, Little's law):
   b = n x ISL / budget prefill batches and OSL - 1 decode iterations; the j-th batch's prompts
   wait j batches for their first token and b - j more before decoding resumes, so
   TTFT = wait + (b + 1) / 2 batches and TPOT = decode + (b - 1) / 2 batches / (OSL - 1).
-Attention-dp ranks run in lockstep and receive their share of every clump together.
+Attention-dp ranks run in lockstep and receive their share of every clump together. With
+TensorRT-LLM's attention-dp balancing (EngineProfile.attention_dp_balance) a prompt is also held
+until every rank has one, or for a timeout (``adp_balance_wait_s``).
 
 With a prefix cache (WorkloadSpec.prefix_hit_rate) ISL above is the part of a prompt prefill
 computes; its tokens attend to the cached prefix as well.
@@ -77,6 +79,39 @@ class Serving:
     """Requests in flight per instance."""
     prefill_share: object
     """Share of a rank's iterations that carry prefill work (0 for disaggregated)."""
+
+
+def adp_balance_wait_s(ci: CostInputs, par: Par, held, rate, iteration_s):
+    """Mean time TensorRT-LLM's attention-dp balancing (EngineProfile.attention_dp_balance) holds a
+    prompt, with ``held`` requests per rank each sending its next prompt at ``rate`` per second.
+
+    The instance's dp ranks receive prompts at dp x rate per second. A new request goes to a rank
+    below the mean number of active requests (TensorRT-LLM _balance_requests_across_ranks), in a
+    closed loop the rank whose request has just finished, which is any rank alike; so every rank has a
+    prompt after dp x H(dp) arrivals (the coupon collector's mean, H the harmonic number). Held prompts
+    are released then, after batching-wait iterations more, or when the timeout's iterations have
+    passed, whichever comes first (the timeout counter restarts at each release); a prompt arriving
+    at a uniform moment of that cycle waits half of it. A rank with a single request has nothing to
+    decode while its next prompt waits, and the engine then releases at once: no wait below two
+    requests per rank.
+    Hand check: dp 2, held 4, rate 4/s (8 prompts/s), 20 ms iterations, timeout 60 (1.2 s), batching
+    10 (0.2 s): fill 2 x 1.5 / 8 = 0.375 s, cycle 0.575 s, wait 0.2875 s; with dp 8 the fill is
+    8 x 2.718 / 32 = 0.68 s at 4/s, and at 1/s (8 prompts/s) 2.72 s: past the timeout, wait 0.6 s."""
+    e = ci.engine
+    dp = np.asarray(par.dp, dtype=float)
+    arrivals = np.maximum(np.asarray(rate, dtype=float) * dp, 1e-12)
+    fill = dp * harmonic(dp) / arrivals
+    timeout = e.adp_balance_timeout_iters * iteration_s
+    cycle = np.where(fill < timeout, fill + e.adp_balance_batching_wait_iters * iteration_s, timeout)
+    on = e.attention_dp_balance & (dp > 1) & (np.asarray(held) >= 2.0)
+    return np.where(on, cycle / 2.0, 0.0)
+
+
+def harmonic(n):
+    """H(n) = 1 + 1/2 + ... + 1/n by its asymptotic series ln n + gamma + 1/(2n) - 1/(12 n^2), within
+    1/(120 n^4) (Abramowitz and Stegun 6.3.18). Hand check: n = 2 gives 1.4995 (exact 1.5)."""
+    n = np.maximum(np.asarray(n, dtype=float), 1.0)
+    return np.log(n) + 0.5772156649015329 + 1.0 / (2.0 * n) - 1.0 / (12.0 * n * n)
 
 
 def _chunks(ci: CostInputs, room, isl: float):
@@ -135,6 +170,8 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
                            ci.engine.cuda_graph_mixed & (n_dec + p_first <= gmax)).cycle_s
             ttft = ttft + (first - 1.0) / 2.0 * t_first / ci.requests_per_client
         life = ttft + steps * tpot
+        held_back = adp_balance_wait_s(ci, par, held, held / life, tpot)
+        ttft, life = ttft + held_back, life + held_back
     else:
         batches = np.maximum(1.0, np.ceil(held * isl / budget))
         p = held * isl / batches

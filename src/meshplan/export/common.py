@@ -52,6 +52,9 @@ class PoolSettings:
     """The plan's speculative decoding (its problem has none when the plan decodes without it)."""
     draft_served: str | None = None
     """What the engine loads as the draft: the draft model (method draft) or the EAGLE head."""
+    adp_balance: tuple[int, int] | None = None
+    """TensorRT-LLM attention-dp balancing as the plan was costed with it: (timeout_iters,
+    batching_wait_iters); None when off (EngineProfile.attention_dp_balance)."""
 
 
 def served_model(model: ModelSpec) -> str:
@@ -112,7 +115,9 @@ def settings(problem: Problem, pool: Pool) -> PoolSettings:
         chunk_tokens=int(ci.budget),
         two_batch_overlap=bool(ci.tbo),
         redundant_experts=problem.assumptions.redundant_experts, gpus_per_node=problem.gpu.nvlink_domain_gpus,
-        is_moe=problem.model.is_moe, speculative=spec, draft_served=draft_served(spec))
+        is_moe=problem.model.is_moe, speculative=spec, draft_served=draft_served(spec),
+        adp_balance=((problem.engine.adp_balance_timeout_iters, problem.engine.adp_balance_batching_wait_iters)
+                     if problem.engine.attention_dp_balance else None))
 
 
 @dataclass(kw_only=True)

@@ -36,6 +36,9 @@ def config(pool: Pool, s: PoolSettings) -> dict:
         "kv_cache_config": {"free_gpu_memory_fraction": round(s.memory_fraction, 3),
                             **({"dtype": "fp8"} if s.kv_fp8 else {})},
     })
+    if s.adp_balance is not None and f["enable_attention_dp"]:
+        cfg["attention_dp_config"] = {"enable_balance": True, "timeout_iters": s.adp_balance[0],
+                                      "batching_wait_iters": s.adp_balance[1]}
     if lay.ep > 1:
         # WIDEEP is TensorRT-LLM's large-scale EP backend (all-to-all across nodes, load balancer).
         cfg["moe_config"] = {"backend": "WIDEEP" if lay.ep > s.gpus_per_node else "CUTLASS"}

@@ -18,6 +18,17 @@ from meshplan.io.catalog import CATALOG
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Launch:
+    """Engine settings a harness's launch scripts pass for one engine (and, where the scripts differ
+    by model, for some models): EngineProfile fields, as a problem's ``engine`` key may restate them."""
+
+    engine: str
+    models: tuple[str, ...] = ()
+    """Catalog model names (``deepseek-r1``) the scripts are for; empty: every model."""
+    settings: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Harness:
     name: str
     description: str
@@ -33,6 +44,18 @@ class Harness:
     """How the clients' first requests go out, in request lifetimes (TTFT + (OSL - 1) x TPOT): 0
     all at once, 1 evenly over one lifetime. Only the simulation models it (a run that starts spread
     never forms the waves that fixed lengths would otherwise keep whole)."""
+
+    launch: tuple[Launch, ...] = ()
+    """Engine settings its launch scripts set: the runs were served so, not with the defaults."""
+
+    def settings_for(self, engine: str, model: str) -> dict[str, object]:
+        """The profile fields its launch scripts set for ``engine`` (trtllm, sglang, vllm) serving the
+        catalog model ``model``; later entries win."""
+        out: dict[str, object] = {}
+        for entry in self.launch:
+            if entry.engine == engine and (not entry.models or model in entry.models):
+                out.update(entry.settings)
+        return out
 
     def lengths(self, nominal: int) -> float | list[float]:
         """The workload's length for a row's nominal ``nominal`` tokens: a number when fixed, else
@@ -56,7 +79,9 @@ def load_harnesses() -> tuple[Harness, ...]:
                          length_range_ratio=float(h["length_range_ratio"]),
                          requests_per_client=h.get("requests_per_client"),
                          client_overhead_s=h.get("client_overhead_s"),
-                         start_spread=float(h.get("start_spread", 0.0)))
+                         start_spread=float(h.get("start_spread", 0.0)),
+                         launch=tuple(Launch(engine=e["engine"], models=tuple(e.get("models") or ()),
+                                             settings=tuple(e["settings"].items())) for e in h.get("launch") or ()))
                  for name, h in raw["harnesses"].items())
 
 

@@ -103,6 +103,11 @@ class Policy:
     """Speculative decoding: per draft position, the chance the target accepts it given the earlier
     ones were (Speculative.rates); empty without it. A decode iteration then yields 1 + the accepted
     run of drafts per sequence."""
+    adp_timeout_iters: int = 0
+    """TensorRT-LLM attention-dp balancing (EngineProfile.attention_dp_balance): iterations new
+    prompts may be held until every rank of the group has one; 0 when the engine does not balance."""
+    adp_batching_iters: int = 0
+    """Further iterations they are held once every rank has one (batching_wait_iters)."""
 
     @property
     def most_tokens_per_step(self) -> int:

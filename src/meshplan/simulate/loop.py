@@ -9,7 +9,10 @@ of dp attention-dp ranks that run in lockstep: an iteration of a group takes as 
 rank's (step_table). A request goes to the rank with the fewest waiting and running requests (the
 least-loaded balancing of vLLM's DP coordinator; ties to the lowest rank). With the overlap
 scheduler the next iteration is formed while the current one runs, so a request that arrives
-during iteration k joins iteration k + 2 at the earliest; without it, k + 1.
+during iteration k joins iteration k + 2 at the earliest; without it, k + 1. With TensorRT-LLM's
+attention-dp balancing (Policy.adp_timeout_iters) an aggregated group holds its new prompts until
+every rank has one, or until the timeout's iterations since the last release have passed, then
+batching-wait iterations more while every rank decodes (``_balance``).
 
 Events are ordered by (time, kind, sequence number), arrivals before iterations at equal times, so
 a run is deterministic. Runs of identical pure-decode iterations (nothing waits that could be
@@ -34,6 +37,8 @@ from meshplan.simulate.requests import Arrivals, RequestStream
 from meshplan.simulate.step_table import StepTable
 
 ARRIVE, HANDOFF, READY = 0, 1, 2
+UNCAPPED = 1 << 30
+"""No limit on a run of identical iterations (``_balance``)."""
 
 
 class Role(StrEnum):
@@ -80,6 +85,10 @@ class Group:
     """The iterations running now: (plans, start, seconds each, count); applied when they end."""
     version: int = 0
     """Bumped when a run of iterations is cut short: READY events of an older version are stale."""
+    adp_wait: int = 0
+    """Attention-dp balancing: iterations since the group last released its held prompts."""
+    adp_batch: int = 0
+    """Attention-dp balancing: iterations held since every rank had a prompt."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -140,10 +149,10 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
             grp.last_start_s = t
             push(t, READY, (g, grp.version))
         elif grp.inflight is not None:  # a run of identical iterations stops at the first boundary after t
-            plans, start, dt, steps = grp.inflight
+            plans, start, dt, steps, held = grp.inflight
             cut = max(1, math.ceil((t - start) / dt - 1e-9)) if dt > 0 else 1
             if cut < steps:
-                grp.inflight = (plans, start, dt, cut)
+                grp.inflight = (plans, start, dt, cut, held)
                 grp.version += 1
                 push(start + dt * cut, READY, (g, grp.version))
 
@@ -188,8 +197,12 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
             continue  # superseded: the run of iterations was cut short
         pool = grp.pool
         if grp.inflight is not None:  # the iterations that end now
-            plans, start, dt, steps = grp.inflight
+            plans, start, dt, steps, held = grp.inflight
             grp.inflight = None
+            if held == "wait":
+                grp.adp_wait += steps
+            elif held == "batch":
+                grp.adp_batch += steps
             out.iterations += steps
             out.busy_s[g] += dt * steps
             if keep_spans:
@@ -208,7 +221,8 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
                 rank.handed.clear()
             grp.last_start_s = start + dt * (steps - 1)
         cutoff = grp.last_start_s if pool.overlap else t
-        plans = [rank.plan(r, pool.policy, cutoff) for rank in grp.ranks]
+        held, most = _balance(r, grp, cutoff)
+        plans = [rank.plan(r, pool.policy, -math.inf if held else cutoff) for rank in grp.ranks]
         out.preemptions += sum(p.preempted for p in plans)
         if not any(p.decoding.size or p.chunks for p in plans):
             pending = [r.arrive_s[rank.waiting[0]] for rank in grp.ranks if rank.waiting]
@@ -219,12 +233,39 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
             else:
                 grp.busy = False
             continue
-        steps = _steps(r, grp, plans, pool.policy, cutoff)
+        steps = min(_steps(r, grp, plans, pool.policy, cutoff), most)
         dt = max(_time(r, pool.table, p, steps) for p in plans)
-        grp.inflight = (plans, t, dt, steps)
+        grp.inflight = (plans, t, dt, steps, held)
         push(t + dt * steps, READY, (g, grp.version))
     out.end_s = float(np.nanmax(r.finish_s)) if r.finish_s.size else 0.0
     return out
+
+
+def _balance(r: Requests, grp: Group, cutoff: float) -> tuple[str, int]:
+    """Whether TensorRT-LLM's attention-dp balancing holds the group's new prompts this iteration
+    ("wait": not every rank has one; "batch": every rank has one and waits for more; "": released)
+    and for at most how many iterations; as pyexecutor _balance_adp_requests counts them, one per
+    iteration, the wait counter running whether or not a prompt waits. Aggregated groups only: a
+    rank with nothing to decode releases at once."""
+    pol = grp.pool.policy
+    if not pol.adp_timeout_iters or grp.pool.role is not Role.AGGREGATED or len(grp.ranks) < 2:
+        return "", UNCAPPED
+    has_prompt = [bool(rank.prefilling) or bool(rank.waiting and r.arrive_s[rank.waiting[0]] <= cutoff)
+                  for rank in grp.ranks]
+    all_decode = all(rank.decoding for rank in grp.ranks)
+    if all(has_prompt):  # released, after batching-wait iterations while every rank decodes
+        grp.adp_wait = 0
+        if all_decode and grp.adp_batch < pol.adp_batching_iters:
+            return "batch", pol.adp_batching_iters - grp.adp_batch
+        grp.adp_batch = 0
+        return "", 1
+    if not all_decode:  # a rank with nothing to decode: released at once
+        grp.adp_wait = 0
+        return "", UNCAPPED
+    if grp.adp_wait + 1 >= pol.adp_timeout_iters:  # the timeout's iteration releases, and counting restarts
+        grp.adp_wait = 0
+        return "", 1
+    return "wait", pol.adp_timeout_iters - 1 - grp.adp_wait
 
 
 def _time(r: Requests, table: StepTable, p: Plan, steps: int) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from meshplan.specs.base import Spec
 from meshplan.specs.dtypes import DType
@@ -155,12 +155,29 @@ class EngineProfile(Spec):
     attention_dp_balancing: str = ""
     """How new requests are spread over attention-dp ranks (for reports; the step model assumes
     each rank gets its share of every clump)."""
+    attention_dp_balance: bool = False
+    """TensorRT-LLM attention_dp_config.enable_balance: under attention dp, new prompts wait until
+    every rank has one (so that context phases run on all ranks in the same iteration), or until
+    adp_balance_timeout_iters iterations have passed, and then adp_balance_batching_wait_iters
+    more while every rank also decodes (TensorRT-LLM tech blog 10, "ADP Balance Strategy").
+    Aggregated serving only: a prefill-only or decode-only worker never waits."""
+    adp_balance_timeout_iters: int = Field(default=50, ge=0)
+    """Iterations a prompt may wait for every rank to have one (AttentionDpConfig.timeout_iters)."""
+    adp_balance_batching_wait_iters: int = Field(default=10, ge=0)
+    """Further iterations to gather prompts once every rank has one (batching_wait_iters)."""
     two_batch_overlap: bool = False
     """Default state of two-batch overlap (SGLang --enable-two-batch-overlap, vLLM --enable-dbo)."""
     attention_kernels: str = ""
     """Default attention kernels (for reports)."""
     moe_kernels: str = ""
     """Default MoE kernels (for reports)."""
+
+    @model_validator(mode="after")
+    def _balance_is_trtllm(self) -> "EngineProfile":
+        if self.attention_dp_balance and self.engine is not Engine.TRTLLM:
+            raise ValueError(f"attention_dp_balance = true: only TensorRT-LLM has it ({self.display_name} "
+                             "spreads requests over attention-dp ranks without waiting)")
+        return self
 
     def tier(self, tiers: tuple[Tier, ...], memory_bytes: float) -> int:
         """The value of ``tiers`` for a GPU with ``memory_bytes`` (the highest tier it reaches)."""
