@@ -82,6 +82,15 @@ def test_separate_policy_prefills_whole_waves_first():
     assert math.isclose(float(s.tpot_s), 0.01075)
 
 
+def test_sglangs_receive_interval_makes_a_prompt_wait_half_of_it():
+    s = solve_aggregated(_ci(engine={"name": "sglang", "recv_interval_iters": 30}), PAR, np.array(32.0), step=_step)
+    # As above, but new requests are read once every 30 decode iterations: the mean prompt waits 15
+    # of them, and one more for the overlap scheduler's formed iteration, 160 ms, then its wave's
+    # (4 + 1)/2 prefill batches of 50 ms: TTFT = 160 + 125 = 285 ms. TPOT does not change.
+    assert math.isclose(float(s.ttft_s), 0.285)
+    assert math.isclose(float(s.tpot_s), 0.01075)
+
+
 def test_a_prefix_cache_leaves_prefill_only_the_uncached_tokens():
     ci = _ci(prefix_hit_rate=0.5)
     s = solve_aggregated(ci, PAR, np.array(32.0), step=_step)

@@ -31,8 +31,17 @@ def test_a_run_is_served_with_its_launch_scripts_engine_settings(tmp_path):
     # a client whose launch is not known keeps TensorRT-LLM's default, off.
     assert ix.attention_dp_balance and ix.adp_balance_timeout_iters == 60 and ix.adp_balance_batching_wait_iters == 0
     assert not aic.attention_dp_balance
-    assert harness_of(INFERENCEX).settings_for("sglang", "deepseek-r1") == {}
+    assert harness_of(INFERENCEX).settings_for("vllm", "deepseek-r1") == {}
     assert harness_of(INFERENCEX).settings_for("trtllm", "gpt-oss-120b") == {"attention_dp_balance": True}
+
+
+def test_launch_settings_may_depend_on_the_gpu_and_the_concurrency():
+    def recv(model, gpu, conc):
+        return harness_of(INFERENCEX).settings_for("sglang", model, gpu, conc).get("recv_interval_iters")
+    # InferenceX's SGLang scripts for DeepSeek on B200 read new requests every 10 decode iterations
+    # below 16 clients and every 30 from 16 up; on H200 they keep SGLang's default (every iteration).
+    assert recv("deepseek-r1", "b200", 8) == 10 and recv("deepseek-r1", "b200", 16) == 30
+    assert recv("deepseek-r1", "h200", 64) is None and recv("qwen3.5-397b-a17b", "b300", 64) == 10
 
 
 def test_inferencex_draws_lengths_from_eight_tenths_to_the_whole():

@@ -229,3 +229,17 @@ def test_attention_dp_balancing_holds_a_lone_prompt_until_the_timeout():
     # A second prompt reaching rank 1 at 13 ms gives every rank one: both go in at 21 ms.
     both = _run(_trace([0.0, 0.0, 0.012, 0.013], [100] * 4, [50, 50, 2, 2]), balanced, dp=2).requests
     assert np.allclose(both.first_s[2:], [0.032, 0.032])
+
+
+def test_sglangs_receive_interval_takes_new_requests_in_every_so_many_decode_iterations():
+    every3 = Policy(mixed=False, chunked=True, budget=1000, max_running=1000, kv_tokens=10**9, reserve_full=False,
+                    recv_interval=3)
+    # Request 0 (100-token prompt, 50 out) is prefilled by 11 ms; the next iteration reads the queue
+    # (one follows every prefill) and finds nothing. Request 1 (100 tokens) arrives at 12 ms, during
+    # the first decode iteration (11-21 ms); the queue is read again after three decode iterations,
+    # at 41 ms, and its prefill ends at 52 ms.
+    trace = _trace([0.0, 0.012], [100, 100], [50, 2])
+    res = _run(trace, every3).requests
+    assert np.allclose(res.first_s, [0.011, 0.052])
+    # Read at every iteration it joins the next one, at 21 ms: first token at 32 ms.
+    assert math.isclose(_run(trace, _policy(mixed=False)).requests.first_s[1], 0.032)

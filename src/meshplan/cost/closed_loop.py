@@ -13,7 +13,8 @@ slot, Little's law):
   decodes; the n / g clumps of a rank stay one iteration apart, so a fraction
   f = (n / g) x chunks / (OSL - 1 + chunks) of iterations carries prefill. TPOT is the mean
   iteration; TTFT is the wait for the iteration being scheduled (1.5 iterations when the overlap
-  scheduler has formed the next one already, else 0.5) plus the clump's own chunk iterations. The
+  scheduler has formed the next one already, else 0.5; with SGLang's receive interval of R decode
+  iterations, R / 2 instead of 0.5) plus the clump's own chunk iterations. The
   run's first wave arrives all at once and is prefilled in whole clumps (room / ISL prompts each),
   n / whole x chunks iterations; over a run of R requests per client the mean one waits half of
   them beyond its own, once in R: (n / whole x chunks - 1) / 2 such iterations / R.
@@ -143,7 +144,9 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
     gmax = graph_limit(ci, par)
     ctx = w.decode_context_tokens
     steps = max(osl - 1.0, 1.0) / ci.spec_tau  # decode iterations per request (tau tokens each)
-    wait_iterations = 0.5 + overlapped(ci, par)
+    # A prompt waits for the iteration being formed, or with SGLang's receive interval for the next
+    # point where requests are taken in: half the interval's decode iterations on average.
+    wait_iterations = ci.engine.recv_interval_iters / 2.0 + overlapped(ci, par)
     if ci.mixed:
         room = np.maximum(budget - held * (1.0 + ci.spec_k), 1.0)  # decodes take 1 (+ K drafts) tokens each
         n_chunks, _ = _chunks(ci, room, isl)

@@ -25,7 +25,15 @@ class Launch:
     engine: str
     models: tuple[str, ...] = ()
     """Catalog model names (``deepseek-r1``) the scripts are for; empty: every model."""
+    gpus: tuple[str, ...] = ()
+    """Catalog GPU names (``b200``) the scripts are for; empty: every GPU."""
+    min_concurrency: int = 0
+    """The scripts set these from this concurrency up (some settings change with CONC)."""
     settings: tuple[tuple[str, object], ...] = ()
+
+    def applies(self, engine: str, model: str, gpu: str, concurrency: float) -> bool:
+        return (self.engine == engine and (not self.models or model in self.models)
+                and (not self.gpus or gpu in self.gpus) and concurrency >= self.min_concurrency)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -48,12 +56,12 @@ class Harness:
     launch: tuple[Launch, ...] = ()
     """Engine settings its launch scripts set: the runs were served so, not with the defaults."""
 
-    def settings_for(self, engine: str, model: str) -> dict[str, object]:
+    def settings_for(self, engine: str, model: str, gpu: str = "", concurrency: float = 0.0) -> dict[str, object]:
         """The profile fields its launch scripts set for ``engine`` (trtllm, sglang, vllm) serving the
-        catalog model ``model``; later entries win."""
+        catalog model ``model`` on the catalog GPU ``gpu`` at ``concurrency``; later entries win."""
         out: dict[str, object] = {}
         for entry in self.launch:
-            if entry.engine == engine and (not entry.models or model in entry.models):
+            if entry.applies(engine, model, gpu, concurrency):
                 out.update(entry.settings)
         return out
 
@@ -81,6 +89,7 @@ def load_harnesses() -> tuple[Harness, ...]:
                          client_overhead_s=h.get("client_overhead_s"),
                          start_spread=float(h.get("start_spread", 0.0)),
                          launch=tuple(Launch(engine=e["engine"], models=tuple(e.get("models") or ()),
+                                             gpus=tuple(e.get("gpus") or ()), min_concurrency=int(e.get("min_concurrency", 0)),
                                              settings=tuple(e["settings"].items())) for e in h.get("launch") or ()))
                  for name, h in raw["harnesses"].items())
 

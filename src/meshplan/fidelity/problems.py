@@ -44,7 +44,7 @@ def case_problem(case: SiliconCase, calibration: str | None = DEFAULT_PROFILE) -
     per client are the client's where its source states them, else the profile's benchmark factor;
     engine settings its launch scripts pass (Harness.engine_settings) replace the engine's defaults."""
     ckpt, prec = case_precision(case)
-    load_gpu(case.gpu)
+    gpu = load_gpu(case.gpu)
     profile = load_profile(calibration)
     h = case.harness
     workload = {"isl": h.lengths(case.isl), "osl": h.lengths(case.osl), "concurrency": case.concurrency}
@@ -61,7 +61,7 @@ def case_problem(case: SiliconCase, calibration: str | None = DEFAULT_PROFILE) -
     raw = {
         "name": case.id, "model": ckpt, "gpu": case.gpu,
         "engine": {"name": case.engine.value, "version": case.engine_version or None,
-                   **h.settings_for(case.engine.value, load_model(case.model).name)},
+                   **h.settings_for(case.engine.value, load_model(case.model).name, gpu.name, case.concurrency)},
         "precision": {k: (v.value if v is not None else None) for k, v in prec.model_dump().items()},
         "workload": workload,
         "serving": "disaggregated" if case.disaggregated else "aggregated",

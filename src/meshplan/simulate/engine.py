@@ -108,6 +108,9 @@ class Policy:
     prompts may be held until every rank of the group has one; 0 when the engine does not balance."""
     adp_batching_iters: int = 0
     """Further iterations they are held once every rank has one (batching_wait_iters)."""
+    recv_interval: int = 1
+    """SGLang's receive interval (EngineProfile.recv_interval_iters): new requests are taken in once
+    every this many decode iterations, at once after an iteration with prefill or when idle."""
 
     @property
     def most_tokens_per_step(self) -> int:

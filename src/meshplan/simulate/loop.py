@@ -12,7 +12,9 @@ scheduler the next iteration is formed while the current one runs, so a request 
 during iteration k joins iteration k + 2 at the earliest; without it, k + 1. With TensorRT-LLM's
 attention-dp balancing (Policy.adp_timeout_iters) an aggregated group holds its new prompts until
 every rank has one, or until the timeout's iterations since the last release have passed, then
-batching-wait iterations more while every rank decodes (``_balance``).
+batching-wait iterations more while every rank decodes (``_balance``). With SGLang's receive
+interval (Policy.recv_interval) a group takes in new requests only every that many decode
+iterations, at once after an iteration with prefill or when it has nothing to decode (``_receive``).
 
 Events are ordered by (time, kind, sequence number), arrivals before iterations at equal times, so
 a run is deterministic. Runs of identical pure-decode iterations (nothing waits that could be
@@ -89,6 +91,12 @@ class Group:
     """Attention-dp balancing: iterations since the group last released its held prompts."""
     adp_batch: int = 0
     """Attention-dp balancing: iterations held since every rank had a prompt."""
+    recv_count: int = 0
+    """Receive interval: decode iterations since the group last took in new requests."""
+    recv_s: float = 0.0
+    """Receive interval: requests that reached the engine up to this time have been taken in."""
+    took_prefill: bool = False
+    """The last iteration carried prefill: the next one takes in new requests (SchedulerRecvSkipper)."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -203,6 +211,9 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
                 grp.adp_wait += steps
             elif held == "batch":
                 grp.adp_batch += steps
+            grp.took_prefill = any(p.chunks for p in plans)
+            if not grp.took_prefill:
+                grp.recv_count += steps
             out.iterations += steps
             out.busy_s[g] += dt * steps
             if keep_spans:
@@ -221,6 +232,7 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
                 rank.handed.clear()
             grp.last_start_s = start + dt * (steps - 1)
         cutoff = grp.last_start_s if pool.overlap else t
+        cutoff, gated, until_recv = _receive(grp, cutoff)
         held, most = _balance(r, grp, cutoff)
         plans = [rank.plan(r, pool.policy, -math.inf if held else cutoff) for rank in grp.ranks]
         out.preemptions += sum(p.preempted for p in plans)
@@ -233,12 +245,27 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
             else:
                 grp.busy = False
             continue
-        steps = min(_steps(r, grp, plans, pool.policy, cutoff), most)
+        steps = min(_steps(r, grp, plans, pool.policy, math.inf if gated else cutoff), most, until_recv)
         dt = max(_time(r, pool.table, p, steps) for p in plans)
         grp.inflight = (plans, t, dt, steps, held)
         push(t + dt * steps, READY, (g, grp.version))
     out.end_s = float(np.nanmax(r.finish_s)) if r.finish_s.size else 0.0
     return out
+
+
+def _receive(grp: Group, cutoff: float) -> tuple[float, bool, int]:
+    """(the latest arrival the group may take in now, whether its receive interval holds newer ones
+    back, iterations until its next read). SGLang's SchedulerRecvSkipper: requests are read after an
+    iteration with prefill, when nothing decodes, or once the decode iterations since the last read
+    reach the interval, whether or not any came. The decode pool of a disaggregated deployment takes
+    in handed-off requests as they come."""
+    pol = grp.pool.policy
+    if pol.recv_interval <= 1 or grp.pool.role is Role.DECODE:
+        return cutoff, False, UNCAPPED
+    if grp.took_prefill or grp.recv_count >= pol.recv_interval or not any(rank.decoding for rank in grp.ranks):
+        grp.recv_s, grp.recv_count = max(grp.recv_s, cutoff), 0
+        return cutoff, False, pol.recv_interval
+    return min(cutoff, grp.recv_s), True, pol.recv_interval - grp.recv_count
 
 
 def _balance(r: Requests, grp: Group, cutoff: float) -> tuple[str, int]:

@@ -165,6 +165,10 @@ class EngineProfile(Spec):
     """Iterations a prompt may wait for every rank to have one (AttentionDpConfig.timeout_iters)."""
     adp_balance_batching_wait_iters: int = Field(default=10, ge=0)
     """Further iterations to gather prompts once every rank has one (batching_wait_iters)."""
+    recv_interval_iters: int = Field(default=1, ge=1)
+    """SGLang --scheduler-recv-interval: the scheduler takes in new requests once every this many
+    decode iterations (and at once after an iteration with prefill, or when idle), so a request
+    reaching a decoding engine waits for the next of those points (SchedulerRecvSkipper)."""
     two_batch_overlap: bool = False
     """Default state of two-batch overlap (SGLang --enable-two-batch-overlap, vLLM --enable-dbo)."""
     attention_kernels: str = ""
@@ -177,6 +181,9 @@ class EngineProfile(Spec):
         if self.attention_dp_balance and self.engine is not Engine.TRTLLM:
             raise ValueError(f"attention_dp_balance = true: only TensorRT-LLM has it ({self.display_name} "
                              "spreads requests over attention-dp ranks without waiting)")
+        if self.recv_interval_iters > 1 and self.engine is not Engine.SGLANG:
+            raise ValueError(f"recv_interval_iters = {self.recv_interval_iters}: only SGLang has it "
+                             f"({self.display_name} takes in new requests at every iteration)")
         return self
 
     def tier(self, tiers: tuple[Tier, ...], memory_bytes: float) -> int:
