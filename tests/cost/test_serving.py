@@ -130,12 +130,12 @@ def test_harmonic_numbers():
 
 def test_attention_dp_balancing_holds_a_prompt_until_every_rank_has_one_or_the_timeout():
     ci = _ci(engine=BALANCED)
-    # dp 2, 4 requests per rank each sending at 4/s: 8 prompts/s reach the instance; both ranks
+    # dp 2, 4 requests per rank sending 4 prompts/s per rank: 8/s reach the instance; both ranks
     # have one after 2 x H(2) = 3 arrivals (0.375 s), under the 60 x 20 ms = 1.2 s timeout, then 10
     # iterations (0.2 s) of batching wait: a 0.575 s cycle, half of it waited: 0.2875 s.
     two = Par.of(1, 2, 1, 1, 1)
     assert math.isclose(float(adp_balance_wait_s(ci, two, 4.0, 4.0, 0.020)), 0.2875, rel_tol=1e-3)
-    # dp 8 at 1/s per request (8 prompts/s): 8 x H(8) = 21.7 arrivals take 2.72 s, past the
+    # dp 8 at 1 prompt/s per rank (8/s): 8 x H(8) = 21.7 arrivals take 2.72 s, past the
     # timeout: the cycle is the timeout's 1.2 s and the mean wait 0.6 s.
     eight = Par.of(1, 8, 1, 1, 1)
     assert math.isclose(float(adp_balance_wait_s(ci, eight, 4.0, 1.0, 0.020)), 0.6)

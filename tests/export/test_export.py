@@ -213,3 +213,12 @@ def test_attention_dp_balancing_is_launched_as_it_was_costed():
     assert cfg["attention_dp_config"] == {"enable_balance": True, "timeout_iters": 60, "batching_wait_iters": 0}
     plain = yaml.safe_load(export(_problem(), [_pool(lay)], "trtllm").files["aggregated-config.yaml"])
     assert "attention_dp_config" not in plain
+
+
+def test_sglangs_receive_interval_is_launched_as_it_was_costed():
+    raw = {"model": "deepseek-v3", "gpu": "h800", "precision": {"weights": "fp8", "kv_cache": "fp8"},
+           "workload": {"isl": 2000, "osl": 500}, "engine": {"name": "sglang", "recv_interval_iters": 30}}
+    script = export(problem_from_raw(raw), [_pool(Layout(tp=8))], "sglang").files["aggregated-instance0-node0.sh"]
+    assert "--scheduler-recv-interval 30" in command(script, "python -m sglang")
+    plain = export(_problem(), [_pool(Layout(tp=8))], "sglang").files["aggregated-instance0-node0.sh"]
+    assert "--scheduler-recv-interval" not in plain

@@ -44,6 +44,16 @@ def test_launch_settings_may_depend_on_the_gpu_and_the_concurrency():
     assert recv("deepseek-r1", "h200", 64) is None and recv("qwen3.5-397b-a17b", "b300", 64) == 10
 
 
+def test_a_launch_entry_with_an_unknown_key_is_refused():
+    import pytest
+    from meshplan.errors import SpecError
+    from meshplan.fidelity.harness import launch_entry
+    with pytest.raises(SpecError) as err:
+        launch_entry("x", {"engine": "sglang", "gpu": ["b200"], "settings": {"recv_interval_iters": 10}})
+    assert err.value.field == "harnesses.yaml x.launch.gpu"
+    assert launch_entry("x", {"engine": "sglang", "serving": "aggregated", "settings": {}}).serving == "aggregated"
+
+
 def test_inferencex_draws_lengths_from_eight_tenths_to_the_whole():
     # benchmark_serving.py sample_random_requests: uniform on [int(1024 x 0.8), 1024] = [819, 1024].
     assert harness_of(INFERENCEX).lengths(1024) == [819.0, 1024.0]

@@ -71,14 +71,14 @@ def test_attention_dp_balancing_is_tensorrt_llms_alone():
     assert _problem({"name": "trtllm", "attention_dp_balance": True}).engine.adp_balance_timeout_iters == 50
     with pytest.raises(SpecError) as err:
         _problem({"name": "sglang", "attention_dp_balance": True})
-    assert err.value.field.startswith("engine") and "only TensorRT-LLM" in str(err.value)
+    assert err.value.field == "engine.attention_dp_balance" and "only TensorRT-LLM" in str(err.value)
 
 
 def test_a_receive_interval_is_sglangs_alone():
     assert _problem({"name": "sglang", "recv_interval_iters": 30}).engine.recv_interval_iters == 30
     with pytest.raises(SpecError) as err:
         _problem({"name": "vllm", "recv_interval_iters": 30})
-    assert "only SGLang" in str(err.value)
+    assert err.value.field == "engine.recv_interval_iters" and "only SGLang" in str(err.value)
 
 
 def test_bad_engine_field_value_names_the_rule():

@@ -229,6 +229,11 @@ def test_attention_dp_balancing_holds_a_lone_prompt_until_the_timeout():
     # A second prompt reaching rank 1 at 13 ms gives every rank one: both go in at 21 ms.
     both = _run(_trace([0.0, 0.0, 0.012, 0.013], [100] * 4, [50, 50, 2, 2]), balanced, dp=2).requests
     assert np.allclose(both.first_s[2:], [0.032, 0.032])
+    # With a batching wait of 2 they are held two more decode iterations (21-41 ms): in at 41, out at 52.
+    batching = Policy(mixed=True, chunked=True, budget=1000, max_running=1000, kv_tokens=10**9, reserve_full=False,
+                      adp_timeout_iters=5, adp_batching_iters=2)
+    late = _run(_trace([0.0, 0.0, 0.012, 0.013], [100] * 4, [50, 50, 2, 2]), batching, dp=2).requests
+    assert np.allclose(late.first_s[2:], [0.052, 0.052])
 
 
 def test_sglangs_receive_interval_takes_new_requests_in_every_so_many_decode_iterations():

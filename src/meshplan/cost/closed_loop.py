@@ -13,8 +13,7 @@ slot, Little's law):
   decodes; the n / g clumps of a rank stay one iteration apart, so a fraction
   f = (n / g) x chunks / (OSL - 1 + chunks) of iterations carries prefill. TPOT is the mean
   iteration; TTFT is the wait for the iteration being scheduled (1.5 iterations when the overlap
-  scheduler has formed the next one already, else 0.5; with SGLang's receive interval of R decode
-  iterations, R / 2 instead of 0.5) plus the clump's own chunk iterations. The
+  scheduler has formed the next one already, else 0.5) plus the clump's own chunk iterations. The
   run's first wave arrives all at once and is prefilled in whole clumps (room / ISL prompts each),
   n / whole x chunks iterations; over a run of R requests per client the mean one waits half of
   them beyond its own, once in R: (n / whole x chunks - 1) / 2 such iterations / R.
@@ -22,7 +21,8 @@ slot, Little's law):
   of a wave starts decoding after the last prefill batch, so the waves stay whole. A wave is
   b = n x ISL / budget prefill batches and OSL - 1 decode iterations; the j-th batch's prompts
   wait j batches for their first token and b - j more before decoding resumes, so
-  TTFT = wait + (b + 1) / 2 batches and TPOT = decode + (b - 1) / 2 batches / (OSL - 1).
+  TTFT = wait + (b + 1) / 2 batches and TPOT = decode + (b - 1) / 2 batches / (OSL - 1). With
+  SGLang's receive interval of R decode iterations the wait is R / 2 iterations instead of 0.5.
 Attention-dp ranks run in lockstep and receive their share of every clump together. With
 TensorRT-LLM's attention-dp balancing (EngineProfile.attention_dp_balance) a prompt is also held
 until every rank has one, or for a timeout (``adp_balance_wait_s``).
@@ -84,7 +84,7 @@ class Serving:
 
 def adp_balance_wait_s(ci: CostInputs, par: Par, held, rate, iteration_s):
     """Mean time TensorRT-LLM's attention-dp balancing (EngineProfile.attention_dp_balance) holds a
-    prompt, with ``held`` requests per rank each sending its next prompt at ``rate`` per second.
+    prompt, with ``held`` requests per rank sending ``rate`` prompts per second per rank in all.
 
     The instance's dp ranks receive prompts at dp x rate per second. A new request goes to a rank
     below the mean number of active requests (TensorRT-LLM _balance_requests_across_ranks), in a
@@ -94,7 +94,8 @@ def adp_balance_wait_s(ci: CostInputs, par: Par, held, rate, iteration_s):
     passed, whichever comes first (the timeout counter restarts at each release); a prompt arriving
     at a uniform moment of that cycle waits half of it. A rank with a single request has nothing to
     decode while its next prompt waits, and the engine then releases at once: no wait below two
-    requests per rank.
+    requests per rank. Not modelled: a rank whose every request waits as a prompt also has nothing to
+    decode and releases at once, which shortens the wait at few requests per rank.
     Hand check: dp 2, held 4, rate 4/s (8 prompts/s), 20 ms iterations, timeout 60 (1.2 s), batching
     10 (0.2 s): fill 2 x 1.5 / 8 = 0.375 s, cycle 0.575 s, wait 0.2875 s; with dp 8 the fill is
     8 x 2.718 / 32 = 0.68 s at 4/s, and at 1/s (8 prompts/s) 2.72 s: past the timeout, wait 0.6 s."""
@@ -103,7 +104,8 @@ def adp_balance_wait_s(ci: CostInputs, par: Par, held, rate, iteration_s):
     arrivals = np.maximum(np.asarray(rate, dtype=float) * dp, 1e-12)
     fill = dp * harmonic(dp) / arrivals
     timeout = e.adp_balance_timeout_iters * iteration_s
-    cycle = np.where(fill < timeout, fill + e.adp_balance_batching_wait_iters * iteration_s, timeout)
+    batching = e.adp_balance_batching_wait_iters * iteration_s if e.adp_balance_batching_wait_iters else 0.0
+    cycle = np.where(fill < timeout, fill + batching, timeout)
     on = e.attention_dp_balance & (dp > 1) & (np.asarray(held) >= 2.0)
     return np.where(on, cycle / 2.0, 0.0)
 
@@ -145,8 +147,10 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
     ctx = w.decode_context_tokens
     steps = max(osl - 1.0, 1.0) / ci.spec_tau  # decode iterations per request (tau tokens each)
     # A prompt waits for the iteration being formed, or with SGLang's receive interval for the next
-    # point where requests are taken in: half the interval's decode iterations on average.
-    wait_iterations = ci.engine.recv_interval_iters / 2.0 + overlapped(ci, par)
+    # point where requests are taken in: half the interval's decode iterations on average (an engine
+    # with nothing to decode, a lone request's, reads at once).
+    recv = np.where(held * par.dp > 1.0, ci.engine.recv_interval_iters, 1.0)
+    wait_iterations = recv / 2.0 + overlapped(ci, par)
     if ci.mixed:
         room = np.maximum(budget - held * (1.0 + ci.spec_k), 1.0)  # decodes take 1 (+ K drafts) tokens each
         n_chunks, _ = _chunks(ci, room, isl)

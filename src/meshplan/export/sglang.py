@@ -40,6 +40,8 @@ def launch(pool: Pool, s: PoolSettings) -> Launch:
              ("--mem-fraction-static", f"{s.memory_fraction:g}"), ("--chunked-prefill-size", s.chunk_tokens)]
     if s.kv_fp8:
         args.append(("--kv-cache-dtype", "fp8_e4m3"))
+    if s.recv_interval > 1:
+        args.append(("--scheduler-recv-interval", s.recv_interval))
     args += sglang_flags(s.speculative, s.draft_served)
     if s.two_batch_overlap and lay.ep > 1:
         args.append(("--enable-two-batch-overlap",))

@@ -14,6 +14,7 @@ from functools import cache
 
 import yaml
 
+from meshplan.errors import SpecError
 from meshplan.io.catalog import CATALOG
 
 
@@ -29,11 +30,35 @@ class Launch:
     """Catalog GPU names (``b200``) the scripts are for; empty: every GPU."""
     min_concurrency: int = 0
     """The scripts set these from this concurrency up (some settings change with CONC)."""
+    serving: str = ""
+    """``aggregated`` or ``disaggregated``: the runs the scripts launch; empty: both."""
     settings: tuple[tuple[str, object], ...] = ()
 
-    def applies(self, engine: str, model: str, gpu: str, concurrency: float) -> bool:
+    def applies(self, engine: str, model: str, gpu: str, concurrency: float, disaggregated: bool) -> bool:
         return (self.engine == engine and (not self.models or model in self.models)
-                and (not self.gpus or gpu in self.gpus) and concurrency >= self.min_concurrency)
+                and (not self.gpus or gpu in self.gpus) and concurrency >= self.min_concurrency
+                and self.serving in ("", "disaggregated" if disaggregated else "aggregated"))
+
+
+LAUNCH_KEYS = {"engine", "models", "gpus", "min_concurrency", "serving", "settings"}
+
+
+def launch_entry(name: str, entry: dict) -> Launch:
+    """One ``launch`` entry of harnesses.yaml, its keys checked (a typo would silently never match)."""
+    where = f"harnesses.yaml {name}.launch"
+    if not isinstance(entry, dict) or not isinstance(entry.get("settings"), dict) or "engine" not in entry:
+        raise SpecError(where, entry, "an entry has engine and a settings mapping")
+    for key in entry:
+        if key not in LAUNCH_KEYS:
+            raise SpecError(f"{where}.{key}", entry[key], "unknown key; use " + ", ".join(sorted(LAUNCH_KEYS)))
+    for key in ("models", "gpus"):
+        if not isinstance(entry.get(key, []), list):
+            raise SpecError(f"{where}.{key}", entry[key], "a list of catalog names")
+    if entry.get("serving", "") not in ("", "aggregated", "disaggregated"):
+        raise SpecError(f"{where}.serving", entry["serving"], "aggregated or disaggregated")
+    return Launch(engine=entry["engine"], models=tuple(entry.get("models", ())), gpus=tuple(entry.get("gpus", ())),
+                  min_concurrency=int(entry.get("min_concurrency", 0)), serving=entry.get("serving", ""),
+                  settings=tuple(entry["settings"].items()))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -56,12 +81,14 @@ class Harness:
     launch: tuple[Launch, ...] = ()
     """Engine settings its launch scripts set: the runs were served so, not with the defaults."""
 
-    def settings_for(self, engine: str, model: str, gpu: str = "", concurrency: float = 0.0) -> dict[str, object]:
+    def settings_for(self, engine: str, model: str, gpu: str = "", concurrency: float = 0.0,
+                     disaggregated: bool = False) -> dict[str, object]:
         """The profile fields its launch scripts set for ``engine`` (trtllm, sglang, vllm) serving the
-        catalog model ``model`` on the catalog GPU ``gpu`` at ``concurrency``; later entries win."""
+        catalog model ``model`` on the catalog GPU ``gpu`` at ``concurrency``, aggregated or
+        disaggregated; later entries win."""
         out: dict[str, object] = {}
         for entry in self.launch:
-            if entry.applies(engine, model, gpu, concurrency):
+            if entry.applies(engine, model, gpu, concurrency, disaggregated):
                 out.update(entry.settings)
         return out
 
@@ -88,9 +115,7 @@ def load_harnesses() -> tuple[Harness, ...]:
                          requests_per_client=h.get("requests_per_client"),
                          client_overhead_s=h.get("client_overhead_s"),
                          start_spread=float(h.get("start_spread", 0.0)),
-                         launch=tuple(Launch(engine=e["engine"], models=tuple(e.get("models") or ()),
-                                             gpus=tuple(e.get("gpus") or ()), min_concurrency=int(e.get("min_concurrency", 0)),
-                                             settings=tuple(e["settings"].items())) for e in h.get("launch") or ()))
+                         launch=tuple(launch_entry(name, e) for e in h.get("launch") or ()))
                  for name, h in raw["harnesses"].items())
 
 

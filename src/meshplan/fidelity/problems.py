@@ -42,7 +42,7 @@ def case_problem(case: SiliconCase, calibration: str | None = DEFAULT_PROFILE) -
     sent (fidelity.harness: InferenceX draws them from [0.8 x len, len]) and its concurrency,
     under a calibration profile (``none``: the sourced defaults, which a fit starts from). Requests
     per client are the client's where its source states them, else the profile's benchmark factor;
-    engine settings its launch scripts pass (Harness.engine_settings) replace the engine's defaults."""
+    engine settings its launch scripts pass (Harness.settings_for) replace the engine's defaults."""
     ckpt, prec = case_precision(case)
     gpu = load_gpu(case.gpu)
     profile = load_profile(calibration)
@@ -61,7 +61,8 @@ def case_problem(case: SiliconCase, calibration: str | None = DEFAULT_PROFILE) -
     raw = {
         "name": case.id, "model": ckpt, "gpu": case.gpu,
         "engine": {"name": case.engine.value, "version": case.engine_version or None,
-                   **h.settings_for(case.engine.value, load_model(case.model).name, gpu.name, case.concurrency)},
+                   **h.settings_for(case.engine.value, load_model(case.model).name, gpu.name, case.concurrency,
+                                    case.disaggregated)},
         "precision": {k: (v.value if v is not None else None) for k, v in prec.model_dump().items()},
         "workload": workload,
         "serving": "disaggregated" if case.disaggregated else "aggregated",

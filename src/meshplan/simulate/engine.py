@@ -160,6 +160,15 @@ class Rank:
         held = r.cached[i] + r.to_prefill[i] if r.to_prefill[i] > 0 else r.isl[i] + r.generated[i]
         return int(held + (r.osl[i] - r.generated[i] if pol.reserve_full else 0))
 
+    def has_prompt(self, r: Requests, pol: Policy, cutoff_s: float) -> bool:
+        """A prompt this rank would schedule now: one mid-prefill, or a waiting one that reached the
+        engine by ``cutoff_s`` and fits (batch limit and KV room)."""
+        if self.prefilling:
+            return True
+        head = self.waiting[0] if self.waiting else None
+        return head is not None and r.arrive_s[head] <= cutoff_s and r.to_prefill[head] > 0 \
+            and self._admissible(r, pol, head)
+
     def _admissible(self, r: Requests, pol: Policy, i: int) -> bool:
         """Room for one more: under the batch limit, and its KV (whole length when reserved; else
         its prompt with a token for each decoding request's next step, so that admitting it does

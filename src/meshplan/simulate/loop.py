@@ -40,7 +40,7 @@ from meshplan.simulate.step_table import StepTable
 
 ARRIVE, HANDOFF, READY = 0, 1, 2
 UNCAPPED = 1 << 30
-"""No limit on a run of identical iterations (``_balance``)."""
+"""No limit on a run of identical iterations (``_balance``, ``_receive``)."""
 
 
 class Role(StrEnum):
@@ -84,7 +84,8 @@ class Group:
     busy: bool = False
     last_start_s: float = 0.0
     inflight: tuple | None = None
-    """The iterations running now: (plans, start, seconds each, count); applied when they end."""
+    """The iterations running now: (plans, start, seconds each, count, how attention-dp balancing
+    held them: "wait", "batch" or ""); applied when they end."""
     version: int = 0
     """Bumped when a run of iterations is cut short: READY events of an older version are stale."""
     adp_wait: int = 0
@@ -270,15 +271,16 @@ def _receive(grp: Group, cutoff: float) -> tuple[float, bool, int]:
 
 def _balance(r: Requests, grp: Group, cutoff: float) -> tuple[str, int]:
     """Whether TensorRT-LLM's attention-dp balancing holds the group's new prompts this iteration
-    ("wait": not every rank has one; "batch": every rank has one and waits for more; "": released)
-    and for at most how many iterations; as pyexecutor _balance_adp_requests counts them, one per
-    iteration, the wait counter running whether or not a prompt waits. Aggregated groups only: a
-    rank with nothing to decode releases at once."""
+    ("wait": not every rank has one it could schedule; "batch": every rank has one and waits for
+    more; "": released) and for at most how many iterations; as pyexecutor _balance_adp_requests
+    counts them, one per iteration, the wait counter running whether or not a prompt waits.
+    Aggregated groups only: a rank with nothing to decode releases at once. Not modelled: the hold
+    also pauses the later chunks of a prompt being prefilled in chunks (TensorRT-LLM's chunked
+    prefill is off by default), and the batching counter is reset on every release."""
     pol = grp.pool.policy
     if not pol.adp_timeout_iters or grp.pool.role is not Role.AGGREGATED or len(grp.ranks) < 2:
         return "", UNCAPPED
-    has_prompt = [bool(rank.prefilling) or bool(rank.waiting and r.arrive_s[rank.waiting[0]] <= cutoff)
-                  for rank in grp.ranks]
+    has_prompt = [rank.has_prompt(r, pol, cutoff) for rank in grp.ranks]
     all_decode = all(rank.decoding for rank in grp.ranks)
     if all(has_prompt):  # released, after batching-wait iterations while every rank decodes
         grp.adp_wait = 0

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
+from meshplan.errors import SpecError
 from meshplan.specs.base import Spec
 from meshplan.specs.dtypes import DType
 
@@ -161,7 +162,7 @@ class EngineProfile(Spec):
     adp_balance_timeout_iters iterations have passed, and then adp_balance_batching_wait_iters
     more while every rank also decodes (TensorRT-LLM tech blog 10, "ADP Balance Strategy").
     Aggregated serving only: a prefill-only or decode-only worker never waits."""
-    adp_balance_timeout_iters: int = Field(default=50, ge=0)
+    adp_balance_timeout_iters: int = Field(default=50, ge=1)
     """Iterations a prompt may wait for every rank to have one (AttentionDpConfig.timeout_iters)."""
     adp_balance_batching_wait_iters: int = Field(default=10, ge=0)
     """Further iterations to gather prompts once every rank has one (batching_wait_iters)."""
@@ -179,11 +180,11 @@ class EngineProfile(Spec):
     @model_validator(mode="after")
     def _balance_is_trtllm(self) -> "EngineProfile":
         if self.attention_dp_balance and self.engine is not Engine.TRTLLM:
-            raise ValueError(f"attention_dp_balance = true: only TensorRT-LLM has it ({self.display_name} "
-                             "spreads requests over attention-dp ranks without waiting)")
+            raise SpecError("engine.attention_dp_balance", True, f"only TensorRT-LLM has it ({self.display_name} "
+                            "spreads requests over attention-dp ranks without waiting)")
         if self.recv_interval_iters > 1 and self.engine is not Engine.SGLANG:
-            raise ValueError(f"recv_interval_iters = {self.recv_interval_iters}: only SGLang has it "
-                             f"({self.display_name} takes in new requests at every iteration)")
+            raise SpecError("engine.recv_interval_iters", self.recv_interval_iters, f"only SGLang has it "
+                            f"({self.display_name} takes in new requests at every iteration)")
         return self
 
     def tier(self, tiers: tuple[Tier, ...], memory_bytes: float) -> int:
