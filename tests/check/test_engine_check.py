@@ -108,3 +108,25 @@ def test_engine_and_kv_format_of_the_command_are_used():
     r = _report(sglang="python -m sglang.launch_server --model-path Qwen/Qwen3-30B-A3B --tp 2 --kv-cache-dtype "
                        "fp8_e4m3", gpu="h100-sxm", isl=1024.0, osl=256.0)
     assert r.evaluation["engine"]["engine"] == "sglang" and r.evaluation["precision"]["kv_cache"] == "fp8"
+
+
+def test_scheduler_settings_a_command_states_are_costed(tmp_path):
+    from meshplan.check.engine_check import _raw
+    from meshplan.check.engines import parse_sglang, parse_trtllm
+    from meshplan.io.problem_file import problem_from_raw
+    sgl = parse_sglang("python -m sglang.launch_server --model-path deepseek-ai/DeepSeek-V3 --tp-size 8 "
+                       "--scheduler-recv-interval 30")
+    assert sgl.engine_settings == (("recv_interval_iters", 30),) and "--scheduler-recv-interval" not in sgl.ignored
+    raw = _raw(sgl, "h200", None, "cmd", 1000.0, 500.0, 4096, None, "none")
+    assert problem_from_raw(raw).engine.recv_interval_iters == 30
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("tensor_parallel_size: 8\nenable_attention_dp: true\nattention_dp_config:\n  enable_balance: true\n"
+                   "  timeout_iters: 60\n")
+    trt = parse_trtllm(str(cfg), "deepseek-ai/DeepSeek-V3")
+    # batching_wait_iters left out: TensorRT-LLM's AttentionDpConfig default, 10.
+    assert dict(trt.engine_settings) == {"attention_dp_balance": True, "adp_balance_timeout_iters": 60,
+                                         "adp_balance_batching_wait_iters": 10}
+    cfg.write_text("tensor_parallel_size: 8\nattention_dp_config:\n  enable_balance: maybe\n")
+    with pytest.raises(SpecError) as err:
+        parse_trtllm(str(cfg), "deepseek-ai/DeepSeek-V3")
+    assert err.value.field == "attention_dp_config.enable_balance"

@@ -71,9 +71,9 @@ def _lengths(r: EngineReading, isl: float | None, osl: float | None) -> tuple[in
 def _raw(r: EngineReading, gpu: str, weights: str | None, source: str, isl: float, osl: float, context: int,
          concurrency: int | None, calibration: str | None = None) -> dict:
     """The problem the command serves: its engine (with its cap on running requests, when the
-    command sets one), the checkpoint's formats unless --weights or a KV-cache format says
+    command sets one, and the scheduler settings it states), the checkpoint's formats unless --weights or a KV-cache format says
     otherwise, and the command's memory fraction."""
-    engine: dict = {"name": r.engine.value}
+    engine: dict = {"name": r.engine.value, **dict(r.engine_settings)}
     if r.max_running_per_rank is not None:
         engine["max_batch"] = [{"min_memory_gib": 0, "value": r.max_running_per_rank}]
     precision = {k: v for k, v in (("weights", weights), ("kv_cache", r.kv_cache_dtype and r.kv_cache_dtype.value))

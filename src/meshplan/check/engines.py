@@ -62,6 +62,9 @@ class EngineReading:
     memory_flag: str = ""
     kv_cache_dtype: DType | None = None
     """The KV-cache format the command asks for; None: the checkpoint's ('auto')."""
+    engine_settings: tuple[tuple[str, object], ...] = ()
+    """Engine profile fields the command sets that change step or queueing time (SGLang
+    --scheduler-recv-interval, TensorRT-LLM attention_dp_config): the check costs them."""
     refusals: tuple[str, ...] = ()
     """Flag combinations the engine itself rejects at start-up."""
     ignored: tuple[str, ...] = ()
@@ -260,8 +263,10 @@ def parse_sglang(cmd: str) -> EngineReading:
         lay = from_sglang(tp_v, dp_v, dp_attention, ep_v, pp_v, is_moe=_is_moe(model))
         layout = lay if dp_attention or dp_v == 1 else lay.with_instances(dp_v)
     context = a.whole("--context-length")
+    recv = a.whole("--scheduler-recv-interval")
     return EngineReading(
         engine=Engine.SGLANG, model=model, layout=layout, context_tokens=None if context is None else context[1],
+        engine_settings=(("recv_interval_iters", recv[1]),) if recv is not None and recv[1] > 1 else (),
         context_flag="--context-length", max_running_per_rank=per_rank, running_flag="--max-running-requests",
         memory_fraction=a.fraction("--mem-fraction-static") or 0.88, memory_flag="--mem-fraction-static",
         kv_cache_dtype=a.choice(SGLANG_KV_DTYPES, "SGLang", "--kv-cache-dtype"), refusals=tuple(refusals),
@@ -290,5 +295,7 @@ def parse_trtllm(path: str, model: str | None = None) -> EngineReading:
         engine=Engine.TRTLLM, model=name, layout=layout, context_tokens=cfg.max_seq_len, context_flag="max_seq_len",
         max_running_per_rank=cfg.max_batch_size, running_flag="max_batch_size",
         memory_fraction=cfg.free_gpu_memory_fraction, memory_flag="kv_cache_config.free_gpu_memory_fraction",
-        kv_cache_dtype=cfg.kv_cache_dtype, refusals=tuple(refusals),
-        ignored=cfg.ignored)
+        kv_cache_dtype=cfg.kv_cache_dtype, refusals=tuple(refusals), ignored=cfg.ignored,
+        engine_settings=(() if cfg.adp_balance is None else
+                         (("attention_dp_balance", True), ("adp_balance_timeout_iters", cfg.adp_balance[0]),
+                          ("adp_balance_batching_wait_iters", cfg.adp_balance[1]))))

@@ -44,6 +44,9 @@ class TrtllmConfig:
     free_gpu_memory_fraction: float = 0.9
     """KvCacheConfig default 0.9."""
     kv_cache_dtype: DType | None = None
+    adp_balance: tuple[int, int] | None = None
+    """attention_dp_config with enable_balance: (timeout_iters, batching_wait_iters), TensorRT-LLM's
+    AttentionDpConfig defaults 50 and 10 where unset; None when balancing is off."""
     ignored: tuple[str, ...] = ()
 
 
@@ -76,6 +79,25 @@ def _kv_cache_config(value: Any, where: str) -> tuple[float, DType | None, list[
             None if dtype is None else TRTLLM_KV_DTYPES[dtype], [f"kv_cache_config.{k}" for k in kv])
 
 
+def _attention_dp_config(value: Any, where: str) -> tuple[tuple[int, int] | None, list[str]]:
+    """(timeout_iters, batching_wait_iters) when attention_dp_config enables balancing, and its keys
+    not used."""
+    if value is None:
+        return None, []
+    if not isinstance(value, dict):
+        raise SpecError("attention_dp_config", value, f"must be a mapping (enable_balance, timeout_iters, "
+                        f"batching_wait_iters) ({where})")
+    adp = dict(value)
+    on = adp.pop("enable_balance", False)
+    if not isinstance(on, bool):
+        raise SpecError("attention_dp_config.enable_balance", on, f"must be true or false ({where})")
+    timeout = adp.pop("timeout_iters", 50)
+    batching = adp.pop("batching_wait_iters", 10)
+    timeout = whole(timeout, "attention_dp_config.timeout_iters", where)
+    batching = whole(batching, "attention_dp_config.batching_wait_iters", where, minimum=0)
+    return ((timeout, batching) if on else None), [f"attention_dp_config.{k}" for k in adp]
+
+
 def read_trtllm_yaml(path: str) -> TrtllmConfig:
     """The checked settings of the YAML at ``path`` (named --trtllm in errors)."""
     where = f"in {Path(path).name}"
@@ -98,12 +120,13 @@ def read_trtllm_yaml(path: str) -> TrtllmConfig:
     if not isinstance(adp, bool):
         raise SpecError("enable_attention_dp", adp, f"must be true or false ({where})")
     fraction, kv_dtype, kv_unused = _kv_cache_config(cfg.pop("kv_cache_config", None), where)
+    balance, adp_unused = _attention_dp_config(cfg.pop("attention_dp_config", None), where)
     settings = dict(
         model=model, tensor_parallel_size=degree("tensor_parallel_size", 1),
         pipeline_parallel_size=degree("pipeline_parallel_size", 1),
         moe_expert_parallel_size=degree("moe_expert_parallel_size", None),
         moe_tensor_parallel_size=degree("moe_tensor_parallel_size", None), enable_attention_dp=adp,
         max_seq_len=degree("max_seq_len", None), max_batch_size=degree("max_batch_size", None))
-    return TrtllmConfig(**settings, free_gpu_memory_fraction=fraction, kv_cache_dtype=kv_dtype,
-                        ignored=tuple(sorted(list(cfg) + kv_unused)))
+    return TrtllmConfig(**settings, free_gpu_memory_fraction=fraction, kv_cache_dtype=kv_dtype, adp_balance=balance,
+                        ignored=tuple(sorted(list(cfg) + kv_unused + adp_unused)))
 
