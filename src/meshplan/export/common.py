@@ -54,7 +54,7 @@ class PoolSettings:
     """What the engine loads as the draft: the draft model (method draft) or the EAGLE head."""
     adp_balance: tuple[int, int] | None = None
     """TensorRT-LLM attention-dp balancing as the plan was costed with it: (timeout_iters,
-    batching_wait_iters); None when off (EngineProfile.attention_dp_balance)."""
+    batching_wait_iters); None when off (EngineProfile.adp_balance)."""
     recv_interval: int = 1
     """SGLang's receive interval the plan was costed with (EngineProfile.recv_interval_iters)."""
 
@@ -118,8 +118,7 @@ def settings(problem: Problem, pool: Pool) -> PoolSettings:
         two_batch_overlap=bool(ci.tbo),
         redundant_experts=problem.assumptions.redundant_experts, gpus_per_node=problem.gpu.nvlink_domain_gpus,
         is_moe=problem.model.is_moe, speculative=spec, draft_served=draft_served(spec),
-        adp_balance=((problem.engine.adp_balance_timeout_iters, problem.engine.adp_balance_batching_wait_iters)
-                     if problem.engine.attention_dp_balance else None),
+        adp_balance=problem.engine.adp_balance,
         recv_interval=problem.engine.recv_interval_iters)
 
 

@@ -9,7 +9,7 @@ text it contains is its client, and a row matching none is read as stated (fixed
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cache
 
 import yaml
@@ -40,7 +40,7 @@ class Launch:
                 and self.serving in ("", "disaggregated" if disaggregated else "aggregated"))
 
 
-LAUNCH_KEYS = {"engine", "models", "gpus", "min_concurrency", "serving", "settings"}
+LAUNCH_KEYS = {f.name for f in fields(Launch)}
 
 
 def launch_entry(name: str, entry: dict) -> Launch:

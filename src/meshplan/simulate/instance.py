@@ -34,10 +34,8 @@ def policy_for(ci: CostInputs, par: Par) -> Policy:
         layout = f"tp{int(np.max(par.tp))} dp{int(np.max(par.dp))} ep{int(np.max(par.ep))} pp{int(np.max(par.pp))}"
         raise SpecError("layout", layout, "cannot hold the model and one request in memory")
     running = int(max(np.floor(ci.max_batch / float(np.asarray(par.pp).max())), 1))
-    e = ci.engine
-    return Policy(recv_interval=e.recv_interval_iters,
-                  adp_timeout_iters=e.adp_balance_timeout_iters if e.attention_dp_balance else 0,
-                  adp_batching_iters=e.adp_balance_batching_wait_iters if e.attention_dp_balance else 0,
+    timeout, batching = ci.engine.adp_balance or (0, 0)
+    return Policy(recv_interval=ci.engine.recv_interval_iters, adp_timeout_iters=timeout, adp_batching_iters=batching,
                   mixed=bool(ci.mixed), chunked=bool(ci.engine.chunked_prefill),
                   budget=int(float(np.asarray(prefill_budget(ci, par)).max())), max_running=running,
                   kv_tokens=int(seqs * ctx + extra), reserve_full=bool(ci.kv_reserve_full),

@@ -177,6 +177,13 @@ class EngineProfile(Spec):
     moe_kernels: str = ""
     """Default MoE kernels (for reports)."""
 
+    @property
+    def adp_balance(self) -> tuple[int, int] | None:
+        """(timeout_iters, batching_wait_iters) when attention-dp balancing is on, else None."""
+        if not self.attention_dp_balance:
+            return None
+        return self.adp_balance_timeout_iters, self.adp_balance_batching_wait_iters
+
     @model_validator(mode="after")
     def _balance_is_trtllm(self) -> "EngineProfile":
         if self.attention_dp_balance and self.engine is not Engine.TRTLLM:
