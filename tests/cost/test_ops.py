@@ -6,6 +6,7 @@ import numpy as np
 
 from meshplan.cost.attention import Work, decode_work, prefill_work
 from meshplan.cost.inputs import CostInputs
+from meshplan.cost.imbalance import busiest_rank_load
 from meshplan.cost.layer import Par, attention_block, moe_ops, pp_send
 from meshplan.io.problem_file import problem_from_raw
 
@@ -100,6 +101,28 @@ def test_popularity_skew_loads_the_busiest_ranks_experts_and_links():
     ratio = (1 + math.hypot(stat, pop)) / (1 + stat)
     assert math.isclose(float(_op(b, "experts").flops) / float(_op(a, "experts").flops), ratio)
     assert math.isclose(float(_op(b, "ep_dispatch").comm_bytes) / float(_op(a, "ep_dispatch").comm_bytes), ratio)
+
+
+def test_decode_reads_the_experts_the_batch_touches_whatever_the_skew():
+    base = _ci("deepseek-v3", "h800", weights="fp8", engine={"name": "trtllm", "version": "1.3"}, expert_load_cv=0.0)
+    skew = _ci("deepseek-v3", "h800", weights="fp8", engine={"name": "trtllm", "version": "1.3"}, expert_load_cv=1.67)
+    work, par = decode_work(48.0, 1000.0, 1), Par.of(8, 1, 8, 1, 1)  # TP8 attention, 8 expert-parallel ranks
+    a, b = _op(moe_ops(base, par, work, 0.0), "experts"), _op(moe_ops(skew, par, work, 0.0), "experts")
+    # 48 tokens pick 8 of 256 experts each: 1 - (1 - 8/256)^48 = 78.2% of the experts are touched, 25.0
+    # of a rank's 32, each 3 x 7168 x 2048 fp8 weights of one byte.
+    touched = 32 * (1 - (1 - 8 / 256) ** 48)
+    weights = touched * 3 * 7168 * 2048
+    # The busiest rank's tokens (48 x 8 / 8 x its load) add activations: in and out (2 x 7168) and the
+    # gate/up and down intermediates (3 x 2048), 2 bytes each.
+    for op, ci in ((a, base), (b, skew)):
+        load = float(busiest_rank_load(48 * 8, 8, 256, ci.load_cv))
+        assert math.isclose(float(op.mem_bytes), weights + 48 * 8 / 8 * load * (2 * 7168 + 3 * 2048) * 2)
+    # The skew loads the busiest rank's GEMMs, not the weights it reads: statistical excess
+    # sqrt(2 x 8 x ln 8 / 384) = 0.2943, popularity excess 1.67 x sqrt(2 ln 8 x 8 / 256) = 0.6021,
+    # (1 + sqrt(0.2943^2 + 0.6021^2)) / 1.2943 = 1.2903 times the FLOPs.
+    stat = math.sqrt(2 * 8 * math.log(8) / 384)
+    pop = 1.67 * math.sqrt(2 * math.log(8) * 8 / 256)
+    assert math.isclose(float(b.flops) / float(a.flops), (1 + math.hypot(stat, pop)) / (1 + stat))
 
 
 def test_deepseek_decode_dispatch_sends_one_copy_per_expert():

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from meshplan.cost.capacity import decode_capacity
-from meshplan.cost.closed_loop import adp_balance_wait_s, harmonic, md1_wait, solve_aggregated, solve_disaggregated
+from meshplan.cost.closed_loop import (RHO_MAX, adp_balance_wait_s, harmonic, loop_rate, md1_wait, secant_fixed_point,
+                                       solve_aggregated, solve_disaggregated)
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.cost.serving import disaggregated, kv_transfer_s
@@ -169,7 +170,7 @@ def test_md1_wait():
 def test_disaggregated_loop_queues_prompts_at_the_prefill_pool():
     ci = _ci(osl=101)
     out = solve_disaggregated(ci, PAR, 1, PAR, 2, 8.0, step=_step)
-    # Decode: 8 requests over 2 instances, 4 each, 10 ms per token.
+    # Decode: 10 ms per token (the stand-in's decode iteration does not depend on the batch).
     assert math.isclose(float(out.tpot_s), 0.010)
     # Prefill alone: 10 + 1000 x 0.005 = 15 ms; a full 8192-token iteration 50.96 ms, so the pool
     # serves 8192 / 0.05096 / 1000 = 160.75 prompts/s. TTFT = 15 ms + 1.5 x 15 ms of waiting + the KV
@@ -181,6 +182,47 @@ def test_disaggregated_loop_queues_prompts_at_the_prefill_pool():
     assert math.isclose(float(out.ttft_s), expected)
     # Little's law closes the loop: 8 requests = rate x (TTFT + 100 x TPOT).
     assert math.isclose(rate * (float(out.ttft_s) + 100 * 0.010), 8.0, rel_tol=1e-3)
+
+
+def test_loop_rate_is_littles_law_with_the_prefill_queue():
+    # 2 requests living 1 s each beside an M/D/1 wait of service 0.1 s at 10/s: r (1 + 0.01 r /
+    # (2 - 0.2 r)) = 2, i.e. 0.19 r^2 - 2.4 r + 4 = 0, r = (2.4 - sqrt(2.72)) / 0.38 = 1.975679/s.
+    assert math.isclose(float(loop_rate(2.0, 1.0, 0.1, 10.0)), (2.4 - math.sqrt(2.72)) / 0.38, rel_tol=1e-9)
+    # 100 requests of 0.1 s want 1000/s: the queue caps the loop at RHO_MAX of the 10/s capacity.
+    assert math.isclose(float(loop_rate(100.0, 0.1, 0.1, 10.0)), RHO_MAX * 10.0, rel_tol=1e-9)
+
+
+def test_secant_fixed_point():
+    # x = 1 + x / 2 from 4: the plain step gives 3, the secant through (4, -1) and (3, -0.5) gives 2.
+    x, twice = secant_fixed_point(lambda x: (1.0 + x / 2.0, 2.0 * x), 4.0, 0.0, 10.0)
+    assert math.isclose(float(x), 2.0) and math.isclose(float(twice), 4.0)
+    # Elementwise over arrays, within the bounds: x = 1 + x / 2 and x = 3 + x / 2 (fixed point 6,
+    # clipped to the upper bound 5).
+    x, _ = secant_fixed_point(lambda x: (np.array([1.0, 3.0]) + x / 2.0, x), np.array([4.0, 4.0]), 0.0, 5.0)
+    assert np.allclose(x, [2.0, 5.0])
+
+
+def _busier_step(ci, par, work, graphed):
+    # As _step, and each decoding sequence adds 0.1 ms to the iteration.
+    t = 0.010 + 5e-6 * np.asarray(work.prefill_tokens, dtype=float) + 1e-4 * np.asarray(work.decode_seqs, dtype=float)
+    return SimpleNamespace(cycle_s=t, pass_s=t, exposed_s=0.0, gpu_s=t, launch_s=0.0, draft_s=0.0)
+
+
+def test_a_prefill_bound_loop_decodes_what_its_rate_sends():
+    ci = _ci(osl=101)
+    assert float(decode_capacity(ci, PAR)) >= 200  # 4000 requests over 20 decode instances fit
+    out = solve_disaggregated(ci, PAR, 1, PAR, 20, 4000.0, step=_busier_step)
+    # One prefill instance serves 8192 / (10 ms + 8192 x 5 us) / 1000 = 160.75 prompts/s and the loop
+    # runs at RHO_MAX of that, 152.716/s. Little's law on the 20 decode ranks: run = 152.716 x 100
+    # iterations x TPOT / 20 with TPOT = 10 ms + 0.1 ms x run, so run = 7.6358 / (1 - 0.076358) =
+    # 8.2670 and TPOT = 10.827 ms (not the 30 ms of 200 requests per rank).
+    rate = RHO_MAX * 8192 / (0.010 + 5e-6 * 8192) / 1000
+    run = rate * 100 * 0.010 / 20 / (1 - rate * 100 * 1e-4 / 20)
+    assert math.isclose(float(out.tpot_s), 0.010 + 1e-4 * run, rel_tol=1e-6)
+    assert math.isclose(float(out.output_tok_s), rate * 101, rel_tol=1e-9)
+    # The rest of the 4000 wait for their prompt: TTFT = 4000 / rate - 100 x TPOT (26.19 - 1.08 s).
+    expected = 4000 / rate - 100 * float(out.tpot_s) + ci.request_overhead_s + ci.client_overhead_s
+    assert math.isclose(float(out.ttft_s), expected, rel_tol=1e-6)
 
 
 def test_disaggregated_gpu_seconds_add_up():
