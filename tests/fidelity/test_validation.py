@@ -226,3 +226,29 @@ def test_folds_fitted_side_by_side_give_the_same_figures():
     one = cross_validate(groups, factor, [0.05], folds=3)
     two = cross_validate(groups, factor, [0.05], folds=3, jobs=2)
     assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
+
+
+def test_a_factor_on_its_bound_is_reported_so():
+    from meshplan.fidelity.calibrate import FACTORS
+    floor = next(f for f in FACTORS if f.name == "kernel_floor_scale")  # bounds [0.2, 2.5]
+    # BOUND_SHARE is 1e-3 of the range 2.3: within 0.0023 of a bound counts as on it.
+    assert floor.bound_reached(0.2) == "lower" and floor.bound_reached(0.2022) == "lower"
+    assert floor.bound_reached(0.2024) == "" and floor.bound_reached(1.46) == ""
+    assert floor.bound_reached(2.4978) == "upper" and floor.bound_reached(2.5) == "upper"
+
+
+def test_calibrate_says_which_factors_stopped_on_a_bound(tmp_path, monkeypatch, capsys):
+    import dataclasses
+    import meshplan.fidelity.calibrate as calibrate
+    from meshplan.cli.calibrate_cmd import run_calibrate
+    # The sample's runs pull the kernel floor scale to about 1.9 (fitted alone from the sourced
+    # defaults); with its upper bound lowered to 1.0 the fit must stop there and say so.
+    narrowed = tuple(dataclasses.replace(f, upper=1.0) if f.name == "kernel_floor_scale" else f
+                     for f in calibrate.FACTORS)
+    monkeypatch.setattr(calibrate, "FACTORS", narrowed)
+    out = tmp_path / "bound.yaml"
+    run_calibrate(str(SAMPLE), str(out), ["kernel_floor_scale"], 0, "bound", "none")
+    text = capsys.readouterr().out
+    assert "[0.2, 1] (at upper)" in text and "undetermined" in text
+    assert "On a bound: kernel_floor_scale (upper 1)." in text
+    assert load_profile(str(out)).assumptions["kernel_floor_scale"].value == pytest.approx(1.0, abs=1e-3)

@@ -172,10 +172,16 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
                          cv=cv, folds=folds, base=base, held=held)
     if logo:
         profile = profile.model_copy(update={"leave_one_group_out": True})
-    rows = [[f.name, f"{v:.4g}", f"{u:.2g}" if u <= f.upper - f.lower else "undetermined", f"[{f.lower:g}, {f.upper:g}]",
+    rows = [[f.name, f"{v:.4g}", f"{u:.2g}" if u <= f.upper - f.lower and not f.bound_reached(v) else "undetermined",
+             f"[{f.lower:g}, {f.upper:g}]" + (f" (at {f.bound_reached(v)})" if f.bound_reached(v) else ""),
              f"{d:.4g}" if has_default(f) else f"none (start {d:.3g})"]
             for f, v, u, d in zip(factors, result.values, result.uncertainty, start)]
     echo(table(["factor", "fitted", "+-", "bounds", "sourced default"], rows))
+    pinned = [f"{f.name} ({f.bound_reached(v)} {getattr(f, f.bound_reached(v)):g})"
+              for f, v in zip(factors, result.values) if f.bound_reached(v)]
+    if pinned:
+        echo(f"\nOn a bound: {', '.join(pinned)}. The runs would move {'it' if len(pinned) == 1 else 'them'} past the "
+             "physical range: what they ask for there is missing from the step model, not from the factor.")
     echo(f"\nin-sample median |error|: TTFT {result.median_abs_ttft:.1%}, TPOT {result.median_abs_tpot:.1%}")
     if profile.cross_validated:
         how = "leaving out one of {} model x GPU groups at a time".format(folds) if logo else f"{folds} folds of model x GPU groups"

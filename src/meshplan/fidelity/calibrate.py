@@ -23,6 +23,10 @@ from meshplan.specs.calibration import CalibrationProfile, FitError, FittedFacto
 from meshplan.specs.engine import Engine
 
 
+BOUND_SHARE = 1e-3
+"""A fitted value within this share of its factor's range from a bound is reported as on it."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Factor:
     """A named factor a fit may move: a field of the step model's inputs, for one engine's runs or
@@ -48,6 +52,17 @@ class Factor:
     by_default: bool = True
     """Fitted when the command names no factors. A factor with a measured source that the dev set
     cannot tell apart from another (both slow the same layers) keeps its source unless asked for."""
+
+    def bound_reached(self, value: float) -> str:
+        """``lower`` or ``upper`` when a fitted value lies on that bound (within BOUND_SHARE of the
+        range), else empty: the runs would move it further than its physical range allows, so what
+        they ask for there is missing from the step model, and its uncertainty does not hold."""
+        span = self.upper - self.lower
+        if value <= self.lower + BOUND_SHARE * span:
+            return "lower"
+        if value >= self.upper - BOUND_SHARE * span:
+            return "upper"
+        return ""
 
     def apply(self, ci: CostInputs, value: float, harness: Harness = AS_STATED) -> dict[str, float]:
         """The inputs this factor sets for runs of ``ci``'s problem measured by ``harness``: none
