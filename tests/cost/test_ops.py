@@ -262,3 +262,23 @@ def test_a_ring_across_nodes_uses_every_nic_of_the_node():
     # bytes at 50 GB/s x 0.8, plus 30 us, for an instance of pp 2 x tp 8 over two nodes.
     send = pp_send(ci, Par.of(8, 1, 1, 1, 2), 16.0, 16)
     assert math.isclose(float(send.time_s), 30e-6 + 32_768 / (50e9 * 0.8))
+
+
+def test_sustained_gemm_share_scales_every_measured_compute_rate_and_no_override():
+    # H100 catalog: BF16 989.4e12 x 0.78, FP8 1978.9e12 x 0.58 (gemm_efficiency table). At a
+    # sustained share of 0.8 every compute rate is 0.8 of that: BF16 989.4e12 x 0.78 x 0.8 =
+    # 617.35e12 FLOP/s (flops_other, flops_core), FP8 1978.9e12 x 0.58 x 0.8 = 918.21e12 for FP8
+    # weights; the experts' rate also keeps its grouped GEMM efficiency (0.6 by default).
+    plain = _ci("qwen3-30b-a3b", "h100-sxm")
+    held = _ci("qwen3-30b-a3b", "h100-sxm", sustained_gemm_share=0.8)
+    assert math.isclose(held.flops_other, 989.4e12 * 0.78 * 0.8)
+    assert math.isclose(held.flops_core, 617.3856e12)
+    assert math.isclose(held.flops_exp, 989.4e12 * 0.78 * 0.8 * 0.6)
+    for name in ("flops_attn", "flops_attn_out", "flops_exp", "flops_shared", "flops_other", "flops_core"):
+        assert math.isclose(getattr(held, name), 0.8 * getattr(plain, name)), name
+    fp8 = _ci("qwen3-30b-a3b", "h100-sxm", weights="fp8", sustained_gemm_share=0.8)
+    assert math.isclose(fp8.flops_other, 918.2096e12)
+    # Memory rates do not move; a stated GEMM efficiency is an achieved rate and is not scaled.
+    assert held.hbm == plain.hbm and held.hbm_exp == plain.hbm_exp
+    stated = _ci("qwen3-30b-a3b", "h100-sxm", sustained_gemm_share=0.8, gemm_efficiency=0.5)
+    assert math.isclose(stated.flops_other, 989.4e12 * 0.5)

@@ -7,6 +7,7 @@ broken step model, not a drift of a few points; `meshplan validate` on the whole
 """
 
 import hashlib
+import math
 import json
 import subprocess
 import sys
@@ -252,3 +253,19 @@ def test_calibrate_says_which_factors_stopped_on_a_bound(tmp_path, monkeypatch, 
     assert "[0.2, 1] (at upper)" in text and "undetermined" in text
     assert "On a bound: kernel_floor_scale (upper 1)." in text
     assert load_profile(str(out)).assumptions["kernel_floor_scale"].value == pytest.approx(1.0, abs=1e-3)
+
+
+def test_factors_that_scale_one_rate_compose():
+    from meshplan.fidelity.calibrate import FACTORS, adjust_for
+    from meshplan.fidelity.predict import group_cases
+    groups = group_cases(read_silicon(SAMPLE)[0], "none")  # sourced defaults: grouped 0.6, sustained 1
+    share = next(f for f in FACTORS if f.name == "sustained_gemm_share")
+    grouped = next(f for f in FACTORS if f.name == "grouped_gemm_efficiency")
+    g = groups[0]
+    ci = adjust_for([share, grouped], [0.8, 0.3])(g)
+    # Both scale the experts' rate: by 0.8 and by 0.3 / 0.6 (the grouped efficiency relative to its
+    # default), so 0.4 of the default's; the sustained share alone scales the other rates.
+    assert math.isclose(ci.flops_exp, 0.4 * g.ci.flops_exp)
+    for name in ("flops_attn", "flops_attn_out", "flops_shared", "flops_other", "flops_core"):
+        assert math.isclose(getattr(ci, name), 0.8 * getattr(g.ci, name)), name
+    assert ci.hbm == g.ci.hbm

@@ -78,3 +78,27 @@ def test_a_disaggregated_plan_joins_the_frontier():
     b = r.best
     assert any(c.output_tok_s_per_gpu >= b.output_tok_s_per_gpu * (1 - 1e-9) and c.tpot_s <= b.tpot_s * (1 + 1e-9)
                for c in r.pareto)
+
+
+def test_a_budget_too_small_for_the_best_decode_point_gets_a_decode_pool_the_prefill_pool_feeds():
+    # Llama-3.1-8B on 4 H100, disaggregated, no concurrency stated: at its best point one decode
+    # GPU completes more requests than three prefill GPUs prefill (the bundled profile), so the
+    # pair at that point needs more than 4 GPUs. The search also pairs fewer prefill instances with
+    # the decode pool's best point that completes no more requests than they prefill (Little's
+    # law: fewer requests in flight), and that pair fits.
+    problem = problem_from_raw({"model": "llama-3.1-8b", "gpu": "h100", "gpus": 4, "serving": "disaggregated",
+                                "workload": {"isl": 2000, "osl": 100}})
+    best = search(problem).best
+    assert best.feasible and best.gpus_total <= 4 and best.prefill.instances >= 1
+    # At its best point the decode pool holds all it can (the KV cache's limit); fed by the smaller
+    # prefill pool it holds fewer requests.
+    assert best.concurrency < best.max_concurrency
+
+
+def test_a_stated_concurrency_is_what_every_disaggregated_pair_holds():
+    # With a concurrency stated, each decode point's instance count is set by it: no pair may run a
+    # decode pool holding fewer requests (those would be left out of the closed loop).
+    problem = problem_from_raw({"model": "llama-3.1-8b", "gpu": "h100", "gpus": 3, "serving": "disaggregated",
+                                "workload": {"isl": 2000, "osl": 100, "concurrency": 64}})
+    pairs = [c for c in search(problem).ranked if c.mode.value == "disaggregated"]
+    assert pairs and all(c.concurrency == pytest.approx(64) for c in pairs)

@@ -49,6 +49,8 @@ class Factor:
     engine: Engine | None = None
     relative_to: float | None = None
     """The field holds a rate scaled by this factor's default: the fit multiplies by value/default."""
+    also: tuple[str, ...] = ()
+    """Further CostInputs fields it scales as it scales ``field`` (a factor on several rates)."""
     by_default: bool = True
     """Fitted when the command names no factors. A factor with a measured source that the dev set
     cannot tell apart from another (both slow the same layers) keeps its source unless asked for."""
@@ -72,7 +74,7 @@ class Factor:
         if self.section == "benchmark" and getattr(harness, self.key, None) is not None:
             return {}
         if self.relative_to is not None:
-            return {self.field: getattr(ci, self.field) * value / self.relative_to}
+            return {name: getattr(ci, name) * value / self.relative_to for name in (self.field, *self.also)}
         return {self.field: value}
 
 
@@ -93,6 +95,11 @@ def _engine_factors(e: Engine) -> list[Factor]:
 FACTORS: tuple[Factor, ...] = (
     Factor(name="kernel_floor_scale", field="overhead_s", lower=0.2, upper=2.5, relative_to=1.0,
            section="assumptions", key="kernel_floor_scale", why="per-kernel floor from a fifth (fused, overlapped launches) to 2.5x an isolated kernel's"),
+    Factor(name="sustained_gemm_share", field="flops_other", lower=0.5, upper=1.0, relative_to=1.0,
+           also=("flops_attn", "flops_attn_out", "flops_exp", "flops_shared", "flops_core"), section="assumptions",
+           key="sustained_gemm_share",
+           why="a kernel sustains in a pass from half (power-capped clocks, fewer waves, SMs held by collectives) "
+               "to all of its rate measured alone"),
     Factor(name="grouped_gemm_efficiency", field="flops_exp", lower=0.3, upper=1.0, relative_to=0.6,
            section="assumptions", key="grouped_gemm_efficiency",
            why="a grouped GEMM reaches at most a dense GEMM's rate; measured MoE modules reach 0.5-0.66 of it"),
@@ -144,10 +151,14 @@ def adjust_for(factors: list[Factor], values, held: Held = ()) -> callable:
     values = [v for _, v in held] + list(values)
 
     def adjust(group: Group) -> CostInputs:
-        fields: dict[str, float] = {}
+        # One after another: each factor scales the inputs as the ones before it left them (the
+        # sustained GEMM share and the grouped GEMM efficiency both scale the experts' rate).
+        ci = group.ci
         for f, v in zip(factors, values):
-            fields.update(f.apply(group.ci, float(v), group.cases[0].harness))
-        return replace(group.ci, **fields) if fields else group.ci
+            fields = f.apply(ci, float(v), group.cases[0].harness)
+            if fields:
+                ci = replace(ci, **fields)
+        return ci
     return adjust
 
 

@@ -15,7 +15,8 @@ from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefil
 from meshplan.search.candidate import Candidate
 from meshplan.search.grid import B_GRID, PREFILL_B_GRID, with_limit
 from meshplan.search.objectives import Objective
-from meshplan.search.pick import PointTable, _miss_reason, _pair, _single, best_per_row, rank_key
+from meshplan.search.pairs import _pair, fed_column
+from meshplan.search.pick import PointTable, _miss_reason, _single, best_per_row, rank_key
 from meshplan.search.search import one_layout
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase
@@ -123,7 +124,7 @@ def _evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) 
     pre_t = PointTable.prefill(ci_p, pla, prefill_cost(ci_p, ppar, PREFILL_B_GRID[None, :]), kv_transfer_s(ci_p, ppar, nic))
     dec_t = PointTable.decode(ci, dla, _decode_table(ci, dec_lay, dla, dpar), None)
     pcol, _, pok = best_per_row(pre_t, ci_p)
-    dcol, _, dok = best_per_row(dec_t, ci)
+    dcol, dfeasible, dok = best_per_row(dec_t, ci)
     misses = list(structural)
     if pcol[0] < 0:
         misses += _miss_reason(pre_t, ci_p, 0, pok)
@@ -131,5 +132,11 @@ def _evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) 
         misses += _miss_reason(dec_t, ci, 0, dok)
     i = int(pcol[0]) if pcol[0] >= 0 else int(np.argmax(pre_t.metric[0]))
     j = int(dcol[0]) if dcol[0] >= 0 else int(np.argmax(dec_t.metric[0]))
+    # A prefill pool that prefills fewer requests than the decode pool's best point completes feeds
+    # it a smaller batch (Little's law), as the search pairs them (pairs._pairs).
+    fed = pre_lay.instances * float(pre_t.inst_req_s[0, i]) / dec_lay.instances
+    if dcol[0] >= 0 and float(np.broadcast_to(dec_t.inst_req_s, dec_t.B.shape)[0, j]) > fed:
+        m_fed = fed_column(dec_t, 0, dfeasible, fed)
+        j = j if m_fed is None else m_fed
     c = _pair(ci, pre_t, 0, i, dec_t, 0, j, fixed=(pre_lay.instances, dec_lay.instances))
     return replace(c, violations=tuple(misses) + tuple(c.violations))

@@ -1,4 +1,6 @@
-"""From evaluated operating points to ranked and pruned candidates."""
+"""Evaluated operating points as tables, the one-pool candidates they give (each checked against
+the requirements), and the order candidates rank in (search.pairs pairs the pools, search.ranking
+ranks them)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,10 @@ from meshplan.cost.iteration import prefill_budget
 from meshplan.cost.layer import Par
 from meshplan.cost.serving import PhaseCost, Serving
 from meshplan.search.candidate import Candidate
-from meshplan.search.frontier import frontier_indices, non_dominated
 from meshplan.search.objectives import Mode, Objective
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.rules import Rule, Violation
 from meshplan.strategy.space import LayoutArrays
-from meshplan.specs.workload import Phase
 from meshplan.units import GIB, fmt_seconds, plural
 
 TOP = 40
@@ -245,60 +245,6 @@ def _with_requirements(ci: CostInputs, c: Candidate) -> Candidate:
     return replace(c, violations=tuple(c.violations) + tuple(extra))
 
 
-def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: int, m: int,
-          fixed: tuple[int, int] | None = None) -> Candidate:
-    """A disaggregated candidate: prefill row i at column j, decode row k at column m."""
-    w = ci.problem.workload
-    g_p = int(pre.la.gpus_per_instance[i])
-    g_d = int(dec.la.gpus_per_instance[k])
-    r_p, r_d = float(pre.inst_req_s[i, j]), float(dec.inst_req_s[k, m])
-    B = float(dec.B[k, m])
-    slots = int(dec.la.dp[k] * dec.la.pp[k])
-    n_d = _instances(ci, g_d, w.osl_tokens * r_d / g_d, B, slots, r_d)  # the decode pool's own tok/s per GPU
-    if ci.problem.gpu_budget and not ci.problem.workload.concurrency and not ci.problem.requirements.min_output_tok_s:
-        # Split the budget in the ratio of GPU-seconds per request.
-        share = (g_d / r_d) / (g_p / r_p + g_d / r_d)
-        n_d = max(1, int(ci.problem.gpu_budget * share // g_d))
-    n_p = max(1, math.ceil(n_d * r_d / r_p - 1e-9))
-    if fixed is not None:
-        n_p, n_d = fixed
-    gpus = n_p * g_p + n_d * g_d
-    served = min(n_d * r_d, n_p * r_p)
-    ttft = float(np.broadcast_to(pre.ttft, pre.B.shape)[i, j])
-    rate = ci.problem.workload.request_rate_per_s
-    if rate and not ci.problem.workload.concurrency and fixed is None:
-        n_p = _prefill_instances_for_rate(ci, rate, r_p, ttft, g_p, ci.problem.gpu_budget and
-                                          ci.problem.gpu_budget - n_d * g_d)
-        gpus = n_p * g_p + n_d * g_d
-        rho = rate / (n_p * r_p)
-        ttft += rho * ttft / (2 * (1 - rho))  # M/D/1 wait for the prefill pool
-        served = rate
-    total_out = served * w.osl_tokens
-    c = Candidate(mode=Mode.DISAGGREGATED, prefill=_layout(pre.la, i, n_p), decode=_layout(dec.la, k, n_d),
-                  decode_B=B, prefill_B=float(pre.B[i, j]), gpus_total=gpus,
-                  ttft_s=ttft, tpot_s=float(np.broadcast_to(dec.tpot, dec.B.shape)[k, m]),
-                  output_tok_s_per_gpu=total_out / gpus, input_tok_s_per_gpu=total_out / gpus * w.isl_tokens / w.osl_tokens,
-                  output_tok_s=total_out, concurrency=B * slots * n_d,
-                  max_concurrency=float(dec.max_b[k]) * slots * n_d)
-    return _with_requirements(ci, c)
-
-
-def _prefill_instances_for_rate(ci: CostInputs, rate: float, r_p: float, ttft: float, g_p: int, room: int | None) -> int:
-    """Prefill instances for an arrival rate: enough to serve it (rho < 1), and under a TTFT
-    target enough that the M/D/1 wait keeps TTFT within it, where the GPUs left for prefill
-    (``room``) allow. TTFT = s (1 + rho / (2 (1 - rho))) <= target needs rho <= 2x / (1 + 2x),
-    x = target / s - 1. Hand check: s = 1 s, target 2 s -> x = 1, rho <= 2/3, so at 10 req/s
-    and 3 req/s per instance, 5 instances."""
-    n = int(rate // r_p) + 1
-    target = ci.problem.requirements.ttft_s
-    if target and target > ttft:
-        x = target / ttft - 1.0
-        n = max(n, math.ceil(rate / (r_p * 2.0 * x / (1.0 + 2.0 * x)) - 1e-9))
-    if room is not None and room >= g_p:
-        n = min(n, max(int(rate // r_p) + 1, room // g_p))
-    return n
-
-
 def rank_key(objective: Objective):
     if objective is Objective.MIN_GPUS:
         return lambda c: (not c.feasible, c.gpus_total, -(c.output_tok_s_per_gpu or 0.0))
@@ -328,70 +274,3 @@ def prefer_simple(ranked: list[Candidate], objective: Objective) -> list[Candida
     near = [c for c in ranked if c.feasible and metric(c) >= top * (1 - SATURATION)]
     rest = [c for c in ranked if not (c.feasible and metric(c) >= top * (1 - SATURATION))]
     return sorted(near, key=instance_size) + rest
-
-
-def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: Objective):
-    """Ranked (best first, requirement misses after), pruned (no feasible point, with reasons)
-    and the Pareto frontier."""
-    ranked: list[Candidate] = []
-    pruned: list[Candidate] = []
-    picks = {}
-    full = ci.problem.phase is Phase.BOTH  # prefill and decode tables then only feed disaggregated pairs
-    for t in tables:
-        col, feasible, ok = best_per_row(t, ci)
-        picks[t.mode] = (t, col, ok)
-        pool_only = t.mode in (Mode.PREFILL_ONLY, Mode.DECODE_ONLY) and full
-        if not pool_only:  # in full serving, pool tables only feed the disaggregated pairs
-            rows = np.nonzero(col >= 0)[0]
-            order = rows[np.argsort(-t.metric[rows, col[rows]], kind="stable")][:TOP]
-            ranked += [_single(ci, t, int(i), int(col[i])) for i in order]
-        if pool_only and Mode.AGGREGATED in picks:
-            continue  # the aggregated table already explains these layouts
-        missed = np.nonzero(col < 0)[0]
-        tempting = missed[np.argsort(-np.max(t.metric[missed], axis=1), kind="stable")][:TOP]
-        for i in tempting:
-            # Its best point among those that fit in memory (the figures shown must be reachable).
-            fits = np.broadcast_to(ok[Rule.MEMORY], t.B.shape)[i] & ~np.broadcast_to(t.invalid, t.B.shape)[i]
-            j = int(np.argmax(np.where(fits, t.metric[i], -np.inf))) if fits.any() else int(np.argmax(t.metric[i]))
-            pruned.append(_single(ci, t, int(i), j, _miss_reason(t, ci, int(i), ok)))
-    if full and Mode.PREFILL_ONLY in picks:
-        pre, pcol, _ = picks[Mode.PREFILL_ONLY]
-        dec, dcol, _ = picks[Mode.DECODE_ONLY]
-        prows, drows = np.nonzero(pcol >= 0)[0], np.nonzero(dcol >= 0)[0]
-        if len(prows) and len(drows):
-            # The simplest prefill layout within SATURATION of the best (see prefer_simple), and the
-            # best of each instance size and pipeline depth: with a GPU budget, how the pools split it
-            # decides the pair, not the prefill pool's own rate alone.
-            pm = pre.metric[prows, pcol[prows]]
-            near = prows[pm >= pm.max() * (1 - SATURATION)]
-            firsts = [int(near[np.lexsort((pre.la.pp[near], pre.la.gpus_per_instance[near]))[0]])]
-            by_shape: dict[tuple[int, int], int] = {}
-            for i in prows[np.argsort(-pm, kind="stable")]:
-                by_shape.setdefault((int(pre.la.gpus_per_instance[i]), int(pre.la.pp[i])), int(i))
-            flat = [i for i in by_shape.values() if pre.la.pp[i] == 1][:1]  # the best without a pipeline
-            prefills = list(dict.fromkeys(firsts + list(by_shape.values())[:PREFILL_SHAPES] + flat))
-            order = drows[np.argsort(-dec.metric[drows, dcol[drows]], kind="stable")][:TOP]
-            ranked += [_pair(ci, pre, i, int(pcol[i]), dec, int(k), int(dcol[k])) for i in prefills for k in order]
-    ranked.sort(key=rank_key(objective))
-    ranked = prefer_simple(ranked, objective)
-    timed = next((t for t in tables if t.tpot is not None), None)
-    pareto = _pareto(ci, timed, picks[timed.mode]) if timed is not None else []
-    # The disaggregated pairs are formed above, not in a table: their points join the frontier here.
-    pairs = [c for c in ranked if c.mode is Mode.DISAGGREGATED and c.feasible and c.tpot_s]
-    return ranked, pruned, non_dominated(pareto + pairs) if pairs else pareto
-
-
-def _pareto(ci: CostInputs, t: PointTable, pick) -> list[Candidate]:
-    """Feasible points not beaten on both tokens/s per GPU and tokens/s per user (1/TPOT)."""
-    if t.tpot is None:
-        return []
-    _, _, ok = pick
-    feasible = ok[Rule.MEMORY] & ok[Rule.TTFT] & ok[Rule.TPOT] & ~t.invalid
-    rows, cols = np.nonzero(feasible)
-    if not len(rows):
-        return []
-    x = t.metric[rows, cols]
-    y = 1.0 / np.broadcast_to(t.tpot, t.B.shape)[rows, cols]
-    frontier = frontier_indices(x, y)
-    frontier = frontier[:: max(1, len(frontier) // 24)]
-    return [_single(ci, t, int(rows[f]), int(cols[f])) for f in frontier]

@@ -20,7 +20,8 @@ from meshplan.search.candidate import Candidate
 from meshplan.search.grid import B_GRID, PREFILL_B_GRID, concurrency_grid, with_limit
 from meshplan.search.objectives import Objective
 from meshplan.search.frontier import non_dominated
-from meshplan.search.pick import PointTable, candidates_from_table, per_gpu_metric, rank_key
+from meshplan.search.pick import PointTable, per_gpu_metric, rank_key
+from meshplan.search.ranking import candidates_from_table
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase, Serving
 from meshplan.strategy.space import LayoutArrays, enumerate_layouts

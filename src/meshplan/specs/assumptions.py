@@ -46,6 +46,15 @@ class CostAssumptions(Spec):
     """Exponent n of the smooth roofline (t_compute^n + t_memory^n)^(1/n): n = 1 adds the two, a
     large n tends to max(). 4 reproduces the knee of the measured H200 BF16 GEMM curve (N = K =
     8192: 35.6 us at M = 1, 38.6 us at M = 128, 49 us at M = 256; aiconfigurator gemm_perf tables)."""
+    sustained_gemm_share: float = Field(default=1.0, gt=0, le=1)
+    """Share of the rate a GEMM or attention kernel reaches measured alone (the GPU's
+    gemm_efficiency table, or default_gemm_efficiency) that it sustains inside a model pass, where
+    tensor-core load holds the clock at what the power limit allows (NVIDIA rates A100 HPL at the
+    1,305 MHz it sustains at its power limit, not the 1,410 MHz boost: 0.93; G. Lockwood, "Peak
+    FLOPS", glennklockwood.com/garden/peak-FLOPS), a pass's GEMMs run in fewer waves than a
+    benchmark's, and collectives hold SMs. 1: as measured alone (the source's figure; a calibration
+    profile fits it). The overrides gemm_efficiency and a GPU's stated MFU are achieved rates
+    already and are not scaled."""
     grouped_gemm_efficiency: float = Field(default=0.6, gt=0, le=1)
     """Routed experts' grouped GEMM rate relative to a dense GEMM of the same format. 0.6:
     aiconfigurator's measured MoE module (DeepSeek-V3 shape, EP8, balanced) reaches 29% (H200) and

@@ -115,13 +115,14 @@ class Problem(Spec):
 
     def gemm_efficiency(self, dtype: DType) -> float:
         """Achievable fraction of peak FLOP/s for GEMMs computed in ``dtype`` on this GPU: the
-        problem's override, else the GPU's stated MFU (seed problems), else its measured table."""
+        problem's override, else the GPU's stated MFU (seed problems), else its measured table times
+        the share of it sustained inside a model pass (CostAssumptions.sustained_gemm_share)."""
         a, g = self.assumptions, self.gpu
         if a.gemm_efficiency is not None:
             return a.gemm_efficiency
         if g.mfu is not None:
             return g.mfu
-        return g.gemm_efficiency.get(g.compute_dtype(dtype), a.default_gemm_efficiency)
+        return g.gemm_efficiency.get(g.compute_dtype(dtype), a.default_gemm_efficiency) * a.sustained_gemm_share
 
     def moe_hbm_efficiency(self, dtype: DType) -> float:
         """Achievable fraction of peak memory bandwidth for a grouped MoE GEMM's weight reads."""

@@ -1,0 +1,104 @@
+"""Disaggregated candidates: a prefill pool paired with a decode pool, each pool's instances
+sized so that one keeps up with the other."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from meshplan.cost.inputs import CostInputs
+from meshplan.search.candidate import Candidate
+from meshplan.search.objectives import Mode
+from meshplan.search.pick import PointTable, _instances, _layout, _with_requirements
+
+
+def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: int, m: int,
+          fixed: tuple[int, int] | None = None) -> Candidate:
+    """A disaggregated candidate: prefill row i at column j, decode row k at column m."""
+    w = ci.problem.workload
+    g_p = int(pre.la.gpus_per_instance[i])
+    g_d = int(dec.la.gpus_per_instance[k])
+    r_p, r_d = float(pre.inst_req_s[i, j]), float(dec.inst_req_s[k, m])
+    B = float(dec.B[k, m])
+    slots = int(dec.la.dp[k] * dec.la.pp[k])
+    n_d = _instances(ci, g_d, w.osl_tokens * r_d / g_d, B, slots, r_d)  # the decode pool's own tok/s per GPU
+    if ci.problem.gpu_budget and not ci.problem.workload.concurrency and not ci.problem.requirements.min_output_tok_s:
+        # Split the budget in the ratio of GPU-seconds per request.
+        share = (g_d / r_d) / (g_p / r_p + g_d / r_d)
+        n_d = max(1, int(ci.problem.gpu_budget * share // g_d))
+    n_p = max(1, math.ceil(n_d * r_d / r_p - 1e-9))
+    if fixed is not None:
+        n_p, n_d = fixed
+    gpus = n_p * g_p + n_d * g_d
+    served = min(n_d * r_d, n_p * r_p)
+    ttft = float(np.broadcast_to(pre.ttft, pre.B.shape)[i, j])
+    rate = ci.problem.workload.request_rate_per_s
+    if rate and not ci.problem.workload.concurrency and fixed is None:
+        n_p = _prefill_instances_for_rate(ci, rate, r_p, ttft, g_p, ci.problem.gpu_budget and
+                                          ci.problem.gpu_budget - n_d * g_d)
+        gpus = n_p * g_p + n_d * g_d
+        rho = rate / (n_p * r_p)
+        ttft += rho * ttft / (2 * (1 - rho))  # M/D/1 wait for the prefill pool
+        served = rate
+    total_out = served * w.osl_tokens
+    c = Candidate(mode=Mode.DISAGGREGATED, prefill=_layout(pre.la, i, n_p), decode=_layout(dec.la, k, n_d),
+                  decode_B=B, prefill_B=float(pre.B[i, j]), gpus_total=gpus,
+                  ttft_s=ttft, tpot_s=float(np.broadcast_to(dec.tpot, dec.B.shape)[k, m]),
+                  output_tok_s_per_gpu=total_out / gpus, input_tok_s_per_gpu=total_out / gpus * w.isl_tokens / w.osl_tokens,
+                  output_tok_s=total_out, concurrency=B * slots * n_d,
+                  max_concurrency=float(dec.max_b[k]) * slots * n_d)
+    return _with_requirements(ci, c)
+
+
+def _pairs(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: int, m: int,
+           feasible: np.ndarray) -> list[Candidate]:
+    """The disaggregated pair at the decode pool's best point and, where the prefill pool rounds
+    up to serve it (or the GPU budget leaves room for fewer prefill instances only), the pair with
+    fewer prefill instances whose decode pool runs at the rate they feed: its best point that
+    completes no more requests than they prefill (Little's law: fewer requests in flight, a
+    shorter TPOT). ``feasible`` marks the decode row's points that meet every requirement."""
+    full = _pair(ci, pre, i, j, dec, k, m)
+    w = ci.problem.workload
+    if w.concurrency or w.request_rate_per_s:
+        # A stated concurrency fixes each decode point's instances (its grid holds no other
+        # batch), and an arrival rate sizes the prefill pool itself (_prefill_instances_for_rate).
+        return [full]
+    n_p, n_d = full.prefill.instances, full.decode.instances
+    g_p, g_d = int(pre.la.gpus_per_instance[i]), int(dec.la.gpus_per_instance[k])
+    fewer = n_p - 1
+    if ci.problem.gpu_budget and full.gpus_total > ci.problem.gpu_budget:
+        fewer = min(fewer, (ci.problem.gpu_budget - n_d * g_d) // g_p)
+    if fewer < 1:
+        return [full]
+    m_fed = fed_column(dec, k, feasible, fewer * float(pre.inst_req_s[i, j]) / n_d)
+    if m_fed is None:
+        return [full]
+    return [full, _pair(ci, pre, i, j, dec, k, m_fed, fixed=(fewer, n_d))]
+
+
+def fed_column(dec: PointTable, k: int, feasible: np.ndarray, fed_req_s: float) -> int | None:
+    """The decode row's point a prefill pool feeding ``fed_req_s`` requests/s per decode instance
+    sustains: the feasible point completing the most requests, no more than it is fed (None when
+    none is that slow). The points are the search grid's (batch sizes a factor apart), so the pair
+    can credit the decode pool up to one grid step less than it is fed, and its TPOT that step's;
+    cost.closed_loop.solve_disaggregated solves the exact point, the search's tables do not."""
+    rates = np.broadcast_to(dec.inst_req_s, dec.B.shape)[k]
+    cols = np.nonzero(np.broadcast_to(feasible, dec.B.shape)[k] & (rates <= fed_req_s * (1 + 1e-12)))[0]
+    return int(cols[np.argmax(rates[cols])]) if len(cols) else None
+
+
+def _prefill_instances_for_rate(ci: CostInputs, rate: float, r_p: float, ttft: float, g_p: int, room: int | None) -> int:
+    """Prefill instances for an arrival rate: enough to serve it (rho < 1), and under a TTFT
+    target enough that the M/D/1 wait keeps TTFT within it, where the GPUs left for prefill
+    (``room``) allow. TTFT = s (1 + rho / (2 (1 - rho))) <= target needs rho <= 2x / (1 + 2x),
+    x = target / s - 1. Hand check: s = 1 s, target 2 s -> x = 1, rho <= 2/3, so at 10 req/s
+    and 3 req/s per instance, 5 instances."""
+    n = int(rate // r_p) + 1
+    target = ci.problem.requirements.ttft_s
+    if target and target > ttft:
+        x = target / ttft - 1.0
+        n = max(n, math.ceil(rate / (r_p * 2.0 * x / (1.0 + 2.0 * x)) - 1e-9))
+    if room is not None and room >= g_p:
+        n = min(n, max(int(rate // r_p) + 1, room // g_p))
+    return n
