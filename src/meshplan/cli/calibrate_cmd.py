@@ -180,8 +180,9 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
     pinned = [f"{f.name} ({f.bound_reached(v)} {getattr(f, f.bound_reached(v)):g})"
               for f, v in zip(factors, result.values) if f.bound_reached(v)]
     if pinned:
-        echo(f"\nOn a bound: {', '.join(pinned)}. The runs would move {'it' if len(pinned) == 1 else 'them'} past the "
-             "physical range: what they ask for there is missing from the step model, not from the factor.")
+        echo(f"\nOn a bound: {', '.join(pinned)}. The fit stopped there: the runs would move "
+             f"{'it' if len(pinned) == 1 else 'them'} past the physical range, so they ask for something the step "
+             "model lacks, unless the bound is the true value (a time of 0).")
     echo(f"\nin-sample median |error|: TTFT {result.median_abs_ttft:.1%}, TPOT {result.median_abs_tpot:.1%}")
     if profile.cross_validated:
         how = "leaving out one of {} model x GPU groups at a time".format(folds) if logo else f"{folds} folds of model x GPU groups"

@@ -58,7 +58,8 @@ class Factor:
     def bound_reached(self, value: float) -> str:
         """``lower`` or ``upper`` when a fitted value lies on that bound (within BOUND_SHARE of the
         range), else empty: the runs would move it further than its physical range allows, so what
-        they ask for there is missing from the step model, and its uncertainty does not hold."""
+        they ask for there is missing from the step model (unless the bound is its true value, a
+        time of 0), and its uncertainty does not hold."""
         span = self.upper - self.lower
         if value <= self.lower + BOUND_SHARE * span:
             return "lower"
