@@ -89,7 +89,7 @@ def test_a_budget_too_small_for_the_best_decode_point_gets_a_decode_pool_the_pre
     problem = problem_from_raw({"model": "llama-3.1-8b", "gpu": "h100", "gpus": 4, "serving": "disaggregated",
                                 "workload": {"isl": 2000, "osl": 100}})
     best = search(problem).best
-    assert best.feasible and best.gpus_total <= 4 and best.prefill.instances >= 1
+    assert best.feasible and best.gpus_total <= 4
     # At its best point the decode pool holds all it can (the KV cache's limit); fed by the smaller
     # prefill pool it holds fewer requests.
     assert best.concurrency < best.max_concurrency

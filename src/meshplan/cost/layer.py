@@ -125,10 +125,9 @@ def moe_ops(ci: CostInputs, par: Par, w: Work, ovh: float) -> list[OpCost]:
     The dev set backs it: counting the excess as more experts read left the TPOT of its
     expert-parallel runs about 20% high where its expert-tensor-parallel runs of the same models
     (no excess) were within about 3% (dev-set TPOT median 12.1% -> 11.3% before refitting).
-    Tokens reach
-    the experts by the engine's exchange (EngineProfile.a2a_backend; a2a_backend_across_nodes when
-    the group spans nodes): an all-to-all (each tp rank
-    sends its 1/tp share of its attention-dp rank's tokens to the ranks of their experts;
+    Tokens reach the experts by the engine's exchange (EngineProfile.a2a_backend;
+    a2a_backend_across_nodes when the group spans nodes): an all-to-all (each tp rank sends its
+    1/tp share of its attention-dp rank's tokens to the ranks of their experts;
     DeepEP normal kernels in prefill, low-latency kernels in decode), or an all-gather of every
     attention-dp rank's tokens before the experts and a reduce-scatter after (SGLang without
     DeepEP, vLLM's allgather_reducescatter); with tp-only attention the tokens are already on every

@@ -1,6 +1,6 @@
 """Fit named factors of the step model on measured runs (robust least squares on log error).
 
-Only factors listed in FACTORS may be fitted, each bounded to a physical range; a fit records the
+Only factors listed in FACTORS (fidelity.factors) may be fitted, each bounded to a physical range; a fit records the
 rows it saw (count and a hash of their ids) and its error, and ``cross_validate`` reports the error
 on groups of runs (model x GPU) that the fit did not see.
 """
@@ -15,107 +15,11 @@ from scipy.optimize import least_squares
 
 from meshplan.cost.inputs import CostInputs
 from meshplan.errors import SpecError
-from meshplan.fidelity.harness import AS_STATED, Harness
+from meshplan.fidelity.factors import FACTORS, Factor
 from meshplan.fidelity.predict import Group, predict_group
 from meshplan.io.engines import load_engine
 from meshplan.specs.assumptions import CostAssumptions
 from meshplan.specs.calibration import CalibrationProfile, FitError, FittedFactor, PartitionFit
-from meshplan.specs.engine import Engine
-
-
-BOUND_SHARE = 1e-3
-"""A fitted value within this share of its factor's range from a bound is reported as on it."""
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Factor:
-    """A named factor a fit may move: a field of the step model's inputs, for one engine's runs or
-    for all, between physical bounds."""
-
-    name: str
-    """As it appears in the calibration profile: ``kernel_floor_scale`` or ``trtllm.host_gap_s``."""
-    field: str
-    """The CostInputs field it sets."""
-    lower: float
-    upper: float
-    why: str
-    """Why the bounds are physical."""
-    section: str
-    """Where the value lives in a calibration profile: ``assumptions`` (a CostAssumptions field),
-    ``engines`` (an EngineProfile field of ``engine``) or ``benchmark`` (a WorkloadSpec field of
-    the measurement runs)."""
-    key: str
-    """The field name in that section."""
-    engine: Engine | None = None
-    relative_to: float | None = None
-    """The field holds a rate scaled by this factor's default: the fit multiplies by value/default."""
-    also: tuple[str, ...] = ()
-    """Further CostInputs fields it scales as it scales ``field`` (a factor on several rates)."""
-    by_default: bool = True
-    """Fitted when the command names no factors. A factor with a measured source that the dev set
-    cannot tell apart from another (both slow the same layers) keeps its source unless asked for."""
-
-    def bound_reached(self, value: float) -> str:
-        """``lower`` or ``upper`` when a fitted value lies on that bound (within BOUND_SHARE of the
-        range), else empty: the runs would move it further than its physical range allows, so what
-        they ask for there is missing from the step model (unless the bound is its true value, a
-        time of 0), and its uncertainty does not hold."""
-        span = self.upper - self.lower
-        if value <= self.lower + BOUND_SHARE * span:
-            return "lower"
-        if value >= self.upper - BOUND_SHARE * span:
-            return "upper"
-        return ""
-
-    def apply(self, ci: CostInputs, value: float, harness: Harness = AS_STATED) -> dict[str, float]:
-        """The inputs this factor sets for runs of ``ci``'s problem measured by ``harness``: none
-        for another engine's runs, nor for a benchmark factor the runs' client states."""
-        if self.engine is not None and ci.engine.engine is not self.engine:
-            return {}
-        if self.section == "benchmark" and getattr(harness, self.key, None) is not None:
-            return {}
-        if self.relative_to is not None:
-            return {name: getattr(ci, name) * value / self.relative_to for name in (self.field, *self.also)}
-        return {self.field: value}
-
-
-def _engine_factors(e: Engine) -> list[Factor]:
-    return [
-        Factor(name=f"{e.value}.host_gap_s", field="host_gap_s", lower=0.0, upper=3e-3, engine=e,
-               section="engines", key="host_gap_s",
-               why="GPU idle per iteration between 0 (fully hidden) and 3 ms (a whole host step of a large batch)"),
-        Factor(name=f"{e.value}.kernel_launch_s", field="kernel_launch_s", lower=2e-6, upper=1e-4, engine=e,
-               section="engines", key="kernel_launch_s",
-               why="CPU time per kernel outside a graph: from a bare CUDA launch (2 us) to a slow eager op (100 us)"),
-        Factor(name=f"{e.value}.request_overhead_s", field="request_overhead_s", lower=0.0, upper=0.3, engine=e,
-               section="engines", key="request_overhead_s",
-               why="front end, tokenization and queues: 0 to 300 ms per request"),
-    ]
-
-
-FACTORS: tuple[Factor, ...] = (
-    Factor(name="kernel_floor_scale", field="overhead_s", lower=0.2, upper=2.5, relative_to=1.0,
-           section="assumptions", key="kernel_floor_scale", why="per-kernel floor from a fifth (fused, overlapped launches) to 2.5x an isolated kernel's"),
-    Factor(name="sustained_gemm_share", field="flops_other", lower=0.5, upper=1.0, relative_to=1.0,
-           also=("flops_attn", "flops_attn_out", "flops_exp", "flops_shared", "flops_core"), section="assumptions",
-           key="sustained_gemm_share",
-           why="a kernel sustains in a pass from half (power-capped clocks, fewer waves, SMs held by collectives) "
-               "to all of its rate measured alone"),
-    Factor(name="grouped_gemm_efficiency", field="flops_exp", lower=0.3, upper=1.0, relative_to=0.6,
-           section="assumptions", key="grouped_gemm_efficiency",
-           why="a grouped GEMM reaches at most a dense GEMM's rate; measured MoE modules reach 0.5-0.66 of it"),
-    Factor(name="expert_load_cv", field="load_cv", lower=0.0, upper=2.5, section="assumptions", key="expert_load_cv",
-           why="expert popularity spread from uniform (0) to the most skewed measured (TensorRT-LLM blog 4: 1.67)",
-           by_default=False),  # measured; on silicon-dev it trades off against grouped_gemm_efficiency (both slow MoE layers)
-    Factor(name="clump_coherence", field="clump_coherence", lower=0.0, upper=1.0, section="assumptions",
-           key="clump_coherence", why="a share: from every prompt alone (0) to whole clumps (1)"),
-    Factor(name="requests_per_client", field="requests_per_client", lower=1.0, upper=50.0, section="benchmark",
-           key="requests_per_client", why="a benchmark sends at least one request per client and rarely more than 50"),
-    Factor(name="client_overhead_s", field="client_overhead_s", lower=0.0, upper=0.3, section="benchmark",
-           key="client_overhead_s", why="a client's own time per request beyond the reference client's: 0 to 300 ms"),
-    *(f for e in Engine for f in _engine_factors(e)),
-)
-"""Every factor a fit may move."""
 
 
 Held = tuple[tuple[Factor, float], ...]
