@@ -24,7 +24,7 @@ def _gain(note):
     return float(re.search(r"\(([+-][\d.]+)%", note).group(1)) / 100
 
 
-@pytest.mark.parametrize("engine", ["trtllm", "vllm"])
+@pytest.mark.parametrize("engine", ["trtllm", "sglang", "vllm"])
 def test_the_engines_layouts_without_stages(engine):
     result, notes = _plan(engine)
     best = result.best
@@ -42,19 +42,19 @@ def test_the_engines_layouts_without_stages(engine):
 
 
 def test_where_stages_win_the_notes_say_by_how_much():
-    # SGLang (bundled profile): a pp4 prefill instance (4 stages of attention dp2 with etp2 experts,
-    # 8 GPUs) prefills enough for the decode pool alone, where an instance without stages (8 GPUs:
-    # attention dp8, etp8 experts, every MoE layer's tokens gathered over 8 GPUs) takes two; the
-    # issue's alternative to the engines' layouts is then a note that shows with numbers why the
-    # pipeline wins: the plan without stages it beat, its tokens/s per GPU and the gain, above the
-    # margin.
-    result, notes = _plan("sglang")
+    # TensorRT-LLM (bundled profile): a pp4 prefill instance (4 stages of attention dp2 with etp2
+    # experts, 8 GPUs) models a few percent more tokens/s per GPU than the plan without stages
+    # (the first test's note). With a 2% margin the pipeline wins, and the issue's alternative to
+    # the engines' layouts is then a note that shows with numbers why: the plan without stages it
+    # beat, its tokens/s per GPU and the gain, above the margin.
+    result, notes = _plan("trtllm", pipeline_margin=0.02)
     best, alt = result.best, result.without_stages
     assert best.feasible and best.prefill.pp == 4 and best.decode.pp == 1
     assert alt is not None and alt.feasible and not has_stages(alt)
     assert len(notes) == 1 and notes[0].startswith("pipeline stages (prefill pool pp 4)")
     assert f"{per_gpu(alt):,.0f} for the best plan without stages, {alt.label}" in notes[0]
-    assert _gain(notes[0]) == pytest.approx(per_gpu(best) / per_gpu(alt) - 1, abs=5e-4) and _gain(notes[0]) > 0.10
+    assert "above the 2% margin" in notes[0]
+    assert _gain(notes[0]) == pytest.approx(per_gpu(best) / per_gpu(alt) - 1, abs=5e-4) and _gain(notes[0]) > 0.02
 
 
 def test_without_a_margin_a_small_pipeline_gain_is_taken():

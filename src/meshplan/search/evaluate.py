@@ -9,25 +9,23 @@ import numpy as np
 from meshplan.cost.capacity import decode_capacity
 from meshplan.errors import SpecError
 from meshplan.cost.inputs import CostInputs
-from meshplan.cost.layer import Par
 from meshplan.cost.kv_transfer import kv_link_bw
 from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
 from meshplan.search.candidate import Candidate
 from meshplan.search.grid import B_GRID, PREFILL_B_GRID, with_limit
 from meshplan.search.objectives import Objective
-from meshplan.search.pairs import _pair, fed_column
-from meshplan.search.pick import PointTable, _miss_reason, _single, best_per_row, rank_key
-from meshplan.search.search import one_layout
+from meshplan.search.pairs import _pair, fed_column, fed_table
+from meshplan.search.pick import PointTable, _miss_reason, _single, best_per_row, layout_par, rank_key
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.rules import UNUSUAL, Violation, check_layout
+from meshplan.strategy.space import one_layout
 
 
 def _arrays(lay: Layout):
     la = one_layout(lay.tp, lay.dp, lay.pp, lay.ep, lay.etp)
-    c = lambda v: np.array([[v]], dtype=float)  # noqa: E731
-    return la, Par.of(c(lay.tp), c(lay.dp), c(lay.ep), c(lay.etp), c(lay.pp))
+    return la, layout_par(la)
 
 
 def _decode_table(ci: CostInputs, lay: Layout, la, par):
@@ -124,7 +122,7 @@ def _evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) 
     pre_t = PointTable.prefill(ci_p, pla, prefill_cost(ci_p, ppar, PREFILL_B_GRID[None, :]), kv_transfer_s(ci_p, ppar, nic))
     dec_t = PointTable.decode(ci, dla, _decode_table(ci, dec_lay, dla, dpar), None)
     pcol, _, pok = best_per_row(pre_t, ci_p)
-    dcol, dfeasible, dok = best_per_row(dec_t, ci)
+    dcol, _, dok = best_per_row(dec_t, ci)
     misses = list(structural)
     if pcol[0] < 0:
         misses += _miss_reason(pre_t, ci_p, 0, pok)
@@ -135,8 +133,11 @@ def _evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) 
     # A prefill pool that prefills fewer requests than the decode pool's best point completes feeds
     # it a smaller batch (Little's law), as the search pairs them (pairs._pairs).
     fed = pre_lay.instances * float(pre_t.inst_req_s[0, i]) / dec_lay.instances
-    if dcol[0] >= 0 and float(np.broadcast_to(dec_t.inst_req_s, dec_t.B.shape)[0, j]) > fed:
-        m_fed = fed_column(dec_t, 0, dfeasible, fed)
-        j = j if m_fed is None else m_fed
+    # (A stated concurrency fixes the decode batch: its table's one point stays.)
+    if dcol[0] >= 0 and not problem.workload.concurrency and float(dec_t.inst_req_s[0, j]) > fed:
+        fine = fed_table(ci, dec_t, [0])
+        m_fed = fed_column(fine, 0, best_per_row(fine, ci)[1], fed)
+        if m_fed is not None:
+            dec_t, j = fine, m_fed
     c = _pair(ci, pre_t, 0, i, dec_t, 0, j, fixed=(pre_lay.instances, dec_lay.instances))
     return replace(c, violations=tuple(misses) + tuple(c.violations))

@@ -7,10 +7,21 @@ import math
 
 import numpy as np
 
+from meshplan.cost.capacity import decode_capacity
 from meshplan.cost.inputs import CostInputs
+from meshplan.cost.serving import decode_cost
 from meshplan.search.candidate import Candidate
 from meshplan.search.objectives import Mode
-from meshplan.search.pick import PointTable, _instances, _layout, _with_requirements
+from meshplan.search.grid import B_GRID, with_limit
+from meshplan.search.pick import PointTable, _instances, _layout, _with_requirements, layout_par
+
+FED_STEPS = 16
+"""Batch sizes per doubling a decode pool fed fewer requests than its best point completes
+chooses among (FED_GRID): it runs within 2^(1/16) (4.4%) of the batch its feed keeps in flight,
+where the search grid (B_GRID, doubling) would credit it up to a factor of 2 below."""
+
+FED_GRID = np.geomspace(B_GRID[0], B_GRID[-1], round(np.log2(B_GRID[-1] / B_GRID[0])) * FED_STEPS + 1)
+"""B_GRID's range in FED_STEPS geometric steps per doubling (1 to 4,096: 193 batch sizes)."""
 
 
 def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: int, m: int,
@@ -52,12 +63,13 @@ def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: i
 
 
 def _pairs(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: int, m: int,
-           feasible: np.ndarray) -> list[Candidate]:
+           fed: tuple[PointTable, int, np.ndarray] | None = None) -> list[Candidate]:
     """The disaggregated pair at the decode pool's best point and, where the prefill pool rounds
     up to serve it (or the GPU budget leaves room for fewer prefill instances only), the pair with
     fewer prefill instances whose decode pool runs at the rate they feed: its best point that
     completes no more requests than they prefill (Little's law: fewer requests in flight, a
-    shorter TPOT). ``feasible`` marks the decode row's points that meet every requirement."""
+    shorter TPOT). ``fed``: the decode row's points at FED_GRID (fed_table), its row there, and
+    which of them meet every requirement."""
     full = _pair(ci, pre, i, j, dec, k, m)
     w = ci.problem.workload
     if w.concurrency or w.request_rate_per_s:
@@ -69,23 +81,32 @@ def _pairs(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: 
     fewer = n_p - 1
     if ci.problem.gpu_budget and full.gpus_total > ci.problem.gpu_budget:
         fewer = min(fewer, (ci.problem.gpu_budget - n_d * g_d) // g_p)
-    if fewer < 1:
+    if fewer < 1 or fed is None:
         return [full]
-    m_fed = fed_column(dec, k, feasible, fewer * float(pre.inst_req_s[i, j]) / n_d)
-    if m_fed is None:
+    table, row, feasible = fed
+    col = fed_column(table, row, feasible, fewer * float(pre.inst_req_s[i, j]) / n_d)
+    if col is None:
         return [full]
-    return [full, _pair(ci, pre, i, j, dec, k, m_fed, fixed=(fewer, n_d))]
+    return [full, _pair(ci, pre, i, j, table, row, col, fixed=(fewer, n_d))]
 
 
 def fed_column(dec: PointTable, k: int, feasible: np.ndarray, fed_req_s: float) -> int | None:
     """The decode row's point a prefill pool feeding ``fed_req_s`` requests/s per decode instance
     sustains: the feasible point completing the most requests, no more than it is fed (None when
-    none is that slow). The points are the search grid's (batch sizes a factor apart), so the pair
-    can credit the decode pool up to one grid step less than it is fed, and its TPOT that step's;
-    cost.closed_loop.solve_disaggregated solves the exact point, the search's tables do not."""
+    none is that slow), among the points of its table (fed_table's, finer than the search grid)."""
     rates = np.broadcast_to(dec.inst_req_s, dec.B.shape)[k]
     cols = np.nonzero(np.broadcast_to(feasible, dec.B.shape)[k] & (rates <= fed_req_s * (1 + 1e-12)))[0]
     return int(cols[np.argmax(rates[cols])]) if len(cols) else None
+
+
+def fed_table(ci: CostInputs, dec: PointTable, rows) -> PointTable:
+    """Decode rows ``rows`` of ``dec`` at FED_GRID batch sizes (and each row's memory limit), by the
+    step model that made ``dec`` (cost.serving.decode_cost): the points a decode pool fed fewer
+    requests than its best point completes chooses among (fed_column), one call for every row."""
+    la = dec.la.take(np.asarray(rows, dtype=np.int64))
+    par = layout_par(la)
+    grid = with_limit(FED_GRID, np.broadcast_to(decode_capacity(ci, par), (len(la), 1))[:, 0])
+    return PointTable.decode(ci, la, decode_cost(ci, par, grid), None)
 
 
 def _prefill_instances_for_rate(ci: CostInputs, rate: float, r_p: float, ttft: float, g_p: int, room: int | None) -> int:

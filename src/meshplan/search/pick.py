@@ -118,6 +118,13 @@ def best_per_row(t: PointTable, ci: CostInputs):
     return np.where(has, col, -1), feasible, ok
 
 
+def layout_par(la: LayoutArrays) -> Par:
+    """The parallel degrees of a table's layouts, one row each (shape (rows, 1)), as the cost model
+    broadcasts them against the operating points of a row."""
+    c = lambda x: x.astype(float)[:, None]  # noqa: E731
+    return Par.of(c(la.tp), c(la.dp), c(la.ep), c(la.etp), c(la.pp))
+
+
 def _layout(la: LayoutArrays, i: int, instances: int = 1) -> Layout:
     return Layout(instances=max(1, instances), pp=int(la.pp[i]), tp=int(la.tp[i]), dp=int(la.dp[i]),
                   ep=int(la.ep[i]), etp=int(la.etp[i]))

@@ -8,7 +8,7 @@ from meshplan.cost.inputs import CostInputs
 from meshplan.search.candidate import Candidate
 from meshplan.search.frontier import frontier_indices, non_dominated
 from meshplan.search.objectives import Mode, Objective
-from meshplan.search.pairs import _pairs
+from meshplan.search.pairs import _pairs, fed_table
 from meshplan.search.pick import (PREFILL_SHAPES, SATURATION, TOP, PointTable, _miss_reason, _single, best_per_row,
                                   prefer_simple, rank_key)
 from meshplan.strategy.rules import Rule
@@ -56,9 +56,14 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
             flat = [i for i in by_shape.values() if pre.la.pp[i] == 1][:1]  # the best without a pipeline
             prefills = list(dict.fromkeys(firsts + list(by_shape.values())[:PREFILL_SHAPES] + flat))
             order = drows[np.argsort(-dec.metric[drows, dcol[drows]], kind="stable")][:TOP]
-            _, dfeasible, _ = best_per_row(dec, ci)
-            ranked += [c for i in prefills for k in order
-                       for c in _pairs(ci, pre, i, int(pcol[i]), dec, int(k), int(dcol[k]), dfeasible)]
+            w = ci.problem.workload
+            # The decode rows at the finer batch sizes a pool fed by fewer prefill instances runs at
+            # (none with a stated concurrency or arrival rate: _pairs pairs no such pool then).
+            fine = None if (w.concurrency or w.request_rate_per_s) else fed_table(ci, dec, order)
+            fine_ok = best_per_row(fine, ci)[1] if fine is not None else None
+            ranked += [c for i in prefills for n, k in enumerate(order)
+                       for c in _pairs(ci, pre, i, int(pcol[i]), dec, int(k), int(dcol[k]),
+                                       (fine, n, fine_ok) if fine is not None else None)]
     ranked.sort(key=rank_key(objective))
     ranked = prefer_simple(ranked, objective)
     timed = next((t for t in tables if t.tpot is not None), None)

@@ -20,7 +20,7 @@ from meshplan.search.candidate import Candidate
 from meshplan.search.grid import B_GRID, PREFILL_B_GRID, concurrency_grid, with_limit
 from meshplan.search.objectives import Objective
 from meshplan.search.frontier import non_dominated
-from meshplan.search.pick import PointTable, per_gpu_metric, rank_key
+from meshplan.search.pick import PointTable, layout_par, per_gpu_metric, rank_key
 from meshplan.search.ranking import candidates_from_table
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase, Serving
@@ -59,11 +59,6 @@ class SearchResult:
     (without it when the best uses it, and the reverse)."""
 
 
-def _par(la: LayoutArrays) -> Par:
-    c = lambda x: x.astype(float)[:, None]  # noqa: E731
-    return Par.of(c(la.tp), c(la.dp), c(la.ep), c(la.etp), c(la.pp))
-
-
 def _decode_points(ci: CostInputs, la: LayoutArrays, par: Par, budget: int | None):
     w = ci.problem.workload
     max_b = np.broadcast_to(decode_capacity(ci, par), (len(la), 1))[:, 0]
@@ -74,12 +69,6 @@ def _decode_points(ci: CostInputs, la: LayoutArrays, par: Par, budget: int | Non
     else:
         grid = with_limit(B_GRID, max_b), None
     return decode_cost(ci, par, grid[0]), grid[1]
-
-
-def one_layout(tp: int, dp: int, pp: int, ep: int, etp: int) -> LayoutArrays:
-    """A single layout as arrays, to evaluate it with the search's own machinery."""
-    a = lambda v: np.array([v], dtype=np.int64)  # noqa: E731
-    return LayoutArrays(tp=a(tp), dp=a(dp), pp=a(pp), ep=a(ep), etp=a(etp))
 
 
 def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
@@ -132,12 +121,12 @@ def _search(problem: Problem, objective: Objective, say: Progress, la: LayoutArr
     else:
         problem_used = problem
     ci = CostInputs.from_problem(problem_used)
-    par = _par(la)
+    par = layout_par(la)
     ci_p, la_p, nic = ci, (la if la_p is None else la_p), None
     if problem.pools_differ:
         ci_p = CostInputs.from_problem(problem_used.for_pool("prefill"))
         nic = kv_link_bw(ci_p, ci)
-    par_p = _par(la_p)
+    par_p = layout_par(la_p)
     tables: list[PointTable] = []
     points = 0
     if problem.phase in (Phase.DECODE, Phase.BOTH):
@@ -175,7 +164,7 @@ def _flat(la: LayoutArrays) -> LayoutArrays | None:
     keep = la.pp == 1
     if not keep.any():
         return None
-    return LayoutArrays(tp=la.tp[keep], dp=la.dp[keep], pp=la.pp[keep], ep=la.ep[keep], etp=la.etp[keep])
+    return la.take(keep)
 
 
 def has_stages(c: Candidate) -> bool:

@@ -32,6 +32,16 @@ class LayoutArrays:
     def gpus_per_instance(self) -> np.ndarray:
         return self.pp * self.tp * self.dp
 
+    def take(self, rows) -> "LayoutArrays":
+        """The layouts of ``rows`` (indices or a mask), in that order."""
+        return LayoutArrays(tp=self.tp[rows], dp=self.dp[rows], pp=self.pp[rows], ep=self.ep[rows], etp=self.etp[rows])
+
+
+def one_layout(tp: int, dp: int, pp: int, ep: int, etp: int) -> LayoutArrays:
+    """A single layout as arrays, to evaluate it with the search's own machinery."""
+    a = lambda v: np.array([v], dtype=np.int64)  # noqa: E731
+    return LayoutArrays(tp=a(tp), dp=a(dp), pp=a(pp), ep=a(ep), etp=a(etp))
+
 
 def enumerate_layouts(model: ModelSpec, gpu: GpuSpec, max_gpus_per_instance: int,
                       redundant_experts: int = 0) -> LayoutArrays:

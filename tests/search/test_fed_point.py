@@ -1,0 +1,64 @@
+"""A decode pool fed fewer requests than its best point completes runs at the batch the feed keeps
+in flight (Little's law), found among batch sizes finer than the search grid's doublings."""
+
+import numpy as np
+import pytest
+
+from meshplan.cost.capacity import decode_capacity
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.serving import decode_cost
+from meshplan.io.problem_file import problem_from_raw
+from meshplan.search.grid import B_GRID, with_limit
+from meshplan.search.pairs import FED_GRID, FED_STEPS, fed_column, fed_table
+from meshplan.search.pick import PointTable, best_per_row, layout_par
+from meshplan.strategy.space import one_layout
+
+
+def _decode_rows(ci, layouts):
+    la = one_layout(*layouts[0])
+    for lay in layouts[1:]:
+        one = one_layout(*lay)
+        la = type(la)(**{f: np.concatenate([getattr(la, f), getattr(one, f)]) for f in ("tp", "dp", "pp", "ep", "etp")})
+    par = layout_par(la)
+    grid = with_limit(B_GRID, np.broadcast_to(decode_capacity(ci, par), (len(la), 1))[:, 0])
+    return PointTable.decode(ci, la, decode_cost(ci, par, grid), None)
+
+
+def _ci():
+    return CostInputs.from_problem(problem_from_raw({"model": "llama-3.1-8b", "gpu": "h100", "serving": "disaggregated",
+                                                     "workload": {"isl": 2000, "osl": 100}}))
+
+
+def test_the_fed_grid_steps_a_sixteenth_of_a_doubling_over_the_search_grid():
+    # 2^0 .. 2^12 in steps of 2^(1/16): 12 x 16 + 1 = 193 batch sizes, the search grid's among them.
+    assert len(FED_GRID) == 193 and FED_GRID[0] == 1.0 and FED_GRID[-1] == pytest.approx(4096.0)
+    assert np.allclose(FED_GRID[1:] / FED_GRID[:-1], 2 ** (1 / FED_STEPS))
+    assert all(np.isclose(FED_GRID, b).any() for b in B_GRID)
+
+
+def test_a_fed_decode_pool_runs_between_the_grid_points_at_the_rate_it_is_fed():
+    ci = _ci()
+    table = _decode_rows(ci, [(2, 1, 1, 1, 1), (1, 1, 1, 1, 1)])  # rows: tp2, tp1
+    B, rates = table.B[1], table.inst_req_s[1]
+    lo, hi = int(np.nonzero(B == 32)[0][0]), int(np.nonzero(B == 64)[0][0])
+    fed = float(np.sqrt(rates[lo] * rates[hi]))  # strictly between the two grid points' rates
+    assert rates[lo] < fed < rates[hi]
+    # The search grid alone runs the tp1 pool at 32, its point below the feed.
+    assert table.B[1, fed_column(table, 1, best_per_row(table, ci)[1], fed)] == 32
+    fine = fed_table(ci, table, [1])
+    col = fed_column(fine, 0, best_per_row(fine, ci)[1], fed)
+    b, r = float(fine.B[0, col]), float(fine.inst_req_s[0, col])
+    # The fed point lies beyond it, completes no more requests than it is fed, and the next batch
+    # size up (a factor 2^(1/16)) completes more: credited within 4.4% of its feed in batch.
+    assert 32 < b < 64 and r <= fed
+    assert float(fine.inst_req_s[0, col + 1]) > fed and fine.B[0, col + 1] == pytest.approx(b * 2 ** (1 / FED_STEPS))
+    # The same step model at the grid's batch: the fine table holds the coarse table's figure there.
+    at32 = int(np.argmin(np.abs(fine.B[0] - 32)))
+    assert float(fine.inst_req_s[0, at32]) == pytest.approx(float(rates[lo]), rel=1e-12)
+    assert fine.la.tp[0] == 1  # the row asked for
+
+
+def test_a_feed_below_every_point_gives_no_fed_point():
+    ci = _ci()
+    fine = fed_table(ci, _decode_rows(ci, [(1, 1, 1, 1, 1)]), [0])
+    assert fed_column(fine, 0, best_per_row(fine, ci)[1], float(fine.inst_req_s[0].min()) * 0.5) is None
