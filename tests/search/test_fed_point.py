@@ -30,10 +30,34 @@ def _ci():
 
 
 def test_the_fed_grid_steps_a_sixteenth_of_a_doubling_over_the_search_grid():
-    # 2^0 .. 2^12 in steps of 2^(1/16): 12 x 16 + 1 = 193 batch sizes, the search grid's among them.
-    assert len(FED_GRID) == 193 and FED_GRID[0] == 1.0 and FED_GRID[-1] == pytest.approx(4096.0)
+    # 2^0 .. 2^12 in steps of 2^(1/16): 12 x 16 + 1 = 193 batch sizes, the search grid's among them
+    # exactly (a batch a hair above 512 would miss a CUDA-graph limit of 512 and run eager).
+    assert len(FED_GRID) == 193 and FED_GRID[0] == 1.0 and FED_GRID[-1] == 4096.0
     assert np.allclose(FED_GRID[1:] / FED_GRID[:-1], 2 ** (1 / FED_STEPS))
-    assert all(np.isclose(FED_GRID, b).any() for b in B_GRID)
+    assert all((FED_GRID == b).any() for b in B_GRID)
+
+
+def test_at_a_cuda_graph_limit_the_fine_table_costs_what_the_search_table_does():
+    # vLLM on an H200 captures graphs up to 512 sequences: the fine table's 512 is the grid's 512,
+    # graphed, with the same rate and TPOT.
+    ci = CostInputs.from_problem(problem_from_raw({"model": "llama-3.1-8b", "gpu": "h200", "engine": "vllm",
+                                                   "serving": "disaggregated", "workload": {"isl": 500, "osl": 100}}))
+    table = _decode_rows(ci, [(1, 1, 1, 1, 1)])
+    fine = fed_table(ci, table, [0])
+    a, b = int(np.nonzero(table.B[0] == 512)[0][0]), int(np.nonzero(fine.B[0] == 512)[0][0])
+    assert float(fine.inst_req_s[0, b]) == pytest.approx(float(table.inst_req_s[0, a]), rel=1e-12)
+    assert float(fine.tpot[0, b]) == pytest.approx(float(table.tpot[0, a]), rel=1e-12)
+
+
+def test_evaluating_pools_at_a_stated_concurrency_keeps_its_batch():
+    # A stated concurrency fixes the decode batch (64 requests on one decode GPU), however few
+    # requests the prefill pool completes: the fed point is for plans that choose their batch.
+    from meshplan.search.evaluate import evaluate_disaggregated
+    from meshplan.strategy.layout import parse_strategy
+    problem = problem_from_raw({"model": "llama-3.1-8b", "gpu": "h100", "gpus": 2, "serving": "disaggregated",
+                                "workload": {"isl": 2000, "osl": 100, "concurrency": 64}})
+    c = evaluate_disaggregated(problem, parse_strategy("tp=1"), parse_strategy("tp=1"))
+    assert c.decode_B == pytest.approx(64.0) and c.concurrency == pytest.approx(64.0)
 
 
 def test_a_fed_decode_pool_runs_between_the_grid_points_at_the_rate_it_is_fed():

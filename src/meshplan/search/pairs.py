@@ -20,7 +20,7 @@ FED_STEPS = 16
 chooses among (FED_GRID): it runs within 2^(1/16) (4.4%) of the batch its feed keeps in flight,
 where the search grid (B_GRID, doubling) would credit it up to a factor of 2 below."""
 
-FED_GRID = np.geomspace(B_GRID[0], B_GRID[-1], round(np.log2(B_GRID[-1] / B_GRID[0])) * FED_STEPS + 1)
+FED_GRID = B_GRID[0] * 2.0 ** (np.arange(round(np.log2(B_GRID[-1] / B_GRID[0])) * FED_STEPS + 1) / FED_STEPS)
 """B_GRID's range in FED_STEPS geometric steps per doubling (1 to 4,096: 193 batch sizes)."""
 
 
