@@ -134,7 +134,8 @@ def _evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) 
     # it a smaller batch (Little's law), as the search pairs them (pairs._pairs).
     fed = pre_lay.instances * float(pre_t.inst_req_s[0, i]) / dec_lay.instances
     # (A stated concurrency fixes the decode batch: its table's one point stays.)
-    if dcol[0] >= 0 and not problem.workload.concurrency and float(dec_t.inst_req_s[0, j]) > fed:
+    rate_d = float(np.broadcast_to(dec_t.inst_req_s, dec_t.B.shape)[0, j])
+    if dcol[0] >= 0 and not problem.workload.concurrency and rate_d > fed:
         fine = fed_table(ci, dec_t, [0])
         m_fed = fed_column(fine, 0, best_per_row(fine, ci)[1], fed)
         if m_fed is not None:
