@@ -4,13 +4,12 @@ in flight (Little's law), found among batch sizes finer than the search grid's d
 import numpy as np
 import pytest
 
-from meshplan.cost.capacity import decode_capacity
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.serving import decode_cost
 from meshplan.io.problem_file import problem_from_raw
-from meshplan.search.grid import B_GRID, with_limit
+from meshplan.search.grid import B_GRID
 from meshplan.search.pairs import FED_GRID, FED_STEPS, fed_column, fed_table
-from meshplan.search.pick import PointTable, best_per_row, layout_par
+from meshplan.search.pick import PointTable, best_per_row, capacity_grid, layout_par
 from meshplan.strategy.space import one_layout
 
 
@@ -20,8 +19,7 @@ def _decode_rows(ci, layouts):
         one = one_layout(*lay)
         la = type(la)(**{f: np.concatenate([getattr(la, f), getattr(one, f)]) for f in ("tp", "dp", "pp", "ep", "etp")})
     par = layout_par(la)
-    grid = with_limit(B_GRID, np.broadcast_to(decode_capacity(ci, par), (len(la), 1))[:, 0])
-    return PointTable.decode(ci, la, decode_cost(ci, par, grid), None)
+    return PointTable.decode(ci, la, decode_cost(ci, par, capacity_grid(ci, par, len(la))), None)
 
 
 def _ci():

@@ -6,16 +6,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from meshplan.cost.capacity import decode_capacity
 from meshplan.errors import SpecError
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.kv_transfer import kv_link_bw
 from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
 from meshplan.search.candidate import Candidate
-from meshplan.search.grid import B_GRID, PREFILL_B_GRID, with_limit
+from meshplan.search.grid import PREFILL_B_GRID
 from meshplan.search.objectives import Objective
 from meshplan.search.pairs import _pair, fed_column, fed_table
-from meshplan.search.pick import PointTable, _miss_reason, _single, best_per_row, layout_par, rank_key
+from meshplan.search.pick import PointTable, _miss_reason, _single, best_per_row, capacity_grid, layout_par, rank_key
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase
 from meshplan.strategy.layout import Layout
@@ -33,7 +32,7 @@ def _decode_table(ci: CostInputs, lay: Layout, la, par):
     if w.concurrency:
         grid = np.array([[w.concurrency / (lay.instances * lay.dp * lay.pp)]])
     else:
-        grid = with_limit(B_GRID, np.broadcast_to(decode_capacity(ci, par), (1, 1))[:, 0])
+        grid = capacity_grid(ci, par, 1)
     return decode_cost(ci, par, grid)
 
 

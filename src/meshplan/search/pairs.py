@@ -7,13 +7,12 @@ import math
 
 import numpy as np
 
-from meshplan.cost.capacity import decode_capacity
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.serving import decode_cost
 from meshplan.search.candidate import Candidate
 from meshplan.search.objectives import Mode
-from meshplan.search.grid import B_GRID, with_limit
-from meshplan.search.pick import PointTable, _instances, _layout, _with_requirements, layout_par
+from meshplan.search.grid import B_GRID
+from meshplan.search.pick import PointTable, _instances, _layout, _with_requirements, capacity_grid, layout_par
 
 FED_STEPS = 16
 """Batch sizes per doubling a decode pool fed fewer requests than its best point completes
@@ -105,8 +104,7 @@ def fed_table(ci: CostInputs, dec: PointTable, rows) -> PointTable:
     requests than its best point completes chooses among (fed_column), one call for every row."""
     la = dec.la.take(np.asarray(rows, dtype=np.int64))
     par = layout_par(la)
-    grid = with_limit(FED_GRID, np.broadcast_to(decode_capacity(ci, par), (len(la), 1))[:, 0])
-    return PointTable.decode(ci, la, decode_cost(ci, par, grid), None)
+    return PointTable.decode(ci, la, decode_cost(ci, par, capacity_grid(ci, par, len(la), FED_GRID)), None)
 
 
 def _prefill_instances_for_rate(ci: CostInputs, rate: float, r_p: float, ttft: float, g_p: int, room: int | None) -> int:

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from meshplan.cost.capacity import decode_capacity
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.iteration import prefill_budget
 from meshplan.cost.layer import Par
 from meshplan.cost.serving import PhaseCost, Serving
 from meshplan.search.candidate import Candidate
+from meshplan.search.grid import B_GRID, with_limit
 from meshplan.search.objectives import Mode, Objective
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.rules import Rule, Violation
@@ -116,6 +118,12 @@ def best_per_row(t: PointTable, ci: CostInputs):
     col = np.argmin(np.where(near, latency, np.inf), axis=1)
     has = np.isfinite(top[:, 0])
     return np.where(has, col, -1), feasible, ok
+
+
+def capacity_grid(ci: CostInputs, par: Par, rows: int, grid: np.ndarray = B_GRID) -> np.ndarray:
+    """Decode batch sizes to evaluate per layout row: ``grid`` plus the row's own KV-cache limit
+    (cost.capacity.decode_capacity), so the memory-bound optimum is never missed."""
+    return with_limit(grid, np.broadcast_to(decode_capacity(ci, par), (rows, 1))[:, 0])
 
 
 def layout_par(la: LayoutArrays) -> Par:

@@ -11,16 +11,15 @@ from typing import Callable
 
 import numpy as np
 
-from meshplan.cost.capacity import decode_capacity
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.cost.kv_transfer import kv_link_bw
 from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
 from meshplan.search.candidate import Candidate
-from meshplan.search.grid import B_GRID, PREFILL_B_GRID, concurrency_grid, with_limit
+from meshplan.search.grid import PREFILL_B_GRID, concurrency_grid
 from meshplan.search.objectives import Objective
 from meshplan.search.frontier import non_dominated
-from meshplan.search.pick import PointTable, layout_par, per_gpu_metric, rank_key
+from meshplan.search.pick import PointTable, capacity_grid, layout_par, per_gpu_metric, rank_key
 from meshplan.search.ranking import candidates_from_table
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase, Serving
@@ -61,13 +60,12 @@ class SearchResult:
 
 def _decode_points(ci: CostInputs, la: LayoutArrays, par: Par, budget: int | None):
     w = ci.problem.workload
-    max_b = np.broadcast_to(decode_capacity(ci, par), (len(la), 1))[:, 0]
     if w.concurrency:
         max_inst = np.floor((budget or 2**20) / la.gpus_per_instance).astype(float)
         grid = concurrency_grid(w.concurrency, (la.dp * la.pp).astype(float), np.maximum(max_inst, 1.0))
         grid = np.where(np.isnan(grid), 1.0, grid), np.isnan(grid)
     else:
-        grid = with_limit(B_GRID, max_b), None
+        grid = capacity_grid(ci, par, len(la)), None
     return decode_cost(ci, par, grid[0]), grid[1]
 
 
