@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 
 class SpecError(ValueError):
     """Bad user input: a field whose value breaks a rule.
@@ -28,8 +30,6 @@ def shown(value: object) -> str:
 
 def suggest(name: str, known: list[str], limit: int = 3) -> str:
     """A 'did you mean' tail for an unknown name, using difflib's ratio (close spellings first)."""
-    import difflib
-
     name = str(name)
     close = difflib.get_close_matches(name.lower(), known, n=limit, cutoff=0.4)
     if not close:

@@ -111,13 +111,13 @@ def test_engine_and_kv_format_of_the_command_are_used():
 
 
 def test_scheduler_settings_a_command_states_are_costed(tmp_path):
-    from meshplan.check.engine_check import _raw
+    from meshplan.check.engine_check import raw_problem
     from meshplan.check.engines import parse_sglang, parse_trtllm
     from meshplan.io.problem_file import problem_from_raw
     sgl = parse_sglang("python -m sglang.launch_server --model-path deepseek-ai/DeepSeek-V3 --tp-size 8 "
                        "--scheduler-recv-interval 30")
     assert sgl.engine_settings == (("recv_interval_iters", 30),) and "--scheduler-recv-interval" not in sgl.ignored
-    raw = _raw(sgl, "h200", None, "cmd", 1000.0, 500.0, 4096, None, "none")
+    raw = raw_problem(sgl, "h200", None, "cmd", 1000.0, 500.0, 4096, None, "none")
     assert problem_from_raw(raw).engine.recv_interval_iters == 30
     cfg = tmp_path / "c.yaml"
     cfg.write_text("tensor_parallel_size: 8\nenable_attention_dp: true\nattention_dp_config:\n  enable_balance: true\n"

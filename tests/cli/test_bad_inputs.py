@@ -841,19 +841,19 @@ def plan_doc(tmp_path_factory) -> dict:
 def no_workers_no_fits(monkeypatch):
     """run never starts processes (and does not need torch installed); calibrate never fits: reaching either
     means the input was accepted."""
-    import meshplan.cli.run_cmd as run_cmd
-    import meshplan.fidelity.calibrate as calibrate_fit
+    import meshplan.cli.calibrate_cmd as calibrate_cmd
+    import meshplan.cli.main as cli_main
 
     def reached(what):
         def stub(*args, **kwargs):
             raise Reached(what)
         return stub
 
-    monkeypatch.setattr(run_cmd, "_need_torch", lambda: None)  # argument checks must not depend on torch
-    monkeypatch.setattr(run_cmd, "execute", reached("run: the workers would start (execute)"))
-    # calibrate_cmd imports these when it runs, so the stubs must sit on their own module.
-    monkeypatch.setattr(calibrate_fit, "fit", reached("calibrate: the fit would start"))
-    monkeypatch.setattr(calibrate_fit, "cross_validate", reached("calibrate: cross-validation would start"))
+    # The stubs sit where the commands look the names up (their modules' imports).
+    monkeypatch.setattr(cli_main, "need_torch", lambda: None)  # argument checks must not depend on torch
+    monkeypatch.setattr(cli_main, "execute", reached("run: the workers would start (execute)"))
+    monkeypatch.setattr(calibrate_cmd, "fit", reached("calibrate: the fit would start"))
+    monkeypatch.setattr(calibrate_cmd, "cross_validate", reached("calibrate: cross-validation would start"))
 
 
 def _make_files(row: Bad, d: Path, request) -> None:

@@ -15,7 +15,7 @@ from meshplan.cost import iteration as it
 from meshplan.cost.attention import decode_work
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
-from meshplan.cost.phase import _layer_time
+from meshplan.cost.phase import layer_time
 from meshplan.cost.roofline import OpCost, OpKind
 from meshplan.io.problem_file import problem_from_raw
 
@@ -89,11 +89,11 @@ def test_two_batch_overlap_hides_communication_under_the_other_half():
     # Two halves of 3 ms compute and 2 ms all-to-all each: C = 6, M = 4. With 80% overlap,
     # 0.8 x 4 = 3.2 ms hides under compute: 6 + 4 - 3.2 = 6.8 ms (vs 10 ms one after the other).
     half = [OpCost(name="gemm", kind=OpKind.COMPUTE, time_s=0.003), OpCost(name="a2a", kind=OpKind.COMM, time_s=0.002)]
-    assert math.isclose(float(_layer_time([], half, 0.8)), 0.0068)
+    assert math.isclose(float(layer_time([], half, 0.8)), 0.0068)
     # Communication larger than compute: at most the compute hides it. C = 2, M = 8:
     # min(0.8 x 8, 2) = 2 -> 2 + 8 - 2 = 8 ms.
     half = [OpCost(name="gemm", kind=OpKind.COMPUTE, time_s=0.001), OpCost(name="a2a", kind=OpKind.COMM, time_s=0.004)]
-    assert math.isclose(float(_layer_time([], half, 0.8)), 0.008)
+    assert math.isclose(float(layer_time([], half, 0.8)), 0.008)
     # Without TBO the full-size operators simply add.
     full = [OpCost(name="gemm", kind=OpKind.COMPUTE, time_s=0.005), OpCost(name="a2a", kind=OpKind.COMM, time_s=0.004)]
-    assert math.isclose(float(_layer_time(full, None, 0.8)), 0.009)
+    assert math.isclose(float(layer_time(full, None, 0.8)), 0.009)

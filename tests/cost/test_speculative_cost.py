@@ -98,10 +98,13 @@ def test_closed_loop_decodes_in_fewer_iterations():
 def test_mtp_module_of_deepseek_v3_holds_its_published_size():
     ci = _ci("deepseek-v3", spec={"method": "mtp", "draft_tokens": 2, "acceptance": 0.8})
     params = float(draft_weight_bytes(ci, 1, 1, 1)) / 2.0  # bf16
-    # One MoE layer (256 experts x 3 x 7168 x 2048 = 11.27e9, the shared expert, router, MLA
-    # attention 0.19e9) and eh_proj 2 x 7168^2 = 0.10e9: 11.6e9. With the embedding and head it
-    # shares (2 x 129,280 x 7168 = 1.85e9) that is the 14B (684.5B - 671B = 13.5B) the checkpoint ships.
-    assert 11.4e9 < params < 11.8e9
+    # One MoE layer: 256 experts x 3 x 7168 x 2048 = 11,274,289,152, the shared expert 3 x 7168 x 2048 =
+    # 44,040,192, the router 7168 x 256 = 1,835,008, MLA attention (q_a 7168 x 1536 + 1536, q_b
+    # 1536 x 128 x 192, kv_a 7168 x 576 + 512, kv_b 512 x 128 x 256, o 128 x 128 x 7168, norms
+    # 2 x 7168) = 187,121,664; and eh_proj 2 x 7168 x 7168 = 102,760,448: 11,610,046,464 in all.
+    assert params == 11_610_046_464
+    # With the embedding and head it shares (2 x 129,280 x 7168 = 1.85e9) that is the 14B (684.5B -
+    # 671B = 13.5B, both published figures rounded to 0.1B) the checkpoint ships.
     assert abs(params + 2 * 129_280 * 7168 - 13.5e9) < 0.2e9
     # One module, reused for the second draft token: one layer of KV, (512 + 64) x 2 bytes per token.
     assert float(draft_kv_per_sequence(ci, 1, 1000.0)) == 1000 * 576 * 2
@@ -112,8 +115,11 @@ def test_draft_model_memory_is_the_whole_small_model():
                                      "draft_model": "llama-3.1-8b"})
     # Llama-3.1-8B at tp 2 in bf16: its KV per token 2 x 32 layers x 8 heads x 128 x 2 bytes / 2 GPUs.
     assert float(draft_kv_per_sequence(ci, 2, 100.0)) == 100 * 2 * 32 * 4 * 128 * 2
+    # Its weights at tp 1 in bf16: per layer q and o 2 x 4096^2, k and v 2 x 4096 x 1024, FFN
+    # 3 x 4096 x 14336 and two norms 2 x 4096 = 218,112,000, x 32 = 6,979,584,000; embedding and head
+    # 2 x 128,256 x 4096 = 1,050,673,152 + the final norm 4,096: 8,030,261,248 (8.03B published).
     params = float(draft_weight_bytes(ci, 1, 1, 1)) / 2.0
-    assert 7.9e9 < params < 8.1e9  # 8.03B published
+    assert params == 8_030_261_248
 
 
 def test_a_pipelined_prefill_pays_the_drafts_pass_once_per_chunk():

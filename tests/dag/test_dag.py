@@ -95,7 +95,7 @@ def test_structure_gpus_costs_and_views_agree(key, strategy, phase):
         if n.op == "experts" and lay.ep > 1:
             m = re.match(r"experts? (\d+)(?:-(\d+))?", n.detail)
             first, last = int(m.group(1)), int(m.group(2) or m.group(1))
-            hosted = experts_of(n.gpus[0], lay, p.model.num_experts)
+            hosted = experts_of(n.gpus[0], lay, p.model.num_experts, redundant=p.assumptions.redundant_experts)
             assert hosted.start == first and hosted.stop - 1 == last
 
 

@@ -17,7 +17,7 @@ from meshplan.errors import SpecError
 from meshplan.export.common import served_model
 from meshplan.export.devicemesh import snippet
 from meshplan.export.export import ExportResult, export, write
-from meshplan.io.catalog import CATALOG, _model_index, load_model
+from meshplan.io.catalog import CATALOG, model_index, load_model
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.plan.pools import Pool
 from meshplan.strategy.layout import Layout
@@ -33,7 +33,7 @@ def _config_in(folder: Path) -> Path:
     """A copy of a catalog config.json (Llama 3.1 8B) inside ``folder``."""
     folder.mkdir(parents=True)
     path = folder / "config.json"
-    shutil.copy(CATALOG / "models" / _model_index()["llama-3.1-8b"]["file"], path)
+    shutil.copy(CATALOG / "models" / model_index()["llama-3.1-8b"]["file"], path)
     return path
 
 

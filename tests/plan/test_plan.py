@@ -22,14 +22,21 @@ def test_every_phase_has_the_top_level_keys_and_its_strategy():
             continue
         for key in KEYS:
             assert key in phase, (name, key)
-        assert phase["strategy"]["gpus"] >= 1
+        st = phase["strategy"]
+        # An instance is pp x tp x dp GPUs, the pool instances x that.
+        assert st["gpus_per_instance"] == st["pp"] * st["tp"] * st["dp"], (name, st)
+        assert st["gpus"] == st["instances"] * st["gpus_per_instance"], (name, st)
 
 
 def test_prefill_only_leaves_decode_keys_null():
     doc = _doc(phase="prefill")
     assert doc["phases"]["decode"] is None
     assert doc["tpot_s"] is None and doc["output_tok_s_per_gpu"] is None
-    assert doc["input_tok_s_per_gpu"] > 0
+    assert doc["input_tok_s_per_gpu"] == doc["phases"]["prefill"]["input_tok_s_per_gpu"]
+    # Never above the peak: every prompt token runs the 32 layers' GEMMs, 2 x 32 x (4096 x 6144 QKV +
+    # 4096 x 4096 o + 3 x 4096 x 14336 FFN) = 2 x 32 x 218,103,808 = 13,958,643,712 FLOP, so an H100 at
+    # its 989.4e12 BF16 peak prefills at most 989.4e12 / 13,958,643,712 = 70,881 tokens/s.
+    assert 0 < doc["input_tok_s_per_gpu"] <= 989.4e12 / 13_958_643_712
 
 
 def test_unmeetable_tpot_is_reported_with_the_nearest_miss():

@@ -7,9 +7,10 @@ import pytest
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.serving import decode_cost
 from meshplan.io.problem_file import problem_from_raw
-from meshplan.search.grid import B_GRID
+from meshplan.search.best_point import best_per_row
+from meshplan.search.grid import B_GRID, capacity_grid, layout_par
 from meshplan.search.pairs import FED_GRID, FED_STEPS, fed_column, fed_table
-from meshplan.search.pick import PointTable, best_per_row, capacity_grid, layout_par
+from meshplan.search.table import PointTable
 from meshplan.strategy.space import one_layout
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.plan.plan import plan_document
-from meshplan.search.pick import per_gpu_metric as per_gpu
+from meshplan.search.order import per_gpu_metric as per_gpu
 from meshplan.search.search import has_stages, search
 
 

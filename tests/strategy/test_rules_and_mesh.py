@@ -17,7 +17,7 @@ H800 = load_gpu("h800")
 
 def rules(**kw):
     lay = parse_strategy(",".join(f"{k}={v}" for k, v in kw.items()))
-    return {v.rule for v in check_layout(DS, H800, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp)}
+    return {v.rule for v in check_layout(DS, H800, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp, redundant=0)}
 
 
 def test_defaults_fold_ep_over_the_stage():
@@ -35,7 +35,7 @@ def test_rules_each_fire():
 
 
 def test_gpu_budget_rule():
-    found = check_layout(DS, H800, 1, 32, 1, 32, 1, gpus=32, budget=16)
+    found = check_layout(DS, H800, 1, 32, 1, 32, 1, redundant=0, gpus=32, budget=16)
     assert [v.rule for v in found] == [Rule.GPU_BUDGET]
 
 

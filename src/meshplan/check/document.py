@@ -11,11 +11,11 @@ from meshplan.io.seed_plan import layout_statements
 from meshplan.plan.plan import candidate_document
 from meshplan.search.evaluate import evaluate_aggregated, one_layout_allowed
 from meshplan.search.search import search
-from meshplan.specs.params import count_params
+from meshplan.specs.params import count_params, kv_heads_per_rank
 from meshplan.specs.problem import Problem
 from meshplan.strategy.mesh import stage_layers
 from meshplan.strategy.notation import from_seed
-from meshplan.strategy.rules import check_layout
+from meshplan.strategy.rules import layout_violations
 
 
 def _grouped(claims: list[Claim]) -> dict[tuple[ClaimKind, float], list[Claim]]:
@@ -85,8 +85,7 @@ def _layout_checks(problem, lay, reading, claims, text) -> list[Check]:
         out.append(Check(subject="gpus_total" if mismatch else "layout",
                          verdict=Verdict.WRONG if mismatch else Verdict.NOTED,
                          rule="GPUs = instances x pp x tp x attention dp" if mismatch else "", message=f))
-    for v in check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp,
-                          redundant=problem.assumptions.redundant_experts):
+    for v in layout_violations(problem, lay):
         out.append(Check(subject="layout", verdict=Verdict.WRONG, rule=v.rule.value, message=v.message))
     return out
 
@@ -162,7 +161,7 @@ def _kv_rule(problem: Problem, lay) -> str:
     if lay.tp > m.num_kv_heads:
         return (base + f"; tp {lay.tp} exceeds the {m.num_kv_heads} KV heads, so each GPU keeps one head and every "
                 f"head is replicated {lay.tp // m.num_kv_heads} times (not a 1/{lay.tp} split)")
-    return base + f"; KV heads split {m.num_kv_heads // lay.tp} per GPU over tp {lay.tp}"
+    return base + f"; KV heads split {kv_heads_per_rank(m.num_kv_heads, lay.tp)} per GPU over tp {lay.tp}"
 
 
 def _replicated_note(doc) -> str:

@@ -31,7 +31,7 @@ from meshplan.io.problem_file import problem_from_raw
 from meshplan.plan.plan import candidate_document
 from meshplan.search.evaluate import evaluate_aggregated
 from meshplan.specs.engine import KvAdmission
-from meshplan.strategy.rules import check_layout
+from meshplan.strategy.rules import layout_violations
 
 
 def _first(x) -> float:
@@ -68,8 +68,8 @@ def _lengths(r: EngineReading, isl: float | None, osl: float | None) -> tuple[in
     return context, isl_v, osl_v, notes
 
 
-def _raw(r: EngineReading, gpu: str, weights: str | None, source: str, isl: float, osl: float, context: int,
-         concurrency: int | None, calibration: str | None = None) -> dict:
+def raw_problem(r: EngineReading, gpu: str, weights: str | None, source: str, isl: float, osl: float, context: int,
+                concurrency: int | None, calibration: str | None = None) -> dict:
     """The problem the command serves: its engine (with its cap on running requests, when the
     command sets one, and the scheduler settings it states), the checkpoint's formats unless --weights or a KV-cache format says
     otherwise, and the command's memory fraction."""
@@ -100,16 +100,16 @@ def check_engine(r: EngineReading, *, gpu: str | None, weights: str | None, isl:
     if not gpu:
         raise SpecError("--gpu", None, "an engine command does not say which GPU it runs on; give --gpu")
     context, isl_v, osl_v, notes = _lengths(r, _length(isl, "--isl"), _length(osl, "--osl"))
-    problem = problem_from_raw(_raw(r, gpu, weights, source, isl_v, osl_v, context, None, calibration))
+    problem = problem_from_raw(raw_problem(r, gpu, weights, source, isl_v, osl_v, context, None, calibration))
     lay = r.layout
-    for v in check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp):
+    for v in layout_violations(problem, lay):
         report.checks.append(Check(subject="layout", verdict=Verdict.WRONG, rule=v.rule.value, message=v.message))
     ci = CostInputs.from_problem(problem)
     par = Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp)
     report.checks.append(_starts(ci, par, r, context))
     concurrency, running = _running(ci, par, r)
     report.checks.append(concurrency)
-    served = problem_from_raw(_raw(r, gpu, weights, source, isl_v, osl_v, context, max(running, 1), calibration))
+    served = problem_from_raw(raw_problem(r, gpu, weights, source, isl_v, osl_v, context, max(running, 1), calibration))
     cand = evaluate_aggregated(served, lay)
     report.evaluation = candidate_document(served, cand)
     report.reading = {"layout": str(lay), "engine": r.engine.value, "model": problem.model.name,

@@ -18,6 +18,7 @@ from meshplan.plan.pools import pools_from_doc
 from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated, one_layout_allowed
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout, parse_strategy
+from meshplan.strategy.rules import layout_violations
 
 FIGURES = (("gpus_total", "GPUs"), ("ttft_s", "s"), ("tpot_s", "s"), ("output_tok_s_per_gpu", "tok/s"),
            ("input_tok_s_per_gpu", "tok/s"), ("output_tok_s", "tok/s"), ("kv_cache_bytes_per_token", "bytes"))
@@ -98,8 +99,6 @@ def check_plan(claims: PlanClaims, source: str, tolerance: float) -> Report:
 
 def check_problem_strategy(problem: Problem, source: str) -> Report:
     """A meshplan problem file that fixes a strategy: is the strategy legal, and what does it give."""
-    from meshplan.strategy.rules import check_layout
-
     moe = problem.model.is_moe
     if problem.strategy:
         lay = parse_strategy(problem.strategy, is_moe=moe)
@@ -113,8 +112,7 @@ def check_problem_strategy(problem: Problem, source: str) -> Report:
     ours = candidate_document(problem, cand)
     report = Report(source=source, kind="meshplan problem with a strategy", evaluation=ours)
     for lay in layouts:
-        for v in check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp,
-                              redundant=problem.assumptions.redundant_experts):
+        for v in layout_violations(problem, lay):
             report.checks.append(Check(subject="layout", verdict=Verdict.WRONG, rule=v.rule.value, message=v.message))
     for v in cand.violations:
         if v.rule.value in ("memory", "ttft", "tpot", "throughput", "concurrency", "gpu_budget"):

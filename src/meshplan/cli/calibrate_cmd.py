@@ -10,8 +10,14 @@ import click
 import yaml
 
 from meshplan.cli.echo import echo
+from meshplan.cli.microbench_cmd import run_microbench
 from meshplan.cli.problem_flags import wrap_errors
 from meshplan.errors import SpecError
+from meshplan.fidelity.calibrate import (BY_KEYS, cross_validate, default_value, factors_for, few_runs_factors, fit,
+                                         fit_partition, has_default, held_from, informative, partitions, profile_of)
+from meshplan.fidelity.predict import group_cases
+from meshplan.fidelity.silicon import read_silicon
+from meshplan.io.calibration import load_profile
 from meshplan.report.tables import table
 
 
@@ -44,7 +50,6 @@ def calibrate(cases, out, fit_names, folds, jobs, name, base, by, microbench, de
                                       ("--by", by), ("--name", name), ("--jobs", jobs)) if v is not None]
         if given:
             raise SpecError(given[0], "given", "fits measured runs; --microbench times kernels and takes none")
-        from meshplan.cli.microbench_cmd import run_microbench
         run_microbench(out, device, dtype, gpu)
         return
     if cases is None:
@@ -77,8 +82,6 @@ def _folds(text: str | None) -> int | str:
 
 def _partitioned(profile, groups, factors, pooled, held, by, folds, say, logo=False):
     """The profile with the assumption factors refitted per partition, and a table of them."""
-    from meshplan.fidelity.calibrate import fit_partition, partitions
-
     fits, rows = [], []
     for part in partitions(groups, by):
         label = ", ".join(part.key.values())
@@ -99,7 +102,6 @@ def _partitioned(profile, groups, factors, pooled, held, by, folds, say, logo=Fa
 
 
 def _by(text: str | None) -> list[str]:
-    from meshplan.fidelity.calibrate import BY_KEYS
     keys = [k.strip() for k in (text or "").split(",") if k.strip()]
     for k in keys:
         if k not in BY_KEYS:
@@ -111,12 +113,6 @@ def _by(text: str | None) -> list[str]:
 
 def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int | str, name: str,
                   base_name: str = "none", by: list[str] | None = None, jobs: int = 1) -> None:
-    from meshplan.fidelity.calibrate import (cross_validate, default_value, factors_for, few_runs_factors, fit,
-                                             has_default, held_from, informative, profile_of)
-    from meshplan.fidelity.predict import group_cases
-    from meshplan.fidelity.silicon import read_silicon
-    from meshplan.io.calibration import load_profile
-
     logo = folds == "groups"
     if not logo and (folds == 1 or folds < 0):
         raise SpecError("--folds", folds, "0 (no cross-validation), at least 2, or groups (leave one group out)")

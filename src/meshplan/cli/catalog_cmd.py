@@ -7,6 +7,9 @@ import json
 import click
 
 from meshplan.cli.echo import echo
+from meshplan.io.catalog import checkpoints, gpu_keys, load_gpu, load_model, model_keys
+from meshplan.report.tables import table
+from meshplan.specs.params import count_params
 
 
 @click.command()
@@ -14,10 +17,6 @@ from meshplan.cli.echo import echo
 def models(as_json) -> None:
     """The model catalog, and every checkpoint's number formats (attention/experts/other weights, KV
     cache) as its quantization config states them; a checkpoint id works as a --model name."""
-    from meshplan.io.catalog import checkpoints, load_model, model_keys
-    from meshplan.report.tables import table
-    from meshplan.specs.params import count_params
-
     if as_json:
         out = []
         for key in model_keys():
@@ -49,9 +48,6 @@ def models(as_json) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The catalog as JSON (every figure of every GPU).")
 def gpus(as_json) -> None:
     """The GPU catalog."""
-    from meshplan.io.catalog import gpu_keys, load_gpu
-    from meshplan.report.tables import table
-
     if as_json:
         echo(json.dumps([load_gpu(k).model_dump(mode="json") for k in gpu_keys()], indent=2))
         return

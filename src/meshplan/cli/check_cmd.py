@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from meshplan.check.document import check_document
+from meshplan.check.engine_check import check_engine
+from meshplan.check.engines import parse_sglang, parse_trtllm, parse_vllm
+from meshplan.check.plan_doc import check_plan, check_plan_doc, check_problem_strategy
+from meshplan.check.plan_markdown import is_meshplan_markdown, read_plan_markdown
 from meshplan.check.verdict import Report, Verdict, fmt
 from meshplan.cli.echo import echo
+from meshplan.cli.summary import summary
 from meshplan.errors import SpecError
+from meshplan.io.problem_file import DEFAULT_PROBLEM, problem_from_raw, read_raw
+from meshplan.io.seed_plan import looks_like_plan, read_seed_plan
 from meshplan.printable import clipped
 from meshplan.io.user_file import load_json, load_yaml, read_text
 
@@ -22,8 +30,6 @@ def build_report(plan: str | None, problem_path: str | None, vllm: str | None, s
     if len(engines) + (1 if plan else 0) != 1:
         raise SpecError("PLAN", plan, "give exactly one of: a PLAN file, --vllm CMD, --sglang CMD, --trtllm CONFIG")
     if engines:
-        from meshplan.check.engine_check import check_engine
-        from meshplan.check.engines import parse_sglang, parse_trtllm, parse_vllm
         reading = parse_vllm(vllm) if vllm else parse_sglang(sglang) if sglang else parse_trtllm(trtllm, model)
         return check_engine(reading, gpu=gpu, weights=weights, isl=isl, osl=osl, source=clipped(engines[0], 60),
                             calibration=calibration)
@@ -31,17 +37,11 @@ def build_report(plan: str | None, problem_path: str | None, vllm: str | None, s
     text = read_text(plan, "PLAN")
     if path.suffix.lower() in (".json", ".yaml", ".yml"):
         return _structured(plan, text, tolerance, profiled, calibration)
-    from meshplan.check.plan_markdown import is_meshplan_markdown
-    from meshplan.io.problem_file import DEFAULT_PROBLEM, problem_from_raw, read_raw
     if is_meshplan_markdown(text):
-        from meshplan.check.plan_doc import check_plan
-        from meshplan.check.plan_markdown import read_plan_markdown
         problem = problem_from_raw(profiled(read_raw(problem_path or str(DEFAULT_PROBLEM))))
         origin = "--problem" if problem_path else "the bundled seed problem"
         claims = read_plan_markdown(text, path.name, problem, origin)
         return check_plan(claims, path.name, tolerance)
-    from meshplan.check.document import check_document
-    from meshplan.io.seed_plan import looks_like_plan, read_seed_plan
     if looks_like_plan(text):
         raw = read_seed_plan(text, path.name, read_raw(problem_path or str(DEFAULT_PROBLEM)))
     else:
@@ -54,8 +54,6 @@ def build_report(plan: str | None, problem_path: str | None, vllm: str | None, s
 
 def _structured(plan: str, text: str, tolerance: float, profiled, calibration: str | None) -> Report:
     """A meshplan plan JSON/YAML, or a problem file that states a strategy."""
-    from meshplan.check.plan_doc import check_plan_doc, check_problem_strategy
-    from meshplan.io.problem_file import problem_from_raw
     path = Path(plan)
     doc = load_json(text, "PLAN", plan) if path.suffix.lower() == ".json" else load_yaml(text, "PLAN", plan)
     if not isinstance(doc, dict) or ("problem_spec" not in doc and "model" not in doc):
@@ -92,7 +90,6 @@ def render(report: Report) -> str:
         if report.reading.get("flags_not_used"):
             lines.append(f"  flags not used by the check: {', '.join(map(str, report.reading['flags_not_used']))}")
     if report.evaluation:
-        from meshplan.cli.summary import summary
         ev = dict(report.evaluation, runner_ups=[], notes=[])
         lines += ["", "its evaluation:", summary(ev)]
     return "\n".join(lines)

@@ -8,9 +8,16 @@ from pathlib import Path
 
 from meshplan.cli.echo import echo
 from meshplan.cli.problem_flags import refuse_problem_flags
+from meshplan.dag.build import build_dag, dag_size
+from meshplan.dag.export import PICTURES, check_formats, picture_rule, too_big_to_draw, write
+from meshplan.dag.lint import lint_dot
+from meshplan.dag.size import check_buildable
 from meshplan.errors import SpecError
 from meshplan.io.user_file import load_json, read_text
+from meshplan.plan.plan import candidate_document, plan_document
 from meshplan.plan.pools import Pool, pools_from_doc
+from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated, one_layout_allowed
+from meshplan.search.search import search
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import parse_strategy
 
@@ -37,9 +44,6 @@ def resolve(source: str | None, strategy: str | None, load_problem_kw, field: st
         return pools_from_doc(doc)
     if load_problem_kw is None:
         raise SpecError(field, source, "is not a meshplan plan JSON (schema meshplan.plan/1, from meshplan plan --json)")
-    from meshplan.plan.plan import candidate_document, plan_document
-    from meshplan.search.search import search
-
     problem = load_problem_kw()
     fixed = fixed_candidate(problem, strategy)
     if fixed is not None:
@@ -50,8 +54,6 @@ def resolve(source: str | None, strategy: str | None, load_problem_kw, field: st
 def fixed_candidate(problem: Problem, strategy: str | None):
     """The candidate of the strategy the user fixed (--strategy, else the problem file's strategy,
     or its prefill_strategy and decode_strategy), or None when the search is to choose."""
-    from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated, one_layout_allowed
-
     moe = problem.model.is_moe
     strategy = strategy or problem.strategy
     if strategy:
@@ -71,10 +73,6 @@ def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], 
     """Count every asked DAG from its layout first (printed), refuse before building anything a
     DAG past size.MAX_BUILD_NODES or one whose asked formats are all pictures too big to draw,
     then build and write each; pictures too big to draw are skipped and named on one line."""
-    from meshplan.dag.build import build_dag, dag_size
-    from meshplan.dag.export import PICTURES, check_formats, picture_rule, too_big_to_draw, write
-    from meshplan.dag.size import check_buildable
-
     check_formats(formats)
     planned = {ph for pool in pools for ph in pool.phases}
     if phase and phase not in planned:
@@ -110,8 +108,6 @@ def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], 
 
 
 def run_lint(dot_file: str, problem: Problem, pools: list[Pool], phase: str | None, as_json: bool) -> int:
-    from meshplan.dag.lint import lint_dot
-
     path = Path(dot_file)
     text = read_text(path, "DOT_FILE")
     pool = next((p for p in pools if phase is None or phase in p.phases), pools[-1])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from meshplan.errors import SpecError
 from meshplan.plan.plan import candidate_document
+from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated, one_layout_allowed, unusual_placements
 from meshplan.search.search import search
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout, parse_strategy
+from meshplan.strategy.notation import from_seed
 
 
 def _with_gpus(lay: Layout, gpus: int | None, field: str) -> Layout:
@@ -21,8 +23,6 @@ def _with_gpus(lay: Layout, gpus: int | None, field: str) -> Layout:
 
 def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, decode_s: str | None,
                  gpus: int | None) -> dict:
-    from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated, one_layout_allowed
-
     moe = problem.model.is_moe
     strategy = strategy or problem.strategy
     prefill_s, decode_s = prefill_s or problem.prefill_strategy, decode_s or problem.decode_strategy
@@ -35,7 +35,6 @@ def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, 
         cand = evaluate_disaggregated(problem, parse_strategy(prefill_s, is_moe=moe, field="--prefill"),
                                       parse_strategy(decode_s, is_moe=moe, field="--decode"))
     elif problem.seed_strategy is not None:
-        from meshplan.strategy.notation import from_seed
         reading = from_seed(problem.seed_strategy, problem.model)
         one_layout_allowed(problem, str(reading.layout), "seed_strategy")
         cand = evaluate_aggregated(problem, reading.layout)
@@ -46,7 +45,6 @@ def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, 
         raise SpecError("strategy", strategy or f"{prefill_s} / {decode_s}",
                         "; ".join(f"[{v.rule.value}] {v.message}" for v in structural))
     doc = candidate_document(problem, cand)
-    from meshplan.search.evaluate import unusual_placements
     for lay in {id(x): x for x in (cand.prefill, cand.decode) if x is not None}.values():
         doc["notes"] += [{"field": "strategy", "message": m} for m in unusual_placements(problem, lay)]
     # The search under the same budget: the problem's, else the GPUs the evaluated plan uses.

@@ -9,13 +9,26 @@ from pathlib import Path
 import click
 
 from meshplan.cli.calibrate_cmd import calibrate
-from meshplan.cli.report_cmd import report
+from meshplan.cli.check_cmd import build_report, emit
+from meshplan.cli.dag_cmd import resolve, run_dag, run_lint
+from meshplan.cli.evaluate_cmd import run_evaluate
+from meshplan.cli.plan_cmd import plan_doc
+from meshplan.cli.report_cmd import report, write_files
 from meshplan.cli.catalog_cmd import gpus, models
+from meshplan.cli.run_cmd import execute, need_torch
 from meshplan.cli.simulate_cmd import simulate
 from meshplan.cli.echo import echo
 from meshplan.cli.problem_flags import load, problem_options, wrap_errors
+from meshplan.cli.summary import summary
+from meshplan.cli.validate_cmd import run_validate
 from meshplan.errors import SpecError, finite_number
-from meshplan.strategy.layout import STRATEGY_HELP
+from meshplan.export.export import export, write
+from meshplan.io.problem_file import DEFAULT_PROBLEM, load_problem
+from meshplan.io.user_file import output_target
+from meshplan.plan.pools import Pool
+from meshplan.report.markdown import render
+from meshplan.strategy.layout import STRATEGY_HELP, parse_strategy
+from meshplan.strategy.notation import from_seed
 
 
 class OneLineGroup(click.Group):
@@ -62,8 +75,6 @@ def main() -> None:
 
 
 def _write(doc: dict, json_path: str | None, md_path: str | None) -> None:
-    from meshplan.report.markdown import render
-
     if json_path:
         text = json.dumps(doc, indent=2, default=float)
         if json_path == "-":
@@ -81,17 +92,10 @@ def _write(doc: dict, json_path: str | None, md_path: str | None) -> None:
 
 def _targets(json_path: str | None, md_path: str | None) -> None:
     """Refuse output files that cannot be written before any work is done."""
-    from meshplan.io.user_file import output_target
-
     if json_path:
         output_target(json_path, "--json")
     if md_path:
         output_target(md_path, "--markdown")
-
-
-def _summary(doc: dict) -> str:
-    from meshplan.cli.summary import summary
-    return summary(doc)
 
 
 @main.command()
@@ -113,15 +117,11 @@ def plan(json_path, md_path, objective, strict, simulated, html_path, csv_dir, p
     Exit codes: 0 a plan is printed (its verdict, feasible or which requirement it misses, is in the
     output); 1 nothing holds the model and one request within the GPU budget (the output names the
     smallest GPU count that would), or with --strict a requirement is missed; 2 bad input."""
-    from meshplan.cli.plan_cmd import plan_doc
-
-    from meshplan.cli.report_cmd import write_files
-
     _targets(json_path, md_path)
     files = write_files(html_path, csv_dir, plot_dir)  # checks the targets before the search
     doc = plan_doc(load(kw), objective, simulated)
     if json_path != "-" and md_path != "-":
-        echo(_summary(doc))
+        echo(summary(doc))
     _write(doc, json_path, md_path)
     files(doc, simulated)
     raise SystemExit(_exit_code(doc, strict))
@@ -147,12 +147,10 @@ def evaluate(strategy, prefill_s, decode_s, json_path, md_path, strict, **kw) ->
 
     Exit codes: 0 the evaluation is printed; 1 the strategy cannot hold the model and one request
     (or, with --strict, it misses a requirement); 2 bad input."""
-    from meshplan.cli.evaluate_cmd import run_evaluate
-
     _targets(json_path, md_path)
     doc = run_evaluate(load(kw, gpus_is_budget=False), strategy, prefill_s, decode_s, kw.get("gpus"))
     if json_path != "-" and md_path != "-":
-        echo(_summary(doc))
+        echo(summary(doc))
     _write(doc, json_path, md_path)
     raise SystemExit(_exit_code(doc, strict))
 
@@ -179,8 +177,6 @@ def dag(strategy, out_dir, formats, expand, dag_phase, **kw) -> None:
     Exit codes: 0 every DAG written in the formats asked, less any pictures skipped for size;
     2 bad input, a DAG past 1,000,000 nodes, or a DAG too big to draw when only svg/png were
     asked (nothing is written then)."""
-    from meshplan.cli.dag_cmd import resolve, run_dag
-
     chosen = [f.strip() for f in formats.split(",") if f.strip()]
     if not chosen:
         raise SpecError("--format", formats, "names no format; give dot, svg, png or json, comma-separated")
@@ -199,13 +195,7 @@ def dag(strategy, out_dir, formats, expand, dag_phase, **kw) -> None:
 def lint_dag(dot_file, plan_file, problem_file, strategy, dag_phase, as_json) -> None:
     """Check a DOT file written elsewhere against a plan: structure, GPU labels, placement,
     transfers, missing operators. Exit 1 when anything is found, 0 when clean."""
-    from meshplan.cli.dag_cmd import resolve, run_lint
-    from meshplan.io.problem_file import load_problem
-    from meshplan.plan.pools import Pool
-    from meshplan.strategy.layout import parse_strategy
-
     if plan_file and plan_file.endswith(".md"):
-        from meshplan.strategy.notation import from_seed
         problem = load_problem(plan_file)
         if problem.seed_strategy is None:
             raise SpecError("--plan", plan_file, "states no layout (a problem, not a plan); give a plan, or "
@@ -246,8 +236,6 @@ def check(plan, problem_path, vllm, sglang, trtllm, engine_model, gpu, weights, 
     """Check a plan written elsewhere (Markdown, meshplan JSON/YAML, or an engine command):
     every claim confirmed, wrong (with meshplan's value and the rule) or unverifiable.
     Exit 1 when any claim is wrong."""
-    from meshplan.cli.check_cmd import build_report, emit
-
     if not (finite_number(tolerance) and tolerance > 0):
         raise SpecError("--tolerance", tolerance, "must be a positive, finite number")
     report = build_report(plan, problem_path, vllm, sglang, trtllm, gpu, weights, isl, osl, tolerance, engine_model,
@@ -271,9 +259,6 @@ def export_cmd(strategy, engine, out_dir, force, **kw) -> None:
 
     Exit codes: 0 written; 1 the plan cannot run as exported (a broken rule, or the weights and one
     request do not fit): nothing is written unless --force; 2 bad input."""
-    from meshplan.cli.dag_cmd import resolve
-    from meshplan.export.export import export, write
-
     flags = dict(kw)  # what the user typed: with a plan JSON, any of them would be ignored
     if engine != "devicemesh":
         kw["engine"] = engine  # the plan is made (and costed) for the engine it is exported to
@@ -318,10 +303,7 @@ def run_cmd(strategy, scale, requests, run_isl, run_osl, dtype, seed, timeout_s,
     """Run the plan for real on torch.distributed: one process per GPU rank (CPU processes with
     gloo when there is no GPU). With no problem: the seed problem under meshplan's plan and under
     the layout the seed's own plan claims (attention dp 16 folded with ep 16)."""
-    from meshplan.cli.dag_cmd import resolve
-    from meshplan.cli.run_cmd import _need_torch, execute
-
-    _need_torch()
+    need_torch()
     for name, value, top in _run_limits(requests, run_isl, run_osl, timeout_s, max_processes):
         if not (finite_number(value) and 0 < value <= top):
             raise SpecError(name, value, f"must be a positive number up to {top:,}")
@@ -333,8 +315,6 @@ def run_cmd(strategy, scale, requests, run_isl, run_osl, dtype, seed, timeout_s,
     source = "the given strategy" if strategy else "meshplan plan"
     runs = [(f"{problem.name}: {source} ({pool.role} pool)", pool.layout) for pool in pools]
     if kw.get("problem") is None and not strategy and not kw.get("model"):
-        from meshplan.io.problem_file import DEFAULT_PROBLEM, load_problem
-        from meshplan.strategy.notation import from_seed
         seed_plan = load_problem(str(DEFAULT_PROBLEM.parent / "seed-plan.md"))
         runs.append(("the layout the seed's own plan claims (one instance)",
                      from_seed(seed_plan.seed_strategy, seed_plan.model).layout.with_instances(1)))
@@ -369,8 +349,6 @@ def validate(cases, json_path, calibration, simulated, ranking) -> None:
     CASES is a silicon CSV (the format of shared/cases/silicon-dev.csv: per backend x GPU x model x
     mode, the runs, how many are predicted, median |error| and median signed error of TTFT and TPOT)
     or a published-cases YAML (default: the bundled published.yaml)."""
-    from meshplan.cli.validate_cmd import run_validate
-
     run_validate(cases, json_path, calibration, simulated, ranking)
 
 

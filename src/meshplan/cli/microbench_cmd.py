@@ -9,6 +9,7 @@ import yaml
 
 from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
+from meshplan.io.catalog import load_gpu
 from meshplan.report.tables import table
 from meshplan.specs.hardware_profile import FORMAT_OF
 
@@ -17,7 +18,6 @@ def catalog_shares(summary: dict, gpu_name: str, dtype_name: str) -> dict:
     """The measured headline rates as shares of the catalog GPU's figures: GEMM FLOP/s of its dense
     peak in the format, small-M GEMM and decode-attention bytes/s of its HBM bandwidth, bus
     bandwidth of its per-GPU NVLink bandwidth (one direction)."""
-    from meshplan.io.catalog import load_gpu
     g = load_gpu(gpu_name)
     peak = g.peak_flops_for(FORMAT_OF[dtype_name])
     out = {"gpu": g.name, "gemm_of_peak": summary["gemm_flops_per_s"] / peak,
@@ -39,9 +39,8 @@ def run_microbench(out: str, device: str, dtype: str, gpu: str | None) -> None:
     if target.is_dir() or not target.parent.is_dir():
         raise SpecError("--out", out, "must be a file path in an existing folder")
     if gpu is not None:
-        from meshplan.io.catalog import load_gpu
         load_gpu(gpu)  # a bad name is refused before minutes of timing
-    from meshplan.execute.microbench import cuda_available, measure
+    from meshplan.execute.microbench import cuda_available, measure  # needs torch (the optional run extra)
     if device == "cuda" and not cuda_available():
         raise SpecError("--device", device, "no CUDA device is visible to torch here (--device cpu tries the method "
                         "at small sizes)")

@@ -203,8 +203,6 @@ def _as_flag(err: SpecError, kw: dict[str, Any]) -> SpecError:
 def wrap_errors(fn: Callable) -> Callable:
     """User errors become one line on stderr and exit code 2, never a traceback. The field and the
     rule can quote user input (an unknown YAML key, a file name), so the line is made printable."""
-    from meshplan.errors import SpecError
-
     @functools.wraps(fn)
     def inner(*args, **kwargs):
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,24 @@ from typing import Any
 import click
 
 from meshplan.cli.echo import echo
-from meshplan.cli.dag_cmd import plan_json_at
+from meshplan.cli.dag_cmd import fixed_candidate, plan_json_at
 from meshplan.cli.problem_flags import load, problem_options, refuse_problem_flags, wrap_errors
+from meshplan.dag.build import build_dag, dag_size
+from meshplan.dag.export import picture_rule, render, to_dot, too_big_to_draw
 from meshplan.errors import SpecError
-from meshplan.io.catalog import CATALOG
+from meshplan.io.catalog import CATALOG, load_gpu, load_model
 from meshplan.io.user_file import load_json, read_text
+from meshplan.plan.plan import candidate_document, plan_document
+from meshplan.plan.pools import pools_from_doc
+from meshplan.plan.simulated import run_at_operating_point
+from meshplan.report.html import render_html
+from meshplan.report.html_parts import plotly_modules
+from meshplan.report.html_simulation import Simulated
+from meshplan.report.plan_plot import plot_memory, plot_pareto
+from meshplan.report.pyplot import pyplot
+from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
+from meshplan.search.search import search
+from meshplan.simulate.summary import per_request, timeline
 
 VALIDATION = CATALOG / "cases" / "silicon-dev-validation.json"
 """The dev set's validation summary (meshplan validate ../shared/cases/silicon-dev.csv --json F,
@@ -45,8 +59,6 @@ def _out_dir(path: str, flag: str) -> Path:
 
 def closeness(problem, validation_path: Path = VALIDATION) -> list[dict]:
     """Validation medians of the partitions on this model or this GPU (same model first)."""
-    from meshplan.io.catalog import load_gpu, load_model
-
     doc = load_json(read_text(str(validation_path), "--validation"), "--validation", validation_path.name)
     parts = (doc.get("summary") or {}).get("partitions") if isinstance(doc, dict) else None
     if not isinstance(parts, list):
@@ -70,11 +82,6 @@ def closeness(problem, validation_path: Path = VALIDATION) -> list[dict]:
 
 def _dags(problem, pools) -> tuple[list[tuple[str, str]], str]:
     """Collapsed DAG pictures (SVG) of every pool and phase, or why there are none."""
-    import shutil
-
-    from meshplan.dag.build import build_dag, dag_size
-    from meshplan.dag.export import picture_rule, render, to_dot, too_big_to_draw
-
     if shutil.which("dot") is None:
         return [], "Graphviz's dot is not installed (apt-get install graphviz): no DAG picture."
     out, skipped = [], []
@@ -97,10 +104,6 @@ def _dags(problem, pools) -> tuple[list[tuple[str, str]], str]:
 
 def _simulated(problem, doc: dict):
     """The chosen plan simulated request by request, as the page draws it."""
-    from meshplan.plan.simulated import run_at_operating_point
-    from meshplan.report.html_simulation import Simulated
-    from meshplan.simulate.summary import per_request, timeline
-
     res, gpus, copies, arrivals, _ = run_at_operating_point(problem, _candidate(problem, doc), keep_spans=True)
     step = max(1, len(res.spans) // MAX_SPANS)  # a long run's iterations, evenly thinned
     spans = [(s.start_s, s.duration_s, s.count, s.decode_seqs, s.prefill_tokens, res.roles[s.group]
@@ -117,9 +120,6 @@ def _simulated(problem, doc: dict):
 
 
 def _candidate(problem, doc: dict):
-    from meshplan.plan.pools import pools_from_doc
-    from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
-
     _, pools = pools_from_doc(doc)
     by = {p.role: p.layout for p in pools}
     if "aggregated" in by:
@@ -130,9 +130,6 @@ def _candidate(problem, doc: dict):
 
 
 def write_html(doc: dict, path: Path, simulated: bool, validation: Path = VALIDATION) -> None:
-    from meshplan.plan.pools import pools_from_doc
-    from meshplan.report.html import render_html
-
     problem, pools = pools_from_doc(doc)
     sim = _simulated(problem, doc) if simulated else None
     svgs, note = _dags(problem, pools)
@@ -168,8 +165,6 @@ def write_csv(doc: dict, folder: Path) -> list[Path]:
 
 def write_png(doc: dict, folder: Path) -> list[Path]:
     """pareto.png and memory.png (matplotlib)."""
-    from meshplan.report.plan_plot import plot_memory, plot_pareto
-
     folder.mkdir(exist_ok=True)
     return [plot_pareto(doc, folder / "pareto.png"), plot_memory(doc, folder / "memory.png")]
 
@@ -181,11 +176,9 @@ def write_files(html_path: str | None, csv_dir: str | None, plot_dir: str | None
     csv_folder = _out_dir(csv_dir, "--csv") if csv_dir else None
     plot_folder = _out_dir(plot_dir, "--plot") if plot_dir else None
     if html_file:
-        from meshplan.report.html_parts import plotly_modules
         plotly_modules()  # refuse now (exit 2) rather than after the search when plotly is missing
     if plot_folder:
-        from meshplan.report.simulation_plot import _pyplot
-        _pyplot()
+        pyplot()
 
     def write(doc: dict, simulated: bool) -> None:
         if html_file:
@@ -208,9 +201,6 @@ def report(html_path, strategy, simulated, validation_path, **kw) -> None:
     """One HTML page for a plan (PLAN.json from meshplan plan --json, or a PROBLEM, flags or the
     bundled seed, searched): verdict, GPU map, Pareto frontier, memory, DAG, every candidate,
     assumptions, and how close meshplan has been on this model and GPU."""
-    from meshplan.plan.plan import candidate_document, plan_document
-    from meshplan.search.search import search
-
     target = _out_file(html_path, "--html")
     validation = Path(validation_path) if validation_path else VALIDATION
     source = kw.get("problem")
@@ -222,7 +212,6 @@ def report(html_path, strategy, simulated, validation_path, **kw) -> None:
             raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
         refuse_problem_flags(kw)
     else:
-        from meshplan.cli.dag_cmd import fixed_candidate
         problem = load(kw)
         fixed = fixed_candidate(problem, strategy)
         doc = candidate_document(problem, fixed) if fixed is not None else plan_document(search(problem))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from meshplan.cli.echo import echo
 from meshplan.errors import SpecError
+from meshplan.execute.interrupt import RunInterrupted
 from meshplan.report.tables import table
 from meshplan.strategy.layout import Layout
 from meshplan.units import plural
 
 
-def _need_torch():
-    import importlib.util
+def need_torch():
+    """Refuse, in one line naming the extra, when torch is not installed."""
     if importlib.util.find_spec("torch") is None:
         raise SpecError("meshplan run", None, "needs torch: pip install 'meshplan[run]' "
                         "(torch==2.13.0 on CPU machines)") from None
@@ -35,7 +38,7 @@ def execute(problem, lay: Layout, *, scale: str, requests: int, isl: int, osl: i
             timeout_s: float, title: str, max_processes: int = 32) -> dict:
     """Run ``lay`` and a single-process reference; print tokens, per-rank times beside the cost
     model's predictions, and bytes per collective. Returns a summary."""
-    from meshplan.execute.interrupt import RunInterrupted
+    # These need torch (the optional run extra): imported when a run starts.
     from meshplan.execute.launch import (RunFailed, RunSpec, choose_devices, gpu_count, gpu_memory_bytes,
                                          itemsize, oversized, refuse_illegal, refuse_oversized, run)
     from meshplan.execute.model import config_from_spec

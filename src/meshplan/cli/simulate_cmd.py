@@ -8,9 +8,20 @@ from pathlib import Path
 import click
 import numpy as np
 
-from meshplan.cli.echo import echo
+from meshplan.cli.dag_cmd import fixed_candidate, plan_json_at
+from meshplan.cli.echo import echo, write_json
 from meshplan.cli.problem_flags import load, problem_options, refuse_problem_flags, wrap_errors
+from meshplan.cli.step_cmd import run_step
 from meshplan.errors import SpecError
+from meshplan.io.user_file import output_target, read_text
+from meshplan.plan.pools import pools_from_doc
+from meshplan.plan.simulated import run_candidate
+from meshplan.report.pyplot import pyplot
+from meshplan.report.simulation_plot import plot_simulation
+from meshplan.search.search import search
+from meshplan.simulate.chrome_trace import trace_events
+from meshplan.simulate.requests import LengthDist, read_trace, workload_stream
+from meshplan.simulate.summary import summarise
 from meshplan.strategy.layout import STRATEGY_HELP
 from meshplan.units import fmt_seconds, plural
 
@@ -51,16 +62,13 @@ def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, 
     at --request-rate per second (likewise), or --trace FILE (served by one instance). Figures
     cover every request, a closed loop's first wave included, as a benchmark's do.
     Exit codes: 0 the simulation is printed; 2 bad input."""
-    from meshplan.io.user_file import output_target
-
     for path, field in ((trace_out, "--trace-out"), (json_path, "--json"), (plot_path, "--plot")):
         if path:
             output_target(path, field)
     if plot_path:
         if Path(plot_path).suffix.lower() not in (".png", ".svg", ".pdf"):
             raise SpecError("--plot", plot_path, "must end in .png, .svg or .pdf")
-        from meshplan.report.simulation_plot import _pyplot
-        _pyplot()  # refuse before simulating when matplotlib is missing
+        pyplot()  # refuse before simulating when matplotlib is missing
     if not 0 <= seed < 2**32:
         raise SpecError("--seed", seed, "must be from 0 to 2**32 - 1")
     if not (length_cv > 0 and np.isfinite(length_cv) and length_cv <= 10):
@@ -70,18 +78,15 @@ def simulate(strategy, requests, trace_in, lengths, length_cv, seed, trace_out, 
         for flag, v in (("--requests", requests), ("--trace", trace_in), ("--lengths", lengths), ("--plot", plot_path)):
             if v is not None:
                 raise SpecError(flag, v, "serves requests; --step simulates one iteration")
-        from meshplan.cli.step_cmd import run_step
-        run_step(problem, strategy, step_phase, seed, trace_out, json_path)
+        run_step(problem, _layout(problem, strategy), step_phase, seed, trace_out, json_path)
         return
     doc, res = run_simulation(problem, strategy, 1000 if requests is None else requests, trace_in, lengths, length_cv,
                               seed)
     if plot_path:
-        from meshplan.report.simulation_plot import plot_simulation
         r = problem.requirements
         plot_simulation(res, f"{doc['problem']}: {doc['plan']} ({doc['engine']}), {doc['arrivals']}", plot_path,
                         r.ttft_s, r.tpot_s)
     if trace_out:
-        from meshplan.simulate.chrome_trace import trace_events
         Path(trace_out).write_text(json.dumps(trace_events(res)), encoding="utf-8")
     if json_path and write_json(doc, json_path):
         return
@@ -98,9 +103,6 @@ def _from_plan(kw: dict, strategy: str | None):
     """A plan JSON given as PROBLEM: its problem with the plan's pools as the fixed strategy and,
     when the problem stated no load, the plan's operating point (its concurrency) as the closed
     loop's clients (None when PROBLEM is not a plan JSON)."""
-    from meshplan.cli.dag_cmd import plan_json_at
-    from meshplan.plan.pools import pools_from_doc
-
     doc = plan_json_at(kw.get("problem"))
     if doc is None:
         return None
@@ -119,21 +121,8 @@ def _from_plan(kw: dict, strategy: str | None):
     return problem.model_copy(update=fixed)
 
 
-def write_json(doc: dict, json_path: str) -> bool:
-    """``doc`` as JSON to the file, or to stdout for '-' (True then: nothing else may print)."""
-    text = json.dumps(doc, indent=2)
-    if json_path == "-":
-        echo(text)
-        return True
-    Path(json_path).write_text(text + "\n", encoding="utf-8")
-    return False
-
-
 def _layout(problem, strategy):
     """The candidate to simulate: the strategy given, else the search's best."""
-    from meshplan.cli.dag_cmd import fixed_candidate
-    from meshplan.search.search import search
-
     if problem.phase.value != "both":
         raise SpecError("phase", problem.phase.value, "simulate serves requests end to end: plan both phases")
     cand = fixed_candidate(problem, strategy)
@@ -148,9 +137,6 @@ def _layout(problem, strategy):
 
 
 def _stream(problem, instances, requests, trace_in, lengths, cv, rng):
-    from meshplan.io.user_file import read_text
-    from meshplan.simulate.requests import LengthDist, read_trace, workload_stream
-
     if trace_in:
         return read_trace(read_text(trace_in, "--trace"), Path(trace_in).name), "trace"
     return workload_stream(problem.workload, instances, requests, rng, LengthDist(lengths) if lengths else None, cv)
@@ -165,9 +151,6 @@ def _progress(finished: int, total: int) -> None:
 def run_simulation(problem, strategy, requests, trace_in, lengths, cv, seed):
     """(summary document, simulation result): one instance of an aggregated plan, or a
     disaggregated plan's whole deployment."""
-    from meshplan.plan.simulated import run_candidate
-    from meshplan.simulate.summary import summarise
-
     cand = _layout(problem, strategy)
     rng = np.random.default_rng(seed)
     res, gpus, copies, arrivals, _ = run_candidate(

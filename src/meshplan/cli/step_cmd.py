@@ -8,24 +8,21 @@ from pathlib import Path
 
 import numpy as np
 
-from meshplan.cli.echo import echo
+from meshplan.cli.echo import echo, write_json
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.layer import Par
+from meshplan.cost.serving import decode_cost, prefill_cost
+from meshplan.dag.build import build_dag
+from meshplan.dag.schedule import chrome_trace, routing_for, schedule
 from meshplan.errors import SpecError
+from meshplan.plan.plan import candidate_document
+from meshplan.plan.pools import pools_from_doc
+from meshplan.search.candidate import problem_of
 from meshplan.units import fmt_seconds
 
 
-def run_step(problem, strategy: str | None, phase: str, seed: int, trace_out: str | None,
-             json_path: str | None) -> None:
-    from meshplan.cli.simulate_cmd import _layout, write_json
-    from meshplan.cost.inputs import CostInputs
-    from meshplan.cost.layer import Par
-    from meshplan.cost.serving import decode_cost, prefill_cost
-    from meshplan.dag.build import build_dag
-    from meshplan.dag.schedule import chrome_trace, routing_for, schedule
-    from meshplan.plan.plan import candidate_document
-    from meshplan.plan.pools import pools_from_doc
-    from meshplan.search.candidate import problem_of
-
-    cand = _layout(problem, strategy)
+def run_step(problem, cand, phase: str, seed: int, trace_out: str | None, json_path: str | None) -> None:
+    """One iteration of ``cand``'s ``phase`` pool on every GPU."""
     _, pools = pools_from_doc(candidate_document(problem, cand))
     pool = next((p for p in pools if phase in p.phases), None)
     if pool is None:

@@ -262,9 +262,10 @@ def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, 
     b = np.maximum(concurrency / slots_d, 1.0)
     run_max = np.maximum(np.minimum(b, decode_capacity(ci, par_d)), 1.0)
     graphs_d = graph_limit(ci, par_d)
+    ci_d = ci.for_decode_pool()
 
     def decode_tpot(run):
-        dec = step(ci, par_d, decode_work(run, w.decode_context_tokens, par_d.dp), run <= graphs_d)
+        dec = step(ci_d, par_d, decode_work(run, w.decode_context_tokens, par_d.dp), run <= graphs_d)
         return dec.cycle_s / ci.spec_tau
 
     # Prefill: one prompt alone (in chunks of the budget), and the token rate of full iterations.

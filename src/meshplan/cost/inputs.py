@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from meshplan.cost.kernels import gemm_quant_kernels
 from meshplan.specs.engine import A2ABackend, EngineProfile, KvAdmission, KvMemoryShare, PrefillPolicy
@@ -68,7 +68,10 @@ class CostInputs:
     w_exp: float
     """Bytes per expert (routed and shared) weight."""
     w_other: float
-    """Bytes per router / dense FFN weight (the weights format)."""
+    """Bytes per dense FFN weight (the weights format)."""
+    w_router: float
+    """Bytes per router weight: at least 16-bit, as every checkpoint read here keeps the router
+    (modules_to_not_convert / exclude_modules); the router GEMM reads and memory holds these."""
     w_embed: float
     """Bytes per embedding / LM head weight: at least 16-bit, as quantized checkpoints keep them
     (DeepSeek-V3's FP8 checkpoint; GPT-OSS lists them in modules_to_not_convert)."""
@@ -120,7 +123,6 @@ class CostInputs:
     tbo: bool
     tbo_overlap: float
     attention_norms: float
-    attention_bias: float
     router_bias: float
     budget: int
     """The engine's per-iteration token budget setting (max_num_tokens, chunked_prefill_size,
@@ -145,6 +147,9 @@ class CostInputs:
     vary them with dataclasses.replace)."""
     host_cpu_per_request_s: float
     host_gap_s: float
+    decode_pool_host_gap_s: float
+    """EngineProfile.decode_pool_host_gap_s, resolved (host_gap_s where the profile leaves it unset);
+    for_decode_pool puts it in host_gap_s."""
     kernel_launch_s: float
     request_overhead_s: float
     client_overhead_s: float
@@ -158,6 +163,11 @@ class CostInputs:
     """MTP modules the draft holds: min(K, the checkpoint's); EAGLE: one layer."""
     draft: "CostInputs | None" = None
     """The draft model's inputs (method draft), at the target's formats and engine."""
+
+    def for_decode_pool(self) -> "CostInputs":
+        """These inputs for a disaggregated deployment's decode pool: its scheduler loop's exposed
+        host time (EngineProfile.decode_pool_host_gap_s). The one place a decode pool differs."""
+        return replace(self, host_gap_s=self.decode_pool_host_gap_s)
 
     @staticmethod
     def from_problem(p: Problem) -> "CostInputs":
@@ -197,7 +207,7 @@ class CostInputs:
             lin_state_b=m.linear_state_bytes,
             idx_heads=m.index_num_heads, idx_dim=m.index_head_dim, idx_topk=m.index_topk,
             w_attn=attn_dt.bytes, w_attn_out=out_dt.bytes, w_exp=exp_dt.bytes, w_other=prec.weights.bytes,
-            w_embed=max(prec.weights.bytes, 2.0),
+            w_embed=max(prec.weights.bytes, 2.0), w_router=max(prec.weights.bytes, 2.0),
             quant_attn=gemm_quant_kernels(attn_dt), quant_attn_out=gemm_quant_kernels(out_dt),
             quant_exp=gemm_quant_kernels(exp_dt), quant_other=gemm_quant_kernels(prec.weights),
             kv_b=prec.kv_cache.bytes, act_b=act.bytes, disp_b=(a.dispatch_dtype or eng.dispatch_dtype).bytes,
@@ -219,7 +229,6 @@ class CostInputs:
             tbo=eng.two_batch_overlap if a.two_batch_overlap is None else a.two_batch_overlap,
             tbo_overlap=a.tbo_overlap,
             attention_norms=2 * m.hidden_size,
-            attention_bias=((m.num_heads + 2 * m.num_kv_heads) * m.head_dim + m.hidden_size) if m.attention_bias else 0,
             router_bias=counts.router_per_layer - m.hidden_size * m.num_experts,
             budget=a.token_budget or eng.tier(eng.token_budget, g.memory_bytes),
             max_batch=eng.tier(eng.max_batch, g.memory_bytes),
@@ -229,6 +238,7 @@ class CostInputs:
             kv_reserve_full=reserve_full,
             requests_per_client=p.workload.requests_per_client or float("inf"), clump_coherence=a.clump_coherence,
             host_cpu_s=eng.host_cpu_s, host_cpu_per_request_s=eng.host_cpu_per_request_s, host_gap_s=eng.host_gap_s,
+            decode_pool_host_gap_s=eng.host_gap_s if eng.decode_pool_host_gap_s is None else eng.decode_pool_host_gap_s,
             kernel_launch_s=eng.kernel_launch_s, request_overhead_s=eng.request_overhead_s,
             client_overhead_s=p.workload.client_overhead_s,
             spec_k=float(spec.draft_tokens) if spec else 0.0, spec_tau=spec.tokens_per_step if spec else 1.0,

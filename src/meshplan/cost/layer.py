@@ -17,6 +17,8 @@ from meshplan.cost.imbalance import active_expert_fraction, busiest_rank_load, d
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.roofline import OpCost, OpKind, comm_op, compute_op, ring_factor
 from meshplan.specs.engine import A2ABackend
+from meshplan.strategy.layout import instance_gpus
+from meshplan.strategy.mesh import expert_slots_per_rank
 from meshplan.strategy.placement import contiguous_group_crosses, pp_crosses, stage_on_node_fraction
 
 
@@ -29,6 +31,10 @@ class Par:
     ep: object
     etp: object
     pp: object
+
+    @property
+    def gpus_per_instance(self):
+        return instance_gpus(self.tp, self.dp, self.pp)
 
     @staticmethod
     def of(tp, dp, ep, etp, pp) -> "Par":
@@ -138,7 +144,7 @@ def moe_ops(ci: CostInputs, par: Par, w: Work, ovh: float) -> list[OpCost]:
     load = busiest_rank_load(t_stage * ci.k, par.ep, ci.E, ci.load_cv)
     t_exp = t_stage * ci.k / par.ep * load
     per_expert = ci.ffn_mats * ci.D * ci.Fe / par.etp
-    local = (ci.E + ci.redundant) / par.ep
+    local = expert_slots_per_rank(ci.E, ci.redundant, par.ep)
     touched = local * active_expert_fraction(t_stage, ci.E, ci.k)
     # Across nodes the launch configs switch to an all-to-all (EngineProfile.a2a_backend_across_nodes).
     across = contiguous_group_crosses(par.tp * par.dp, ci.gpn)
@@ -150,8 +156,7 @@ def moe_ops(ci: CostInputs, par: Par, w: Work, ovh: float) -> list[OpCost]:
     decode = np.asarray(w.prefill_tokens) <= 0
     ops = [
         compute_op("ffn_norm", 0.0, 2 * T * ci.D * a, ci.flops_other, ci.hbm, ovh, K.NORM, ci.sharp),
-        # Routers stay 16-bit in every checkpoint read here (modules_to_not_convert / exclude_modules).
-        compute_op("router", 2 * T * ci.D * ci.E, ci.D * ci.E * 2.0 + T * (ci.D + ci.E) * a,
+        compute_op("router", 2 * T * ci.D * ci.E, ci.D * ci.E * ci.w_router + T * (ci.D + ci.E) * a,
                    ci.flops_core, ci.hbm, ovh, K.ROUTER, ci.sharp),
         _a2a(ci, par, "ep_dispatch", T / par.tp * load, ci.disp_b, par.etp, decode, a2a_active),
     ]

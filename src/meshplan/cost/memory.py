@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from meshplan.cost.inputs import CostInputs
+from meshplan.specs.params import attention_params_per_gpu, kv_heads_per_rank
+from meshplan.strategy.mesh import expert_slots_per_rank
 
 INDEX_SCALE_BYTES = 4.0
 """Per token and layer, the sparse-attention index key carries one fp32 scale beside its FP8
@@ -27,8 +29,8 @@ values (DeepSeek-V3.2-Exp ``Indexer``: k_cache FP8 with a per-token scale; 128 +
 
 
 def kv_heads_per_gpu(ci: CostInputs, tp):
-    """K/tp when the heads split, 1 when tp exceeds K (each GPU keeps one replicated head)."""
-    return np.maximum(ci.K / np.asarray(tp, dtype=float), 1.0)
+    """KV heads per GPU as float arrays (strategy.mesh.kv_heads_per_rank)."""
+    return kv_heads_per_rank(ci.K, np.asarray(tp, dtype=float))
 
 
 def kv_bytes_per_token_layer(ci: CostInputs, tp=1):
@@ -100,18 +102,8 @@ def attention_weight_bytes(ci: CostInputs, tp):
     """One layer's attention weights on one GPU, averaged over full- and linear-attention layers
     by their shares."""
     tp = np.asarray(tp, dtype=float)
-    if ci.mla:
-        qk = ci.nope + ci.rope
-        replicated = ci.D * ci.q_lora + ci.q_lora + ci.D * (ci.kv_lora + ci.rope) + ci.kv_lora
-        split = (ci.q_lora * ci.N * qk if ci.q_lora else ci.D * ci.N * qk) + ci.kv_lora * ci.N * (ci.nope + ci.v_dim)
-        if ci.idx_topk:
-            # Indexer: per-head query projection and head weights split, the key projection replicated.
-            split += (ci.q_lora or ci.D) * ci.idx_heads * ci.idx_dim + ci.D * ci.idx_heads
-            replicated += ci.D * ci.idx_dim + 2 * ci.idx_dim
-        full = (replicated + split / tp + ci.attention_norms) * ci.w_attn + ci.N * ci.v_dim * ci.D / tp * ci.w_attn_out
-    else:
-        params = ci.D * ci.N * ci.H * ci.q_mats / tp + 2 * ci.D * kv_heads_per_gpu(ci, tp) * ci.H + ci.attention_bias / tp
-        full = (params + ci.attention_norms) * ci.w_attn + ci.D * ci.N * ci.H / tp * ci.w_attn_out
+    params = attention_params_per_gpu(ci.model, tp)
+    full = params.inputs * ci.w_attn + params.output * ci.w_attn_out
     if not ci.linear_share:
         return full
     # Gated DeltaNet: q, k, v, z and the beta/decay projections in, the output projection out,
@@ -124,7 +116,8 @@ def attention_weight_bytes(ci: CostInputs, tp):
 def expert_weight_bytes(ci: CostInputs, ep, etp):
     """Routed experts of one MoE layer on one GPU: (E + redundant)/ep experts, each 1/etp."""
     per_expert = ci.ffn_mats * ci.D * ci.Fe
-    return (ci.E + ci.redundant) / np.asarray(ep, dtype=float) * per_expert / np.asarray(etp, dtype=float) * ci.w_exp
+    slots = expert_slots_per_rank(ci.E, ci.redundant, np.asarray(ep, dtype=float))
+    return slots * per_expert / np.asarray(etp, dtype=float) * ci.w_exp
 
 
 def stage_weights(ci: CostInputs, tp, ep, etp, n_dense, n_moe, first, last) -> StageWeights:
@@ -133,7 +126,7 @@ def stage_weights(ci: CostInputs, tp, ep, etp, n_dense, n_moe, first, last) -> S
     tp = np.asarray(tp, dtype=float)
     n_layers = n_dense + n_moe
     router = ci.D * ci.E + ci.router_bias
-    shared = ci.ffn_mats * ci.D * ci.Fs_total / tp * ci.w_exp + router * ci.w_other
+    shared = ci.ffn_mats * ci.D * ci.Fs_total / tp * ci.w_exp + router * ci.w_router
     embed_params = ci.V * ci.D / tp
     head = 0.0 if ci.model.tie_embeddings else embed_params
     return StageWeights(

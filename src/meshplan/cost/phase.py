@@ -44,7 +44,7 @@ def _sum(ops: list[OpCost], attr: str = "time_s"):
     return sum(getattr(op, attr) for op in ops)
 
 
-def _layer_time(ops: list[OpCost], half: list[OpCost] | None, overlap: float):
+def layer_time(ops: list[OpCost], half: list[OpCost] | None, overlap: float):
     """Sum of operator times; with two-batch overlap, two half-size micro-batches run one after
     the other, each paying its own kernels, and ``overlap`` of their communication hides under the
     other's compute (never more than that compute): C + M - min(overlap * M, C) with C and M the
@@ -77,12 +77,12 @@ def forward(ci: CostInputs, par: Par, w: Work) -> Forward:
     d_half = m_half = None
     if ci.tbo:
         d_half, m_half = layers(_halve(w))
-    t_dense = _layer_time(dense, d_half, ci.tbo_overlap) if ci.F else 0.0
-    t_moe = _layer_time(moe, m_half, ci.tbo_overlap) if ci.E else 0.0
+    t_dense = layer_time(dense, d_half, ci.tbo_overlap) if ci.F else 0.0
+    t_moe = layer_time(moe, m_half, ci.tbo_overlap) if ci.E else 0.0
     k_dense, k_moe = _sum(dense, "kernels"), _sum(moe, "kernels")
     embed, head = embed_ops(ci, par, w.tokens, ovh), head_ops(ci, par, w.head_rows, ovh)
     t_embed, t_head = _sum(embed), _sum(head)
-    send = pp_send(ci, par, w.tokens, par.pp * par.tp * par.dp)
+    send = pp_send(ci, par, w.tokens, par.gpus_per_instance)
 
     def stage(nd, nm, first, last):
         return nd * t_dense + nm * t_moe + first * t_embed + last * t_head + send.time_s

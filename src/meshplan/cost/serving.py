@@ -25,7 +25,7 @@ from meshplan.cost.kv_transfer import kv_transfer_s
 from meshplan.cost.layer import Par
 from meshplan.cost.phase import Forward, Memory, max_sequences_per_rank, memory
 
-__all__ = ["PhaseCost", "Serving", "aggregated", "decode_cost", "disaggregated", "gpus_per_instance", "kv_context",
+__all__ = ["PhaseCost", "Serving", "aggregated", "decode_cost", "disaggregated", "kv_context",
            "kv_transfer_s", "prefill_cost"]
 
 
@@ -50,10 +50,6 @@ class PhaseCost:
     forward: Forward
 
 
-def gpus_per_instance(par: Par):
-    return par.pp * par.tp * par.dp
-
-
 def decode_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     """Pure decode at B sequences per attention-dp rank per micro-batch, at the mean context
     (a disaggregated decode pool, or a decode step of any plan). TPOT is the micro-batch's cycle
@@ -67,7 +63,7 @@ def decode_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     mem = memory(ci, par, rows, rows, par.pp * np.ceil(B), ctx, extra)
     return PhaseCost(B=B, step_s=it.forward.stage_s, latency_s=it.cycle_s / ci.spec_tau,
                      requests_per_s=out_tok_s / w.osl_tokens,
-                     tok_s_per_gpu=out_tok_s / gpus_per_instance(par), memory=mem,
+                     tok_s_per_gpu=out_tok_s / par.gpus_per_instance, memory=mem,
                      max_B=decode_capacity(ci, par), forward=it.forward)
 
 
@@ -92,7 +88,7 @@ def prefill_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     mem = memory(ci, par, np.ceil(per), np.ceil(B), par.pp * np.ceil(B), w.isl_max_tokens)
     max_b = max_sequences_per_rank(ci, par, w.isl_max_tokens, tokens_per_seq=w.isl_max_tokens)
     return PhaseCost(B=B, step_s=stage, latency_s=latency, requests_per_s=par.dp * B / busy,
-                     tok_s_per_gpu=par.dp * B * w.isl_tokens / busy / gpus_per_instance(par), memory=mem, max_B=max_b,
+                     tok_s_per_gpu=par.dp * B * w.isl_tokens / busy / par.gpus_per_instance, memory=mem, max_B=max_b,
                      forward=it.forward)
 
 
@@ -104,8 +100,8 @@ def aggregated(ci: CostInputs, par: Par, B) -> Serving:
 def disaggregated(ci: CostInputs, par_p: Par, pre: PhaseCost, par_d: Par, dec: PhaseCost) -> Serving:
     """A prefill pool and a decode pool sized to the same request rate (the search's pairing)."""
     w = ci.problem.workload
-    gp_per_req = gpus_per_instance(par_p) / pre.requests_per_s
-    gd_per_req = gpus_per_instance(par_d) / dec.requests_per_s
+    gp_per_req = par_p.gpus_per_instance / pre.requests_per_s
+    gd_per_req = par_d.gpus_per_instance / dec.requests_per_s
     per_gpu_req = 1.0 / (gp_per_req + gd_per_req)
     return Serving(ttft_s=pre.latency_s + kv_transfer_s(ci, par_p), tpot_s=dec.latency_s,
                    output_tok_s_per_gpu=per_gpu_req * w.osl_tokens, input_tok_s_per_gpu=per_gpu_req * w.isl_tokens,

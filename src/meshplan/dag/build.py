@@ -22,7 +22,7 @@ from meshplan.dag.size import DagSize, check_buildable, count_size, groups_per_s
 from meshplan.specs.model import LayerKind
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
-from meshplan.strategy.mesh import coords_of, stage_layers
+from meshplan.strategy.mesh import coords_of, expert_slots_per_rank, experts_of, slots_text, stage_layers
 
 ROUTE_OPS = {"router", "moe_sum", "input", "output"}
 COMM_OPS = {"tp_all_reduce_attn", "tp_all_reduce_ffn", "tp_all_reduce_moe", "ep_dispatch", "ep_combine",
@@ -155,7 +155,7 @@ class _Builder:
             g = self.node("router", u, layers, stage)
             self.dag.link(normed[i], g)
             gates.append(g.id)
-        per = (model.num_experts + self.redundant) // lay.ep
+        per = expert_slots_per_rank(model.num_experts, self.redundant, lay.ep)
         # Transfers as the cost model charges them (one owner): an all-to-all, or an all-gather and
         # reduce-scatter over the attention-dp ranks, or none when every GPU already holds the tokens.
         a2a, gather = self.active("ep_dispatch"), self.active("attn_dp_gather")
@@ -198,12 +198,8 @@ class _Builder:
         past the model's experts hold redundant replicas (CostAssumptions.redundant_experts)."""
         if len(unit) > 1:
             return f"{per} expert(s) per GPU, 1/{self.lay.etp} of each"
-        e = coords_of(unit[0], self.lay, self.offset).ep
-        first, last = e * per, (e + 1) * per - 1
-        ids = f"expert {first}" if first == last else f"experts {first}-{last}"
-        if last >= self.num_experts:
-            ids += " (redundant replicas)" if first >= self.num_experts else " (some redundant replicas)"
-        return f"{ids}, 1/{self.lay.etp} of each"
+        hosted = experts_of(unit[0], self.lay, self.num_experts, redundant=self.redundant, offset=self.offset)
+        return f"{slots_text(hosted, self.num_experts)}, 1/{self.lay.etp} of each"
 
 
 def layer_runs(kinds: list[LayerKind], layers: range, expand: bool) -> list[tuple[LayerKind, tuple[int, ...]]]:

@@ -15,7 +15,7 @@ from meshplan.dag.nodes import gpu_ranges, parse_gpu_ranges
 from meshplan.errors import SpecError
 from meshplan.specs.model import ModelSpec
 from meshplan.strategy.layout import Layout
-from meshplan.strategy.mesh import coords_of
+from meshplan.strategy.mesh import coords_of, expert_slots_per_rank
 
 
 class LintRule(StrEnum):
@@ -208,7 +208,7 @@ def _placement(nodes: dict[str, _Node], model: ModelSpec, lay: Layout, offset: i
 
 
 def _expert_placement(n: _Node, model, lay, offset, redundant, lo, hi) -> list[Finding]:
-    per = (model.num_experts + redundant) // lay.ep
+    per = expert_slots_per_rank(model.num_experts, redundant, lay.ep)
     m = _PER_GPU_RE.search(n.label)
     if m and int(m.group(1)) != per:
         return [Finding(rule=LintRule.PLACEMENT, nodes=(n.id,), message=(

@@ -26,7 +26,7 @@ from meshplan.cost.imbalance import busiest_rank_load
 from meshplan.dag.nodes import Dag, NodeKind
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
-from meshplan.strategy.mesh import coords_of
+from meshplan.strategy.mesh import expert_slots_per_rank, experts_of
 
 COMPUTE, COMM = 0, 1
 """Stream ids per GPU (the Chrome trace's thread ids)."""
@@ -99,8 +99,7 @@ def routing_for(problem: Problem, lay: Layout, phase: str, B: float, rng: np.ran
     m, a = problem.model, problem.assumptions
     if not m.is_moe or lay.ep == 1:
         return None
-    slots_total = m.num_experts + a.redundant_experts
-    per_rank = slots_total // lay.ep
+    per_rank = expert_slots_per_rank(m.num_experts, a.redundant_experts, lay.ep)
     tokens = int(round(B * lay.dp * (1 if phase == "decode" else problem.workload.computed_prompt_tokens)))
     cv = a.expert_load_cv * (a.eplb_residual if a.redundant_experts else 1.0)
     factor = float(busiest_rank_load(tokens * m.top_k, lay.ep, m.num_experts, cv))
@@ -109,11 +108,11 @@ def routing_for(problem: Problem, lay: Layout, phase: str, B: float, rng: np.ran
         for stage in range(lay.pp):
             first = offset + (inst * lay.pp + stage) * lay.gpus_per_stage
             # Slot s of the ep ranks holds logical expert s mod E; replicas share its tokens evenly.
-            slots = {g: range(coords_of(g, lay, offset).ep * per_rank, (coords_of(g, lay, offset).ep + 1) * per_rank)
+            slots = {g: experts_of(g, lay, m.num_experts, redundant=a.redundant_experts, offset=offset)
                      for g in range(first, first + lay.gpus_per_stage)}
             counts = sample_counts(tokens, m.top_k, m.num_experts, cv, rng)
             mean = tokens * m.top_k / lay.ep
-            loads |= {g: v / mean for g, v in slot_loads(counts, slots, slots_total).items()}
+            loads |= {g: v / mean for g, v in slot_loads(counts, slots, per_rank * lay.ep).items()}
     return Routing(load_over_mean=loads, closed_form_factor=factor)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from meshplan.cost.inputs import CostInputs
+from meshplan.specs.params import kv_heads_per_rank
 from meshplan.strategy.layout import Layout
 
 
@@ -23,7 +24,7 @@ def op_shapes(ci: CostInputs, lay: Layout, B: float, decode: bool, context: floa
     t = b * sq
     d, h = m.hidden_size, m.head_dim
     nh = m.num_heads // tp
-    kh = max(m.num_kv_heads // tp, 1)
+    kh = kv_heads_per_rank(m.num_kv_heads, tp)
     hidden = f"[tokens={_n(t)}, hidden={d}]"
     q = f"[batch={b}, seq={sq}, heads={nh}, head_dim={h}]"
     if m.attention.value == "mla":

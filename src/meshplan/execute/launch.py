@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from meshplan.errors import SpecError
 from meshplan.execute.fault import fault_from_env, normal
 from meshplan.execute.interrupt import RunInterrupted, signals_recorded
@@ -26,7 +28,7 @@ from meshplan.execute.runner import rank_weight_bytes
 from meshplan.execute.watchdog import RunFailed, stop, watch  # noqa: F401 (RunFailed: callers import it here)
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
-from meshplan.strategy.rules import check_layout
+from meshplan.strategy.rules import layout_violations
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -64,7 +66,6 @@ class Devices:
 
 
 def gpu_count() -> int:
-    import torch
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
@@ -84,12 +85,10 @@ def choose_devices(lay: Layout, scale: str, gpus: int) -> Devices:
 
 def gpu_memory_bytes() -> float:
     """Memory of GPU 0 (the ranks' GPUs are taken to be alike)."""
-    import torch
     return float(torch.cuda.get_device_properties(0).total_memory)
 
 
 def itemsize(dtype: str) -> int:
-    import torch
     return getattr(torch, dtype).itemsize
 
 
@@ -122,7 +121,10 @@ def _free_port() -> int:
 
 
 def refuse_illegal(problem: Problem, lay: Layout, cfg: RefConfig) -> None:
-    bad = check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp)
+    if problem.assumptions.redundant_experts:
+        raise SpecError("assumptions.redundant_experts", problem.assumptions.redundant_experts,
+                        "the executor places each routed expert once (no EPLB replicas); run the plan with 0")
+    bad = layout_violations(problem, lay)
     bad = [v for v in bad if v.rule.value not in ("tp_inside_node", "etp_inside_node")]  # one machine here
     if bad:
         raise SpecError("strategy", str(lay), "; ".join(f"[{v.rule.value}] {v.message}" for v in bad))

@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from meshplan.specs.hardware_profile import SCHEMA
 
@@ -133,7 +135,6 @@ def _free_port() -> int:
 
 def _collective_worker(rank: int, world: int, port: int, cuda: bool, sizes: tuple[int, ...], repeats: int,
                        queue) -> None:
-    import torch.distributed as dist
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     device = torch.device("cuda", rank) if cuda else torch.device("cpu")
     if cuda:
@@ -165,7 +166,6 @@ def collectives(cuda: bool, devices: int, s: Sweep) -> list[dict]:
     """All-reduce and all-to-all among ``devices`` local processes (one per GPU); [] for one."""
     if devices < 2:
         return []
-    import torch.multiprocessing as mp
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
     mp.start_processes(_collective_worker, args=(devices, _free_port(), cuda, s.message_bytes, s.repeats, queue),

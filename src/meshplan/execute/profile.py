@@ -3,14 +3,27 @@ so every measured time is printed beside its estimate."""
 
 from __future__ import annotations
 
+import os
+import statistics
 import time
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.layer import Par
+from meshplan.cost.roofline import OpKind
+from meshplan.cost.serving import decode_cost, prefill_cost
+from meshplan.execute.comm import Comm
 from meshplan.execute.microbench import best_seconds
-from meshplan.execute.model import RefConfig
+from meshplan.execute.model import RefConfig, config_from_spec
+from meshplan.execute.runner import Runner
+from meshplan.execute.worker import prompts
+from meshplan.specs.model import LayerKind
 from meshplan.specs.problem import Problem
+from meshplan.strategy.layout import Layout
+from meshplan.strategy.mesh import stage_layers
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -28,7 +41,6 @@ class DeviceProfile:
 
 def cpu_cores() -> int:
     """Cores this process may run on."""
-    import os
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -123,12 +135,6 @@ def calibrate(base: Problem, profile: DeviceProfile, dtype_name: str, cuda: bool
     taken off and the rest divided by the number of operators the cost model counts for it.
     This is the framework's price per operator here (Python and dispatch), the analogue of the
     kernel gap on a GPU engine; the run's predictions then test everything else."""
-    from meshplan.execute.comm import Comm
-    from meshplan.execute.model import config_from_spec
-    from meshplan.execute.runner import Runner
-    from meshplan.execute.worker import prompts
-    from meshplan.strategy.layout import Layout
-
     n = calibration_layers(base.model)
     tiny = config_from_spec(base.model, "tiny")
     cfg = RefConfig(**{**{f: getattr(tiny, f) for f in RefConfig.__dataclass_fields__}, "layers": tiny.layers[:n]})
@@ -172,15 +178,6 @@ class Prediction:
 
 def predict(problem: Problem, lay, per_rank: int, stage: int = 0) -> Prediction:
     """What the cost model predicts for ``per_rank`` requests on each attention-dp rank."""
-    import numpy as np
-
-    from meshplan.cost.inputs import CostInputs
-    from meshplan.cost.layer import Par
-    from meshplan.cost.roofline import OpKind
-    from meshplan.cost.serving import decode_cost, prefill_cost
-    from meshplan.specs.model import LayerKind
-    from meshplan.strategy.mesh import stage_layers
-
     ci = CostInputs.from_problem(problem)
     par = Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp)
     b = max(per_rank, 1)
@@ -219,8 +216,6 @@ def predict_run(base: Problem, cfg: RefConfig, lay, reports: list[dict], isl: in
                 cuda: bool) -> RunPrediction | None:
     """Predictions for every rank of a run from the link it measured and a device profile taken
     now; None for float64 runs (the cost model has no fp64 rates)."""
-    import statistics
-
     if dtype_name != "float32":
         return None
     latency = statistics.median(r["collective_latency_s"] for r in reports)

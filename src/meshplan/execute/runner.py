@@ -20,7 +20,8 @@ import torch
 from meshplan.execute.comm import Comm
 from meshplan.execute.model import RefConfig, Weights, rms_norm, rope, route, swiglu
 from meshplan.strategy.layout import Layout
-from meshplan.strategy.mesh import coords_of, stage_layers
+from meshplan.specs.params import kv_heads_per_rank
+from meshplan.strategy.mesh import coords_of, expert_slots_per_rank, stage_layers
 
 
 def rank_weight_bytes(cfg: RefConfig, lay: Layout, rank: int, itemsize: int) -> int:
@@ -28,12 +29,12 @@ def rank_weight_bytes(cfg: RefConfig, lay: Layout, rank: int, itemsize: int) -> 
     any process starts, so a full-size model that cannot fit is refused, not run out of memory."""
     c = coords_of(rank, lay)
     d, h, tp = cfg.hidden, cfg.head_dim, lay.tp
-    nh, kh = cfg.heads // tp, max(cfg.kv_heads // tp, 1)
+    nh, kh = cfg.heads // tp, kv_heads_per_rank(cfg.kv_heads, tp)
     n = (cfg.vocab * d if c.pp == 0 else 0) + ((cfg.vocab // tp) * d + d if c.pp == lay.pp - 1 else 0)
     for i in stage_layers(len(cfg.layers), lay.pp)[c.pp]:
         n += 2 * d + 2 * nh * h * d + 2 * kh * h * d  # norms, wq and wo, wk and wv
         if cfg.layers[i] == "moe":
-            n += cfg.experts * d + (cfg.experts // lay.ep) * 3 * d * (cfg.expert_ffn // lay.etp)
+            n += cfg.experts * d + expert_slots_per_rank(cfg.experts, 0, lay.ep) * 3 * d * (cfg.expert_ffn // lay.etp)
             n += 3 * d * (cfg.shared_ffn // tp)
         else:
             n += 3 * d * (cfg.ffn // tp)
@@ -53,7 +54,7 @@ class Runner:
         w = Weights(cfg, seed, dtype)
         tp = lay.tp
         self.nh = cfg.heads // tp
-        self.kh = max(cfg.kv_heads // tp, 1)
+        self.kh = kv_heads_per_rank(cfg.kv_heads, tp)
         kv_first = (c.tp * cfg.kv_heads // tp) if cfg.kv_heads < tp else c.tp * self.kh
         # The embedding on the first stage, the vocabulary-parallel LM head on the last.
         self.embed = w.get("embed", cfg.vocab, cfg.hidden, scale=1.0) if self.first else None
@@ -69,7 +70,7 @@ class Runner:
                  "wq": a["wq"], "wk": a["wk"], "wv": a["wv"], "wo": a["wo"]}
             if cfg.layers[i] == "moe":
                 p["router"] = w.get(f"l{i}.router", cfg.experts, cfg.hidden)
-                per = cfg.experts // lay.ep
+                per = expert_slots_per_rank(cfg.experts, 0, lay.ep)  # no replicas: launch refuses them
                 fe = cfg.expert_ffn // lay.etp
                 p["experts"] = {e: w.ffn(f"l{i}.e{e}", cfg.hidden, cfg.expert_ffn, slice(c.etp * fe, (c.etp + 1) * fe))
                                 for e in range(c.ep * per, (c.ep + 1) * per)}
@@ -154,7 +155,7 @@ class Runner:
         mine = torch.tensor_split(torch.arange(h.shape[0]), lay.tp)[c.tp]
         hs = h[mine]
         ids, weights = route(hs @ p["router"].T, cfg.top_k, cfg.sigmoid_router)
-        per, k = cfg.experts // lay.ep, cfg.top_k
+        per, k = expert_slots_per_rank(cfg.experts, 0, lay.ep), cfg.top_k
         tok = torch.arange(hs.shape[0]).repeat_interleave(k)
         exp, wts, ep_rank = ids.reshape(-1), weights.reshape(-1), ids.reshape(-1) // per
         if prefill:  # one row per (token, ep rank); k slots of (expert, weight), -1 where elsewhere

@@ -13,14 +13,13 @@ from meshplan.cost.phase import max_sequences_per_rank
 from meshplan.export.common import context_tokens
 from meshplan.plan.pools import Pool
 from meshplan.specs.problem import Problem
-from meshplan.strategy.rules import UNUSUAL, Rule, Violation, check_layout
+from meshplan.strategy.rules import UNUSUAL, Rule, Violation, layout_violations
 
 
 def blockers(problem: Problem, pool: Pool) -> list[Violation]:
     """What stops ``pool`` from running: broken rules (unusual placements aside) and memory."""
     lay = pool.layout
-    found = [v for v in check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp,
-                                     redundant=problem.assumptions.redundant_experts) if v.rule not in UNUSUAL]
+    found = [v for v in layout_violations(problem, lay) if v.rule not in UNUSUAL]
     ci = CostInputs.from_problem(problem)
     par = Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp)
     w = problem.workload

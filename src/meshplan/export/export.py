@@ -12,6 +12,7 @@ from meshplan.export.nearest import nearest
 from meshplan.io.user_file import output_folder
 from meshplan.plan.pools import Pool
 from meshplan.printable import printable
+from meshplan.search.evaluate import evaluate_aggregated
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
 
@@ -62,8 +63,6 @@ def _launch(engine: str, pool: Pool, problem: Problem) -> Launch:
 
 def export(problem: Problem, pools: list[Pool], engine: str) -> ExportResult:
     """Launch files for every pool (substituting the nearest expressible layout where needed)."""
-    from meshplan.search.evaluate import evaluate_aggregated
-
     result = ExportResult(engine=engine)
     plain = problem
     for pool in pools:

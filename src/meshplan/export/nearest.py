@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Callable
 
 from meshplan.search.candidate import Candidate
-from meshplan.search.pick import per_gpu_metric
+from meshplan.search.order import per_gpu_metric
 from meshplan.search.evaluate import evaluate_aggregated
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase
 from meshplan.strategy.layout import Layout
-from meshplan.strategy.rules import check_layout
+from meshplan.strategy.rules import layout_violations
 from meshplan.strategy.space import divisors
 
 
@@ -36,8 +36,7 @@ def nearest(problem: Problem, lay: Layout, phase: str, expressible: Callable[[La
     for cand in neighbours(lay):
         if not problem.model.is_moe and (cand.ep, cand.etp, cand.dp) != (1, 1, 1):
             continue
-        if check_layout(problem.model, problem.gpu, cand.tp, cand.dp, cand.pp, cand.ep, cand.etp,
-                        redundant=problem.assumptions.redundant_experts) or not expressible(cand):
+        if layout_violations(problem, cand) or not expressible(cand):
             continue
         c = evaluate_aggregated(sub, cand)
         score = per_gpu_metric(c)

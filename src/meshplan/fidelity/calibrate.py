@@ -8,10 +8,10 @@ on groups of runs (model x GPU) that the fit did not see.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from meshplan.cost.inputs import CostInputs
 from meshplan.errors import SpecError
@@ -113,6 +113,9 @@ def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_sca
         t, p = log_errors(groups, adjust_for(factors, lower + x * scale, held))
         return np.concatenate([t, p])
 
+    # scipy takes most of a second to import; only calibrate fits, so every command's start-up does not pay it.
+    from scipy.optimize import least_squares
+
     res = least_squares(residuals, x0, bounds=(0.0, 1.0), loss="soft_l1", f_scale=loss_scale, x_scale=1.0,
                         diff_step=1e-3, max_nfev=60)
     values = lower + res.x * scale
@@ -157,7 +160,6 @@ def cross_validate(groups: list[Group], factors: list[Factor], start: list[float
     splits = [([g for g in groups if fold_of(g) != k], [g for g in groups if fold_of(g) == k]) for k in range(folds)]
     splits = [(train, test) for train, test in splits if train and test]
     if jobs > 1 and len(splits) > 1:
-        from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             done = list(pool.map(_fold, *zip(*[(tr, te, factors, start, loss_scale, held) for tr, te in splits])))
     else:
@@ -196,7 +198,11 @@ def _sourced(f: Factor) -> float | None:
     if f.section == "assumptions":
         return CostAssumptions.model_fields[f.key].default
     if f.section == "engines":
-        return getattr(load_engine(f.engine.value), f.key)
+        value = getattr(load_engine(f.engine.value), f.key)
+        if value is None:  # unset: it follows another factor's field (Factor.followed_by), so its source
+            lead = next((g for g in FACTORS if g.engine is f.engine and f.key in g.followed_by), None)
+            return _sourced(lead) if lead is not None else None
+        return value
     return None  # benchmark protocol factors have no source
 
 

@@ -25,8 +25,6 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
-from scipy.stats import kendalltau
-
 from meshplan.fidelity.silicon import SiliconCase
 
 MIN_LAYOUTS = 3
@@ -132,6 +130,9 @@ class Ranking:
 
 def rank(runs: list[tuple[SiliconCase, float, float]]) -> Ranking:
     """Rank agreement over ``runs``: (case, predicted TTFT ms, predicted TPOT ms) per predicted run."""
+    # scipy.stats takes half a second to import; only validate --ranking needs it.
+    from scipy.stats import kendalltau
+
     by: dict[tuple, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     gpus_of: dict[str, int] = {}
     for c, ttft_ms, tpot_ms in runs:

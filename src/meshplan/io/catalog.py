@@ -24,7 +24,8 @@ def _norm(name: str) -> str:
 
 
 @cache
-def _model_index() -> dict[str, dict]:
+def model_index() -> dict[str, dict]:
+    """The catalog's model index (models/index.yaml): catalog key -> its entry."""
     return yaml.safe_load((CATALOG / "models" / "index.yaml").read_text())
 
 
@@ -32,7 +33,7 @@ def _model_index() -> dict[str, dict]:
 def _model_names() -> dict[str, tuple[str, str | None]]:
     """Every spelling -> (catalog key, checkpoint id or None for the default checkpoint)."""
     names: dict[str, tuple[str, str | None]] = {}
-    for key, entry in _model_index().items():
+    for key, entry in model_index().items():
         names[key] = (key, None)
         for alias in entry.get("aliases", []):
             names[_norm(alias)] = (key, None)
@@ -48,13 +49,13 @@ def checkpoints(key: str) -> dict[str, Precision]:
     default checkpoint first)."""
     m = load_model(key)
     out = {m.checkpoint: m.checkpoint_precision}
-    for ckpt in _model_index()[key].get("checkpoints", {}) or {}:
+    for ckpt in model_index()[key].get("checkpoints", {}) or {}:
         out[ckpt] = load_model(ckpt).checkpoint_precision
     return out
 
 
 def model_keys() -> list[str]:
-    return list(_model_index())
+    return list(model_index())
 
 
 MAX_NAME = 1024
@@ -73,9 +74,9 @@ def load_model(name: str) -> ModelSpec:
     found = _model_names().get(_norm(name))
     if found is None:
         raise SpecError("model", name, "not in the catalog and not a config.json path"
-                        + suggest(_norm(name), sorted(_model_index())))
+                        + suggest(_norm(name), sorted(model_index())))
     key, ckpt = found
-    entry = _model_index()[key]
+    entry = model_index()[key]
     folder = CATALOG / "models"
     spec = load_hf_config(str(folder / entry["file"]), name=key, published_params=entry.get("published_params"))
     default_id = next((a for a in entry.get("aliases", []) if "/" in a), key)
@@ -141,7 +142,7 @@ def load_gpu(name: str) -> GpuSpec:
 def model_alias(name: str) -> str:
     """The Hugging Face repository id of a catalog model (its first alias with an owner), else
     the name itself (a local config or a custom model)."""
-    entry = _model_index().get(name)
+    entry = model_index().get(name)
     if entry:
         for alias in entry.get("aliases", []):
             if "/" in alias:

@@ -35,6 +35,8 @@ from meshplan.io.calibration import (DEFAULT_PROFILE, calibrated_assumptions, ca
 from meshplan.io.catalog import CATALOG, load_gpu, load_model
 from meshplan.io.engines import load_engine
 from meshplan.io.hardware_profile import load_hardware_profile, measured_gpu
+from meshplan.io.seed_markdown import read_seed_markdown
+from meshplan.io.seed_plan import looks_like_plan, read_seed_plan
 from meshplan.io.spec_build import build
 from meshplan.io.user_file import load_json, load_yaml, read_text
 from meshplan.specs.assumptions import CostAssumptions
@@ -59,8 +61,6 @@ def read_raw(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     text = read_text(p, "problem")
     if p.suffix.lower() in {".md", ".markdown"}:
-        from meshplan.io.seed_markdown import read_seed_markdown
-        from meshplan.io.seed_plan import looks_like_plan, read_seed_plan
         if looks_like_plan(text):
             return read_seed_plan(text, p.name, read_raw(str(DEFAULT_PROBLEM)))
         raw = read_seed_markdown(text, source=p.name)

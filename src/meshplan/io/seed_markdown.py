@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from meshplan.errors import SpecError
+from meshplan.errors import SpecError, suggest
 
 _BULLET = re.compile(r"^\s*[*-]\s*\*\*(?P<key>[^*]+?)\s*\*\*\s*:?\s*(?P<value>.*)$")
 _NUM = r"([0-9]+(?:\.[0-9]+)?)"
@@ -126,8 +126,6 @@ _KNOWN = {
 
 def read_seed_markdown(text: str, source: str = "problem.md") -> dict[str, Any]:
     """Parse one seed-format problem into the raw problem mapping (see io.problem_file)."""
-    from meshplan.errors import suggest
-
     fields = _split(text, source)
     for key, (lineno, _, _) in fields.items():
         if key not in _KNOWN and not key.startswith(("gpus", "npus")):

@@ -18,10 +18,11 @@ from meshplan.cost.layer import Par
 from meshplan.cost.memory import kv_bytes_per_token
 from meshplan.cost.serving import PhaseCost, decode_cost, prefill_cost
 from meshplan.search.candidate import Candidate
+from meshplan.search.objectives import Mode
 from meshplan.specs.params import count_params
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
-from meshplan.strategy.mesh import stage_layers
+from meshplan.strategy.mesh import expert_slots_per_rank, stage_layers
 
 SCHEMA = "meshplan.plan/1"
 
@@ -56,7 +57,8 @@ def strategy_dict(lay: Layout, problem: Problem) -> dict[str, Any]:
     return {"string": str(lay), "instances": lay.instances, "pp": lay.pp, "tp": lay.tp, "dp": lay.dp,
             "ep": lay.ep, "etp": lay.etp, "gpus_per_instance": lay.gpus_per_instance, "gpus": lay.gpus,
             "layers_per_stage": [len(s) for s in stages],
-            "experts_per_gpu": (problem.model.num_experts // lay.ep) if problem.model.is_moe else None}
+            "experts_per_gpu": (expert_slots_per_rank(problem.model.num_experts, problem.assumptions.redundant_experts,
+                                                      lay.ep) if problem.model.is_moe else None)}
 
 
 def phase_dict(ci: CostInputs, c: Candidate, phase: str) -> dict[str, Any] | None:
@@ -69,7 +71,8 @@ def phase_dict(ci: CostInputs, c: Candidate, phase: str) -> dict[str, Any] | Non
     if phase == "prefill" and ci.problem.pools_differ:  # costed on the prefill pool's own GPU
         ci = CostInputs.from_problem(ci.problem.for_pool("prefill"))
     if phase == "decode":
-        pc = decode_cost(ci, par, c.decode_B)
+        pool = c.mode is Mode.DISAGGREGATED  # a disaggregated decode pool runs its own scheduler loop
+        pc = decode_cost(ci.for_decode_pool() if pool else ci, par, c.decode_B)
         slots = lay.dp * lay.pp * lay.instances
         d = {"ttft_s": None, "tpot_s": _f(pc.latency_s), "output_tok_s_per_gpu": _f(pc.tok_s_per_gpu),
              "input_tok_s_per_gpu": None, "output_tok_s": _f(pc.tok_s_per_gpu) * lay.gpus,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from meshplan.search.candidate import Candidate
 from meshplan.search.search import SearchResult, has_stages
-from meshplan.search.pick import per_gpu_metric as _metric
+from meshplan.search.order import per_gpu_metric as _metric
 
 
 def _stages(c: Candidate) -> str:

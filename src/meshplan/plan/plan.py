@@ -8,15 +8,22 @@ from typing import Any
 
 from meshplan.cost.draft import draft_kv_per_sequence
 from meshplan.cost.inputs import CostInputs
+from meshplan.errors import SpecError
+from meshplan.io.catalog import load_model
 from meshplan.plan.pipeline import pipeline_note
 from meshplan.cost.memory import kv_bytes_of_sequence, kv_bytes_per_token
 from meshplan.plan.build import SCHEMA, candidate_dict, model_dict
+from meshplan.search.best_point import SATURATION
 from meshplan.search.candidate import Candidate, problem_of
+from meshplan.search.evaluate import evaluate_aggregated
+from meshplan.search.fit import smallest_fit
 from meshplan.search.objectives import Mode, Objective
+from meshplan.search.order import instance_size, per_gpu_metric
 from meshplan.search.search import SearchResult
 from meshplan.specs.params import count_params
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase
+from meshplan.strategy.rules import Rule
 from meshplan.units import fmt_seconds, plural
 
 
@@ -48,9 +55,6 @@ def _notes(problem: Problem) -> list[dict[str, str]]:
 
 def _catalog_differences(m) -> list[dict[str, str]]:
     """When a problem names a catalog model but states other dimensions, say which."""
-    from meshplan.errors import SpecError
-    from meshplan.io.catalog import load_model
-
     if not m.source.endswith(".md"):
         return []
     try:
@@ -148,9 +152,6 @@ def _verdict(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dict[s
     nothing that holds the model and one request in the budget (with the smallest GPU count that
     could). ``figures`` is False when the layout cannot load its weights: it has no TTFT, TPOT or
     throughput to show."""
-    from meshplan.search.fit import smallest_fit
-    from meshplan.strategy.rules import Rule
-
     if chosen.feasible:
         return {"status": "feasible", "figures": True, "message": "meets every requirement", "unmet": []}
     unmet = [v.to_dict() for v in chosen.violations]
@@ -250,8 +251,6 @@ def _budget_use(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dic
 def _spread(problem: Problem, chosen: Candidate, what: str) -> str:
     """What the budget's other GPUs would do as more instances of the same layout sharing the same
     load (the figures of search.evaluate at the same concurrency or request rate)."""
-    from meshplan.search.evaluate import evaluate_aggregated
-
     lay = chosen.decode
     n = problem.gpu_budget // lay.gpus_per_instance
     alt = evaluate_aggregated(problem, lay.with_instances(n))
@@ -270,7 +269,6 @@ def _why_lost(best: Candidate, c: Candidate, margin: float, objective: Objective
     """Why ``c`` ranks after ``best``, in words that follow from the numbers they quote."""
     if not c.feasible:
         return "; ".join(v.message for v in c.violations)
-    from meshplan.search.pick import SATURATION, instance_size, per_gpu_metric
     if objective is Objective.MIN_GPUS and c.gpus_total != best.gpus_total:
         return f"needs {plural(c.gpus_total, 'GPU')} vs {best.gpus_total} (the objective is the fewest GPUs)"
     b, x = per_gpu_metric(best), per_gpu_metric(c)
@@ -369,8 +367,6 @@ def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any
 
 def candidate_document(problem: Problem, cand: Candidate) -> dict[str, Any]:
     """The plan document of one evaluated candidate (a named strategy rather than a search)."""
-    from meshplan.search.objectives import Objective
-
     result = SearchResult(problem=problem, objective=Objective.MAX_PER_GPU, ranked=(cand,) if cand.feasible else (),
                           pruned=() if cand.feasible else (cand,), pareto=(), num_layouts=1, num_points=0)
     return plan_document(result)

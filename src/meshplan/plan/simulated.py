@@ -16,6 +16,7 @@ import numpy as np
 
 from meshplan.cost.inputs import CostInputs
 from meshplan.plan.build import par_of
+from meshplan.plan.plan import plan_document
 from meshplan.search.candidate import Candidate, problem_of
 from meshplan.search.objectives import Mode
 from meshplan.simulate.instance import simulate_disaggregated, simulate_instance
@@ -110,8 +111,6 @@ def choose(result, simulated: list[tuple[Candidate, dict[str, Any]]]):
 def simulated_plan(result) -> dict[str, Any]:
     """The plan document with its best candidates simulated (``simulation``), the p99 targets
     checked on them and the plan's choice the first that meets them."""
-    from meshplan.plan.plan import plan_document
-
     simulated = simulate_ranked(result.problem, result.ranked)
     result, ok = choose(result, simulated)
     doc = plan_document(result)

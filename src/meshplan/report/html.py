@@ -15,7 +15,7 @@ from meshplan.plan.pools import Pool
 from meshplan.specs.assumptions import CostAssumptions
 from meshplan.specs.engine import EngineProfile
 from meshplan.specs.problem import Problem
-from meshplan.strategy.mesh import coords_of, experts_of
+from meshplan.strategy.mesh import coords_of, experts_of, slots_text
 from meshplan.report.html_parts import esc, figure_html, fmt_num, fmt_s, plotly_modules
 from meshplan.report.html_simulation import Simulated, simulated_candidates, simulation_section
 from meshplan.units import GIB
@@ -84,10 +84,11 @@ def gpu_cells(problem: Problem, pools: list[Pool]) -> list[dict]:
         lay = pool.layout
         for rank in range(pool.offset, pool.offset + lay.gpus):
             c = coords_of(rank, lay, pool.offset)
-            hosted = experts_of(rank, lay, experts, pool.offset) if experts else range(0)
+            hosted = (experts_of(rank, lay, experts, redundant=problem.assumptions.redundant_experts, offset=pool.offset)
+                      if experts else range(0))
             cells.append({"gpu": rank, "node": rank // per_node, "slot": rank % per_node, "pool": pool.role,
                           "instance": c.instance, "pp": c.pp, "dp": c.dp, "tp": c.tp, "ep": c.ep, "etp": c.etp,
-                          "experts": f"{hosted.start}-{hosted.stop - 1}" if len(hosted) else "none",
+                          "experts": f"routed {slots_text(hosted, experts)}" if len(hosted) else "no routed experts",
                           "stages": lay.pp, "groups": lay.dp})
     return cells
 
@@ -107,7 +108,7 @@ def _gpu_map(go, problem: Problem, pools: list[Pool]) -> str:
         colours = [_shade(POOL_COLOURS[role], c["pp"] if c["stages"] > 1 else c["dp"],
                           c["stages"] if c["stages"] > 1 else c["groups"]) for c in mine]
         text = [f"GPU {c['gpu']} ({role})<br>instance {c['instance']}, stage {c['pp']}, attention-dp rank {c['dp']}, "
-                f"tp rank {c['tp']}<br>expert-parallel rank {c['ep']}, expert-tp rank {c['etp']}<br>routed experts "
+                f"tp rank {c['tp']}<br>expert-parallel rank {c['ep']}, expert-tp rank {c['etp']}<br>"
                 f"{c['experts']}" for c in mine]
         fig.add_trace(go.Scatter(x=[c["slot"] for c in mine], y=[c["node"] for c in mine], mode="markers", name=role,
                                  text=text, hoverinfo="text",

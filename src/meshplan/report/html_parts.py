@@ -11,6 +11,7 @@ from meshplan.errors import SpecError
 
 
 def plotly_modules():
+    # plotly is an optional extra: imported here, when a page is asked for.
     try:
         import plotly.graph_objects as go
         from plotly.offline import get_plotlyjs

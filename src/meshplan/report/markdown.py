@@ -59,8 +59,10 @@ def _strategy_lines(name: str, ph: dict[str, Any], model: dict[str, Any]) -> lis
     lines.append(f"- **attention dp = {st['dp']}**: each attention-dp rank serves its own requests inside the "
                  "instance and keeps its own KV cache; it is not a replica (the MoE layers join the ranks).")
     if model["experts"]:
+        replicas = st["experts_per_gpu"] * st["ep"] - model["experts"]
+        of = f"of {model['experts']}" + (f" and {replicas} redundant replicas" if replicas > 0 else "")
         lines.append(f"- **ep = {st['ep']}, etp = {st['etp']}**: {st['experts_per_gpu']} routed experts per GPU "
-                     f"(of {model['experts']}), each split {st['etp']} way(s); ep x etp = tp x attention dp = "
+                     f"({of}), each split {st['etp']} way(s); ep x etp = tp x attention dp = "
                      f"{st['ep'] * st['etp']}, so ep does not multiply the GPU count.")
     lines.append(f"- Batch per attention-dp rank: {ph['batch_per_attention_dp_rank']:,.2f}; step {_s(ph['step_s'])}.")
     lines.append("")

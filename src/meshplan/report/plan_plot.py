@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from meshplan.report.simulation_plot import _pyplot
+from meshplan.report.pyplot import pyplot
 from meshplan.units import GIB
 
 
 def plot_pareto(doc: dict, path: Path) -> Path:
     """Output tokens/s per GPU against tokens/s per user (1 / TPOT): the search's frontier, the
     runner-ups and the chosen plan."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
 
     def pts(items):
@@ -42,7 +42,7 @@ def plot_pareto(doc: dict, path: Path) -> Path:
 
 def plot_memory(doc: dict, path: Path) -> Path:
     """Stacked bars of memory per GPU per phase: weights, KV cache, activations, reserve, free."""
-    plt = _pyplot()
+    plt = pyplot()
     phases = doc.get("phases") or {}
     bars = [(name, p["memory_per_gpu_bytes"]) for name, p in phases.items() if p and p.get("memory_per_gpu_bytes")]
     bars = bars or [("plan", doc["memory_per_gpu_bytes"])]

@@ -8,20 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from meshplan.errors import SpecError
+from meshplan.report.pyplot import pyplot
+from meshplan.simulate.summary import per_request, timeline
 
 BINS = 100
 """Time bins of the throughput panel."""
-
-
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise SpecError("--plot", "", "needs matplotlib: pip install 'meshplan[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _cdf(ax, x: np.ndarray, label: str, target: float | None, unit: float = 1e3) -> None:
@@ -39,9 +30,7 @@ def _cdf(ax, x: np.ndarray, label: str, target: float | None, unit: float = 1e3)
 def plot_simulation(res, title: str, path: str, ttft_target_s: float | None = None,
                     tpot_target_s: float | None = None) -> None:
     """Write the picture to ``path`` (PNG, SVG or PDF by its suffix)."""
-    from meshplan.simulate.summary import per_request, timeline
-
-    plt = _pyplot()
+    plt = pyplot()
     ttft, tpot, _ = per_request(res)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     _cdf(axes[0], ttft, "TTFT", ttft_target_s)

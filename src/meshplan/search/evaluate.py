@@ -11,14 +11,18 @@ from meshplan.cost.inputs import CostInputs
 from meshplan.cost.kv_transfer import kv_link_bw
 from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
 from meshplan.search.candidate import Candidate
-from meshplan.search.grid import PREFILL_B_GRID
+from meshplan.search.best_point import best_per_row
+from meshplan.search.grid import PREFILL_B_GRID, capacity_grid, layout_par
+from meshplan.search.miss import miss_reason
 from meshplan.search.objectives import Objective
-from meshplan.search.pairs import _pair, fed_column, fed_table
-from meshplan.search.pick import PointTable, _miss_reason, _single, best_per_row, capacity_grid, layout_par, rank_key
+from meshplan.search.order import rank_key
+from meshplan.search.pairs import fed_column, fed_table, pair_candidate
+from meshplan.search.single import single_candidate
+from meshplan.search.table import PointTable
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase
 from meshplan.strategy.layout import Layout
-from meshplan.strategy.rules import UNUSUAL, Violation, check_layout
+from meshplan.strategy.rules import UNUSUAL, Violation, layout_violations
 from meshplan.strategy.space import one_layout
 
 
@@ -39,16 +43,14 @@ def _decode_table(ci: CostInputs, lay: Layout, la, par):
 def _pick(ci, t: PointTable, structural, instances: int) -> Candidate:
     col, _, ok = best_per_row(t, ci)
     if col[0] >= 0:
-        return _single(ci, t, 0, int(col[0]), structural, instances=instances)
+        return single_candidate(ci, t, 0, int(col[0]), structural, instances=instances)
     j = int(np.argmax(t.metric[0]))
-    return _single(ci, t, 0, j, tuple(structural) + tuple(_miss_reason(t, ci, 0, ok)), instances=instances)
+    return single_candidate(ci, t, 0, j, tuple(structural) + tuple(miss_reason(t, ci, 0, ok)), instances=instances)
 
 
 def structural_violations(problem: Problem, lay: Layout, total_gpus: int) -> tuple[Violation, ...]:
     """The rules the layout breaks; unusual placements (strategy.rules.UNUSUAL) are not among them."""
-    return tuple(v for v in check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp,
-                                         gpus=total_gpus, budget=problem.gpu_budget,
-                                         redundant=problem.assumptions.redundant_experts) if v.rule not in UNUSUAL)
+    return tuple(v for v in layout_violations(problem, lay, gpus=total_gpus) if v.rule not in UNUSUAL)
 
 
 def unusual_placements(problem: Problem, lay: Layout) -> list[str]:
@@ -67,7 +69,7 @@ def unusual_placements(problem: Problem, lay: Layout) -> list[str]:
 
 def _both_ways(problem: Problem, evaluate) -> Candidate:
     """``evaluate(problem)``, and with speculative decoding in the problem the better of it with and
-    without speculation, as the search chooses (search.pick.rank_key)."""
+    without speculation, as the search chooses (search.order.rank_key)."""
     if problem.speculative is None:
         return evaluate(problem)
     plain = evaluate(problem.model_copy(update={"speculative": None}))
@@ -119,25 +121,25 @@ def _evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) 
         v for v in structural_violations(problem, dec_lay, total) if v.rule.value != "gpu_budget")
     nic = kv_link_bw(ci_p, ci) if problem.pools_differ else None
     pre_t = PointTable.prefill(ci_p, pla, prefill_cost(ci_p, ppar, PREFILL_B_GRID[None, :]), kv_transfer_s(ci_p, ppar, nic))
-    dec_t = PointTable.decode(ci, dla, _decode_table(ci, dec_lay, dla, dpar), None)
+    dec_t = PointTable.decode(ci, dla, _decode_table(ci.for_decode_pool(), dec_lay, dla, dpar), None)
     pcol, _, pok = best_per_row(pre_t, ci_p)
     dcol, _, dok = best_per_row(dec_t, ci)
     misses = list(structural)
     if pcol[0] < 0:
-        misses += _miss_reason(pre_t, ci_p, 0, pok)
+        misses += miss_reason(pre_t, ci_p, 0, pok)
     if dcol[0] < 0:
-        misses += _miss_reason(dec_t, ci, 0, dok)
+        misses += miss_reason(dec_t, ci, 0, dok)
     i = int(pcol[0]) if pcol[0] >= 0 else int(np.argmax(pre_t.metric[0]))
     j = int(dcol[0]) if dcol[0] >= 0 else int(np.argmax(dec_t.metric[0]))
     # A prefill pool that prefills fewer requests than the decode pool's best point completes feeds
-    # it a smaller batch (Little's law), as the search pairs them (pairs._pairs).
+    # it a smaller batch (Little's law), as the search pairs them (pairs.pair_candidates).
     fed = pre_lay.instances * float(pre_t.inst_req_s[0, i]) / dec_lay.instances
     # (A stated concurrency fixes the decode batch: its table's one point stays.)
     rate_d = float(np.broadcast_to(dec_t.inst_req_s, dec_t.B.shape)[0, j])
     if dcol[0] >= 0 and not problem.workload.concurrency and rate_d > fed:
-        fine = fed_table(ci, dec_t, [0])
+        fine = fed_table(ci.for_decode_pool(), dec_t, [0])
         m_fed = fed_column(fine, 0, best_per_row(fine, ci)[1], fed)
         if m_fed is not None:
             dec_t, j = fine, m_fed
-    c = _pair(ci, pre_t, 0, i, dec_t, 0, j, fixed=(pre_lay.instances, dec_lay.instances))
+    c = pair_candidate(ci, pre_t, 0, i, dec_t, 0, j, fixed=(pre_lay.instances, dec_lay.instances))
     return replace(c, violations=tuple(misses) + tuple(c.violations))

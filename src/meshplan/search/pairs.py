@@ -11,8 +11,10 @@ from meshplan.cost.inputs import CostInputs
 from meshplan.cost.serving import decode_cost
 from meshplan.search.candidate import Candidate
 from meshplan.search.objectives import Mode
-from meshplan.search.grid import B_GRID
-from meshplan.search.pick import PointTable, _instances, _layout, _with_requirements, capacity_grid, layout_par
+from meshplan.search.grid import B_GRID, capacity_grid, layout_par
+from meshplan.search.requirements import with_requirements
+from meshplan.search.single import layout_at, pool_instances
+from meshplan.search.table import PointTable
 
 FED_STEPS = 16
 """Batch sizes per doubling a decode pool fed fewer requests than its best point completes
@@ -23,8 +25,8 @@ FED_GRID = B_GRID[0] * 2.0 ** (np.arange(round(np.log2(B_GRID[-1] / B_GRID[0])) 
 """B_GRID's range in FED_STEPS geometric steps per doubling (1 to 4,096: 193 batch sizes)."""
 
 
-def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: int, m: int,
-          fixed: tuple[int, int] | None = None) -> Candidate:
+def pair_candidate(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: int, m: int,
+                   fixed: tuple[int, int] | None = None) -> Candidate:
     """A disaggregated candidate: prefill row i at column j, decode row k at column m."""
     w = ci.problem.workload
     g_p = int(pre.la.gpus_per_instance[i])
@@ -32,7 +34,7 @@ def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: i
     r_p, r_d = float(pre.inst_req_s[i, j]), float(dec.inst_req_s[k, m])
     B = float(dec.B[k, m])
     slots = int(dec.la.dp[k] * dec.la.pp[k])
-    n_d = _instances(ci, g_d, w.osl_tokens * r_d / g_d, B, slots, r_d)  # the decode pool's own tok/s per GPU
+    n_d = pool_instances(ci, g_d, w.osl_tokens * r_d / g_d, B, slots, r_d)  # the decode pool's own tok/s per GPU
     if ci.problem.gpu_budget and not ci.problem.workload.concurrency and not ci.problem.requirements.min_output_tok_s:
         # Split the budget in the ratio of GPU-seconds per request.
         share = (g_d / r_d) / (g_p / r_p + g_d / r_d)
@@ -52,24 +54,24 @@ def _pair(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: i
         ttft += rho * ttft / (2 * (1 - rho))  # M/D/1 wait for the prefill pool
         served = rate
     total_out = served * w.osl_tokens
-    c = Candidate(mode=Mode.DISAGGREGATED, prefill=_layout(pre.la, i, n_p), decode=_layout(dec.la, k, n_d),
+    c = Candidate(mode=Mode.DISAGGREGATED, prefill=layout_at(pre.la, i, n_p), decode=layout_at(dec.la, k, n_d),
                   decode_B=B, prefill_B=float(pre.B[i, j]), gpus_total=gpus,
                   ttft_s=ttft, tpot_s=float(np.broadcast_to(dec.tpot, dec.B.shape)[k, m]),
                   output_tok_s_per_gpu=total_out / gpus, input_tok_s_per_gpu=total_out / gpus * w.isl_tokens / w.osl_tokens,
                   output_tok_s=total_out, concurrency=B * slots * n_d,
                   max_concurrency=float(dec.max_b[k]) * slots * n_d)
-    return _with_requirements(ci, c)
+    return with_requirements(ci, c)
 
 
-def _pairs(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: int, m: int,
-           fed: tuple[PointTable, int, np.ndarray] | None = None) -> list[Candidate]:
+def pair_candidates(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: int, m: int,
+                    fed: tuple[PointTable, int, np.ndarray] | None = None) -> list[Candidate]:
     """The disaggregated pair at the decode pool's best point and, where the prefill pool rounds
     up to serve it (or the GPU budget leaves room for fewer prefill instances only), the pair with
     fewer prefill instances whose decode pool runs at the rate they feed: its best point that
     completes no more requests than they prefill (Little's law: fewer requests in flight, a
     shorter TPOT). ``fed``: the decode row's points at FED_GRID (fed_table), its row there, and
     which of them meet every requirement."""
-    full = _pair(ci, pre, i, j, dec, k, m)
+    full = pair_candidate(ci, pre, i, j, dec, k, m)
     w = ci.problem.workload
     if w.concurrency or w.request_rate_per_s:
         # A stated concurrency fixes each decode point's instances (its grid holds no other
@@ -86,7 +88,7 @@ def _pairs(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: 
     col = fed_column(table, row, feasible, fewer * float(pre.inst_req_s[i, j]) / n_d)
     if col is None:
         return [full]
-    return [full, _pair(ci, pre, i, j, table, row, col, fixed=(fewer, n_d))]
+    return [full, pair_candidate(ci, pre, i, j, table, row, col, fixed=(fewer, n_d))]
 
 
 def fed_column(dec: PointTable, k: int, feasible: np.ndarray, fed_req_s: float) -> int | None:

@@ -5,14 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 from meshplan.cost.inputs import CostInputs
+from meshplan.search.best_point import SATURATION, best_per_row
 from meshplan.search.candidate import Candidate
 from meshplan.search.frontier import frontier_indices, non_dominated
+from meshplan.search.miss import miss_reason
 from meshplan.search.objectives import Mode, Objective
-from meshplan.search.pairs import _pairs, fed_table
-from meshplan.search.pick import (PREFILL_SHAPES, SATURATION, TOP, PointTable, _miss_reason, _single, best_per_row,
-                                  prefer_simple, rank_key)
+from meshplan.search.order import prefer_simple, rank_key
+from meshplan.search.pairs import fed_table, pair_candidates
+from meshplan.search.single import single_candidate
+from meshplan.search.table import PointTable
 from meshplan.strategy.rules import Rule
 from meshplan.specs.workload import Phase
+
+TOP = 40
+"""Candidates materialized per mode (the rest are counted, not listed)."""
+
+PREFILL_SHAPES = 6
+"""Disaggregated pairs try the best prefill layout of each of this many instance shapes (GPUs,
+pipeline stages), best first."""
 
 
 def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: Objective):
@@ -29,7 +39,7 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
         if not pool_only:  # in full serving, pool tables only feed the disaggregated pairs
             rows = np.nonzero(col >= 0)[0]
             order = rows[np.argsort(-t.metric[rows, col[rows]], kind="stable")][:TOP]
-            ranked += [_single(ci, t, int(i), int(col[i])) for i in order]
+            ranked += [single_candidate(ci, t, int(i), int(col[i])) for i in order]
         if pool_only and Mode.AGGREGATED in picks:
             continue  # the aggregated table already explains these layouts
         missed = np.nonzero(col < 0)[0]
@@ -38,7 +48,7 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
             # Its best point among those that fit in memory (the figures shown must be reachable).
             fits = np.broadcast_to(ok[Rule.MEMORY], t.B.shape)[i] & ~np.broadcast_to(t.invalid, t.B.shape)[i]
             j = int(np.argmax(np.where(fits, t.metric[i], -np.inf))) if fits.any() else int(np.argmax(t.metric[i]))
-            pruned.append(_single(ci, t, int(i), j, _miss_reason(t, ci, int(i), ok)))
+            pruned.append(single_candidate(ci, t, int(i), j, miss_reason(t, ci, int(i), ok)))
     if full and Mode.PREFILL_ONLY in picks:
         pre, pcol, _ = picks[Mode.PREFILL_ONLY]
         dec, dcol, _ = picks[Mode.DECODE_ONLY]
@@ -58,12 +68,12 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
             order = drows[np.argsort(-dec.metric[drows, dcol[drows]], kind="stable")][:TOP]
             w = ci.problem.workload
             # The decode rows at the finer batch sizes a pool fed by fewer prefill instances runs at
-            # (none with a stated concurrency or arrival rate: _pairs pairs no such pool then).
-            fine = None if (w.concurrency or w.request_rate_per_s) else fed_table(ci, dec, order)
+            # (none with a stated concurrency or arrival rate: pair_candidates pairs no such pool then).
+            fine = None if (w.concurrency or w.request_rate_per_s) else fed_table(ci.for_decode_pool(), dec, order)
             fine_ok = best_per_row(fine, ci)[1] if fine is not None else None
             ranked += [c for i in prefills for n, k in enumerate(order)
-                       for c in _pairs(ci, pre, i, int(pcol[i]), dec, int(k), int(dcol[k]),
-                                       (fine, n, fine_ok) if fine is not None else None)]
+                       for c in pair_candidates(ci, pre, i, int(pcol[i]), dec, int(k), int(dcol[k]),
+                                                (fine, n, fine_ok) if fine is not None else None)]
     ranked.sort(key=rank_key(objective))
     ranked = prefer_simple(ranked, objective)
     timed = next((t for t in tables if t.tpot is not None), None)
@@ -86,4 +96,4 @@ def _pareto(ci: CostInputs, t: PointTable, pick) -> list[Candidate]:
     y = 1.0 / np.broadcast_to(t.tpot, t.B.shape)[rows, cols]
     frontier = frontier_indices(x, y)
     frontier = frontier[:: max(1, len(frontier) // 24)]
-    return [_single(ci, t, int(rows[f]), int(cols[f])) for f in frontier]
+    return [single_candidate(ci, t, int(rows[f]), int(cols[f])) for f in frontier]

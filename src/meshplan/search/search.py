@@ -16,11 +16,12 @@ from meshplan.cost.layer import Par
 from meshplan.cost.kv_transfer import kv_link_bw
 from meshplan.cost.serving import aggregated, decode_cost, kv_transfer_s, prefill_cost
 from meshplan.search.candidate import Candidate
-from meshplan.search.grid import PREFILL_B_GRID, concurrency_grid
+from meshplan.search.grid import PREFILL_B_GRID, capacity_grid, concurrency_grid, layout_par
 from meshplan.search.objectives import Objective
 from meshplan.search.frontier import non_dominated
-from meshplan.search.pick import PointTable, capacity_grid, layout_par, per_gpu_metric, rank_key
+from meshplan.search.order import per_gpu_metric, rank_key
 from meshplan.search.ranking import candidates_from_table
+from meshplan.search.table import PointTable
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase, Serving
 from meshplan.strategy.space import LayoutArrays, enumerate_layouts
@@ -145,7 +146,9 @@ def _search(problem: Problem, objective: Objective, say: Progress, la: LayoutArr
             tables.append(PointTable.aggregated(ci, la, dec, serving, invalid))
         if problem.serving is not Serving.AGGREGATED:
             tables.append(PointTable.prefill(ci_p, la_p, pre, kv_transfer_s(ci_p, par_p, nic)))
-            tables.append(PointTable.decode(ci, la, dec, invalid))
+            pool = dec if ci.decode_pool_host_gap_s == ci.host_gap_s else \
+                _decode_points(ci.for_decode_pool(), la, par, problem.gpu_budget)[0]  # its own scheduler loop
+            tables.append(PointTable.decode(ci, la, pool, invalid))
         say(f"disaggregated serving: a prefill pool on {problem.prefill_gpu.name}, a decode pool on {problem.gpu.name}"
             if problem.pools_differ else {Serving.AUTO: "aggregated and disaggregated serving compared",
              Serving.AGGREGATED: "aggregated serving (prefill and decode on the same instances)",

@@ -82,6 +82,7 @@ def simulate_disaggregated(ci: CostInputs, prefill: Par, n_prefill: int, decode:
     ``ci_prefill``: the prefill pool's inputs when it runs on another GPU (Problem.prefill_gpu); the
     transfer then runs at the slower side's NIC bandwidth."""
     ci_p = ci if ci_prefill is None else ci_prefill
+    ci = ci.for_decode_pool()
     pol_p = replace(policy_for(ci_p, prefill), handoff=True)
     pol_d = policy_for(ci, decode)
     _check_fits(pol_d, stream)

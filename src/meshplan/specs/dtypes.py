@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from meshplan.errors import SpecError
+
 
 class DType(StrEnum):
     """A storage format. ``bytes`` includes the block-scale overhead of the format.
@@ -53,8 +55,6 @@ ALIASES = {
 
 def parse_dtype(text: str, field: str) -> DType:
     """Read a dtype spelled as people spell it ("FP16", "bfloat16", "fp8")."""
-    from meshplan.errors import SpecError
-
     key = str(text).strip().lower().replace("-", "_")
     if key not in ALIASES:
         raise SpecError(field, text, f"unknown number format; use one of {', '.join(d.value for d in DType)}")

@@ -129,6 +129,10 @@ class EngineProfile(Spec):
     host_gap_s: float = Field(ge=0)
     """GPU idle time per iteration that overlap scheduling does not hide (result transfer,
     sampling synchronisation), seconds."""
+    decode_pool_host_gap_s: float | None = Field(default=None, ge=0)
+    """host_gap_s of a disaggregated deployment's decode pool, which runs the engine's decode-server
+    loop (SGLang: disaggregation/decode.py event_loop_overlap_disagg_decode: no prefill is scheduled
+    there, requests arrive with their KV cache) rather than the aggregated loop; None: host_gap_s."""
     kernel_launch_s: float = Field(ge=0)
     """CPU time to launch one kernel outside a CUDA graph (seconds); with graphs one launch per
     iteration remains."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from meshplan.specs.model import AttentionKind, LayerKind, ModelSpec
 
 
@@ -55,35 +57,63 @@ class ParamCounts:
         return self.total - self.num_moe_layers * self.expert * (self.num_experts - self.top_k)
 
 
-def attention_params(m: ModelSpec) -> float:
-    """Per full-attention layer. GQA/MHA: D*N*H (q, doubled with an output gate) + 2*D*K*H
-    (k, v) + N*H*D (o), plus two RMSNorms (2*D). MLA (DeepSeek-V2 paper eq. 9-14): q_a D*q_r,
-    q_b q_r*N*(nope+rope) (or D*N*(nope+rope) without q compression), kv_a D*(kv_r+rope), kv_b
-    kv_r*N*(nope+v), o N*v*D, plus the latent norms (q_r + kv_r). DeepSeek Sparse Attention adds
-    its indexer (DeepSeek-V3.2-Exp ``Indexer``): wq_b q_r*I*Hi, wk D*Hi, the key norm's weight
-    and bias 2*Hi, and the head weights D*I, for I indexer heads of Hi dims."""
-    d, n, k, h = m.hidden_size, m.num_heads, m.num_kv_heads, m.head_dim
+def kv_heads_per_rank(num_kv_heads, tp):
+    """KV heads each tp rank keeps, the one owner of this count: K/tp when the heads split, one
+    replicated head when tp exceeds K (vLLM and SGLang replicate KV heads so). Ints, or float
+    arrays when ``tp`` is an array. Hand check: 8 KV heads over tp 4 -> 2; over tp 16 -> 1."""
+    if hasattr(tp, "shape"):
+        return np.maximum(num_kv_heads / np.asarray(tp, dtype=float), 1.0)
+    return max(num_kv_heads // tp, 1)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AttentionParams:
+    """One full-attention layer's parameters on one GPU of a tp group, in the two groups that
+    may have different weight formats (counts, not bytes; ints or arrays as tp is)."""
+
+    inputs: object
+    """Query, key/value (or latent) and indexer projections, norms and biases."""
+    output: object
+    """The output projection."""
+
+    @property
+    def total(self):
+        return self.inputs + self.output
+
+
+def attention_params_per_gpu(m: ModelSpec, tp=1) -> AttentionParams:
+    """One full-attention layer on one GPU of a tp group, the one owner of these counts (the
+    parameter count is its value at tp = 1; the memory model's weights per GPU use it).
+    GQA/MHA: D*N*H (q, doubled with an output gate) + 2*D*K*H (k, v) + N*H*D (o), plus two
+    RMSNorms (2*D), all split by head over tp except the KV heads when tp exceeds them
+    (kv_heads_per_rank) and the norms; biases (N + 2K)*H + D split with their heads.
+    MLA (DeepSeek-V2 paper eq. 9-14): q_a D*q_r, q_b q_r*N*(nope+rope) (or D*N*(nope+rope)
+    without q compression), kv_a D*(kv_r+rope), kv_b kv_r*N*(nope+v), o N*v*D, plus the latent
+    norms (q_r + kv_r): the per-head q_b, kv_b and o split over tp, the compressions and their
+    norms replicated. DeepSeek Sparse Attention adds its indexer (DeepSeek-V3.2-Exp ``Indexer``):
+    wq_b q_r*I*Hi and the head weights D*I split, wk D*Hi and the key norm's weight and bias 2*Hi
+    replicated, for I indexer heads of Hi dims."""
+    d, n, h = m.hidden_size, m.num_heads, m.head_dim
     norms = 2 * d
     if m.attention is AttentionKind.MLA:
         qk = m.qk_nope_head_dim + m.qk_rope_head_dim
-        q = (d * m.q_lora_rank + m.q_lora_rank + m.q_lora_rank * n * qk) if m.q_lora_rank else d * n * qk
-        kv = d * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank
-        kv += m.kv_lora_rank * n * (m.qk_nope_head_dim + m.value_head_dim)
-        o = n * m.value_head_dim * d
-        return q + kv + o + norms + indexer_params(m)
+        q_r, kv_r = m.q_lora_rank, m.kv_lora_rank
+        replicated = d * q_r + q_r + d * (kv_r + m.qk_rope_head_dim) + kv_r
+        split = (q_r * n * qk if q_r else d * n * qk) + kv_r * n * (m.qk_nope_head_dim + m.value_head_dim)
+        if m.index_topk:
+            i, hi = m.index_num_heads, m.index_head_dim
+            split += (q_r or d) * i * hi + d * i
+            replicated += d * hi + 2 * hi
+        return AttentionParams(inputs=replicated + split / tp + norms, output=n * m.value_head_dim * d / tp)
     q_mats = 2 if m.attention_output_gate else 1
-    params = q_mats * d * n * h + 2 * d * k * h + n * h * d
-    if m.attention_bias:
-        params += (n + 2 * k) * h + d
-    return params + norms
+    bias = ((n + 2 * m.num_kv_heads) * h + d) if m.attention_bias else 0
+    inputs = q_mats * d * n * h / tp + 2 * d * kv_heads_per_rank(m.num_kv_heads, tp) * h + bias / tp + norms
+    return AttentionParams(inputs=inputs, output=d * n * h / tp)
 
 
-def indexer_params(m: ModelSpec) -> float:
-    """The sparse-attention indexer of one layer (0 for dense attention); see attention_params."""
-    if not m.index_topk:
-        return 0.0
-    i, hi = m.index_num_heads, m.index_head_dim
-    return (m.q_lora_rank or m.hidden_size) * i * hi + m.hidden_size * hi + 2 * hi + m.hidden_size * i
+def attention_params(m: ModelSpec) -> float:
+    """Per full-attention layer (attention_params_per_gpu at tp = 1)."""
+    return attention_params_per_gpu(m, 1).total
 
 
 def linear_attention_params(m: ModelSpec) -> float:

@@ -39,6 +39,12 @@ class Axis(StrEnum):
     ETP = "etp"
 
 
+def instance_gpus(tp, dp, pp):
+    """GPUs of one instance, the one owner of this count: tp x attention dp GPUs per stage, pp
+    stages; ep and etp fold into a stage's GPUs (ep x etp = tp x dp). Ints or arrays."""
+    return pp * tp * dp
+
+
 class Layout(Spec):
     """Degrees of one pool. Legality against a model lives in strategy.rules."""
 
@@ -62,7 +68,7 @@ class Layout(Spec):
 
     @property
     def gpus_per_instance(self) -> int:
-        return self.pp * self.tp * self.dp
+        return instance_gpus(self.tp, self.dp, self.pp)
 
     @property
     def gpus(self) -> int:

@@ -81,11 +81,28 @@ def group(rank: int, lay: Layout, axis: str, offset: int = 0) -> list[int]:
     raise ValueError(f"axis {axis!r}: expected tp, dp, pp, ep or etp")
 
 
-def experts_of(rank: int, lay: Layout, num_experts: int, offset: int = 0) -> range:
-    """Routed experts hosted by ``rank``: a contiguous block of num_experts/ep per ep rank."""
-    per = num_experts // lay.ep
+def expert_slots_per_rank(num_experts, redundant, ep):
+    """Routed-expert slots on each ep rank, the one owner of this count: the model's experts plus
+    the redundant replicas (CostAssumptions.redundant_experts, EPLB), in even blocks (strategy.rules
+    requires ep to divide them). Ints or arrays. Hand check: (256 + 32) // 32 = 9."""
+    return (num_experts + redundant) // ep
+
+
+def experts_of(rank: int, lay: Layout, num_experts: int, *, redundant: int, offset: int = 0) -> range:
+    """Expert slots hosted by ``rank``: a contiguous block of expert_slots_per_rank per ep rank;
+    slots from ``num_experts`` on hold redundant replicas."""
+    per = expert_slots_per_rank(num_experts, redundant, lay.ep)
     e = coords_of(rank, lay, offset).ep
     return range(e * per, (e + 1) * per)
+
+
+def slots_text(hosted: range, num_experts: int) -> str:
+    """``experts 8-15``, with the redundant replicas among them named (slots past the model's)."""
+    first, last = hosted.start, hosted.stop - 1
+    ids = f"expert {first}" if first == last else f"experts {first}-{last}"
+    if last >= num_experts:
+        ids += " (redundant replicas)" if first >= num_experts else " (some redundant replicas)"
+    return ids
 
 
 def stage_layers(num_layers: int, pp: int) -> list[range]:

@@ -14,6 +14,8 @@ import numpy as np
 
 from meshplan.specs.hardware import GpuSpec
 from meshplan.specs.model import AttentionKind, ModelSpec
+from meshplan.specs.problem import Problem
+from meshplan.strategy.layout import Layout
 
 
 class Rule(StrEnum):
@@ -140,8 +142,9 @@ STRUCTURE = frozenset({Rule.FOLDING, Rule.HEADS_DIVISIBLE, Rule.KV_HEADS_SPLIT, 
 
 
 def check_layout(model: ModelSpec, gpu: GpuSpec, tp: int, dp: int, pp: int, ep: int, etp: int,
-                 *, gpus: int | None = None, budget: int | None = None, redundant: int = 0) -> list[Violation]:
-    """Every structural rule the layout breaks (empty when legal)."""
+                 *, redundant: int, gpus: int | None = None, budget: int | None = None) -> list[Violation]:
+    """Every structural rule the layout breaks (empty when legal). ``redundant`` has no default:
+    a caller with a problem uses layout_violations, which reads it there."""
     c = RuleInput(m=model, g=gpu, redundant=redundant)
     found = [Violation(rule=r.rule, message=r.message(c, tp, dp, pp, ep, etp))
              for r in RULES if not bool(r.ok(c, tp, dp, pp, ep, etp))]
@@ -149,6 +152,14 @@ def check_layout(model: ModelSpec, gpu: GpuSpec, tp: int, dp: int, pp: int, ep: 
         found.append(Violation(rule=Rule.GPU_BUDGET, message=(
             f"{gpus} GPUs > budget {budget}: the layout needs more GPUs than the problem allows")))
     return found
+
+
+def layout_violations(problem: Problem, lay: Layout, *, gpus: int | None = None) -> list[Violation]:
+    """check_layout of ``lay`` with what ``problem`` says (its model, GPU and redundant experts), and
+    with ``gpus`` the problem's GPU budget too: the one call for every caller that holds a problem."""
+    return check_layout(problem.model, problem.gpu, lay.tp, lay.dp, lay.pp, lay.ep, lay.etp,
+                        redundant=problem.assumptions.redundant_experts, gpus=gpus,
+                        budget=problem.gpu_budget if gpus is not None else None)
 
 
 def legal_mask(model: ModelSpec, gpu: GpuSpec, tp, dp, pp, ep, etp, redundant: int = 0) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 
 from meshplan.specs.hardware import GpuSpec
 from meshplan.specs.model import ModelSpec
+from meshplan.strategy.layout import instance_gpus
 from meshplan.strategy.rules import legal_mask
 
 
@@ -30,7 +31,7 @@ class LayoutArrays:
 
     @property
     def gpus_per_instance(self) -> np.ndarray:
-        return self.pp * self.tp * self.dp
+        return instance_gpus(self.tp, self.dp, self.pp)
 
     def take(self, rows) -> "LayoutArrays":
         """The layouts of ``rows`` (indices or a mask), in that order."""
