@@ -110,10 +110,10 @@ HAND = {
         gpus=8,  # tp 8 (etp 8)
         kv_per_token=48_128,
         # Per layer: q, o 2 x 4096 x 4096 / 8 + k, v 2 x 4096 x 64 (one head) + norms 8,192 = 4,726,784;
-        # experts 128 x 3 x 4096 x 1536 / 8 = 301,989,888; router 4096 x 128 = 524,288 (1 byte each):
-        # 307,240,960 x 94 = 28,880,650,240; embedding and head 2 x 151936 x 4096 / 8 x 2 bytes + norm
-        # 8,192 = 311,173,120.
-        weights=29_191_823_360,
+        # experts 128 x 3 x 4096 x 1536 / 8 = 301,989,888 (1 byte each); router 4096 x 128 x 2 bytes
+        # (16-bit) = 1,048,576: 307,765,248 x 94 = 28,929,933,312; embedding and head 2 x 151936 x 4096 / 8
+        # x 2 bytes + norm 8,192 = 311,173,120.
+        weights=29_241_106_432,
         kv_cache=(128 * 3_072 + 1_024) * 12_032,  # 4,743,495,680
         # 128 x (2 x (4 x 4096 + widest 8 x 2 x 1536 / 8) + logits 151936 / 8 x 4) = 128 x 114,880.
         activations=14_704_640,
@@ -122,10 +122,10 @@ HAND = {
         gpus=13,  # prefill pp 5 (5 GPUs) + decode tp 4 x dp 2 (8 GPUs)
         kv_per_token=48_128,
         # The top-level memory is the decode pool's (tp 4, ep 8): per layer q, o 2 x 4096 x 4096 / 4 +
-        # k, v 524,288 + norms 8,192 = 8,921,088; 16 experts x 18,874,368 = 301,989,888; router 524,288:
-        # 311,435,264 x 94 = 29,274,914,816; embedding and head 2 x 151936 x 4096 / 4 x 2 + 8,192 =
-        # 622,338,048.
-        weights=29_897_252_864,
+        # k, v 524,288 + norms 8,192 = 8,921,088; 16 experts x 18,874,368 = 301,989,888; router 524,288
+        # weights x 2 bytes = 1,048,576: 311,959,552 x 94 = 29,324,197,888; embedding and head
+        # 2 x 151936 x 4096 / 4 x 2 + 8,192 = 622,338,048.
+        weights=29_946_535_936,
         kv_cache=(64 * 3_072 + 1_024) * 12_032,  # 64 sequences a rank: 2,377,908,224
         # 64 x (2 x (4 x 4096 + 8 x 2 x 1536 / 4) + 151936 / 4 x 4) = 64 x 196,992.
         activations=12_607_488,
@@ -167,12 +167,12 @@ def test_golden_memory_figures_by_hand(name):
 def test_golden_prefill_pool_of_the_split_plan_fits_by_hand():
     # The prefill pool runs pp 5 at tp 1: stages of 19, 19, 19, 19, 18 layers; the first holds the
     # embedding. Per layer: q, o 2 x 4096 x 4096 + k, v 2 x 4096 x 4 x 64 + norms 8,192 = 35,659,776;
-    # 128 experts x 18,874,368 = 2,415,919,104; router 524,288: 2,452,103,168 bytes, x 19 =
-    # 46,589,960,192; embedding 151936 x 4096 x 2 = 1,244,659,712: 47,834,619,904 bytes, with the
+    # 128 experts x 18,874,368 = 2,415,919,104; router 524,288 x 2 bytes: 2,452,627,456 bytes, x 19 =
+    # 46,599,921,664; embedding 151936 x 4096 x 2 = 1,244,659,712: 47,844,581,376 bytes, with the
     # stage's KV, activations and reserve within 51.2e9.
     pre = _live("qwen3-235b-prefill-decode")["phases"]["prefill"]
     assert pre["strategy"]["layers_per_stage"] == [19, 19, 19, 19, 18]
-    assert pre["memory_per_gpu_bytes"]["weights"] == 47_834_619_904
+    assert pre["memory_per_gpu_bytes"]["weights"] == 47_844_581_376
     assert pre["memory_per_gpu_bytes"]["total"] <= 0.8 * 64e9
 
 
