@@ -5,7 +5,7 @@ import math
 
 from meshplan.cost.imbalance import (active_expert_fraction, busiest_rank_load, distinct_remote_ranks, max_load_factor,
                                     popularity_skew)
-from meshplan.cost.roofline import compute_op, ring_factor, smooth_max
+from meshplan.cost.roofline import Collective, compute_op, ring_factor, smooth_max
 
 
 def test_smooth_roofline_bends_at_the_ridge_plus_kernel_floors():
@@ -29,8 +29,8 @@ def test_popularity_skew_hand_value():
 
 def test_ring_factors():
     # all-reduce over 8: 2*7/8 = 1.75; all-gather over 4: 3/4.
-    assert float(ring_factor(8, "all_reduce")) == 1.75
-    assert float(ring_factor(4, "all_gather")) == 0.75
+    assert float(ring_factor(8, Collective.ALL_REDUCE)) == 1.75
+    assert float(ring_factor(4, Collective.ALL_GATHER)) == 0.75
 
 
 def test_max_load_factor_hand_value():

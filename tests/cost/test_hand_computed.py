@@ -50,9 +50,9 @@ def _smooth(t_compute, t_memory, n=4.0):
 
 def test_the_timed_inputs_are_the_stated_efficiencies_of_the_catalog_peaks():
     h100, h200 = _ci(), _ci("deepseek-v3", "h200", "fp8")
-    assert math.isclose(h100.flops_core, BF16_S) and math.isclose(h100.hbm, HBM_H100)
-    assert math.isclose(h200.flops_other, FP8_S) and math.isclose(h200.hbm_other, HBM_H200)
-    assert h100.overhead_s == OVH and math.isclose(h100.intra_bw, NVLINK) and math.isclose(h100.inter_bw, NIC)
+    assert math.isclose(h100.core_flop_per_s, BF16_S) and math.isclose(h100.hbm_bytes_per_s, HBM_H100)
+    assert math.isclose(h200.other_flop_per_s, FP8_S) and math.isclose(h200.hbm_other_bytes_per_s, HBM_H200)
+    assert h100.kernel_floor_s == OVH and math.isclose(h100.intra_node_bytes_per_s, NVLINK) and math.isclose(h100.inter_node_bytes_per_s, NIC)
 
 
 # --- pipeline-parallel figures ------------------------------------------------------------------

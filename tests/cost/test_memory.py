@@ -138,7 +138,7 @@ def test_usable_memory_of_the_whole_and_of_the_free():
     # once the model is in: C - 0.1 (C - W - R) = 85.52e9 - 0.1 (85.52e9 - 62 x 2^30) = 83.6252e9.
     gib = 2**30
     vllm, sglang, trt = _engine_ci("vllm"), _engine_ci("sglang"), _engine_ci("trtllm")
-    assert vllm.memory_capacity == 85.52e9 and vllm.reserve == 2 * gib
+    assert vllm.memory_bytes == 85.52e9 and vllm.reserve_bytes == 2 * gib
     assert usable_bytes(vllm, 60 * gib) == pytest.approx(76.968e9)
     assert usable_bytes(sglang, 60 * gib) == pytest.approx(76.968e9)
     assert usable_bytes(trt, 60 * gib) == pytest.approx(83.6252e9, rel=1e-5)

@@ -28,7 +28,7 @@ def _smooth(t_compute, t_memory, n=4.0):
 
 def test_llama_8b_decode_qkv_projection_by_hand():
     ci = _ci("llama-3.1-8b", "h100-sxm")
-    qkv = _op(attention_block(ci, Par.of(1, 1, 1, 1, 1), decode_work(1.0, 1000.0, 1), ci.overhead_s), "qkv_proj")
+    qkv = _op(attention_block(ci, Par.of(1, 1, 1, 1, 1), decode_work(1.0, 1000.0, 1), ci.kernel_floor_s), "qkv_proj")
     # Weights 4096 x (32 + 2*8) x 128 = 25,165,824 params x 2 bytes = 50,331,648 bytes, plus the
     # activations in and out: (4096 + 48*128) x 2 bytes = 20,480 -> 50,352,128 bytes.
     assert float(qkv.mem_bytes) == 50_352_128
@@ -115,7 +115,7 @@ def test_decode_reads_the_experts_the_batch_touches_whatever_the_skew():
     # The busiest rank's tokens (48 x 8 / 8 x its load) add activations: in and out (2 x 7168) and the
     # gate/up and down intermediates (3 x 2048), 2 bytes each.
     for op, ci in ((a, base), (b, skew)):
-        load = float(busiest_rank_load(48 * 8, 8, 256, ci.load_cv))
+        load = float(busiest_rank_load(48 * 8, 8, 256, ci.expert_load_cv))
         assert math.isclose(float(op.mem_bytes), weights + 48 * 8 / 8 * load * (2 * 7168 + 3 * 2048) * 2)
     # The skew loads the busiest rank's GEMMs, not the weights it reads: statistical excess
     # sqrt(2 x 8 x ln 8 / 384) = 0.2943, popularity excess 1.67 x sqrt(2 ln 8 x 8 / 256) = 0.6021,
@@ -275,18 +275,18 @@ def test_a_ring_across_nodes_uses_every_nic_of_the_node():
 def test_sustained_gemm_share_scales_every_measured_compute_rate_and_no_override():
     # H100 catalog: BF16 989.4e12 x 0.78, FP8 1978.9e12 x 0.58 (gemm_efficiency table). At a
     # sustained share of 0.8 every compute rate is 0.8 of that: BF16 989.4e12 x 0.78 x 0.8 =
-    # 617.35e12 FLOP/s (flops_other, flops_core), FP8 1978.9e12 x 0.58 x 0.8 = 918.21e12 for FP8
+    # 617.35e12 FLOP/s (other_flop_per_s, core_flop_per_s), FP8 1978.9e12 x 0.58 x 0.8 = 918.21e12 for FP8
     # weights; the experts' rate also keeps its grouped GEMM efficiency (0.6 by default).
     plain = _ci("qwen3-30b-a3b", "h100-sxm")
     held = _ci("qwen3-30b-a3b", "h100-sxm", sustained_gemm_share=0.8)
-    assert math.isclose(held.flops_other, 989.4e12 * 0.78 * 0.8)
-    assert math.isclose(held.flops_core, 617.3856e12)
-    assert math.isclose(held.flops_exp, 989.4e12 * 0.78 * 0.8 * 0.6)
-    for name in ("flops_attn", "flops_attn_out", "flops_exp", "flops_shared", "flops_other", "flops_core"):
+    assert math.isclose(held.other_flop_per_s, 989.4e12 * 0.78 * 0.8)
+    assert math.isclose(held.core_flop_per_s, 617.3856e12)
+    assert math.isclose(held.expert_flop_per_s, 989.4e12 * 0.78 * 0.8 * 0.6)
+    for name in ("attn_flop_per_s", "attn_out_flop_per_s", "expert_flop_per_s", "shared_flop_per_s", "other_flop_per_s", "core_flop_per_s"):
         assert math.isclose(getattr(held, name), 0.8 * getattr(plain, name)), name
     fp8 = _ci("qwen3-30b-a3b", "h100-sxm", weights="fp8", sustained_gemm_share=0.8)
-    assert math.isclose(fp8.flops_other, 918.2096e12)
+    assert math.isclose(fp8.other_flop_per_s, 918.2096e12)
     # Memory rates do not move; a stated GEMM efficiency is an achieved rate and is not scaled.
-    assert held.hbm == plain.hbm and held.hbm_exp == plain.hbm_exp
+    assert held.hbm_bytes_per_s == plain.hbm_bytes_per_s and held.hbm_expert_bytes_per_s == plain.hbm_expert_bytes_per_s
     stated = _ci("qwen3-30b-a3b", "h100-sxm", sustained_gemm_share=0.8, gemm_efficiency=0.5)
-    assert math.isclose(stated.flops_other, 989.4e12 * 0.5)
+    assert math.isclose(stated.other_flop_per_s, 989.4e12 * 0.5)

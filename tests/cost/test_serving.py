@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from meshplan.cost.capacity import decode_capacity
-from meshplan.cost.closed_loop import (RHO_MAX, adp_balance_wait_s, harmonic, loop_rate, md1_wait, secant_fixed_point,
+from meshplan.cost.queueing import RHO_MAX, md1_wait_capped_s
+from meshplan.cost.closed_loop import (adp_balance_wait_s, harmonic, secant_fixed_point,
                                        solve_aggregated, solve_disaggregated)
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
@@ -161,12 +162,6 @@ def test_attention_dp_balancing_adds_its_wait_to_ttft_alone():
     assert math.isclose(float(held.tpot_s), float(base.tpot_s))
 
 
-def test_md1_wait():
-    # rho = 0.5, service 1 s: 0.5 x 1 / (2 x 0.5) = 0.5 s.
-    assert float(md1_wait(0.5, 1.0)) == 0.5
-    assert float(md1_wait(0.0, 1.0)) == 0.0
-
-
 def test_disaggregated_loop_queues_prompts_at_the_prefill_pool():
     ci = _ci(osl=101)
     out = solve_disaggregated(ci, PAR, 1, PAR, 2, 8.0, step=_step)
@@ -178,18 +173,10 @@ def test_disaggregated_loop_queues_prompts_at_the_prefill_pool():
     single, transfer = 0.015, float(kv_transfer_s(ci, PAR))
     capacity = 8192 / (0.010 + 5e-6 * 8192) / 1000
     rate = float(out.output_tok_s) / 101
-    expected = single + 1.5 * single + transfer + 0.010 + float(md1_wait(rate / capacity, single))
+    expected = single + 1.5 * single + transfer + 0.010 + float(md1_wait_capped_s(rate / capacity, single))
     assert math.isclose(float(out.ttft_s), expected)
     # Little's law closes the loop: 8 requests = rate x (TTFT + 100 x TPOT).
     assert math.isclose(rate * (float(out.ttft_s) + 100 * 0.010), 8.0, rel_tol=1e-3)
-
-
-def test_loop_rate_is_littles_law_with_the_prefill_queue():
-    # 2 requests living 1 s each beside an M/D/1 wait of service 0.1 s at 10/s: r (1 + 0.01 r /
-    # (2 - 0.2 r)) = 2, i.e. 0.19 r^2 - 2.4 r + 4 = 0, r = (2.4 - sqrt(2.72)) / 0.38 = 1.975679/s.
-    assert math.isclose(float(loop_rate(2.0, 1.0, 0.1, 10.0)), (2.4 - math.sqrt(2.72)) / 0.38, rel_tol=1e-9)
-    # 100 requests of 0.1 s want 1000/s: the queue caps the loop at RHO_MAX of the 10/s capacity.
-    assert math.isclose(float(loop_rate(100.0, 0.1, 0.1, 10.0)), RHO_MAX * 10.0, rel_tol=1e-9)
 
 
 def test_secant_fixed_point():

@@ -85,7 +85,7 @@ def test_tp_all_reduce_bytes_are_the_cost_models():
     # decode step for 3 steps; 16 layers. 16 x 36 x (2 x 1/2 x 128 x 8) = 589,824 bytes.
     problem = run_problem(SEED, CFG, DeviceProfile(flops=1e9, bw_bytes_per_s=1e9, op_overhead_s=0.0), ISL, OSL)
     ci = CostInputs.from_problem(problem)
-    per_token = float(tp_all_reduce(ci, Par.of(2, 1, 2, 1, 1), 1.0, "x").comm_bytes) / ci.act_b * 8
+    per_token = float(tp_all_reduce(ci, Par.of(2, 1, 2, 1, 1), 1.0, "x").comm_bytes) / ci.act_bytes_per_value * 8
     tokens = REQ * ISL + (OSL - 1) * REQ
     assert math.isclose(measured, 16 * tokens * per_token)
 
@@ -262,7 +262,7 @@ def test_ep_bytes_are_the_cost_models(strategy):
     for decode, tokens in ((False, per_rank * isl), (True, per_rank)):
         work = decode_work(tokens, isl, lay.dp) if decode else prefill_work(tokens, per_rank, isl / 2.0, lay.dp)
         ops = {op.name: float(op.comm_bytes) for op in moe_ops(ci, par, work, 0.0)}
-        load = float(busiest_rank_load(lay.dp * tokens * ci.k, lay.ep, ci.E, ci.load_cv))
+        load = float(busiest_rank_load(lay.dp * tokens * ci.top_k, lay.ep, ci.num_experts, ci.expert_load_cv))
         model = {kind: ops[kind] * 2 / load for kind in kinds}
         for kind in kinds:
             value = (three[kind] - one[kind]) / 2 if decode else one[kind]

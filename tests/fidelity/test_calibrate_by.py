@@ -50,10 +50,10 @@ def test_a_problem_on_a_refitted_gpu_takes_its_partition_value(by_gpu):
         return problem_from_raw({"model": "llama-3.1-8b", "gpu": gpu, "calibration": str(out),
                                  "workload": {"isl": 1000, "osl": 100}})
 
-    # The per-kernel floor is the GPU's floor x kernel_floor_scale (cost/inputs.py overhead_s).
+    # The per-kernel floor is the GPU's floor x kernel_floor_scale (cost/inputs.py kernel_floor_s).
     on_b200, on_b300 = problem("b200"), problem("b300")
-    assert CostInputs.from_problem(on_b200).overhead_s == pytest.approx(on_b200.gpu.kernel_floor_s * b200)
-    assert CostInputs.from_problem(on_b300).overhead_s == pytest.approx(on_b300.gpu.kernel_floor_s * pooled)
+    assert CostInputs.from_problem(on_b200).kernel_floor_s == pytest.approx(on_b200.gpu.kernel_floor_s * b200)
+    assert CostInputs.from_problem(on_b300).kernel_floor_s == pytest.approx(on_b300.gpu.kernel_floor_s * pooled)
     note = next(n.message for n in on_b200.notes if n.field == "calibration")
     assert "refitted on its b200 runs" in note
 

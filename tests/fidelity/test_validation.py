@@ -265,7 +265,7 @@ def test_factors_that_scale_one_rate_compose():
     ci = adjust_for([share, grouped], [0.8, 0.3])(g)
     # Both scale the experts' rate: by 0.8 and by 0.3 / 0.6 (the grouped efficiency relative to its
     # default), so 0.4 of the default's; the sustained share alone scales the other rates.
-    assert math.isclose(ci.flops_exp, 0.4 * g.ci.flops_exp)
-    for name in ("flops_attn", "flops_attn_out", "flops_shared", "flops_other", "flops_core"):
+    assert math.isclose(ci.expert_flop_per_s, 0.4 * g.ci.expert_flop_per_s)
+    for name in ("attn_flop_per_s", "attn_out_flop_per_s", "shared_flop_per_s", "other_flop_per_s", "core_flop_per_s"):
         assert math.isclose(getattr(ci, name), 0.8 * getattr(g.ci, name)), name
-    assert ci.hbm == g.ci.hbm
+    assert ci.hbm_bytes_per_s == g.ci.hbm_bytes_per_s

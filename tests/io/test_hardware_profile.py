@@ -67,8 +67,8 @@ def test_a_plan_costs_with_them_and_its_notes_say_so(tmp_path):
            "calibration": None}
     base, measured = problem_from_raw(raw), problem_from_raw({**raw, "hardware_profile": path})
     # BF16 weights stream at 3.35 TB/s x 0.80 instead of x 0.82.
-    assert math.isclose(CostInputs.from_problem(base).hbm, 3.35e12 * 0.82)
-    assert math.isclose(CostInputs.from_problem(measured).hbm, 3.35e12 * 2.68 / 3.35)
+    assert math.isclose(CostInputs.from_problem(base).hbm_bytes_per_s, 3.35e12 * 0.82)
+    assert math.isclose(CostInputs.from_problem(measured).hbm_bytes_per_s, 3.35e12 * 2.68 / 3.35)
     assert any(n.field == "hardware_profile" and path in n.message for n in measured.notes)
 
 

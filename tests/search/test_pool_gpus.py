@@ -33,7 +33,7 @@ def test_kv_moves_at_the_slower_nic():
     # Llama-3.1-70B, BF16 KV: 327,680 bytes per token x 4,000 tokens = 1,310,720,000 bytes over the
     # 2 NICs of a tp2 prefill instance at 25 GB/s each: 26.2144 ms, plus the link latency.
     t = kv_transfer_s(ci_p, Par.of(2, 1, 1, 1, 1), nic_bw=25e9)
-    assert math.isclose(float(t), 1_310_720_000 / (25e9 * 2) + ci_p.inter_lat)
+    assert math.isclose(float(t), 1_310_720_000 / (25e9 * 2) + ci_p.inter_node_latency_s)
 
 
 def test_each_pool_is_searched_on_its_gpu():
@@ -45,7 +45,7 @@ def test_each_pool_is_searched_on_its_gpu():
     pre, dec = doc["phases"]["prefill"], doc["phases"]["decode"]
     assert pre["gpu"] == "h100-sxm" and dec["gpu"] == "h200"
     # Each phase's memory is its own GPU's: 80 GB H100, 141 GB H200 (catalog).
-    assert pre["memory_per_gpu_bytes"]["capacity"] == CostInputs.from_problem(_problem().for_pool("prefill")).memory_capacity
+    assert pre["memory_per_gpu_bytes"]["capacity"] == CostInputs.from_problem(_problem().for_pool("prefill")).memory_bytes
     assert dec["memory_per_gpu_bytes"]["capacity"] > pre["memory_per_gpu_bytes"]["capacity"]
     assert doc["problem_spec"]["prefill_gpu"]["name"] == "h100-sxm"
 
@@ -98,7 +98,7 @@ def test_kv_moves_over_the_slower_nic_in_the_closed_form_and_the_simulator(slow_
         simulated[name] = float(np.mean(res.requests.first_s - res.requests.send_s))
     ci = CostInputs.from_problem(same)
     par = Par.of(2, 1, 1, 1, 1)
-    slow_nic = 5e9 * ci.inter_bw / 50e9  # the same link efficiency on the 5 GB/s NIC
+    slow_nic = 5e9 * ci.inter_node_bytes_per_s / 50e9  # the same link efficiency on the 5 GB/s NIC
     extra = float(kv_transfer_s(ci, par, slow_nic) - kv_transfer_s(ci, par))
     # 1,310,720,000 bytes over 2 NICs at 5 GB/s x link efficiency instead of 50 GB/s: about 0.15 s more.
     assert extra > 0.1

@@ -9,6 +9,7 @@ from meshplan.simulate.engine import Policy, Requests
 from meshplan.simulate.loop import simulate
 from meshplan.simulate.requests import Arrivals, RequestStream, closed_loop
 from meshplan.simulate.summary import per_request, summarise
+from meshplan.specs.workload import PoolRole
 
 
 class Linear:
@@ -110,10 +111,10 @@ def test_a_run_of_identical_decode_iterations_is_advanced_in_one_go_and_counted_
 
 
 def test_disaggregated_prompts_move_to_the_decode_pool_with_their_first_token():
-    from meshplan.simulate.loop import Pool, Role, simulate_pools
+    from meshplan.simulate.loop import Pool, simulate_pools
 
-    prefill = Pool(role=Role.PREFILL, table=Linear(), policy=_handoff_policy(), dp=1, pp=1)
-    decode = Pool(role=Role.DECODE, table=Linear(), policy=_policy(), dp=1, pp=1)
+    prefill = Pool(role=PoolRole.PREFILL, table=Linear(), policy=_handoff_policy(), dp=1, pp=1)
+    decode = Pool(role=PoolRole.DECODE, table=Linear(), policy=_policy(), dp=1, pp=1)
     res = simulate_pools(closed_loop(1, 2, np.array([100, 100]), np.array([3, 3])), [prefill, decode],
                          overhead_s=0.0, transfer_s=lambda i: 0.005, keep_spans=True)
     ttft, tpot, _ = per_request(res)
@@ -133,8 +134,8 @@ def _handoff_policy():
 
 def test_progress_is_reported_at_every_tenth_of_the_requests_finished():
     seen = []
-    from meshplan.simulate.loop import Pool, Role, simulate_pools
-    pool = Pool(role=Role.AGGREGATED, table=Linear(), policy=_policy(), dp=1, pp=1)
+    from meshplan.simulate.loop import Pool, simulate_pools
+    pool = Pool(role=PoolRole.AGGREGATED, table=Linear(), policy=_policy(), dp=1, pp=1)
     simulate_pools(closed_loop(4, 40, np.full(40, 10), np.full(40, 5)), [pool], overhead_s=0.0,
                    progress=lambda done, total: seen.append((done, total)))
     # 40 requests: a report at 4, 8, ..., 40 finished.

@@ -33,7 +33,7 @@ def test_steady_decode_agrees_with_the_closed_form_over_the_catalog(engine):
     off = {}
     for key in model_keys():
         ci = _ci(key, engine, 128, 2000)
-        par = next(p for p in (Par.of(8, 1, 1, 8 if ci.E > 1 else 1, pp) for pp in (1, 2, 4)) if _fits(ci, p))
+        par = next(p for p in (Par.of(8, 1, 1, 8 if ci.num_experts > 1 else 1, pp) for pp in (1, 2, 4)) if _fits(ci, p))
         closed = float(solve_aggregated(ci, par, np.array(32.0)).tpot_s)
         c = 32 * int(par.pp)  # 32 per micro-batch group, as the closed form's B
         res = simulate_instance(ci, par, closed_loop(c, 3 * c, np.full(3 * c, 128), np.full(3 * c, 2000)))

@@ -8,9 +8,11 @@ from collections import defaultdict
 from meshplan.check.claims import Claim, ClaimKind, extract_claims
 from meshplan.check.verdict import Check, Report, Verdict, compare, fmt
 from meshplan.io.seed_plan import layout_statements
-from meshplan.plan.plan import candidate_document
+from meshplan.plan.document import Plan
+from meshplan.plan.plan import candidate_plan
 from meshplan.search.evaluate import evaluate_aggregated, one_layout_allowed
 from meshplan.search.search import search
+from meshplan.specs.model import AttentionKind
 from meshplan.specs.params import count_params, kv_heads_per_rank
 from meshplan.specs.problem import Problem
 from meshplan.strategy.mesh import stage_layers
@@ -33,16 +35,16 @@ def check_document(problem: Problem, text: str, source: str, tolerance: float) -
     lay = reading.layout
     one_layout_allowed(problem, str(lay), "seed_strategy")
     cand = evaluate_aggregated(problem, lay)
-    doc = candidate_document(problem, cand)
+    plan = candidate_plan(problem, cand)
     best = search(problem).best
-    report = Report(source=source, kind="document", reading=reading.to_dict(), evaluation=doc)
+    report = Report(source=source, kind="document", reading=reading.to_dict(), plan=plan)
     claims = extract_claims(text)
     if problem.seed_strategy.gpus is not None and not any(c.kind is ClaimKind.GPUS_TOTAL for c in claims):
         line = next((i for i, t in enumerate(text.splitlines(), 1) if "gpus" in t.lower()), 0)
         claims.append(Claim(kind=ClaimKind.GPUS_TOTAL, value=float(problem.seed_strategy.gpus), line=line,
                             text=text.splitlines()[line - 1].strip() if line else ""))
     report.checks += _layout_checks(problem, lay, reading, claims, text)
-    report.checks += _claim_checks(problem, lay, doc, claims, tolerance)
+    report.checks += _claim_checks(problem, lay, plan, claims, tolerance)
     report.checks += _problem_notes(problem)
     if best is not None:
         report.checks.append(Check(subject="best_plan", verdict=Verdict.NOTED, meshplan=float(best.gpus_total),
@@ -90,24 +92,25 @@ def _layout_checks(problem, lay, reading, claims, text) -> list[Check]:
     return out
 
 
-def _claim_checks(problem: Problem, lay, doc, claims: list[Claim], tol: float) -> list[Check]:
+def _claim_checks(problem: Problem, lay, plan: Plan, claims: list[Claim], tol: float) -> list[Check]:
     out: list[Check] = []
-    mem = doc["phases"]["decode"]["memory_per_gpu_bytes"] if doc["phases"]["decode"] else doc["memory_per_gpu_bytes"]
+    decode = plan.phases.decode
+    mem = decode.memory_per_gpu_bytes if decode else plan.memory_per_gpu_bytes
     params = count_params(problem.model).total
-    replicated = _replicated_note(doc)
+    replicated = _replicated_note(plan)
     req = problem.requirements.min_output_tok_s_per_gpu
     gpu_counts = {c.value for c in claims if c.kind is ClaimKind.GPUS_TOTAL} | {float(lay.gpus)}
     ours = {
         ClaimKind.PARAMS: (params, "params", "structural count from the stated dimensions (specs.params)"),
-        ClaimKind.WEIGHTS_PER_GPU: (mem["weights"], "bytes", "weights per GPU: " + replicated),
-        ClaimKind.ACTIVATIONS_PER_GPU: (mem["activations"], "bytes", "activation bytes of one pass (cost.memory)"),
-        ClaimKind.KV_PER_GPU: (mem["kv_cache"], "bytes", _kv_rule(problem, lay)),
-        ClaimKind.MEMORY_PER_GPU: (mem["total"], "bytes", "weights + KV cache + activations + runtime reserve"),
-        ClaimKind.MEMORY_UTILIZATION: (mem["total"] / mem["capacity"], "fraction", "total memory per GPU / capacity"),
-        ClaimKind.OUTPUT_TOK_S: (doc["output_tok_s"], "tok/s", "predicted output tokens/s of the deployment"),
-        ClaimKind.OUTPUT_TOK_S_PER_GPU: (doc["output_tok_s_per_gpu"], "tok/s", "predicted output tokens/s per GPU"),
-        ClaimKind.TTFT: (doc["ttft_s"], "s", "predicted TTFT at the problem's concurrency"),
-        ClaimKind.TPOT: (doc["tpot_s"], "s", "predicted TPOT at the problem's concurrency"),
+        ClaimKind.WEIGHTS_PER_GPU: (mem.weights, "bytes", "weights per GPU: " + replicated),
+        ClaimKind.ACTIVATIONS_PER_GPU: (mem.activations, "bytes", "activation bytes of one pass (cost.memory)"),
+        ClaimKind.KV_PER_GPU: (mem.kv_cache, "bytes", _kv_rule(problem, lay)),
+        ClaimKind.MEMORY_PER_GPU: (mem.total, "bytes", "weights + KV cache + activations + runtime reserve"),
+        ClaimKind.MEMORY_UTILIZATION: (mem.total / mem.capacity, "fraction", "total memory per GPU / capacity"),
+        ClaimKind.OUTPUT_TOK_S: (plan.output_tok_s, "tok/s", "predicted output tokens/s of the deployment"),
+        ClaimKind.OUTPUT_TOK_S_PER_GPU: (plan.output_tok_s_per_gpu, "tok/s", "predicted output tokens/s per GPU"),
+        ClaimKind.TTFT: (plan.ttft_s, "s", "predicted TTFT at the problem's concurrency"),
+        ClaimKind.TPOT: (plan.tpot_s, "s", "predicted TPOT at the problem's concurrency"),
     }
     for (kind, value), cs in _grouped(claims).items():
         lines, text = tuple(c.line for c in cs), cs[0].text
@@ -117,7 +120,7 @@ def _claim_checks(problem: Problem, lay, doc, claims: list[Claim], tol: float) -
             out.append(Check(subject=kind.value, verdict=Verdict.UNVERIFIABLE, lines=lines, claimed=value,
                              unit="fraction", text=text, message=(
                                  "'GPU utilization' without saying of what (compute, memory, time) cannot be checked; "
-                                 f"memory use per GPU is {fmt(mem['total'] / mem['capacity'], 'fraction')}")))
+                                 f"memory use per GPU is {fmt(mem.total / mem.capacity, 'fraction')}")))
             continue
         if kind is ClaimKind.LAYERS_PER_STAGE:
             out.append(_stage_check(problem, lay, value, lines, text))
@@ -138,16 +141,16 @@ def _claim_checks(problem: Problem, lay, doc, claims: list[Claim], tol: float) -
         mine, unit, rule = ours[kind]
         out.append(compare(kind.value, value, mine, unit, rule, lines, text, tol))
     memory_claims = [c for c in claims if c.kind in (ClaimKind.MEMORY_PER_GPU, ClaimKind.WEIGHTS_PER_GPU)]
-    concurrency = doc["concurrency"] or 0.0
-    total_kv = doc["kv_cache_bytes_per_token"] * concurrency * problem.workload.max_context_tokens
+    concurrency = plan.concurrency or 0.0
+    total_kv = plan.kv_cache_bytes_per_token * concurrency * problem.workload.max_context_tokens
     if memory_claims and not any(c.kind is ClaimKind.KV_PER_GPU for c in claims):
         first = memory_claims[0]
         out.append(Check(subject="kv_cache_per_gpu", verdict=Verdict.WRONG, lines=(first.line,), claimed=0.0,
-                         meshplan=mem["kv_cache"], unit="bytes", text=first.text,
+                         meshplan=mem.kv_cache, unit="bytes", text=first.text,
                          rule="KV bytes per token x tokens held by the GPU (cost.memory)",
-                         message=(f"the memory figures leave out the KV cache: {fmt(mem['kv_cache'], 'bytes')} per GPU "
+                         message=(f"the memory figures leave out the KV cache: {fmt(mem.kv_cache, 'bytes')} per GPU "
                                   f"in this layout, {fmt(total_kv, 'bytes')} across the deployment "
-                                  f"({doc['kv_cache_bytes_per_token']:,.0f} bytes per token x {concurrency:,.0f} "
+                                  f"({plan.kv_cache_bytes_per_token:,.0f} bytes per token x {concurrency:,.0f} "
                                   f"sequences x up to {problem.workload.max_context_tokens:,.0f} tokens)")))
     return out
 
@@ -156,7 +159,7 @@ def _kv_rule(problem: Problem, lay) -> str:
     """How KV cache splits over tp for this model (DESIGN.md section 3)."""
     m = problem.model
     base = "KV bytes per token x tokens of the GPU's own attention-dp rank's sequences"
-    if m.attention.value == "mla":
+    if m.attention is AttentionKind.MLA:
         return base + f"; the MLA latent is replicated on each of the {lay.tp} tp ranks"
     if lay.tp > m.num_kv_heads:
         return (base + f"; tp {lay.tp} exceeds the {m.num_kv_heads} KV heads, so each GPU keeps one head and every "
@@ -164,11 +167,10 @@ def _kv_rule(problem: Problem, lay) -> str:
     return base + f"; KV heads split {kv_heads_per_rank(m.num_kv_heads, lay.tp)} per GPU over tp {lay.tp}"
 
 
-def _replicated_note(doc) -> str:
-    ops = doc["phases"]["decode"] or doc["phases"]["prefill"]
-    st = ops["strategy"]
-    return (f"attention and embeddings are replicated on every one of the {st['ep']} expert-parallel ranks "
-            f"(1/tp = 1/{st['tp']} each); only the routed experts divide by ep ({st['experts_per_gpu']} per GPU)")
+def _replicated_note(plan: Plan) -> str:
+    st = plan.main_phase.strategy
+    return (f"attention and embeddings are replicated on every one of the {st.ep} expert-parallel ranks "
+            f"(1/tp = 1/{st.tp} each); only the routed experts divide by ep ({st.experts_per_gpu} per GPU)")
 
 
 def _stage_check(problem, lay, value, lines, text) -> Check:

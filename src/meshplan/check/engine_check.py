@@ -28,7 +28,7 @@ from meshplan.cost.layer import Par
 from meshplan.cost.phase import max_sequences_per_rank, memory
 from meshplan.errors import SpecError, finite_number
 from meshplan.io.problem_file import problem_from_raw
-from meshplan.plan.plan import candidate_document
+from meshplan.plan.plan import candidate_plan
 from meshplan.search.evaluate import evaluate_aggregated
 from meshplan.specs.engine import KvAdmission
 from meshplan.strategy.rules import layout_violations
@@ -111,7 +111,7 @@ def check_engine(r: EngineReading, *, gpu: str | None, weights: str | None, isl:
     report.checks.append(concurrency)
     served = problem_from_raw(raw_problem(r, gpu, weights, source, isl_v, osl_v, context, max(running, 1), calibration))
     cand = evaluate_aggregated(served, lay)
-    report.evaluation = candidate_document(served, cand)
+    report.plan = candidate_plan(served, cand)
     report.reading = {"layout": str(lay), "engine": r.engine.value, "model": problem.model.name,
                       "context_tokens": context, "max_running": int(concurrency.claimed or 0), "running": running,
                       "memory_fraction": r.memory_fraction, "flags_not_used": list(r.ignored), "notes": notes}

@@ -1,9 +1,9 @@
 """Check a meshplan plan (perhaps edited by hand): recompute each figure it states.
 
-A plan JSON/YAML (meshplan plan --json) is read through plan.pools.pools_from_doc, the one reader
-of a plan document's problem and strategies, and each figure it claims is checked to be a number
-before it is compared; a Markdown plan (meshplan plan --markdown) is read by check.plan_markdown.
-Both become ``PlanClaims``, checked here the same way.
+A plan JSON/YAML (meshplan plan --json) is read by plan.plan_json.from_json, the one reader of a
+plan file (every field it keeps checked), its pools by plan.pools.pools_of, and each figure it
+claims is checked to be a number >= 0 before it is compared; a Markdown plan (meshplan plan
+--markdown) is read by check.plan_markdown. Both become ``PlanClaims``, checked here the same way.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from typing import Any
 
 from meshplan.check.verdict import Check, Report, Verdict, compare
 from meshplan.errors import SpecError, finite_number
-from meshplan.plan.plan import candidate_document
-from meshplan.plan.pools import pools_from_doc
+from meshplan.plan.plan import candidate_plan
+from meshplan.plan.plan_json import from_json
+from meshplan.plan.pools import pools_of
 from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated, one_layout_allowed
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout, parse_strategy
-from meshplan.strategy.rules import layout_violations
+from meshplan.strategy.rules import REQUIREMENT_RULES, Rule, layout_violations
 
 FIGURES = (("gpus_total", "GPUs"), ("ttft_s", "s"), ("tpot_s", "s"), ("output_tok_s_per_gpu", "tok/s"),
            ("input_tok_s_per_gpu", "tok/s"), ("output_tok_s", "tok/s"), ("kv_cache_bytes_per_token", "bytes"))
@@ -49,16 +50,13 @@ def _number(value: Any, where: str, unit: str) -> float:
 
 def claims_from_doc(doc: Any) -> PlanClaims:
     """The claims of a plan JSON/YAML, every one checked for shape and type."""
-    problem, pools = pools_from_doc(doc)
-    figures = {key: _number(doc[key], f"plan.{key}", unit) for key, unit in FIGURES if doc.get(key) is not None}
-    if "gpus_total" in figures and not figures["gpus_total"].is_integer():
-        raise SpecError("plan.gpus_total", doc["gpus_total"], "must be a whole number of GPUs")
-    memory = doc.get("memory_per_gpu_bytes")
-    if memory is not None and not isinstance(memory, dict):
-        raise SpecError("plan.memory_per_gpu_bytes", memory, "must map parts (weights, kv_cache, total, ...) to bytes")
-    total = (memory or {}).get("total")
-    claimed = () if total is None else (("", _number(total, "plan.memory_per_gpu_bytes.total", "bytes")),)
-    return PlanClaims(problem=problem, layouts=tuple(p.layout for p in pools), figures=figures, memory=claimed)
+    plan = from_json(doc)
+    pools = pools_of(plan)
+    figures = {key: _number(getattr(plan, key), f"plan.{key}", unit) for key, unit in FIGURES
+               if getattr(plan, key) is not None}
+    claimed = (("", _number(plan.memory_per_gpu_bytes.total, "plan.memory_per_gpu_bytes.total", "bytes")),)
+    return PlanClaims(problem=plan.problem_spec, layouts=tuple(p.layout for p in pools), figures=figures,
+                      memory=claimed)
 
 
 def check_plan_doc(doc: dict[str, Any], source: str, tolerance: float) -> Report:
@@ -72,25 +70,25 @@ def check_plan(claims: PlanClaims, source: str, tolerance: float) -> Report:
         one_layout_allowed(problem, str(claims.layouts[0]), "strategy")
     cand = (evaluate_disaggregated(problem, *claims.layouts) if len(claims.layouts) == 2
             else evaluate_aggregated(problem, claims.layouts[0]))
-    ours = candidate_document(problem, cand)
-    report = Report(source=source, kind=claims.kind, evaluation=ours)
+    ours = candidate_plan(problem, cand)
+    report = Report(source=source, kind=claims.kind, plan=ours)
     for key, unit in FIGURES:
         value = claims.figures.get(key)
         if value is None:
             continue
         lines = (claims.lines[key],) if key in claims.lines else ()
         if key == "gpus_total":
-            ok = value == ours[key]
+            ok = value == ours.gpus_total
             report.checks.append(Check(subject=key, verdict=Verdict.CONFIRMED if ok else Verdict.WRONG, lines=lines,
-                                       claimed=value, meshplan=float(ours[key]), unit=unit,
+                                       claimed=value, meshplan=float(ours.gpus_total), unit=unit,
                                        rule="instances x pp x tp x attention dp per pool",
-                                       message=f"claimed {value:,.0f}, the strategies give {ours[key]}"))
+                                       message=f"claimed {value:,.0f}, the strategies give {ours.gpus_total}"))
             continue
-        report.checks.append(compare(key, value, ours.get(key), unit, "meshplan evaluate of the plan's strategy",
+        report.checks.append(compare(key, value, getattr(ours, key), unit, "meshplan evaluate of the plan's strategy",
                                      lines, tolerance=tolerance))
     for pool, value in claims.memory:
-        part = (ours["phases"].get(pool) or {}) if pool else ours
-        mine = part.get("memory_per_gpu_bytes", {}).get("total")
+        part = ours.phases.of(pool) if pool else ours
+        mine = None if part is None else part.memory_per_gpu_bytes.total
         lines = (claims.lines[f"memory:{pool}"],) if f"memory:{pool}" in claims.lines else ()
         report.checks.append(compare("memory_per_gpu" + (f" ({pool} pool)" if pool else ""), value, mine, "bytes",
                                      "weights + KV cache + activations + reserve", lines, tolerance=tolerance))
@@ -109,13 +107,12 @@ def check_problem_strategy(problem: Problem, source: str) -> Report:
         cand = evaluate_disaggregated(problem, *layouts)
     else:
         raise SpecError(source, None, "states no strategy to check (strategy, or prefill_strategy + decode_strategy)")
-    ours = candidate_document(problem, cand)
-    report = Report(source=source, kind="meshplan problem with a strategy", evaluation=ours)
+    report = Report(source=source, kind="meshplan problem with a strategy", plan=candidate_plan(problem, cand))
     for lay in layouts:
         for v in layout_violations(problem, lay):
             report.checks.append(Check(subject="layout", verdict=Verdict.WRONG, rule=v.rule.value, message=v.message))
     for v in cand.violations:
-        if v.rule.value in ("memory", "ttft", "tpot", "throughput", "concurrency", "gpu_budget"):
+        if v.rule in REQUIREMENT_RULES | {Rule.MEMORY, Rule.CONCURRENCY, Rule.GPU_BUDGET}:
             report.checks.append(Check(subject=v.rule.value, verdict=Verdict.WRONG, rule="requirements and memory",
                                        message=v.message))
     report.checks.append(Check(subject="prediction", verdict=Verdict.NOTED, message=(

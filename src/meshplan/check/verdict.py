@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from meshplan.plan.document import Plan
+from meshplan.plan.plan_json import to_json
 from meshplan.units import GIB, fmt_bytes, fmt_seconds
 
 TOLERANCE = 0.25
@@ -82,7 +84,13 @@ class Report:
     kind: str
     checks: list[Check] = field(default_factory=list)
     reading: dict[str, Any] | None = None
-    evaluation: dict[str, Any] | None = None
+    plan: Plan | None = None
+    """meshplan's own plan of the layout checked."""
+
+    @property
+    def evaluation(self) -> dict[str, Any] | None:
+        """``plan`` as its JSON (plan.plan_json)."""
+        return None if self.plan is None else to_json(self.plan)
 
     @property
     def any_wrong(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from meshplan.check.document import check_document
@@ -89,9 +90,8 @@ def render(report: Report) -> str:
             lines.append(f"  note: {note}")
         if report.reading.get("flags_not_used"):
             lines.append(f"  flags not used by the check: {', '.join(map(str, report.reading['flags_not_used']))}")
-    if report.evaluation:
-        ev = dict(report.evaluation, runner_ups=[], notes=[])
-        lines += ["", "its evaluation:", summary(ev)]
+    if report.plan:
+        lines += ["", "its evaluation:", summary(replace(report.plan, runner_ups=(), notes=()))]
     return "\n".join(lines)
 
 

@@ -14,8 +14,9 @@ from meshplan.dag.lint import lint_dot
 from meshplan.dag.size import check_buildable
 from meshplan.errors import SpecError
 from meshplan.io.user_file import load_json, read_text
-from meshplan.plan.plan import candidate_document, plan_document
-from meshplan.plan.pools import Pool, pools_from_doc
+from meshplan.plan.plan import build_plan, candidate_plan
+from meshplan.plan.plan_json import from_json
+from meshplan.plan.pools import Pool, pools_of
 from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated, one_layout_allowed
 from meshplan.search.search import search
 from meshplan.specs.problem import Problem
@@ -23,8 +24,9 @@ from meshplan.strategy.layout import parse_strategy
 
 
 def plan_json_at(source: str | None, field: str = "problem") -> dict | None:
-    """The meshplan plan JSON (schema meshplan.plan/...) at ``source``, or None when the file is
-    not one (a problem file, or no file)."""
+    """The meshplan plan JSON (schema meshplan.plan/...) at ``source``, as read (the caller refuses
+    conflicting flags, then reads it with plan.plan_json.from_json), or None when the file is not
+    one (a problem file, or no file)."""
     if not (source and str(source).endswith(".json")):
         return None
     doc = load_json(read_text(source, field), field, Path(source).name)
@@ -41,14 +43,14 @@ def resolve(source: str | None, strategy: str | None, load_problem_kw, field: st
         if strategy:
             raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
         refuse_problem_flags(flags or {})
-        return pools_from_doc(doc)
+        plan = from_json(doc)
+        return plan.problem_spec, pools_of(plan)
     if load_problem_kw is None:
         raise SpecError(field, source, "is not a meshplan plan JSON (schema meshplan.plan/1, from meshplan plan --json)")
     problem = load_problem_kw()
     fixed = fixed_candidate(problem, strategy)
-    if fixed is not None:
-        return pools_from_doc(candidate_document(problem, fixed))
-    return pools_from_doc(plan_document(search(problem)))
+    plan = candidate_plan(problem, fixed) if fixed is not None else build_plan(search(problem))
+    return plan.problem_spec, pools_of(plan)
 
 
 def fixed_candidate(problem: Problem, strategy: str | None):

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from meshplan.errors import SpecError
-from meshplan.plan.plan import candidate_document
+from meshplan.plan.candidates import Evaluation, SearchBest, SeedReading
+from meshplan.plan.document import Plan, PlanNote
+from meshplan.plan.plan import candidate_plan
+from meshplan.plan.plan_json import to_json
 from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated, one_layout_allowed, unusual_placements
 from meshplan.search.search import search
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout, parse_strategy
 from meshplan.strategy.notation import from_seed
+from meshplan.strategy.rules import REQUIREMENT_RULES, Rule
 
 
 def _with_gpus(lay: Layout, gpus: int | None, field: str) -> Layout:
@@ -23,6 +29,14 @@ def _with_gpus(lay: Layout, gpus: int | None, field: str) -> Layout:
 
 def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, decode_s: str | None,
                  gpus: int | None) -> dict:
+    """evaluate_plan as its JSON (plan.plan_json)."""
+    return to_json(evaluate_plan(problem, strategy, prefill_s, decode_s, gpus))
+
+
+def evaluate_plan(problem: Problem, strategy: str | None, prefill_s: str | None, decode_s: str | None,
+                  gpus: int | None) -> Plan:
+    """The plan of one strategy (--strategy, or --prefill and --decode, or the problem's own), with
+    why the search would not pick it."""
     moe = problem.model.is_moe
     strategy = strategy or problem.strategy
     prefill_s, decode_s = prefill_s or problem.prefill_strategy, decode_s or problem.decode_strategy
@@ -40,23 +54,25 @@ def run_evaluate(problem: Problem, strategy: str | None, prefill_s: str | None, 
         cand = evaluate_aggregated(problem, reading.layout)
     else:
         raise SpecError("--strategy", None, "missing; evaluate needs --strategy S (or --prefill S --decode S)")
-    structural = [v for v in cand.violations if v.rule.value not in {"memory", "ttft", "tpot", "throughput"}]
+    structural = [v for v in cand.violations if v.rule is not Rule.MEMORY and v.rule not in REQUIREMENT_RULES]
     if structural and not problem.seed_strategy:
         raise SpecError("strategy", strategy or f"{prefill_s} / {decode_s}",
                         "; ".join(f"[{v.rule.value}] {v.message}" for v in structural))
-    doc = candidate_document(problem, cand)
-    for lay in {id(x): x for x in (cand.prefill, cand.decode) if x is not None}.values():
-        doc["notes"] += [{"field": "strategy", "message": m} for m in unusual_placements(problem, lay)]
+    plan = candidate_plan(problem, cand)
+    notes = [PlanNote(field="strategy", message=m)
+             for lay in {id(x): x for x in (cand.prefill, cand.decode) if x is not None}.values()
+             for m in unusual_placements(problem, lay)]
     # The search under the same budget: the problem's, else the GPUs the evaluated plan uses.
     budget = problem.gpu_budget or cand.gpus_total
     best = search(problem.model_copy(update={"gpu_budget": budget})).best
-    doc["why_not"] = _why_not(cand, best, budget)
-    doc["search_best"] = None if best is None else {"label": best.label, "gpus_total": best.gpus_total,
-                                                    "output_tok_s_per_gpu": best.output_tok_s_per_gpu,
-                                                    "input_tok_s_per_gpu": best.input_tok_s_per_gpu}
+    seed = None
     if problem.seed_strategy is not None and not strategy and not prefill_s:
-        doc["seed_reading"] = reading.to_dict()
-    return doc
+        seed = SeedReading(layout=str(reading.layout), consistent=reading.consistent, findings=tuple(reading.findings))
+    best_seen = None if best is None else SearchBest(
+        label=best.label, gpus_total=best.gpus_total, output_tok_s_per_gpu=best.output_tok_s_per_gpu,
+        input_tok_s_per_gpu=best.input_tok_s_per_gpu)
+    evaluation = Evaluation(why_not=_why_not(cand, best, budget), search_best=best_seen, seed_reading=seed)
+    return replace(plan, notes=plan.notes + tuple(notes), evaluation=evaluation)
 
 
 def _why_not(c, best, budget: int) -> str:

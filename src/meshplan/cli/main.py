@@ -11,7 +11,7 @@ import click
 from meshplan.cli.calibrate_cmd import calibrate
 from meshplan.cli.check_cmd import build_report, emit
 from meshplan.cli.dag_cmd import resolve, run_dag, run_lint
-from meshplan.cli.evaluate_cmd import run_evaluate
+from meshplan.cli.evaluate_cmd import evaluate_plan
 from meshplan.cli.plan_cmd import plan_doc
 from meshplan.cli.report_cmd import report, write_files
 from meshplan.cli.catalog_cmd import gpus, models
@@ -25,8 +25,11 @@ from meshplan.errors import SpecError, finite_number
 from meshplan.export.export import export, write
 from meshplan.io.problem_file import DEFAULT_PROBLEM, load_problem
 from meshplan.io.user_file import output_target
+from meshplan.plan.document import Plan, Status
+from meshplan.plan.plan_json import to_json
 from meshplan.plan.pools import Pool
 from meshplan.report.markdown import render
+from meshplan.specs.workload import Phase
 from meshplan.strategy.layout import STRATEGY_HELP, parse_strategy
 from meshplan.strategy.notation import from_seed
 
@@ -74,9 +77,9 @@ def main() -> None:
     """
 
 
-def _write(doc: dict, json_path: str | None, md_path: str | None) -> None:
+def _write(plan: Plan, json_path: str | None, md_path: str | None) -> None:
     if json_path:
-        text = json.dumps(doc, indent=2, default=float)
+        text = json.dumps(to_json(plan), indent=2, default=float)
         if json_path == "-":
             echo(text)
         else:
@@ -84,9 +87,9 @@ def _write(doc: dict, json_path: str | None, md_path: str | None) -> None:
             echo(f"wrote {json_path}", err=True)
     if md_path:
         if md_path == "-":
-            echo(render(doc))
+            echo(render(plan))
         else:
-            Path(md_path).write_text(render(doc))
+            Path(md_path).write_text(render(plan))
             echo(f"wrote {md_path}", err=True)
 
 
@@ -127,10 +130,10 @@ def plan(json_path, md_path, objective, strict, simulated, html_path, csv_dir, p
     raise SystemExit(_exit_code(doc, strict))
 
 
-def _exit_code(doc: dict, strict: bool) -> int:
+def _exit_code(plan: Plan, strict: bool) -> int:
     """1 when nothing fits the budget (or, with --strict, a requirement is missed), else 0."""
-    status = doc["verdict"]["status"]
-    return 1 if status == "does_not_fit" or (strict and status != "feasible") else 0
+    status = plan.verdict.status
+    return 1 if status is Status.DOES_NOT_FIT or (strict and status is not Status.FEASIBLE) else 0
 
 
 @main.command()
@@ -148,7 +151,7 @@ def evaluate(strategy, prefill_s, decode_s, json_path, md_path, strict, **kw) ->
     Exit codes: 0 the evaluation is printed; 1 the strategy cannot hold the model and one request
     (or, with --strict, it misses a requirement); 2 bad input."""
     _targets(json_path, md_path)
-    doc = run_evaluate(load(kw, gpus_is_budget=False), strategy, prefill_s, decode_s, kw.get("gpus"))
+    doc = evaluate_plan(load(kw, gpus_is_budget=False), strategy, prefill_s, decode_s, kw.get("gpus"))
     if json_path != "-" and md_path != "-":
         echo(summary(doc))
     _write(doc, json_path, md_path)
@@ -202,14 +205,14 @@ def lint_dag(dot_file, plan_file, problem_file, strategy, dag_phase, as_json) ->
                             "--problem with --strategy")
         reading = from_seed(problem.seed_strategy, problem.model)
         # A seed DAG draws one instance (the others are copies), so lint against one.
-        pools = [Pool(phases=("prefill", "decode"), layout=reading.layout.with_instances(1), B={}, offset=0)]
+        pools = [Pool(phases=(Phase.PREFILL, Phase.DECODE), layout=reading.layout.with_instances(1), B={}, offset=0)]
     elif plan_file:
         problem, pools = resolve(plan_file, None, None, "--plan")
     else:
         if not strategy:
             raise SpecError("--strategy", None, "missing; lint against --plan PLAN or a problem with --strategy S")
         problem = load_problem(problem_file)
-        pools = [Pool(phases=("prefill", "decode"), layout=parse_strategy(strategy, is_moe=problem.model.is_moe),
+        pools = [Pool(phases=(Phase.PREFILL, Phase.DECODE), layout=parse_strategy(strategy, is_moe=problem.model.is_moe),
                       B={}, offset=0)]
     raise SystemExit(run_lint(dot_file, problem, pools, dag_phase, as_json))
 

@@ -18,10 +18,13 @@ from meshplan.dag.export import picture_rule, render, to_dot, too_big_to_draw
 from meshplan.errors import SpecError
 from meshplan.io.catalog import CATALOG, load_gpu, load_model
 from meshplan.io.user_file import load_json, read_text
-from meshplan.plan.plan import candidate_document, plan_document
-from meshplan.plan.pools import pools_from_doc
+from meshplan.plan.candidates import CandidateSummary
+from meshplan.plan.document import Plan
+from meshplan.plan.plan import build_plan, candidate_plan
+from meshplan.plan.plan_json import from_json
+from meshplan.plan.pools import pools_of
 from meshplan.plan.simulated import run_at_operating_point
-from meshplan.report.html import render_html
+from meshplan.report.html import render_html, why_set_aside
 from meshplan.report.html_parts import plotly_modules
 from meshplan.report.html_simulation import Simulated
 from meshplan.report.plan_plot import plot_memory, plot_pareto
@@ -102,9 +105,10 @@ def _dags(problem, pools) -> tuple[list[tuple[str, str]], str]:
     return out, note
 
 
-def _simulated(problem, doc: dict):
+def _simulated(plan: Plan):
     """The chosen plan simulated request by request, as the page draws it."""
-    res, gpus, copies, arrivals, _ = run_at_operating_point(problem, _candidate(problem, doc), keep_spans=True)
+    problem = plan.problem_spec
+    res, gpus, copies, arrivals, _ = run_at_operating_point(problem, _candidate(plan), keep_spans=True)
     step = max(1, len(res.spans) // MAX_SPANS)  # a long run's iterations, evenly thinned
     spans = [(s.start_s, s.duration_s, s.count, s.decode_seqs, s.prefill_tokens, res.roles[s.group]
               if s.group < len(res.roles) else "aggregated") for s in res.spans[::step]]
@@ -119,9 +123,9 @@ def _simulated(problem, doc: dict):
                               + "; latency CDFs per request, and the run's throughput and queue over time."))
 
 
-def _candidate(problem, doc: dict):
-    _, pools = pools_from_doc(doc)
-    by = {p.role: p.layout for p in pools}
+def _candidate(plan: Plan):
+    problem = plan.problem_spec
+    by = {p.role: p.layout for p in pools_of(plan)}
     if "aggregated" in by:
         return evaluate_aggregated(problem, by["aggregated"])
     if "prefill" in by and "decode" in by:
@@ -129,29 +133,26 @@ def _candidate(problem, doc: dict):
     raise SpecError("--sim", "on", "the plan serves one phase only; a simulation needs both")
 
 
-def write_html(doc: dict, path: Path, simulated: bool, validation: Path = VALIDATION) -> None:
-    problem, pools = pools_from_doc(doc)
-    sim = _simulated(problem, doc) if simulated else None
+def write_html(plan: Plan, path: Path, simulated: bool, validation: Path = VALIDATION) -> None:
+    problem, pools = plan.problem_spec, pools_of(plan)
+    sim = _simulated(plan) if simulated else None
     svgs, note = _dags(problem, pools)
-    page = render_html(doc, problem, pools, sim=sim, dag_svgs=svgs, dag_note=note,
-                       closeness=closeness(problem, validation))
+    page = render_html(plan, pools, sim=sim, dag_svgs=svgs, dag_note=note, closeness=closeness(problem, validation))
     path.write_text(page, encoding="utf-8")
     echo(f"wrote {path} ({len(page) / 1e6:.1f} MB, opens offline)", err=True)
 
 
-def _rows(doc: dict, items: list[dict]) -> list[dict[str, Any]]:
-    return [{k: (c.get("why_lost") or "; ".join(v.get("message", "") for v in c.get("violations") or [])
-                 if k == "why" else c.get(k)) for k in CSV_FIELDS} for c in items]
+def _rows(items: tuple[CandidateSummary, ...]) -> list[dict[str, Any]]:
+    return [{k: why_set_aside(c) if k == "why" else getattr(c, k) for k in CSV_FIELDS} for c in items]
 
 
-def write_csv(doc: dict, folder: Path) -> list[Path]:
+def write_csv(plan: Plan, folder: Path) -> list[Path]:
     """candidates.csv (the chosen plan, runner-ups and examples of what was set aside) and
     pareto.csv (the frontier of tokens/s per GPU against tokens/s per user)."""
     folder.mkdir(exist_ok=True)
-    chosen = {k: doc.get(k) for k in CSV_FIELDS if k != "why"} | {"why": "chosen"}
-    tables = {"candidates.csv": [chosen] + _rows(doc, doc.get("runner_ups") or [])
-              + _rows(doc, (doc.get("pruned") or {}).get("examples") or []),
-              "pareto.csv": _rows(doc, doc.get("pareto") or [])}
+    chosen = {k: getattr(plan, k) for k in CSV_FIELDS if k != "why"} | {"why": "chosen"}
+    tables = {"candidates.csv": [chosen] + _rows(plan.runner_ups) + _rows(plan.pruned.examples),
+              "pareto.csv": _rows(plan.pareto)}
     paths = []
     for name, rows in tables.items():
         p = folder / name
@@ -163,15 +164,15 @@ def write_csv(doc: dict, folder: Path) -> list[Path]:
     return paths
 
 
-def write_png(doc: dict, folder: Path) -> list[Path]:
+def write_png(plan: Plan, folder: Path) -> list[Path]:
     """pareto.png and memory.png (matplotlib)."""
     folder.mkdir(exist_ok=True)
-    return [plot_pareto(doc, folder / "pareto.png"), plot_memory(doc, folder / "memory.png")]
+    return [plot_pareto(plan, folder / "pareto.png"), plot_memory(plan, folder / "memory.png")]
 
 
 def write_files(html_path: str | None, csv_dir: str | None, plot_dir: str | None):
     """plan --html / --csv / --plot: the targets checked now, and a function that writes them for a
-    plan document (with the chosen plan simulated on the page when the plan was)."""
+    plan (with the chosen plan simulated on the page when the plan was)."""
     html_file = _out_file(html_path, "--html") if html_path else None
     csv_folder = _out_dir(csv_dir, "--csv") if csv_dir else None
     plot_folder = _out_dir(plot_dir, "--plot") if plot_dir else None
@@ -180,10 +181,10 @@ def write_files(html_path: str | None, csv_dir: str | None, plot_dir: str | None
     if plot_folder:
         pyplot()
 
-    def write(doc: dict, simulated: bool) -> None:
+    def write(plan: Plan, simulated: bool) -> None:
         if html_file:
-            write_html(doc, html_file, simulated)
-        for p in (write_csv(doc, csv_folder) if csv_folder else []) + (write_png(doc, plot_folder) if plot_folder else []):
+            write_html(plan, html_file, simulated)
+        for p in (write_csv(plan, csv_folder) if csv_folder else []) + (write_png(plan, plot_folder) if plot_folder else []):
             echo(f"wrote {p}", err=True)
     return write
 
@@ -211,8 +212,9 @@ def report(html_path, strategy, simulated, validation_path, **kw) -> None:
         if strategy:
             raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
         refuse_problem_flags(kw)
+        plan = from_json(doc)
     else:
         problem = load(kw)
         fixed = fixed_candidate(problem, strategy)
-        doc = candidate_document(problem, fixed) if fixed is not None else plan_document(search(problem))
-    write_html(doc, target, simulated, validation)
+        plan = candidate_plan(problem, fixed) if fixed is not None else build_plan(search(problem))
+    write_html(plan, target, simulated, validation)

@@ -14,7 +14,8 @@ from meshplan.cli.problem_flags import load, problem_options, refuse_problem_fla
 from meshplan.cli.step_cmd import run_step
 from meshplan.errors import SpecError
 from meshplan.io.user_file import output_target, read_text
-from meshplan.plan.pools import pools_from_doc
+from meshplan.plan.plan_json import from_json
+from meshplan.plan.pools import pools_of
 from meshplan.plan.simulated import run_candidate
 from meshplan.report.pyplot import pyplot
 from meshplan.report.simulation_plot import plot_simulation
@@ -22,7 +23,9 @@ from meshplan.search.search import search
 from meshplan.simulate.chrome_trace import trace_events
 from meshplan.simulate.requests import LengthDist, read_trace, workload_stream
 from meshplan.simulate.summary import summarise
+from meshplan.specs.workload import Phase
 from meshplan.strategy.layout import STRATEGY_HELP
+from meshplan.strategy.rules import REQUIREMENT_RULES
 from meshplan.units import fmt_seconds, plural
 
 
@@ -109,28 +112,29 @@ def _from_plan(kw: dict, strategy: str | None):
     if strategy:
         raise SpecError("--strategy", strategy, "a plan JSON already fixes the strategy")
     refuse_problem_flags(kw)
-    problem, pools = pools_from_doc(doc)
+    plan = from_json(doc)
+    problem, pools = plan.problem_spec, pools_of(plan)
     if len(pools) == 2:
         fixed = {"strategy": None, "prefill_strategy": str(pools[0].layout), "decode_strategy": str(pools[1].layout)}
     else:
         fixed = {"strategy": str(pools[0].layout), "prefill_strategy": None, "decode_strategy": None}
     w = problem.workload
-    planned = doc.get("concurrency")
-    if w.concurrency is None and w.request_rate_per_s is None and isinstance(planned, (int, float)) and planned >= 1:
+    planned = plan.concurrency
+    if w.concurrency is None and w.request_rate_per_s is None and planned is not None and planned >= 1:
         fixed["workload"] = w.model_copy(update={"concurrency": int(round(planned))})
     return problem.model_copy(update=fixed)
 
 
 def _layout(problem, strategy):
     """The candidate to simulate: the strategy given, else the search's best."""
-    if problem.phase.value != "both":
+    if problem.phase is not Phase.BOTH:
         raise SpecError("phase", problem.phase.value, "simulate serves requests end to end: plan both phases")
     cand = fixed_candidate(problem, strategy)
     if cand is None:
         cand = search(problem).best
         if cand is None:
             raise SpecError("problem", problem.name, "no layout holds the model and one request within the GPU budget")
-    structural = [v for v in cand.violations if v.rule.value not in {"ttft", "tpot", "throughput"}]
+    structural = [v for v in cand.violations if v.rule not in REQUIREMENT_RULES]
     if structural:
         raise SpecError("strategy", cand.label, "; ".join(f"[{v.rule.value}] {v.message}" for v in structural))
     return cand

@@ -15,15 +15,16 @@ from meshplan.cost.serving import decode_cost, prefill_cost
 from meshplan.dag.build import build_dag
 from meshplan.dag.schedule import chrome_trace, routing_for, schedule
 from meshplan.errors import SpecError
-from meshplan.plan.plan import candidate_document
-from meshplan.plan.pools import pools_from_doc
+from meshplan.plan.plan import candidate_plan
+from meshplan.plan.pools import pools_of
 from meshplan.search.candidate import problem_of
+from meshplan.specs.workload import Phase
 from meshplan.units import fmt_seconds
 
 
 def run_step(problem, cand, phase: str, seed: int, trace_out: str | None, json_path: str | None) -> None:
     """One iteration of ``cand``'s ``phase`` pool on every GPU."""
-    _, pools = pools_from_doc(candidate_document(problem, cand))
+    pools = pools_of(candidate_plan(problem, cand))
     pool = next((p for p in pools if phase in p.phases), None)
     if pool is None:
         raise SpecError("--step-phase", phase, f"the plan has no {phase} pool")
@@ -31,14 +32,14 @@ def run_step(problem, cand, phase: str, seed: int, trace_out: str | None, json_p
     problem = problem_of(problem, cand).for_pool(phase)  # the pool's own GPU, and speculation as planned
     ci = CostInputs.from_problem(problem)
     t0 = time.perf_counter()
-    halves = 2 if ci.tbo else 1
+    halves = 2 if ci.two_batch_overlap else 1
     dags = [build_dag(problem, lay, phase, B / halves, offset=pool.offset, expand=True) for _ in range(halves)]
     t1 = time.perf_counter()
     routing = routing_for(problem, lay, phase, B / halves, np.random.default_rng(seed), pool.offset)
     sched = schedule(dags, routing=routing)
     t2 = time.perf_counter()
     par = Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp)
-    pc = decode_cost(ci, par, B) if phase == "decode" else prefill_cost(ci, par, B)
+    pc = decode_cost(ci, par, B) if phase == Phase.DECODE else prefill_cost(ci, par, B)
     closed = float(np.ravel(pc.forward.stage_s)[0])
     busiest = max(sched.busy_s, key=lambda g: sum(sched.busy_s[g]))
     comp, comm = sched.busy_s[busiest]

@@ -5,7 +5,7 @@ once over all tokens (one GEMM of M = decode + prefill tokens), the core runs a 
 the cache and a prefill kernel over the chunk (two kernels, each its own roofline).
 
 Letters: T tokens on this attention-dp rank, Bd decoding sequences with Sd cached tokens each,
-Tp prefill tokens attending to Sp keys each on average, N/K query/KV heads, H head dim, tp the
+Tp prefill tokens attending to Sp keys each on average, N/Kv query/KV heads, H head dim, tp the
 tensor-parallel degree (N/tp query heads per GPU).
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from meshplan.cost import kernels as K
+from meshplan.cost.floats import Floats
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.memory import (INDEX_SCALE_BYTES, kv_bytes_per_token_layer, kv_heads_per_gpu, kv_tokens_per_layer,
                                   linear_state_bytes)
@@ -26,20 +27,20 @@ from meshplan.cost.roofline import OpCost, OpKind, compute_op
 class Work:
     """What one attention-dp rank computes in one forward pass (arrays broadcast)."""
 
-    decode_seqs: object
+    decode_seqs: Floats
     """Bd: sequences generating one token each."""
-    decode_context: object
+    decode_context: Floats
     """Sd: tokens already cached per decoding sequence (mean)."""
-    prefill_tokens: object
+    prefill_tokens: Floats
     """Tp: prompt tokens processed in this pass."""
-    prefill_seqs: object
+    prefill_seqs: Floats
     """Prompts those tokens belong to."""
-    prefill_attended: object
+    prefill_attended: Floats
     """Sp: keys each prefill token attends to, on average (half the prompt for a whole causal
     prompt; a later chunk also sees the chunks before it)."""
-    moe_tokens: object
+    moe_tokens: Floats
     """Tokens entering the MoE layers across the stage's attention-dp ranks (they run in lockstep)."""
-    decode_queries: object = 1.0
+    decode_queries: Floats = 1.0
     """Positions each decoding sequence runs: 1, or K + 1 when speculative decoding verifies K
     draft tokens (cost.speculative); each attends to the sequence's cache, read once."""
 
@@ -78,8 +79,10 @@ def _core(ci: CostInputs, name: str, decode_flops, decode_bytes, prefill_flops, 
     """Decode and prefill kernels of the attention core, each a roofline with its own floor."""
     has_d = np.asarray(w.decode_seqs) > 0
     has_p = np.asarray(w.prefill_tokens) > 0
-    d = compute_op(name, decode_flops, decode_bytes, ci.flops_core, ci.hbm, ovh, decode_kernels, ci.sharp, has_d)
-    p = compute_op(name, prefill_flops, prefill_bytes, ci.flops_core, ci.hbm, ovh, prefill_kernels, ci.sharp, has_p)
+    d = compute_op(name, decode_flops, decode_bytes, ci.core_flop_per_s, ci.hbm_bytes_per_s, ovh, decode_kernels,
+                   ci.roofline_sharpness, has_d)
+    p = compute_op(name, prefill_flops, prefill_bytes, ci.core_flop_per_s, ci.hbm_bytes_per_s, ovh, prefill_kernels,
+                   ci.roofline_sharpness, has_p)
     return OpCost(name=name, kind=OpKind.COMPUTE, flops=d.flops + p.flops, mem_bytes=d.mem_bytes + p.mem_bytes,
                   time_s=d.time_s + p.time_s, kernels=d.kernels + p.kernels)
 
@@ -96,24 +99,25 @@ def _mla_core(ci: CostInputs, tp, w: Work, ovh: float) -> OpCost:
     chunk (FlashAttention over full heads). With DeepSeek Sparse Attention the indexer scores every
     cached token per query (2 * I * Hi FLOPs, reading its 132-byte FP8 key and scale) and attention
     then covers only the top-k tokens it picks (DeepSeek-V3.2-Exp report, section 2)."""
-    n_g = ci.N / tp
-    kv_b = ci.kv_lora * n_g * (ci.nope + ci.v_dim)
-    latent = (ci.kv_lora + ci.rope) * ci.kv_b
+    n_g = ci.num_heads / tp
+    nope, rope, v, r = ci.nope_head_dim, ci.rope_head_dim, ci.value_head_dim, ci.kv_lora_rank
+    kv_b = r * n_g * (nope + v)  # the W_UK and W_UV projection weights per GPU
+    latent = (r + rope) * ci.kv_bytes_per_value
     cached = _per_full_layer(ci, w.decode_context)
     attended_p = _per_full_layer(ci, w.prefill_attended)
     index_flops_d = index_flops_p = index_bytes_d = 0.0
-    if ci.idx_topk:
-        index_flops_d = w.decode_seqs * cached * (2 * ci.idx_heads * ci.idx_dim)
-        index_flops_p = w.prefill_tokens * attended_p * (2 * ci.idx_heads * ci.idx_dim)
-        index_bytes_d = w.decode_seqs * cached * (ci.idx_dim + INDEX_SCALE_BYTES)
-        cached = np.minimum(cached, ci.idx_topk)
-        attended_p = np.minimum(attended_p, ci.idx_topk)
+    if ci.indexer_topk:
+        index_flops_d = w.decode_seqs * cached * (2 * ci.indexer_heads * ci.indexer_head_dim)
+        index_flops_p = w.prefill_tokens * attended_p * (2 * ci.indexer_heads * ci.indexer_head_dim)
+        index_bytes_d = w.decode_seqs * cached * (ci.indexer_head_dim + INDEX_SCALE_BYTES)
+        cached = np.minimum(cached, ci.indexer_topk)
+        attended_p = np.minimum(attended_p, ci.indexer_topk)
     q = w.decode_tokens  # decode positions: each attends to its sequence's cache
-    absorb = 2 * q * n_g * ci.kv_lora * (ci.nope + ci.v_dim)
-    d_flops = q * 2 * n_g * cached * (2 * ci.kv_lora + ci.rope) + absorb + index_flops_d * w.decode_queries
-    d_bytes = w.decode_seqs * cached * latent + index_bytes_d + kv_b * ci.w_attn
-    p_flops = 2 * w.prefill_tokens * kv_b + w.prefill_tokens * 2 * n_g * attended_p * (ci.nope + ci.rope + ci.v_dim) + index_flops_p
-    p_bytes = kv_b * ci.w_attn + w.prefill_tokens * n_g * (2 * (ci.nope + ci.rope) + 2 * ci.v_dim) * ci.act_b
+    absorb = 2 * q * n_g * r * (nope + v)
+    d_flops = q * 2 * n_g * cached * (2 * r + rope) + absorb + index_flops_d * w.decode_queries
+    d_bytes = w.decode_seqs * cached * latent + index_bytes_d + kv_b * ci.attn_bytes_per_weight
+    p_flops = 2 * w.prefill_tokens * kv_b + w.prefill_tokens * 2 * n_g * attended_p * (nope + rope + v) + index_flops_p
+    p_bytes = kv_b * ci.attn_bytes_per_weight + w.prefill_tokens * n_g * (2 * (nope + rope) + 2 * v) * ci.act_bytes_per_value
     return _core(ci, "attn_core", d_flops, d_bytes, p_flops, p_bytes, w, ovh, K.MLA_DECODE_CORE, K.PREFILL_CORE + 1)
 
 
@@ -121,14 +125,15 @@ def _gqa_core(ci: CostInputs, tp, w: Work, ovh: float) -> OpCost:
     """GQA/MHA. Decode reads each cached K and V once per sequence (FlashAttention/FlashInfer
     decode, 4 * heads * H FLOPs per cached token). Prefill: causal attention over the chunk,
     each query seeing Sp keys on average (FlashAttention-2 paper)."""
-    n_g = ci.N / tp
+    n_g = ci.num_heads / tp
     k_g = kv_heads_per_gpu(ci, tp)
     cached = _per_full_layer(ci, w.decode_context)
     attended = _per_full_layer(ci, w.prefill_attended)
-    d_flops = w.decode_tokens * 4 * n_g * ci.H * cached
-    d_bytes = w.decode_seqs * cached * kv_bytes_per_token_layer(ci, tp) + w.decode_tokens * 2 * n_g * ci.H * ci.act_b
-    p_flops = w.prefill_tokens * 4 * n_g * ci.H * attended
-    p_bytes = w.prefill_tokens * (2 * n_g + 2 * k_g) * ci.H * ci.act_b + w.prefill_tokens * kv_bytes_per_token_layer(ci, tp)
+    h, a, kv = ci.head_dim, ci.act_bytes_per_value, kv_bytes_per_token_layer(ci, tp)
+    d_flops = w.decode_tokens * 4 * n_g * h * cached
+    d_bytes = w.decode_seqs * cached * kv + w.decode_tokens * 2 * n_g * h * a
+    p_flops = w.prefill_tokens * 4 * n_g * h * attended
+    p_bytes = w.prefill_tokens * (2 * n_g + 2 * k_g) * h * a + w.prefill_tokens * kv
     return _core(ci, "attn_core", d_flops, d_bytes, p_flops, p_bytes, w, ovh, K.GQA_DECODE_CORE, K.PREFILL_CORE)
 
 
@@ -146,35 +151,37 @@ def _linear_core(ci: CostInputs, tp, w: Work, ovh: float) -> OpCost:
     d_bytes = w.decode_seqs * 2 * state
     dk = ci.lin_key_dim / max(ci.lin_value_heads, 1.0)
     p_flops = w.prefill_tokens * (per_tok + 2 * 64 * 2 * dk * vh)
-    p_bytes = w.prefill_tokens * (2 * ci.lin_key_dim + 2 * ci.lin_value_dim) / tp * ci.act_b + w.prefill_seqs * 2 * state
+    p_bytes = w.prefill_tokens * (2 * ci.lin_key_dim + 2 * ci.lin_value_dim) / tp * ci.act_bytes_per_value + w.prefill_seqs * 2 * state
     return _core(ci, "attn_core", d_flops, d_bytes, p_flops, p_bytes, w, ovh, K.GDN_CORE, K.GDN_CORE)
 
 
 def _projections(ci: CostInputs, tp, T, ovh: float, linear: bool) -> tuple[OpCost, OpCost]:
     """QKV (or latent) projections in and the output projection out, over all T tokens."""
-    a = ci.act_b
-    n_g = ci.N / tp
+    a = ci.act_bytes_per_value
+    n_g = ci.num_heads / tp
     if linear:
-        qkv = ci.D * (2 * ci.lin_key_dim + 2 * ci.lin_value_dim + 2 * ci.lin_value_heads) / tp
-        o_params = ci.lin_value_dim / tp * ci.D
+        qkv = ci.hidden_size * (2 * ci.lin_key_dim + 2 * ci.lin_value_dim + 2 * ci.lin_value_heads) / tp
+        o_params = ci.lin_value_dim / tp * ci.hidden_size
         kernels = K.GDN_PROJECTIONS + 2 * ci.quant_attn
     elif ci.mla:
-        q = (ci.D * ci.q_lora + ci.q_lora * n_g * (ci.nope + ci.rope)) if ci.q_lora else ci.D * n_g * (ci.nope + ci.rope)
-        qkv = q + ci.D * (ci.kv_lora + ci.rope)
+        qk = n_g * (ci.nope_head_dim + ci.rope_head_dim)  # query width per GPU
+        q = (ci.hidden_size * ci.q_lora_rank + ci.q_lora_rank * qk) if ci.q_lora_rank else ci.hidden_size * qk
+        qkv = q + ci.hidden_size * (ci.kv_lora_rank + ci.rope_head_dim)
         kernels = K.MLA_PROJECTIONS + 2 * ci.quant_attn
-        if ci.idx_topk:
-            qkv += (ci.q_lora or ci.D) * ci.idx_heads * ci.idx_dim / tp + ci.D * (ci.idx_dim + ci.idx_heads)
+        if ci.indexer_topk:
+            qkv += ((ci.q_lora_rank or ci.hidden_size) * ci.indexer_heads * ci.indexer_head_dim / tp
+                    + ci.hidden_size * (ci.indexer_head_dim + ci.indexer_heads))
             kernels += K.INDEXER
-        o_params = n_g * ci.v_dim * ci.D
+        o_params = n_g * ci.value_head_dim * ci.hidden_size
     else:
         k_g = kv_heads_per_gpu(ci, tp)
-        qkv = ci.D * (n_g * ci.q_mats + 2 * k_g) * ci.H
-        o_params = n_g * ci.H * ci.D
+        qkv = ci.hidden_size * (n_g * ci.q_mats + 2 * k_g) * ci.head_dim
+        o_params = n_g * ci.head_dim * ci.hidden_size
         kernels = K.GQA_PROJECTIONS + ci.quant_attn
-    qkv_op = compute_op("qkv_proj", 2 * T * qkv, qkv * ci.w_attn + T * (ci.D + qkv / ci.D) * a,
-                        ci.flops_attn, ci.hbm_attn, ovh, kernels, ci.sharp)
-    o_op = compute_op("o_proj", 2 * T * o_params, o_params * ci.w_attn_out + 2 * T * ci.D * a,
-                      ci.flops_attn_out, ci.hbm_attn, ovh, K.O_PROJ + ci.quant_attn_out, ci.sharp)
+    qkv_op = compute_op("qkv_proj", 2 * T * qkv, qkv * ci.attn_bytes_per_weight + T * (ci.hidden_size + qkv / ci.hidden_size) * a,
+                        ci.attn_flop_per_s, ci.hbm_attn_bytes_per_s, ovh, kernels, ci.roofline_sharpness)
+    o_op = compute_op("o_proj", 2 * T * o_params, o_params * ci.attn_out_bytes_per_weight + 2 * T * ci.hidden_size * a,
+                      ci.attn_out_flop_per_s, ci.hbm_attn_bytes_per_s, ovh, K.O_PROJ + ci.quant_attn_out, ci.roofline_sharpness)
     return qkv_op, o_op
 
 
@@ -189,7 +196,8 @@ def attention_ops(ci: CostInputs, tp, w: Work, ovh: float) -> list[OpCost]:
     """Norm, projections, core and output projection of one (average) layer; the TP all-reduce
     after it is the caller's (cost.layer)."""
     T = w.tokens
-    norm = compute_op("attn_norm", 0.0, 2 * T * ci.D * ci.act_b, ci.flops_other, ci.hbm, ovh, K.NORM, ci.sharp)
+    norm = compute_op("attn_norm", 0.0, 2 * T * ci.hidden_size * ci.act_bytes_per_value, ci.other_flop_per_s,
+                      ci.hbm_bytes_per_s, ovh, K.NORM, ci.roofline_sharpness)
     qkv, o = _projections(ci, tp, T, ovh, linear=False)
     core = _mla_core(ci, tp, w, ovh) if ci.mla else _gqa_core(ci, tp, w, ovh)
     if ci.linear_share:

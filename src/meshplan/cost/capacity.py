@@ -13,7 +13,7 @@ def kv_context(ci: CostInputs) -> tuple[float, float]:
     """(tokens held per running sequence, extra room for one longest sequence): the whole
     length when the engine reserves it at admission (TensorRT-LLM), else the mean occupancy
     (prompt plus half the output) with room for one longest sequence (vLLM, SGLang)."""
-    w = ci.problem.workload
+    w = ci.workload
     if ci.kv_reserve_full:
         return w.max_context_tokens, 0.0
     return w.decode_context_tokens, w.max_context_tokens - w.decode_context_tokens

@@ -35,7 +35,7 @@ With speculative decoding an iteration yields tau tokens per decoding sequence
 iteration over tau.
 
 Disaggregated (``solve_disaggregated``): decode instances run pure decode iterations; prompts
-reach the prefill instances at the loop's completion rate and queue there (M/D/1), and their KV
+reach the prefill instances at the loop's completion rate and queue there (M/D/1, cost.queueing), and their KV
 cache moves to the decode instance before the first token. A decode rank holds the requests the
 loop's rate keeps decoding (Little's law: rate x (OSL - 1) x TPOT, over the decode ranks), at most
 what its KV memory and batch limit hold: the others wait for their first token, in the prefill
@@ -51,22 +51,16 @@ import numpy as np
 
 from meshplan.cost.attention import Work, decode_work
 from meshplan.cost.capacity import decode_capacity
+from meshplan.cost.floats import Floats
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.iteration import graph_limit, iteration, overlapped, prefill_budget
 from meshplan.cost.kv_transfer import kv_transfer_s
 from meshplan.cost.layer import Par
+from meshplan.cost.queueing import loop_rate, md1_wait_capped_s
 
 SECANT_STEPS = 3
 """Secant steps that solve a disaggregated loop's decode batch (``secant_fixed_point``): on the
 dev set three agree with the converged point within 0.01% (two within 0.4%)."""
-
-BISECTIONS = 40
-"""Halvings of the interval that holds a disaggregated loop's rate (``loop_rate``): 2^-40 of
-the prefill pool's capacity."""
-
-RHO_MAX = 0.95
-"""Utilisation at which the M/D/1 wait is capped: a closed loop cannot queue without bound (the
-clients stop sending), so the wait is bounded by the requests in flight."""
 
 
 def secant_fixed_point(f, start, lo, hi):
@@ -88,41 +82,17 @@ def secant_fixed_point(f, start, lo, hi):
     return (x1, *f(x1)[1:])
 
 
-def loop_rate(requests, life_s, service_s, capacity):
-    """Requests per second a closed loop of ``requests`` sends through a queue of M/D/1 service
-    ``service_s`` and ``capacity`` per second, each request living ``life_s`` beside its wait: the
-    root of rate x (life_s + md1_wait(rate / capacity, service_s)) = requests (Little's law; the left
-    side grows with the rate), at most RHO_MAX x capacity, found by bisection.
-    Hand check: 2 requests, life 1 s, service 0.1 s, capacity 10/s: at rate 1.9 the wait is
-    0.19 x 0.1 / 1.62 = 0.0117 s, and 1.9 x 1.0117 = 1.922 < 2; the root is 1.9757/s."""
-    requests, life_s = np.asarray(requests, dtype=float), np.asarray(life_s, dtype=float)
-    lo = np.zeros(np.broadcast(requests, life_s, service_s, capacity).shape)
-    hi = lo + np.asarray(capacity, dtype=float) * RHO_MAX
-    for _ in range(BISECTIONS):
-        mid = (lo + hi) / 2.0
-        short = mid * (life_s + md1_wait(mid / capacity, service_s)) < requests
-        lo, hi = np.where(short, mid, lo), np.where(short, hi, mid)
-    return (lo + hi) / 2.0
-
-
-def md1_wait(rho, service_s):
-    """Mean wait in an M/D/1 queue (Pollaczek-Khinchine with deterministic service):
-    rho * s / (2 (1 - rho)), rho capped at RHO_MAX. Hand check: rho = 0.5, s = 1 gives 0.5."""
-    rho = np.clip(np.asarray(rho, dtype=float), 0.0, RHO_MAX)
-    return rho * service_s / (2.0 * (1.0 - rho))
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Serving:
     """Full serving figures per instance and per GPU (arrays over candidates)."""
 
-    ttft_s: object
-    tpot_s: object
-    output_tok_s_per_gpu: object
-    input_tok_s_per_gpu: object
-    concurrency_per_instance: object
+    ttft_s: Floats
+    tpot_s: Floats
+    output_tok_s_per_gpu: Floats
+    input_tok_s_per_gpu: Floats
+    concurrency_per_instance: Floats
     """Requests in flight per instance."""
-    prefill_share: object
+    prefill_share: Floats
     """Share of a rank's iterations that carry prefill work (0 for disaggregated)."""
 
 
@@ -173,7 +143,7 @@ def _chunks(ci: CostInputs, room, isl: float):
 def _prefill_work(ci: CostInputs, n_dec, ctx, p, dp) -> Work:
     """A pass with n_dec decoding sequences and p computed prompt tokens on every rank (prompts of
     WorkloadSpec.computed_prompt_tokens each, attending to prefill_attended_tokens keys)."""
-    w = ci.problem.workload
+    w = ci.workload
     return Work(decode_seqs=n_dec, decode_context=ctx, prefill_tokens=p, prefill_seqs=p / w.computed_prompt_tokens,
                 prefill_attended=w.prefill_attended_tokens, moe_tokens=dp * (n_dec + p))
 
@@ -181,7 +151,7 @@ def _prefill_work(ci: CostInputs, n_dec, ctx, p, dp) -> Work:
 def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
     """Aggregated serving with B requests in flight per attention-dp rank per micro-batch.
     ``step(ci, par, work, graphed)`` gives an iteration (cost.iteration; tests pass their own)."""
-    w = ci.problem.workload
+    w = ci.workload
     isl, osl = w.computed_prompt_tokens, w.osl_tokens  # a prompt's tokens prefill computes
     dp, pp = par.dp, par.pp
     held = np.maximum(np.minimum(B, decode_capacity(ci, par)), 1.0)
@@ -245,9 +215,9 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
 class DisaggregatedLoop:
     """A disaggregated deployment in a closed loop (whole-deployment figures)."""
 
-    ttft_s: object
-    tpot_s: object
-    output_tok_s: object
+    ttft_s: Floats
+    tpot_s: Floats
+    output_tok_s: Floats
     """Output tokens per second of the whole deployment."""
 
 
@@ -255,7 +225,7 @@ def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, 
                         concurrency: float, step=iteration) -> DisaggregatedLoop:
     """``concurrency`` requests in flight over ``n_prefill`` prefill and ``n_decode`` decode
     instances (see the module doc); ``step`` as in solve_aggregated."""
-    w = ci.problem.workload
+    w = ci.workload
     isl, osl = w.computed_prompt_tokens, w.osl_tokens  # a prompt's tokens prefill computes
     steps = max(osl - 1.0, 1.0)
     slots_d = n_decode * par_d.dp * par_d.pp
@@ -296,7 +266,7 @@ def solve_disaggregated(ci: CostInputs, par_p: Par, n_prefill: int, par_d: Par, 
         return np.clip(rate * steps * tpot / slots_d, 1.0, run_max), tpot, rate
 
     run, tpot, rate = secant_fixed_point(decoding, run_max, 1.0, run_max)
-    ttft = np.maximum(waits + tpot + md1_wait(rate / capacity, single), concurrency / rate - steps * tpot)
+    ttft = np.maximum(waits + tpot + md1_wait_capped_s(rate / capacity, single), concurrency / rate - steps * tpot)
     # The run's first prompts all arrive at once: they drain at the pool's capacity, each waiting
     # half the burst on average, which a run of R requests per client carries once in R.
     burst = concurrency / capacity

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.memory import kv_per_sequence_stage, stage_weights
+from meshplan.specs.model import LayerKind
 from meshplan.specs.speculative import SpecMethod
 
 FUSION_INPUTS = {SpecMethod.MTP: 2.0, SpecMethod.EAGLE: 3.0}
@@ -29,13 +30,13 @@ def draft_layer_is_moe(ci: CostInputs) -> bool:
     """MTP: the module repeats the target's last layer (MoE in DeepSeek-V3, GLM-5, Qwen3.5);
     EAGLE: a dense layer unless the target has no dense FFN to copy."""
     if ci.spec_method is SpecMethod.MTP:
-        return bool(ci.E) and ci.layer_kinds[-1].value == "moe"
-    return not ci.F
+        return bool(ci.num_experts) and ci.layer_kinds[-1] is LayerKind.MOE
+    return not ci.ffn_size
 
 
 def fusion_params(ci: CostInputs) -> float:
     """Weights of the draft layer's input projection (module docstring)."""
-    return FUSION_INPUTS.get(ci.spec_method, 0.0) * ci.D * ci.D
+    return FUSION_INPUTS.get(ci.spec_method, 0.0) * ci.hidden_size * ci.hidden_size
 
 
 def draft_weight_bytes(ci: CostInputs, tp, ep, etp):
@@ -47,7 +48,7 @@ def draft_weight_bytes(ci: CostInputs, tp, ep, etp):
         return stage_weights(d, tp, 1, 1, d.model.num_dense_layers, d.model.num_moe_layers, 1, 1).total
     moe = draft_layer_is_moe(ci)
     layer = stage_weights(ci, tp, ep, etp, 0 if moe else 1, 1 if moe else 0, 0, 0).total
-    return ci.spec_modules * (layer + fusion_params(ci) * ci.w_other)
+    return ci.spec_modules * (layer + fusion_params(ci) * ci.other_bytes_per_weight)
 
 
 def draft_kv_per_sequence(ci: CostInputs, tp, context):

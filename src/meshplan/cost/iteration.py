@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from meshplan.cost.attention import Work
+from meshplan.cost.floats import Floats
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.cost.phase import Forward, forward
@@ -21,22 +22,22 @@ from meshplan.cost.speculative import draft_cost, verify_work
 class Iteration:
     """One iteration of one micro-batch (arrays over candidates)."""
 
-    gpu_s: object
+    gpu_s: Floats
     """Slowest pipeline stage's GPU time for the pass."""
-    launch_s: object
+    launch_s: Floats
     """CPU time launching its kernels (one graph launch when replayed from a CUDA graph)."""
-    host_s: object
+    host_s: Floats
     """CPU scheduling time per iteration."""
-    pass_s: object
+    pass_s: Floats
     """GPU busy time of one stage for the pass: max(gpu, launches)."""
-    exposed_s: object
+    exposed_s: Floats
     """Host time per iteration that the GPU waits for (all of the CPU time without the overlap
     scheduler, plus the gap it cannot hide)."""
-    cycle_s: object
+    cycle_s: Floats
     """Time between two iterations of the same micro-batch: with pp stages the pass goes through
     every stage and back to the host before the next one starts."""
     forward: Forward
-    draft_s: object = 0.0
+    draft_s: Floats = 0.0
     """Speculative decoding: GPU time of the draft's passes, in gpu_s and pass_s, which run once
     per pass on the last stage (0 without speculation)."""
 
@@ -49,7 +50,7 @@ def overlapped(ci: CostInputs, par: Par):
 
 def graph_limit(ci: CostInputs, par: Par):
     """Largest batch per rank the engine replays from a CUDA graph, for this tp."""
-    return np.where(par.tp >= 4, ci.graph_max_tp4, ci.graph_max)
+    return np.where(par.tp >= 4, ci.graph_max_batch_tp4, ci.graph_max_batch)
 
 
 def iteration(ci: CostInputs, par: Par, w: Work, graphed) -> Iteration:
@@ -83,7 +84,7 @@ def iteration(ci: CostInputs, par: Par, w: Work, graphed) -> Iteration:
 def prefill_budget(ci: CostInputs, par: Par):
     """Prompt tokens one prefill iteration may carry per attention-dp rank."""
     e = ci.engine
-    budget = ci.budget / np.where(e.budget_split_over_attention_dp, par.dp, 1.0)
+    budget = ci.token_budget / np.where(e.budget_split_over_attention_dp, par.dp, 1.0)
     if not ci.mixed and e.prefill_batch_tokens:
         budget = np.minimum(budget, e.prefill_batch_tokens)
     return np.maximum(budget, 1.0)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from meshplan.cost.floats import Floats
 from meshplan.cost.inputs import CostInputs
 from meshplan.specs.params import attention_params_per_gpu, kv_heads_per_rank
 from meshplan.strategy.mesh import expert_slots_per_rank
@@ -30,18 +31,18 @@ values (DeepSeek-V3.2-Exp ``Indexer``: k_cache FP8 with a per-token scale; 128 +
 
 def kv_heads_per_gpu(ci: CostInputs, tp):
     """KV heads per GPU as float arrays (strategy.mesh.kv_heads_per_rank)."""
-    return kv_heads_per_rank(ci.K, np.asarray(tp, dtype=float))
+    return kv_heads_per_rank(ci.num_kv_heads, np.asarray(tp, dtype=float))
 
 
 def kv_bytes_per_token_layer(ci: CostInputs, tp=1):
     """KV cache bytes one token adds to one full-attention layer on one GPU.
     GQA/MHA: 2 (K and V) * kv_heads_per_gpu * H * bytes. MLA: (kv_lora_rank + rope dim) * bytes,
     replicated on every tp rank (DeepSeek-V2 paper, section 2.1.2: only c_KV and k_R are cached),
-    plus the sparse-attention index key (idx_dim FP8 values and a scale) where there is one."""
+    plus the sparse-attention index key (indexer_head_dim FP8 values and a scale) where there is one."""
     if ci.mla:
-        index = (ci.idx_dim + INDEX_SCALE_BYTES) if ci.idx_topk else 0.0
-        return np.broadcast_to((ci.kv_lora + ci.rope) * ci.kv_b + index, np.shape(tp)).astype(float)
-    return 2.0 * kv_heads_per_gpu(ci, tp) * ci.H * ci.kv_b
+        index = (ci.indexer_head_dim + INDEX_SCALE_BYTES) if ci.indexer_topk else 0.0
+        return np.broadcast_to((ci.kv_lora_rank + ci.rope_head_dim) * ci.kv_bytes_per_value + index, np.shape(tp)).astype(float)
+    return 2.0 * kv_heads_per_gpu(ci, tp) * ci.head_dim * ci.kv_bytes_per_value
 
 
 def kv_bytes_per_token(ci: CostInputs) -> float:
@@ -56,7 +57,7 @@ def linear_state_bytes(ci: CostInputs, tp=1):
     Vh x dk x dv state in its own format plus the convolution's last kernel - 1 inputs in the
     activation format, both split by head over tp (Qwen3.5: 64 x 128 x 128 x 4 B = 4 MiB plus
     12,288 x 3 x 2 B = 72 KiB per layer at tp 1)."""
-    return (ci.lin_state_values * ci.lin_state_b + ci.lin_conv_values * ci.act_b) / np.asarray(tp, dtype=float)
+    return (ci.lin_state_values * ci.lin_state_bytes_per_value + ci.lin_conv_values * ci.act_bytes_per_value) / np.asarray(tp, dtype=float)
 
 
 def kv_bytes_of_sequence(ci: CostInputs, context) -> float:
@@ -87,11 +88,11 @@ def kv_per_sequence_stage(ci: CostInputs, tp, n_layers, context):
 class StageWeights:
     """Weight bytes per GPU of one pipeline stage, by part (arrays broadcast over layouts)."""
 
-    attention: object
-    dense_ffn: object
-    experts: object
-    shared_experts: object
-    embedding: object
+    attention: Floats
+    dense_ffn: Floats
+    experts: Floats
+    shared_experts: Floats
+    embedding: Floats
 
     @property
     def total(self):
@@ -103,21 +104,22 @@ def attention_weight_bytes(ci: CostInputs, tp):
     by their shares."""
     tp = np.asarray(tp, dtype=float)
     params = attention_params_per_gpu(ci.model, tp)
-    full = params.inputs * ci.w_attn + params.output * ci.w_attn_out
+    full = params.inputs * ci.attn_bytes_per_weight + params.output * ci.attn_out_bytes_per_weight
     if not ci.linear_share:
         return full
     # Gated DeltaNet: q, k, v, z and the beta/decay projections in, the output projection out,
     # all split by head over tp (vLLM/SGLang shard them column- and row-parallel).
-    lin_in = ci.D * (2 * ci.lin_key_dim + 2 * ci.lin_value_dim + 2 * ci.lin_value_heads)
-    linear = (lin_in / tp + ci.attention_norms) * ci.w_attn + ci.lin_value_dim * ci.D / tp * ci.w_attn_out
+    lin_in = ci.hidden_size * (2 * ci.lin_key_dim + 2 * ci.lin_value_dim + 2 * ci.lin_value_heads)
+    linear = ((lin_in / tp + ci.attention_norms) * ci.attn_bytes_per_weight
+              + ci.lin_value_dim * ci.hidden_size / tp * ci.attn_out_bytes_per_weight)
     return (1.0 - ci.linear_share) * full + ci.linear_share * linear
 
 
 def expert_weight_bytes(ci: CostInputs, ep, etp):
     """Routed experts of one MoE layer on one GPU: (E + redundant)/ep experts, each 1/etp."""
-    per_expert = ci.ffn_mats * ci.D * ci.Fe
-    slots = expert_slots_per_rank(ci.E, ci.redundant, np.asarray(ep, dtype=float))
-    return slots * per_expert / np.asarray(etp, dtype=float) * ci.w_exp
+    per_expert = ci.ffn_mats * ci.hidden_size * ci.expert_ffn_size
+    slots = expert_slots_per_rank(ci.num_experts, ci.redundant_experts, np.asarray(ep, dtype=float))
+    return slots * per_expert / np.asarray(etp, dtype=float) * ci.expert_bytes_per_weight
 
 
 def stage_weights(ci: CostInputs, tp, ep, etp, n_dense, n_moe, first, last) -> StageWeights:
@@ -125,16 +127,16 @@ def stage_weights(ci: CostInputs, tp, ep, etp, n_dense, n_moe, first, last) -> S
     ``last`` (0/1) say whether it holds the embedding and the LM head."""
     tp = np.asarray(tp, dtype=float)
     n_layers = n_dense + n_moe
-    router = ci.D * ci.E + ci.router_bias
-    shared = ci.ffn_mats * ci.D * ci.Fs_total / tp * ci.w_exp + router * ci.w_router
-    embed_params = ci.V * ci.D / tp
+    router = ci.hidden_size * ci.num_experts + ci.router_bias
+    shared = ci.ffn_mats * ci.hidden_size * ci.shared_ffn_total / tp * ci.expert_bytes_per_weight + router * ci.router_bytes_per_weight
+    embed_params = ci.vocab_size * ci.hidden_size / tp
     head = 0.0 if ci.model.tie_embeddings else embed_params
     return StageWeights(
         attention=n_layers * attention_weight_bytes(ci, tp),
-        dense_ffn=n_dense * ci.ffn_mats * ci.D * ci.F / tp * ci.w_other,
+        dense_ffn=n_dense * ci.ffn_mats * ci.hidden_size * ci.ffn_size / tp * ci.other_bytes_per_weight,
         experts=n_moe * expert_weight_bytes(ci, ep, etp),
         shared_experts=n_moe * shared,
-        embedding=(first * embed_params + last * head) * ci.w_embed + last * ci.D * ci.w_embed,
+        embedding=(first * embed_params + last * head) * ci.embed_bytes_per_weight + last * ci.hidden_size * ci.embed_bytes_per_weight,
     )
 
 
@@ -147,10 +149,13 @@ def activation_bytes(ci: CostInputs, tp, ep, etp, tokens, seqs):
     (a dummy forward of max_num_batched_tokens)."""
     tp = np.asarray(tp, dtype=float)
     t = np.asarray(tokens, dtype=float)
-    proj = ci.N * (ci.nope + ci.rope + ci.v_dim) if ci.mla else (ci.N * ci.q_mats + 2 * ci.K) * ci.H
+    if ci.mla:
+        proj = ci.num_heads * (ci.nope_head_dim + ci.rope_head_dim + ci.value_head_dim)
+    else:
+        proj = (ci.num_heads * ci.q_mats + 2 * ci.num_kv_heads) * ci.head_dim
     if ci.linear_share:
         proj = max(proj, 2 * ci.lin_key_dim + 2 * ci.lin_value_dim)
-    widest = np.maximum(2 * max(ci.F, ci.Fs_total) / tp, proj / tp)
-    if ci.E:
-        widest = np.maximum(widest, ci.k * 2 * ci.Fe / tp)
-    return t * ci.act_b * (4 * ci.D + widest) + np.asarray(seqs, dtype=float) * ci.V / tp * 4.0
+    widest = np.maximum(2 * max(ci.ffn_size, ci.shared_ffn_total) / tp, proj / tp)
+    if ci.num_experts:
+        widest = np.maximum(widest, ci.top_k * 2 * ci.expert_ffn_size / tp)
+    return t * ci.act_bytes_per_value * (4 * ci.hidden_size + widest) + np.asarray(seqs, dtype=float) * ci.vocab_size / tp * 4.0

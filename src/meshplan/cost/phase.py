@@ -15,6 +15,7 @@ import numpy as np
 
 from meshplan.cost.attention import Work
 from meshplan.cost.draft import draft_kv_per_sequence, draft_weight_bytes
+from meshplan.cost.floats import Floats
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par, attention_block, dense_ffn_ops, embed_ops, head_ops, moe_ops, pp_send
 from meshplan.cost.memory import activation_bytes, kv_per_sequence_stage, stage_weights
@@ -31,11 +32,11 @@ class Forward:
     embed: list[OpCost]
     head: list[OpCost]
     pp: OpCost
-    dense_layer_s: object
-    moe_layer_s: object
-    stage_s: object
+    dense_layer_s: Floats
+    moe_layer_s: Floats
+    stage_s: Floats
     """Time of the slowest pipeline stage (seconds)."""
-    stage_kernels: object
+    stage_kernels: Floats
     """Kernels launched in the pass by the stage that launches the most (what an iteration outside a
     CUDA graph pays the CPU for); not necessarily the stage that sets stage_s."""
 
@@ -66,19 +67,19 @@ def _halve(w: Work) -> Work:
 
 def forward(ci: CostInputs, par: Par, w: Work) -> Forward:
     """Every operator of one pass of ``w`` and the slowest stage's time."""
-    ovh = ci.overhead_s
+    ovh = ci.kernel_floor_s
 
     def layers(work: Work):
         attn = attention_block(ci, par, work, ovh)
         dense = attn + dense_ffn_ops(ci, par, work.tokens, ovh)
-        return dense, attn + (moe_ops(ci, par, work, ovh) if ci.E else [])
+        return dense, attn + (moe_ops(ci, par, work, ovh) if ci.num_experts else [])
 
     dense, moe = layers(w)
     d_half = m_half = None
-    if ci.tbo:
+    if ci.two_batch_overlap:
         d_half, m_half = layers(_halve(w))
-    t_dense = layer_time(dense, d_half, ci.tbo_overlap) if ci.F else 0.0
-    t_moe = layer_time(moe, m_half, ci.tbo_overlap) if ci.E else 0.0
+    t_dense = layer_time(dense, d_half, ci.tbo_overlap_share) if ci.ffn_size else 0.0
+    t_moe = layer_time(moe, m_half, ci.tbo_overlap_share) if ci.num_experts else 0.0
     k_dense, k_moe = _sum(dense, "kernels"), _sum(moe, "kernels")
     embed, head = embed_ops(ci, par, w.tokens, ovh), head_ops(ci, par, w.head_rows, ovh)
     t_embed, t_head = _sum(embed), _sum(head)
@@ -99,12 +100,12 @@ def forward(ci: CostInputs, par: Par, w: Work) -> Forward:
 class Memory:
     """Bytes per GPU by part, for the fullest pipeline stage."""
 
-    weights: object
-    kv_cache: object
-    activations: object
+    weights: Floats
+    kv_cache: Floats
+    activations: Floats
     reserve: float
     capacity: float
-    usable: object
+    usable: Floats
     """usable_bytes with the weights of the fullest stage."""
 
     @property
@@ -120,9 +121,9 @@ def usable_bytes(ci: CostInputs, weights):
     80 GiB, 60 GiB of weights, 2 GiB reserve, h = 0.9: 72 GiB of the whole, or 80 - 0.1 x 18 =
     78.2 GiB of the free."""
     if not ci.kv_of_free:
-        return ci.usable_memory
-    h = ci.usable_memory / ci.memory_capacity
-    return ci.memory_capacity - (1.0 - h) * np.maximum(ci.memory_capacity - weights - ci.reserve, 0.0)
+        return ci.usable_memory_bytes
+    h = ci.usable_memory_bytes / ci.memory_bytes
+    return ci.memory_bytes - (1.0 - h) * np.maximum(ci.memory_bytes - weights - ci.reserve_bytes, 0.0)
 
 
 def memory(ci: CostInputs, par: Par, tokens, seqs, kv_seqs, context, extra_context: float = 0.0) -> Memory:
@@ -148,8 +149,8 @@ def memory(ci: CostInputs, par: Par, tokens, seqs, kv_seqs, context, extra_conte
     # The fullest stage: report its weights and KV (the stage maximising their sum).
     w = max_over_stages(ci.layer_kinds, par.pp, weights_of)
     both = max_over_stages(ci.layer_kinds, par.pp, total)
-    return Memory(weights=w, kv_cache=both - w, activations=act, reserve=ci.reserve,
-                  capacity=ci.memory_capacity, usable=usable_bytes(ci, w))
+    return Memory(weights=w, kv_cache=both - w, activations=act, reserve=ci.reserve_bytes,
+                  capacity=ci.memory_bytes, usable=usable_bytes(ci, w))
 
 
 def max_sequences_per_rank(ci: CostInputs, par: Par, context, tokens_per_seq: float = 1.0,
@@ -163,7 +164,7 @@ def max_sequences_per_rank(ci: CostInputs, par: Par, context, tokens_per_seq: fl
 
     def b_max(nd, nm, first, last):
         weights = stage_weights(ci, par.tp, par.ep, par.etp, nd, nm, first, last).total + draft_w
-        free = (usable_bytes(ci, weights) - ci.reserve - weights
+        free = (usable_bytes(ci, weights) - ci.reserve_bytes - weights
                 - par.pp * (kv_per_sequence_stage(ci, par.tp, nd + nm, extra_context)
                             + draft_kv_per_sequence(ci, par.tp, extra_context)))
         per_seq = (par.pp * (kv_per_sequence_stage(ci, par.tp, nd + nm, context)

@@ -19,6 +19,8 @@ from enum import StrEnum
 
 import numpy as np
 
+from meshplan.cost.floats import Floats
+
 
 class OpKind(StrEnum):
     """Compute runs on the GPU's SMs; comm on its links."""
@@ -27,22 +29,44 @@ class OpKind(StrEnum):
     COMM = "comm"
 
 
+class Collective(StrEnum):
+    """A ring collective over a group of n GPUs (the MoE all-to-all and pipeline sends are costed
+    by their own bytes, cost.layer)."""
+
+    ALL_REDUCE = "all_reduce"
+    ALL_GATHER = "all_gather"
+    REDUCE_SCATTER = "reduce_scatter"
+
+    @property
+    def ring_passes(self) -> float:
+        """Times the collective sends the buffer's (n-1)/n around the ring (RING_PASSES)."""
+        return RING_PASSES[self]
+
+
+RING_PASSES = {Collective.ALL_REDUCE: 2.0, Collective.ALL_GATHER: 1.0, Collective.REDUCE_SCATTER: 1.0}
+"""An all-reduce is a reduce-scatter then an all-gather: NCCL docs "Performance" (bus bandwidth),
+2(n-1)/n of the buffer per GPU for all-reduce, (n-1)/n for all-gather and reduce-scatter."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class OpCost:
     """One operator's cost on one GPU (arrays broadcast over layouts and batch sizes)."""
 
     name: str
     kind: OpKind
-    flops: object = 0.0
+    flops: Floats = 0.0
     """Floating-point operations on this GPU."""
-    mem_bytes: object = 0.0
+    mem_bytes: Floats = 0.0
     """Bytes read and written from HBM on this GPU."""
-    comm_bytes: object = 0.0
+    comm_bytes: Floats = 0.0
     """Bytes this GPU sends over its links."""
-    time_s: object = 0.0
+    time_s: Floats = 0.0
     """Estimated time, seconds."""
-    kernels: object = 0.0
+    kernels: Floats = 0.0
     """Kernels the operator launches (each is a CPU launch outside a CUDA graph)."""
+    routes: bool = False
+    """The operator decides where tokens go (the MoE router): costed as compute, drawn in the DAG
+    as routing (dag.nodes.NodeKind.ROUTE)."""
 
     def scaled(self, share) -> "OpCost":
         """This operator run in ``share`` of the layers (hybrid models average two layer kinds)."""
@@ -58,21 +82,22 @@ def smooth_max(a, b, n: float):
     return top * np.power(np.power(a / top, n) + np.power(b / top, n), 1.0 / n)
 
 
-def compute_op(name: str, flops, mem_bytes, flops_per_s: float, bytes_per_s, overhead_s: float,
-               kernels: float = 1.0, sharpness: float = 4.0, active=True) -> OpCost:
-    """Smooth-roofline time of a compute operator (nothing where ``active`` is False)."""
-    t = smooth_max(np.asarray(flops) / flops_per_s, np.asarray(mem_bytes) / bytes_per_s, sharpness) + kernels * overhead_s
+def compute_op(name: str, flops, mem_bytes, flops_per_s: float, bytes_per_s, kernel_floor_s: float,
+               kernels: float = 1.0, sharpness: float = 4.0, active=True, routes: bool = False) -> OpCost:
+    """Smooth-roofline time of a compute operator (nothing where ``active`` is False); ``routes``
+    marks the router (OpCost.routes)."""
+    t = smooth_max(np.asarray(flops) / flops_per_s, np.asarray(mem_bytes) / bytes_per_s, sharpness) + kernels * kernel_floor_s
     active = np.asarray(active)
     return OpCost(name=name, kind=OpKind.COMPUTE, flops=np.where(active, flops, 0.0),
                   mem_bytes=np.where(active, mem_bytes, 0.0), time_s=np.where(active, t, 0.0),
-                  kernels=np.where(active, kernels, 0.0))
+                  kernels=np.where(active, kernels, 0.0), routes=routes)
 
 
-def ring_factor(n, kind: str):
+def ring_factor(n, collective: Collective):
     """Bytes on the wire per GPU per byte of buffer: 2(n-1)/n for all-reduce, (n-1)/n for
-    all-gather / reduce-scatter (NCCL ring)."""
+    all-gather / reduce-scatter (NCCL ring; Collective.ring_passes)."""
     n = np.asarray(n, dtype=float)
-    return (2.0 if kind == "all_reduce" else 1.0) * (n - 1) / n
+    return collective.ring_passes * (n - 1) / n
 
 
 def comm_op(name: str, wire_bytes, active, bw, latency) -> OpCost:

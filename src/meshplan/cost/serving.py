@@ -19,6 +19,7 @@ import numpy as np
 from meshplan.cost.attention import decode_work, prefill_work
 from meshplan.cost.capacity import decode_capacity, kv_context
 from meshplan.cost.closed_loop import Serving, solve_aggregated
+from meshplan.cost.floats import Floats
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.iteration import graph_limit, iteration, prefill_budget
 from meshplan.cost.kv_transfer import kv_transfer_s
@@ -33,19 +34,19 @@ __all__ = ["PhaseCost", "Serving", "aggregated", "decode_cost", "disaggregated",
 class PhaseCost:
     """One phase at one operating point, for one instance (arrays over candidates)."""
 
-    B: object
+    B: Floats
     """Sequences per attention-dp rank per micro-batch."""
-    step_s: object
+    step_s: Floats
     """Slowest stage's time for one pass: its GPU time in decode, the larger of GPU and kernel-launch
     time in prefill (where passes run outside CUDA graphs)."""
-    latency_s: object
+    latency_s: Floats
     """Decode: TPOT. Prefill: time to prefill the batch's prompts (TTFT without queueing)."""
-    requests_per_s: object
+    requests_per_s: Floats
     """Requests one instance completes per second in this phase."""
-    tok_s_per_gpu: object
+    tok_s_per_gpu: Floats
     """Decode: output tokens/s per GPU. Prefill: input tokens/s per GPU."""
     memory: Memory
-    max_B: object
+    max_B: Floats
     """Largest B that fits in memory and the engine's batch limit."""
     forward: Forward
 
@@ -54,7 +55,7 @@ def decode_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     """Pure decode at B sequences per attention-dp rank per micro-batch, at the mean context
     (a disaggregated decode pool, or a decode step of any plan). TPOT is the micro-batch's cycle
     over the tokens it yields per sequence (1, or tau with speculative decoding)."""
-    w = ci.problem.workload
+    w = ci.workload
     B = np.asarray(B, dtype=float)
     it = iteration(ci, par, decode_work(B, w.decode_context_tokens, par.dp), B <= graph_limit(ci, par))
     out_tok_s = par.dp * par.pp * B * ci.spec_tau / it.cycle_s  # tau tokens per iteration with speculation
@@ -72,7 +73,7 @@ def prefill_cost(ci: CostInputs, par: Par, B) -> PhaseCost:
     in chunks of the engine's budget (one chunk, whatever its size, when the engine does not chunk); a
     chunk passes every pipeline stage, so the last one finishes (chunks + pp - 1) stage times after
     the first starts."""
-    w = ci.problem.workload
+    w = ci.workload
     B = np.asarray(B, dtype=float)
     total = B * w.computed_prompt_tokens  # prompt tokens not found in the prefix cache
     budget = prefill_budget(ci, par)
@@ -99,7 +100,7 @@ def aggregated(ci: CostInputs, par: Par, B) -> Serving:
 
 def disaggregated(ci: CostInputs, par_p: Par, pre: PhaseCost, par_d: Par, dec: PhaseCost) -> Serving:
     """A prefill pool and a decode pool sized to the same request rate (the search's pairing)."""
-    w = ci.problem.workload
+    w = ci.workload
     gp_per_req = par_p.gpus_per_instance / pre.requests_per_s
     gd_per_req = par_d.gpus_per_instance / dec.requests_per_s
     per_gpu_req = 1.0 / (gp_per_req + gd_per_req)

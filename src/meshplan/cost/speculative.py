@@ -43,7 +43,7 @@ def verify_work(ci: CostInputs, par: Par, w: Work) -> Work:
 
 def _pass(ci: CostInputs, par: Par, w: Work):
     """(GPU seconds, kernels) of one draft pass over ``w``."""
-    ovh = ci.overhead_s
+    ovh = ci.kernel_floor_s
     if ci.draft is not None:
         fwd = forward(ci.draft, Par.of(par.tp, par.dp, 1.0, 1.0, 1.0), w)
         return fwd.stage_s, fwd.stage_kernels
@@ -52,8 +52,8 @@ def _pass(ci: CostInputs, par: Par, w: Work):
     layer = attention_block(ci, one, w, ovh)
     layer += moe_ops(ci, one, w, ovh) if draft_layer_is_moe(ci) else dense_ffn_ops(ci, one, T, ovh)
     fuse = fusion_params(ci)
-    fusion = compute_op("draft_fusion", 2 * T * fuse, fuse * ci.w_other + T * 3 * ci.D * ci.act_b,
-                        ci.flops_other, ci.hbm_other, ovh, K.DRAFT_FUSION, ci.sharp)
+    fusion = compute_op("draft_fusion", 2 * T * fuse, fuse * ci.other_bytes_per_weight + T * 3 * ci.hidden_size * ci.act_bytes_per_value,
+                        ci.other_flop_per_s, ci.hbm_other_bytes_per_s, ovh, K.DRAFT_FUSION, ci.roofline_sharpness)
     ops = layer + [fusion] + embed_ops(ci, one, T, ovh) + head_ops(ci, one, w.head_rows, ovh)
     return sum(op.time_s for op in ops), sum(op.kernels for op in ops)
 

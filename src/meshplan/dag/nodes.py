@@ -7,7 +7,9 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from meshplan.cost.roofline import OpCost, OpKind
 from meshplan.errors import SpecError
+from meshplan.specs.workload import Phase
 
 
 class NodeKind(StrEnum):
@@ -20,7 +22,15 @@ class NodeKind(StrEnum):
 
     @property
     def shape(self) -> str:
-        return {"compute": "rectangle", "comm": "ellipse", "route": "parallelogram"}[self.value]
+        return {NodeKind.COMPUTE: "rectangle", NodeKind.COMM: "ellipse", NodeKind.ROUTE: "parallelogram"}[self]
+
+    @staticmethod
+    def of(cost: OpCost) -> "NodeKind":
+        """The kind an operator's own record states (its OpKind, and whether it routes tokens):
+        the DAG never guesses it from the operator's name."""
+        if cost.kind is OpKind.COMM:
+            return NodeKind.COMM
+        return NodeKind.ROUTE if cost.routes else NodeKind.COMPUTE
 
 
 @dataclass(slots=True)
@@ -71,7 +81,7 @@ class Edge:
 class Dag:
     """The operator graph of one phase of one pool."""
 
-    phase: str
+    phase: Phase
     layout: str
     num_gpus: int
     expanded: bool

@@ -25,6 +25,7 @@ import numpy as np
 from meshplan.cost.imbalance import busiest_rank_load
 from meshplan.dag.nodes import Dag, NodeKind
 from meshplan.specs.problem import Problem
+from meshplan.specs.workload import Phase
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.mesh import expert_slots_per_rank, experts_of
 
@@ -90,7 +91,7 @@ def slot_loads(counts: np.ndarray, slots: dict[int, range], num_slots: int) -> d
     return {g: float(per_slot[r.start:r.stop].sum()) for g, r in slots.items()}
 
 
-def routing_for(problem: Problem, lay: Layout, phase: str, B: float, rng: np.random.Generator,
+def routing_for(problem: Problem, lay: Layout, phase: Phase, B: float, rng: np.random.Generator,
                 offset: int = 0) -> Routing | None:
     """A sampled routing of a pass of B per attention-dp rank, per instance and stage, or None
     (dense model, or no expert parallelism: every GPU computes every expert). Its closed-form factor
@@ -100,7 +101,7 @@ def routing_for(problem: Problem, lay: Layout, phase: str, B: float, rng: np.ran
     if not m.is_moe or lay.ep == 1:
         return None
     per_rank = expert_slots_per_rank(m.num_experts, a.redundant_experts, lay.ep)
-    tokens = int(round(B * lay.dp * (1 if phase == "decode" else problem.workload.computed_prompt_tokens)))
+    tokens = int(round(B * lay.dp * (1 if Phase(phase) is Phase.DECODE else problem.workload.computed_prompt_tokens)))
     cv = a.expert_load_cv * (a.eplb_residual if a.redundant_experts else 1.0)
     factor = float(busiest_rank_load(tokens * m.top_k, lay.ep, m.num_experts, cv))
     loads: dict[int, float] = {}

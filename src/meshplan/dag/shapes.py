@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from meshplan.cost.inputs import CostInputs
+from meshplan.specs.model import AttentionKind
 from meshplan.specs.params import kv_heads_per_rank
 from meshplan.strategy.layout import Layout
 
@@ -20,14 +21,14 @@ def op_shapes(ci: CostInputs, lay: Layout, B: float, decode: bool, context: floa
     tp = lay.tp
     b = math.ceil(B)
     # A prompt's queries are the tokens prefill computes (fewer than its context with a prefix cache).
-    sq = 1 if decode else int(round(min(context, ci.problem.workload.computed_prompt_tokens)))
+    sq = 1 if decode else int(round(min(context, ci.workload.computed_prompt_tokens)))
     t = b * sq
     d, h = m.hidden_size, m.head_dim
     nh = m.num_heads // tp
     kh = kv_heads_per_rank(m.num_kv_heads, tp)
     hidden = f"[tokens={_n(t)}, hidden={d}]"
     q = f"[batch={b}, seq={sq}, heads={nh}, head_dim={h}]"
-    if m.attention.value == "mla":
+    if m.attention is AttentionKind.MLA:
         kv = f"latent [batch={b}, seq={sq}, {m.kv_lora_rank}+{m.qk_rope_head_dim}]"
         cache = f"latent cache [batch={b}, seq={_n(context)}, {m.kv_lora_rank}+{m.qk_rope_head_dim}]"
     else:

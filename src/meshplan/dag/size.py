@@ -12,10 +12,11 @@ tests check it equals the built DAG's node and edge counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from meshplan.errors import SpecError
 from meshplan.specs.model import LayerKind
-from meshplan.strategy.layout import Layout
+from meshplan.strategy.layout import Axis, Layout
 
 MAX_RENDER_NODES = 5_000
 """Largest DAG (nodes) drawn as SVG or PNG. Graphviz's dot layout (network-simplex ranking and
@@ -37,7 +38,18 @@ wrote DOT and JSON in 18 s, at 2.5 GB peak memory, into 300 MB of DOT and 470 MB
 and files grow linearly, so a million nodes is about the most a laptop holds comfortably and
 more than any viewer opens; the collapsed view of the same plan has a few dozen nodes."""
 
-_GROUPS_PER_INSTANCE = {"tp": "dp", "ep": "etp", "etp": "ep", "stage": None}
+
+class GroupAxis(StrEnum):
+    """The GPUs one transfer node joins within a stage: a group of one layout axis (named as
+    strategy.layout.Axis names it), or the whole stage (the attention-dp gather and scatter)."""
+
+    TP = Axis.TP.value
+    EP = Axis.EP.value
+    ETP = Axis.ETP.value
+    STAGE = "stage"
+
+
+_GROUPS_PER_INSTANCE = {GroupAxis.TP: Axis.DP, GroupAxis.EP: Axis.ETP, GroupAxis.ETP: Axis.EP, GroupAxis.STAGE: None}
 """Groups of one axis among one stage's GPUs, as the degree of the complementary axis: tp groups
 are told apart by their dp rank (tp x dp GPUs), ep groups by their etp rank (ep x etp GPUs), etp
 groups by their ep rank; the whole stage is one group."""
@@ -65,12 +77,12 @@ def units_per_stage(lay: Layout, expand: bool) -> int:
     return lay.instances * lay.gpus_per_stage if expand else 1
 
 
-def groups_per_stage(lay: Layout, axis: str) -> int:
-    """Communication groups of ``axis`` ('tp', 'ep', 'etp' or 'stage') in one stage over every
+def groups_per_stage(lay: Layout, axis: GroupAxis) -> int:
+    """Communication groups of ``axis`` (tp, ep, etp or the whole stage) in one stage over every
     instance: the node count of one transfer in the expanded view (the collapsed view draws one
     node standing for them all)."""
     other = _GROUPS_PER_INSTANCE[axis]
-    return lay.instances * (getattr(lay, other) if other else 1)
+    return lay.instances * (getattr(lay, other.value) if other else 1)
 
 
 @dataclass
@@ -102,34 +114,34 @@ def count_size(lay: Layout, runs: list[LayerKind], *, charged: frozenset[str], s
     t.nodes += 1                               # input
     t.step()                                   # embedding
     if tp:
-        t.comm(g["tp"])                        # embed_all_reduce
+        t.comm(g[GroupAxis.TP])                # embed_all_reduce
     t.step(times=lay.pp - 1)                   # pp_send_recv, one per GPU pair into each later stage
     for kind in runs:
         t.step(times=4)                        # attn_norm, qkv_proj, attn_core, o_proj
         if tp:
-            t.comm(g["tp"])                    # tp_all_reduce_attn
+            t.comm(g[GroupAxis.TP])            # tp_all_reduce_attn
         if kind is not LayerKind.MOE:
             t.step(times=2)                    # ffn_norm, dense_ffn
         else:
             t.step(times=2)                    # ffn_norm, router (from the norm)
             if a2a:
-                t.comm(g["ep"], inputs=2)      # ep_dispatch, + the gate's dashed edge
+                t.comm(g[GroupAxis.EP], inputs=2)  # ep_dispatch, + the gate's dashed edge
             if gather:
-                t.comm(g["stage"], inputs=2)   # attn_dp_gather, + the gate's dashed edge
+                t.comm(g[GroupAxis.STAGE], inputs=2)  # attn_dp_gather, + the gate's dashed edge
             t.step(inputs=1 if a2a or gather else 2)  # experts (the gate's edge when nothing moves)
             if "etp_reduce_scatter" in charged:
-                t.comm(g["etp"])
+                t.comm(g[GroupAxis.ETP])
             if a2a:
-                t.comm(g["ep"])                # ep_combine
+                t.comm(g[GroupAxis.EP])        # ep_combine
             if gather:
-                t.comm(g["stage"])             # attn_dp_scatter
+                t.comm(g[GroupAxis.STAGE])     # attn_dp_scatter
             if shared_experts:
                 t.step()                       # shared_experts
             t.step(inputs=2 if shared_experts else 1)  # moe_sum
         if tp:
-            t.comm(g["tp"])                    # tp_all_reduce_ffn / tp_all_reduce_moe
+            t.comm(g[GroupAxis.TP])            # tp_all_reduce_ffn / tp_all_reduce_moe
     t.step()                                   # lm_head
     if tp:
-        t.comm(g["tp"])                        # logits_gather
+        t.comm(g[GroupAxis.TP])                # logits_gather
     # output, from each distinct tail: the logits_gather groups, or every lm_head unit.
-    return DagSize(nodes=t.nodes + 1, edges=t.edges + (g["tp"] if tp else t.units))
+    return DagSize(nodes=t.nodes + 1, edges=t.edges + (g[GroupAxis.TP] if tp else t.units))

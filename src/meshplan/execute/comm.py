@@ -9,8 +9,8 @@ from collections import defaultdict
 import torch
 import torch.distributed as dist
 
-from meshplan.cost.roofline import ring_factor
-from meshplan.strategy.layout import Layout
+from meshplan.cost.roofline import Collective, ring_factor
+from meshplan.strategy.layout import Axis, Layout
 from meshplan.strategy.mesh import coords_of, group
 
 
@@ -32,9 +32,9 @@ class Comm:
         """Wall time inside each kind of collective (transfer and waiting for peers)."""
         self._since = 0.0
         self.pipeline_wait_s = 0.0
-        self.tp_group = self._groups("tp")
-        self.etp_group = self._groups("etp")
-        self.stage_group = self._groups("stage")
+        self.tp_group = self._groups(Axis.TP)
+        self.etp_group = self._groups(Axis.ETP)
+        self.stage_group = self._groups(None)
         self.stage_ranks = self._stage_ranks(rank)
 
     def reset_counters(self) -> None:
@@ -49,11 +49,12 @@ class Comm:
         first = r - (r % g)
         return list(range(first, first + g))
 
-    def _groups(self, kind: str):
-        """All groups of one kind, created in a fixed order; returns this rank's group (or None)."""
+    def _groups(self, axis: Axis | None):
+        """All groups of one axis (None: the whole stage), created in a fixed order; returns this
+        rank's group (or None)."""
         seen, mine = set(), None
         for r in range(self.lay.gpus):
-            ranks = self._stage_ranks(r) if kind == "stage" else group(r, self.lay, kind)
+            ranks = self._stage_ranks(r) if axis is None else group(r, self.lay, axis)
             key = tuple(ranks)
             if key in seen or len(ranks) == 1:
                 continue
@@ -82,7 +83,7 @@ class Comm:
             self.waiting(True)
             dist.all_reduce(x, group=self.tp_group)
             self.waiting(False)
-            self._count(kind, float(ring_factor(self.lay.tp, "all_reduce")) * x.numel() * x.element_size())
+            self._count(kind, float(ring_factor(self.lay.tp, Collective.ALL_REDUCE)) * x.numel() * x.element_size())
         return x
 
     def tp_all_gather_last(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,7 +95,8 @@ class Comm:
         dist.all_gather(parts, x.contiguous(), group=self.tp_group)
         self.waiting(False)
         full = torch.cat(parts, dim=-1)
-        self._count("logits_gather", float(ring_factor(self.lay.tp, "all_gather")) * full.numel() * full.element_size())
+        self._count("logits_gather", float(ring_factor(self.lay.tp, Collective.ALL_GATHER)) * full.numel()
+                    * full.element_size())
         return full
 
     def etp_reduce_scatter(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,7 +109,7 @@ class Comm:
         self.waiting(True)
         dist.reduce_scatter(out, parts, group=self.etp_group)
         self.waiting(False)
-        self._count("etp_reduce_scatter", float(ring_factor(self.lay.etp, "reduce_scatter")) * x.numel()
+        self._count("etp_reduce_scatter", float(ring_factor(self.lay.etp, Collective.REDUCE_SCATTER)) * x.numel()
                     * x.element_size())
         return out
 

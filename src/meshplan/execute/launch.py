@@ -28,7 +28,7 @@ from meshplan.execute.runner import rank_weight_bytes
 from meshplan.execute.watchdog import RunFailed, stop, watch  # noqa: F401 (RunFailed: callers import it here)
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
-from meshplan.strategy.rules import layout_violations
+from meshplan.strategy.rules import Rule, layout_violations
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -125,7 +125,7 @@ def refuse_illegal(problem: Problem, lay: Layout, cfg: RefConfig) -> None:
         raise SpecError("assumptions.redundant_experts", problem.assumptions.redundant_experts,
                         "the executor places each routed expert once (no EPLB replicas); run the plan with 0")
     bad = layout_violations(problem, lay)
-    bad = [v for v in bad if v.rule.value not in ("tp_inside_node", "etp_inside_node")]  # one machine here
+    bad = [v for v in bad if v.rule not in (Rule.TP_INSIDE_NODE, Rule.ETP_INSIDE_NODE)]  # one machine here
     if bad:
         raise SpecError("strategy", str(lay), "; ".join(f"[{v.rule.value}] {v.message}" for v in bad))
     for name, size, deg in (("FFN", cfg.ffn, lay.tp), ("expert FFN", cfg.expert_ffn, lay.etp),

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 import torch
 
-from meshplan.specs.model import ModelSpec, RouterScoring
+from meshplan.specs.model import AttentionKind, LayerKind, ModelSpec, RouterScoring
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RefConfig:
-    layers: tuple[str, ...]
-    """'dense' or 'moe' per layer."""
+    layers: tuple[LayerKind, ...]
+    """The kind of every layer (dense or MoE)."""
     hidden: int
     heads: int
     kv_heads: int
@@ -43,8 +43,8 @@ class RefConfig:
 
 
 def config_from_spec(m: ModelSpec, scale: str = "tiny") -> RefConfig:
-    kinds = tuple(k.value for k in m.layer_kinds)
-    kv = m.num_heads if m.attention.value == "mla" else m.num_kv_heads
+    kinds = tuple(m.layer_kinds)
+    kv = m.num_heads if m.attention is AttentionKind.MLA else m.num_kv_heads
     if scale == "full":
         return RefConfig(layers=kinds, hidden=m.hidden_size, heads=m.num_heads, kv_heads=kv, head_dim=m.head_dim,
                          ffn=m.ffn_size or 1, experts=m.num_experts, top_k=m.top_k, expert_ffn=m.expert_ffn_size,
@@ -149,7 +149,7 @@ class ReferenceModel:
         self.layers = []
         for i, kind in enumerate(c.layers):
             p = dict(self.w.attn(i), ffn_norm=1.0 + self.w.get(f"l{i}.ffn_norm", c.hidden, scale=0.1))
-            if kind == "moe":
+            if kind is LayerKind.MOE:
                 p["router"] = self.w.get(f"l{i}.router", c.experts, c.hidden)
                 p["experts"] = [self.w.ffn(f"l{i}.e{e}", c.hidden, c.expert_ffn) for e in range(c.experts)]
                 if c.shared_ffn:

@@ -20,7 +20,7 @@ from meshplan.execute.microbench import best_seconds
 from meshplan.execute.model import RefConfig, config_from_spec
 from meshplan.execute.runner import Runner
 from meshplan.execute.worker import prompts
-from meshplan.specs.model import LayerKind
+from meshplan.specs.model import AttentionKind, LayerKind
 from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.mesh import stage_layers
@@ -93,7 +93,8 @@ def run_problem(base: Problem, cfg: RefConfig, profile: DeviceProfile, isl: int,
     d = base.model_dump(mode="json")
     m = base.model
     d["model"].update(hidden_size=cfg.hidden, head_dim=cfg.head_dim, num_kv_heads=cfg.kv_heads,
-                      attention="mha" if cfg.kv_heads == cfg.heads else "gqa", ffn_size=cfg.ffn if m.ffn_size else 0,
+                      attention=(AttentionKind.MHA if cfg.kv_heads == cfg.heads else AttentionKind.GQA).value,
+                      ffn_size=cfg.ffn if m.ffn_size else 0,
                       expert_ffn_size=cfg.expert_ffn, shared_expert_ffn_size=cfg.shared_ffn // max(m.num_shared_experts, 1),
                       vocab_size=cfg.vocab, num_window_layers=0, window_tokens=0, q_lora_rank=0, kv_lora_rank=0,
                       qk_nope_head_dim=0, qk_rope_head_dim=0, v_head_dim=0, attention_bias=False, expert_bias=False,

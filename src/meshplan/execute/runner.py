@@ -20,6 +20,7 @@ import torch
 from meshplan.execute.comm import Comm
 from meshplan.execute.model import RefConfig, Weights, rms_norm, rope, route, swiglu
 from meshplan.strategy.layout import Layout
+from meshplan.specs.model import LayerKind
 from meshplan.specs.params import kv_heads_per_rank
 from meshplan.strategy.mesh import coords_of, expert_slots_per_rank, stage_layers
 
@@ -33,7 +34,7 @@ def rank_weight_bytes(cfg: RefConfig, lay: Layout, rank: int, itemsize: int) -> 
     n = (cfg.vocab * d if c.pp == 0 else 0) + ((cfg.vocab // tp) * d + d if c.pp == lay.pp - 1 else 0)
     for i in stage_layers(len(cfg.layers), lay.pp)[c.pp]:
         n += 2 * d + 2 * nh * h * d + 2 * kh * h * d  # norms, wq and wo, wk and wv
-        if cfg.layers[i] == "moe":
+        if cfg.layers[i] is LayerKind.MOE:
             n += cfg.experts * d + expert_slots_per_rank(cfg.experts, 0, lay.ep) * 3 * d * (cfg.expert_ffn // lay.etp)
             n += 3 * d * (cfg.shared_ffn // tp)
         else:
@@ -68,7 +69,7 @@ class Runner:
             a = w.attn(i, q=slice(c.tp * self.nh, (c.tp + 1) * self.nh), kv=slice(kv_first, kv_first + self.kh))
             p = {"attn_norm": a["norm"], "ffn_norm": 1.0 + w.get(f"l{i}.ffn_norm", cfg.hidden, scale=0.1),
                  "wq": a["wq"], "wk": a["wk"], "wv": a["wv"], "wo": a["wo"]}
-            if cfg.layers[i] == "moe":
+            if cfg.layers[i] is LayerKind.MOE:
                 p["router"] = w.get(f"l{i}.router", cfg.experts, cfg.hidden)
                 per = expert_slots_per_rank(cfg.experts, 0, lay.ep)  # no replicas: launch refuses them
                 fe = cfg.expert_ffn // lay.etp
@@ -106,7 +107,7 @@ class Runner:
         for i in self.layers:
             x = x + self._attention(i, x, batch, n, pos0)
             h = rms_norm(x, self.p[i]["ffn_norm"], self.cfg.eps)
-            x = x + (self._moe(i, h, prefill) if self.cfg.layers[i] == "moe" else self._dense(i, h))
+            x = x + (self._moe(i, h, prefill) if self.cfg.layers[i] is LayerKind.MOE else self._dense(i, h))
         if not self.last:
             self.comm.send(x, self.comm.rank + lay.gpus_per_stage)
             if self.first:

@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from meshplan.cost.roofline import ring_factor
+from meshplan.cost.roofline import Collective, ring_factor
 from meshplan.execute.comm import Comm
 from meshplan.execute.fault import inject
 from meshplan.execute.model import RefConfig
 from meshplan.execute.runner import Runner
+from meshplan.specs.model import LayerKind
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.mesh import coords_of
 
@@ -62,7 +63,7 @@ def measure_link(comm: Comm, dtype: torch.dtype, repeats: int = 20) -> dict[str,
         t = time.perf_counter()
         all_reduce(big)
         best = min(best, time.perf_counter() - t)
-    sent = float(ring_factor(world, "all_reduce")) * big.numel() * big.element_size()
+    sent = float(ring_factor(world, Collective.ALL_REDUCE)) * big.numel() * big.element_size()
     return {"collective_latency_s": latency, "collective_bw_bytes_per_s": sent / max(best - latency, 1e-9)}
 
 
@@ -115,7 +116,7 @@ def main() -> None:
         seconds=spec.get("startup_timeout_s", 0) + 2 * spec["timeout_s"] + 30))
     dtype = getattr(torch, spec["dtype"])
     lay = Layout(**spec["layout"])
-    cfg = RefConfig(**{**spec["config"], "layers": tuple(spec["config"]["layers"])})
+    cfg = RefConfig(**{**spec["config"], "layers": tuple(LayerKind(k) for k in spec["config"]["layers"])})
     comm = Comm(lay, rank, phase.flags, cuda=bool(spec.get("cuda")))
     phase.waiting(False)
     runner = Runner(cfg, lay, comm, spec["seed"], dtype, progress=phase)

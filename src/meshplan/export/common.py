@@ -12,10 +12,11 @@ from meshplan.errors import SpecError
 from meshplan.export.shell import checked
 from meshplan.io.catalog import model_alias
 from meshplan.plan.pools import Pool
+from meshplan.specs.dtypes import DType
 from meshplan.specs.model import ModelSpec
 from meshplan.specs.problem import Problem
 from meshplan.specs.speculative import SpecMethod, Speculative
-from meshplan.specs.workload import Phase
+from meshplan.specs.workload import Phase, PoolRole
 
 _HF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 """A Hugging Face repository id, owner/name: the ASCII form of huggingface_hub's validate_repo_id
@@ -31,7 +32,7 @@ class Inexpressible(ValueError):
 class PoolSettings:
     """Serving settings of one pool derived from the plan."""
 
-    role: str
+    role: PoolRole
     served_model: str
     """What the engine loads: a Hugging Face id or a local checkpoint folder (served_model)."""
     context_tokens: int
@@ -41,7 +42,7 @@ class PoolSettings:
     memory_fraction: float
     kv_fp8: bool
     chunk_tokens: int
-    """The engine's per-iteration token budget setting the plan was costed with (CostInputs.budget: the
+    """The engine's per-iteration token budget setting the plan was costed with (CostInputs.token_budget: the
     engine's default unless the problem sets one); engines that split it over attention-dp ranks
     (SGLang) do so themselves (cost.iteration.prefill_budget)."""
     two_batch_overlap: bool
@@ -113,9 +114,9 @@ def settings(problem: Problem, pool: Pool) -> PoolSettings:
     return PoolSettings(
         role=pool.role, served_model=served_model(problem.model), context_tokens=context_tokens(problem),
         seqs_per_rank=max(1, int(math.ceil(b * pool.layout.pp))),
-        memory_fraction=problem.requirements.memory_headroom, kv_fp8=problem.precision.kv_cache.value == "fp8",
-        chunk_tokens=int(ci.budget),
-        two_batch_overlap=bool(ci.tbo),
+        memory_fraction=problem.requirements.memory_headroom, kv_fp8=problem.precision.kv_cache is DType.FP8,
+        chunk_tokens=int(ci.token_budget),
+        two_batch_overlap=bool(ci.two_batch_overlap),
         redundant_experts=problem.assumptions.redundant_experts, gpus_per_node=problem.gpu.nvlink_domain_gpus,
         is_moe=problem.model.is_moe, speculative=spec, draft_served=draft_served(spec),
         adp_balance=problem.engine.adp_balance,
@@ -127,7 +128,7 @@ class Launch:
     """Files and commands for one pool: ``files`` maps a relative path to its text."""
 
     engine: str
-    role: str
+    role: PoolRole
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 

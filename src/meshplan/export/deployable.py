@@ -13,6 +13,7 @@ from meshplan.cost.phase import max_sequences_per_rank
 from meshplan.export.common import context_tokens
 from meshplan.plan.pools import Pool
 from meshplan.specs.problem import Problem
+from meshplan.specs.workload import PoolRole
 from meshplan.strategy.rules import UNUSUAL, Rule, Violation, layout_violations
 
 
@@ -23,7 +24,7 @@ def blockers(problem: Problem, pool: Pool) -> list[Violation]:
     ci = CostInputs.from_problem(problem)
     par = Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp)
     w = problem.workload
-    if pool.role == "prefill":
+    if pool.role is PoolRole.PREFILL:
         room = float(np.asarray(max_sequences_per_rank(ci, par, w.isl_max_tokens, tokens_per_seq=w.isl_max_tokens)))
         what = f"one prompt of {w.isl_max_tokens:,.0f} tokens"
     else:

@@ -8,7 +8,7 @@ from meshplan.search.candidate import Candidate
 from meshplan.search.order import per_gpu_metric
 from meshplan.search.evaluate import evaluate_aggregated
 from meshplan.specs.problem import Problem
-from meshplan.specs.workload import Phase
+from meshplan.specs.workload import Phase, PoolRole
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.rules import layout_violations
 from meshplan.strategy.space import divisors
@@ -27,11 +27,11 @@ def neighbours(lay: Layout) -> list[Layout]:
     return out
 
 
-def nearest(problem: Problem, lay: Layout, phase: str, expressible: Callable[[Layout], bool]
+def nearest(problem: Problem, lay: Layout, role: PoolRole, expressible: Callable[[Layout], bool]
             ) -> tuple[Layout, Candidate] | None:
-    """The expressible, legal neighbour with the most tokens/s per GPU for ``phase``."""
-    sub = problem.model_copy(update={"phase": Phase.PREFILL if phase == "prefill" else
-                                     (Phase.DECODE if phase == "decode" else Phase.BOTH)})
+    """The expressible, legal neighbour with the most tokens/s per GPU for a pool of ``role``."""
+    sub = problem.model_copy(update={"phase": {PoolRole.PREFILL: Phase.PREFILL, PoolRole.DECODE: Phase.DECODE,
+                                               PoolRole.AGGREGATED: Phase.BOTH}[role]})
     best = None
     for cand in neighbours(lay):
         if not problem.model.is_moe and (cand.ep, cand.etp, cand.dp) != (1, 1, 1):

@@ -14,6 +14,7 @@ from meshplan.export.common import Launch, PoolSettings, nodes_of_instance
 from meshplan.export.speculative import sglang_flags
 from meshplan.export.shell import Env, Join, command, require_env, script
 from meshplan.plan.pools import Pool
+from meshplan.specs.workload import PoolRole
 from meshplan.strategy.notation import to_sglang
 
 DIST_PORT = 5000
@@ -30,7 +31,7 @@ def launch(pool: Pool, s: PoolSettings) -> Launch:
     if lay.ep > 1:
         args.append(("--ep-size", lay.ep))
         if lay.ep == f["tp_size"]:
-            mode = {"prefill": "normal", "decode": "low_latency"}.get(s.role, "auto")
+            mode = {PoolRole.PREFILL: "normal", PoolRole.DECODE: "low_latency"}.get(s.role, "auto")
             args += [("--moe-a2a-backend", "deepep"), ("--deepep-mode", mode)]
     if lay.pp > 1:
         args.append(("--pp-size", lay.pp))
@@ -45,8 +46,8 @@ def launch(pool: Pool, s: PoolSettings) -> Launch:
     args += sglang_flags(s.speculative, s.draft_served)
     if s.two_batch_overlap and lay.ep > 1:
         args.append(("--enable-two-batch-overlap",))
-    if s.role in ("prefill", "decode"):
-        args += [("--disaggregation-mode", s.role), ("--disaggregation-transfer-backend", "mooncake")]
+    if s.role is not PoolRole.AGGREGATED:
+        args += [("--disaggregation-mode", s.role.value), ("--disaggregation-transfer-backend", "mooncake")]
     out = Launch(engine="sglang", role=s.role)
     for inst in range(lay.instances):
         for node in range(nodes):

@@ -15,6 +15,7 @@ from meshplan.export.common import Inexpressible, Launch, PoolSettings, nodes_of
 from meshplan.export.speculative import trtllm_config
 from meshplan.export.shell import Env, Join, command, script
 from meshplan.plan.pools import Pool
+from meshplan.specs.workload import PoolRole
 from meshplan.strategy.notation import to_trtllm
 
 HTTP_PORT = 8000
@@ -42,7 +43,7 @@ def config(pool: Pool, s: PoolSettings) -> dict:
     if lay.ep > 1:
         # WIDEEP is TensorRT-LLM's large-scale EP backend (all-to-all across nodes, load balancer).
         cfg["moe_config"] = {"backend": "WIDEEP" if lay.ep > s.gpus_per_node else "CUTLASS"}
-    if s.role in ("prefill", "decode"):
+    if s.role is not PoolRole.AGGREGATED:
         cfg["cache_transceiver_config"] = {"backend": "DEFAULT"}
     cfg.update(trtllm_config(s.speculative, s.draft_served))
     return cfg

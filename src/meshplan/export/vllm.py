@@ -15,6 +15,7 @@ from meshplan.export.common import Inexpressible, Launch, PoolSettings, nodes_of
 from meshplan.export.speculative import vllm_flags
 from meshplan.export.shell import Env, Join, command, export_env, require_env, script
 from meshplan.plan.pools import Pool
+from meshplan.specs.workload import PoolRole
 from meshplan.strategy.notation import to_vllm
 
 RPC_PORT = 13345
@@ -29,7 +30,7 @@ def _a2a(s: PoolSettings, ep: int, multi_node: bool) -> str | None:
     (CUDA-graph friendly) for decode, as vLLM's expert-parallel deployment guide recommends."""
     if ep <= 1 or not multi_node:
         return None
-    return "deepep_low_latency" if s.role == "decode" else "deepep_high_throughput"
+    return "deepep_low_latency" if s.role is PoolRole.DECODE else "deepep_high_throughput"
 
 
 def launch(pool: Pool, s: PoolSettings) -> Launch:
@@ -56,7 +57,7 @@ def launch(pool: Pool, s: PoolSettings) -> Launch:
     if s.kv_fp8:
         base.append(("--kv-cache-dtype", "fp8"))
     base += vllm_flags(s.speculative, s.draft_served)
-    if s.role in ("prefill", "decode"):
+    if s.role is not PoolRole.AGGREGATED:
         # P/D disaggregation through NIXL (vLLM docs, disagg_prefill); a proxy routes each request
         # to a prefill then a decode instance.
         base.append(("--kv-transfer-config", json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"})))

@@ -1,15 +1,19 @@
-"""Predict the published cases (shared/cases/published.yaml; a copy ships in the package).
+"""Predict the published cases (shared/cases/published.yaml; a copy ships in the package, which
+adds the schema fields ``kind`` and ``engine`` to every case, and ``speculative`` and
+``gpus_per_node`` where they apply).
 
 Each figure is predicted with the same evaluation as `meshplan evaluate`, at the layout,
-precision and workload the case states. Figures whose inputs the source does not publish (input
-length, speculative decoding) are skipped and listed with the reason, never guessed.
+precision and workload the case states. A case's ``kind`` (CaseKind) names the schema its figures
+follow, and so how they are predicted; it is read from the case, never from its id. Figures whose
+inputs the source does not publish (input length, speculative acceptance) are skipped and listed
+with the reason, or predicted at a stated assumption that the figure's name says, never guessed.
 """
 
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,29 @@ from meshplan.io.calibration import DEFAULT_PROFILE
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.io.user_file import load_yaml, read_text
 from meshplan.search.evaluate import evaluate_aggregated
-from meshplan.strategy.layout import Layout
+from meshplan.specs.speculative import SpecMethod
+from meshplan.specs.workload import Phase
+from meshplan.strategy.layout import Axis, Layout
+
+
+class CaseKind(StrEnum):
+    """What a published case carries, and so how its figures are predicted (``kind`` in the file).
+
+    mlperf: MLPerf scenarios (offline, server, interactive) with a maximum input length but no
+    mean: not predicted. perf_table: ``rows`` of model, GPUs and layout, each with output tok/s
+    (``output_tok_s``, of the group, or ``output_tok_s_per_gpu``) keyed "isl/osl", at unbounded
+    concurrency. max_throughput: one layout at a stated ``workload`` concurrency, measured output
+    tok/s per GPU. min_latency: the same, measured tok/s per user, with ``speculative`` decoding
+    if the case states it. phases: prefill and decode under ``phases``, each predicted alone at
+    its layout, context and batch, measured per GPU (or per node of ``gpus_per_node`` GPUs).
+    decode_rows: ``rows`` of precisions, each with the ``decode`` phase it measured."""
+
+    MLPERF = "mlperf"
+    PERF_TABLE = "perf_table"
+    MAX_THROUGHPUT = "max_throughput"
+    MIN_LATENCY = "min_latency"
+    PHASES = "phases"
+    DECODE_ROWS = "decode_rows"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,33 +75,18 @@ def _precision(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _layout(d: dict[str, Any], gpus: int | None) -> Layout:
-    lay = Layout(**{k: d.get(k, 1) for k in ("instances", "pp", "tp", "dp", "ep", "etp")})
-    if gpus and "instances" not in d:
+    lay = Layout(**{axis.value: d.get(axis, 1) for axis in Axis})
+    if gpus and Axis.INSTANCES not in d:
         lay = lay.with_instances(max(1, gpus // lay.gpus_per_instance))
     return lay
 
 
-def engine_of(case: dict[str, Any]) -> dict[str, Any]:
-    """The engine a published case ran on, from its source: MLPerf and TensorRT-LLM documents ->
-    TensorRT-LLM; SGLang and lmsys posts -> SGLang; vLLM posts -> vLLM. DeepSeek's own serving
-    system (profile-data) is read as SGLang with DeepEP's all-to-all, the stack SGLang's large-scale
-    EP blog reproduces it with."""
-    source = str(case.get("source", ""))
-    if "deepseek-ai/profile-data" in source:
-        return {"name": "sglang", "a2a_backend": "all_to_all"}
-    if "vLLM" in source or "vllm-project" in source:
-        return {"name": "vllm"}
-    if "SGLang" in source or "lmsys" in source or "lm-sys" in source:
-        return {"name": "sglang", "a2a_backend": "all_to_all"}
-    return {"name": "trtllm"}
-
-
-def _predict(model, gpu, precision, lay: Layout, isl, osl, phase, concurrency=None, tbo=False, engine=None,
+def _predict(model, gpu, precision, lay: Layout, isl, osl, phase: Phase, engine, concurrency=None, tbo=False,
              calibration: str | None = DEFAULT_PROFILE, speculative: dict[str, Any] | None = None) -> Any:
-    raw = {"name": "case", "model": model, "gpu": gpu, "precision": precision, "phase": phase,
+    raw = {"name": "case", "model": model, "gpu": gpu, "precision": precision, "phase": phase.value,
            "calibration": calibration or "none",
            "workload": {"isl": isl, "osl": osl, "concurrency": concurrency},
-           "assumptions": {"two_batch_overlap": tbo}, "engine": engine or {"name": "trtllm"}}
+           "assumptions": {"two_batch_overlap": tbo}, "engine": engine}
     if speculative is not None:
         raw["speculative"] = speculative
     return evaluate_aggregated(problem_from_raw(raw), lay)
@@ -91,8 +102,9 @@ MT-bench, HumanEval, GSM8K); 1 + 0.85 (1 + a + ... + a^6) = 3.20 gives a = 0.63.
 
 
 SKIP_REASONS = {
-    "mlperf": "the source publishes no mean input length (only a maximum); not guessed",
+    CaseKind.MLPERF: "the source publishes no mean input length (only a maximum); not guessed",
 }
+"""Why the cases of a kind are not predicted."""
 
 
 def skipped_cases(path: str | None = None) -> list[tuple[str, str]]:
@@ -100,13 +112,17 @@ def skipped_cases(path: str | None = None) -> list[tuple[str, str]]:
     out = []
     for case in _load(path):
         if not _case_rows(case):
-            reason = next((r for key, r in SKIP_REASONS.items() if case["id"].startswith(key)), "no predictable figure")
-            out.append((case["id"], reason))
+            out.append((case["id"], SKIP_REASONS.get(CaseKind(case["kind"]), "no predictable figure")))
     return out
 
 
+_OLDER = ("; shared/cases/published.yaml predates the schema fields kind and engine: the bundled copy "
+          "(meshplan validate without a file) has them")
+
+
 def _load(path: str | None) -> list[dict[str, Any]]:
-    """The cases of a published-cases file: a mapping whose ``cases`` is a list of mappings with an id."""
+    """The cases of a published-cases file: a mapping whose ``cases`` is a list of mappings, each
+    with a text id and a ``kind`` (CaseKind)."""
     source = Path(path) if path else CATALOG / "cases" / "published.yaml"
     data = load_yaml(read_text(source, "cases"), "cases", source.name)
     if not isinstance(data, dict):
@@ -118,6 +134,12 @@ def _load(path: str | None) -> list[dict[str, Any]]:
         if not isinstance(case, dict) or not isinstance(case.get("id"), str):
             raise SpecError(f"cases[{i}].id", case.get("id") if isinstance(case, dict) else case,
                             "every case is a mapping with a text id")
+        if not isinstance(case.get("kind"), str) or case["kind"] not in set(CaseKind):
+            raise SpecError(f"cases.{case['id']}.kind", case.get("kind"), "every case states the schema its figures "
+                            f"follow: one of {', '.join(CaseKind)}" + _OLDER)
+        if not isinstance(case.get("engine"), dict):
+            raise SpecError(f"cases.{case['id']}.engine", case.get("engine"), "every case states the engine it ran "
+                            "on, as a problem's engine key does ({name: trtllm})" + _OLDER)
     return cases
 
 
@@ -128,87 +150,128 @@ def predict_cases(path: str | None = None, calibration: str | None = DEFAULT_PRO
     for case in _load(path):
         try:
             rows += _case_rows(case, calibration)
+        except SpecError as err:
+            raise SpecError(f"cases.{case['id']}.{err.field}", err.value, err.rule) from None
         except (KeyError, IndexError) as err:
             raise SpecError(f"cases.{case['id']}", err.args[0] if err.args else None,
                             "missing from the case (the format of published.yaml)") from None
         except (TypeError, ValueError, AttributeError) as err:
-            if isinstance(err, SpecError):
-                raise
             raise SpecError(f"cases.{case['id']}", None, f"a field is not in the format of published.yaml "
                             f"({err.__class__.__name__})") from None
     return rows
 
 
 def _case_rows(case: dict[str, Any], calibration: str | None = DEFAULT_PROFILE) -> list[CaseRow]:
-    predict = functools.partial(_predict, calibration=calibration)
-    cid = case["id"]
-    out: list[CaseRow] = []
-    if "rows" in case and cid.startswith("trt-perf"):
-        for r in case["rows"]:
-            prec = _precision({"weights": r.get("weights", case.get("weights")), "kv_cache": r.get("kv_cache")})
-            lay = _layout(r["layout"], r["gpus"])
-            figures = r.get("output_tok_s") or r.get("output_tok_s_per_gpu")
-            for key, measured in figures.items():
-                isl, osl = (float(x) for x in key.split("/"))
-                c = predict(r["model"], case["gpu"], prec, lay, isl, osl, "both", engine=engine_of(case))
-                per_gpu = c.output_tok_s_per_gpu
-                pred = per_gpu * r["gpus"] if "output_tok_s" in r else per_gpu
-                out.append(CaseRow(case=f"{cid}/{r['model']}", figure=f"{key} output tok/s"
-                                   + ("" if "output_tok_s" in r else " per GPU"), predicted=pred, measured=measured))
-        return out
-    if cid == "trt-dsr1-b200-minlat":
-        # Three MTP draft tokens per iteration (the source's "3 MTP layers"); its acceptance is not
-        # published, so MTP_ACCEPTANCE is assumed and the figure says so.
-        w = case["workload"]
-        spec = {"method": "mtp", "draft_tokens": 3, "acceptance": list(MTP_ACCEPTANCE)}
-        c = predict(case["model"], case["gpu"], _precision(case), _layout(case["layout"], case["gpus"]),
-                    w["isl"], w["osl"], "both", concurrency=w["concurrency"], engine=engine_of(case), speculative=spec)
-        return [CaseRow(case=cid, figure="tok/s per user (MTP, acceptance assumed)", predicted=1.0 / c.tpot_s,
-                        measured=case["measured"]["per_user_tok_s"])]
-    if cid.startswith("trt-dsr1-b200-maxtput"):
-        w = case["workload"]
-        c = predict(case["model"], case["gpu"], _precision(case), _layout(case["layout"], case["gpus"]),
-                     w["isl"], w["osl"], "both", concurrency=w["concurrency"], engine=engine_of(case))
-        return [CaseRow(case=cid, figure="output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
-                        measured=case["measured"]["output_tok_s_per_gpu"])]
-    if cid == "deepseek-profile-h800":
-        pf, dc = case["phases"]["prefill"], case["phases"]["decode"]
-        c = predict(case["model"], case["gpu"], _precision(case), _layout(pf["layout"], pf["gpus"]), pf["isl"], 1,
-                     "prefill", concurrency=pf["tokens_per_gpu_per_batch"] // pf["isl"] * pf["gpus"], tbo=True,
-                     engine=engine_of(case))
-        out.append(CaseRow(case=cid, figure="prefill input tok/s per GPU", predicted=c.input_tok_s_per_gpu,
-                           measured=pf["input_tok_s_per_node"] / 8))
-        c = predict(case["model"], case["gpu"], _precision(case), _layout(dc["layout"], dc["gpus"]), dc["context"], 1,
-                     "decode", concurrency=dc["batch_per_gpu"] * dc["gpus"], tbo=True, engine=engine_of(case))
-        out.append(CaseRow(case=cid, figure="decode output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
-                           measured=dc["output_tok_s_per_node"] / 8))
-        return out
-    if cid == "sglang-gb200-decode":
-        dc = case["phases"]["decode"]
-        c = predict(case["model"], case["gpu"], _precision(case), _layout(dc["layout"], dc["gpus"]), dc["isl"], 1,
-                     "decode", engine=engine_of(case))
-        return [CaseRow(case=cid, figure="decode output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
-                        measured=dc["output_tok_s_per_gpu"])]
-    if cid == "sglang-gb200-part2":
-        for r in case["rows"]:
-            dc = r["decode"]
-            conc = dc["batch_per_gpu"] * dc["gpus"] if dc.get("batch_per_gpu") else None
-            c = predict(case["model"], case["gpu"], _precision({"weights": r["precision"]}),
-                         _layout(dc["layout"], dc["gpus"]), dc["isl"], 1, "decode", concurrency=conc,
-                         engine=engine_of(case))
-            out.append(CaseRow(case=cid, figure=f"decode tok/s per GPU ({r['precision']})",
-                               predicted=c.output_tok_s_per_gpu, measured=dc["output_tok_s_per_gpu"]))
-        return out
-    if cid == "vllm-gb200-wide-ep":
-        w, prec = case["workload"], _precision(case)
-        pf, dc = case["phases"]["prefill"], case["phases"]["decode"]
-        c = predict(case["model"], case["gpu"], prec, _layout(pf["layout"], None), w["isl"], w["osl"], "prefill",
-                     engine=engine_of(case))
-        out.append(CaseRow(case=cid, figure="prefill input tok/s per GPU", predicted=c.input_tok_s_per_gpu,
-                           measured=pf["input_tok_s_per_gpu"]))
-        c = predict(case["model"], case["gpu"], prec, _layout(dc["layout"], None), w["isl"], w["osl"], "decode",
-                     engine=engine_of(case))
-        out.append(CaseRow(case=cid, figure="decode output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
-                           measured=dc["output_tok_s_per_gpu"]))
-        return out
-    return out  # MLPerf cases publish no mean input length
+    """The figures of one case, read as its kind says (none for a kind in SKIP_REASONS)."""
+    kind = CaseKind(case["kind"])
+    if kind in SKIP_REASONS:
+        return []
+    predict = functools.partial(_predict, calibration=calibration, engine=case["engine"])
+    read = {CaseKind.PERF_TABLE: _perf_table, CaseKind.MAX_THROUGHPUT: _max_throughput,
+            CaseKind.MIN_LATENCY: _min_latency, CaseKind.PHASES: _phases, CaseKind.DECODE_ROWS: _decode_rows}
+    return read[kind](case, predict)
+
+
+def _perf_table(case: dict[str, Any], predict) -> list[CaseRow]:
+    out = []
+    for r in case["rows"]:
+        prec = _precision({"weights": r.get("weights", case.get("weights")), "kv_cache": r.get("kv_cache")})
+        lay = _layout(r["layout"], r["gpus"])
+        figures = r.get("output_tok_s") or r.get("output_tok_s_per_gpu")
+        for key, measured in figures.items():
+            isl, osl = (float(x) for x in key.split("/"))
+            c = predict(r["model"], case["gpu"], prec, lay, isl, osl, Phase.BOTH)
+            per_gpu = c.output_tok_s_per_gpu
+            pred = per_gpu * r["gpus"] if "output_tok_s" in r else per_gpu
+            out.append(CaseRow(case=f"{case['id']}/{r['model']}", figure=f"{key} output tok/s"
+                               + ("" if "output_tok_s" in r else " per GPU"), predicted=pred, measured=measured))
+    return out
+
+
+def _max_throughput(case: dict[str, Any], predict) -> list[CaseRow]:
+    w = case["workload"]
+    c = predict(case["model"], case["gpu"], _precision(case), _layout(case["layout"], case["gpus"]),
+                w["isl"], w["osl"], Phase.BOTH, concurrency=w["concurrency"])
+    return [CaseRow(case=case["id"], figure="output tok/s per GPU", predicted=c.output_tok_s_per_gpu,
+                    measured=case["measured"]["output_tok_s_per_gpu"])]
+
+
+def _min_latency(case: dict[str, Any], predict) -> list[CaseRow]:
+    w = case["workload"]
+    spec, label = _speculative(case.get("speculative"))
+    c = predict(case["model"], case["gpu"], _precision(case), _layout(case["layout"], case["gpus"]),
+                w["isl"], w["osl"], Phase.BOTH, concurrency=w["concurrency"], speculative=spec)
+    return [CaseRow(case=case["id"], figure=f"tok/s per user{label}", predicted=1.0 / c.tpot_s,
+                    measured=case["measured"]["per_user_tok_s"])]
+
+
+def _speculative(stated: Any) -> tuple[dict[str, Any] | None, str]:
+    """The case's speculative decoding as a problem states it, and the figure's note on it. An
+    acceptance the source does not publish is MTP_ACCEPTANCE, for MTP only (it is measured for
+    DeepSeek's module), and the figure says it is assumed."""
+    if stated is None:
+        return None, ""
+    if not isinstance(stated, dict):
+        raise SpecError("speculative", stated, "must be a mapping {method, draft_tokens, acceptance}")
+    spec = {k: v for k, v in stated.items() if v is not None}
+    method = str(spec.get("method", "")).upper()
+    if "acceptance" in spec or "accepted_tokens" in spec:
+        return spec, f" ({method})"
+    drafts = spec.get("draft_tokens")
+    if spec.get("method") != SpecMethod.MTP or not isinstance(drafts, int) or not 1 <= drafts <= len(MTP_ACCEPTANCE):
+        raise SpecError("speculative.acceptance", None, "not stated: an acceptance is assumed only for MTP with "
+                        f"1 to {len(MTP_ACCEPTANCE)} draft tokens (fidelity.cases.MTP_ACCEPTANCE); state it")
+    return spec | {"acceptance": list(MTP_ACCEPTANCE[:drafts])}, f" ({method}, acceptance assumed)"
+
+
+def _phase_figure(case: dict[str, Any], phase: Phase, entry: dict[str, Any], precision: dict[str, Any],
+                  predict) -> tuple[float, float]:
+    """(predicted, measured) throughput per GPU of one phase measured alone: input tok/s for the
+    prefill, output tok/s for decode. The phase's own ``isl`` (or the ``context`` a decode ran at),
+    else the case workload's; the workload's ``osl``, else 1. Concurrency: prefill batches of
+    ``tokens_per_gpu_per_batch`` whole prompts, or ``batch_per_gpu``, on ``gpus`` GPUs, else the
+    engine's own (unbounded). Figures per node are divided by the case's ``gpus_per_node``."""
+    w = case.get("workload") or {}
+    isl = entry.get("isl") or entry.get("context") or w["isl"]
+    osl = w.get("osl") or 1
+    gpus = entry.get("gpus")
+    concurrency = None
+    if entry.get("tokens_per_gpu_per_batch"):
+        concurrency = entry["tokens_per_gpu_per_batch"] // isl * gpus
+    elif entry.get("batch_per_gpu"):
+        concurrency = entry["batch_per_gpu"] * gpus
+    c = predict(case["model"], case["gpu"], precision, _layout(entry["layout"], gpus), isl, osl, phase,
+                concurrency=concurrency, tbo=bool(entry.get("two_microbatch_overlap", False)))
+    stem = "input" if phase is Phase.PREFILL else "output"
+    predicted = c.input_tok_s_per_gpu if phase is Phase.PREFILL else c.output_tok_s_per_gpu
+    per_node = entry.get(f"{stem}_tok_s_per_node")
+    measured = per_node / case["gpus_per_node"] if per_node is not None else entry[f"{stem}_tok_s_per_gpu"]
+    return predicted, measured
+
+
+PHASES = (Phase.PREFILL, Phase.DECODE)
+"""The phases a case may measure alone, in the order they are listed."""
+
+
+def _phases(case: dict[str, Any], predict) -> list[CaseRow]:
+    given = case["phases"]
+    for key in given:
+        if key not in PHASES:
+            raise SpecError("phases", key, f"a phase measured alone is one of {', '.join(PHASES)}")
+    out = []
+    for phase in (p for p in PHASES if p in given):
+        predicted, measured = _phase_figure(case, phase, given[phase], _precision(case), predict)
+        stem = "input" if phase is Phase.PREFILL else "output"
+        out.append(CaseRow(case=case["id"], figure=f"{phase.value} {stem} tok/s per GPU", predicted=predicted,
+                           measured=measured))
+    return out
+
+
+def _decode_rows(case: dict[str, Any], predict) -> list[CaseRow]:
+    out = []
+    for r in case["rows"]:
+        predicted, measured = _phase_figure(case, Phase.DECODE, r["decode"], _precision({"weights": r["precision"]}),
+                                            predict)
+        out.append(CaseRow(case=case["id"], figure=f"decode tok/s per GPU ({r['precision']})", predicted=predicted,
+                           measured=measured))
+    return out

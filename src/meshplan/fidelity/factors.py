@@ -90,17 +90,19 @@ def _engine_factors(e: Engine) -> list[Factor]:
 
 
 FACTORS: tuple[Factor, ...] = (
-    Factor(name="kernel_floor_scale", field="overhead_s", lower=0.2, upper=2.5, relative_to=1.0,
-           section="assumptions", key="kernel_floor_scale", why="per-kernel floor from a fifth (fused, overlapped launches) to 2.5x an isolated kernel's"),
-    Factor(name="sustained_gemm_share", field="flops_other", lower=0.5, upper=1.0, relative_to=1.0,
-           also=("flops_attn", "flops_attn_out", "flops_exp", "flops_shared", "flops_core"), section="assumptions",
+    Factor(name="kernel_floor_scale", field="kernel_floor_s", lower=0.2, upper=2.5, relative_to=1.0,
+           section="assumptions", key="kernel_floor_scale",
+           why="per-kernel floor from a fifth (fused, overlapped launches) to 2.5x an isolated kernel's"),
+    Factor(name="sustained_gemm_share", field="other_flop_per_s", lower=0.5, upper=1.0, relative_to=1.0,
+           also=("attn_flop_per_s", "attn_out_flop_per_s", "expert_flop_per_s", "shared_flop_per_s",
+                 "core_flop_per_s"), section="assumptions",
            key="sustained_gemm_share",
            why="a kernel sustains in a pass from half (power-capped clocks, fewer waves, SMs held by collectives) "
                "to all of its rate measured alone"),
-    Factor(name="grouped_gemm_efficiency", field="flops_exp", lower=0.3, upper=1.0, relative_to=0.6,
+    Factor(name="grouped_gemm_efficiency", field="expert_flop_per_s", lower=0.3, upper=1.0, relative_to=0.6,
            section="assumptions", key="grouped_gemm_efficiency",
            why="a grouped GEMM reaches at most a dense GEMM's rate; measured MoE modules reach 0.5-0.66 of it"),
-    Factor(name="expert_load_cv", field="load_cv", lower=0.0, upper=2.5, section="assumptions", key="expert_load_cv",
+    Factor(name="expert_load_cv", field="expert_load_cv", lower=0.0, upper=2.5, section="assumptions", key="expert_load_cv",
            why="expert popularity spread from uniform (0) to the most skewed measured (TensorRT-LLM blog 4: 1.67)",
            by_default=False),  # measured; on silicon-dev it trades off against grouped_gemm_efficiency (both slow MoE layers)
     Factor(name="clump_coherence", field="clump_coherence", lower=0.0, upper=1.0, section="assumptions",

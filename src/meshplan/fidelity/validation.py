@@ -80,8 +80,8 @@ class Validation:
         sim = [r for r in self.rows if r.closed_form is not None]
         closed = lambda rs: Stats.of([replace(r, prediction=r.closed_form) for r in rs], len(rs))  # noqa: E731
         sets = {"simulated runs": sim, "MoE models": [r for r in sim if load_model(r.case.model).is_moe]}
-        for engine in sorted({r.case.engine.value for r in sim}):
-            sets[engine] = [r for r in sim if r.case.engine.value == engine]
+        for engine in sorted({r.case.engine for r in sim}):
+            sets[engine.value] = [r for r in sim if r.case.engine is engine]
         return {k: (closed(rs), Stats.of(rs, len(rs))) for k, rs in sets.items() if rs}
 
     def method_counts(self) -> dict[str, int]:

@@ -9,6 +9,7 @@ than the best plan without them; the plan says which way that went, with the num
 
 from __future__ import annotations
 
+from meshplan.plan.document import PlanNote
 from meshplan.search.candidate import Candidate
 from meshplan.search.search import SearchResult, has_stages
 from meshplan.search.order import per_gpu_metric as _metric
@@ -23,7 +24,7 @@ def _slots(c: Candidate) -> int:
     return max(lay.pp * lay.dp for lay in (c.prefill, c.decode) if lay is not None and lay.pp > 1)
 
 
-def pipeline_note(result: SearchResult) -> dict[str, str] | None:
+def pipeline_note(result: SearchResult) -> PlanNote | None:
     """A note when pipeline stages were weighed: kept (with their gain over the best plan without
     them) or passed over (with the gain that fell within the margin)."""
     best = result.best
@@ -34,10 +35,10 @@ def pipeline_note(result: SearchResult) -> dict[str, str] | None:
     if result.with_stages is not None:
         staged = result.with_stages
         gain = _metric(staged) / max(_metric(best), 1e-12) - 1
-        return {"field": "strategy.pp", "message": (
+        return PlanNote(field="strategy.pp", message=(
             f"no pipeline stages: the best plan with them, {staged.label} ({_stages(staged)}), gives "
             f"{_metric(staged):,.0f} {what} tok/s per GPU against {_metric(best):,.0f} ({gain:+.1%}), within the "
-            f"{margin:.0%} a pipeline must win by (assumptions.pipeline_margin)")}
+            f"{margin:.0%} a pipeline must win by (assumptions.pipeline_margin)"))
     if not has_stages(best):
         return None
     stages, slots = _stages(best), _slots(best)
@@ -45,13 +46,13 @@ def pipeline_note(result: SearchResult) -> dict[str, str] | None:
             "token passes every stage and the host")
     alt = result.without_stages
     if alt is None:
-        return {"field": "strategy.pp", "message": f"pipeline stages ({stages}): no layout without them fits" + tail}
+        return PlanNote(field="strategy.pp", message=f"pipeline stages ({stages}): no layout without them fits" + tail)
     if not alt.feasible:
         reason = "; ".join(v.message for v in alt.violations) or "none fits"
-        return {"field": "strategy.pp", "message": (
-            f"pipeline stages ({stages}): without them no layout meets the requirements ({reason})" + tail)}
+        return PlanNote(field="strategy.pp", message=(
+            f"pipeline stages ({stages}): without them no layout meets the requirements ({reason})" + tail))
     gain = _metric(best) / max(_metric(alt), 1e-12) - 1
-    return {"field": "strategy.pp", "message": (
+    return PlanNote(field="strategy.pp", message=(
         f"pipeline stages ({stages}): {_metric(best):,.0f} {what} tok/s per GPU against {_metric(alt):,.0f} for the "
         f"best plan without stages, {alt.label} ({gain:+.1%}, above the {margin:.0%} margin of "
-        "assumptions.pipeline_margin)" + tail)}
+        "assumptions.pipeline_margin)" + tail))

@@ -1,4 +1,4 @@
-"""SearchResult -> the plan document: chosen deployment, requirement check, bounds, runner-ups."""
+"""SearchResult -> the plan (plan.document): chosen deployment, requirement check, bounds, runner-ups."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from typing import Any
 
 from meshplan.cost.draft import draft_kv_per_sequence
 from meshplan.cost.inputs import CostInputs
+from meshplan.cost.memory import kv_bytes_of_sequence, kv_bytes_per_token
 from meshplan.errors import SpecError
 from meshplan.io.catalog import load_model
+from meshplan.plan.build import model_facts, phases_of
+from meshplan.plan.candidates import ByMode, CandidateSummary, Pruned, RunnerUp, SearchCounts
+from meshplan.plan.document import AssumptionsUsed, Bound, BudgetUse, CheckUnit, FitLayout, PartFactors, Plan, \
+    PlanNote, Requirement, RequirementCheck, SmallestFit, Status, Unmet, Verdict
+from meshplan.plan.phase_figures import Memory, Phases
 from meshplan.plan.pipeline import pipeline_note
-from meshplan.cost.memory import kv_bytes_of_sequence, kv_bytes_per_token
-from meshplan.plan.build import SCHEMA, candidate_dict, model_dict
+from meshplan.plan.plan_json import to_json
 from meshplan.search.best_point import SATURATION
 from meshplan.search.candidate import Candidate, problem_of
 from meshplan.search.evaluate import evaluate_aggregated
@@ -35,25 +40,25 @@ def decode_kv_bound(ci: CostInputs) -> float:
     (weight reads only lower it; window layers count at most their window). Splitting over more
     GPUs does not help: each holds less KV but serves proportionally fewer sequences. With
     speculative decoding one read (the target's KV and the draft's) yields tau tokens."""
-    ctx = ci.problem.workload.decode_context_tokens
-    return ci.hbm * ci.spec_tau / (kv_bytes_of_sequence(ci, ctx) + float(draft_kv_per_sequence(ci, 1, ctx)))
+    ctx = ci.workload.decode_context_tokens
+    return ci.hbm_bytes_per_s * ci.spec_tau / (kv_bytes_of_sequence(ci, ctx) + float(draft_kv_per_sequence(ci, 1, ctx)))
 
 
-def _notes(problem: Problem) -> list[dict[str, str]]:
-    notes = [n.model_dump() for n in problem.notes]
+def _notes(problem: Problem) -> list[PlanNote]:
+    notes = [PlanNote(field=n.field, message=n.message) for n in problem.notes]
     m = problem.model
     if m.declared_params:
         total = count_params(m).total
         diff = total / m.declared_params - 1
         if abs(diff) > 0.01:
-            notes.append({"field": "model.declared_params", "message": (
+            notes.append(PlanNote(field="model.declared_params", message=(
                 f"declared {m.declared_params / 1e9:,.1f}B parameters, but the stated dimensions give "
-                f"{total / 1e9:,.2f}B ({diff:+.0%}); meshplan plans with the structure, not the declared count")})
+                f"{total / 1e9:,.2f}B ({diff:+.0%}); meshplan plans with the structure, not the declared count")))
     notes += _catalog_differences(m)
     return notes
 
 
-def _catalog_differences(m) -> list[dict[str, str]]:
+def _catalog_differences(m) -> list[PlanNote]:
     """When a problem names a catalog model but states other dimensions, say which."""
     if not m.source.endswith(".md"):
         return []
@@ -66,12 +71,13 @@ def _catalog_differences(m) -> list[dict[str, str]]:
     diffs = [f"{f} {getattr(m, f)} (catalog {getattr(ref, f)})" for f in fields if getattr(m, f) != getattr(ref, f)]
     if not diffs:
         return []
-    return [{"field": "model", "message": (
+    return [PlanNote(field="model", message=(
         f"'{m.name}' names the catalog model {ref.name}, but the problem states other dimensions: "
-        f"{', '.join(diffs)}; meshplan takes the file as written")}]
+        f"{', '.join(diffs)}; meshplan takes the file as written"))]
 
 
-def _requirement_checks(ci: CostInputs, doc: dict[str, Any]) -> list[dict[str, Any]]:
+def _requirement_checks(ci: CostInputs, c: Candidate, mem: Memory) -> tuple[RequirementCheck, ...]:
+    """Each stated requirement against candidate ``c``'s figures (``mem``: its main pool's memory)."""
     r = ci.problem.requirements
     checks = []
 
@@ -79,28 +85,28 @@ def _requirement_checks(ci: CostInputs, doc: dict[str, Any]) -> list[dict[str, A
         if target is None:
             return
         met = predicted is not None and (predicted >= target if higher_is_better else predicted <= target)
-        checks.append({"requirement": name, "target": target, "predicted": predicted, "unit": unit, "met": met,
-                       "bound": bound})
+        checks.append(RequirementCheck(requirement=name, target=target, predicted=predicted, unit=unit, met=met,
+                                       bound=bound))
 
-    add("ttft_s", r.ttft_s, doc["ttft_s"], False, "s")
-    add("tpot_s", r.tpot_s, doc["tpot_s"], False, "s")
+    add(Requirement.TTFT_S, r.ttft_s, c.ttft_s, False, CheckUnit.SECONDS)
+    add(Requirement.TPOT_S, r.tpot_s, c.tpot_s, False, CheckUnit.SECONDS)
     bound = None
-    if r.min_output_tok_s_per_gpu and doc["output_tok_s_per_gpu"] is not None \
-            and doc["output_tok_s_per_gpu"] < r.min_output_tok_s_per_gpu:
+    if r.min_output_tok_s_per_gpu and c.output_tok_s_per_gpu is not None \
+            and c.output_tok_s_per_gpu < r.min_output_tok_s_per_gpu:
         b = decode_kv_bound(ci)
         per = (f"once per iteration of {ci.spec_tau:.2f} tokens (speculative decoding, its draft's KV too)"
                if ci.spec_k else "once per generated token")
-        bound = {"value": b, "rule": "decode_kv_bandwidth", "message": (
+        bound = Bound(value=b, rule="decode_kv_bandwidth", message=(
             f"decode reads every cached token's KV {per}: at a mean context of "
-            f"{ci.problem.workload.decode_context_tokens:,.0f} tokens and {kv_bytes_per_token(ci):,.0f} KV bytes per "
-            f"token, {ci.hbm / 1e12:.2f} TB/s of achievable HBM bandwidth gives at most {b:,.0f} output tokens/s "
-            "per GPU in any layout")}
-    add("min_output_tok_s_per_gpu", r.min_output_tok_s_per_gpu, doc["output_tok_s_per_gpu"], True, "tok/s", bound)
-    add("min_input_tok_s_per_gpu", r.min_input_tok_s_per_gpu, doc["input_tok_s_per_gpu"], True, "tok/s")
-    add("min_output_tok_s", r.min_output_tok_s, doc["output_tok_s"], True, "tok/s")
-    mem = doc["memory_per_gpu_bytes"]
-    add("memory_headroom", mem["usable"], mem["total"], False, "bytes")
-    return checks
+            f"{ci.workload.decode_context_tokens:,.0f} tokens and {kv_bytes_per_token(ci):,.0f} KV bytes per "
+            f"token, {ci.hbm_bytes_per_s / 1e12:.2f} TB/s of achievable HBM bandwidth gives at most {b:,.0f} output tokens/s "
+            "per GPU in any layout"))
+    tok_s = CheckUnit.TOKENS_PER_S
+    add(Requirement.MIN_OUTPUT_TOK_S_PER_GPU, r.min_output_tok_s_per_gpu, c.output_tok_s_per_gpu, True, tok_s, bound)
+    add(Requirement.MIN_INPUT_TOK_S_PER_GPU, r.min_input_tok_s_per_gpu, c.input_tok_s_per_gpu, True, tok_s)
+    add(Requirement.MIN_OUTPUT_TOK_S, r.min_output_tok_s, c.output_tok_s, True, tok_s)
+    add(Requirement.MEMORY_HEADROOM, mem.usable, mem.total, False, CheckUnit.BYTES)
+    return tuple(checks)
 
 
 CACHE_ROOM_WARNING = 0.05
@@ -108,27 +114,26 @@ CACHE_ROOM_WARNING = 0.05
 requests hold (a judgement for the note's wording, not a cost-model factor)."""
 
 
-def _prefix_cache_note(problem: Problem, doc: dict[str, Any]) -> dict[str, str] | None:
+def _prefix_cache_note(problem: Problem, c: Candidate, phases: Phases, main: Memory) -> PlanNote | None:
     """With a stated prefix hit rate: the memory per GPU the operating point leaves outside the
     running requests' KV, where the engine keeps cached prefixes (the pool that prefills: the
-    instance itself, or a disaggregated plan's prefill pool)."""
+    instance itself, or a disaggregated plan's prefill pool; ``main``: the plan's main pool's)."""
     h = problem.workload.prefix_hit_rate
-    phases = doc.get("phases") or {}
-    pool = phases.get("prefill") if doc.get("mode") == Mode.DISAGGREGATED.value and phases.get("prefill") else doc
-    mem = pool.get("memory_per_gpu_bytes")
-    if not h or not mem:
+    if not h:
         return None
-    room = max(mem["usable"] - mem["total"], 0.0)
+    disaggregated = c.mode is Mode.DISAGGREGATED and phases.prefill is not None
+    mem = phases.prefill.memory_per_gpu_bytes if disaggregated else main
+    room = max(mem.usable - mem.total, 0.0)
     message = (f"prefix cache: the stated {h:.1%} hit rate needs cached prefixes kept in KV memory the running "
                f"requests leave free; this operating point leaves {room / 2**30:,.1f} GiB per GPU of the "
-               f"{mem['usable'] / 2**30:,.1f} GiB usable")
-    if room < CACHE_ROOM_WARNING * mem["kv_cache"]:
+               f"{mem.usable / 2**30:,.1f} GiB usable")
+    if room < CACHE_ROOM_WARNING * mem.kv_cache:
         message += ("; its running requests fill the KV cache, so cached prefixes would be evicted as they come (a lower "
                     "concurrency, or more GPUs, leaves them room)")
-    return {"field": "workload.prefix_hit_rate", "message": message}
+    return PlanNote(field="workload.prefix_hit_rate", message=message)
 
 
-def _speculative_note(result: SearchResult, chosen: Candidate) -> dict[str, str] | None:
+def _speculative_note(result: SearchResult, chosen: Candidate) -> PlanNote | None:
     """With speculative decoding in the problem: what it gives the plan, against the best plan the
     other way."""
     spec = result.problem.speculative
@@ -143,18 +148,18 @@ def _speculative_note(result: SearchResult, chosen: Candidate) -> dict[str, str]
                     f"against {chosen.output_tok_s_per_gpu:,.0f} at {chosen.tpot_s * 1e3:,.2f} ms")
     message += ("; its gain rests on the stated acceptance, which depends on the model, the draft and the "
                 "traffic: measure it on your prompts (engines log it) and restate it")
-    return {"field": "speculative", "message": message}
+    return PlanNote(field="speculative", message=message)
 
 
-def _verdict(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dict[str, Any]:
+def _verdict(problem: Problem, chosen: Candidate, checks: tuple[RequirementCheck, ...]) -> Verdict:
     """What the plan amounts to, said first: every requirement met (feasible), a layout that holds
     the model but misses requirements (each unmet one with its target and what is reachable), or
     nothing that holds the model and one request in the budget (with the smallest GPU count that
     could). ``figures`` is False when the layout cannot load its weights: it has no TTFT, TPOT or
     throughput to show."""
     if chosen.feasible:
-        return {"status": "feasible", "figures": True, "message": "meets every requirement", "unmet": []}
-    unmet = [v.to_dict() for v in chosen.violations]
+        return Verdict(status=Status.FEASIBLE, figures=True, message="meets every requirement", unmet=())
+    unmet = tuple(Unmet(rule=v.rule.value, message=v.message) for v in chosen.violations)
     if any(v.rule is Rule.MEMORY for v in chosen.violations):
         fit = smallest_fit(problem)
         budget = f"{problem.gpu_budget} {problem.gpu.name} GPUs" if problem.gpu_budget else "any instance searched"
@@ -168,15 +173,14 @@ def _verdict(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dict[s
             message = (f"nothing fits in {budget}: {problem.model.name}'s weights and one request of "
                        f"{problem.workload.max_context_tokens:,.0f} tokens need at least {fit.gpus} "
                        f"{problem.gpu.name} GPUs ({fit.layout.short}){flat}")
-            smallest = {"gpus": fit.gpus, "layout": fit.layout.short,
-                        "without_pipeline": None if fit.flat is None else {"gpus": fit.flat.gpus,
-                                                                           "layout": fit.flat.short}}
-        return {"status": "does_not_fit", "figures": False, "message": message, "unmet": unmet,
-                "smallest_fit": smallest}
-    missed = [c for c in doc["requirements_check"] if not c["met"] and c["requirement"] != "memory_headroom"]
-    names = ", ".join(c["requirement"] for c in missed) or ", ".join(v["rule"] for v in unmet)
-    return {"status": "requirements_unmet", "figures": True, "unmet": unmet,
-            "message": f"no layout meets every requirement ({names}); the closest is shown"}
+            smallest = SmallestFit(gpus=fit.gpus, layout=fit.layout.short, without_pipeline=(
+                None if fit.flat is None else FitLayout(gpus=fit.flat.gpus, layout=fit.flat.short)))
+        return Verdict(status=Status.DOES_NOT_FIT, figures=False, message=message, unmet=unmet,
+                       smallest_fit=smallest)
+    missed = [c for c in checks if not c.met and c.requirement is not Requirement.MEMORY_HEADROOM]
+    names = ", ".join(c.requirement.value for c in missed) or ", ".join(v.rule for v in unmet)
+    return Verdict(status=Status.REQUIREMENTS_UNMET, figures=True, unmet=unmet,
+                   message=f"no layout meets every requirement ({names}); the closest is shown")
 
 
 def pareto_knee(frontier: tuple[Candidate, ...] | list[Candidate]) -> Candidate | None:
@@ -195,7 +199,7 @@ def pareto_knee(frontier: tuple[Candidate, ...] | list[Candidate]) -> Candidate 
     return pts[max(range(len(pts)), key=score.__getitem__)]
 
 
-def _latency_note(problem: Problem, chosen: Candidate, frontier) -> dict[str, str] | None:
+def _latency_note(problem: Problem, chosen: Candidate, frontier) -> PlanNote | None:
     """With no latency target the search maximises tokens/s per GPU, which runs decode at the
     largest batch memory holds: say so, with its TPOT, and name the knee of the frontier."""
     r = problem.requirements
@@ -211,14 +215,14 @@ def _latency_note(problem: Problem, chosen: Candidate, frontier) -> dict[str, st
                 f"{knee.concurrency:,.0f}: {knee.output_tok_s_per_gpu:,.0f} tok/s per GPU "
                 f"({knee.output_tok_s_per_gpu / chosen.output_tok_s_per_gpu - 1:+.0%}) at TPOT "
                 f"{fmt_seconds(knee.tpot_s)} ({chosen.tpot_s / knee.tpot_s:.1f}x faster per user); --tpot sets a target")
-    return {"field": "requirements.tpot_s", "message": msg}
+    return PlanNote(field="requirements.tpot_s", message=msg)
 
 
-def _budget_use(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dict[str, Any] | None:
+def _budget_use(problem: Problem, chosen: Candidate, verdict: Verdict) -> BudgetUse | None:
     """How much of the GPU budget the plan uses, its throughput per GPU of the whole budget, and
     why the rest is left idle."""
     budget, used = problem.gpu_budget, chosen.gpus_total
-    if not budget or used >= budget or not doc["verdict"]["figures"]:
+    if not budget or used >= budget or not verdict.figures:
         return None
     left = budget - used
     sizes = sorted({lay.gpus_per_instance for lay in (chosen.prefill, chosen.decode) if lay is not None})
@@ -243,9 +247,9 @@ def _budget_use(problem: Problem, chosen: Candidate, doc: dict[str, Any]) -> dic
                f"{plural(chosen.gpus_total, 'GPU')}; " + _spread(problem, chosen, "they"))
     else:
         why = "another instance would not fit the plan's operating point within the requirements"
-    out = doc["output_tok_s"]
-    return {"budget": budget, "used": used, "idle": left, "why": why,
-            "output_tok_s_per_budget_gpu": None if out is None else out / budget}
+    out = chosen.output_tok_s
+    return BudgetUse(budget=budget, used=used, idle=left, why=why,
+                     output_tok_s_per_budget_gpu=None if out is None else out / budget)
 
 
 def _spread(problem: Problem, chosen: Candidate, what: str) -> str:
@@ -294,79 +298,76 @@ def _why_lost(best: Candidate, c: Candidate, margin: float, objective: Objective
     return f"the same {what} ({x:,.0f}); ranked after by GPU count and instance size"
 
 
-def _short(c: Candidate) -> dict[str, Any]:
-    return {"label": c.label, "mode": c.mode.value, "gpus_total": c.gpus_total, "feasible": c.feasible,
-            "ttft_s": c.ttft_s, "tpot_s": c.tpot_s, "output_tok_s_per_gpu": c.output_tok_s_per_gpu,
-            "input_tok_s_per_gpu": c.input_tok_s_per_gpu, "concurrency": c.concurrency,
-            "violations": [v.to_dict() for v in c.violations]}
+def _summary_fields(c: Candidate) -> dict[str, Any]:
+    return dict(label=c.label, mode=c.mode, gpus_total=c.gpus_total, feasible=c.feasible, ttft_s=c.ttft_s,
+                tpot_s=c.tpot_s, output_tok_s_per_gpu=c.output_tok_s_per_gpu, input_tok_s_per_gpu=c.input_tok_s_per_gpu,
+                concurrency=c.concurrency, violations=tuple(c.violations))
 
 
-def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any]:
-    """The plan as a JSON-ready dict (schema SCHEMA)."""
+def _short(c: Candidate) -> CandidateSummary:
+    return CandidateSummary(**_summary_fields(c))
+
+
+def build_plan(result: SearchResult, *, runner_ups: int = 6) -> Plan:
+    """The plan of a search's result: its best candidate (or the first pruned when none is feasible)."""
     chosen = result.best or (result.pruned[0] if result.pruned else None)
     if chosen is None:
         raise ValueError("the search produced no candidate at all")
     problem = problem_of(result.problem, chosen)  # without speculative decoding when the plan decodes without it
     ci = CostInputs.from_problem(problem)
-    doc: dict[str, Any] = {"schema": SCHEMA, "problem": problem.name, "objective": result.objective.value}
-    doc.update(candidate_dict(ci, chosen))
-    doc["model"] = model_dict(problem)
-    doc["gpu"] = {"name": problem.gpu.name, "memory_bytes": problem.gpu.memory_bytes,
-                  "nvlink_domain_gpus": problem.gpu.nvlink_domain_gpus, "budget": problem.gpu_budget,
-                  "prefill": problem.prefill_gpu.name if problem.prefill_gpu is not None else None}
-    """The decode pool's GPU (every instance's when ``prefill`` is None)."""
-    doc["workload"] = problem.workload.model_dump()
-    doc["precision"] = problem.precision.model_dump(mode="json")
-    doc["requirements"] = problem.requirements.model_dump()
-    doc["requirements_check"] = _requirement_checks(ci, doc)
-    doc["verdict"] = _verdict(problem, chosen, doc)
-    doc["budget_use"] = _budget_use(problem, chosen, doc)
-    if not doc["verdict"]["figures"]:
-        for key in ("ttft_s", "tpot_s", "output_tok_s", "output_tok_s_per_gpu", "input_tok_s_per_gpu"):
-            doc[key] = None
-    doc["notes"] = _notes(problem)
-    pipeline = pipeline_note(result)
-    if pipeline is not None:
-        doc["notes"].append(pipeline)
-    knee = _latency_note(problem, chosen, result.pareto)
-    if knee is not None:
-        doc["notes"].append(knee)
-    cache = _prefix_cache_note(problem, doc)
-    if cache is not None:
-        doc["notes"].append(cache)
-    spec = _speculative_note(result, chosen)
-    if spec is not None:
-        doc["notes"].append(spec)
-    doc["speculative"] = None if problem.speculative is None else {
-        "method": problem.speculative.method.value, "draft_tokens": problem.speculative.draft_tokens,
-        "tokens_per_step": problem.speculative.tokens_per_step}
+    phases = phases_of(ci, chosen)
+    memory = (phases.decode or phases.prefill).memory_per_gpu_bytes
+    checks = _requirement_checks(ci, chosen, memory)
+    verdict = _verdict(problem, chosen, checks)
+    budget_use = _budget_use(problem, chosen, verdict)
+    notes = _notes(problem) + [n for n in (pipeline_note(result), _latency_note(problem, chosen, result.pareto),
+                                           _prefix_cache_note(problem, chosen, phases, memory),
+                                           _speculative_note(result, chosen)) if n is not None]
+    shown = verdict.figures  # a layout that cannot load its weights has no TTFT, TPOT or throughput
     prec = problem.precision
     used = {"attention": prec.attention_dtype, "experts": prec.experts_dtype, "other": prec.weights}
-    doc["assumptions"] = problem.assumptions.model_dump(mode="json") | {
-        "gemm_efficiency_used": {part: problem.gemm_efficiency(dt) for part, dt in used.items()},
-        "hbm_efficiency_used": {part: problem.hbm_efficiency(dt) for part, dt in used.items()},
-        "two_batch_overlap_used": ci.tbo}
-    doc["engine"] = problem.engine.model_dump(mode="json")
+    assumptions = AssumptionsUsed(
+        gemm_efficiency_used=PartFactors(**{part: problem.gemm_efficiency(dt) for part, dt in used.items()}),
+        hbm_efficiency_used=PartFactors(**{part: problem.hbm_efficiency(dt) for part, dt in used.items()}),
+        two_batch_overlap_used=ci.two_batch_overlap)
     others = [c for c in result.ranked if c is not chosen]
-    doc["runner_ups"] = [_short(c) | {"why_lost": _why_lost(chosen, c, problem.assumptions.pipeline_margin,
-                                                           result.objective)} for c in others[:runner_ups]]
-    by_mode = {}
-    for mode in (Mode.AGGREGATED, Mode.DISAGGREGATED):
-        best = next((c for c in result.ranked if c.mode is mode), None)
-        by_mode[mode.value] = _short(best) if best else None
-    doc["aggregated_vs_disaggregated"] = by_mode
-    counts = Counter(v.rule.value for c in result.pruned for v in c.violations[:1])
-    doc["pruned"] = {"listed": len(result.pruned), "first_reason_counts": dict(counts),
-                     "examples": [_short(c) for c in result.pruned[:8]]}
-    doc["pareto"] = [_short(c) for c in result.pareto]
-    doc["search"] = {"layouts": result.num_layouts, "operating_points": result.num_points}
-    doc["problem_spec"] = problem.model_dump(mode="json")
-    """The whole problem, so a plan file alone rebuilds everything derived from it (DAG, export)."""
-    return doc
+    margin = problem.assumptions.pipeline_margin
+    by_mode = {mode.value: next((c for c in result.ranked if c.mode is mode), None)
+               for mode in (Mode.AGGREGATED, Mode.DISAGGREGATED)}
+    counts = Counter(v.rule for c in result.pruned for v in c.violations[:1])
+    return Plan(
+        problem=problem.name, objective=result.objective, mode=chosen.mode, label=chosen.label,
+        gpus_total=chosen.gpus_total, feasible=chosen.feasible, violations=tuple(chosen.violations),
+        ttft_s=chosen.ttft_s if shown else None, tpot_s=chosen.tpot_s if shown else None,
+        output_tok_s=chosen.output_tok_s if shown else None,
+        output_tok_s_per_gpu=chosen.output_tok_s_per_gpu if shown else None,
+        input_tok_s_per_gpu=chosen.input_tok_s_per_gpu if shown else None, concurrency=chosen.concurrency,
+        max_concurrency=chosen.max_concurrency if chosen.decode else None, memory_per_gpu_bytes=memory,
+        kv_cache_bytes_per_token=kv_bytes_per_token(ci), phases=phases, model=model_facts(problem),
+        requirements_check=checks, verdict=verdict, budget_use=budget_use, notes=tuple(notes),
+        assumptions_used=assumptions,
+        runner_ups=tuple(RunnerUp(**_summary_fields(c), why_lost=_why_lost(chosen, c, margin, result.objective))
+                         for c in others[:runner_ups]),
+        aggregated_vs_disaggregated=ByMode(**{m: _short(c) if c else None for m, c in by_mode.items()}),
+        pruned=Pruned(listed=len(result.pruned), first_reason_counts=dict(counts),
+                      examples=tuple(_short(c) for c in result.pruned[:8])),
+        pareto=tuple(_short(c) for c in result.pareto),
+        search=SearchCounts(layouts=result.num_layouts, operating_points=result.num_points),
+        problem_spec=problem)
+
+
+def plan_document(result: SearchResult, *, runner_ups: int = 6) -> dict[str, Any]:
+    """The plan as a JSON-ready dict (plan.plan_json)."""
+    return to_json(build_plan(result, runner_ups=runner_ups))
+
+
+def candidate_plan(problem: Problem, cand: Candidate) -> Plan:
+    """The plan of one evaluated candidate (a named strategy rather than a search)."""
+    result = SearchResult(problem=problem, objective=Objective.MAX_PER_GPU, ranked=(cand,) if cand.feasible else (),
+                          pruned=() if cand.feasible else (cand,), pareto=(), num_layouts=1, num_points=0)
+    return build_plan(result)
 
 
 def candidate_document(problem: Problem, cand: Candidate) -> dict[str, Any]:
-    """The plan document of one evaluated candidate (a named strategy rather than a search)."""
-    result = SearchResult(problem=problem, objective=Objective.MAX_PER_GPU, ranked=(cand,) if cand.feasible else (),
-                          pruned=() if cand.feasible else (cand,), pareto=(), num_layouts=1, num_points=0)
-    return plan_document(result)
+    """candidate_plan as a JSON-ready dict."""
+    return to_json(candidate_plan(problem, cand))

@@ -16,7 +16,9 @@ import numpy as np
 
 from meshplan.cost.inputs import CostInputs
 from meshplan.plan.build import par_of
-from meshplan.plan.plan import plan_document
+from meshplan.plan.candidates import ClosedForm, Percentiles, SimulatedCandidate
+from meshplan.plan.document import Plan, PlanNote, Status, Unmet, Verdict
+from meshplan.plan.plan import build_plan
 from meshplan.search.candidate import Candidate, problem_of
 from meshplan.search.objectives import Mode
 from meshplan.simulate.instance import simulate_disaggregated, simulate_instance
@@ -108,23 +110,29 @@ def choose(result, simulated: list[tuple[Candidate, dict[str, Any]]]):
     return replace(result, ranked=(ok,) + tuple(c for c in result.ranked if c is not ok)), ok
 
 
-def simulated_plan(result) -> dict[str, Any]:
-    """The plan document with its best candidates simulated (``simulation``), the p99 targets
-    checked on them and the plan's choice the first that meets them."""
+def simulated_plan(result) -> Plan:
+    """The plan with its best candidates simulated (``simulation``), the p99 targets checked on
+    them and the plan's choice the first that meets them."""
     simulated = simulate_ranked(result.problem, result.ranked)
     result, ok = choose(result, simulated)
-    doc = plan_document(result)
-    doc["simulation"] = [s for _, s in simulated]
+    plan = build_plan(result)
+    notes, verdict = list(plan.notes), plan.verdict
     if not simulated:
-        doc["notes"].append({"field": "simulation", "message": "no candidate serving both phases to simulate"})
+        notes.append(PlanNote(field="simulation", message="no candidate serving both phases to simulate"))
     line = p99_verdict(result.problem, simulated, ok)
     if line is not None:
-        doc["notes"].append({"field": "requirements.p99", "message": line})
-        if ok is None and doc["verdict"]["status"] == "feasible":
-            doc["verdict"] = {"status": "requirements_unmet", "figures": True,
-                              "unmet": [{"rule": "p99", "message": line}],
-                              "message": "no candidate simulated meets the p99 targets; the search's best is shown"}
-    return doc
+        notes.append(PlanNote(field="requirements.p99", message=line))
+        if ok is None and verdict.status is Status.FEASIBLE:
+            verdict = Verdict(status=Status.REQUIREMENTS_UNMET, figures=True, unmet=(Unmet(rule="p99", message=line),),
+                              message="no candidate simulated meets the p99 targets; the search's best is shown")
+    return replace(plan, notes=tuple(notes), verdict=verdict,
+                   simulation=tuple(_typed(s) for _, s in simulated))
+
+
+def _typed(s: dict[str, Any]) -> SimulatedCandidate:
+    """A simulate_candidate record as the plan keeps it."""
+    return SimulatedCandidate(**s | {"closed_form": ClosedForm(**s["closed_form"]), "ttft_s": Percentiles(**s["ttft_s"]),
+                                     "tpot_s": Percentiles(**s["tpot_s"])})
 
 
 def p99_verdict(problem: Problem, simulated: list[tuple[Candidate, dict[str, Any]]], chosen: Candidate | None) -> str | None:

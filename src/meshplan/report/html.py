@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from meshplan.plan.candidates import CandidateSummary, RunnerUp
+from meshplan.plan.document import CheckUnit, Plan, Status
 from meshplan.plan.pools import Pool
 from meshplan.specs.assumptions import CostAssumptions
 from meshplan.specs.engine import EngineProfile
@@ -27,40 +29,38 @@ MAX_MAP_GPUS = 4_096
 """GPUs drawn on the map one by one; a larger deployment shows its pools as counts."""
 
 
-def _summary(doc: dict) -> str:
-    v = doc.get("verdict") or {}
-    status = v.get("status", "")
-    cls = "ok" if status == "feasible" else "bad"
-    rows = [("layout", doc.get("label")), ("GPUs (total)", doc.get("gpus_total")),
-            ("TTFT (mean, per request)", fmt_s(doc.get("ttft_s"))), ("TPOT (mean, per request)", fmt_s(doc.get("tpot_s"))),
-            ("output tokens/s per GPU", fmt_num(doc.get("output_tok_s_per_gpu"))),
-            ("output tokens/s (total)", fmt_num(doc.get("output_tok_s"))),
-            ("requests in flight (total)", fmt_num(doc.get("concurrency")))]
+def _summary(plan: Plan) -> str:
+    v = plan.verdict
+    cls = "ok" if v.status is Status.FEASIBLE else "bad"
+    rows = [("layout", plan.label), ("GPUs (total)", plan.gpus_total),
+            ("TTFT (mean, per request)", fmt_s(plan.ttft_s)), ("TPOT (mean, per request)", fmt_s(plan.tpot_s)),
+            ("output tokens/s per GPU", fmt_num(plan.output_tok_s_per_gpu)),
+            ("output tokens/s (total)", fmt_num(plan.output_tok_s)),
+            ("requests in flight (total)", fmt_num(plan.concurrency))]
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(x)}</td></tr>" for k, x in rows)
-    return (f'<section id="summary"><h2>Verdict</h2><p class="{cls}">{esc(v.get("message") or status)}</p>'
+    return (f'<section id="summary"><h2>Verdict</h2><p class="{cls}">{esc(v.message or v.status.value)}</p>'
             f"<table>{body}</table></section>")
 
 
-def _with_unit(x: Any, unit: str) -> str:
+def _with_unit(x: Any, unit: CheckUnit) -> str:
     """A requirement's figure in the unit people read it in."""
     if x is None:
         return "-"
-    if unit == "s":
+    if unit is CheckUnit.SECONDS:
         return fmt_s(x)
-    if unit == "bytes":
+    if unit is CheckUnit.BYTES:
         return f"{x / GIB:,.1f} GiB"
-    return f"{x:,.4g} {unit}".strip()
+    return f"{x:,.4g} {unit.value}".strip()
 
 
-def _requirements(doc: dict) -> str:
+def _requirements(plan: Plan) -> str:
     rows = []
-    for r in doc.get("requirements_check") or []:
-        bound = r.get("bound") or {}
-        target, predicted = (_with_unit(r.get(k), r.get("unit", "")) for k in ("target", "predicted"))
-        cls, verdict = ("ok", "met") if r.get("met") else ("bad", "not met")
-        rows.append(f'<tr class="{cls}"><td>{esc(r.get("requirement"))}</td>'
+    for r in plan.requirements_check:
+        target, predicted = _with_unit(r.target, r.unit), _with_unit(r.predicted, r.unit)
+        cls, verdict = ("ok", "met") if r.met else ("bad", "not met")
+        rows.append(f'<tr class="{cls}"><td>{esc(r.requirement.value)}</td>'
                     f'<td>{esc(target)}</td><td>{esc(predicted)}</td>'
-                    f'<td>{verdict}</td><td>{esc(bound.get("message", ""))}</td></tr>')
+                    f'<td>{verdict}</td><td>{esc(r.bound.message if r.bound else "")}</td></tr>')
     if not rows:
         return ""
     return ('<section id="requirements"><h2>Requirements</h2><table><tr><th>requirement</th><th>target</th>'
@@ -122,18 +122,17 @@ def _gpu_map(go, problem: Problem, pools: list[Pool]) -> str:
     return head + figure_html("gpu-map", fig) + "</section>"
 
 
-def _pareto(go, doc: dict) -> str:
-    pts = doc.get("pareto") or []
-    ups = doc.get("runner_ups") or []
+def _pareto(go, plan: Plan) -> str:
+    pts, ups = plan.pareto, plan.runner_ups
 
-    def xy(c):
-        return (1.0 / c["tpot_s"] if c.get("tpot_s") else None), c.get("output_tok_s_per_gpu")
+    def xy(c: CandidateSummary | Plan):
+        return (1.0 / c.tpot_s if c.tpot_s else None), c.output_tok_s_per_gpu
 
-    def hover(c):
-        return (f"{esc(c['label'])}<br>{c.get('gpus_total')} GPUs<br>TTFT {fmt_s(c.get('ttft_s'))}, TPOT "
-                f"{fmt_s(c.get('tpot_s'))}<br>{fmt_num(c.get('output_tok_s_per_gpu'))} tok/s per GPU")
+    def hover(c: CandidateSummary | Plan):
+        return (f"{esc(c.label)}<br>{c.gpus_total} GPUs<br>TTFT {fmt_s(c.ttft_s)}, TPOT "
+                f"{fmt_s(c.tpot_s)}<br>{fmt_num(c.output_tok_s_per_gpu)} tok/s per GPU")
 
-    modes = sorted({c.get("mode", "") for c in pts})
+    modes = sorted({c.mode.value for c in pts})
     frontier = f"search's Pareto frontier ({', '.join(modes)})" if modes else "search's Pareto frontier"
     fig = go.Figure()
     for name, items, style in ((frontier, pts, {"mode": "lines+markers", "marker": {"size": 7}}),
@@ -143,9 +142,9 @@ def _pareto(go, doc: dict) -> str:
             items = sorted(items, key=lambda c: xy(c)[0])
             fig.add_trace(go.Scatter(x=[xy(c)[0] for c in items], y=[xy(c)[1] for c in items], name=name,
                                      text=[hover(c) for c in items], hoverinfo="text", **style))
-    x, y = xy(doc)
+    x, y = xy(plan)
     if x is not None and y is not None:
-        fig.add_trace(go.Scatter(x=[x], y=[y], name="chosen plan", mode="markers", text=[hover(doc)], hoverinfo="text",
+        fig.add_trace(go.Scatter(x=[x], y=[y], name="chosen plan", mode="markers", text=[hover(plan)], hoverinfo="text",
                                  marker={"size": 18, "symbol": "star", "color": "#e45756",
                                          "line": {"width": 1, "color": "#000"}}))
     fig.update_layout(height=460, margin={"l": 70, "r": 20, "t": 10, "b": 50},
@@ -156,16 +155,16 @@ def _pareto(go, doc: dict) -> str:
             "plan.</p>" + figure_html("pareto", fig) + "</section>")
 
 
-def _memory(go, doc: dict) -> str:
-    phases = doc.get("phases") or {}
-    bars = [(name, p["memory_per_gpu_bytes"]) for name, p in phases.items() if p and p.get("memory_per_gpu_bytes")]
+def _memory(go, plan: Plan) -> str:
+    bars = [(phase.value, p.memory_per_gpu_bytes) for phase, p in plan.phases.present()]
     if not bars:
-        bars = [("plan", doc["memory_per_gpu_bytes"])]
+        bars = [("plan", plan.memory_per_gpu_bytes)]
     parts = ("weights", "kv_cache", "activations", "reserve")
     fig = go.Figure()
     for part in parts:
-        fig.add_trace(go.Bar(x=[b for b, _ in bars], y=[m[part] / GIB for _, m in bars], name=part.replace("_", " ")))
-    fig.add_trace(go.Bar(x=[b for b, _ in bars], y=[max(m["capacity"] - m["total"], 0.0) / GIB for _, m in bars],
+        fig.add_trace(go.Bar(x=[b for b, _ in bars], y=[getattr(m, part) / GIB for _, m in bars],
+                             name=part.replace("_", " ")))
+    fig.add_trace(go.Bar(x=[b for b, _ in bars], y=[max(m.capacity - m.total, 0.0) / GIB for _, m in bars],
                          name="free", marker={"color": "#dddddd"}))
     fig.update_layout(barmode="stack", height=380, margin={"l": 70, "r": 20, "t": 10, "b": 40},
                       yaxis={"title": "GiB per GPU"}, legend={"orientation": "h"})
@@ -173,18 +172,22 @@ def _memory(go, doc: dict) -> str:
             "the fullest pipeline stage; free is what is left of the GPU's capacity.</p>" + figure_html("memory", fig) + "</section>")
 
 
-def _candidates(doc: dict) -> str:
+def why_set_aside(c: CandidateSummary) -> str:
+    """Why a runner-up lost, or the rules a pruned candidate broke."""
+    return (c.why_lost if isinstance(c, RunnerUp) else "") or "; ".join(v.message for v in c.violations)
+
+
+def _candidates(plan: Plan) -> str:
     rows = []
-    chosen = doc.get("label")
-    pruned = (doc.get("pruned") or {}).get("examples") or []
-    for kind, items in (("runner-up", doc.get("runner_ups") or []), ("rejected", pruned)):
+    chosen = plan.label
+    for kind, items in (("runner-up", plan.runner_ups), ("rejected", plan.pruned.examples)):
         for c in items:
-            why = c.get("why_lost") or "; ".join(v.get("message", "") for v in c.get("violations") or [])
-            rows.append(f"<tr><td>{esc(kind)}</td><td>{esc(c.get('label'))}</td><td>{esc(c.get('gpus_total'))}</td>"
-                        f"<td data-v=\"{c.get('ttft_s') or ''}\">{fmt_s(c.get('ttft_s'))}</td>"
-                        f"<td data-v=\"{c.get('tpot_s') or ''}\">{fmt_s(c.get('tpot_s'))}</td>"
-                        f"<td data-v=\"{c.get('output_tok_s_per_gpu') or ''}\">{fmt_num(c.get('output_tok_s_per_gpu'))}</td>"
-                        f"<td>{'yes' if c.get('feasible') else 'no'}</td><td>{esc(why)}</td></tr>")
+            why = why_set_aside(c)
+            rows.append(f"<tr><td>{esc(kind)}</td><td>{esc(c.label)}</td><td>{esc(c.gpus_total)}</td>"
+                        f"<td data-v=\"{c.ttft_s or ''}\">{fmt_s(c.ttft_s)}</td>"
+                        f"<td data-v=\"{c.tpot_s or ''}\">{fmt_s(c.tpot_s)}</td>"
+                        f"<td data-v=\"{c.output_tok_s_per_gpu or ''}\">{fmt_num(c.output_tok_s_per_gpu)}</td>"
+                        f"<td>{'yes' if c.feasible else 'no'}</td><td>{esc(why)}</td></tr>")
     if not rows:
         return ""
     return (f"<section><h2>Other layouts</h2><p>Runner-ups and layouts the search set aside, with why each lost "
@@ -194,21 +197,24 @@ def _candidates(doc: dict) -> str:
             + "".join(rows) + "</tbody></table></section>")
 
 
-def _assumptions(doc: dict) -> str:
+def _assumptions(plan: Plan) -> str:
     fields = CostAssumptions.model_fields
+    spec = plan.problem_spec
     rows = []
-    for k, v in (doc.get("assumptions") or {}).items():
+    stated = spec.assumptions.model_dump(mode="json") | {"two_batch_overlap_used":
+                                                         plan.assumptions_used.two_batch_overlap_used}
+    for k, v in stated.items():
         if isinstance(v, (dict, list)):
             continue
         why = _first_sentence(fields[k].description) if k in fields else ""
         rows.append(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td><td>{esc(why)}</td></tr>")
-    eng = doc.get("engine") or {}
+    eng = spec.engine
     efields = EngineProfile.model_fields
     erows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(_short_value(v))}</td>"
                     f"<td>{esc(_first_sentence(efields[k].description if k in efields else ''))}</td></tr>"
-                    for k, v in eng.items() if k not in ("engine", "version", "display_name"))
-    notes = "".join(f"<li><b>{esc(n.get('field'))}</b>: {esc(n.get('message'))}</li>" for n in doc.get("notes") or [])
-    return (f"<section><h2>Assumptions</h2><p>Engine: {esc(eng.get('display_name', ''))} {esc(eng.get('version', ''))}. "
+                    for k, v in eng.model_dump(mode="json").items() if k not in ("engine", "version", "display_name"))
+    notes = "".join(f"<li><b>{esc(n.field)}</b>: {esc(n.message)}</li>" for n in plan.notes)
+    return (f"<section><h2>Assumptions</h2><p>Engine: {esc(eng.display_name)} {esc(eng.version)}. "
             "Every factor below is a named input with its default's source in meshplan's specs "
             "(src/meshplan/specs/assumptions.py, catalog/engines/*.yaml); the plan's notes say which were fitted "
             "and which profile was used.</p>"
@@ -274,24 +280,26 @@ text-align: left; vertical-align: top; } th { background: #f4f4f4; }
 """
 
 
-def render_html(doc: dict, problem: Problem, pools: list[Pool], *, sim: Simulated | None = None,
+def render_html(plan: Plan, pools: list[Pool], *, sim: Simulated | None = None,
                 dag_svgs: list[tuple[str, str]] | None = None, dag_note: str = "",
                 closeness: list[dict] | None = None) -> str:
-    """The page. ``dag_svgs``: (caption, SVG markup from Graphviz) per pool; ``dag_note`` says why
-    there is none; ``closeness``: validation medians for this model and GPU."""
+    """The page. ``pools``: the plan's (plan.pools.pools_of); ``dag_svgs``: (caption, SVG markup
+    from Graphviz) per pool; ``dag_note`` says why there is none; ``closeness``: validation medians
+    for this model and GPU."""
     go, get_plotlyjs = plotly_modules()
+    problem = plan.problem_spec
     model = problem.model
-    name = doc.get("problem") or ""
+    name = plan.problem
     title = f"meshplan plan: {name if name != 'flags' else f'{model.name} on {problem.gpu.name}'}"
     dag = "".join(f'<h3>{esc(caption)}</h3><div class="dag">{svg}</div>' for caption, svg in (dag_svgs or []))
     dag_section = (f'<section id="dag"><h2>Deployment DAG (collapsed)</h2>{dag or ""}'
                    f"{('<p>' + esc(dag_note) + '</p>') if dag_note else ''}</section>")
     subtitle = (f"{model.name} on {problem.gpu.name}, engine {problem.engine.display_name}; ISL "
                 f"{problem.workload.isl_tokens:,.0f}, OSL {problem.workload.osl_tokens:,.0f} tokens")
-    parts = [_summary(doc), _requirements(doc), _gpu_map(go, problem, pools), _pareto(go, doc), _memory(go, doc)]
+    parts = [_summary(plan), _requirements(plan), _gpu_map(go, problem, pools), _pareto(go, plan), _memory(go, plan)]
     if sim is not None:
         parts.append(simulation_section(go, sim))
-    parts += [simulated_candidates(doc), dag_section, _candidates(doc), _assumptions(doc), _fidelity(closeness)]
+    parts += [simulated_candidates(plan), dag_section, _candidates(plan), _assumptions(plan), _fidelity(closeness)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title><style>{STYLE}</style>"
             f"<script>{get_plotlyjs()}</script></head><body>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from meshplan.plan.document import Plan
 from meshplan.report.html_parts import esc, figure_html, fmt_num, fmt_s
 
 
@@ -63,19 +64,19 @@ def simulation_section(go, sim: Simulated) -> str:
             "started and how long it took, by what it carried.</p>" + figure_html("iterations", it) + "</section>")
 
 
-def simulated_candidates(doc: dict) -> str:
+def simulated_candidates(plan: Plan) -> str:
     """plan --sim's re-scored candidates: percentiles and goodput beside the closed form's means."""
-    sims = doc.get("simulation") or []
+    sims = plan.simulation or ()
     if not sims:
         return ""
     rows = []
     for s in sims:
-        good = "-" if s.get("goodput") is None else f"{s['goodput']:.0%}"
-        rows.append(f"<tr><td>{esc(s['label'])}</td><td>{esc(s['gpus_total'])}</td>"
-                    f"<td>{fmt_s(s['closed_form']['ttft_s'])}</td><td>{fmt_s(s['ttft_s']['p50'])}</td>"
-                    f"<td>{fmt_s(s['ttft_s']['p99'])}</td><td>{fmt_s(s['closed_form']['tpot_s'])}</td>"
-                    f"<td>{fmt_s(s['tpot_s']['p50'])}</td><td>{fmt_s(s['tpot_s']['p99'])}</td>"
-                    f"<td>{fmt_num(s['output_tok_s_per_gpu'])}</td><td>{good}</td></tr>")
+        good = "-" if s.goodput is None else f"{s.goodput:.0%}"
+        rows.append(f"<tr><td>{esc(s.label)}</td><td>{esc(s.gpus_total)}</td>"
+                    f"<td>{fmt_s(s.closed_form.ttft_s)}</td><td>{fmt_s(s.ttft_s.p50)}</td>"
+                    f"<td>{fmt_s(s.ttft_s.p99)}</td><td>{fmt_s(s.closed_form.tpot_s)}</td>"
+                    f"<td>{fmt_s(s.tpot_s.p50)}</td><td>{fmt_s(s.tpot_s.p99)}</td>"
+                    f"<td>{fmt_num(s.output_tok_s_per_gpu)}</td><td>{good}</td></tr>")
     rows = "".join(rows)
     return ("<section><h2>Candidates simulated</h2><p>The search's best candidates served request by request "
             "(plan --sim): the closed form's means beside the simulated percentiles, tokens/s per GPU and goodput "

@@ -22,7 +22,7 @@ from meshplan.search.table import PointTable
 from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase
 from meshplan.strategy.layout import Layout
-from meshplan.strategy.rules import UNUSUAL, Violation, layout_violations
+from meshplan.strategy.rules import UNUSUAL, Rule, Violation, layout_violations
 from meshplan.strategy.space import one_layout
 
 
@@ -32,7 +32,7 @@ def _arrays(lay: Layout):
 
 
 def _decode_table(ci: CostInputs, lay: Layout, la, par):
-    w = ci.problem.workload
+    w = ci.workload
     if w.concurrency:
         grid = np.array([[w.concurrency / (lay.instances * lay.dp * lay.pp)]])
     else:
@@ -113,12 +113,12 @@ def evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) -
 
 def _evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) -> Candidate:
     ci = CostInputs.from_problem(problem)
-    ci_p = CostInputs.from_problem(problem.for_pool("prefill"))  # its own GPU (Problem.prefill_gpu)
+    ci_p = CostInputs.from_problem(problem.for_pool(Phase.PREFILL))  # its own GPU (Problem.prefill_gpu)
     pla, ppar = _arrays(pre_lay)
     dla, dpar = _arrays(dec_lay)
     total = pre_lay.gpus + dec_lay.gpus
-    structural = structural_violations(problem.for_pool("prefill"), pre_lay, total) + tuple(
-        v for v in structural_violations(problem, dec_lay, total) if v.rule.value != "gpu_budget")
+    structural = structural_violations(problem.for_pool(Phase.PREFILL), pre_lay, total) + tuple(
+        v for v in structural_violations(problem, dec_lay, total) if v.rule is not Rule.GPU_BUDGET)
     nic = kv_link_bw(ci_p, ci) if problem.pools_differ else None
     pre_t = PointTable.prefill(ci_p, pla, prefill_cost(ci_p, ppar, PREFILL_B_GRID[None, :]), kv_transfer_s(ci_p, ppar, nic))
     dec_t = PointTable.decode(ci, dla, _decode_table(ci.for_decode_pool(), dec_lay, dla, dpar), None)

@@ -33,7 +33,7 @@ def miss_reason(t: PointTable, ci: CostInputs, i: int, ok: dict[Rule, np.ndarray
     if t.invalid[i].all():
         slots = int(t.la.dp[i] * t.la.pp[i])
         return [Violation(rule=Rule.CONCURRENCY, message=(
-            f"{ci.problem.workload.concurrency} requests in flight < {slots} decode slots of one instance "
+            f"{ci.workload.concurrency} requests in flight < {slots} decode slots of one instance "
             f"(attention dp {int(t.la.dp[i])} x pp {int(t.la.pp[i])}): ranks would sit idle"))]
     mem = ok[Rule.MEMORY][i] & ~t.invalid[i]
     found = []

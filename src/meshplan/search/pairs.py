@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from meshplan.cost.inputs import CostInputs
+from meshplan.cost.queueing import md1_wait_s
 from meshplan.cost.serving import decode_cost
 from meshplan.search.candidate import Candidate
 from meshplan.search.objectives import Mode
@@ -28,14 +29,14 @@ FED_GRID = B_GRID[0] * 2.0 ** (np.arange(round(np.log2(B_GRID[-1] / B_GRID[0])) 
 def pair_candidate(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTable, k: int, m: int,
                    fixed: tuple[int, int] | None = None) -> Candidate:
     """A disaggregated candidate: prefill row i at column j, decode row k at column m."""
-    w = ci.problem.workload
+    w = ci.workload
     g_p = int(pre.la.gpus_per_instance[i])
     g_d = int(dec.la.gpus_per_instance[k])
     r_p, r_d = float(pre.inst_req_s[i, j]), float(dec.inst_req_s[k, m])
     B = float(dec.B[k, m])
     slots = int(dec.la.dp[k] * dec.la.pp[k])
     n_d = pool_instances(ci, g_d, w.osl_tokens * r_d / g_d, B, slots, r_d)  # the decode pool's own tok/s per GPU
-    if ci.problem.gpu_budget and not ci.problem.workload.concurrency and not ci.problem.requirements.min_output_tok_s:
+    if ci.problem.gpu_budget and not ci.workload.concurrency and not ci.problem.requirements.min_output_tok_s:
         # Split the budget in the ratio of GPU-seconds per request.
         share = (g_d / r_d) / (g_p / r_p + g_d / r_d)
         n_d = max(1, int(ci.problem.gpu_budget * share // g_d))
@@ -45,13 +46,12 @@ def pair_candidate(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointTa
     gpus = n_p * g_p + n_d * g_d
     served = min(n_d * r_d, n_p * r_p)
     ttft = float(np.broadcast_to(pre.ttft, pre.B.shape)[i, j])
-    rate = ci.problem.workload.request_rate_per_s
-    if rate and not ci.problem.workload.concurrency and fixed is None:
+    rate = ci.workload.request_rate_per_s
+    if rate and not ci.workload.concurrency and fixed is None:
         n_p = _prefill_instances_for_rate(ci, rate, r_p, ttft, g_p, ci.problem.gpu_budget and
                                           ci.problem.gpu_budget - n_d * g_d)
         gpus = n_p * g_p + n_d * g_d
-        rho = rate / (n_p * r_p)
-        ttft += rho * ttft / (2 * (1 - rho))  # M/D/1 wait for the prefill pool
+        ttft += md1_wait_s(rate / (n_p * r_p), ttft)  # the prefill pool's queue
         served = rate
     total_out = served * w.osl_tokens
     c = Candidate(mode=Mode.DISAGGREGATED, prefill=layout_at(pre.la, i, n_p), decode=layout_at(dec.la, k, n_d),
@@ -72,7 +72,7 @@ def pair_candidates(ci: CostInputs, pre: PointTable, i: int, j: int, dec: PointT
     shorter TPOT). ``fed``: the decode row's points at FED_GRID (fed_table), its row there, and
     which of them meet every requirement."""
     full = pair_candidate(ci, pre, i, j, dec, k, m)
-    w = ci.problem.workload
+    w = ci.workload
     if w.concurrency or w.request_rate_per_s:
         # A stated concurrency fixes each decode point's instances (its grid holds no other
         # batch), and an arrival rate sizes the prefill pool itself (_prefill_instances_for_rate).

@@ -66,7 +66,7 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
             flat = [i for i in by_shape.values() if pre.la.pp[i] == 1][:1]  # the best without a pipeline
             prefills = list(dict.fromkeys(firsts + list(by_shape.values())[:PREFILL_SHAPES] + flat))
             order = drows[np.argsort(-dec.metric[drows, dcol[drows]], kind="stable")][:TOP]
-            w = ci.problem.workload
+            w = ci.workload
             # The decode rows at the finer batch sizes a pool fed by fewer prefill instances runs at
             # (none with a stated concurrency or arrival rate: pair_candidates pairs no such pool then).
             fine = None if (w.concurrency or w.request_rate_per_s) else fed_table(ci.for_decode_pool(), dec, order)

@@ -60,7 +60,7 @@ class SearchResult:
 
 
 def _decode_points(ci: CostInputs, la: LayoutArrays, par: Par, budget: int | None):
-    w = ci.problem.workload
+    w = ci.workload
     if w.concurrency:
         max_inst = np.floor((budget or 2**20) / la.gpus_per_instance).astype(float)
         grid = concurrency_grid(w.concurrency, (la.dp * la.pp).astype(float), np.maximum(max_inst, 1.0))
@@ -123,7 +123,7 @@ def _search(problem: Problem, objective: Objective, say: Progress, la: LayoutArr
     par = layout_par(la)
     ci_p, la_p, nic = ci, (la if la_p is None else la_p), None
     if problem.pools_differ:
-        ci_p = CostInputs.from_problem(problem_used.for_pool("prefill"))
+        ci_p = CostInputs.from_problem(problem_used.for_pool(Phase.PREFILL))
         nic = kv_link_bw(ci_p, ci)
     par_p = layout_par(la_p)
     tables: list[PointTable] = []

@@ -10,6 +10,7 @@ import numpy as np
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.iteration import prefill_budget
 from meshplan.cost.layer import Par
+from meshplan.cost.queueing import md1_wait_s
 from meshplan.search.candidate import Candidate
 from meshplan.search.objectives import Mode
 from meshplan.search.requirements import with_requirements
@@ -43,7 +44,7 @@ def pool_instances(ci: CostInputs, gpi: int, per_gpu: float, B: float, slots: in
 def single_candidate(ci: CostInputs, t: PointTable, i: int, j: int, violations=(),
                      instances: int | None = None) -> Candidate:
     """A candidate from one pool's table (aggregated, decode-only or prefill-only)."""
-    la, w = t.la, ci.problem.workload
+    la, w = t.la, ci.workload
     gpi = int(la.gpus_per_instance[i])
     slots = int(la.dp[i] * la.pp[i])
     B = float(t.B[i, j])
@@ -54,14 +55,12 @@ def single_candidate(ci: CostInputs, t: PointTable, i: int, j: int, violations=(
     ttft = float(np.broadcast_to(t.ttft, t.B.shape)[i, j]) if t.ttft is not None else None
     tpot = float(np.broadcast_to(t.tpot, t.B.shape)[i, j]) if t.tpot is not None else None
     prefill_only = t.mode is Mode.PREFILL_ONLY
-    rate = ci.problem.workload.request_rate_per_s
-    if rate and not ci.problem.workload.concurrency:
+    rate = ci.workload.request_rate_per_s
+    if rate and not ci.workload.concurrency:
         # At a given arrival rate the deployment serves the rate, not its capacity, and a request
-        # waits for the prefill in service: M/D/1 waiting time rho * s / (2 (1 - rho))
-        # (Pollaczek-Khinchine formula with deterministic service s).
-        rho = rate / (n * req_s)
+        # waits for the prefill in service (an M/D/1 queue, cost.queueing).
         if ttft is not None:
-            ttft = ttft + (rho * ttft / (2 * (1 - rho)) if rho < 1 else float("inf"))
+            ttft = ttft + md1_wait_s(rate / (n * req_s), ttft)
         per_gpu = min(per_gpu, rate * (w.isl_tokens if prefill_only else w.osl_tokens) / (n * gpi))
     out_gpu = None if prefill_only else per_gpu
     in_gpu = per_gpu if prefill_only else (per_gpu * w.isl_tokens / w.osl_tokens if t.mode is Mode.AGGREGATED else None)
@@ -78,4 +77,4 @@ def single_candidate(ci: CostInputs, t: PointTable, i: int, j: int, violations=(
 def _prompts_per_iteration(ci: CostInputs, lay: Layout) -> float:
     """Prompts one attention-dp rank prefills per iteration at most (the budget it is costed with)."""
     par = Par.of(lay.tp, lay.dp, lay.ep, lay.etp, lay.pp)
-    return float(prefill_budget(ci, par)) / ci.problem.workload.computed_prompt_tokens
+    return float(prefill_budget(ci, par)) / ci.workload.computed_prompt_tokens

@@ -52,7 +52,7 @@ class PointTable:
         g = (la.pp * la.tp * la.dp)[:, None]
         return PointTable(mode=Mode.AGGREGATED, la=la, B=dec.B, metric=s.output_tok_s_per_gpu, ttft=s.ttft_s,
                           tpot=s.tpot_s, fits=dec.B <= dec.max_B, invalid=_inv(invalid, dec.B),
-                          max_b=dec.max_B[:, 0], inst_req_s=s.output_tok_s_per_gpu * g / ci.problem.workload.osl_tokens,
+                          max_b=dec.max_B[:, 0], inst_req_s=s.output_tok_s_per_gpu * g / ci.workload.osl_tokens,
                           mem_total=dec.memory.total, usable=_rows(dec.memory.usable, dec.B))
 
 

@@ -21,9 +21,10 @@ from meshplan.cost.memory import kv_bytes_of_sequence
 from meshplan.cost.phase import max_sequences_per_rank
 from meshplan.errors import SpecError
 from meshplan.simulate.engine import Policy
-from meshplan.simulate.loop import Pool, Result, Role, simulate_pools
+from meshplan.simulate.loop import Pool, Result, simulate_pools
 from meshplan.simulate.requests import RequestStream
 from meshplan.simulate.step_table import StepTable
+from meshplan.specs.workload import PoolRole
 
 
 def policy_for(ci: CostInputs, par: Par) -> Policy:
@@ -39,7 +40,7 @@ def policy_for(ci: CostInputs, par: Par) -> Policy:
                   mixed=bool(ci.mixed), chunked=bool(ci.engine.chunked_prefill),
                   budget=int(float(np.asarray(prefill_budget(ci, par)).max())), max_running=running,
                   kv_tokens=int(seqs * ctx + extra), reserve_full=bool(ci.kv_reserve_full),
-                  acceptance=ci.problem.speculative.rates if ci.spec_k and ci.problem.speculative else ())
+                  acceptance=ci.spec_rates if ci.spec_k else ())
 
 
 def _check_fits(pol: Policy, stream: RequestStream) -> None:
@@ -52,13 +53,13 @@ def _check_fits(pol: Policy, stream: RequestStream) -> None:
                         "KV-cache tokens of one rank")
 
 
-def _pool(ci: CostInputs, par: Par, pol: Policy, stream: RequestStream, role: Role, instances: int = 1) -> Pool:
+def _pool(ci: CostInputs, par: Par, pol: Policy, stream: RequestStream, role: PoolRole, instances: int = 1) -> Pool:
     longest = int(np.max(stream.isl + stream.osl))
     top_prefill = pol.budget if pol.chunked else max(pol.budget, longest)
-    table = StepTable.build(ci, par, max_decode=1 if role is Role.PREFILL else pol.max_running,
+    table = StepTable.build(ci, par, max_decode=1 if role is PoolRole.PREFILL else pol.max_running,
                             max_prefill=top_prefill, min_context=float(np.min(stream.isl)),
                             max_context=float(longest), isl=float(np.mean(stream.isl)),
-                            hit_rate=ci.problem.workload.prefix_hit_rate)
+                            hit_rate=ci.workload.prefix_hit_rate)
     return Pool(role=role, table=table, policy=pol, dp=int(np.asarray(par.dp).max()),
                 pp=int(np.asarray(par.pp).max()), instances=instances,
                 overlap=bool(np.asarray(overlapped(ci, par)).max()))
@@ -69,9 +70,9 @@ def simulate_instance(ci: CostInputs, par: Par, stream: RequestStream, keep_span
     """Serve ``stream`` on one instance of layout ``par`` (scalar degrees)."""
     pol = policy_for(ci, par)
     _check_fits(pol, stream)
-    return simulate_pools(stream, [_pool(ci, par, pol, stream, Role.AGGREGATED)],
+    return simulate_pools(stream, [_pool(ci, par, pol, stream, PoolRole.AGGREGATED)],
                           overhead_s=ci.request_overhead_s + ci.client_overhead_s, keep_spans=keep_spans,
-                          progress=progress, hit_rate=ci.problem.workload.prefix_hit_rate)
+                          progress=progress, hit_rate=ci.workload.prefix_hit_rate)
 
 
 def simulate_disaggregated(ci: CostInputs, prefill: Par, n_prefill: int, decode: Par, n_decode: int,
@@ -90,10 +91,10 @@ def simulate_disaggregated(ci: CostInputs, prefill: Par, n_prefill: int, decode:
     nic = kv_link_bw(ci_p, ci)
 
     def transfer_s(i: int) -> float:
-        return float(kv_bytes_of_sequence(ci, float(stream.isl[i]))) / (nic * nics) + ci_p.inter_lat
+        return float(kv_bytes_of_sequence(ci, float(stream.isl[i]))) / (nic * nics) + ci_p.inter_node_latency_s
 
-    pools = [_pool(ci_p, prefill, pol_p, stream, Role.PREFILL, n_prefill),
-             _pool(ci, decode, pol_d, stream, Role.DECODE, n_decode)]
+    pools = [_pool(ci_p, prefill, pol_p, stream, PoolRole.PREFILL, n_prefill),
+             _pool(ci, decode, pol_d, stream, PoolRole.DECODE, n_decode)]
     return simulate_pools(stream, pools, overhead_s=ci.request_overhead_s + ci.client_overhead_s,
                           transfer_s=transfer_s, keep_spans=keep_spans, progress=progress,
-                          hit_rate=ci.problem.workload.prefix_hit_rate)
+                          hit_rate=ci.workload.prefix_hit_rate)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Callable
 
 import numpy as np
@@ -37,25 +36,18 @@ import numpy as np
 from meshplan.simulate.engine import Plan, Policy, Rank, Requests
 from meshplan.simulate.requests import Arrivals, RequestStream
 from meshplan.simulate.step_table import StepTable
+from meshplan.specs.workload import PoolRole
 
 ARRIVE, HANDOFF, READY = 0, 1, 2
 UNCAPPED = 1 << 30
 """No limit on a run of identical iterations (``_balance``, ``_receive``)."""
 
 
-class Role(StrEnum):
-    """What a pool's instances do: everything, prompts only, or decoding only."""
-
-    AGGREGATED = "aggregated"
-    PREFILL = "prefill"
-    DECODE = "decode"
-
-
 @dataclass(frozen=True, kw_only=True)
 class Pool:
     """Instances of one layout with one role."""
 
-    role: Role
+    role: PoolRole
     table: object
     """Iteration times (step_table.StepTable, or a stand-in with its time_s)."""
     policy: Policy
@@ -120,7 +112,7 @@ def simulate(stream: RequestStream, table, policy: Policy, *, dp: int, pp: int, 
     """Serve ``stream`` on one aggregated instance (dp ranks x pp micro-batch groups) until every
     request has finished. ``overhead_s``: time from a request's send to the engine having it
     (front end, tokenization, the client's own); ``hit_rate``: share of each prompt in the prefix cache."""
-    pool = Pool(role=Role.AGGREGATED, table=table, policy=policy, dp=dp, pp=pp, overlap=overlap)
+    pool = Pool(role=PoolRole.AGGREGATED, table=table, policy=policy, dp=dp, pp=pp, overlap=overlap)
     return simulate_pools(stream, [pool], overhead_s=overhead_s, keep_spans=keep_spans, hit_rate=hit_rate)
 
 
@@ -134,8 +126,8 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
     r = Requests.of(stream.isl, stream.osl, hit_rate)
     groups = [Group(pool=p, ranks=[Rank() for _ in range(p.dp)]) for p in pools
               for _ in range(p.instances * p.pp)]
-    entry = [(g, k) for g, grp in enumerate(groups) if grp.pool.role is not Role.DECODE for k in range(grp.pool.dp)]
-    decode = [(g, k) for g, grp in enumerate(groups) if grp.pool.role is Role.DECODE for k in range(grp.pool.dp)]
+    entry = [(g, k) for g, grp in enumerate(groups) if grp.pool.role is not PoolRole.DECODE for k in range(grp.pool.dp)]
+    decode = [(g, k) for g, grp in enumerate(groups) if grp.pool.role is PoolRole.DECODE for k in range(grp.pool.dp)]
     heap: list[tuple] = []
     seq = 0
 
@@ -261,7 +253,7 @@ def _receive(grp: Group, cutoff: float) -> tuple[float, bool, int]:
     reach the interval, whether or not any came. The decode pool of a disaggregated deployment takes
     in handed-off requests as they come."""
     pol = grp.pool.policy
-    if pol.recv_interval <= 1 or grp.pool.role is Role.DECODE:
+    if pol.recv_interval <= 1 or grp.pool.role is PoolRole.DECODE:
         return cutoff, False, UNCAPPED
     if grp.took_prefill or grp.recv_count >= pol.recv_interval or not any(rank.decoding for rank in grp.ranks):
         grp.recv_s, grp.recv_count = max(grp.recv_s, cutoff), 0
@@ -278,7 +270,7 @@ def _balance(r: Requests, grp: Group, cutoff: float) -> tuple[str, int]:
     also pauses the later chunks of a prompt being prefilled in chunks (TensorRT-LLM's chunked
     prefill is off by default), and the batching counter is reset on every release."""
     pol = grp.pool.policy
-    if not pol.adp_timeout_iters or grp.pool.role is not Role.AGGREGATED or len(grp.ranks) < 2:
+    if not pol.adp_timeout_iters or grp.pool.role is not PoolRole.AGGREGATED or len(grp.ranks) < 2:
         return "", UNCAPPED
     has_prompt = [rank.has_prompt(r, pol, cutoff) for rank in grp.ranks]
     all_decode = all(rank.decoding for rank in grp.ranks)

@@ -94,9 +94,11 @@ class Problem(Spec):
                             "(prefill_gpu); give prefill_strategy and decode_strategy")
         return self
 
-    def for_pool(self, phase: str) -> "Problem":
-        """The problem a pool is costed with: the prefill pool's on prefill_gpu, else this one."""
-        if phase == "prefill" and self.prefill_gpu is not None:
+    def for_pool(self, phase: Phase | str) -> "Problem":
+        """The problem a pool is costed with: the prefill pool's on prefill_gpu, else this one.
+        ``phase`` may be a pool's role, which adds "aggregated" to the phases (StrEnum values
+        compare equal to their text)."""
+        if phase == Phase.PREFILL and self.prefill_gpu is not None:
             return self.model_copy(update={"gpu": self.prefill_gpu, "prefill_gpu": None})
         return self
 

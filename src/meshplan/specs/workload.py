@@ -17,6 +17,14 @@ class Phase(StrEnum):
     BOTH = "both"
 
 
+class PoolRole(StrEnum):
+    """What one pool of a deployment does: everything (aggregated), prompts only, or decoding only."""
+
+    AGGREGATED = "aggregated"
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
 class Serving(StrEnum):
     """How prefill and decode share GPUs when both are planned: auto compares both ways."""
 

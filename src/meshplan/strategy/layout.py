@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError
 
 from meshplan.errors import SpecError, suggest
 from meshplan.specs.base import Spec
+from meshplan.specs.workload import Phase, Serving
 
 MAX_DEGREE = 100_000
 """Largest degree of any axis, and largest instance count, a strategy may state: 100,000 GPUs,
@@ -97,8 +98,10 @@ STRATEGY_HELP = (
     "A layout as meshplan prints it is read too (tp8 dp2, 4x(dp2 etp2), aggregated: 2x(pp2 dp2 etp2)); "
     "there every axis left out is 1.")
 
-_PHASES = ("aggregated", "prefill", "decode")
+_PHASES = (Serving.AGGREGATED, Phase.PREFILL, Phase.DECODE)
 """Words meshplan prints before a pool's layout (search.objectives.Mode)."""
+_GPU_AXES = (Axis.INSTANCES, Axis.PP, Axis.TP, Axis.DP)
+"""The axes whose degrees multiply to a layout's GPUs (ep and etp fold onto tp x dp)."""
 _LABEL_AXES = (Axis.PP, Axis.TP, Axis.DP, Axis.EP, Axis.ETP)
 _DIGITS = re.compile(r"[0-9]+")
 """A degree is written in ASCII digits (str.isdigit() also takes U+00B2 superscript two and other
@@ -114,12 +117,12 @@ def parse_strategy(text: str, *, is_moe: bool = True, field: str = "strategy") -
     keyed = "=" in text or "," in text or not text.strip()
     given = _key_values(text, field) if keyed else _label(text, field)
     if keyed:
-        tp, dp, etp = given.get("tp", 1), given.get("dp", 1), given.get("etp", 1)
-        if "ep" not in given:
-            given["ep"] = max(1, tp * dp // etp) if is_moe else 1
-        given.setdefault("etp", 1)
+        tp, dp, etp = given.get(Axis.TP, 1), given.get(Axis.DP, 1), given.get(Axis.ETP, 1)
+        if Axis.EP not in given:
+            given[Axis.EP.value] = max(1, tp * dp // etp) if is_moe else 1
+        given.setdefault(Axis.ETP.value, 1)
     total = 1
-    for axis in ("instances", "pp", "tp", "dp"):
+    for axis in _GPU_AXES:
         total *= given.get(axis, 1)
     if total > MAX_GPUS:
         raise SpecError(field, text, f"comes to {total:,} GPUs; a strategy may use at most {MAX_GPUS:,}")
@@ -204,7 +207,7 @@ def _label(text: str, field: str) -> dict[str, int]:
         raise SpecError(field, text, "states no layout; e.g. tp=8,ep=8 or, as meshplan prints it, tp8 ep8")
     if stated is not None:
         total = 1
-        for axis in ("instances", "pp", "tp", "dp"):
+        for axis in _GPU_AXES:
             total *= given.get(axis, 1)
         if len(stated.lstrip("0")) > len(str(total)) or int(stated) != total:
             raise SpecError(field, text, f"states {stated[:30]} GPUs, but the layout comes to {total:,}")

@@ -15,13 +15,13 @@ Worked example, layout instances=1, pp=2, tp=2, dp=4, ep=8, etp=1 (16 GPUs):
     rank 9  -> pp 1, dp 0, tp 1, ep 1          tp group of rank 5 = [4, 5]
     dp group of rank 5 = [1, 3, 5, 7]          ep group of rank 9 = [8..15]
 
->>> from meshplan.strategy.layout import Layout
+>>> from meshplan.strategy.layout import Axis, Layout
 >>> lay = Layout(pp=2, tp=2, dp=4, ep=8)
 >>> coords_of(5, lay)
 RankCoords(rank=5, instance=0, pp=0, dp=2, tp=1, ep=5, etp=0)
 >>> rank_of(coords_of(13, lay), lay)
 13
->>> group(5, lay, "tp"), group(5, lay, "dp"), group(9, lay, "ep")
+>>> group(5, lay, Axis.TP), group(5, lay, Axis.DP), group(9, lay, Axis.EP)
 ([4, 5], [1, 3, 5, 7], [8, 9, 10, 11, 12, 13, 14, 15])
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meshplan.strategy.layout import Layout
+from meshplan.strategy.layout import Axis, Layout
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -62,19 +62,19 @@ def rank_of(c: RankCoords, lay: Layout, offset: int = 0) -> int:
     return offset + ((c.instance * lay.pp + c.pp) * lay.dp + c.dp) * lay.tp + c.tp
 
 
-def group(rank: int, lay: Layout, axis: str, offset: int = 0) -> list[int]:
+def group(rank: int, lay: Layout, axis: Axis, offset: int = 0) -> list[int]:
     """The ranks that share every coordinate with ``rank`` except ``axis`` (tp, dp, pp, ep, etp)."""
     c = coords_of(rank, lay, offset)
     base = offset + (c.instance * lay.pp + c.pp) * lay.gpus_per_stage
-    if axis == "tp":
+    if axis == Axis.TP:
         return [base + c.dp * lay.tp + i for i in range(lay.tp)]
-    if axis == "dp":
+    if axis == Axis.DP:
         return [base + d * lay.tp + c.tp for d in range(lay.dp)]
-    if axis == "ep":
+    if axis == Axis.EP:
         return [base + e * lay.etp + c.etp for e in range(lay.ep)]
-    if axis == "etp":
+    if axis == Axis.ETP:
         return [base + c.ep * lay.etp + i for i in range(lay.etp)]
-    if axis == "pp":
+    if axis == Axis.PP:
         local = (rank - offset) % lay.gpus_per_stage
         inst0 = offset + c.instance * lay.gpus_per_instance
         return [inst0 + p * lay.gpus_per_stage + local for p in range(lay.pp)]

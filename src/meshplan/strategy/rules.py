@@ -39,6 +39,10 @@ class Rule(StrEnum):
     THROUGHPUT = "throughput"
 
 
+REQUIREMENT_RULES = frozenset({Rule.TTFT, Rule.TPOT, Rule.THROUGHPUT})
+"""Rules of the problem's requirements: a candidate that misses one is still a layout that runs."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Violation:
     """A broken rule with the numbers that break it."""
