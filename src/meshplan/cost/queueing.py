@@ -2,11 +2,12 @@
 
 Prompts reaching a prefill pool at random moments and served one after another in a fixed time
 form an M/D/1 queue (Poisson arrivals, deterministic service, one server). Its mean wait is the
-Pollaczek-Khinchine formula with deterministic service: W = rho x s / (2 (1 - rho)), rho = arrival
-rate / service rate (Kleinrock, Queueing Systems vol. 1, section 5.6, eq. 5.87 with the service
-time's second moment s^2). An open system (arrivals at a stated rate) diverges as rho reaches 1
-(``md1_wait_s``); a closed loop cannot queue without bound, since its clients stop sending, so
-its wait is read at RHO_MAX at most (``md1_wait_capped_s``, and ``loop_rate``).
+Pollaczek-Khinchine mean-value formula of the M/G/1 queue, W = rho x s x (1 + C^2) / (2 (1 - rho)),
+with rho = arrival rate / service rate and C the service time's coefficient of variation, 0 when
+every service takes s (Kleinrock, Queueing Systems vol. 1, 1975, chapter 5): W = rho x s / (2 (1 - rho)).
+An open system (arrivals at a stated rate) diverges as rho reaches 1 (``md1_wait_s``); a closed
+loop cannot queue without bound, since its clients stop sending, so its wait is read at RHO_MAX
+at most (``md1_wait_capped_s``, and ``loop_rate``).
 """
 
 from __future__ import annotations
