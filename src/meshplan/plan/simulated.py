@@ -10,7 +10,6 @@ picks the first candidate in the search's order whose simulated p99 meets the p9
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
@@ -73,7 +72,7 @@ def run_at_operating_point(problem: Problem, c: Candidate, keep_spans: bool = Fa
     return run_candidate(problem, c, stream_for, keep_spans)
 
 
-def simulate_candidate(problem: Problem, c: Candidate) -> dict[str, Any]:
+def simulate_candidate(problem: Problem, c: Candidate) -> SimulatedCandidate:
     """What the simulation shows for one candidate at its operating point."""
     res, gpus, _, arrivals, stream = run_at_operating_point(problem, c)
     r = problem.requirements
@@ -83,28 +82,28 @@ def simulate_candidate(problem: Problem, c: Candidate) -> dict[str, Any]:
     meets = None
     if r.ttft_p99_s or r.tpot_p99_s:
         meets = (not r.ttft_p99_s or s.ttft_s.p99 <= r.ttft_p99_s) and (not r.tpot_p99_s or s.tpot_s.p99 <= r.tpot_p99_s)
-    return {"label": c.label, "gpus_total": c.gpus_total, "arrivals": arrivals, "requests": s.requests,
-            "closed_form": {"ttft_s": c.ttft_s, "tpot_s": c.tpot_s, "output_tok_s_per_gpu": c.output_tok_s_per_gpu},
-            "ttft_s": {"mean": s.ttft_s.mean, "p50": s.ttft_s.p50, "p99": s.ttft_s.p99},
-            "tpot_s": {"mean": s.tpot_s.mean, "p50": s.tpot_s.p50, "p99": s.tpot_s.p99},
-            "output_tok_s_per_gpu": s.output_tok_s / gpus, "goodput": s.goodput,
-            "preemptions": s.preemptions, "meets_p99": meets}
+    return SimulatedCandidate(
+        label=c.label, gpus_total=c.gpus_total, arrivals=arrivals, requests=s.requests,
+        closed_form=ClosedForm(ttft_s=c.ttft_s, tpot_s=c.tpot_s, output_tok_s_per_gpu=c.output_tok_s_per_gpu),
+        ttft_s=Percentiles(mean=s.ttft_s.mean, p50=s.ttft_s.p50, p99=s.ttft_s.p99),
+        tpot_s=Percentiles(mean=s.tpot_s.mean, p50=s.tpot_s.p50, p99=s.tpot_s.p99),
+        output_tok_s_per_gpu=s.output_tok_s / gpus, goodput=s.goodput, preemptions=s.preemptions, meets_p99=meets)
 
 
-def simulate_ranked(problem: Problem, ranked: tuple[Candidate, ...]) -> list[tuple[Candidate, dict[str, Any]]]:
+def simulate_ranked(problem: Problem, ranked: tuple[Candidate, ...]) -> list[tuple[Candidate, SimulatedCandidate]]:
     """The best candidates that serve both phases, each with its simulation."""
     picked = [c for c in ranked if c.decode is not None and (c.mode is Mode.AGGREGATED or c.prefill is not None)]
     picked = picked[:CANDIDATES]
     return [(c, simulate_candidate(problem, c)) for c in picked]
 
 
-def choose(result, simulated: list[tuple[Candidate, dict[str, Any]]]):
+def choose(result, simulated: list[tuple[Candidate, SimulatedCandidate]]):
     """The search result with the first simulated candidate that meets the p99 targets ranked
     first (unchanged without p99 targets or when none meets them), and that candidate or None."""
     r = result.problem.requirements
     if not (r.ttft_p99_s or r.tpot_p99_s):
         return result, None
-    ok = next((c for c, s in simulated if s["meets_p99"]), None)
+    ok = next((c for c, s in simulated if s.meets_p99), None)
     if ok is None or ok is result.best:
         return result, ok
     return replace(result, ranked=(ok,) + tuple(c for c in result.ranked if c is not ok)), ok
@@ -126,16 +125,11 @@ def simulated_plan(result) -> Plan:
             verdict = Verdict(status=Status.REQUIREMENTS_UNMET, figures=True, unmet=(Unmet(rule="p99", message=line),),
                               message="no candidate simulated meets the p99 targets; the search's best is shown")
     return replace(plan, notes=tuple(notes), verdict=verdict,
-                   simulation=tuple(_typed(s) for _, s in simulated))
+                   simulation=tuple(s for _, s in simulated))
 
 
-def _typed(s: dict[str, Any]) -> SimulatedCandidate:
-    """A simulate_candidate record as the plan keeps it."""
-    return SimulatedCandidate(**s | {"closed_form": ClosedForm(**s["closed_form"]), "ttft_s": Percentiles(**s["ttft_s"]),
-                                     "tpot_s": Percentiles(**s["tpot_s"])})
-
-
-def p99_verdict(problem: Problem, simulated: list[tuple[Candidate, dict[str, Any]]], chosen: Candidate | None) -> str | None:
+def p99_verdict(problem: Problem, simulated: list[tuple[Candidate, SimulatedCandidate]],
+                chosen: Candidate | None) -> str | None:
     """One line on the p99 targets: which simulated candidate meets them, or that none does."""
     r = problem.requirements
     if not (r.ttft_p99_s or r.tpot_p99_s):
