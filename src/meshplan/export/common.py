@@ -47,7 +47,10 @@ class PoolSettings:
     (SGLang) do so themselves (cost.iteration.prefill_budget)."""
     two_batch_overlap: bool
     redundant_experts: int
-    gpus_per_node: int
+    gpus_per_host: int
+    """GPUs of one launch node (GpuSpec.host_gpus: 4 per GB200/GB300 tray, 8 per HGX server)."""
+    nvlink_domain_gpus: int
+    """GPUs that share NVLink (72 in an NVL72 rack)."""
     is_moe: bool
     speculative: Speculative | None = None
     """The plan's speculative decoding (its problem has none when the plan decodes without it)."""
@@ -117,7 +120,8 @@ def settings(problem: Problem, pool: Pool) -> PoolSettings:
         memory_fraction=problem.requirements.memory_headroom, kv_fp8=problem.precision.kv_cache is DType.FP8,
         chunk_tokens=int(ci.token_budget),
         two_batch_overlap=bool(ci.two_batch_overlap),
-        redundant_experts=problem.assumptions.redundant_experts, gpus_per_node=problem.gpu.nvlink_domain_gpus,
+        redundant_experts=problem.assumptions.redundant_experts, gpus_per_host=problem.gpu.host_gpus,
+        nvlink_domain_gpus=problem.gpu.nvlink_domain_gpus,
         is_moe=problem.model.is_moe, speculative=spec, draft_served=draft_served(spec),
         adp_balance=problem.engine.adp_balance,
         recv_interval=problem.engine.recv_interval_iters)
@@ -133,5 +137,6 @@ class Launch:
     notes: list[str] = field(default_factory=list)
 
 
-def nodes_of_instance(gpus_per_instance: int, gpus_per_node: int) -> int:
-    return max(1, math.ceil(gpus_per_instance / gpus_per_node))
+def nodes_of_instance(gpus_per_instance: int, gpus_per_host: int) -> int:
+    """Hosts one instance spans (each runs its part of the launch)."""
+    return max(1, math.ceil(gpus_per_instance / gpus_per_host))

@@ -24,7 +24,7 @@ HTTP_PORT = 30000
 def launch(pool: Pool, s: PoolSettings) -> Launch:
     lay = pool.layout
     f = to_sglang(lay)
-    nodes = nodes_of_instance(lay.gpus_per_instance, s.gpus_per_node)
+    nodes = nodes_of_instance(lay.gpus_per_instance, s.gpus_per_host)
     args = [("python", "-m", "sglang.launch_server"), ("--model-path", s.served_model), ("--tp-size", f["tp_size"])]
     if f["enable_dp_attention"]:
         args += [("--dp-size", f["dp_size"]), ("--enable-dp-attention",)]

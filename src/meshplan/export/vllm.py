@@ -40,11 +40,11 @@ def launch(pool: Pool, s: PoolSettings) -> Launch:
     except ValueError as err:
         raise Inexpressible(str(err)) from None
     engine_gpus = lay.tp * lay.pp
-    if engine_gpus > s.gpus_per_node and lay.dp > 1:
+    if engine_gpus > s.gpus_per_host and lay.dp > 1:
         raise Inexpressible(f"each vLLM data-parallel engine (tp x pp = {engine_gpus} GPUs) must fit on one node of "
-                            f"{s.gpus_per_node} for multi-node data parallel")
-    nodes = nodes_of_instance(lay.gpus_per_instance, s.gpus_per_node)
-    local = lay.dp if nodes == 1 else max(1, s.gpus_per_node // engine_gpus)
+                            f"{s.gpus_per_host} for multi-node data parallel")
+    nodes = nodes_of_instance(lay.gpus_per_instance, s.gpus_per_host)
+    local = lay.dp if nodes == 1 else max(1, s.gpus_per_host // engine_gpus)
     base = [("vllm", "serve", s.served_model), ("--tensor-parallel-size", flags["tensor_parallel_size"]),
             ("--pipeline-parallel-size", flags["pipeline_parallel_size"]),
             ("--data-parallel-size", flags["data_parallel_size"])]

@@ -29,6 +29,10 @@ class GpuSpec(Spec):
     nvlink_domain_gpus: int = Field(ge=1)
     """GPUs that share the fast scale-up fabric (NVLink/NVSwitch, Infinity Fabric): 8 in an HGX
     node, 72 in a GB200 NVL72 rack. meshplan calls this group a node."""
+    gpus_per_host: int | None = Field(default=None, ge=1)
+    """GPUs one host holds (one operating system: a launch script's node): 4 per compute tray of a
+    GB200/GB300 NVL72 rack; None: the NVLink domain's (an HGX server). Launch configs count nodes
+    in hosts; the cost model's "node" is the NVLink domain."""
     intra_node_bw_bytes_per_s: float = Field(gt=0)
     """Scale-up bandwidth per GPU per direction (NVLink: half the bidirectional figure)."""
     inter_node_bw_bytes_per_s: float = Field(gt=0)
@@ -56,6 +60,11 @@ class GpuSpec(Spec):
     hbm_bw_utilization: float | None = Field(default=None, gt=0, le=1)
     """Achievable fraction of peak memory bandwidth when stated (the seed's "bandwidth
     utilization: 80%"); None means the cost assumptions' default."""
+
+    @property
+    def host_gpus(self) -> int:
+        """GPUs per host (gpus_per_host, else the NVLink domain)."""
+        return self.gpus_per_host or self.nvlink_domain_gpus
 
     @model_validator(mode="after")
     def _has_a_format(self) -> "GpuSpec":
