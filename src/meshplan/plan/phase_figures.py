@@ -143,5 +143,8 @@ class Phases:
         return tuple((p, f) for p, f in ((Phase.PREFILL, self.prefill), (Phase.DECODE, self.decode)) if f is not None)
 
     def of(self, phase: Phase | str) -> PhaseFigures | None:
-        """The figures of ``phase`` ('prefill' or 'decode')."""
-        return {Phase.PREFILL: self.prefill, Phase.DECODE: self.decode}[Phase(phase)]
+        """The figures of ``phase`` (prefill or decode; a plan keeps no figures for both at once)."""
+        phase = Phase(phase)
+        if phase is Phase.BOTH:
+            raise ValueError("a plan keeps figures per phase: prefill or decode, not both")
+        return self.prefill if phase is Phase.PREFILL else self.decode
