@@ -64,14 +64,15 @@ def test_two_kinds_of_gpu_need_disaggregated_serving():
 
 
 def test_export_places_each_pool_on_its_own_nodes():
-    # GB200 NVL72 prefill (72 GPUs per NVLink domain) and H200 decode (8 per node): a 16-GPU
-    # instance is one domain on GB200 and two nodes on H200.
+    # GB200 NVL72 prefill (4 GPUs per compute-tray host, 72 per NVLink domain) and H200 decode (8 per
+    # host): a 16-GPU instance is 16 / 4 = 4 hosts on GB200 and 16 / 8 = 2 on H200.
     p = _problem(prefill_gpu="gb200", workload={"isl": [3000, 4000], "osl": [400, 500]})
     lay = Layout(tp=1, dp=16, ep=1)
     pools = [Pool(phases=("prefill",), layout=lay, B={"prefill": 1.0}, offset=0),
              Pool(phases=("decode",), layout=lay, B={"decode": 8.0}, offset=16)]
     res = export(p, pools, "sglang")
-    assert "--nnodes" not in res.files["prefill-instance0-node0.sh"]
+    assert "--nnodes 4" in res.files["prefill-instance0-node0.sh"] and "prefill-instance0-node3.sh" in res.files
+    assert "prefill-instance0-node4.sh" not in res.files
     assert "--nnodes 2" in res.files["decode-instance0-node1.sh"]
 
 
