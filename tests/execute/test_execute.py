@@ -168,30 +168,45 @@ def test_devices_one_gpu_per_rank_or_cpu_processes():
     assert "needs 2 GPUs" in str(err.value) and "has 1" in str(err.value)
 
 
-@pytest.mark.parametrize("strategy", ["tp=2", "pp=2,dp=2,ep=2", "tp=2,dp=2,ep=2,etp=2", "tp=8"])
-def test_rank_weight_bytes_are_the_runners_tensors(strategy):
-    # The pre-launch memory check and the shards Runner builds must agree: count every tensor
-    # a Runner holds (float64: 8 bytes per value) for each rank of the layout.
-    from types import SimpleNamespace
-
-    from meshplan.execute.runner import Runner, rank_weight_bytes
-    from meshplan.strategy.mesh import coords_of
-
+def _four_layer_cfg():
     problem = problem_from_raw({"model": "qwen3-30b-a3b", "gpu": "h100", "workload": {"isl": 8, "osl": 4}})
     cfg = config_from_spec(problem.model)
-    cfg = type(cfg)(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, "layers": cfg.layers[:4]})
-    lay = parse_strategy(strategy)
+    return type(cfg)(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, "layers": cfg.layers[:4]})
+
+
+@pytest.mark.parametrize("strategy", ["tp=2", "pp=2,dp=2,ep=2", "tp=2,dp=2,ep=2,etp=2", "tp=8"])
+def test_the_shapes_counted_are_the_tensors_a_runner_draws(strategy):
+    # rank_weight_bytes builds the Runner with WeightShapes (meta tensors, nothing drawn); the same
+    # Runner with the real Weights must hold tensors of exactly those shapes, rank by rank.
+    from types import SimpleNamespace
+
+    from meshplan.execute.model import WeightShapes
+    from meshplan.execute.runner import Runner
+    from meshplan.strategy.mesh import coords_of
+
+    cfg, lay = _four_layer_cfg(), parse_strategy(strategy)
     for rank in range(lay.gpus):
-        r = Runner(cfg, lay, SimpleNamespace(c=coords_of(rank, lay)), 0, torch.float64)
-        tensors = [t for t in (r.embed, getattr(r, "head", None), getattr(r, "final_norm", None)) if t is not None]
-        for p in r.p.values():
-            for v in p.values():
-                if isinstance(v, torch.Tensor):
-                    tensors.append(v)
-                else:
-                    for ffn in (v.values() if "gate" not in v else [v]):
-                        tensors.extend(ffn.values())
-        assert rank_weight_bytes(cfg, lay, rank, 8) == 8 * sum(t.numel() for t in tensors)
+        comm = SimpleNamespace(c=coords_of(rank, lay))
+        real = Runner(cfg, lay, comm, 0, torch.float64).weights()
+        shapes = Runner(cfg, lay, comm, 0, torch.float64, weights=WeightShapes).weights()
+        assert [tuple(t.shape) for t in real] == [tuple(t.shape) for t in shapes]
+        assert all(t.device.type == "meta" for t in shapes)
+
+
+def test_rank_weight_bytes_by_hand():
+    # Four MoE layers of the reference Qwen3-30B-A3B (hidden 256, 32 heads and 4 KV heads of 8,
+    # 128 experts of FFN 32, vocabulary 256) at pp=2, dp=2, ep=2 (tp 1), 8 bytes per value. Per
+    # layer: norms 2 x 256 = 512, wq and wo 2 x 256 x 256 = 131,072, wk and wv 2 x 4 x 8 x 256 =
+    # 16,384, router 128 x 256 = 32,768, 64 experts x 3 x 256 x 32 = 1,572,864: 1,753,600 values.
+    # Two layers per stage, 3,507,200; the first stage adds the embedding 256 x 256 = 65,536, the
+    # last the LM head 65,536 and the final norm 256.
+    from meshplan.execute.runner import rank_weight_bytes
+    from meshplan.strategy.mesh import coords_of
+
+    cfg, lay = _four_layer_cfg(), parse_strategy("pp=2,dp=2,ep=2")
+    for rank in range(lay.gpus):
+        values = 3_507_200 + (65_536 if coords_of(rank, lay).pp == 0 else 65_536 + 256)
+        assert rank_weight_bytes(cfg, lay, rank, 8) == 8 * values
 
 
 def test_a_model_too_big_for_its_gpus_is_refused():

@@ -87,6 +87,13 @@ class Weights:
         block = drawn if len(shape) == 1 else drawn[:, cols]
         return (block * std).to(dtype=self.dtype, device=torch.get_default_device()).contiguous()
 
+    def block_shape(self, shape: tuple[int, ...], rows: slice, cols: slice) -> tuple[int, ...]:
+        """The shape of the block ``[rows, cols]`` of a parameter of ``shape``."""
+        n = len(range(*rows.indices(shape[0])))
+        if len(shape) == 1:
+            return (n,)
+        return (n, len(range(*cols.indices(shape[1]))), *shape[2:])
+
     # Layer parameters: whole by default, or a rank's shard (query heads, KV heads, FFN columns).
     def attn(self, layer: int, q: slice = slice(None), kv: slice = slice(None)):
         """q / kv: the query / KV head range, in units of head_dim rows."""
@@ -106,6 +113,15 @@ class Weights:
         return {"gate": self.get(f"{name}.gate", ffn, hidden, rows=part),
                 "up": self.get(f"{name}.up", ffn, hidden, rows=part),
                 "down": self.get(f"{name}.down", hidden, ffn, cols=part)}
+
+
+class WeightShapes(Weights):
+    """The parameters a rank holds as shapes only (torch's meta device: no memory, nothing drawn):
+    a Runner built with them is the one count of the bytes it would hold (runner.rank_weight_bytes)."""
+
+    def get(self, name: str, *shape: int, scale: float | None = None, rows: slice = slice(None),
+            cols: slice = slice(None)) -> torch.Tensor:
+        return torch.empty(self.block_shape(shape, rows, cols), dtype=self.dtype, device="meta")
 
 
 def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:

@@ -14,11 +14,12 @@ the same local rank of the next stage; the sampled tokens come back to the first
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import torch
 
 from meshplan.execute.comm import Comm
-from meshplan.execute.model import RefConfig, Weights, rms_norm, rope, route, swiglu
+from meshplan.execute.model import RefConfig, Weights, WeightShapes, rms_norm, rope, route, swiglu
 from meshplan.strategy.layout import Layout
 from meshplan.specs.model import LayerKind
 from meshplan.specs.params import kv_heads_per_rank
@@ -26,33 +27,25 @@ from meshplan.strategy.mesh import coords_of, expert_slots_per_rank, stage_layer
 
 
 def rank_weight_bytes(cfg: RefConfig, lay: Layout, rank: int, itemsize: int) -> int:
-    """Bytes of the weights ``rank`` holds under ``lay`` (the shards Runner builds): checked before
-    any process starts, so a full-size model that cannot fit is refused, not run out of memory."""
-    c = coords_of(rank, lay)
-    d, h, tp = cfg.hidden, cfg.head_dim, lay.tp
-    nh, kh = cfg.heads // tp, kv_heads_per_rank(cfg.kv_heads, tp)
-    n = (cfg.vocab * d if c.pp == 0 else 0) + ((cfg.vocab // tp) * d + d if c.pp == lay.pp - 1 else 0)
-    for i in stage_layers(len(cfg.layers), lay.pp)[c.pp]:
-        n += 2 * d + 2 * nh * h * d + 2 * kh * h * d  # norms, wq and wo, wk and wv
-        if cfg.layers[i] is LayerKind.MOE:
-            n += cfg.experts * d + expert_slots_per_rank(cfg.experts, 0, lay.ep) * 3 * d * (cfg.expert_ffn // lay.etp)
-            n += 3 * d * (cfg.shared_ffn // tp)
-        else:
-            n += 3 * d * (cfg.ffn // tp)
-    return n * itemsize
+    """Bytes of the weights ``rank`` holds under ``lay``: the Runner's own shards, built as shapes
+    only (model.WeightShapes), so that the count and the tensors are one code; checked before any
+    process starts, so a full-size model that cannot fit is refused, not run out of memory."""
+    shapes = Runner(cfg, lay, SimpleNamespace(c=coords_of(rank, lay)), 0, torch.float32, weights=WeightShapes)
+    return sum(t.numel() for t in shapes.weights()) * itemsize
 
 
 class Runner:
     def __init__(self, cfg: RefConfig, lay: Layout, comm: Comm, seed: int, dtype: torch.dtype,
-                 progress: Callable[[str], None] = lambda _: None):
+                 progress: Callable[[str], None] = lambda _: None, weights: type[Weights] = Weights):
         """``progress`` hears each layer as its weights are drawn (the launcher's watchdog reads
-        it: drawing a full-size shard can take minutes)."""
+        it: drawing a full-size shard can take minutes); ``weights`` draws them (WeightShapes: shapes
+        only, for rank_weight_bytes)."""
         self.cfg, self.lay, self.comm, self.dtype = cfg, lay, comm, dtype
         c = comm.c
         self.c = c
         self.layers = list(stage_layers(len(cfg.layers), lay.pp)[c.pp])
         self.first, self.last = c.pp == 0, c.pp == lay.pp - 1
-        w = Weights(cfg, seed, dtype)
+        w = weights(cfg, seed, dtype)
         tp = lay.tp
         self.nh = cfg.heads // tp
         self.kh = kv_heads_per_rank(cfg.kv_heads, tp)
@@ -84,6 +77,21 @@ class Runner:
             self.p[i] = p
         self.cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         """Per layer: keys and values [B, S, kh, H] of this rank's requests."""
+
+    def weights(self) -> list[torch.Tensor]:
+        """Every weight tensor this rank holds."""
+        out = [t for t in (self.embed, getattr(self, "head", None), getattr(self, "final_norm", None)) if t is not None]
+
+        def walk(v):
+            if isinstance(v, torch.Tensor):
+                out.append(v)
+            else:
+                for x in v.values():
+                    walk(x)
+
+        for p in self.p.values():
+            walk(p)
+        return out
 
     # -- one pass -------------------------------------------------------------------------
     def forward(self, reqs: list[tuple[int, torch.Tensor, int]], prefill: bool) -> torch.Tensor | None:
