@@ -32,6 +32,7 @@ from meshplan.report.pyplot import pyplot
 from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
 from meshplan.search.search import search
 from meshplan.simulate.summary import per_request, timeline
+from meshplan.specs.workload import PoolRole
 
 VALIDATION = CATALOG / "cases" / "silicon-dev-validation.json"
 """The dev set's validation summary (meshplan validate ../shared/cases/silicon-dev.csv --json F,
@@ -126,10 +127,10 @@ def _simulated(plan: Plan):
 def _candidate(plan: Plan):
     problem = plan.problem_spec
     by = {p.role: p.layout for p in pools_of(plan)}
-    if "aggregated" in by:
-        return evaluate_aggregated(problem, by["aggregated"])
-    if "prefill" in by and "decode" in by:
-        return evaluate_disaggregated(problem, by["prefill"], by["decode"])
+    if PoolRole.AGGREGATED in by:
+        return evaluate_aggregated(problem, by[PoolRole.AGGREGATED])
+    if PoolRole.PREFILL in by and PoolRole.DECODE in by:
+        return evaluate_disaggregated(problem, by[PoolRole.PREFILL], by[PoolRole.DECODE])
     raise SpecError("--sim", "on", "the plan serves one phase only; a simulation needs both")
 
 

@@ -112,7 +112,7 @@ def context_tokens(problem: Problem) -> int:
 
 def settings(problem: Problem, pool: Pool) -> PoolSettings:
     ci = CostInputs.from_problem(problem)  # the token budget per rank and two-batch overlap the plan was costed with
-    b = pool.B.get("decode") or pool.B.get("prefill") or 1.0
+    b = pool.B.get(Phase.DECODE) or pool.B.get(Phase.PREFILL) or 1.0
     spec = problem.speculative if problem.phase is not Phase.PREFILL else None
     return PoolSettings(
         role=pool.role, served_model=served_model(problem.model), context_tokens=context_tokens(problem),
