@@ -126,3 +126,29 @@ def test_trtllm_moe_degrees_and_cap(tmp_path):
     assert (r.layout.dp, r.layout.ep, r.layout.etp, r.max_running_per_rank, r.concurrency) == (8, 4, 2, 16, 128)
     assert r.kv_cache_dtype is DType.FP8 and r.memory_fraction == 0.9
     assert r.ignored == ("backend", "kv_cache_config.enable_block_reuse")
+
+
+DSV3_DP8 = ("python -m sglang.launch_server --model-path deepseek-ai/DeepSeek-V3 --tp 8 --dp 8 --enable-dp-attention "
+            "--moe-a2a-backend deepep --context-length 8192 ")
+
+
+def _weights(cmd: str) -> float:
+    from meshplan.check.engine_check import check_engine
+    report = check_engine(parse_sglang(cmd), gpu="h200", weights=None, isl=4000, osl=1000, source="test")
+    return report.plan.phases.decode.memory_per_gpu_bytes.weights
+
+
+def test_sglang_redundant_experts_cost_memory_and_balance_only_when_placed_by_load():
+    plain = parse_sglang(DSV3_DP8)
+    unplaced = parse_sglang(DSV3_DP8 + "--ep-num-redundant-experts 32")
+    placed = parse_sglang(DSV3_DP8 + "--ep-num-redundant-experts 32 --enable-eplb")
+    assert plain.assumption_settings == () and "--ep-num-redundant-experts" not in unplaced.ignored
+    assert dict(placed.assumption_settings) == {"redundant_experts": 32}
+    # Replicas placed in a fixed order leave the popularity imbalance whole.
+    assert dict(unplaced.assumption_settings) == {"redundant_experts": 32, "eplb_residual": 1.0}
+    assert "not placed by load" in unplaced.notes[0] and placed.notes == ()
+    # 32 replicas over ep 8 are 4 more experts per GPU in each of DeepSeek-V3's 58 MoE layers, each
+    # 3 x 7,168 x 2,048 FP8 weights at 1 byte (specs.dtypes leaves out the FP32 block scales, 0.02%):
+    # 4 x 58 x 44,040,192 = 10,217,324,544 bytes more per GPU.
+    extra = _weights(DSV3_DP8 + "--ep-num-redundant-experts 32") - _weights(DSV3_DP8)
+    assert extra == 10_217_324_544

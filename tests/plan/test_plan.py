@@ -1,5 +1,7 @@
 """The plan document: schema keys, requirement checks, runner-ups with reasons, notes."""
 
+import re
+
 from meshplan.io.catalog import CATALOG
 from meshplan.io.problem_file import load_problem, problem_from_raw
 from meshplan.plan.plan import plan_document
@@ -45,10 +47,21 @@ def test_unmeetable_tpot_is_reported_with_the_nearest_miss():
     assert any(v["rule"] == "tpot" for v in doc["violations"])
 
 
-def test_runner_ups_say_why_they_lost():
+def test_runner_ups_say_why_they_lost_with_their_own_figures():
     doc = _doc()
-    assert doc["runner_ups"]
-    assert all(r["why_lost"] for r in doc["runner_ups"])
+    best = doc["output_tok_s_per_gpu"]
+    assert len(doc["runner_ups"]) >= 2
+    for r in doc["runner_ups"]:
+        # Under the max-per-GPU objective a runner-up loses on output tokens/s per GPU: the reason
+        # quotes both figures, rounded, and the shortfall 1 - runner-up / best in percent.
+        m = re.fullmatch(r"([0-9.]+)% fewer tokens/s per GPU \(([0-9,]+) vs ([0-9,]+)\)(.*)", r["why_lost"])
+        assert m, r["why_lost"]
+        assert r["output_tok_s_per_gpu"] <= best
+        assert m.group(2) == f"{r['output_tok_s_per_gpu']:,.0f}" and m.group(3) == f"{best:,.0f}"
+        assert float(m.group(1)) == round(100 * (1 - r["output_tok_s_per_gpu"] / best), 1)
+        # The chosen plan has no pipeline stages; a runner-up with them says so, with its deepest pool's.
+        pp = max((int(d) for d in re.findall(r"pp(\d+)", r["label"])), default=1)
+        assert m.group(4) == (f", with pipeline stages (pp {pp} vs 1)" if pp > 1 else ""), r
 
 
 def test_catalog_name_with_other_dimensions_is_noted():

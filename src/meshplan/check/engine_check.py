@@ -83,6 +83,7 @@ def raw_problem(r: EngineReading, gpu: str, weights: str | None, source: str, is
         workload["concurrency"] = concurrency
     return {"name": source, "model": r.model, "gpu": gpu, "gpus": r.layout.gpus, "engine": engine,
             **({"precision": precision} if precision else {}), "workload": workload,
+            **({"assumptions": dict(r.assumption_settings)} if r.assumption_settings else {}),
             "requirements": {"memory_headroom": r.memory_fraction},
             **({"calibration": calibration} if calibration is not None else {})}
 
@@ -100,6 +101,7 @@ def check_engine(r: EngineReading, *, gpu: str | None, weights: str | None, isl:
     if not gpu:
         raise SpecError("--gpu", None, "an engine command does not say which GPU it runs on; give --gpu")
     context, isl_v, osl_v, notes = _lengths(r, _length(isl, "--isl"), _length(osl, "--osl"))
+    notes += r.notes
     problem = problem_from_raw(raw_problem(r, gpu, weights, source, isl_v, osl_v, context, None, calibration))
     lay = r.layout
     for v in layout_violations(problem, lay):

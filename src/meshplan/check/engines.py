@@ -65,6 +65,11 @@ class EngineReading:
     engine_settings: tuple[tuple[str, object], ...] = ()
     """Engine profile fields the command sets that change step or queueing time (SGLang
     --scheduler-recv-interval, TensorRT-LLM attention_dp_config): the check costs them."""
+    assumption_settings: tuple[tuple[str, object], ...] = ()
+    """CostAssumptions fields the command sets (SGLang --ep-num-redundant-experts: redundant_experts,
+    with eplb_residual 1.0 when nothing places them by load)."""
+    notes: tuple[str, ...] = ()
+    """How the reading took a flag whose effect depends on another."""
     refusals: tuple[str, ...] = ()
     """Flag combinations the engine itself rejects at start-up."""
     ignored: tuple[str, ...] = ()
@@ -201,6 +206,23 @@ _SGLANG_SWITCHES = frozenset({"--enable-dp-attention", "--enable-deepep-moe", "-
                               "--enable-eplb"})
 
 
+def _sglang_redundant(a: Args) -> tuple[tuple[tuple[str, object], ...], tuple[str, ...]]:
+    """SGLang --ep-num-redundant-experts N: N more expert slots per MoE layer over the EP ranks
+    (server_args.py ep_num_redundant_experts), which cost memory and must divide with the experts
+    over ep. They balance the load only when placed by it: --enable-eplb rebalances from the
+    recorded distribution, --init-expert-location starts from a given one; without either the
+    replicas are placed in a fixed order and the popularity imbalance stays whole (eplb_residual 1)."""
+    got = a.whole("--ep-num-redundant-experts", minimum=0)
+    placed = a.switch("--enable-eplb") | (a.text("--init-expert-location") is not None)
+    if got is None or got[1] == 0:
+        return (), ()
+    if placed:
+        return (("redundant_experts", got[1]),), ()
+    return ((("redundant_experts", got[1]), ("eplb_residual", 1.0)),
+            (f"--ep-num-redundant-experts {got[1]} without --enable-eplb or --init-expert-location: the replicas cost "
+             "memory but are not placed by load, so the expert imbalance is costed whole",))
+
+
 def parse_vllm(cmd: str) -> EngineReading:
     """``vllm serve MODEL -tp T -dp D [--enable-expert-parallel] ...``: attention tp = T,
     attention dp = D; with expert parallel ep = T*D, else the experts are tensor-parallel over
@@ -264,7 +286,9 @@ def parse_sglang(cmd: str) -> EngineReading:
         layout = lay if dp_attention or dp_v == 1 else lay.with_instances(dp_v)
     context = a.whole("--context-length")
     recv = a.whole("--scheduler-recv-interval")
+    assumptions, notes = _sglang_redundant(a)
     return EngineReading(
+        assumption_settings=assumptions, notes=notes,
         engine=Engine.SGLANG, model=model, layout=layout, context_tokens=None if context is None else context[1],
         engine_settings=(("recv_interval_iters", recv[1]),) if recv is not None and recv[1] > 1 else (),
         context_flag="--context-length", max_running_per_rank=per_rank, running_flag="--max-running-requests",

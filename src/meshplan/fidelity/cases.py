@@ -61,17 +61,11 @@ class CaseRow:
 
 
 def _precision(entry: dict[str, Any]) -> dict[str, Any]:
-    w = entry.get("weights") or entry.get("precision") or "bf16"
-    kv = entry.get("kv_cache") or "bf16"
-    if isinstance(w, str) and " " in w:
-        # "experts and o_proj fp4; MLA projections fp8" / "experts fp8, attention bf16"
-        text = w.lower()
-        experts = "fp4" if "experts and o_proj fp4" in text or "experts fp4" in text else "fp8"
-        attention = "bf16" if "attention bf16" in text else "fp8"
-        if "kv fp8" in text:
-            kv = "fp8"
-        return {"weights": attention, "attention": attention, "experts": experts, "kv_cache": kv}
-    return {"weights": w, "kv_cache": kv}
+    """The formats a case or row states, as a problem's ``precision``: its ``precision`` mapping
+    (formats per part), else ``weights`` and ``kv_cache``; BF16 where none is stated."""
+    if entry.get("precision") is not None:
+        return {"kv_cache": "bf16", **entry["precision"]}
+    return {"weights": entry.get("weights") or "bf16", "kv_cache": entry.get("kv_cache") or "bf16"}
 
 
 def _layout(d: dict[str, Any], gpus: int | None) -> Layout:
@@ -270,8 +264,8 @@ def _phases(case: dict[str, Any], predict) -> list[CaseRow]:
 def _decode_rows(case: dict[str, Any], predict) -> list[CaseRow]:
     out = []
     for r in case["rows"]:
-        predicted, measured = _phase_figure(case, Phase.DECODE, r["decode"], _precision({"weights": r["precision"]}),
+        predicted, measured = _phase_figure(case, Phase.DECODE, r["decode"], _precision(r),
                                             predict)
-        out.append(CaseRow(case=case["id"], figure=f"decode tok/s per GPU ({r['precision']})", predicted=predicted,
+        out.append(CaseRow(case=case["id"], figure=f"decode tok/s per GPU ({r['label']})", predicted=predicted,
                            measured=measured))
     return out

@@ -18,7 +18,7 @@ from meshplan.plan.phase_figures import Memory, PhaseFigures, Phases
 from meshplan.search.objectives import Mode, Objective
 from meshplan.specs.model import AttentionKind
 from meshplan.specs.problem import Problem
-from meshplan.strategy.rules import Violation
+from meshplan.strategy.rules import Rule, Violation
 
 
 class Status(StrEnum):
@@ -52,14 +52,21 @@ class CheckUnit(StrEnum):
     BYTES = "bytes"
 
 
+class BoundRule(StrEnum):
+    """What sets a bound no layout can beat."""
+
+    DECODE_KV_BANDWIDTH = "decode_kv_bandwidth"
+    """Reading a sequence's KV cache at the GPU's memory bandwidth each step (plan.plan.decode_kv_bound)."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Bound:
     """What no layout can beat, when a requirement is missed because of it."""
 
     value: float
     """The bound, in the requirement's unit."""
-    rule: str
-    """The bound's name (plan.plan.decode_kv_bound: 'decode_kv_bandwidth')."""
+    rule: BoundRule
+    """What sets the bound."""
     message: str
     """The bound in words, with the numbers it follows from."""
 
@@ -86,8 +93,8 @@ class RequirementCheck:
 class Unmet:
     """A requirement or rule the plan misses."""
 
-    rule: str
-    """A strategy.rules.Rule value, or 'p99' for the simulated p99 targets (plan.simulated)."""
+    rule: Rule
+    """The rule or requirement missed (Rule.P99 for the simulated p99 targets, plan.simulated)."""
     message: str
     """What is missed, with the numbers."""
 

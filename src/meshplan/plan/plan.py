@@ -13,7 +13,7 @@ from meshplan.errors import SpecError
 from meshplan.io.catalog import load_model
 from meshplan.plan.build import model_facts, phases_of
 from meshplan.plan.candidates import ByMode, CandidateSummary, Pruned, RunnerUp, SearchCounts
-from meshplan.plan.document import AssumptionsUsed, Bound, BudgetUse, CheckUnit, FitLayout, PartFactors, Plan, \
+from meshplan.plan.document import AssumptionsUsed, Bound, BoundRule, BudgetUse, CheckUnit, FitLayout, PartFactors, Plan, \
     PlanNote, Requirement, RequirementCheck, SmallestFit, Status, Unmet, Verdict
 from meshplan.plan.phase_figures import Memory, Phases
 from meshplan.plan.pipeline import pipeline_note
@@ -96,7 +96,7 @@ def _requirement_checks(ci: CostInputs, c: Candidate, mem: Memory) -> tuple[Requ
         b = decode_kv_bound(ci)
         per = (f"once per iteration of {ci.spec_tau:.2f} tokens (speculative decoding, its draft's KV too)"
                if ci.spec_k else "once per generated token")
-        bound = Bound(value=b, rule="decode_kv_bandwidth", message=(
+        bound = Bound(value=b, rule=BoundRule.DECODE_KV_BANDWIDTH, message=(
             f"decode reads every cached token's KV {per}: at a mean context of "
             f"{ci.workload.decode_context_tokens:,.0f} tokens and {kv_bytes_per_token(ci):,.0f} KV bytes per "
             f"token, {ci.hbm_bytes_per_s / 1e12:.2f} TB/s of achievable HBM bandwidth gives at most {b:,.0f} output tokens/s "
@@ -159,7 +159,7 @@ def _verdict(problem: Problem, chosen: Candidate, checks: tuple[RequirementCheck
     throughput to show."""
     if chosen.feasible:
         return Verdict(status=Status.FEASIBLE, figures=True, message="meets every requirement", unmet=())
-    unmet = tuple(Unmet(rule=v.rule.value, message=v.message) for v in chosen.violations)
+    unmet = tuple(Unmet(rule=v.rule, message=v.message) for v in chosen.violations)
     if any(v.rule is Rule.MEMORY for v in chosen.violations):
         fit = smallest_fit(problem)
         budget = f"{problem.gpu_budget} {problem.gpu.name} GPUs" if problem.gpu_budget else "any instance searched"

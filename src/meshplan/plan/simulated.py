@@ -24,6 +24,7 @@ from meshplan.simulate.instance import simulate_disaggregated, simulate_instance
 from meshplan.simulate.requests import workload_stream
 from meshplan.simulate.summary import summarise
 from meshplan.specs.problem import Problem
+from meshplan.strategy.rules import Rule
 
 CANDIDATES = 10
 """Candidates re-scored (the search's best first)."""
@@ -122,7 +123,7 @@ def simulated_plan(result) -> Plan:
     if line is not None:
         notes.append(PlanNote(field="requirements.p99", message=line))
         if ok is None and verdict.status is Status.FEASIBLE:
-            verdict = Verdict(status=Status.REQUIREMENTS_UNMET, figures=True, unmet=(Unmet(rule="p99", message=line),),
+            verdict = Verdict(status=Status.REQUIREMENTS_UNMET, figures=True, unmet=(Unmet(rule=Rule.P99, message=line),),
                               message="no candidate simulated meets the p99 targets; the search's best is shown")
     return replace(plan, notes=tuple(notes), verdict=verdict,
                    simulation=tuple(s for _, s in simulated))

@@ -37,9 +37,11 @@ class Rule(StrEnum):
     TTFT = "ttft"
     TPOT = "tpot"
     THROUGHPUT = "throughput"
+    P99 = "p99"
+    """A p99 TTFT or TPOT target missed in simulation (plan --sim, plan.simulated)."""
 
 
-REQUIREMENT_RULES = frozenset({Rule.TTFT, Rule.TPOT, Rule.THROUGHPUT})
+REQUIREMENT_RULES = frozenset({Rule.TTFT, Rule.TPOT, Rule.THROUGHPUT, Rule.P99})
 """Rules of the problem's requirements: a candidate that misses one is still a layout that runs."""
 
 
