@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import meshplan
-from meshplan.cost.queueing import RHO_MAX, loop_rate, md1_wait_capped_s, md1_wait_s
+from meshplan.cost.queueing import RHO_MAX, loop_rate, md1_rho_for_latency, md1_wait_capped_s, md1_wait_s
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.search import pairs, single
 from meshplan.search.search import search
@@ -20,6 +20,22 @@ def test_open_md1_wait_by_hand():
     assert math.isclose(md1_wait_s(0.8, 0.2), 0.4)
     assert math.isclose(md1_wait_s(0.25, 2.0), 1.0 / 3.0)
     assert md1_wait_s(0.0, 5.0) == 0.0
+
+
+def test_utilisation_for_a_latency_target_by_hand():
+    # Worked by hand from W = rho s / (2 (1 - rho)): s + W <= T <=> rho / (2 (1 - rho)) <= x, x = T/s - 1,
+    # <=> rho <= 2x / (1 + 2x).
+    # s 1 s, T 2 s: x = 1, rho = 2/3; there W = (2/3) / (2 x 1/3) = 1 s and s + W = 2 s = T.
+    assert math.isclose(md1_rho_for_latency(2.0, 1.0), 2.0 / 3.0)
+    assert math.isclose(1.0 + md1_wait_s(2.0 / 3.0, 1.0), 2.0)
+    # s 0.2 s, T 0.5 s: x = 1.5, rho = 3 / 4; there W = 0.75 x 0.2 / (2 x 0.25) = 0.3 s and s + W = 0.5 s.
+    assert math.isclose(md1_rho_for_latency(0.5, 0.2), 0.75)
+    assert math.isclose(0.2 + md1_wait_s(0.75, 0.2), 0.5)
+    # The search's prefill sizing (search.pairs): 10 req/s on instances of 3 req/s each at rho 2/3
+    # need 10 / (3 x 2/3) = 5 instances.
+    assert math.ceil(10.0 / (3.0 * md1_rho_for_latency(2.0, 1.0)) - 1e-9) == 5
+    # A target no longer than the service itself: no utilisation meets it.
+    assert md1_rho_for_latency(1.0, 1.0) == 0.0 and md1_rho_for_latency(0.5, 1.0) == 0.0
 
 
 def test_open_wait_diverges_where_arrivals_outrun_service():

@@ -105,14 +105,14 @@ def test_own_dags_lint_clean(key, strategy):
     lay = parse_strategy(strategy, is_moe=p.model.is_moe)
     for phase in ("prefill", "decode"):
         dag = build_dag(p, lay, phase, 2.0)
-        assert lint_dot(to_dot(dag), "own.dot", p.model, lay) == []
+        assert lint_dot(to_dot(dag), "own.dot", p.model, lay, redundant=p.assumptions.redundant_experts) == []
 
 
 def test_expanded_dag_lints_clean():
     p = load_problem(None)
     lay = parse_strategy("dp=2,ep=2")
     dag = build_dag(p, lay, "decode", 8.0, expand=True)
-    assert lint_dot(to_dot(dag), "own.dot", p.model, lay) == []
+    assert lint_dot(to_dot(dag), "own.dot", p.model, lay, redundant=p.assumptions.redundant_experts) == []
 
 
 def test_node_link_json_round_trips_through_networkx():
@@ -132,7 +132,8 @@ def test_seed_style_dag_findings():
     from meshplan.strategy.notation import from_seed
     lay = from_seed(p.seed_strategy, p.model).layout.with_instances(1)
     text = (CATALOG / "problems" / "seed-style-dag.dot").read_text()
-    found = {f.rule.value: f for f in lint_dot(text, "seed-style-dag.dot", p.model, lay)}
+    found = {f.rule.value: f for f in lint_dot(text, "seed-style-dag.dot", p.model, lay,
+                                                     redundant=p.assumptions.redundant_experts)}
     assert {"no_predecessor", "no_successor", "vague_gpu_label", "gpu_not_in_layout", "placement",
             "cross_gpu_edge_without_transfer", "missing_operator"} <= set(found)
     assert "Orphan_Norm" in found["no_predecessor"].nodes

@@ -32,7 +32,7 @@ def command(script: str, start: str) -> str:
 
 
 def _layouts(model, gpu, cap):
-    la = enumerate_layouts(load_model(model), load_gpu(gpu), cap)
+    la = enumerate_layouts(load_model(model), load_gpu(gpu), cap, redundant_experts=0)
     return [Layout(tp=int(a), dp=int(b), pp=int(c), ep=int(d), etp=int(e))
             for a, b, c, d, e in zip(la.tp, la.dp, la.pp, la.ep, la.etp)]
 

@@ -3,12 +3,19 @@
 import csv
 import math
 
+import pytest
+
+from meshplan.errors import SpecError
+from meshplan.fidelity import simulated
 from meshplan.fidelity.calibrate import FACTORS
-from meshplan.fidelity.harness import AS_STATED, harness_of
+from meshplan.fidelity.harness import AS_STATED, harness_of, launch_entry
 from meshplan.fidelity.predict import group_cases, predict_group
 from meshplan.fidelity.problems import case_problem
 from meshplan.fidelity.silicon import read_silicon
 from meshplan.io.calibration import DEFAULT_PROFILE, load_profile
+from meshplan.simulate import requests
+from meshplan.specs.engine import Engine
+from meshplan.specs.workload import Serving
 
 from tests.fidelity.test_silicon import COLUMNS, _read, _row
 
@@ -45,13 +52,25 @@ def test_launch_settings_may_depend_on_the_gpu_and_the_concurrency():
 
 
 def test_a_launch_entry_with_an_unknown_key_is_refused():
-    import pytest
-    from meshplan.errors import SpecError
-    from meshplan.fidelity.harness import launch_entry
     with pytest.raises(SpecError) as err:
         launch_entry("x", {"engine": "sglang", "gpu": ["b200"], "settings": {"recv_interval_iters": 10}})
     assert err.value.field == "harnesses.yaml x.launch.gpu"
     assert launch_entry("x", {"engine": "sglang", "serving": "aggregated", "settings": {}}).serving == "aggregated"
+
+
+def test_a_launch_entry_reads_its_engine_and_serving_as_enums():
+    entry = launch_entry("x", {"engine": "sglang", "serving": "disaggregated", "settings": {}})
+    assert entry.engine is Engine.SGLANG and entry.serving is Serving.DISAGGREGATED
+    both = launch_entry("x", {"engine": "vllm", "settings": {}})
+    assert both.serving is None  # no serving: the scripts' settings hold aggregated and disaggregated
+    assert both.applies(Engine.VLLM, "m", "g", 1, False) and both.applies(Engine.VLLM, "m", "g", 1, True)
+    assert entry.applies(Engine.SGLANG, "m", "g", 1, True) and not entry.applies(Engine.SGLANG, "m", "g", 1, False)
+    assert not entry.applies(Engine.VLLM, "m", "g", 1, True)
+    for key, value, rule in [("engine", "tgi", "trtllm, sglang or vllm"),
+                             ("serving", "auto", "aggregated or disaggregated")]:
+        with pytest.raises(SpecError) as err:  # a typo would otherwise never match
+            launch_entry("x", {"engine": "sglang", "settings": {}} | {key: value})
+        assert (err.value.field, err.value.value, err.value.rule) == (f"harnesses.yaml x.launch.{key}", value, rule)
 
 
 def test_inferencex_draws_lengths_from_eight_tenths_to_the_whole():
@@ -104,12 +123,8 @@ def test_how_the_clients_start_is_the_harness_s(tmp_path, monkeypatch):
     assert harness_of(INFERENCEX).start_spread == 0.0
     assert harness_of(AIC).start_spread == 1.0
     assert AS_STATED.start_spread == 0.0
-    import meshplan.fidelity.simulated as sim
-    from meshplan.simulate import requests
-
     cases, _ = _read(tmp_path, [_row(id="aic", silicon_data_source=AIC)])
     (group,) = group_cases(cases)
-    (life,) = sim._lifetimes(group)
     seen = {}
     real = requests.closed_loop
 
@@ -117,10 +132,11 @@ def test_how_the_clients_start_is_the_harness_s(tmp_path, monkeypatch):
         seen["spread"] = start_spread_s
         return real(clients, n, isl, osl, start_spread_s)
 
-    monkeypatch.setattr(sim, "closed_loop", spy)
-    sim.simulate_case(group, group.cases[0], life)
+    monkeypatch.setattr(simulated, "closed_loop", spy)
+    assert set(simulated.simulate_groups([group])) == {"aic"}
     # One lifetime: the closed form's TTFT + (OSL - 1) x TPOT of the run.
-    assert seen["spread"] == life > 0
+    (ttft,), (tpot,) = predict_group(group)
+    assert seen["spread"] == float(ttft + (group.cases[0].osl - 1) * tpot) > 0
 
 
 def test_a_users_run_on_a_cached_workload_states_its_prefix_hit_rate(tmp_path):

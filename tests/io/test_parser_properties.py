@@ -782,7 +782,7 @@ def test_lint_dag_dot_parses_or_spec_error(text, layout, offset, redundant):
     from meshplan.dag.lint import lint_dot
     from meshplan.strategy.layout import parse_strategy
     model = _seed_model()
-    _accept("lint_dot", lint_dot, text, "dag.dot", model, parse_strategy(layout), offset, redundant,
+    _accept("lint_dot", lint_dot, text, "dag.dot", model, parse_strategy(layout), offset, redundant=redundant,
             shown=(text, layout, offset, redundant))
 
 

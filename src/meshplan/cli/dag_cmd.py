@@ -20,6 +20,7 @@ from meshplan.plan.pools import Pool, pools_of
 from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated, one_layout_allowed
 from meshplan.search.search import search
 from meshplan.specs.problem import Problem
+from meshplan.specs.workload import Phase
 from meshplan.strategy.layout import parse_strategy
 
 
@@ -71,7 +72,8 @@ def fixed_candidate(problem: Problem, strategy: str | None):
     return None
 
 
-def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], expand: bool, phase: str | None) -> None:
+def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], expand: bool,
+            phase: Phase | None) -> None:
     """Count every asked DAG from its layout first (printed), refuse before building anything a
     DAG past size.MAX_BUILD_NODES or one whose asked formats are all pictures too big to draw,
     then build and write each; pictures too big to draw are skipped and named on one line."""
@@ -80,7 +82,7 @@ def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], 
     if phase and phase not in planned:
         raise SpecError("--dag-phase", phase, f"the plan has no {phase} phase (it plans {', '.join(sorted(planned))})")
     todo = [(pool, ph, dag_size(problem.for_pool(ph), pool.layout, ph, pool.B[ph], expand=expand))
-            for pool in pools for ph in pool.phases if not phase or ph == phase]
+            for pool in pools for ph in pool.phases if phase is None or ph is phase]
     for pool, ph, size in todo:
         check_buildable(size, f"{ph} {pool.layout.short}", expand)
         if too_big_to_draw(size.nodes) and all(f in PICTURES for f in formats):
@@ -103,18 +105,18 @@ def run_dag(problem: Problem, pools: list[Pool], out: Path, formats: list[str], 
             echo(f"  {p}")
     if skipped:
         echo(f"skipped {'; '.join(skipped)}: {picture_rule()}", err=True)
-    if problem.speculative is not None and any("decode" in pool.phases for pool, _, _ in todo):
+    if problem.speculative is not None and any(Phase.DECODE in pool.phases for pool, _, _ in todo):
         echo(f"speculative decoding ({problem.speculative.describe()}): the decode DAG's operator costs are "
              f"the verify pass's ({problem.speculative.draft_tokens + 1} positions per sequence); the draft's passes "
              "are not drawn as nodes, their time is in the step (cost.speculative)", err=True)
 
 
-def run_lint(dot_file: str, problem: Problem, pools: list[Pool], phase: str | None, as_json: bool) -> int:
+def run_lint(dot_file: str, problem: Problem, pools: list[Pool], phase: Phase | None, as_json: bool) -> int:
     path = Path(dot_file)
     text = read_text(path, "DOT_FILE")
     pool = next((p for p in pools if phase is None or phase in p.phases), pools[-1])
     findings = lint_dot(text, path.name, problem.model, pool.layout, pool.offset,
-                        problem.assumptions.redundant_experts)
+                        redundant=problem.assumptions.redundant_experts)
     if as_json:
         echo(json.dumps({"file": str(path), "layout": str(pool.layout), "gpu_offset": pool.offset,
                                "clean": not findings, "findings": [f.to_dict() for f in findings]}, indent=2))

@@ -22,6 +22,7 @@ from meshplan.cli.problem_flags import load, problem_options, wrap_errors
 from meshplan.cli.summary import summary
 from meshplan.cli.validate_cmd import run_validate
 from meshplan.errors import SpecError, finite_number
+from meshplan.export.common import ExportTarget
 from meshplan.export.export import export, write
 from meshplan.io.problem_file import DEFAULT_PROBLEM, load_problem
 from meshplan.io.user_file import output_target
@@ -32,6 +33,10 @@ from meshplan.report.markdown import render
 from meshplan.specs.workload import Phase
 from meshplan.strategy.layout import STRATEGY_HELP, parse_strategy
 from meshplan.strategy.notation import from_seed
+
+
+DAG_PHASES = [Phase.PREFILL.value, Phase.DECODE.value]
+"""What --dag-phase names: one pool's phase (read back as a Phase where the flag is read)."""
 
 
 class OneLineGroup(click.Group):
@@ -166,7 +171,7 @@ def evaluate(strategy, prefill_s, decode_s, json_path, md_path, strict, **kw) ->
               help="Comma-separated: dot, svg, png, json (svg/png need Graphviz's dot and are drawn up to "
                    "5,000 nodes; dot and json at any size).")
 @click.option("--expand", is_flag=True, help="Every GPU and every layer as its own node (default: collapsed).")
-@click.option("--dag-phase", type=click.Choice(["prefill", "decode"]), help="Only this phase's DAG.")
+@click.option("--dag-phase", type=click.Choice(DAG_PHASES), help="Only this phase's DAG.")
 @wrap_errors
 def dag(strategy, out_dir, formats, expand, dag_phase, **kw) -> None:
     """The deployment DAG of a plan (PROBLEM or PLAN.json): every operator and transfer on named GPUs.
@@ -184,7 +189,7 @@ def dag(strategy, out_dir, formats, expand, dag_phase, **kw) -> None:
     if not chosen:
         raise SpecError("--format", formats, "names no format; give dot, svg, png or json, comma-separated")
     problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw), flags=kw)
-    run_dag(problem, pools, Path(out_dir), chosen, expand, dag_phase)
+    run_dag(problem, pools, Path(out_dir), chosen, expand, Phase(dag_phase) if dag_phase else None)
 
 
 @main.command("lint-dag")
@@ -192,7 +197,7 @@ def dag(strategy, out_dir, formats, expand, dag_phase, **kw) -> None:
 @click.option("--plan", "plan_file", help="A meshplan plan JSON, or a seed-format plan (.md), to lint against.")
 @click.option("--problem", "problem_file", help="The problem, with --strategy (default: the bundled seed problem).")
 @click.option("--strategy", help=STRATEGY_HELP)
-@click.option("--dag-phase", type=click.Choice(["prefill", "decode"]), help="Which pool of a disaggregated plan.")
+@click.option("--dag-phase", type=click.Choice(DAG_PHASES), help="Which pool of a disaggregated plan.")
 @click.option("--json", "as_json", is_flag=True, help="Findings as JSON.")
 @wrap_errors
 def lint_dag(dot_file, plan_file, problem_file, strategy, dag_phase, as_json) -> None:
@@ -214,7 +219,7 @@ def lint_dag(dot_file, plan_file, problem_file, strategy, dag_phase, as_json) ->
         problem = load_problem(problem_file)
         pools = [Pool(phases=(Phase.PREFILL, Phase.DECODE), layout=parse_strategy(strategy, is_moe=problem.model.is_moe),
                       B={}, offset=0)]
-    raise SystemExit(run_lint(dot_file, problem, pools, dag_phase, as_json))
+    raise SystemExit(run_lint(dot_file, problem, pools, Phase(dag_phase) if dag_phase else None, as_json))
 
 
 @main.command()
@@ -250,7 +255,7 @@ def check(plan, problem_path, vllm, sglang, trtllm, engine_model, gpu, weights, 
 @main.command("export")
 @problem_options(engine_flag=False)
 @click.option("--strategy", help=STRATEGY_HELP + " (default: the search's best plan)")
-@click.option("--engine", type=click.Choice(["vllm", "sglang", "trtllm", "devicemesh"]), required=True,
+@click.option("--engine", type=click.Choice([t.value for t in ExportTarget]), required=True,
               help="vLLM 0.11, SGLang 0.5, TensorRT-LLM 1.0, or a torch DeviceMesh (torch 2.13); the plan is "
                    "made for this engine (a DeviceMesh for the problem's engine, default vllm).")
 @click.option("--out", "out_dir", default="launch", show_default=True, help="Folder for the files.")
@@ -263,12 +268,13 @@ def export_cmd(strategy, engine, out_dir, force, **kw) -> None:
     Exit codes: 0 written; 1 the plan cannot run as exported (a broken rule, or the weights and one
     request do not fit): nothing is written unless --force; 2 bad input."""
     flags = dict(kw)  # what the user typed: with a plan JSON, any of them would be ignored
-    if engine != "devicemesh":
-        kw["engine"] = engine  # the plan is made (and costed) for the engine it is exported to
+    target = ExportTarget(engine)  # click.Choice has refused any other name
+    if target.engine is not None:
+        kw["engine"] = target.engine  # the plan is made (and costed) for the engine it is exported to
     problem, pools = resolve(kw.get("problem"), strategy, lambda: load(kw), flags=flags)
-    result = export(problem, pools, engine)
+    result = export(problem, pools, target)
     for sub in result.substitutions:
-        echo(f"{engine} cannot express the {sub.role} pool {sub.layout}: {sub.reason}")
+        echo(f"{target} cannot express the {sub.role} pool {sub.layout}: {sub.reason}")
         if sub.nearest:
             echo(f"  nearest layout it can express: {sub.nearest} "
                        f"({sub.nearest_tok_s_per_gpu or 0:,.0f} vs {sub.planned_tok_s_per_gpu or 0:,.0f} tokens/s per "

@@ -21,6 +21,7 @@ from meshplan.cost.inputs import CostInputs
 from meshplan.cost.memory import (INDEX_SCALE_BYTES, kv_bytes_per_token_layer, kv_heads_per_gpu, kv_tokens_per_layer,
                                   linear_state_bytes)
 from meshplan.cost.roofline import OpCost, OpKind, compute_op
+from meshplan.specs.params import attention_params_per_gpu, linear_attention_params_per_gpu
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,7 +102,7 @@ def _mla_core(ci: CostInputs, tp, w: Work, ovh: float) -> OpCost:
     then covers only the top-k tokens it picks (DeepSeek-V3.2-Exp report, section 2)."""
     n_g = ci.num_heads / tp
     nope, rope, v, r = ci.nope_head_dim, ci.rope_head_dim, ci.value_head_dim, ci.kv_lora_rank
-    kv_b = r * n_g * (nope + v)  # the W_UK and W_UV projection weights per GPU
+    kv_b = attention_params_per_gpu(ci.model, tp).kv_up  # the W_UK and W_UV projection weights per GPU
     latent = (r + rope) * ci.kv_bytes_per_value
     cached = _per_full_layer(ci, w.decode_context)
     attended_p = _per_full_layer(ci, w.prefill_attended)
@@ -113,7 +114,7 @@ def _mla_core(ci: CostInputs, tp, w: Work, ovh: float) -> OpCost:
         cached = np.minimum(cached, ci.indexer_topk)
         attended_p = np.minimum(attended_p, ci.indexer_topk)
     q = w.decode_tokens  # decode positions: each attends to its sequence's cache
-    absorb = 2 * q * n_g * r * (nope + v)
+    absorb = 2 * q * kv_b  # W_UK into the query, W_UV out of the latent: 2 FLOPs per weight and position
     d_flops = q * 2 * n_g * cached * (2 * r + rope) + absorb + index_flops_d * w.decode_queries
     d_bytes = w.decode_seqs * cached * latent + index_bytes_d + kv_b * ci.attn_bytes_per_weight
     p_flops = 2 * w.prefill_tokens * kv_b + w.prefill_tokens * 2 * n_g * attended_p * (nope + rope + v) + index_flops_p
@@ -156,27 +157,23 @@ def _linear_core(ci: CostInputs, tp, w: Work, ovh: float) -> OpCost:
 
 
 def _projections(ci: CostInputs, tp, T, ovh: float, linear: bool) -> tuple[OpCost, OpCost]:
-    """QKV (or latent) projections in and the output projection out, over all T tokens."""
+    """QKV (or latent) projections in and the output projection out, over all T tokens: the
+    weights per GPU are specs.params' (projections and output; MLA's kv_b is the core's)."""
     a = ci.act_bytes_per_value
-    n_g = ci.num_heads / tp
+    params = (linear_attention_params_per_gpu if linear else attention_params_per_gpu)(ci.model, tp)
+    qkv, o_params = params.projections, params.output
     if linear:
-        qkv = ci.hidden_size * (2 * ci.lin_key_dim + 2 * ci.lin_value_dim + 2 * ci.lin_value_heads) / tp
-        o_params = ci.lin_value_dim / tp * ci.hidden_size
         kernels = K.GDN_PROJECTIONS + 2 * ci.quant_attn
     elif ci.mla:
-        qk = n_g * (ci.nope_head_dim + ci.rope_head_dim)  # query width per GPU
-        q = (ci.hidden_size * ci.q_lora_rank + ci.q_lora_rank * qk) if ci.q_lora_rank else ci.hidden_size * qk
-        qkv = q + ci.hidden_size * (ci.kv_lora_rank + ci.rope_head_dim)
         kernels = K.MLA_PROJECTIONS + 2 * ci.quant_attn
         if ci.indexer_topk:
-            qkv += ((ci.q_lora_rank or ci.hidden_size) * ci.indexer_heads * ci.indexer_head_dim / tp
-                    + ci.hidden_size * (ci.indexer_head_dim + ci.indexer_heads))
+            # The indexer's wq_b and wk, and its head weights (weights_proj, D x I) whole on every
+            # rank, where specs.params (and so the memory model) splits them over tp: the one
+            # count the two models still read differently (Megatron's DeepSeek-V3.2 bridge keeps
+            # all three replicated), left as it is because settling it moves the GLM-5 figures.
+            qkv = qkv + params.indexer + ci.hidden_size * ci.indexer_heads
             kernels += K.INDEXER
-        o_params = n_g * ci.value_head_dim * ci.hidden_size
     else:
-        k_g = kv_heads_per_gpu(ci, tp)
-        qkv = ci.hidden_size * (n_g * ci.q_mats + 2 * k_g) * ci.head_dim
-        o_params = n_g * ci.head_dim * ci.hidden_size
         kernels = K.GQA_PROJECTIONS + ci.quant_attn
     qkv_op = compute_op("qkv_proj", 2 * T * qkv, qkv * ci.attn_bytes_per_weight + T * (ci.hidden_size + qkv / ci.hidden_size) * a,
                         ci.attn_flop_per_s, ci.hbm_attn_bytes_per_s, ovh, kernels, ci.roofline_sharpness)

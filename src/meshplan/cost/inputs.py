@@ -24,7 +24,12 @@ class CostInputs:
     workload: WorkloadSpec
     """The workload: prompt and output lengths, concurrency or rate, prefix hits."""
     model: ModelSpec
+    """The model's structure: the parameter counts per GPU (specs.params) are read from it rather
+    than copied here, so that they have one owner."""
     engine: EngineProfile
+    """The serving engine's profile: its scheduling switches (overlap scheduler, chunked prefill,
+    CUDA graphs for mixed batches, MoE exchange backends) are read from it; the numeric factors a
+    fit varies are copied below."""
     mla: bool
     """Multi-head latent attention (DeepSeek-V2/V3, Kimi-K2, GLM-5)."""
     hidden_size: float
@@ -172,8 +177,6 @@ class CostInputs:
     """Two micro-batches overlap compute with communication."""
     tbo_overlap_share: float
     """Share of the communication two-batch overlap hides (assumptions.tbo_overlap)."""
-    attention_norms: float
-    """Norm weights per attention block (2 x hidden_size)."""
     router_bias: float
     """Router weights per layer beyond its hidden_size x num_experts matrix (score bias)."""
     token_budget: int
@@ -215,6 +218,8 @@ class CostInputs:
     spec_tau: float = 1.0
     """Tokens one iteration yields per decoding sequence (Speculative.tokens_per_step; 1 without)."""
     spec_method: SpecMethod | None = None
+    """Speculative decoding: where the draft tokens come from (MTP module, EAGLE head or a draft
+    model); None without it."""
     spec_rates: tuple[float, ...] = ()
     """Speculative decoding: per draft position, the chance the target accepts it given the earlier
     ones were (Speculative.rates); empty without it."""
@@ -292,7 +297,6 @@ class CostInputs:
             redundant_experts=a.redundant_experts,
             two_batch_overlap=eng.two_batch_overlap if a.two_batch_overlap is None else a.two_batch_overlap,
             tbo_overlap_share=a.tbo_overlap,
-            attention_norms=2 * m.hidden_size,
             router_bias=counts.router_per_layer - m.hidden_size * m.num_experts,
             token_budget=a.token_budget or eng.tier(eng.token_budget, g.memory_bytes),
             max_batch=eng.tier(eng.max_batch, g.memory_bytes),

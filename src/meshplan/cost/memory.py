@@ -21,7 +21,7 @@ import numpy as np
 
 from meshplan.cost.floats import Floats
 from meshplan.cost.inputs import CostInputs
-from meshplan.specs.params import attention_params_per_gpu, kv_heads_per_rank
+from meshplan.specs.params import attention_params_per_gpu, kv_heads_per_rank, linear_attention_params_per_gpu
 from meshplan.strategy.mesh import expert_slots_per_rank
 
 INDEX_SCALE_BYTES = 4.0
@@ -30,7 +30,7 @@ values (DeepSeek-V3.2-Exp ``Indexer``: k_cache FP8 with a per-token scale; 128 +
 
 
 def kv_heads_per_gpu(ci: CostInputs, tp):
-    """KV heads per GPU as float arrays (strategy.mesh.kv_heads_per_rank)."""
+    """KV heads per GPU as float arrays (specs.params.kv_heads_per_rank)."""
     return kv_heads_per_rank(ci.num_kv_heads, np.asarray(tp, dtype=float))
 
 
@@ -101,17 +101,17 @@ class StageWeights:
 
 def attention_weight_bytes(ci: CostInputs, tp):
     """One layer's attention weights on one GPU, averaged over full- and linear-attention layers
-    by their shares."""
+    by their shares (the counts are specs.params'). A Gated DeltaNet layer is charged its
+    projections and norms; its conv, A_log, dt_bias and gated norm (``mixer``, 0.04% of
+    Qwen3.5's layer) are left out, as they have always been here."""
     tp = np.asarray(tp, dtype=float)
     params = attention_params_per_gpu(ci.model, tp)
     full = params.inputs * ci.attn_bytes_per_weight + params.output * ci.attn_out_bytes_per_weight
     if not ci.linear_share:
         return full
-    # Gated DeltaNet: q, k, v, z and the beta/decay projections in, the output projection out,
-    # all split by head over tp (vLLM/SGLang shard them column- and row-parallel).
-    lin_in = ci.hidden_size * (2 * ci.lin_key_dim + 2 * ci.lin_value_dim + 2 * ci.lin_value_heads)
-    linear = ((lin_in / tp + ci.attention_norms) * ci.attn_bytes_per_weight
-              + ci.lin_value_dim * ci.hidden_size / tp * ci.attn_out_bytes_per_weight)
+    lin = linear_attention_params_per_gpu(ci.model, tp)
+    linear = ((lin.projections + lin.vectors) * ci.attn_bytes_per_weight
+              + lin.output * ci.attn_out_bytes_per_weight)
     return (1.0 - ci.linear_share) * full + ci.linear_share * linear
 
 
@@ -143,19 +143,20 @@ def stage_weights(ci: CostInputs, tp, ep, etp, n_dense, n_moe, first, last) -> S
 def activation_bytes(ci: CostInputs, tp, ep, etp, tokens, seqs):
     """Peak activation and workspace bytes per GPU for a forward pass of ``tokens`` tokens (``seqs``
     sequences) on one attention-dp rank: the residual stream and a few D-wide buffers (4 * T * D),
-    the widest intermediate (FFN 2F/tp, attention projections (N + 2K)H/tp, or the routed
-    tokens' expert intermediates, k * 2Fe/tp per token on average), and fp32 logits for the last
-    token of each sequence (seqs * V/tp * 4). It follows how vLLM sizes its profiling run
-    (a dummy forward of max_num_batched_tokens)."""
+    the widest intermediate (FFN 2F/tp, attention projections (N/tp + 2 Kg)H with Kg the KV heads
+    per GPU (kv_heads_per_gpu: one replicated head once tp exceeds K), or the routed tokens'
+    expert intermediates, k * 2Fe/tp per token on average), and fp32 logits for the last token of
+    each sequence (seqs * V/tp * 4). It follows how vLLM sizes its profiling run (a dummy forward
+    of max_num_batched_tokens)."""
     tp = np.asarray(tp, dtype=float)
     t = np.asarray(tokens, dtype=float)
     if ci.mla:
-        proj = ci.num_heads * (ci.nope_head_dim + ci.rope_head_dim + ci.value_head_dim)
+        proj = ci.num_heads * (ci.nope_head_dim + ci.rope_head_dim + ci.value_head_dim) / tp
     else:
-        proj = (ci.num_heads * ci.q_mats + 2 * ci.num_kv_heads) * ci.head_dim
+        proj = (ci.num_heads * ci.q_mats / tp + 2 * kv_heads_per_gpu(ci, tp)) * ci.head_dim
     if ci.linear_share:
-        proj = max(proj, 2 * ci.lin_key_dim + 2 * ci.lin_value_dim)
-    widest = np.maximum(2 * max(ci.ffn_size, ci.shared_ffn_total) / tp, proj / tp)
+        proj = np.maximum(proj, (2 * ci.lin_key_dim + 2 * ci.lin_value_dim) / tp)
+    widest = np.maximum(2 * max(ci.ffn_size, ci.shared_ffn_total) / tp, proj)
     if ci.num_experts:
         widest = np.maximum(widest, ci.top_k * 2 * ci.expert_ffn_size / tp)
     return t * ci.act_bytes_per_value * (4 * ci.hidden_size + widest) + np.asarray(seqs, dtype=float) * ci.vocab_size / tp * 4.0

@@ -5,6 +5,7 @@ form an M/D/1 queue (Poisson arrivals, deterministic service, one server). Its m
 Pollaczek-Khinchine mean-value formula of the M/G/1 queue, W = rho x s x (1 + C^2) / (2 (1 - rho)),
 with rho = arrival rate / service rate and C the service time's coefficient of variation, 0 when
 every service takes s (Kleinrock, Queueing Systems vol. 1, 1975, chapter 5): W = rho x s / (2 (1 - rho)).
+A TTFT target bounds the utilisation the queue may run at (``md1_rho_for_latency``, its inverse).
 An open system (arrivals at a stated rate) diverges as rho reaches 1 (``md1_wait_s``); a closed
 loop cannot queue without bound, since its clients stop sending, so its wait is read at RHO_MAX
 at most (``md1_wait_capped_s``, and ``loop_rate``).
@@ -28,6 +29,16 @@ def md1_wait_s(rho: float, service_s: float) -> float:
     faster than service). Hand check: rho = 0.5, s = 1 s gives 0.5 s; rho = 0.8, s = 0.2 s gives
     0.8 x 0.2 / 0.4 = 0.4 s."""
     return rho * service_s / (2.0 * (1.0 - rho)) if rho < 1.0 else float("inf")
+
+
+def md1_rho_for_latency(target_s: float, service_s: float) -> float:
+    """Highest utilisation at which an open M/D/1 queue's service plus mean wait stays within
+    ``target_s``: the inverse of md1_wait_s. With W = rho x s / (2 (1 - rho)) (Pollaczek-Khinchine,
+    deterministic service), s + W <= T reads rho / (2 (1 - rho)) <= x with x = T / s - 1, so
+    rho <= 2x / (1 + 2x). 0 when T <= s (no queue meets it). Hand check: s = 1 s, T = 2 s gives
+    x = 1 and rho 2/3, where the wait is (2/3) / (2 / 3) = 1 s and s + W = 2 s = T."""
+    x = target_s / service_s - 1.0
+    return 2.0 * x / (1.0 + 2.0 * x) if x > 0.0 else 0.0
 
 
 def md1_wait_capped_s(rho, service_s):

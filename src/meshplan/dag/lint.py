@@ -116,9 +116,11 @@ def parse_dot(text: str, source: str) -> tuple[dict[str, _Node], list[tuple[str,
     return nodes, edges
 
 
-def lint_dot(text: str, source: str, model: ModelSpec, lay: Layout, offset: int = 0,
-             redundant: int = 0) -> list[Finding]:
-    """Every defect and every disagreement with ``lay`` (GPU ids from ``offset``)."""
+def lint_dot(text: str, source: str, model: ModelSpec, lay: Layout, offset: int = 0, *,
+             redundant: int) -> list[Finding]:
+    """Every defect and every disagreement with ``lay`` (GPU ids from ``offset``), with ``redundant``
+    expert replicas per MoE layer (CostAssumptions.redundant_experts; required, so that no caller
+    forgets it)."""
     nodes, edges = parse_dot(text, source)
     g = nx.DiGraph()
     g.add_nodes_from(nodes)

@@ -6,4 +6,7 @@ environment variable), SGLang 0.5 (`python -m sglang.launch_server`, sglang/srt/
 TensorRT-LLM 1.0 (`trtllm-serve` with an LLM-API YAML, tensorrt_llm/llmapi/llm_args.py).
 """
 
-ENGINE_VERSIONS = {"vllm": "0.11", "sglang": "0.5", "trtllm": "1.0", "devicemesh": "torch 2.13"}
+from meshplan.export.common import ExportTarget
+
+ENGINE_VERSIONS = {ExportTarget.VLLM: "0.11", ExportTarget.SGLANG: "0.5", ExportTarget.TRTLLM: "1.0",
+                   ExportTarget.DEVICEMESH: "torch 2.13"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import PurePath
 
 from meshplan.cost.inputs import CostInputs
@@ -13,6 +14,7 @@ from meshplan.export.shell import checked
 from meshplan.io.catalog import model_alias
 from meshplan.plan.pools import Pool
 from meshplan.specs.dtypes import DType
+from meshplan.specs.engine import Engine
 from meshplan.specs.model import ModelSpec
 from meshplan.specs.problem import Problem
 from meshplan.specs.speculative import SpecMethod, Speculative
@@ -22,6 +24,20 @@ _HF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 """A Hugging Face repository id, owner/name: the ASCII form of huggingface_hub's validate_repo_id
 rule. Each part starts with a letter or digit, so an id is never read as an engine flag."""
 _BARE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class ExportTarget(StrEnum):
+    """What ``meshplan export`` writes launch files for: a serving engine, or a torch DeviceMesh."""
+
+    VLLM = Engine.VLLM.value
+    SGLANG = Engine.SGLANG.value
+    TRTLLM = Engine.TRTLLM.value
+    DEVICEMESH = "devicemesh"
+
+    @property
+    def engine(self) -> Engine | None:
+        """The serving engine launched (the plan is made for it); None for a DeviceMesh."""
+        return None if self is ExportTarget.DEVICEMESH else Engine(self.value)
 
 
 class Inexpressible(ValueError):
@@ -127,14 +143,18 @@ def settings(problem: Problem, pool: Pool) -> PoolSettings:
         recv_interval=problem.engine.recv_interval_iters)
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Launch:
     """Files and commands for one pool: ``files`` maps a relative path to its text."""
 
-    engine: str
+    engine: ExportTarget
     role: PoolRole
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # An exporter that names its engine ("vllm") holds the ExportTarget member.
+        object.__setattr__(self, "engine", ExportTarget(self.engine))
 
 
 def nodes_of_instance(gpus_per_instance: int, gpus_per_host: int) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshplan.export import devicemesh, sglang, trtllm, vllm
-from meshplan.export.common import Inexpressible, Launch, settings
+from meshplan.export.common import ExportTarget, Inexpressible, Launch, settings
 from meshplan.export.deployable import blockers
 from meshplan.export.nearest import nearest
 from meshplan.io.user_file import output_folder
@@ -14,14 +14,15 @@ from meshplan.plan.pools import Pool
 from meshplan.printable import printable
 from meshplan.search.evaluate import evaluate_aggregated
 from meshplan.specs.problem import Problem
+from meshplan.specs.workload import PoolRole
 from meshplan.strategy.layout import Layout
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Substitution:
     """A pool the engine cannot express, and what was exported instead."""
 
-    role: str
+    role: PoolRole
     layout: str
     reason: str
     nearest: str | None
@@ -29,9 +30,9 @@ class Substitution:
     nearest_tok_s_per_gpu: float | None
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ExportResult:
-    engine: str
+    engine: ExportTarget
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     substitutions: list[Substitution] = field(default_factory=list)
@@ -39,35 +40,37 @@ class ExportResult:
     """Why a pool cannot run as exported (export.deployable); written only with --force."""
 
 
-def expressible(engine: str, lay: Layout, problem: Problem, pool: Pool) -> bool:
+def expressible(engine: ExportTarget, lay: Layout, problem: Problem, pool: Pool) -> bool:
     """Whether the engine can launch ``lay`` in the role of ``pool``."""
     try:
-        _launch(engine, Pool(phases=pool.phases, layout=lay, B=pool.B, offset=pool.offset), problem)
+        _launch(ExportTarget(engine), Pool(phases=pool.phases, layout=lay, B=pool.B, offset=pool.offset), problem)
     except Inexpressible:
         return False
     return True
 
 
-def _launch(engine: str, pool: Pool, problem: Problem) -> Launch:
+def _launch(engine: ExportTarget, pool: Pool, problem: Problem) -> Launch:
     s = settings(problem, pool)
-    if engine == "vllm":
+    if engine is ExportTarget.VLLM:
         return vllm.launch(pool, s)
-    if engine == "sglang":
+    if engine is ExportTarget.SGLANG:
         return sglang.launch(pool, s)
-    if engine == "trtllm":
+    if engine is ExportTarget.TRTLLM:
         return trtllm.launch(pool, s)
-    out = Launch(engine="devicemesh", role=s.role)
+    out = Launch(engine=ExportTarget.DEVICEMESH, role=s.role)
     out.files[f"devicemesh_{s.role}.py"] = devicemesh.snippet(pool.layout)
     return out
 
 
-def export(problem: Problem, pools: list[Pool], engine: str) -> ExportResult:
-    """Launch files for every pool (substituting the nearest expressible layout where needed)."""
+def export(problem: Problem, pools: list[Pool], engine: ExportTarget) -> ExportResult:
+    """Launch files for every pool (substituting the nearest expressible layout where needed);
+    ``engine`` given by its name ("vllm") is read as the ExportTarget member (ValueError if none)."""
+    engine = ExportTarget(engine)
     result = ExportResult(engine=engine)
     plain = problem
     for pool in pools:
-        result.blocked += [f"{pool.role} pool {pool.layout.short}: [{v.rule.value}] {v.message}"
-                           for v in blockers(plain.for_pool(pool.role), pool)]
+        result.blocked.extend(f"{pool.role} pool {pool.layout.short}: [{v.rule.value}] {v.message}"
+                              for v in blockers(plain.for_pool(pool.role), pool))
     used: list[Pool] = []
     for pool in pools:
         problem = plain.for_pool(pool.role)  # a prefill pool on its own GPU (Problem.prefill_gpu)
@@ -89,14 +92,15 @@ def export(problem: Problem, pools: list[Pool], engine: str) -> ExportResult:
             launch = _launch(engine, pool, problem)
             used.append(pool)
         result.files.update(launch.files)
-        result.notes += launch.notes
+        result.notes.extend(launch.notes)
     roles = {p.role: p for p in used}
-    if "prefill" in roles and "decode" in roles:
-        if engine == "sglang":
-            result.files["router.sh"] = sglang.router(roles["prefill"], roles["decode"])
-        elif engine == "trtllm":
-            result.files["disagg.yaml"] = trtllm.disagg_config(roles["prefill"], roles["decode"])
-        elif engine == "vllm":
+    if PoolRole.PREFILL in roles and PoolRole.DECODE in roles:
+        prefill, decode = roles[PoolRole.PREFILL], roles[PoolRole.DECODE]
+        if engine is ExportTarget.SGLANG:
+            result.files["router.sh"] = sglang.router(prefill, decode)
+        elif engine is ExportTarget.TRTLLM:
+            result.files["disagg.yaml"] = trtllm.disagg_config(prefill, decode)
+        elif engine is ExportTarget.VLLM:
             result.notes.append("disaggregated: put a proxy in front that sends each request to a prefill instance "
                                 "then a decode instance (vLLM's disagg_proxy example); both pools use NixlConnector")
     return result

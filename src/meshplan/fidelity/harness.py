@@ -16,6 +16,8 @@ import yaml
 
 from meshplan.errors import SpecError
 from meshplan.io.catalog import CATALOG
+from meshplan.specs.engine import Engine
+from meshplan.specs.workload import Serving
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -23,21 +25,21 @@ class Launch:
     """Engine settings a harness's launch scripts pass for one engine (and, where the scripts differ
     by model, for some models): EngineProfile fields, as a problem's ``engine`` key may restate them."""
 
-    engine: str
+    engine: Engine
     models: tuple[str, ...] = ()
     """Catalog model names (``deepseek-r1``) the scripts are for; empty: every model."""
     gpus: tuple[str, ...] = ()
     """Catalog GPU names (``b200``) the scripts are for; empty: every GPU."""
     min_concurrency: int = 0
     """The scripts set these from this concurrency up (some settings change with CONC)."""
-    serving: str = ""
-    """``aggregated`` or ``disaggregated``: the runs the scripts launch; empty: both."""
+    serving: Serving | None = None
+    """Serving.AGGREGATED or Serving.DISAGGREGATED: the runs the scripts launch; None: both."""
     settings: tuple[tuple[str, object], ...] = ()
 
-    def applies(self, engine: str, model: str, gpu: str, concurrency: float, disaggregated: bool) -> bool:
+    def applies(self, engine: Engine, model: str, gpu: str, concurrency: float, disaggregated: bool) -> bool:
         return (self.engine == engine and (not self.models or model in self.models)
                 and (not self.gpus or gpu in self.gpus) and concurrency >= self.min_concurrency
-                and self.serving in ("", "disaggregated" if disaggregated else "aggregated"))
+                and self.serving in (None, Serving.DISAGGREGATED if disaggregated else Serving.AGGREGATED))
 
 
 LAUNCH_KEYS = {f.name for f in fields(Launch)}
@@ -54,10 +56,15 @@ def launch_entry(name: str, entry: dict) -> Launch:
     for key in ("models", "gpus"):
         if not isinstance(entry.get(key, []), list):
             raise SpecError(f"{where}.{key}", entry[key], "a list of catalog names")
-    if entry.get("serving", "") not in ("", "aggregated", "disaggregated"):
-        raise SpecError(f"{where}.serving", entry["serving"], "aggregated or disaggregated")
-    return Launch(engine=entry["engine"], models=tuple(entry.get("models", ())), gpus=tuple(entry.get("gpus", ())),
-                  min_concurrency=int(entry.get("min_concurrency", 0)), serving=entry.get("serving", ""),
+    try:
+        engine = Engine(entry["engine"])
+    except ValueError:
+        raise SpecError(f"{where}.engine", entry["engine"], "trtllm, sglang or vllm") from None
+    serving = entry.get("serving", "")
+    if serving not in ("", Serving.AGGREGATED, Serving.DISAGGREGATED):
+        raise SpecError(f"{where}.serving", serving, "aggregated or disaggregated")
+    return Launch(engine=engine, models=tuple(entry.get("models", ())), gpus=tuple(entry.get("gpus", ())),
+                  min_concurrency=int(entry.get("min_concurrency", 0)), serving=Serving(serving) if serving else None,
                   settings=tuple(entry["settings"].items()))
 
 
@@ -81,7 +88,7 @@ class Harness:
     launch: tuple[Launch, ...] = ()
     """Engine settings its launch scripts set: the runs were served so, not with the defaults."""
 
-    def settings_for(self, engine: str, model: str, gpu: str = "", concurrency: float = 0.0,
+    def settings_for(self, engine: Engine, model: str, gpu: str = "", concurrency: float = 0.0,
                      disaggregated: bool = False) -> dict[str, object]:
         """The profile fields its launch scripts set for ``engine`` (trtllm, sglang, vllm) serving the
         catalog model ``model`` on the catalog GPU ``gpu`` at ``concurrency``, aggregated or

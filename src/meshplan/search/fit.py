@@ -34,7 +34,7 @@ def smallest_fit(problem: Problem) -> Fit | None:
     """The smallest legal instance that holds the weights and one request of the longest context."""
     ci = CostInputs.from_problem(problem)
     la = enumerate_layouts(problem.model, problem.gpu, problem.assumptions.search_max_gpus_per_instance,
-                           problem.assumptions.redundant_experts)
+                           redundant_experts=problem.assumptions.redundant_experts)
     if not len(la):
         return None
     par = Par.of(la.tp, la.dp, la.ep, la.etp, la.pp)

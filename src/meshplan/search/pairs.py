@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from meshplan.cost.inputs import CostInputs
-from meshplan.cost.queueing import md1_wait_s
+from meshplan.cost.queueing import md1_rho_for_latency, md1_wait_s
 from meshplan.cost.serving import decode_cost
 from meshplan.search.candidate import Candidate
 from meshplan.search.objectives import Mode
@@ -111,15 +111,13 @@ def fed_table(ci: CostInputs, dec: PointTable, rows) -> PointTable:
 
 def _prefill_instances_for_rate(ci: CostInputs, rate: float, r_p: float, ttft: float, g_p: int, room: int | None) -> int:
     """Prefill instances for an arrival rate: enough to serve it (rho < 1), and under a TTFT
-    target enough that the M/D/1 wait keeps TTFT within it, where the GPUs left for prefill
-    (``room``) allow. TTFT = s (1 + rho / (2 (1 - rho))) <= target needs rho <= 2x / (1 + 2x),
-    x = target / s - 1. Hand check: s = 1 s, target 2 s -> x = 1, rho <= 2/3, so at 10 req/s
-    and 3 req/s per instance, 5 instances."""
+    target enough that the M/D/1 wait keeps TTFT within it (utilisation at most
+    cost.queueing.md1_rho_for_latency), where the GPUs left for prefill (``room``) allow. Hand
+    check: s = 1 s, target 2 s -> rho <= 2/3, so at 10 req/s and 3 req/s per instance, 5 instances."""
     n = int(rate // r_p) + 1
     target = ci.problem.requirements.ttft_s
     if target and target > ttft:
-        x = target / ttft - 1.0
-        n = max(n, math.ceil(rate / (r_p * 2.0 * x / (1.0 + 2.0 * x)) - 1e-9))
+        n = max(n, math.ceil(rate / (r_p * md1_rho_for_latency(target, ttft)) - 1e-9))
     if room is not None and room >= g_p:
         n = min(n, max(int(rate // r_p) + 1, room // g_p))
     return n

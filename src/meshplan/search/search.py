@@ -77,12 +77,13 @@ def search(problem: Problem, objective: Objective = Objective.MAX_PER_GPU,
     problem every layout is searched with it and without it, and the two rankings merged."""
     say = progress or (lambda _msg: None)
     cap = problem.gpu_budget or problem.assumptions.search_max_gpus_per_instance
-    la = layouts if layouts is not None else enumerate_layouts(problem.model, problem.gpu, cap,
-                                                                            problem.assumptions.redundant_experts)
+    la = layouts if layouts is not None else enumerate_layouts(
+        problem.model, problem.gpu, cap, redundant_experts=problem.assumptions.redundant_experts)
     say(f"{plural(len(la), 'legal instance layout')} (up to {plural(cap, 'GPU')} each)")
     la_p = la
     if problem.pools_differ:  # the prefill pool's own GPU
-        la_p = enumerate_layouts(problem.model, problem.prefill_gpu, cap, problem.assumptions.redundant_experts)
+        la_p = enumerate_layouts(problem.model, problem.prefill_gpu, cap,
+                                 redundant_experts=problem.assumptions.redundant_experts)
         say(f"{plural(len(la_p), 'legal prefill layout')} on {problem.prefill_gpu.name}")
 
     def one(speculative: bool) -> SearchResult:

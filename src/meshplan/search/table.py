@@ -49,7 +49,7 @@ class PointTable:
 
     @staticmethod
     def aggregated(ci: CostInputs, la, dec: PhaseCost, s: Serving, invalid) -> "PointTable":
-        g = (la.pp * la.tp * la.dp)[:, None]
+        g = la.gpus_per_instance[:, None]
         return PointTable(mode=Mode.AGGREGATED, la=la, B=dec.B, metric=s.output_tok_s_per_gpu, ttft=s.ttft_s,
                           tpot=s.tpot_s, fits=dec.B <= dec.max_B, invalid=_inv(invalid, dec.B),
                           max_b=dec.max_B[:, 0], inst_req_s=s.output_tok_s_per_gpu * g / ci.workload.osl_tokens,

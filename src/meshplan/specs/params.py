@@ -68,13 +68,33 @@ def kv_heads_per_rank(num_kv_heads, tp):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AttentionParams:
-    """One full-attention layer's parameters on one GPU of a tp group, in the two groups that
-    may have different weight formats (counts, not bytes; ints or arrays as tp is)."""
+    """One attention layer's parameters on one GPU of a tp group, by part (counts, not bytes; ints
+    or arrays as tp is). ``inputs`` and ``output`` are the two groups that may have different
+    weight formats; the parts are what the cost model's GEMMs read (cost.attention)."""
 
-    inputs: object
-    """Query, key/value (or latent) and indexer projections, norms and biases."""
+    projections: object
+    """The input projection matrices every token runs through (the qkv GEMM): GQA/MHA q (with
+    its output gate), k and v; MLA q_a and q_b (or q) and kv_a; Gated DeltaNet in_proj_qkvz and
+    in_proj_ba."""
+    kv_up: object = 0.0
+    """MLA kv_b (W_UK and W_UV), which absorbed decode folds into the attention core; 0 otherwise."""
+    indexer: object = 0.0
+    """DeepSeek Sparse Attention indexer's query projection wq_b and key projection wk (0 without
+    an indexer)."""
+    indexer_head_weights: object = 0.0
+    """The indexer's per-head weights (weights_proj, D x I), split over tp here."""
+    vectors: object = 0.0
+    """Norms and biases: the layer's two RMSNorms, attention biases, MLA latent norms, the
+    indexer's key norm."""
+    mixer: object = 0.0
+    """Gated DeltaNet's own small weights: the depthwise causal conv, A_log, dt_bias and the gated
+    RMSNorm (0 for full attention)."""
     output: object
     """The output projection."""
+
+    @property
+    def inputs(self):
+        return self.projections + self.kv_up + self.indexer + self.indexer_head_weights + self.vectors + self.mixer
 
     @property
     def total(self):
@@ -83,7 +103,8 @@ class AttentionParams:
 
 def attention_params_per_gpu(m: ModelSpec, tp=1) -> AttentionParams:
     """One full-attention layer on one GPU of a tp group, the one owner of these counts (the
-    parameter count is its value at tp = 1; the memory model's weights per GPU use it).
+    parameter count is its value at tp = 1; the memory model's weights per GPU and the cost
+    model's projection GEMMs use it).
     GQA/MHA: D*N*H (q, doubled with an output gate) + 2*D*K*H (k, v) + N*H*D (o), plus two
     RMSNorms (2*D), all split by head over tp except the KV heads when tp exceeds them
     (kv_heads_per_rank) and the norms; biases (N + 2K)*H + D split with their heads.
@@ -98,17 +119,21 @@ def attention_params_per_gpu(m: ModelSpec, tp=1) -> AttentionParams:
     if m.attention is AttentionKind.MLA:
         qk = m.qk_nope_head_dim + m.qk_rope_head_dim
         q_r, kv_r = m.q_lora_rank, m.kv_lora_rank
-        replicated = d * q_r + q_r + d * (kv_r + m.qk_rope_head_dim) + kv_r
-        split = (q_r * n * qk if q_r else d * n * qk) + kv_r * n * (m.qk_nope_head_dim + m.value_head_dim)
+        q = (d * q_r + q_r * n * qk / tp) if q_r else d * n * qk / tp
+        indexer = head_weights = 0.0
+        vectors = q_r + kv_r + norms
         if m.index_topk:
             i, hi = m.index_num_heads, m.index_head_dim
-            split += (q_r or d) * i * hi + d * i
-            replicated += d * hi + 2 * hi
-        return AttentionParams(inputs=replicated + split / tp + norms, output=n * m.value_head_dim * d / tp)
+            indexer = (q_r or d) * i * hi / tp + d * hi
+            head_weights = d * i / tp
+            vectors += 2 * hi
+        return AttentionParams(projections=q + d * (kv_r + m.qk_rope_head_dim),
+                               kv_up=kv_r * n * (m.qk_nope_head_dim + m.value_head_dim) / tp, indexer=indexer,
+                               indexer_head_weights=head_weights, vectors=vectors, output=n * m.value_head_dim * d / tp)
     q_mats = 2 if m.attention_output_gate else 1
     bias = ((n + 2 * m.num_kv_heads) * h + d) if m.attention_bias else 0
-    inputs = q_mats * d * n * h / tp + 2 * d * kv_heads_per_rank(m.num_kv_heads, tp) * h + bias / tp + norms
-    return AttentionParams(inputs=inputs, output=d * n * h / tp)
+    return AttentionParams(projections=q_mats * d * n * h / tp + 2 * d * kv_heads_per_rank(m.num_kv_heads, tp) * h,
+                           vectors=bias / tp + norms, output=d * n * h / tp)
 
 
 def attention_params(m: ModelSpec) -> float:
@@ -116,21 +141,31 @@ def attention_params(m: ModelSpec) -> float:
     return attention_params_per_gpu(m, 1).total
 
 
-def linear_attention_params(m: ModelSpec) -> float:
-    """One Gated DeltaNet layer (transformers Qwen3NextGatedDeltaNet; Yang et al., "Gated Delta
-    Networks", arXiv:2412.06464). With key width Kd = Kh*dk and value width Vd = Vh*dv:
-    in_proj_qkvz D*(2 Kd + 2 Vd) (q, k, v and the output gate z), in_proj_ba D*2 Vh (the
-    write strength beta and the decay a), the depthwise causal conv (2 Kd + Vd) * kernel,
-    A_log and dt_bias (2 Vh), the gated RMSNorm dv, out_proj Vd*D, plus the layer's two
-    RMSNorms (2 D). 0 for a model without linear attention."""
+def linear_attention_params_per_gpu(m: ModelSpec, tp=1) -> AttentionParams:
+    """One Gated DeltaNet layer on one GPU of a tp group, the one owner of these counts
+    (transformers Qwen3NextGatedDeltaNet; Yang et al., "Gated Delta Networks", arXiv:2412.06464).
+    With key width Kd = Kh*dk and value width Vd = Vh*dv: in_proj_qkvz D*(2 Kd + 2 Vd) (q, k, v
+    and the output gate z) and in_proj_ba D*2 Vh (the write strength beta and the decay a), the
+    depthwise causal conv (2 Kd + Vd) * kernel, A_log and dt_bias (2 Vh), the gated RMSNorm dv,
+    out_proj Vd*D, plus the layer's two RMSNorms (2 D). Everything per head splits over tp (vLLM
+    and SGLang shard the projections column- and row-parallel, the conv by channel); the gated
+    norm (one dv-wide weight shared by the heads) and the layer norms are whole on every rank.
+    All 0 for a model without linear attention."""
     if m.full_attention_interval == 1:
-        return 0.0
+        return AttentionParams(projections=0.0, output=0.0)
     d = m.hidden_size
     kd = m.linear_num_key_heads * m.linear_key_head_dim
     vd = m.linear_num_value_heads * m.linear_value_head_dim
     vh = m.linear_num_value_heads
-    return (d * (2 * kd + 2 * vd) + d * 2 * vh + (2 * kd + vd) * m.linear_conv_kernel + 2 * vh
-            + m.linear_value_head_dim + vd * d + 2 * d)
+    return AttentionParams(projections=d * (2 * kd + 2 * vd + 2 * vh) / tp, vectors=2 * d,
+                           mixer=((2 * kd + vd) * m.linear_conv_kernel + 2 * vh) / tp + m.linear_value_head_dim,
+                           output=vd * d / tp)
+
+
+def linear_attention_params(m: ModelSpec) -> float:
+    """One Gated DeltaNet layer (linear_attention_params_per_gpu at tp = 1); 0 for a model without
+    linear attention."""
+    return linear_attention_params_per_gpu(m, 1).total
 
 
 def ffn_params(hidden: int, ffn: int, gated: bool, bias: bool = False) -> float:

@@ -23,7 +23,7 @@ from typing import Any
 from meshplan.errors import SpecError
 from meshplan.specs.model import ModelSpec
 from meshplan.specs.problem import SeedStrategy
-from meshplan.strategy.layout import MAX_DEGREE, MAX_GPUS, Layout, make_layout
+from meshplan.strategy.layout import MAX_DEGREE, MAX_GPUS, Layout, instance_gpus, make_layout
 
 
 def _degrees(**stated: tuple[str, int | None]) -> None:
@@ -131,7 +131,7 @@ def from_megatron(tensor_model_parallel_size: int, pipeline_model_parallel_size:
     if (ep * etp) % tp:
         raise SpecError("expert_model_parallel_size", ep, f"ep x etp = {ep * etp} must be a multiple of tp {tp}")
     dp = ep * etp // tp
-    gpi = pp * tp * dp
+    gpi = instance_gpus(tp, dp, pp)
     instances = (world_size // gpi) if world_size else 1
     if world_size and world_size % gpi:
         raise SpecError("world_size", world_size, f"must be a multiple of pp x tp x dp = {gpi}")

@@ -168,8 +168,9 @@ def layout_violations(problem: Problem, lay: Layout, *, gpus: int | None = None)
                         budget=problem.gpu_budget if gpus is not None else None)
 
 
-def legal_mask(model: ModelSpec, gpu: GpuSpec, tp, dp, pp, ep, etp, redundant: int = 0) -> np.ndarray:
-    """Vectorized: True where every structural rule holds."""
+def legal_mask(model: ModelSpec, gpu: GpuSpec, tp, dp, pp, ep, etp, *, redundant: int) -> np.ndarray:
+    """Vectorized: True where every structural rule holds, with ``redundant`` expert replicas per
+    MoE layer (CostAssumptions.redundant_experts; required, so that no caller forgets it)."""
     c = RuleInput(m=model, g=gpu, redundant=redundant)
     mask = np.ones(np.broadcast(tp, dp, pp, ep, etp).shape, dtype=bool)
     for r in RULES:

@@ -44,8 +44,8 @@ def one_layout(tp: int, dp: int, pp: int, ep: int, etp: int) -> LayoutArrays:
     return LayoutArrays(tp=a(tp), dp=a(dp), pp=a(pp), ep=a(ep), etp=a(etp))
 
 
-def enumerate_layouts(model: ModelSpec, gpu: GpuSpec, max_gpus_per_instance: int,
-                      redundant_experts: int = 0) -> LayoutArrays:
+def enumerate_layouts(model: ModelSpec, gpu: GpuSpec, max_gpus_per_instance: int, *,
+                      redundant_experts: int) -> LayoutArrays:
     """Every (pp, tp, dp, ep, etp) with pp*tp*dp <= max_gpus_per_instance that breaks no rule of
     strategy.rules. tp and etp range over the divisors of the node size (the rule that keeps
     them inside a node), ep over the divisors of the expert count (plus redundant replicas), dp = ep*etp/tp (folding), pp
@@ -69,6 +69,6 @@ def enumerate_layouts(model: ModelSpec, gpu: GpuSpec, max_gpus_per_instance: int
         for pp in range(1, min(model.num_layers, max_gpus_per_instance // g) + 1):
             out.append((tp, dp, pp, ep, etp))
     arr = np.array(out, dtype=np.int64).reshape(-1, 5)
-    mask = legal_mask(model, gpu, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], redundant_experts)
+    mask = legal_mask(model, gpu, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], redundant=redundant_experts)
     arr = arr[mask]
     return LayoutArrays(tp=arr[:, 0], dp=arr[:, 1], pp=arr[:, 2], ep=arr[:, 3], etp=arr[:, 4])
