@@ -11,11 +11,17 @@ import time
 import numpy as np
 
 from meshplan.cost.inputs import CostInputs
+from meshplan.dag.build import build_dag
+from meshplan.dag.schedule import routing_for, schedule
 from meshplan.cost.layer import Par
 from meshplan.io.problem_file import problem_from_raw
+from meshplan.plan.simulated import simulated_plan
+from meshplan.search.search import search
 from meshplan.simulate.instance import simulate_instance
 from meshplan.simulate.requests import LengthDist, closed_loop, draw_lengths, poisson
 from meshplan.simulate.summary import summarise
+from meshplan.specs.workload import Phase
+from meshplan.strategy.layout import parse_strategy
 
 REQUESTS = 10_000
 
@@ -41,8 +47,6 @@ def main() -> None:
 
 
 def plan_sim() -> None:
-    from meshplan.plan.simulated import simulated_plan
-    from meshplan.search.search import search
 
     problem = problem_from_raw({"model": "deepseek-v3", "gpu": "h200", "gpus": 32, "engine": "sglang",
                                 "workload": {"isl": 4000, "osl": 500},
@@ -53,22 +57,19 @@ def plan_sim() -> None:
     doc = simulated_plan(result)
     t2 = time.perf_counter()
     print(f"plan --sim, DeepSeek-V3 on 32 H200 (SGLang): search {t1 - t0:.2f} s, re-scoring "
-          f"{len(doc['simulation'])} candidates {t2 - t1:.2f} s; plan {doc['label']}")
+          f"{len(doc.simulation)} candidates {t2 - t1:.2f} s; plan {doc.label}")
 
 
 def step_320() -> None:
-    from meshplan.dag.build import build_dag
-    from meshplan.dag.schedule import routing_for, schedule
-    from meshplan.strategy.layout import parse_strategy
 
     # As bench/dag.py: tp4 dp80 ep320 with 64 redundant experts (one expert per GPU), batch 64.
     problem = problem_from_raw({"model": "deepseek-v3", "gpu": "h800", "precision": {"weights": "fp8"},
                                 "workload": {"isl": 4000, "osl": 500}, "assumptions": {"redundant_experts": 64}})
     lay = parse_strategy("tp=4,dp=80,ep=320")
     t0 = time.perf_counter()
-    dag = build_dag(problem, lay, "decode", 64.0, expand=True)
+    dag = build_dag(problem, lay, Phase.DECODE, 64.0, expand=True)
     t1 = time.perf_counter()
-    s = schedule([dag], routing=routing_for(problem, lay, "decode", 64.0, np.random.default_rng(0)))
+    s = schedule([dag], routing=routing_for(problem, lay, Phase.DECODE, 64.0, np.random.default_rng(0)))
     t2 = time.perf_counter()
     print(f"simulate --step, DeepSeek-V3 decode on 320 H800 (tp4 dp80 ep320): {len(dag.nodes):,} nodes, build "
           f"{t1 - t0:.2f} s, routing and schedule {t2 - t1:.2f} s, {t2 - t0:.2f} s in all; step "
