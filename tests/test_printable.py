@@ -2,7 +2,7 @@
 
 import pytest
 
-from meshplan.printable import has_control, printable
+from meshplan.printable import clipped, has_control, printable
 
 
 @pytest.mark.parametrize("raw, shown", [
@@ -30,7 +30,6 @@ def test_one_line_and_has_control():
 
 
 def test_clipped_cuts_at_a_word():
-    from meshplan.printable import clipped
     # "aa bb cc" is 8 characters; at width 7 the first 3 ("aa ") leave one whole word, then " ...".
     assert clipped("aa bb cc", 7) == "aa ..."
     assert clipped("aa  bb\ncc", 20) == "aa bb cc"  # fits: whitespace folded, nothing cut

@@ -10,8 +10,11 @@ Hand values used below (bf16 checkpoints, vLLM's default --gpu-memory-utilizatio
 
 import pytest
 
+from meshplan.check.engine_check import raw_problem
+from meshplan.check.engines import parse_sglang, parse_trtllm
 from meshplan.cli.check_cmd import build_report
 from meshplan.errors import SpecError
+from meshplan.io.problem_file import problem_from_raw
 
 LLAMA70 = "vllm serve meta-llama/Llama-3.3-70B-Instruct -tp 8"
 
@@ -111,9 +114,6 @@ def test_engine_and_kv_format_of_the_command_are_used():
 
 
 def test_scheduler_settings_a_command_states_are_costed(tmp_path):
-    from meshplan.check.engine_check import raw_problem
-    from meshplan.check.engines import parse_sglang, parse_trtllm
-    from meshplan.io.problem_file import problem_from_raw
     sgl = parse_sglang("python -m sglang.launch_server --model-path deepseek-ai/DeepSeek-V3 --tp-size 8 "
                        "--scheduler-recv-interval 30")
     assert sgl.engine_settings == (("recv_interval_iters", 30),) and "--scheduler-recv-interval" not in sgl.ignored

@@ -4,6 +4,7 @@ the value as written (issue 12)."""
 
 import pytest
 
+from meshplan.check.engine_check import check_engine
 from meshplan.check.engines import parse_sglang, parse_trtllm, parse_vllm
 from meshplan.errors import SpecError
 from meshplan.specs.dtypes import DType
@@ -133,7 +134,6 @@ DSV3_DP8 = ("python -m sglang.launch_server --model-path deepseek-ai/DeepSeek-V3
 
 
 def _weights(cmd: str) -> float:
-    from meshplan.check.engine_check import check_engine
     report = check_engine(parse_sglang(cmd), gpu="h200", weights=None, isl=4000, osl=1000, source="test")
     return report.plan.phases.decode.memory_per_gpu_bytes.weights
 

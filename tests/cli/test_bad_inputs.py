@@ -32,6 +32,8 @@ from typing import Any, Callable
 import pytest
 from click.testing import CliRunner
 
+import meshplan.cli.calibrate_cmd as calibrate_cmd
+import meshplan.cli.main as cli_main
 from meshplan.cli.main import main
 from meshplan.io.catalog import CATALOG
 
@@ -805,7 +807,7 @@ def guarded(seconds: int = ROW_SECONDS):
     signal.setitimer(signal.ITIMER_REAL, seconds)
     restore = None
     try:
-        import resource
+        import resource  # here, not at the top: Unix only (ImportError below: run uncapped)
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         vm = _vm_bytes()
         if vm is not None:
@@ -841,9 +843,6 @@ def plan_doc(tmp_path_factory) -> dict:
 def no_workers_no_fits(monkeypatch):
     """run never starts processes (and does not need torch installed); calibrate never fits: reaching either
     means the input was accepted."""
-    import meshplan.cli.calibrate_cmd as calibrate_cmd
-    import meshplan.cli.main as cli_main
-
     def reached(what):
         def stub(*args, **kwargs):
             raise Reached(what)

@@ -1,11 +1,17 @@
 """The command line: plan, evaluate, catalogs, bad input (exit code 2, no traceback)."""
 
 import json
+import os
 import re
 import subprocess
 import sys
 
 import pytest
+
+from meshplan.cli.run_cmd import fit_instances
+from meshplan.errors import SpecError
+from meshplan.io.catalog import CATALOG
+from meshplan.strategy.layout import parse_strategy
 
 REQUIRED = ["gpus_total", "feasible", "violations", "ttft_s", "tpot_s", "output_tok_s", "output_tok_s_per_gpu",
             "input_tok_s_per_gpu", "max_concurrency", "memory_per_gpu_bytes", "kv_cache_bytes_per_token", "phases"]
@@ -82,7 +88,6 @@ def test_validate_prints_median():
 
 
 def test_evaluate_the_seed_plan():
-    from meshplan.io.catalog import CATALOG
     r = run("evaluate", str(CATALOG / "problems" / "seed-plan.md"), "--json", "-")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -114,7 +119,6 @@ def test_run_with_no_problem_runs_the_seed_plan_and_the_seeds_own_layout():
     assert out.count("generated tokens equal a single-process run: yes") == 2
     assert "of it in collectives" in out and "predicted with the device profile" in out
     # 16 processes on fewer cores: the prediction says what share of a core each had.
-    import os
     assert ("CPU share per process" in out) == (len(os.sched_getaffinity(0)) < 16)
 
 
@@ -126,10 +130,6 @@ def test_run_refuses_an_illegal_layout_before_starting():
 
 
 def test_run_keeps_whole_instances_within_the_process_limit():
-    from meshplan.cli.run_cmd import fit_instances
-    from meshplan.errors import SpecError
-    from meshplan.strategy.layout import parse_strategy
-
     lay = parse_strategy("instances=4,dp=4,ep=4")  # 4 instances x 4 GPUs = 16 processes
     assert fit_instances(lay, 32) == (lay, None)
     fitted, note = fit_instances(lay, 9)  # two whole instances (8 processes) fit in 9

@@ -2,10 +2,12 @@
 
 import math
 
-
 from meshplan.cost.imbalance import (active_expert_fraction, busiest_rank_load, distinct_remote_ranks, max_load_factor,
                                     popularity_skew)
+from meshplan.cost.inputs import CostInputs
 from meshplan.cost.roofline import Collective, compute_op, ring_factor, smooth_max
+from meshplan.io.problem_file import load_problem
+from meshplan.plan.plan import decode_kv_bound
 
 
 def test_smooth_roofline_bends_at_the_ridge_plus_kernel_floors():
@@ -50,7 +52,4 @@ def test_active_experts_and_remote_ranks():
 def test_decode_kv_bound_on_seed():
     # Seed card: 1.8 TB/s * 0.8 = 1.44e12 B/s; mean context 5184 + 1024/2 = 5696 tokens;
     # 32,768 B/token -> 1.44e12 / (5696 * 32768) = 7,715.1 tokens/s per GPU.
-    from meshplan.cost.inputs import CostInputs
-    from meshplan.io.problem_file import load_problem
-    from meshplan.plan.plan import decode_kv_bound
     assert math.isclose(decode_kv_bound(CostInputs.from_problem(load_problem(None))), 1.44e12 / (5696 * 32768))

@@ -8,7 +8,7 @@ from meshplan.cost.memory import kv_bytes_per_token, stage_weights
 from meshplan.cost.capacity import kv_context
 from meshplan.cost.phase import max_sequences_per_rank, memory, usable_bytes
 from meshplan.io.catalog import model_keys
-from meshplan.io.problem_file import problem_from_raw
+from meshplan.io.problem_file import load_problem, problem_from_raw
 
 
 def _ci(model, gpu="h100-sxm", weights="bf16", kv="bf16", isl=1000, osl=1000):
@@ -30,7 +30,6 @@ def test_kv_bytes_per_token_llama_70b_bf16():
 def test_seed_kv_for_128_sequences_of_10240_tokens_is_40_gib():
     # DESIGN.md section 1: 2 * 16 layers * 16 heads * 32 dims * 2 bytes = 32,768 bytes per token;
     # 128 * 10,240 * 32,768 = 42,949,672,960 bytes = 40 GiB.
-    from meshplan.io.problem_file import load_problem
     ci = CostInputs.from_problem(load_problem(None))
     assert kv_bytes_per_token(ci) * 128 * 10240 == 40 * 2**30
 

@@ -104,8 +104,8 @@ def test_a_prefix_cache_leaves_prefill_only_the_uncached_tokens():
     # Input tokens served count whole prompts, cached or not: 1,000 per request.
     assert math.isclose(float(s.input_tok_s_per_gpu), 32 / (0.065 + 100 * tpot) * 1000)
     # The computed tokens attend to the 500 cached and, causally, half their own: 750 keys each.
-    assert ci.problem.workload.computed_prompt_tokens == 500
-    assert ci.problem.workload.prefill_attended_tokens == 750
+    assert ci.workload.computed_prompt_tokens == 500
+    assert ci.workload.prefill_attended_tokens == 750
 
 
 def test_requests_beyond_the_kv_capacity_wait_for_a_slot():

@@ -18,12 +18,16 @@ from meshplan.io.problem_file import problem_from_raw
 PAR = Par.of(1, 1, 1, 1, 1)
 
 
-def _ci(model="llama-3.1-8b", spec=None, weights="bf16", **workload):
+def _problem(model="llama-3.1-8b", spec=None, weights="bf16", **workload):
     raw = {"model": model, "gpu": "h100-sxm", "precision": {"weights": weights, "kv_cache": "bf16"},
            "engine": "trtllm", "calibration": "none", "workload": {"isl": 1000, "osl": 101, **workload}}
     if spec:
         raw["speculative"] = spec
-    return CostInputs.from_problem(problem_from_raw(raw))
+    return problem_from_raw(raw)
+
+
+def _ci(*args, **kw):
+    return CostInputs.from_problem(_problem(*args, **kw))
 
 
 EAGLE3 = {"method": "eagle", "draft_tokens": 3, "accepted_tokens": 1.0}  # tau = 2
@@ -84,9 +88,9 @@ def _step(ci, par, work, graphed):  # a stand-in: 10 ms per iteration, 5 us per 
 
 
 def test_closed_loop_decodes_in_fewer_iterations():
-    ci = _ci(spec=EAGLE3, requests_per_client=None)
-    ci = CostInputs.from_problem(ci.problem.model_copy(update={
-        "assumptions": ci.problem.assumptions.model_copy(update={"clump_coherence": 1.0})}))
+    p = _problem(spec=EAGLE3, requests_per_client=None)
+    ci = CostInputs.from_problem(p.model_copy(update={
+        "assumptions": p.assumptions.model_copy(update={"clump_coherence": 1.0})}))
     s = solve_aggregated(ci, PAR, np.array(32.0), step=_step)
     # TensorRT-LLM, budget 8192: 32 decoding sequences take 32 x 4 = 128 tokens, room 8064 -> clumps
     # of 8 prompts (8000 tokens, 50 ms iterations), 4 per cycle. OSL 101: 100 / tau = 50 decode

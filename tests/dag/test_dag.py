@@ -2,6 +2,9 @@
 
 import math
 import re
+import shutil
+import subprocess
+import sys
 from collections import Counter
 
 import networkx as nx
@@ -11,10 +14,11 @@ from meshplan.dag.build import build_dag, phase_costs
 from meshplan.dag.export import to_dot, to_json
 from meshplan.dag.lint import lint_dot
 from meshplan.dag.nodes import NodeKind
-from meshplan.io.catalog import model_keys
+from meshplan.io.catalog import CATALOG, model_keys
 from meshplan.io.problem_file import load_problem, problem_from_raw
 from meshplan.strategy.layout import parse_strategy
 from meshplan.strategy.mesh import coords_of, experts_of, group
+from meshplan.strategy.notation import from_seed
 
 STRATEGIES = {
     "moe": ["tp=1", "dp=4,ep=4", "tp=2,dp=2,ep=2,etp=2", "pp=2,dp=2,ep=2", "tp=2,dp=2,ep=1,etp=4", "instances=2,dp=2,ep=2"],
@@ -22,15 +26,15 @@ STRATEGIES = {
 }
 
 
-def _problem(key):
+def b200_problem(key):
     return problem_from_raw({"model": key, "gpu": "b200", "precision": {"weights": "fp8"},
                              "workload": {"isl": 512, "osl": 64}})
 
 
-def _cases(strategies=None):
+def model_strategy_cases(strategies=None):
     """(model, strategy) for every catalog model and each strategy its heads and experts divide."""
     for key in model_keys():
-        p = _problem(key)
+        p = b200_problem(key)
         for s in (strategies or STRATEGIES)["moe" if p.model.is_moe else "dense"]:
             lay = parse_strategy(s, is_moe=p.model.is_moe)
             if p.model.num_heads % lay.tp or (p.model.is_moe and p.model.num_experts % lay.ep):
@@ -38,7 +42,7 @@ def _cases(strategies=None):
             yield key, s
 
 
-CASES = list(_cases())
+CASES = list(model_strategy_cases())
 
 
 def _multiplicity(n):
@@ -59,7 +63,7 @@ def _totals(dag):
 @pytest.mark.parametrize("key, strategy", CASES)
 @pytest.mark.parametrize("phase", ["prefill", "decode"])
 def test_structure_gpus_costs_and_views_agree(key, strategy, phase):
-    p = _problem(key)
+    p = b200_problem(key)
     lay = parse_strategy(strategy, is_moe=p.model.is_moe)
     collapsed = build_dag(p, lay, phase, 2.0)
     expanded = build_dag(p, lay, phase, 2.0, expand=True)
@@ -101,7 +105,7 @@ def test_structure_gpus_costs_and_views_agree(key, strategy, phase):
 
 @pytest.mark.parametrize("key, strategy", CASES[::3])
 def test_own_dags_lint_clean(key, strategy):
-    p = _problem(key)
+    p = b200_problem(key)
     lay = parse_strategy(strategy, is_moe=p.model.is_moe)
     for phase in ("prefill", "decode"):
         dag = build_dag(p, lay, phase, 2.0)
@@ -127,9 +131,7 @@ def test_node_link_json_round_trips_through_networkx():
 
 
 def test_seed_style_dag_findings():
-    from meshplan.io.catalog import CATALOG
     p = load_problem(CATALOG / "problems" / "seed-plan.md")
-    from meshplan.strategy.notation import from_seed
     lay = from_seed(p.seed_strategy, p.model).layout.with_instances(1)
     text = (CATALOG / "problems" / "seed-style-dag.dot").read_text()
     found = {f.rule.value: f for f in lint_dot(text, "seed-style-dag.dot", p.model, lay,
@@ -141,10 +143,8 @@ def test_seed_style_dag_findings():
     assert "Expert_L1_15" in found["gpu_not_in_layout"].nodes  # GPU 19 of a 16-GPU layout
 
 
-@pytest.mark.skipif(__import__("shutil").which("dot") is None, reason="Graphviz not installed (.ci/run installs it)")
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz not installed (.ci/run installs it)")
 def test_cli_writes_every_format(tmp_path):
-    import subprocess
-    import sys
     r = subprocess.run([sys.executable, "-m", "meshplan.cli.main", "dag", "--out", str(tmp_path),
                         "--format", "dot,svg,png,json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -154,10 +154,6 @@ def test_cli_writes_every_format(tmp_path):
 
 
 def test_lint_cli_exit_codes(tmp_path):
-    import subprocess
-    import sys
-
-    from meshplan.io.catalog import CATALOG
     problems = CATALOG / "problems"
     bad = subprocess.run([sys.executable, "-m", "meshplan.cli.main", "lint-dag", str(problems / "seed-style-dag.dot"),
                           "--plan", str(problems / "seed-plan.md"), "--json"], capture_output=True, text=True)

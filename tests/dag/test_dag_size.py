@@ -16,8 +16,7 @@ from meshplan.errors import SpecError
 from meshplan.io.problem_file import load_problem, problem_from_raw
 from meshplan.specs.model import LayerKind
 from meshplan.strategy.layout import parse_strategy
-from tests.dag.test_dag import _cases as shared_cases
-from tests.dag.test_dag import _problem
+from tests.dag.test_dag import b200_problem, model_strategy_cases
 
 STRATEGIES = {
     "moe": ["tp=1", "dp=4,ep=4", "tp=2,dp=2,ep=2,etp=2", "pp=3,dp=2,ep=2", "tp=2,dp=2,ep=1,etp=4",
@@ -28,7 +27,7 @@ DEEPSEEK = ["--model", "deepseek-v3", "--gpu", "h800", "--weights", "fp8", "--is
 
 
 def _cases():
-    return shared_cases(STRATEGIES)
+    return model_strategy_cases(STRATEGIES)
 
 
 def _built(p, lay, phase, expand):
@@ -38,7 +37,7 @@ def _built(p, lay, phase, expand):
 
 @pytest.mark.parametrize("key, strategy", list(_cases()))
 def test_count_equals_the_built_dag(key, strategy):
-    p = _problem(key)
+    p = b200_problem(key)
     lay = parse_strategy(strategy, is_moe=p.model.is_moe)
     for phase in ("prefill", "decode"):
         for expand in (False, True):
@@ -52,7 +51,7 @@ def test_hand_counted_dense_tp2():
     #        + lm_head 2 + logits_gather 1 + output 1 = 8 + 448 = 456
     # edges: embedding 2 + embed_all_reduce 2 (one per member)
     #        + 32 x (8 + 2 + 4 + 2 = 16) + lm_head 2 + logits_gather 2 + output 1 (one distinct tail) = 9 + 512 = 521
-    p = _problem("llama-3.1-8b")
+    p = b200_problem("llama-3.1-8b")
     lay = parse_strategy("tp=2", is_moe=False)
     assert dag_size(p, lay, "decode", 2.0, expand=True) == _built(p, lay, "decode", True) == DagSize(nodes=456, edges=521)
 

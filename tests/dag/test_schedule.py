@@ -13,7 +13,7 @@ from meshplan.cost.layer import Par
 from meshplan.cost.serving import decode_cost, prefill_cost
 from meshplan.dag.build import build_dag
 from meshplan.dag.nodes import Dag, Node, NodeKind
-from meshplan.dag.schedule import Routing, chrome_trace, sample_counts, schedule, slot_loads
+from meshplan.dag.schedule import Routing, chrome_trace, routing_for, sample_counts, schedule, slot_loads
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.strategy.layout import parse_strategy
 
@@ -115,7 +115,6 @@ def test_step_refuses_request_flags():
 def test_routing_covers_every_gpu_of_a_pool_that_starts_past_gpu_0():
     # A disaggregated decode pool's GPUs start after the prefill pool's (offset): every one of its
     # expert-parallel GPUs gets a sampled load, and the loads average 1 (tokens x top-k / ep each).
-    from meshplan.dag.schedule import routing_for
     p = problem_from_raw({"model": "qwen3-30b-a3b", "gpu": "h100", "workload": {"isl": 1000, "osl": 100}})
     lay = parse_strategy("dp=4,ep=4")
     r = routing_for(p, lay, "decode", 64.0, np.random.default_rng(0), offset=8)

@@ -3,19 +3,27 @@ and 8 processes generates the tokens of a single-process run, logits agree withi
 collectives move the bytes the cost model charges, and faults end the run with the rank named."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from meshplan.cost.attention import decode_work, prefill_work  # noqa: E402
+from meshplan.cost.imbalance import busiest_rank_load  # noqa: E402
 from meshplan.cost.inputs import CostInputs  # noqa: E402
-from meshplan.cost.layer import Par, tp_all_reduce  # noqa: E402
+from meshplan.cost.layer import Par, moe_ops, tp_all_reduce  # noqa: E402
 from meshplan.errors import SpecError  # noqa: E402
-from meshplan.execute.launch import RunFailed, RunSpec, refuse_illegal, run  # noqa: E402
-from meshplan.execute.model import config_from_spec  # noqa: E402
-from meshplan.execute.profile import DeviceProfile, run_problem  # noqa: E402
+from meshplan.execute.launch import (RunFailed, RunSpec, choose_devices, refuse_illegal,  # noqa: E402
+                                     refuse_oversized, run)
+from meshplan.execute.model import ReferenceModel, Weights, WeightShapes, config_from_spec  # noqa: E402
+from meshplan.execute.profile import (DeviceProfile, calibrate, calibration_layers, measure,  # noqa: E402
+                                      predict, run_problem)
+from meshplan.execute.runner import Runner, rank_weight_bytes  # noqa: E402
+from meshplan.execute.worker import prompts  # noqa: E402
 from meshplan.io.problem_file import load_problem, problem_from_raw  # noqa: E402
 from meshplan.strategy.layout import Layout, parse_strategy  # noqa: E402
+from meshplan.strategy.mesh import coords_of  # noqa: E402
 
 SEED = load_problem(None)
 CFG = config_from_spec(SEED.model)
@@ -131,8 +139,6 @@ def test_nccl_run_on_gpus(reference):
 def test_one_gpu_nccl_run_equals_the_cpu_run(reference):
     # The lent GPU machines have one GPU: NCCL with world size 1, weights and caches on the GPU,
     # and the device profile measured and calibrated there.
-    from meshplan.execute.profile import calibrate, measure
-
     out = run(RunSpec(layout=Layout(), config=CFG, requests=REQ, isl=ISL, osl=OSL, dtype="float64", cuda=True))
     assert _tokens(out) == _tokens(reference)
     profile = calibrate(SEED, measure("float32", cuda=True), "float32", True, ISL)
@@ -142,9 +148,6 @@ def test_one_gpu_nccl_run_equals_the_cpu_run(reference):
 def test_the_single_process_run_equals_the_readable_reference(reference):
     # Two implementations: the plain unsharded decoder in execute/model.py and the rank runner
     # under the 1-GPU layout. Same tokens, logits within float64 round-off.
-    from meshplan.execute.model import ReferenceModel
-    from meshplan.execute.worker import prompts
-
     model = ReferenceModel(CFG, 0, torch.float64)
     got = _tokens(reference)
     ref_logits = _logits(reference)
@@ -156,8 +159,6 @@ def test_the_single_process_run_equals_the_readable_reference(reference):
 
 
 def test_devices_one_gpu_per_rank_or_cpu_processes():
-    from meshplan.execute.launch import choose_devices
-
     lay = parse_strategy("dp=2,ep=2")
     assert choose_devices(lay, "full", 8).backend == "nccl"
     cpu = choose_devices(lay, "tiny", 1)
@@ -178,12 +179,6 @@ def _four_layer_cfg():
 def test_the_shapes_counted_are_the_tensors_a_runner_draws(strategy):
     # rank_weight_bytes builds the Runner with WeightShapes (meta tensors, nothing drawn); the same
     # Runner with the real Weights must hold tensors of exactly those shapes, rank by rank.
-    from types import SimpleNamespace
-
-    from meshplan.execute.model import WeightShapes
-    from meshplan.execute.runner import Runner
-    from meshplan.strategy.mesh import coords_of
-
     cfg, lay = _four_layer_cfg(), parse_strategy(strategy)
     for rank in range(lay.gpus):
         comm = SimpleNamespace(c=coords_of(rank, lay))
@@ -200,9 +195,6 @@ def test_rank_weight_bytes_by_hand():
     # 16,384, router 128 x 256 = 32,768, 64 experts x 3 x 256 x 32 = 1,572,864: 1,753,600 values.
     # Two layers per stage, 3,507,200; the first stage adds the embedding 256 x 256 = 65,536, the
     # last the LM head 65,536 and the final norm 256.
-    from meshplan.execute.runner import rank_weight_bytes
-    from meshplan.strategy.mesh import coords_of
-
     cfg, lay = _four_layer_cfg(), parse_strategy("pp=2,dp=2,ep=2")
     for rank in range(lay.gpus):
         values = 3_507_200 + (65_536 if coords_of(rank, lay).pp == 0 else 65_536 + 256)
@@ -210,8 +202,6 @@ def test_rank_weight_bytes_by_hand():
 
 
 def test_a_model_too_big_for_its_gpus_is_refused():
-    from meshplan.execute.launch import refuse_oversized
-
     problem = problem_from_raw({"model": "qwen3-30b-a3b", "gpu": "h100", "workload": {"isl": 8, "osl": 4}})
     full = config_from_spec(problem.model, "full")
     # 30.5e9 parameters in float32 are ~114 GiB: one 80 GiB GPU cannot hold them, eight can.
@@ -222,8 +212,6 @@ def test_a_model_too_big_for_its_gpus_is_refused():
 
 
 def test_calibration_uses_one_layer_of_each_kind():
-    from meshplan.execute.profile import calibration_layers
-
     def layers(name):
         return calibration_layers(problem_from_raw({"model": name, "gpu": "h100", "workload": {"isl": 8, "osl": 4}}).model)
 
@@ -234,8 +222,6 @@ def test_calibration_uses_one_layer_of_each_kind():
 
 
 def test_cpu_share_scales_the_fixed_time():
-    from meshplan.execute.profile import predict
-
     # With compute and bandwidth practically free, a 1-GPU decode step is its operators' fixed
     # time only, so half a core per process doubles it.
     fast = DeviceProfile(flops=1e30, bw_bytes_per_s=1e30, op_overhead_s=1e-3)
@@ -254,10 +240,6 @@ def test_ep_bytes_are_the_cost_models(strategy):
     # x 2. Dispatch, combine and reduce-scatter are charged for the busiest rank, so its load factor
     # is taken off to compare a mean. The cost model is an expectation over uniform routing and the run routes real
     # (random-weight) tokens: they agree within a stated 6% (measured: 0.2% to 3%).
-    from meshplan.cost.attention import decode_work, prefill_work
-    from meshplan.cost.imbalance import busiest_rank_load
-    from meshplan.cost.layer import moe_ops
-
     lay = parse_strategy(strategy)
     requests, isl = 16, 32
     kinds = ("ep_dispatch", "ep_combine", "etp_reduce_scatter")
@@ -287,8 +269,6 @@ def test_ep_bytes_are_the_cost_models(strategy):
 def test_a_ranks_block_of_a_weight_is_the_same_block_of_the_whole():
     # Ranks draw only the row blocks they keep; what they get must be exactly the slice of the
     # tensor that the single-process reference draws whole (block edges at 64 rows included).
-    from meshplan.execute.model import Weights
-
     w = Weights(CFG, 0, torch.float64)
     whole = w.get("x", 200, 7)
     assert torch.equal(w.get("x", 200, 7, rows=slice(70, 150)), whole[70:150])

@@ -10,6 +10,7 @@ import yaml
 torch = pytest.importorskip("torch")
 
 from meshplan.execute.microbench import CPU_SWEEP, SCHEMA, Sweep, measure, summary  # noqa: E402
+from meshplan.io.catalog import load_gpu  # noqa: E402
 
 TINY = Sweep(gemm_m=(1, 4), gemm_nk=64, experts=2, tokens_per_expert=(1, 4), expert_n=32, expert_k=64,
              decode_batch=(1, 2), decode_context=(32,), heads=4, kv_heads=2, head_dim=16,
@@ -53,7 +54,6 @@ def test_cli_writes_the_profile_and_compares_with_the_catalog(tmp_path):
     assert doc["schema"] == SCHEMA and len(doc["gemm"]) == len(CPU_SWEEP.gemm_m)
     # A share is a measured rate over the catalog H100's figure: decode attention's bytes/s over its
     # HBM bandwidth, recomputed here from the profile's own summary.
-    from meshplan.io.catalog import load_gpu
     assert doc["catalog"]["decode_attention_of_hbm"] == pytest.approx(
         doc["summary"]["decode_attention_bytes_per_s"] / load_gpu("h100").hbm_bw_bytes_per_s)
     assert "Against the catalog's h100-sxm" in r.stdout

@@ -2,16 +2,24 @@
 and the DeviceMesh snippet built on CPU with torch's fake process group."""
 
 import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
+import yaml
 
 from meshplan.check.engines import parse_sglang, parse_trtllm, parse_vllm
 from meshplan.errors import SpecError
+from meshplan.export.common import context_tokens
+from meshplan.export.devicemesh import snippet
 from meshplan.export.export import export
 from meshplan.io.catalog import load_gpu, load_model
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.plan.pools import Pool
-from meshplan.strategy.layout import Layout
+from meshplan.strategy.layout import Layout, parse_strategy
+from meshplan.strategy.mesh import group
 from meshplan.strategy.space import enumerate_layouts
 
 
@@ -56,8 +64,6 @@ def test_round_trip_for_every_searchable_layout(model, gpu, cap):
             elif engine == "sglang":
                 back = parse_sglang(command(res.files["aggregated-instance0-node0.sh"], "python -m sglang")).layout
             else:
-                import tempfile
-                from pathlib import Path
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / "c.yaml"
                     path.write_text(res.files["aggregated-config.yaml"])
@@ -103,17 +109,12 @@ def test_disaggregated_front_ends():
     assert "context_servers" in export(problem, pools, "trtllm").files["disagg.yaml"]
 
 
-torch = pytest.importorskip("torch")
-
-
 @pytest.mark.parametrize("spec", ["instances=2,pp=2,tp=2,dp=2,ep=4,etp=1", "pp=1,tp=2,dp=4,ep=2,etp=4"])
 def test_devicemesh_matches_the_rank_map(spec):
+    # torch is optional (the executor's extra): only this test needs it, so only it skips without it.
+    pytest.importorskip("torch")
     import torch.distributed as dist
     from torch.testing._internal.distributed.fake_pg import FakeStore
-
-    from meshplan.export.devicemesh import snippet
-    from meshplan.strategy.layout import parse_strategy
-    from meshplan.strategy.mesh import group
 
     lay = parse_strategy(spec)
     namespace: dict = {}
@@ -132,8 +133,6 @@ def test_devicemesh_matches_the_rank_map(spec):
 
 
 def test_a_layout_that_cannot_hold_the_model_is_refused_unless_forced(tmp_path):
-    import subprocess
-    import sys
     # DeepSeek-V3 in FP8 is about 671 GB of weights; tp8 on 8 H100s gives 8 x 72 GB usable = 576 GB.
     args = [sys.executable, "-m", "meshplan.cli.main", "export", "--model", "deepseek-v3", "--gpu", "h100",
             "--weights", "fp8", "--isl", "4000", "--osl", "500", "--strategy", "tp=8,ep=8", "--engine", "vllm"]
@@ -151,8 +150,6 @@ def test_a_layout_that_cannot_hold_the_model_is_refused_unless_forced(tmp_path):
 
 
 def test_the_launch_context_is_the_workloads_maximum_or_the_models_never_the_mean():
-    from meshplan.export.common import context_tokens
-
     def ctx(workload):
         return context_tokens(problem_from_raw({"model": "deepseek-v3", "gpu": "h200", "workload": workload}))
 
@@ -177,7 +174,6 @@ def test_speculative_decoding_in_each_engines_words():
     assert ("--speculative-algorithm EAGLE --speculative-num-steps 3 --speculative-eagle-topk 1 "
             "--speculative-num-draft-tokens 4") in " ".join(sglang.split())
     assert parse_sglang(sglang).layout == lay
-    import yaml
     cfg = yaml.safe_load(export(problem, [_pool(lay)], "trtllm").files["aggregated-config.yaml"])
     assert cfg["speculative_config"] == {"decoding_type": "MTP", "num_nextn_predict_layers": 3}
 
@@ -191,7 +187,6 @@ def test_an_eagle_head_is_named_in_the_problem_and_a_draft_model_comes_from_the_
     eagle = _spec_problem({**spec, "draft_checkpoint": "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B"}, model="llama-3.1-70b")
     script = export(eagle, [_pool(Layout(tp=8))], "sglang").files["aggregated-instance0-node0.sh"]
     assert "--speculative-draft-model-path yuhuili/EAGLE3-LLaMA3.1-Instruct-8B" in " ".join(script.split())
-    import yaml
     cfg = yaml.safe_load(export(eagle, [_pool(Layout(tp=8))], "trtllm").files["aggregated-config.yaml"])
     assert cfg["speculative_config"] == {"decoding_type": "Eagle", "max_draft_len": 2,
                                          "speculative_model_dir": "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B"}
@@ -202,7 +197,6 @@ def test_an_eagle_head_is_named_in_the_problem_and_a_draft_model_comes_from_the_
 
 
 def test_attention_dp_balancing_is_launched_as_it_was_costed():
-    import yaml
     raw = {"model": "deepseek-v3", "gpu": "h800", "precision": {"weights": "fp8", "kv_cache": "fp8"},
            "workload": {"isl": 2000, "osl": 500},
            "engine": {"name": "trtllm", "attention_dp_balance": True, "adp_balance_timeout_iters": 60,

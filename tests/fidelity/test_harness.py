@@ -17,7 +17,7 @@ from meshplan.simulate import requests
 from meshplan.specs.engine import Engine
 from meshplan.specs.workload import Serving
 
-from tests.fidelity.test_silicon import COLUMNS, _read, _row
+from tests.fidelity.test_silicon import COLUMNS, read_rows, silicon_row
 
 INFERENCEX = "db-dump/2026-04-27; config_id=733; silicon_concurrency=64; workflow_run_id=758; vllm/vllm-openai:v0.19.0"
 AIC = "source_file=/Users/x/aic-auto-gap-analysis/data/h100_sxm/trtllm/1.0.0rc3/q.csv; silicon_concurrency=64"
@@ -31,8 +31,9 @@ def test_a_rows_source_names_its_client():
 
 
 def test_a_run_is_served_with_its_launch_scripts_engine_settings(tmp_path):
-    cases, _ = _read(tmp_path, [_row(id="ix", silicon_data_source=INFERENCEX, attention_dp_size=8, tp_size=1),
-                                _row(id="aic", silicon_data_source=AIC, attention_dp_size=8, tp_size=1)])
+    cases, _ = read_rows(tmp_path, [
+        silicon_row(id="ix", silicon_data_source=INFERENCEX, attention_dp_size=8, tp_size=1),
+        silicon_row(id="aic", silicon_data_source=AIC, attention_dp_size=8, tp_size=1)])
     ix, aic = (case_problem(c).engine for c in cases)
     # InferenceX's trtllm-serve scripts turn attention-dp balancing on (timeout 60, batching wait 0);
     # a client whose launch is not known keeps TensorRT-LLM's default, off.
@@ -80,8 +81,8 @@ def test_inferencex_draws_lengths_from_eight_tenths_to_the_whole():
 
 
 def test_a_run_is_predicted_with_its_clients_workload(tmp_path):
-    cases, _ = _read(tmp_path, [_row(id="ix", silicon_data_source=INFERENCEX),
-                                _row(id="aic", silicon_data_source=AIC)])
+    cases, _ = read_rows(tmp_path, [silicon_row(id="ix", silicon_data_source=INFERENCEX),
+                                    silicon_row(id="aic", silicon_data_source=AIC)])
     ix, aic = (case_problem(c) for c in cases)
     # InferenceX: mean (819 + 1024) / 2 = 921.5 tokens, memory sized for 1024; ten requests per client.
     assert math.isclose(ix.workload.isl_tokens, 921.5) and ix.workload.isl_max_tokens == 1024
@@ -95,8 +96,8 @@ def test_a_run_is_predicted_with_its_clients_workload(tmp_path):
 
 
 def test_a_fit_moves_requests_per_client_only_where_the_client_does_not_state_it(tmp_path):
-    cases, _ = _read(tmp_path, [_row(id="ix", silicon_data_source=INFERENCEX),
-                                _row(id="aic", silicon_data_source=AIC)])
+    cases, _ = read_rows(tmp_path, [silicon_row(id="ix", silicon_data_source=INFERENCEX),
+                                    silicon_row(id="aic", silicon_data_source=AIC)])
     ix, aic = group_cases(cases, calibration=None)
     factor = next(f for f in FACTORS if f.name == "requests_per_client")
     assert factor.apply(ix.ci, 5.0, ix.cases[0].harness) == {}
@@ -104,8 +105,8 @@ def test_a_fit_moves_requests_per_client_only_where_the_client_does_not_state_it
 
 
 def test_the_clients_own_time_is_stated_for_the_reference_client_and_fitted_for_the_other(tmp_path):
-    cases, _ = _read(tmp_path, [_row(id="ix", silicon_data_source=INFERENCEX),
-                                _row(id="aic", silicon_data_source=AIC)])
+    cases, _ = read_rows(tmp_path, [silicon_row(id="ix", silicon_data_source=INFERENCEX),
+                                    silicon_row(id="aic", silicon_data_source=AIC)])
     ix, aic = (case_problem(c) for c in cases)
     # InferenceX's benchmark_serving.py is the reference: engines' request overhead is what it sees.
     assert ix.workload.client_overhead_s == 0.0
@@ -123,7 +124,7 @@ def test_how_the_clients_start_is_the_harness_s(tmp_path, monkeypatch):
     assert harness_of(INFERENCEX).start_spread == 0.0
     assert harness_of(AIC).start_spread == 1.0
     assert AS_STATED.start_spread == 0.0
-    cases, _ = _read(tmp_path, [_row(id="aic", silicon_data_source=AIC)])
+    cases, _ = read_rows(tmp_path, [silicon_row(id="aic", silicon_data_source=AIC)])
     (group,) = group_cases(cases)
     seen = {}
     real = requests.closed_loop
@@ -140,7 +141,8 @@ def test_how_the_clients_start_is_the_harness_s(tmp_path, monkeypatch):
 
 
 def test_a_users_run_on_a_cached_workload_states_its_prefix_hit_rate(tmp_path):
-    rows = [_row(id="cold"), _row(id="warm", prefix_hit_rate="0.5"), _row(id="bad", prefix_hit_rate="1.5")]
+    rows = [silicon_row(id="cold"), silicon_row(id="warm", prefix_hit_rate="0.5"),
+            silicon_row(id="bad", prefix_hit_rate="1.5")]
     path = tmp_path / "runs.csv"
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=[*COLUMNS, "prefix_hit_rate"])

@@ -1,6 +1,7 @@
 """The silicon CSV reader: every row becomes a case or a skip with its reason; nothing is guessed."""
 
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ COLUMNS = ("id,silicon_data_source,backend,backend_version,model_path,system,pre
            "decode_attention_dp_size,decode_moe_tp_size,decode_moe_ep_size,silicon_ttft_ms,silicon_tpot_ms").split(",")
 
 
-def _row(**kw):
+def silicon_row(**kw):
     base = {c: "" for c in COLUMNS}
     base.update(id="r", silicon_data_source="x; silicon_concurrency=64; y", backend="trtllm", backend_version="1.2.0",
                 model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp4", mode="agg", isl="1024",
@@ -25,7 +26,7 @@ def _row(**kw):
     return base
 
 
-def _read(tmp_path, rows):
+def read_rows(tmp_path, rows):
     path = tmp_path / "runs.csv"
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -35,7 +36,7 @@ def _read(tmp_path, rows):
 
 
 def test_aggregated_row_with_empty_attention_dp(tmp_path):
-    cases, skips = _read(tmp_path, [_row()])
+    cases, skips = read_rows(tmp_path, [silicon_row()])
     c = cases[0]
     assert not skips
     assert c.engine is Engine.TRTLLM and c.engine_version == "1.2.0" and c.concurrency == 64
@@ -48,16 +49,16 @@ def test_disaggregated_rows_need_worker_counts(tmp_path):
     pools = dict(mode="disagg", tp_size="", moe_ep_size="", moe_tp_size="", prefill_tp_size="1",
                  prefill_attention_dp_size="4", prefill_moe_tp_size="1", prefill_moe_ep_size="4", decode_tp_size="1",
                  decode_attention_dp_size="8", decode_moe_tp_size="1", decode_moe_ep_size="8")
-    cases, skips = _read(tmp_path, [_row(id="a", prefill_num_workers=2, decode_num_workers=1, **pools),
-                                    _row(id="b", **pools)])
+    cases, skips = read_rows(tmp_path, [silicon_row(id="a", prefill_num_workers=2, decode_num_workers=1, **pools),
+                                        silicon_row(id="b", **pools)])
     assert [c.id for c in cases] == ["a"]
     assert cases[0].prefill.instances == 2 and cases[0].decode.dp == 8 and cases[0].gpus == 2 * 4 + 8
     assert skips[0].id == "b" and skips[0].reason is SkipReason.NO_WORKERS
 
 
 def test_dense_models_ignore_the_moe_columns(tmp_path):
-    cases, _ = _read(tmp_path, [_row(model_path="meta-llama/Llama-3.1-70B", tp_size=4, moe_tp_size=0, moe_ep_size=0,
-                                     gemm_quant_mode="fp8", moe_quant_mode="fp8")])
+    cases, _ = read_rows(tmp_path, [silicon_row(model_path="meta-llama/Llama-3.1-70B", tp_size=4, moe_tp_size=0,
+                                                moe_ep_size=0, gemm_quant_mode="fp8", moe_quant_mode="fp8")])
     assert (cases[0].layout.tp, cases[0].layout.ep, cases[0].layout.etp) == (4, 1, 1)
     assert cases[0].moe_format is None
 
@@ -72,7 +73,7 @@ def test_dense_models_ignore_the_moe_columns(tmp_path):
     (dict(model_path="someone/unknown-model"), SkipReason.UNKNOWN, "unknown-model"),
 ])
 def test_rows_that_cannot_be_predicted_say_why(tmp_path, change, reason, named):
-    cases, skips = _read(tmp_path, [_row(**change)])
+    cases, skips = read_rows(tmp_path, [silicon_row(**change)])
     assert not cases and skips[0].reason is reason and named in skips[0].detail
     assert skips[0].partition == ("trtllm", "b200_sxm", change.get("model_path", "deepseek-ai/DeepSeek-R1"), "agg")
 
@@ -87,7 +88,6 @@ def test_a_file_that_is_not_a_silicon_csv_is_refused(tmp_path):
 
 
 def test_the_dev_set_has_every_model_and_gpu_in_the_catalog():
-    from pathlib import Path
     dev = Path(__file__).resolve().parents[2].parent / "shared" / "cases" / "silicon-dev.csv"
     if not dev.exists():
         pytest.skip(f"{dev} is not beside the checkout")
@@ -106,7 +106,7 @@ def test_short_rows_and_unknown_modes_are_skipped_with_their_reason(tmp_path):
         w = csv.writer(f)
         w.writerow(COLUMNS)
         w.writerow(["short", "x; silicon_concurrency=4"])  # a row cut short: its other cells are missing
-        w.writerow([_row(id="m", mode="mixed")[c] for c in COLUMNS])
+        w.writerow([silicon_row(id="m", mode="mixed")[c] for c in COLUMNS])
     cases, skips = read_silicon(path)
     assert not cases
     reasons = {s.id: (s.reason, s.detail) for s in skips}

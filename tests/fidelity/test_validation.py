@@ -6,6 +6,7 @@ The error bounds below are far wider than the dev-set medians (TPOT ~12%, TTFT ~
 broken step model, not a drift of a few points; `meshplan validate` on the whole file reports those.
 """
 
+import dataclasses
 import hashlib
 import math
 import json
@@ -13,10 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+import meshplan.fidelity.calibrate as calibrate
+from meshplan.cli.calibrate_cmd import run_calibrate
 from meshplan.errors import SpecError
+from meshplan.fidelity.calibrate import FACTORS, adjust_for, cross_validate, fit, log_errors
+from meshplan.fidelity.predict import group_cases
 from meshplan.fidelity.silicon import SkipReason, read_silicon
 from meshplan.fidelity.validation import SCHEMA, validate_silicon
 from meshplan.io.calibration import load_profile
@@ -186,10 +192,6 @@ def test_validate_says_whether_its_errors_are_in_sample(tmp_path):
 def test_leave_one_group_out_predicts_each_group_by_a_fit_without_it():
     # With one fold per model x GPU group, a group's cross-validated errors are those of a fit on
     # every other group: check one group against a fit made here without it.
-    import numpy as np
-
-    from meshplan.fidelity.calibrate import FACTORS, adjust_for, cross_validate, fit, log_errors
-    from meshplan.fidelity.predict import group_cases
     cases, _ = read_silicon(SAMPLE)
     groups = group_cases(cases, "none")
     factor = [f for f in FACTORS if f.name == "vllm.request_overhead_s"]
@@ -218,9 +220,6 @@ def test_calibrate_folds_groups_is_recorded(tmp_path):
 
 
 def test_folds_fitted_side_by_side_give_the_same_figures():
-    from meshplan.fidelity.calibrate import FACTORS, cross_validate
-    from meshplan.fidelity.predict import group_cases
-    import numpy as np
     cases, _ = read_silicon(SAMPLE)
     groups = group_cases(cases, "none")
     factor = [f for f in FACTORS if f.name == "vllm.request_overhead_s"]
@@ -230,7 +229,6 @@ def test_folds_fitted_side_by_side_give_the_same_figures():
 
 
 def test_a_factor_on_its_bound_is_reported_so():
-    from meshplan.fidelity.calibrate import FACTORS
     floor = next(f for f in FACTORS if f.name == "kernel_floor_scale")  # bounds [0.2, 2.5]
     # BOUND_SHARE is 1e-3 of the range 2.3: within 0.0023 of a bound counts as on it.
     assert floor.bound_reached(0.2) == "lower" and floor.bound_reached(0.2022) == "lower"
@@ -239,9 +237,6 @@ def test_a_factor_on_its_bound_is_reported_so():
 
 
 def test_calibrate_says_which_factors_stopped_on_a_bound(tmp_path, monkeypatch, capsys):
-    import dataclasses
-    import meshplan.fidelity.calibrate as calibrate
-    from meshplan.cli.calibrate_cmd import run_calibrate
     # The sample's runs pull the kernel floor scale to about 1.9 (fitted alone from the sourced
     # defaults); with its upper bound lowered to 1.0 the fit must stop there and say so.
     narrowed = tuple(dataclasses.replace(f, upper=1.0) if f.name == "kernel_floor_scale" else f
@@ -256,8 +251,6 @@ def test_calibrate_says_which_factors_stopped_on_a_bound(tmp_path, monkeypatch, 
 
 
 def test_factors_that_scale_one_rate_compose():
-    from meshplan.fidelity.calibrate import FACTORS, adjust_for
-    from meshplan.fidelity.predict import group_cases
     groups = group_cases(read_silicon(SAMPLE)[0], "none")  # sourced defaults: grouped 0.6, sustained 1
     share = next(f for f in FACTORS if f.name == "sustained_gemm_share")
     grouped = next(f for f in FACTORS if f.name == "grouped_gemm_efficiency")

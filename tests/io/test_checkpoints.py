@@ -10,6 +10,7 @@ from meshplan.cost.inputs import CostInputs
 from meshplan.cost.memory import kv_bytes_per_token, stage_weights
 from meshplan.errors import SpecError
 from meshplan.io.catalog import CATALOG, checkpoints, load_model
+from meshplan.io.checkpoint import checkpoint_precision
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.specs.dtypes import DType
 from meshplan.specs.model import LayerKind
@@ -90,7 +91,6 @@ def test_gpt_oss_120b_fits_one_80gb_gpu():
      "hf_quant_config.exclude_modules"),
 ])
 def test_malformed_quant_config_names_the_field(quant, field):
-    from meshplan.io.checkpoint import checkpoint_precision
     with pytest.raises(SpecError) as err:
         checkpoint_precision(load_model("deepseek-v3"), {}, quant)
     assert err.value.field == field

@@ -104,7 +104,7 @@ def test_the_flag_refuses_a_missing_file_with_exit_2(tmp_path):
 
 def test_what_the_microbenchmarks_write_is_what_a_plan_reads(tmp_path):
     pytest.importorskip("torch")
-    from meshplan.execute.microbench import Sweep, measure
+    from meshplan.execute.microbench import Sweep, measure  # imports torch: only past the guard above
     tiny = Sweep(gemm_m=(1, 4), gemm_nk=64, experts=2, tokens_per_expert=(1, 4), expert_n=32, expert_k=64,
                  decode_batch=(1,), decode_context=(32,), heads=4, kv_heads=2, head_dim=16, message_bytes=(1024,),
                  repeats=2)

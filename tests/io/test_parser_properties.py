@@ -38,8 +38,23 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from meshplan.cli.check_cmd import build_report
+from meshplan.dag.lint import lint_dot
 from meshplan.errors import SpecError
-from meshplan.io.catalog import CATALOG
+from meshplan.fidelity.silicon import read_case, read_silicon
+from meshplan.io.catalog import CATALOG, load_model
+from meshplan.io.checkpoint import checkpoint_precision
+from meshplan.io.hf_config import hf_config_to_spec
+from meshplan.io.problem_file import DEFAULT_PROBLEM, load_problem, problem_from_raw, read_raw
+from meshplan.io.seed_markdown import read_seed_markdown
+from meshplan.io.seed_plan import read_seed_plan
+from meshplan.io.spec_build import build
+from meshplan.plan.plan import candidate_document
+from meshplan.plan.pools import pools_from_doc
+from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
+from meshplan.specs.problem import SeedStrategy
+from meshplan.strategy.layout import parse_strategy
+from meshplan.strategy.notation import from_megatron, from_seed, from_sglang, from_trtllm, from_vllm
 
 # ---------------------------------------------------------------------------------------------
 # Settings: reproducible, no wall-clock deadline, modest example counts (the file runs in well
@@ -222,7 +237,6 @@ EXTRA_RAWS = [
 
 
 def _md_raws() -> list[dict]:
-    from meshplan.io.problem_file import read_raw
     out = []
     for name in sorted(PROBLEM_TEXTS):
         p = CATALOG_DIR / "problems" / name
@@ -408,7 +422,6 @@ def mutated_text(draw, bases: list[str], vocab: list[str] = (), max_ops: int = 4
 @_settings(400)
 @given(raw=mutated_tree(RAWS, max_ops=3))
 def test_problem_from_raw_parses_or_spec_error(raw):
-    from meshplan.io.problem_file import problem_from_raw
     _accept("problem_from_raw", problem_from_raw, copy.deepcopy(raw), shown=raw)
 
 
@@ -432,7 +445,6 @@ PROBLEM_FILES = _problem_texts()
 @given(suffix_text=st.sampled_from(PROBLEM_FILES).flatmap(
     lambda st_: st.tuples(st.just(st_[0]), mutated_text([st_[1]], PROBLEM_VOCAB))))
 def test_problem_file_loader_parses_or_spec_error(workdir, suffix_text):
-    from meshplan.io.problem_file import load_problem
     suffix, text = suffix_text
     path = _fresh(workdir, "problem" + suffix)
     path.write_text(text, encoding="utf-8")
@@ -454,8 +466,6 @@ SEED_VOCAB = ["* **Layers**: ", "* **GPUs**: ", "* **Top-K Gate**: ", "* **Tenso
 @_settings(300)
 @given(text=mutated_text(sorted(SEED_PROBLEMS.values()), SEED_VOCAB))
 def test_seed_markdown_parses_or_spec_error(text):
-    from meshplan.io.problem_file import problem_from_raw
-    from meshplan.io.seed_markdown import read_seed_markdown
     ok, raw = _accept("read_seed_markdown", read_seed_markdown, text, source="problem.md", shown=text)
     if ok:
         _accept("problem_from_raw(read_seed_markdown(...))", problem_from_raw, raw, shown=text)
@@ -467,7 +477,6 @@ PLAN_VOCAB = ["DP=", "TP=", "PP=", "EP=", "- **EP**: ", "- **DP**: ", "- **TP**:
 
 @functools.cache
 def _seed_raw_once() -> dict:
-    from meshplan.io.problem_file import DEFAULT_PROBLEM, read_raw
     return read_raw(str(DEFAULT_PROBLEM))
 
 
@@ -478,15 +487,12 @@ def _seed_problem_raw() -> dict:
 
 @functools.cache
 def _seed_model():
-    from meshplan.io.problem_file import problem_from_raw
     return problem_from_raw(_seed_problem_raw()).model
 
 
 @_settings(200)
 @given(text=mutated_text([SEED_PLAN], PLAN_VOCAB))
 def test_seed_plan_parses_or_spec_error(text):
-    from meshplan.io.problem_file import problem_from_raw
-    from meshplan.io.seed_plan import read_seed_plan
     ok, raw = _accept("read_seed_plan", read_seed_plan, text, "seed-plan.md", _seed_problem_raw(), shown=text)
     if ok:
         _accept("problem_from_raw(read_seed_plan(...))", problem_from_raw, raw, shown=text)
@@ -495,7 +501,6 @@ def test_seed_plan_parses_or_spec_error(text):
 @_settings(80)
 @given(text=mutated_text(sorted(SEED_PROBLEMS.values()) + [SEED_PLAN], SEED_VOCAB + PLAN_VOCAB))
 def test_markdown_problem_file_loader_parses_or_spec_error(workdir, text):
-    from meshplan.io.problem_file import load_problem
     path = _fresh(workdir, "problem.md")
     path.write_text(text, encoding="utf-8")
     _accept("load_problem(.md)", load_problem, str(path), shown=text)
@@ -529,8 +534,6 @@ CONFIG_PAIRS = _pairs()
     st.just(p[0]), mutated_tree([p[1]], HF_KEYS, max_ops=3, root=True),
     mutated_tree([p[2]], HF_KEYS, max_ops=2, root=True) if p[2] is not None else st.none())))
 def test_hf_config_and_checkpoint_formats_parse_or_spec_error(data):
-    from meshplan.io.checkpoint import checkpoint_precision
-    from meshplan.io.hf_config import hf_config_to_spec
     name, cfg, quant = data
     ok, spec = _accept("hf_config_to_spec", hf_config_to_spec, copy.deepcopy(cfg), name=name, source=name,
                        shown=cfg)
@@ -546,7 +549,6 @@ def test_hf_config_and_checkpoint_formats_parse_or_spec_error(data):
                                                                  "[" * 3000]),
     st.just(json.dumps(p[2], indent=1)) if p[2] is not None else st.none())))
 def test_config_json_file_loader_parses_or_spec_error(workdir, data):
-    from meshplan.io.catalog import load_model
     name, text, quant = data
     path = _fresh(workdir, name)
     path.write_text(text, encoding="utf-8")
@@ -570,7 +572,6 @@ STRATEGY_VOCAB = ["instances", "pp", "tp", "dp", "ep", "etp", "sp", "=", ",", " 
        | st.text(alphabet="instancepdt=,0123456789 ²٣１-", max_size=30),
        is_moe=st.booleans())
 def test_strategy_string_parses_or_spec_error(text, is_moe):
-    from meshplan.strategy.layout import parse_strategy
     _accept("parse_strategy", parse_strategy, text, is_moe=is_moe, shown=text)
 
 
@@ -582,10 +583,6 @@ degrees = st.integers(-2, 64)
        pp=st.none() | degrees, ep=st.none() | degrees, dense=st.booleans())
 def test_seed_notation_reads_or_spec_error(gpus, dp, tp, pp, ep, dense):
     """from_seed reads a problem's seed_strategy (any integers a YAML problem file states)."""
-    from meshplan.io.catalog import load_model
-    from meshplan.io.spec_build import build
-    from meshplan.specs.problem import SeedStrategy
-    from meshplan.strategy.notation import from_seed
     stated = dict(gpus=gpus, dp=dp, tp=tp, pp=pp, ep=ep)
     ok, seed = _accept("SeedStrategy", build, SeedStrategy, stated, "seed_strategy", shown=stated)
     if ok:
@@ -598,7 +595,6 @@ def test_seed_notation_reads_or_spec_error(gpus, dp, tp, pp, ep, dense):
 def test_engine_notations_read_or_spec_error(a, b, c, d, flag, moe):
     """The readers of vLLM, SGLang, TensorRT-LLM and Megatron degrees, given any integers a
     command line or config could carry."""
-    from meshplan.strategy.notation import from_megatron, from_sglang, from_trtllm, from_vllm
     shown = dict(a=a, b=b, c=c, d=d, flag=flag, moe=moe)
     _accept("from_vllm", from_vllm, a, b, c, enable_expert_parallel=flag, is_moe=moe, shown=shown)
     _accept("from_sglang", from_sglang, a, b, flag, c, d or 1, is_moe=moe, shown=shown)
@@ -648,7 +644,6 @@ def engine_command(draw, program: str, bases: list[str]):
 
 
 def _check_report(**kw):
-    from meshplan.cli.check_cmd import build_report
     args = dict(plan=None, problem_path=None, vllm=None, sglang=None, trtllm=None, gpu=None, weights=None, isl=None,
                 osl=None, tolerance=0.25)
     args.update(kw)
@@ -715,10 +710,6 @@ def test_check_plan_markdown_parses_or_spec_error(workdir, text):
 
 
 def _plan_docs() -> list[dict]:
-    from meshplan.io.problem_file import problem_from_raw
-    from meshplan.plan.plan import candidate_document
-    from meshplan.search.evaluate import evaluate_aggregated, evaluate_disaggregated
-    from meshplan.strategy.layout import parse_strategy
     problem = problem_from_raw(_seed_problem_raw())
     agg = candidate_document(problem, evaluate_aggregated(problem, parse_strategy("dp=4,ep=4")))
     dis = candidate_document(problem, evaluate_disaggregated(problem, parse_strategy("dp=2,ep=2"),
@@ -744,7 +735,6 @@ def test_check_plan_json_parses_or_spec_error(workdir, doc, suffix):
 @given(doc=mutated_tree(PLAN_DOCS[:2], PLAN_KEYS, max_ops=2))
 def test_plan_json_pools_parse_or_spec_error(doc):
     """The plan JSON reader of meshplan dag / lint-dag (plan.pools.pools_from_doc)."""
-    from meshplan.plan.pools import pools_from_doc
     _accept("pools_from_doc", pools_from_doc, copy.deepcopy(doc), shown=doc)
 
 
@@ -779,8 +769,6 @@ DOT_LABEL_FRAGMENTS = ["GPU: 0", "GPU: 0-3", "GPU: 0-", "GPU: -3", "GPU: 3-1", "
 @given(text=mutated_text(DOT_BASES, DOT_VOCAB, slot=DOT_LABEL, slot_fragments=DOT_LABEL_FRAGMENTS),
        layout=st.sampled_from(LINT_LAYOUTS), offset=st.sampled_from([0, 4]), redundant=st.sampled_from([0, 16]))
 def test_lint_dag_dot_parses_or_spec_error(text, layout, offset, redundant):
-    from meshplan.dag.lint import lint_dot
-    from meshplan.strategy.layout import parse_strategy
     model = _seed_model()
     _accept("lint_dot", lint_dot, text, "dag.dot", model, parse_strategy(layout), offset, redundant=redundant,
             shown=(text, layout, offset, redundant))
@@ -841,7 +829,6 @@ def silicon_row(draw):
 @_settings(300)
 @given(row=silicon_row())
 def test_silicon_row_reads_or_spec_error(row):
-    from meshplan.fidelity.silicon import read_case
     _accept("read_case", read_case, dict(row), shown=row)
 
 
@@ -858,7 +845,6 @@ def _csv_text(rows: list[dict]) -> str:
 @given(text=mutated_text([_csv_text(SILICON_ROWS[:4]), _csv_text(SILICON_ROWS[4:8] or SILICON_ROWS[:1])],
                          [",", '"', "\n", "\r", "\x00", "silicon_concurrency=", "agg", "disagg"]))
 def test_silicon_csv_file_reads_or_spec_error(workdir, text):
-    from meshplan.fidelity.silicon import read_silicon
     path = _fresh(workdir, "cases.csv")
     path.write_text(text, encoding="utf-8")
     _accept("read_silicon", read_silicon, str(path), shown=text)
@@ -869,9 +855,6 @@ def test_silicon_csv_file_reads_or_spec_error(workdir, text):
 
 
 def test_the_valid_examples_parse(workdir):
-    from meshplan.io.hf_config import hf_config_to_spec
-    from meshplan.io.problem_file import problem_from_raw
-    from meshplan.strategy.layout import parse_strategy
     for raw in RAWS:
         problem_from_raw(copy.deepcopy(raw))
     for name, cfg, _ in CONFIG_PAIRS:

@@ -1,12 +1,15 @@
 """Problem files: the shipped seed problems, YAML, and bad input."""
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from meshplan.errors import SpecError
 from meshplan.io.catalog import CATALOG, load_gpu, load_model
 from meshplan.io.problem_file import load_problem, problem_from_raw
+from meshplan.specs.params import count_params
 
 PROBLEMS = Path(str(CATALOG / "problems"))
 
@@ -61,9 +64,6 @@ def test_seed_plan_loads_with_its_final_layout_and_contradictions():
 
 
 def test_yaml_and_json_files_load_the_same(tmp_path):
-    import json
-
-    import yaml
     raw = {"model": "deepseek-v3", "gpu": "H800", "gpus": 64, "precision": {"weights": "fp8", "kv_cache": "bf16"},
            "workload": {"isl": [1000, 3000], "osl": 500, "concurrency": 256},
            "requirements": {"ttft_s": 2.0, "tpot_s": 0.1}, "strategy": "dp=32,ep=32"}
@@ -76,7 +76,6 @@ def test_yaml_and_json_files_load_the_same(tmp_path):
 
 
 def test_local_config_json_goes_through_the_same_loader(tmp_path):
-    import json
     cfg = {"model_type": "llama", "hidden_size": 1024, "num_hidden_layers": 4, "num_attention_heads": 8,
            "num_key_value_heads": 2, "intermediate_size": 4096, "vocab_size": 1000}
     path = tmp_path / "config.json"
@@ -84,7 +83,6 @@ def test_local_config_json_goes_through_the_same_loader(tmp_path):
     m = load_model(str(path))
     # 4 layers x (1024*(8*128) + 2*1024*2*128 + 8*128*1024 + 2*1024 norms + 3*1024*4096 FFN)
     # + 2 * 1000 * 1024 embeddings + 1024 final norm.
-    from meshplan.specs.params import count_params
     per_layer = 1024 * 1024 + 2 * 1024 * 256 + 1024 * 1024 + 2048 + 3 * 1024 * 4096
     assert count_params(m).total == 4 * per_layer + 2 * 1000 * 1024 + 1024
     bad = tmp_path / "bad.json"

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("plotly")
 
 from meshplan.cli.report_cmd import VALIDATION, closeness  # noqa: E402
+from meshplan.fidelity.validation import validate_silicon  # noqa: E402
 from meshplan.io.problem_file import problem_from_raw  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
@@ -128,7 +129,6 @@ def test_bundled_validation_summary_matches_the_model():
     # The report's 'how close' table must be today's: the bundled summary equals a fresh validation
     # (regenerate: meshplan validate ../shared/cases/silicon-dev.csv --json F, keep schema,
     # calibration and summary; see cli/report_cmd.py VALIDATION).
-    from meshplan.fidelity.validation import validate_silicon
     fresh = validate_silicon(DEV).to_json()["summary"]["partitions"]
     bundled = json.loads(VALIDATION.read_text())["summary"]["partitions"]
     assert len(fresh) == len(bundled)

@@ -8,9 +8,12 @@ from meshplan.cost.inputs import CostInputs
 from meshplan.cost.serving import decode_cost
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.search.best_point import best_per_row
+from meshplan.search.evaluate import evaluate_disaggregated
 from meshplan.search.grid import B_GRID, capacity_grid, layout_par
 from meshplan.search.pairs import FED_GRID, FED_STEPS, fed_column, fed_table
 from meshplan.search.table import PointTable
+from meshplan.specs.workload import Requirements
+from meshplan.strategy.layout import parse_strategy
 from meshplan.strategy.space import one_layout
 
 
@@ -51,8 +54,6 @@ def test_at_a_cuda_graph_limit_the_fine_table_costs_what_the_search_table_does()
 def test_evaluating_pools_at_a_stated_concurrency_keeps_its_batch():
     # A stated concurrency fixes the decode batch (64 requests on one decode GPU), however few
     # requests the prefill pool completes: the fed point is for plans that choose their batch.
-    from meshplan.search.evaluate import evaluate_disaggregated
-    from meshplan.strategy.layout import parse_strategy
     problem = problem_from_raw({"model": "llama-3.1-8b", "gpu": "h100", "gpus": 2, "serving": "disaggregated",
                                 "workload": {"isl": 2000, "osl": 100, "concurrency": 64}})
     c = evaluate_disaggregated(problem, parse_strategy("tp=1"), parse_strategy("tp=1"))
@@ -67,9 +68,9 @@ def test_a_fed_decode_pool_runs_between_the_grid_points_at_the_rate_it_is_fed():
     fed = float(np.sqrt(rates[lo] * rates[hi]))  # strictly between the two grid points' rates
     assert rates[lo] < fed < rates[hi]
     # The search grid alone runs the tp1 pool at 32, its point below the feed.
-    assert table.B[1, fed_column(table, 1, best_per_row(table, ci)[1], fed)] == 32
+    assert table.B[1, fed_column(table, 1, best_per_row(table, Requirements())[1], fed)] == 32
     fine = fed_table(ci, table, [1])
-    col = fed_column(fine, 0, best_per_row(fine, ci)[1], fed)
+    col = fed_column(fine, 0, best_per_row(fine, Requirements())[1], fed)
     b, r = float(fine.B[0, col]), float(fine.inst_req_s[0, col])
     # The fed point lies beyond it, completes no more requests than it is fed, and the next batch
     # size up (a factor 2^(1/16)) completes more: credited within 4.4% of its feed in batch.
@@ -84,4 +85,4 @@ def test_a_fed_decode_pool_runs_between_the_grid_points_at_the_rate_it_is_fed():
 def test_a_feed_below_every_point_gives_no_fed_point():
     ci = _ci()
     fine = fed_table(ci, _decode_rows(ci, [(1, 1, 1, 1, 1)]), [0])
-    assert fed_column(fine, 0, best_per_row(fine, ci)[1], float(fine.inst_req_s[0].min()) * 0.5) is None
+    assert fed_column(fine, 0, best_per_row(fine, Requirements())[1], float(fine.inst_req_s[0].min()) * 0.5) is None

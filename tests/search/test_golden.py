@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from meshplan.cli.evaluate_cmd import run_evaluate
 from meshplan.io.catalog import CATALOG
 from meshplan.io.problem_file import load_problem
 from meshplan.plan.plan import plan_document
@@ -39,7 +40,6 @@ def _doc(name):
     evaluation of the layout it claims, as `meshplan evaluate` gives it."""
     problem = load_problem(Path(str(CATALOG / "problems")) / f"{name}.md")
     if name == "seed-plan":
-        from meshplan.cli.evaluate_cmd import run_evaluate
         return run_evaluate(problem, None, None, None, None)
     return plan_document(search(problem))
 

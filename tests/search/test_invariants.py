@@ -4,7 +4,11 @@ import pytest
 
 from meshplan.io.catalog import model_keys
 from meshplan.io.problem_file import problem_from_raw
+from meshplan.search.candidate import Candidate
+from meshplan.search.frontier import non_dominated
+from meshplan.search.objectives import Mode
 from meshplan.search.search import search
+from meshplan.strategy.layout import Layout
 
 
 @pytest.mark.parametrize("key", model_keys())
@@ -52,11 +56,6 @@ def test_feasible_means_every_requirement_is_met_after_queueing(serving):
 def test_the_frontier_keeps_what_nothing_beats_on_both_axes():
     # (tokens/s per user, tokens/s per GPU) = (10, 100), (20, 50), (15, 40): (15, 40) is beaten by
     # (20, 50) on both, so the frontier is (20, 50) then (10, 100), fastest per user first.
-    from meshplan.search.candidate import Candidate
-    from meshplan.search.objectives import Mode
-    from meshplan.search.frontier import non_dominated
-    from meshplan.strategy.layout import Layout
-
     def cand(per_user, per_gpu):
         return Candidate(mode=Mode.AGGREGATED, prefill=Layout(), decode=Layout(), decode_B=1.0, prefill_B=1.0,
                          gpus_total=1, ttft_s=0.1, tpot_s=1.0 / per_user, output_tok_s_per_gpu=per_gpu,

@@ -14,6 +14,8 @@ from meshplan.export.export import export
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.plan.plan import plan_document
 from meshplan.plan.pools import Pool
+from meshplan.plan.simulated import run_at_operating_point
+from meshplan.search.evaluate import evaluate_disaggregated
 from meshplan.search.search import search
 from meshplan.strategy.layout import Layout
 
@@ -78,8 +80,6 @@ def test_export_places_each_pool_on_its_own_nodes():
 
 @pytest.mark.parametrize("slow_side", ["prefill", "decode"])
 def test_kv_moves_over_the_slower_nic_in_the_closed_form_and_the_simulator(slow_side):
-    from meshplan.plan.simulated import run_at_operating_point
-    from meshplan.search.evaluate import evaluate_disaggregated
     # One request at a time, so that TTFT is prefill + transfer with no queue. One pool's GPU is an
     # H200 with a 5 GB/s NIC, the other a plain H200; neither instance leaves its node (tp2 prefill,
     # tp4 decode), so only the transfer sees the slow NIC, whichever side it is on.

@@ -2,7 +2,9 @@
 
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.plan.plan import plan_document
+from meshplan.search.evaluate import evaluate_aggregated
 from meshplan.search.search import search
+from meshplan.strategy.layout import Layout
 
 
 def _problem(acceptance, concurrency=1, serving="aggregated"):
@@ -42,8 +44,6 @@ def test_disaggregated_decode_pools_are_tried_both_ways():
 
 
 def test_a_fixed_strategy_is_evaluated_both_ways_as_the_search_chooses():
-    from meshplan.search.evaluate import evaluate_aggregated
-    from meshplan.strategy.layout import Layout
     for acceptance, on in ((0.0, False), (0.9, True)):
         problem = _problem(acceptance)
         c = evaluate_aggregated(problem, Layout(tp=1))

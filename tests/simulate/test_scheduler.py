@@ -2,11 +2,12 @@
 each prompt token adds 10 us) so that every time below can be followed with a pencil."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
-from meshplan.simulate.engine import Policy, Requests
-from meshplan.simulate.loop import simulate
+from meshplan.simulate.engine import Policy, Requests, draft_tokens_accepted
+from meshplan.simulate.loop import Pool, simulate, simulate_pools
 from meshplan.simulate.requests import Arrivals, RequestStream, closed_loop
 from meshplan.simulate.summary import per_request, summarise
 from meshplan.specs.workload import PoolRole
@@ -111,8 +112,6 @@ def test_a_run_of_identical_decode_iterations_is_advanced_in_one_go_and_counted_
 
 
 def test_disaggregated_prompts_move_to_the_decode_pool_with_their_first_token():
-    from meshplan.simulate.loop import Pool, simulate_pools
-
     prefill = Pool(role=PoolRole.PREFILL, table=Linear(), policy=_handoff_policy(), dp=1, pp=1)
     decode = Pool(role=PoolRole.DECODE, table=Linear(), policy=_policy(), dp=1, pp=1)
     res = simulate_pools(closed_loop(1, 2, np.array([100, 100]), np.array([3, 3])), [prefill, decode],
@@ -128,13 +127,11 @@ def test_disaggregated_prompts_move_to_the_decode_pool_with_their_first_token():
 
 
 def _handoff_policy():
-    from dataclasses import replace
     return replace(_policy(), handoff=True)
 
 
 def test_progress_is_reported_at_every_tenth_of_the_requests_finished():
     seen = []
-    from meshplan.simulate.loop import Pool, simulate_pools
     pool = Pool(role=PoolRole.AGGREGATED, table=Linear(), policy=_policy(), dp=1, pp=1)
     simulate_pools(closed_loop(4, 40, np.full(40, 10), np.full(40, 5)), [pool], overhead_s=0.0,
                    progress=lambda done, total: seen.append((done, total)))
@@ -182,7 +179,6 @@ def test_every_prompt_computes_at_least_its_last_token():
 
 
 def test_accepted_draft_tokens_are_the_run_of_leading_acceptances():
-    from meshplan.simulate.engine import draft_tokens_accepted
     rng = np.random.default_rng(1)
     # Every draft accepted: K = 3 per iteration, 5 iterations -> 15 each.
     assert draft_tokens_accepted(rng, (1.0, 1.0, 1.0), 4, 5).tolist() == [15] * 4

@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import pytest
 
-from meshplan.cost.closed_loop import solve_aggregated
+from meshplan.cost.closed_loop import solve_aggregated, solve_disaggregated
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
 from meshplan.errors import SpecError
 from meshplan.io.catalog import model_keys
 from meshplan.io.problem_file import problem_from_raw
-from meshplan.simulate.instance import policy_for, simulate_instance
+from meshplan.simulate.instance import policy_for, simulate_disaggregated, simulate_instance
 from meshplan.simulate.requests import closed_loop, poisson
 from meshplan.simulate.summary import per_request, summarise
 
@@ -107,9 +107,6 @@ def test_plot_draws_the_latency_cdfs_and_throughput_to_a_png(tmp_path):
 
 
 def test_a_disaggregated_plan_is_simulated_whole_and_agrees_with_the_closed_form_on_tpot(tmp_path):
-    from meshplan.cost.closed_loop import solve_disaggregated
-    from meshplan.simulate.instance import simulate_disaggregated
-
     ci = _ci("llama-3.1-8b", "sglang", 128, 2000, gpu="h100-sxm")
     pre, dec = Par.of(1, 1, 1, 1, 1), Par.of(2, 1, 1, 1, 1)
     closed = float(np.ravel(solve_disaggregated(ci, pre, 1, dec, 1, 32.0).tpot_s)[0])

@@ -4,12 +4,14 @@ plan text, the memory model, the DAG, the HTML map and the rule checks agree on 
 import numpy as np
 import pytest
 
+from meshplan.cli.evaluate_cmd import run_evaluate
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.memory import expert_weight_bytes, kv_heads_per_gpu
 from meshplan.errors import SpecError
 from meshplan.io.problem_file import problem_from_raw
 from meshplan.plan.build import strategy_dict
 from meshplan.report.html import gpu_cells
+from meshplan.report.markdown import render
 from meshplan.plan.pools import Pool
 from meshplan.specs.params import attention_params, attention_params_per_gpu, count_params, kv_heads_per_rank
 from meshplan.strategy.layout import parse_strategy
@@ -88,8 +90,6 @@ def test_the_cost_model_reads_the_same_kv_heads():
 
 
 def test_the_markdown_plan_names_the_replicas():
-    from meshplan.cli.evaluate_cmd import run_evaluate
-    from meshplan.report.markdown import render
     # 9 slots x ep 32 - 256 experts = 32 replicas.
     text = render(run_evaluate(_deepseek(32), "dp=32,ep=32", None, None, None))
     assert "9 routed experts per GPU (of 256 and 32 redundant replicas)" in text

@@ -4,6 +4,7 @@ import pytest
 
 from meshplan.errors import SpecError
 from meshplan.io.catalog import load_gpu, load_model
+from meshplan.io.problem_file import load_problem
 from meshplan.specs.problem import SeedStrategy
 from meshplan.strategy.layout import parse_strategy
 from meshplan.strategy.mesh import coords_of, group, rank_of, stage_layers
@@ -91,7 +92,6 @@ def test_megatron_round_trip():
 def test_seed_plan_reading_is_eight_instances_of_sixteen():
     # seed-plan.md's final layout: DP=8, TP=1, PP=1, EP=16, 128 GPUs. The only reading that gives
     # 128 GPUs: 8 independent instances, each attention dp 16 folded with ep 16 (8 x 16 = 128).
-    from meshplan.io.problem_file import load_problem
     reading = from_seed(SeedStrategy(gpus=128, dp=8, tp=1, pp=1, ep=16), load_problem(None).model)
     assert (reading.layout.instances, reading.layout.dp, reading.layout.ep) == (8, 16, 16)
     assert not reading.consistent

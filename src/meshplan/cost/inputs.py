@@ -18,9 +18,6 @@ from meshplan.specs.workload import WorkloadSpec
 class CostInputs:
     """A Problem flattened to the figures the formulas use; built by ``from_problem``."""
 
-    problem: Problem
-    """The problem these inputs were read from (search and plan read its requirements; the cost
-    model reads only the fields below and ``workload``)."""
     workload: WorkloadSpec
     """The workload: prompt and output lengths, concurrency or rate, prefix hits."""
     model: ModelSpec
@@ -257,7 +254,7 @@ class CostInputs:
         reserve_full = ((eng.kv_admission is KvAdmission.RESERVE_FULL) if kv_sizing is None
                         else kv_sizing is KvSizing.MAX)
         return CostInputs(
-            problem=p, workload=p.workload, model=m, engine=eng, mla=m.attention is AttentionKind.MLA,
+            workload=p.workload, model=m, engine=eng, mla=m.attention is AttentionKind.MLA,
             hidden_size=m.hidden_size, num_heads=m.num_heads, num_kv_heads=m.num_kv_heads, head_dim=m.head_dim, vocab_size=m.vocab_size,
             num_experts=m.num_experts, top_k=m.top_k, expert_ffn_size=m.expert_ffn_size, ffn_size=m.ffn_size,
             shared_ffn_total=m.num_shared_experts * m.shared_ffn_size, ffn_mats=3.0 if m.gated_ffn else 2.0,

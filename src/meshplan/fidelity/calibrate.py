@@ -277,7 +277,7 @@ def partitions(groups: list[Group], by: list[str]) -> list[Partition]:
     """The runs split by GPU and/or engine, in a stable order."""
     out: dict[tuple, list[Group]] = {}
     for g in groups:
-        key = tuple((k, g.ci.problem.gpu.name if k == "gpu" else g.ci.engine.engine.value) for k in by)
+        key = tuple((k, g.problem.gpu.name if k == "gpu" else g.ci.engine.engine.value) for k in by)
         out.setdefault(key, []).append(g)
     return [Partition(key=dict(k), groups=v) for k, v in sorted(out.items())]
 

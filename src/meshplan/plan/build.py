@@ -69,15 +69,17 @@ def strategy_dict(lay: Layout, problem: Problem) -> dict[str, Any]:
     return dataclasses.asdict(strategy_of(lay, problem))
 
 
-def phase_figures(ci: CostInputs, c: Candidate, phase: Phase) -> PhaseFigures | None:
-    """Figures of one phase of the candidate, recomputed with scalars for the breakdowns."""
+def phase_figures(problem: Problem, ci: CostInputs, c: Candidate, phase: Phase) -> PhaseFigures | None:
+    """Figures of one phase of the candidate, recomputed with scalars for the breakdowns (``ci``:
+    read from ``problem``)."""
     lay = c.prefill if phase is Phase.PREFILL else c.decode
     if lay is None:
         return None
     par = par_of(lay)
     w = ci.workload
-    if phase is Phase.PREFILL and ci.problem.pools_differ:  # costed on the prefill pool's own GPU
-        ci = CostInputs.from_problem(ci.problem.for_pool(Phase.PREFILL))
+    if phase is Phase.PREFILL and problem.pools_differ:  # costed on the prefill pool's own GPU
+        problem = problem.for_pool(Phase.PREFILL)
+        ci = CostInputs.from_problem(problem)
     if phase is Phase.DECODE:
         pool = c.mode is Mode.DISAGGREGATED  # a disaggregated decode pool runs its own scheduler loop
         pc = decode_cost(ci.for_decode_pool() if pool else ci, par, c.decode_B)
@@ -93,14 +95,15 @@ def phase_figures(ci: CostInputs, c: Candidate, phase: Phase) -> PhaseFigures | 
                  batch_per_attention_dp_rank=float(c.prefill_B), max_concurrency=None, context_tokens=w.isl_tokens)
     other = Rule.TPOT if phase is Phase.PREFILL else Rule.TTFT  # the other phase's requirement
     violations = tuple(v for v in c.violations if v.rule is not other)
-    return PhaseFigures(**d, gpu=ci.problem.gpu.name, gpus_total=lay.gpus, feasible=not violations,
+    return PhaseFigures(**d, gpu=problem.gpu.name, gpus_total=lay.gpus, feasible=not violations,
                         violations=violations, kv_cache_bytes_per_token=kv_bytes_per_token(ci), step_s=_f(pc.step_s),
-                        strategy=strategy_of(lay, ci.problem), memory_per_gpu_bytes=_memory(pc), operators=_ops(pc))
+                        strategy=strategy_of(lay, problem), memory_per_gpu_bytes=_memory(pc), operators=_ops(pc))
 
 
-def phases_of(ci: CostInputs, c: Candidate) -> Phases:
-    """The figures of each phase the candidate serves."""
-    return Phases(prefill=phase_figures(ci, c, Phase.PREFILL), decode=phase_figures(ci, c, Phase.DECODE))
+def phases_of(problem: Problem, ci: CostInputs, c: Candidate) -> Phases:
+    """The figures of each phase the candidate serves (``ci``: read from ``problem``)."""
+    return Phases(prefill=phase_figures(problem, ci, c, Phase.PREFILL),
+                  decode=phase_figures(problem, ci, c, Phase.DECODE))
 
 
 def model_facts(problem: Problem) -> ModelFacts:

@@ -27,7 +27,7 @@ from meshplan.search.order import instance_size, per_gpu_metric
 from meshplan.search.search import SearchResult
 from meshplan.specs.params import count_params
 from meshplan.specs.problem import Problem
-from meshplan.specs.workload import Phase
+from meshplan.specs.workload import Phase, Requirements
 from meshplan.strategy.rules import Rule
 from meshplan.units import fmt_seconds, plural
 
@@ -76,9 +76,9 @@ def _catalog_differences(m) -> list[PlanNote]:
         f"{', '.join(diffs)}; meshplan takes the file as written"))]
 
 
-def _requirement_checks(ci: CostInputs, c: Candidate, mem: Memory) -> tuple[RequirementCheck, ...]:
-    """Each stated requirement against candidate ``c``'s figures (``mem``: its main pool's memory)."""
-    r = ci.problem.requirements
+def _requirement_checks(ci: CostInputs, r: Requirements, c: Candidate, mem: Memory) -> tuple[RequirementCheck, ...]:
+    """Each requirement stated in ``r`` against candidate ``c``'s figures (``mem``: its main pool's
+    memory)."""
     checks = []
 
     def add(name, target, predicted, higher_is_better, unit, bound=None):
@@ -315,9 +315,9 @@ def build_plan(result: SearchResult, *, runner_ups: int = 6) -> Plan:
         raise ValueError("the search produced no candidate at all")
     problem = problem_of(result.problem, chosen)  # without speculative decoding when the plan decodes without it
     ci = CostInputs.from_problem(problem)
-    phases = phases_of(ci, chosen)
+    phases = phases_of(problem, ci, chosen)
     memory = (phases.decode or phases.prefill).memory_per_gpu_bytes
-    checks = _requirement_checks(ci, chosen, memory)
+    checks = _requirement_checks(ci, problem.requirements, chosen, memory)
     verdict = _verdict(problem, chosen, checks)
     budget_use = _budget_use(problem, chosen, verdict)
     notes = _notes(problem) + [n for n in (pipeline_note(result), _latency_note(problem, chosen, result.pareto),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from meshplan.cost.inputs import CostInputs
 from meshplan.search.table import PointTable
+from meshplan.specs.workload import Requirements
 from meshplan.strategy.rules import Rule
 
 SATURATION = 0.02
@@ -15,8 +15,7 @@ with the lowest latency (TPOT, or TTFT for prefill) is kept: throughput saturate
 size, and the last percent is not worth a latency several times longer."""
 
 
-def _ok(t: PointTable, ci: CostInputs) -> dict[Rule, np.ndarray]:
-    req = ci.problem.requirements
+def _ok(t: PointTable, req: Requirements) -> dict[Rule, np.ndarray]:
     shape = t.B.shape
     ok = {Rule.MEMORY: t.fits}
     ok[Rule.TTFT] = (np.broadcast_to(t.ttft <= req.ttft_s, shape) if (req.ttft_s and t.ttft is not None)
@@ -26,9 +25,10 @@ def _ok(t: PointTable, ci: CostInputs) -> dict[Rule, np.ndarray]:
     return ok
 
 
-def best_per_row(t: PointTable, ci: CostInputs):
-    """Column index of the best feasible point per row (or -1), and the feasibility mask."""
-    ok = _ok(t, ci)
+def best_per_row(t: PointTable, req: Requirements):
+    """Column index of the best feasible point per row (or -1), and the feasibility mask, under the
+    latency targets of ``req``."""
+    ok = _ok(t, req)
     feasible = ok[Rule.MEMORY] & ok[Rule.TTFT] & ok[Rule.TPOT] & ~t.invalid
     score = np.where(feasible, t.metric, -np.inf)
     top = np.max(score, axis=1, keepdims=True)

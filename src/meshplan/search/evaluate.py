@@ -40,12 +40,13 @@ def _decode_table(ci: CostInputs, lay: Layout, la, par):
     return decode_cost(ci, par, grid)
 
 
-def _pick(ci, t: PointTable, structural, instances: int) -> Candidate:
-    col, _, ok = best_per_row(t, ci)
+def _pick(problem: Problem, ci, t: PointTable, structural, instances: int) -> Candidate:
+    col, _, ok = best_per_row(t, problem.requirements)
     if col[0] >= 0:
-        return single_candidate(ci, t, 0, int(col[0]), structural, instances=instances)
+        return single_candidate(problem, ci, t, 0, int(col[0]), structural, instances=instances)
     j = int(np.argmax(t.metric[0]))
-    return single_candidate(ci, t, 0, j, tuple(structural) + tuple(miss_reason(t, ci, 0, ok)), instances=instances)
+    misses = miss_reason(t, ci, problem.requirements, 0, ok)
+    return single_candidate(problem, ci, t, 0, j, tuple(structural) + tuple(misses), instances=instances)
 
 
 def structural_violations(problem: Problem, lay: Layout, total_gpus: int) -> tuple[Violation, ...]:
@@ -97,12 +98,12 @@ def _evaluate_aggregated(problem: Problem, lay: Layout) -> Candidate:
     structural = structural_violations(problem, lay, lay.gpus)
     if problem.phase is Phase.PREFILL:
         pre = prefill_cost(ci, par, PREFILL_B_GRID[None, :])
-        return _pick(ci, PointTable.prefill(ci, la, pre, None), structural, lay.instances)
+        return _pick(problem, ci, PointTable.prefill(ci, la, pre, None), structural, lay.instances)
     dec = _decode_table(ci, lay, la, par)
     if problem.phase is Phase.DECODE:
-        return _pick(ci, PointTable.decode(ci, la, dec, None), structural, lay.instances)
+        return _pick(problem, ci, PointTable.decode(ci, la, dec, None), structural, lay.instances)
     table = PointTable.aggregated(ci, la, dec, aggregated(ci, par, dec.B), None)
-    return _pick(ci, table, structural, lay.instances)
+    return _pick(problem, ci, table, structural, lay.instances)
 
 
 def evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) -> Candidate:
@@ -122,13 +123,14 @@ def _evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) 
     nic = kv_link_bw(ci_p, ci) if problem.pools_differ else None
     pre_t = PointTable.prefill(ci_p, pla, prefill_cost(ci_p, ppar, PREFILL_B_GRID[None, :]), kv_transfer_s(ci_p, ppar, nic))
     dec_t = PointTable.decode(ci, dla, _decode_table(ci.for_decode_pool(), dec_lay, dla, dpar), None)
-    pcol, _, pok = best_per_row(pre_t, ci_p)
-    dcol, _, dok = best_per_row(dec_t, ci)
+    req = problem.requirements
+    pcol, _, pok = best_per_row(pre_t, req)
+    dcol, _, dok = best_per_row(dec_t, req)
     misses = list(structural)
     if pcol[0] < 0:
-        misses += miss_reason(pre_t, ci_p, 0, pok)
+        misses += miss_reason(pre_t, ci_p, req, 0, pok)
     if dcol[0] < 0:
-        misses += miss_reason(dec_t, ci, 0, dok)
+        misses += miss_reason(dec_t, ci, req, 0, dok)
     i = int(pcol[0]) if pcol[0] >= 0 else int(np.argmax(pre_t.metric[0]))
     j = int(dcol[0]) if dcol[0] >= 0 else int(np.argmax(dec_t.metric[0]))
     # A prefill pool that prefills fewer requests than the decode pool's best point completes feeds
@@ -138,8 +140,8 @@ def _evaluate_disaggregated(problem: Problem, pre_lay: Layout, dec_lay: Layout) 
     rate_d = float(np.broadcast_to(dec_t.inst_req_s, dec_t.B.shape)[0, j])
     if dcol[0] >= 0 and not problem.workload.concurrency and rate_d > fed:
         fine = fed_table(ci.for_decode_pool(), dec_t, [0])
-        m_fed = fed_column(fine, 0, best_per_row(fine, ci)[1], fed)
+        m_fed = fed_column(fine, 0, best_per_row(fine, req)[1], fed)
         if m_fed is not None:
             dec_t, j = fine, m_fed
-    c = pair_candidate(ci, pre_t, 0, i, dec_t, 0, j, fixed=(pre_lay.instances, dec_lay.instances))
+    c = pair_candidate(problem, ci, pre_t, 0, i, dec_t, 0, j, fixed=(pre_lay.instances, dec_lay.instances))
     return replace(c, violations=tuple(misses) + tuple(c.violations))

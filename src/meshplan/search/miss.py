@@ -6,19 +6,20 @@ import numpy as np
 
 from meshplan.cost.inputs import CostInputs
 from meshplan.search.table import PointTable
+from meshplan.specs.workload import Requirements
 from meshplan.strategy.rules import Rule, Violation
 from meshplan.units import GIB, fmt_seconds
 
 
-def _share(ci: CostInputs) -> str:
+def _share(ci: CostInputs, req: Requirements) -> str:
     """What the memory fraction is a fraction of, for messages."""
     of = "of the memory free once the model is loaded" if ci.kv_of_free else "of capacity"
-    return f"{ci.problem.requirements.memory_headroom:.0%} {of}"
+    return f"{req.memory_headroom:.0%} {of}"
 
 
-def miss_reason(t: PointTable, ci: CostInputs, i: int, ok: dict[Rule, np.ndarray]) -> list[Violation]:
-    """Why row i has no feasible point, with the numbers of its nearest miss."""
-    req = ci.problem.requirements
+def miss_reason(t: PointTable, ci: CostInputs, req: Requirements, i: int,
+                ok: dict[Rule, np.ndarray]) -> list[Violation]:
+    """Why row i has no feasible point under ``req``, with the numbers of its nearest miss."""
     if not ok[Rule.MEMORY][i].any():
         j = int(np.argmin(t.B[i]))
         need = float(np.broadcast_to(t.mem_total, t.B.shape)[i, j])
@@ -26,10 +27,10 @@ def miss_reason(t: PointTable, ci: CostInputs, i: int, ok: dict[Rule, np.ndarray
         if fit >= 1:
             return [Violation(rule=Rule.MEMORY, message=(
                 f"{t.B[i, j]:,.0f} sequences per attention-dp rank need {need / GIB:.1f} GiB per GPU > usable "
-                f"{t.usable[i] / GIB:.1f} GiB ({_share(ci)}); at most {fit:,} fit per rank"))]
+                f"{t.usable[i] / GIB:.1f} GiB ({_share(ci, req)}); at most {fit:,} fit per rank"))]
         return [Violation(rule=Rule.MEMORY, message=(
             f"even one sequence per rank needs more than the usable {t.usable[i] / GIB:.1f} GiB per GPU "
-            f"({_share(ci)}): {need / GIB:.1f} GiB at the smallest point tried"))]
+            f"({_share(ci, req)}): {need / GIB:.1f} GiB at the smallest point tried"))]
     if t.invalid[i].all():
         slots = int(t.la.dp[i] * t.la.pp[i])
         return [Violation(rule=Rule.CONCURRENCY, message=(

@@ -15,6 +15,7 @@ from meshplan.search.pairs import fed_table, pair_candidates
 from meshplan.search.single import single_candidate
 from meshplan.search.table import PointTable
 from meshplan.strategy.rules import Rule
+from meshplan.specs.problem import Problem
 from meshplan.specs.workload import Phase
 
 TOP = 40
@@ -25,21 +26,22 @@ PREFILL_SHAPES = 6
 pipeline stages), best first."""
 
 
-def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: Objective):
+def candidates_from_table(p: Problem, ci: CostInputs, tables: list[PointTable], objective: Objective):
     """Ranked (best first, requirement misses after), pruned (no feasible point, with reasons)
-    and the Pareto frontier."""
+    and the Pareto frontier, under the requirements of ``p`` (the problem ``ci`` was read from)."""
     ranked: list[Candidate] = []
     pruned: list[Candidate] = []
     picks = {}
-    full = ci.problem.phase is Phase.BOTH  # prefill and decode tables then only feed disaggregated pairs
+    req = p.requirements
+    full = p.phase is Phase.BOTH  # prefill and decode tables then only feed disaggregated pairs
     for t in tables:
-        col, feasible, ok = best_per_row(t, ci)
+        col, feasible, ok = best_per_row(t, req)
         picks[t.mode] = (t, col, ok)
         pool_only = t.mode in (Mode.PREFILL_ONLY, Mode.DECODE_ONLY) and full
         if not pool_only:  # in full serving, pool tables only feed the disaggregated pairs
             rows = np.nonzero(col >= 0)[0]
             order = rows[np.argsort(-t.metric[rows, col[rows]], kind="stable")][:TOP]
-            ranked += [single_candidate(ci, t, int(i), int(col[i])) for i in order]
+            ranked += [single_candidate(p, ci, t, int(i), int(col[i])) for i in order]
         if pool_only and Mode.AGGREGATED in picks:
             continue  # the aggregated table already explains these layouts
         missed = np.nonzero(col < 0)[0]
@@ -48,7 +50,7 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
             # Its best point among those that fit in memory (the figures shown must be reachable).
             fits = np.broadcast_to(ok[Rule.MEMORY], t.B.shape)[i] & ~np.broadcast_to(t.invalid, t.B.shape)[i]
             j = int(np.argmax(np.where(fits, t.metric[i], -np.inf))) if fits.any() else int(np.argmax(t.metric[i]))
-            pruned.append(single_candidate(ci, t, int(i), j, miss_reason(t, ci, int(i), ok)))
+            pruned.append(single_candidate(p, ci, t, int(i), j, miss_reason(t, ci, req, int(i), ok)))
     if full and Mode.PREFILL_ONLY in picks:
         pre, pcol, _ = picks[Mode.PREFILL_ONLY]
         dec, dcol, _ = picks[Mode.DECODE_ONLY]
@@ -70,20 +72,20 @@ def candidates_from_table(ci: CostInputs, tables: list[PointTable], objective: O
             # The decode rows at the finer batch sizes a pool fed by fewer prefill instances runs at
             # (none with a stated concurrency or arrival rate: pair_candidates pairs no such pool then).
             fine = None if (w.concurrency or w.request_rate_per_s) else fed_table(ci.for_decode_pool(), dec, order)
-            fine_ok = best_per_row(fine, ci)[1] if fine is not None else None
+            fine_ok = best_per_row(fine, req)[1] if fine is not None else None
             ranked += [c for i in prefills for n, k in enumerate(order)
-                       for c in pair_candidates(ci, pre, i, int(pcol[i]), dec, int(k), int(dcol[k]),
+                       for c in pair_candidates(p, ci, pre, i, int(pcol[i]), dec, int(k), int(dcol[k]),
                                                 (fine, n, fine_ok) if fine is not None else None)]
     ranked.sort(key=rank_key(objective))
     ranked = prefer_simple(ranked, objective)
     timed = next((t for t in tables if t.tpot is not None), None)
-    pareto = _pareto(ci, timed, picks[timed.mode]) if timed is not None else []
+    pareto = _pareto(p, ci, timed, picks[timed.mode]) if timed is not None else []
     # The disaggregated pairs are formed above, not in a table: their points join the frontier here.
     pairs = [c for c in ranked if c.mode is Mode.DISAGGREGATED and c.feasible and c.tpot_s]
     return ranked, pruned, non_dominated(pareto + pairs) if pairs else pareto
 
 
-def _pareto(ci: CostInputs, t: PointTable, pick) -> list[Candidate]:
+def _pareto(p: Problem, ci: CostInputs, t: PointTable, pick) -> list[Candidate]:
     """Feasible points not beaten on both tokens/s per GPU and tokens/s per user (1/TPOT)."""
     if t.tpot is None:
         return []
@@ -96,4 +98,4 @@ def _pareto(ci: CostInputs, t: PointTable, pick) -> list[Candidate]:
     y = 1.0 / np.broadcast_to(t.tpot, t.B.shape)[rows, cols]
     frontier = frontier_indices(x, y)
     frontier = frontier[:: max(1, len(frontier) // 24)]
-    return [single_candidate(ci, t, int(rows[f]), int(cols[f])) for f in frontier]
+    return [single_candidate(p, ci, t, int(rows[f]), int(cols[f])) for f in frontier]

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from meshplan.cost.inputs import CostInputs
 from meshplan.search.candidate import Candidate
+from meshplan.specs.problem import Problem
 from meshplan.strategy.rules import Rule, Violation
 from meshplan.units import fmt_seconds, plural
 
 
-def _requirement_violations(ci: CostInputs, c: Candidate) -> list[Violation]:
+def _requirement_violations(p: Problem, c: Candidate) -> list[Violation]:
     """Every requirement, checked on the finished candidate: latency targets again (queueing at a
     request rate adds to TTFT after the operating point was chosen), throughput and the budget."""
-    p, out = ci.problem, []
-    r = p.requirements
+    r, out = p.requirements, []
     ruled = {v.rule for v in c.violations}
     if r.ttft_s and c.ttft_s is not None and c.ttft_s > r.ttft_s * (1 + 1e-9) and Rule.TTFT not in ruled:
         out.append(Violation(rule=Rule.TTFT, message=f"TTFT {fmt_seconds(c.ttft_s)} > target {fmt_seconds(r.ttft_s)}"))
@@ -34,9 +33,9 @@ def _requirement_violations(ci: CostInputs, c: Candidate) -> list[Violation]:
     return out
 
 
-def with_requirements(ci: CostInputs, c: Candidate) -> Candidate:
-    """``c`` with the requirements it misses added to its violations."""
-    extra = _requirement_violations(ci, c)
+def with_requirements(p: Problem, c: Candidate) -> Candidate:
+    """``c`` with the requirements of ``p`` it misses added to its violations."""
+    extra = _requirement_violations(p, c)
     if not extra:
         return c
     return replace(c, violations=tuple(c.violations) + tuple(extra))

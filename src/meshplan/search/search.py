@@ -154,7 +154,7 @@ def _search(problem: Problem, objective: Objective, say: Progress, la: LayoutArr
             if problem.pools_differ else {Serving.AUTO: "aggregated and disaggregated serving compared",
              Serving.AGGREGATED: "aggregated serving (prefill and decode on the same instances)",
              Serving.DISAGGREGATED: "disaggregated serving (a prefill pool and a decode pool)"}[problem.serving])
-    ranked, pruned, pareto = candidates_from_table(ci, tables, objective)
+    ranked, pruned, pareto = candidates_from_table(problem_used, ci, tables, objective)
     if speculative:
         ranked, pruned, pareto = ([replace(c, speculative=True) for c in cs] for cs in (ranked, pruned, pareto))
     return SearchResult(problem=problem, objective=objective, ranked=tuple(ranked), pruned=tuple(pruned),

@@ -15,6 +15,7 @@ from meshplan.search.candidate import Candidate
 from meshplan.search.objectives import Mode
 from meshplan.search.requirements import with_requirements
 from meshplan.search.table import PointTable
+from meshplan.specs.problem import Problem
 from meshplan.strategy.layout import Layout
 from meshplan.strategy.space import LayoutArrays
 
@@ -25,11 +26,10 @@ def layout_at(la: LayoutArrays, i: int, instances: int = 1) -> Layout:
                   ep=int(la.ep[i]), etp=int(la.etp[i]))
 
 
-def pool_instances(ci: CostInputs, gpi: int, per_gpu: float, B: float, slots: int, req_s: float = 0.0) -> int:
+def pool_instances(p: Problem, gpi: int, per_gpu: float, B: float, slots: int, req_s: float = 0.0) -> int:
     """Instances of a pool: fixed by the concurrency when given, else the fewest that keep up
     with the request rate (utilisation below 1), else enough for the total throughput target,
     else as many as the budget holds, else one. ``req_s`` is one instance's request capacity."""
-    p = ci.problem
     if p.workload.concurrency:
         return max(1, round(p.workload.concurrency / (B * slots)))
     if p.workload.request_rate_per_s and req_s > 0:
@@ -41,16 +41,17 @@ def pool_instances(ci: CostInputs, gpi: int, per_gpu: float, B: float, slots: in
     return 1
 
 
-def single_candidate(ci: CostInputs, t: PointTable, i: int, j: int, violations=(),
+def single_candidate(p: Problem, ci: CostInputs, t: PointTable, i: int, j: int, violations=(),
                      instances: int | None = None) -> Candidate:
-    """A candidate from one pool's table (aggregated, decode-only or prefill-only)."""
+    """A candidate from one pool's table (aggregated, decode-only or prefill-only), checked
+    against the requirements of ``p`` (the problem ``ci`` was read from)."""
     la, w = t.la, ci.workload
     gpi = int(la.gpus_per_instance[i])
     slots = int(la.dp[i] * la.pp[i])
     B = float(t.B[i, j])
     per_gpu = float(t.metric[i, j])
     req_s = float(t.inst_req_s[i, j])
-    n = instances or pool_instances(ci, gpi, per_gpu, B, slots, req_s)
+    n = instances or pool_instances(p, gpi, per_gpu, B, slots, req_s)
     lay = layout_at(la, i, n)
     ttft = float(np.broadcast_to(t.ttft, t.B.shape)[i, j]) if t.ttft is not None else None
     tpot = float(np.broadcast_to(t.tpot, t.B.shape)[i, j]) if t.tpot is not None else None
@@ -71,7 +72,7 @@ def single_candidate(ci: CostInputs, t: PointTable, i: int, j: int, violations=(
                   input_tok_s_per_gpu=in_gpu, output_tok_s=None if prefill_only else per_gpu * n * gpi,
                   concurrency=B * slots * n, max_concurrency=float(t.max_b[i]) * slots * n,
                   violations=tuple(violations))
-    return with_requirements(ci, c)
+    return with_requirements(p, c)
 
 
 def _prompts_per_iteration(ci: CostInputs, lay: Layout) -> float:
