@@ -213,7 +213,10 @@ def _sglang_redundant(a: Args) -> tuple[tuple[tuple[str, object], ...], tuple[st
     recorded distribution, --init-expert-location starts from a given one; without either the
     replicas are placed in a fixed order and the popularity imbalance stays whole (eplb_residual 1)."""
     got = a.whole("--ep-num-redundant-experts", minimum=0)
-    placed = a.switch("--enable-eplb") | (a.text("--init-expert-location") is not None)
+    # Both flags are read (so neither is listed as unused) before either decides.
+    eplb = a.switch("--enable-eplb")
+    location = a.text("--init-expert-location")
+    placed = eplb or location is not None
     if got is None or got[1] == 0:
         return (), ()
     if placed:
