@@ -88,3 +88,17 @@ def test_activation_width_counts_replicated_kv_heads():
     # the old width gave).
     ci = _ci("qwen3.5-397b-a17b", "gb200")
     assert float(activation_bytes(ci, 16, 1, 1, 8192, 1)) == 293_663_360
+
+
+def test_the_sparse_attention_indexer_is_whole_on_every_rank():
+    # GLM-5 (D 6144, q_lora 2048, 32 indexer heads of 128): vLLM and SGLang build wq_b, wk and
+    # weights_proj as ReplicatedLinear, so tp 8 holds what tp 1 does: wq_b 2048*32*128 = 8,388,608
+    # + wk 6144*128 = 786,432 -> 9,175,040, and weights_proj 6144*32 = 196,608.
+    ci = _ci("glm-5", "b200")
+    for tp in (1, 8):
+        p = attention_params_per_gpu(ci.model, tp)
+        assert (p.indexer, p.indexer_head_weights) == (9_175_040, 196_608)
+    # The qkv GEMM of one decode token at tp 8 runs them whole: 2 FLOPs per weight on top of the
+    # rest of the projections.
+    rest = attention_params_per_gpu(ci.model, 8).projections
+    assert float(_ops(ci, 8.0)["qkv_proj"].flops) == 2 * (rest + 9_175_040 + 196_608)

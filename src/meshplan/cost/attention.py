@@ -167,11 +167,8 @@ def _projections(ci: CostInputs, tp, T, ovh: float, linear: bool) -> tuple[OpCos
     elif ci.mla:
         kernels = K.MLA_PROJECTIONS + 2 * ci.quant_attn
         if ci.indexer_topk:
-            # The indexer's wq_b and wk, and its head weights (weights_proj, D x I) whole on every
-            # rank, where specs.params (and so the memory model) splits them over tp: the one
-            # count the two models still read differently (Megatron's DeepSeek-V3.2 bridge keeps
-            # all three replicated), left as it is because settling it moves the GLM-5 figures.
-            qkv = qkv + params.indexer + ci.hidden_size * ci.indexer_heads
+            # The indexer's wq_b, wk and head weights (weights_proj), whole on every rank.
+            qkv = qkv + params.indexer + params.indexer_head_weights
             kernels += K.INDEXER
     else:
         kernels = K.GQA_PROJECTIONS + ci.quant_attn

@@ -79,10 +79,10 @@ class AttentionParams:
     kv_up: object = 0.0
     """MLA kv_b (W_UK and W_UV), which absorbed decode folds into the attention core; 0 otherwise."""
     indexer: object = 0.0
-    """DeepSeek Sparse Attention indexer's query projection wq_b and key projection wk (0 without
-    an indexer)."""
+    """DeepSeek Sparse Attention indexer's query projection wq_b and key projection wk, whole on
+    every rank (0 without an indexer)."""
     indexer_head_weights: object = 0.0
-    """The indexer's per-head weights (weights_proj, D x I), split over tp here."""
+    """The indexer's per-head weights (weights_proj, D x I), whole on every rank."""
     vectors: object = 0.0
     """Norms and biases: the layer's two RMSNorms, attention biases, MLA latent norms, the
     indexer's key norm."""
@@ -112,8 +112,10 @@ def attention_params_per_gpu(m: ModelSpec, tp=1) -> AttentionParams:
     without q compression), kv_a D*(kv_r+rope), kv_b kv_r*N*(nope+v), o N*v*D, plus the latent
     norms (q_r + kv_r): the per-head q_b, kv_b and o split over tp, the compressions and their
     norms replicated. DeepSeek Sparse Attention adds its indexer (DeepSeek-V3.2-Exp ``Indexer``):
-    wq_b q_r*I*Hi and the head weights D*I split, wk D*Hi and the key norm's weight and bias 2*Hi
-    replicated, for I indexer heads of Hi dims."""
+    wq_b q_r*I*Hi, wk D*Hi, the head weights D*I and the key norm's weight and bias 2*Hi, for I
+    indexer heads of Hi dims, all whole on every rank (vLLM deepseek_v2.py and SGLang's NSA
+    indexer build wq_b, wk and weights_proj as ReplicatedLinear: "no tensor parallel, just
+    replicated")."""
     d, n, h = m.hidden_size, m.num_heads, m.head_dim
     norms = 2 * d
     if m.attention is AttentionKind.MLA:
@@ -124,8 +126,8 @@ def attention_params_per_gpu(m: ModelSpec, tp=1) -> AttentionParams:
         vectors = q_r + kv_r + norms
         if m.index_topk:
             i, hi = m.index_num_heads, m.index_head_dim
-            indexer = (q_r or d) * i * hi / tp + d * hi
-            head_weights = d * i / tp
+            indexer = (q_r or d) * i * hi + d * hi
+            head_weights = d * i
             vectors += 2 * hi
         return AttentionParams(projections=q + d * (kv_r + m.qk_rope_head_dim),
                                kv_up=kv_r * n * (m.qk_nope_head_dim + m.value_head_dim) / tp, indexer=indexer,
