@@ -101,17 +101,14 @@ class StageWeights:
 
 def attention_weight_bytes(ci: CostInputs, tp):
     """One layer's attention weights on one GPU, averaged over full- and linear-attention layers
-    by their shares (the counts are specs.params'). A Gated DeltaNet layer is charged its
-    projections and norms; its conv, A_log, dt_bias and gated norm (``mixer``, 0.04% of
-    Qwen3.5's layer) are left out, as they have always been here."""
+    by their shares (the counts are specs.params', every part of them)."""
     tp = np.asarray(tp, dtype=float)
     params = attention_params_per_gpu(ci.model, tp)
     full = params.inputs * ci.attn_bytes_per_weight + params.output * ci.attn_out_bytes_per_weight
     if not ci.linear_share:
         return full
     lin = linear_attention_params_per_gpu(ci.model, tp)
-    linear = ((lin.projections + lin.vectors) * ci.attn_bytes_per_weight
-              + lin.output * ci.attn_out_bytes_per_weight)
+    linear = lin.inputs * ci.attn_bytes_per_weight + lin.output * ci.attn_out_bytes_per_weight
     return (1.0 - ci.linear_share) * full + ci.linear_share * linear
 
 
