@@ -195,8 +195,10 @@ def test_leave_one_group_out_predicts_each_group_by_a_fit_without_it():
     cases, _ = read_silicon(SAMPLE)
     groups = group_cases(cases, "none")
     factor = [f for f in FACTORS if f.name == "vllm.request_overhead_s"]
-    t_cv, p_cv = cross_validate(groups, factor, [0.05], leave_one_out=True)
+    labels = []
+    t_cv, p_cv = cross_validate(groups, factor, [0.05], leave_one_out=True, progress=lambda *a: labels.append(a[2]))
     keys = sorted({(g.cases[0].model, g.cases[0].gpu) for g in groups})
+    assert labels == [f"{model} x {gpu}" for model, gpu in keys]  # one fold per group, named by it
     held_out = keys[0]
     train = [g for g in groups if (g.cases[0].model, g.cases[0].gpu) != held_out]
     test = [g for g in groups if (g.cases[0].model, g.cases[0].gpu) == held_out]
@@ -215,6 +217,7 @@ def test_calibrate_folds_groups_is_recorded(tmp_path):
     profile = load_profile(str(out))
     assert profile.leave_one_group_out and profile.folds == 15 and "--folds groups" in profile.command
     assert "leaving out one of 15 model x GPU groups" in r.stdout
+    assert "15 of 15 folds fitted" in r.stderr  # a fit that runs long says how far it is
     bad = run("calibrate", str(SAMPLE), "--out", str(out), "--folds", "some")
     assert bad.returncode == 2 and "--folds" in bad.stderr
 
@@ -224,8 +227,12 @@ def test_folds_fitted_side_by_side_give_the_same_figures():
     groups = group_cases(cases, "none")
     factor = [f for f in FACTORS if f.name == "vllm.request_overhead_s"]
     one = cross_validate(groups, factor, [0.05], folds=3)
-    two = cross_validate(groups, factor, [0.05], folds=3, jobs=2)
+    seen = []
+    two = cross_validate(groups, factor, [0.05], folds=3, jobs=2, progress=lambda *a: seen.append(a))
     assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
+    # Each fold is reported once as its fit ends, in whatever order the processes finish.
+    assert [n for n, _, _ in seen] == [1, 2, 3] and {t for _, t, _ in seen} == {3}
+    assert sorted(label for _, _, label in seen) == ["fold 1", "fold 2", "fold 3"]
 
 
 def test_a_factor_on_its_bound_is_reported_so():

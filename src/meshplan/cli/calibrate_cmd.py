@@ -159,7 +159,10 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
     if folds:
         how = f"leaving out each of {folds} model x GPU groups" if logo else f"{folds} folds of model x GPU groups"
         say(f"cross-validating, {how} (one fit per fold) ...")
-        cv = cross_validate(groups, factors, list(result.values), folds, held=held, leave_one_out=logo, jobs=jobs)
+        t1 = time.perf_counter()
+        cv = cross_validate(groups, factors, list(result.values), folds, held=held, leave_one_out=logo, jobs=jobs,
+                            progress=lambda n, total, label: say(
+                                f"  {n} of {total} folds fitted ({label} left out), {time.perf_counter() - t1:.0f} s"))
     profile = profile_of(result, factors, name=name, fitted_on=f"{Path(cases_path).name} ({result.rows} runs)",
                          command=f"meshplan calibrate {cases_path} --out {out}" + (" --folds groups" if logo else f" --folds {folds}" if folds else "")
                          + (f" --fit {','.join(names)}" if names else "")

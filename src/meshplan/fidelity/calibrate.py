@@ -8,7 +8,7 @@ on groups of runs (model x GPU) that the fit did not see.
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -142,11 +142,12 @@ def _fold(train: list[Group], test: list[Group], factors: list[Factor], start: l
 
 def cross_validate(groups: list[Group], factors: list[Factor], start: list[float], folds: int = 5,
                    loss_scale: float = 0.15, held: Held = (), leave_one_out: bool = False,
-                   jobs: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                   jobs: int = 1, progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Relative errors of TTFT and TPOT for every run, each predicted by a fit that did not see its
     model x GPU group: runs assigned to ``folds`` folds by a hash of the group, or with
     ``leave_one_out`` one fold per group (``folds`` is then ignored). ``jobs`` processes fit the
-    folds side by side (the same figures as one, in the same order)."""
+    folds side by side (the same figures as one, in the same order). ``progress(done, total,
+    label)`` is called as each fold's fit ends (label: the group left out, or the fold's number)."""
     keys = sorted({(g.cases[0].model, g.cases[0].gpu) for g in groups})
     if leave_one_out:
         folds = len(keys)
@@ -157,13 +158,28 @@ def cross_validate(groups: list[Group], factors: list[Factor], start: list[float
             return keys.index((c.model, c.gpu))
         return int(hashlib.sha256(f"{c.model}|{c.gpu}".encode()).hexdigest(), 16) % folds
 
-    splits = [([g for g in groups if fold_of(g) != k], [g for g in groups if fold_of(g) == k]) for k in range(folds)]
-    splits = [(train, test) for train, test in splits if train and test]
+    labels = [" x ".join(keys[k]) if leave_one_out else f"fold {k + 1}" for k in range(folds)]
+    splits = [([g for g in groups if fold_of(g) != k], [g for g in groups if fold_of(g) == k], labels[k])
+              for k in range(folds)]
+    splits = [(train, test, label) for train, test, label in splits if train and test]
+    done: list = [None] * len(splits)
+
+    def finished(k: int, n: int) -> None:
+        if progress is not None:
+            progress(n, len(splits), splits[k][2])
+
     if jobs > 1 and len(splits) > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            done = list(pool.map(_fold, *zip(*[(tr, te, factors, start, loss_scale, held) for tr, te in splits])))
+            running = {pool.submit(_fold, tr, te, factors, start, loss_scale, held): k
+                       for k, (tr, te, _) in enumerate(splits)}
+            for n, future in enumerate(as_completed(running), 1):
+                k = running[future]
+                done[k] = future.result()
+                finished(k, n)
     else:
-        done = [_fold(tr, te, factors, start, loss_scale, held) for tr, te in splits]
+        for k, (tr, te, _) in enumerate(splits):
+            done[k] = _fold(tr, te, factors, start, loss_scale, held)
+            finished(k, k + 1)
     t_all, p_all = [t for t, _ in done], [p for _, p in done]
     if not t_all:
         raise SpecError("--folds", folds, "every model x GPU group fell in one fold; cross-validation needs runs "
