@@ -154,3 +154,59 @@ def test_a_users_run_on_a_cached_workload_states_its_prefix_hit_rate(tmp_path):
     assert warm.problem.workload.prefix_hit_rate == 0.5 and cold.problem.workload.prefix_hit_rate == 0.0
     # Half of each 1,024-token prompt cached: the same run's TTFT is lower.
     assert predict_group(warm)[0][0] < predict_group(cold)[0][0]
+
+
+def _ix(date: str = "", conc: int = 64) -> str:
+    return f"db-dump/2026-04-27; config_id=1; silicon_concurrency={conc};" + (f" measured={date}T00:00:00.000Z;" if date else "")
+
+
+def test_the_kv_cache_format_is_the_launch_scripts_where_they_set_one(tmp_path):
+    fp8 = dict(precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8_block")
+    gptoss = dict(model_path="openai/gpt-oss-120b", precision="fp4", gemm_quant_mode="bf16", moe_quant_mode="mxfp4",
+                  tp_size=1, moe_tp_size=1, moe_ep_size=1)
+    cases, skips = read_rows(tmp_path, [
+        silicon_row(id="sglang-b200", backend="sglang", silicon_data_source=_ix(), **fp8),
+        silicon_row(id="sglang-h200", backend="sglang", system="h200_sxm", silicon_data_source=_ix(), **fp8),
+        silicon_row(id="sglang-aic", backend="sglang", silicon_data_source=AIC, **fp8),
+        silicon_row(id="vllm-nov", backend="vllm", silicon_data_source=_ix("2025-11-20"), **gptoss),
+        silicon_row(id="vllm-feb", backend="vllm", silicon_data_source=_ix("2026-02-10"), **gptoss),
+        silicon_row(id="vllm-undated", backend="vllm", silicon_data_source=_ix(), **gptoss),
+        silicon_row(id="vllm-no-day", backend="vllm", silicon_data_source=_ix("2026-02-30"), **gptoss)])
+    assert not skips
+    kv = {c.id: case_problem(c).precision.kv_cache.value for c in cases}
+    # InferenceX's SGLang scripts for DeepSeek-R1 on B200 pass --kv-cache-dtype fp8_e4m3; on H200 they
+    # pass none, and aiconfigurator's launch is not known: there the FP8 checkpoint's BF16 cache stays.
+    assert (kv["sglang-b200"], kv["sglang-h200"], kv["sglang-aic"]) == ("fp8", "bf16", "bf16")
+    # vLLM's gpt-oss B200 config sets an FP8 cache from 2025-12-05 on: a run of November keeps BF16, one
+    # of February has FP8, and a run whose source states no day is not guessed (BF16).
+    # February has no 30th: no day is read (and none guessed).
+    assert (kv["vllm-nov"], kv["vllm-feb"], kv["vllm-undated"], kv["vllm-no-day"]) == ("bf16", "fp8", "bf16", "bf16")
+    assert [c.measured.isoformat() if c.measured else None for c in cases[3:]] == ["2025-11-20", "2026-02-10", None, None]
+
+
+def test_runs_served_with_other_launch_settings_are_predicted_apart(tmp_path):
+    # InferenceX's SGLang DeepSeek scripts on B200 read requests every 10 decode iterations below 16
+    # clients and every 30 from 16 up: runs at 8 and 16 clients are two problems, each with its own
+    # interval (not the one of whichever run comes first).
+    cases, _ = read_rows(tmp_path, [
+        silicon_row(id=f"c{c}", backend="sglang", silicon_data_source=_ix(conc=c)) for c in (8, 16, 32)])
+    groups = group_cases(cases)
+    assert [[c.id for c in g.cases] for g in groups] == [["c8"], ["c16", "c32"]]
+    assert [g.ci.engine.recv_interval_iters for g in groups] == [10, 30]
+
+
+def test_a_launch_entry_states_a_known_kv_format_and_a_real_day():
+    import datetime
+    ok = launch_entry("x", {"engine": "vllm", "kv_cache": "fp8", "measured_since": datetime.date(2025, 12, 6)})
+    assert ok.kv_cache.value == "fp8" and ok.settings == ()
+    assert not ok.applies(Engine.VLLM, "m", "g", 1, False, datetime.date(2025, 12, 5))
+    assert ok.applies(Engine.VLLM, "m", "g", 1, False, datetime.date(2025, 12, 6))
+    assert not ok.applies(Engine.VLLM, "m", "g", 1, False, None)
+    for entry, field, rule in [
+            ({"engine": "vllm", "kv_cache": "fp9"}, "harnesses.yaml x.launch.kv_cache", "a format: "),
+            ({"engine": "vllm", "kv_cache": "fp8", "measured_since": "soon"}, "harnesses.yaml x.launch.measured_since",
+             "a day, YYYY-MM-DD"),
+            ({"engine": "vllm"}, "harnesses.yaml x.launch", "an entry has engine and a settings mapping or a kv_cache format")]:
+        with pytest.raises(SpecError) as err:
+            launch_entry("x", entry)
+        assert err.value.field == field and err.value.rule.startswith(rule)

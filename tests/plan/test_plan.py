@@ -1,5 +1,6 @@
 """The plan document: schema keys, requirement checks, runner-ups with reasons, notes."""
 
+import math
 import re
 
 from meshplan.io.catalog import CATALOG
@@ -59,9 +60,15 @@ def test_runner_ups_say_why_they_lost_with_their_own_figures():
         assert r["output_tok_s_per_gpu"] <= best
         assert m.group(2) == f"{r['output_tok_s_per_gpu']:,.0f}" and m.group(3) == f"{best:,.0f}"
         assert float(m.group(1)) == round(100 * (1 - r["output_tok_s_per_gpu"] / best), 1)
-        # The chosen plan has no pipeline stages; a runner-up with them says so, with its deepest pool's.
+        # The chosen plan has one GPU per instance and no pipeline stages; a runner-up with stages says
+        # so, with its deepest pool's, and one with larger instances (tp2: 2 GPUs) says that instead.
+        assert doc["label"] == "aggregated: 16x(1 GPU)"
         pp = max((int(d) for d in re.findall(r"pp(\d+)", r["label"])), default=1)
-        assert m.group(4) == (f", with pipeline stages (pp {pp} vs 1)" if pp > 1 else ""), r
+        gpus = max((math.prod(int(d) for d in re.findall(r"\d+", inst)) for inst in re.findall(r"\(([a-z0-9 ]+)\)", r["label"])
+                    if inst != "1 GPU"), default=1)
+        shape = (f", with pipeline stages (pp {pp} vs 1)" if pp > 1
+                 else f", with larger instances ({gpus} vs 1 GPUs)" if gpus > 1 else "")
+        assert m.group(4) == shape, r
 
 
 def test_catalog_name_with_other_dimensions_is_noted():

@@ -10,12 +10,14 @@ text it contains is its client, and a row matching none is read as stated (fixed
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import date, datetime
 from functools import cache
 
 import yaml
 
 from meshplan.errors import SpecError
 from meshplan.io.catalog import CATALOG
+from meshplan.specs.dtypes import DType
 from meshplan.specs.engine import Engine
 from meshplan.specs.workload import Serving
 
@@ -23,7 +25,8 @@ from meshplan.specs.workload import Serving
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Launch:
     """Engine settings a harness's launch scripts pass for one engine (and, where the scripts differ
-    by model, for some models): EngineProfile fields, as a problem's ``engine`` key may restate them."""
+    by model, for some models): EngineProfile fields, as a problem's ``engine`` key may restate them,
+    and the KV-cache format they set instead of the checkpoint's."""
 
     engine: Engine
     models: tuple[str, ...] = ()
@@ -35,10 +38,18 @@ class Launch:
     serving: Serving | None = None
     """Serving.AGGREGATED or Serving.DISAGGREGATED: the runs the scripts launch; None: both."""
     settings: tuple[tuple[str, object], ...] = ()
+    kv_cache: DType | None = None
+    """The KV-cache format the scripts set (--kv-cache-dtype, kv_cache_config dtype); None: the
+    checkpoint's, as the cases README says."""
+    measured_since: date | None = None
+    """The scripts set these for runs measured from this day on (the commit that added them); a run
+    whose source states no date then keeps the defaults (nothing is guessed)."""
 
-    def applies(self, engine: Engine, model: str, gpu: str, concurrency: float, disaggregated: bool) -> bool:
+    def applies(self, engine: Engine, model: str, gpu: str, concurrency: float, disaggregated: bool,
+                measured: date | None = None) -> bool:
+        dated = self.measured_since is None or (measured is not None and measured >= self.measured_since)
         return (self.engine == engine and (not self.models or model in self.models)
-                and (not self.gpus or gpu in self.gpus) and concurrency >= self.min_concurrency
+                and (not self.gpus or gpu in self.gpus) and concurrency >= self.min_concurrency and dated
                 and self.serving in (None, Serving.DISAGGREGATED if disaggregated else Serving.AGGREGATED))
 
 
@@ -48,8 +59,9 @@ LAUNCH_KEYS = {f.name for f in fields(Launch)}
 def launch_entry(name: str, entry: dict) -> Launch:
     """One ``launch`` entry of harnesses.yaml, its keys checked (a typo would silently never match)."""
     where = f"harnesses.yaml {name}.launch"
-    if not isinstance(entry, dict) or not isinstance(entry.get("settings"), dict) or "engine" not in entry:
-        raise SpecError(where, entry, "an entry has engine and a settings mapping")
+    if (not isinstance(entry, dict) or "engine" not in entry or not isinstance(entry.get("settings", {}), dict)
+            or not ("settings" in entry or "kv_cache" in entry)):
+        raise SpecError(where, entry, "an entry has engine and a settings mapping or a kv_cache format")
     for key in entry:
         if key not in LAUNCH_KEYS:
             raise SpecError(f"{where}.{key}", entry[key], "unknown key; use " + ", ".join(sorted(LAUNCH_KEYS)))
@@ -63,9 +75,17 @@ def launch_entry(name: str, entry: dict) -> Launch:
     serving = entry.get("serving", "")
     if serving not in ("", Serving.AGGREGATED, Serving.DISAGGREGATED):
         raise SpecError(f"{where}.serving", serving, "aggregated or disaggregated")
+    kv = entry.get("kv_cache")
+    try:
+        kv = None if kv is None else DType(kv)
+    except ValueError:
+        raise SpecError(f"{where}.kv_cache", kv, "a format: " + ", ".join(d.value for d in DType)) from None
+    since = entry.get("measured_since")
+    if since is not None and (not isinstance(since, date) or isinstance(since, datetime)):
+        raise SpecError(f"{where}.measured_since", since, "a day, YYYY-MM-DD")
     return Launch(engine=engine, models=tuple(entry.get("models", ())), gpus=tuple(entry.get("gpus", ())),
                   min_concurrency=int(entry.get("min_concurrency", 0)), serving=Serving(serving) if serving else None,
-                  settings=tuple(entry["settings"].items()))
+                  settings=tuple((entry.get("settings") or {}).items()), kv_cache=kv, measured_since=since)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -89,14 +109,24 @@ class Harness:
     """Engine settings its launch scripts set: the runs were served so, not with the defaults."""
 
     def settings_for(self, engine: Engine, model: str, gpu: str = "", concurrency: float = 0.0,
-                     disaggregated: bool = False) -> dict[str, object]:
+                     disaggregated: bool = False, measured: date | None = None) -> dict[str, object]:
         """The profile fields its launch scripts set for ``engine`` (trtllm, sglang, vllm) serving the
         catalog model ``model`` on the catalog GPU ``gpu`` at ``concurrency``, aggregated or
-        disaggregated; later entries win."""
+        disaggregated, in a run measured on the day ``measured``; later entries win."""
         out: dict[str, object] = {}
         for entry in self.launch:
-            if entry.applies(engine, model, gpu, concurrency, disaggregated):
+            if entry.applies(engine, model, gpu, concurrency, disaggregated, measured):
                 out.update(entry.settings)
+        return out
+
+    def kv_cache_for(self, engine: Engine, model: str, gpu: str = "", concurrency: float = 0.0,
+                     disaggregated: bool = False, measured: date | None = None) -> DType | None:
+        """The KV-cache format its launch scripts set for such a run (as settings_for), None where
+        they leave the checkpoint's; later entries win."""
+        out = None
+        for entry in self.launch:
+            if entry.kv_cache is not None and entry.applies(engine, model, gpu, concurrency, disaggregated, measured):
+                out = entry.kv_cache
         return out
 
     def lengths(self, nominal: int) -> float | list[float]:

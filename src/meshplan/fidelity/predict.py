@@ -14,7 +14,7 @@ import numpy as np
 from meshplan.cost.closed_loop import solve_aggregated, solve_disaggregated
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.layer import Par
-from meshplan.fidelity.problems import case_problem
+from meshplan.fidelity.problems import case_problem, launch_of
 from meshplan.io.calibration import DEFAULT_PROFILE
 from meshplan.fidelity.silicon import SiliconCase
 from meshplan.specs.problem import Problem
@@ -43,8 +43,16 @@ class Group:
 
 
 def _key(case: SiliconCase) -> tuple:
+    """What makes two runs one problem: everything but the layout and the concurrency, except the
+    launch settings that change with the concurrency (each run's own, never its group's first)."""
     return (case.engine, case.engine_version, case.model, case.gpu, case.gemm_format, case.moe_format,
-            case.disaggregated, case.isl, case.osl, case.harness.name, case.prefix_hit_rate)
+            case.disaggregated, case.isl, case.osl, case.harness.name, case.prefix_hit_rate,
+            *_launch_key(case))
+
+
+def _launch_key(case: SiliconCase) -> tuple:
+    settings, kv = launch_of(case)
+    return tuple(sorted(settings.items())), kv
 
 
 def group_cases(cases: list[SiliconCase], calibration: str | None = DEFAULT_PROFILE) -> list[Group]:

@@ -37,14 +37,31 @@ def _main(p: Precision, moe: bool) -> DType:
     return p.experts_dtype if moe else p.attention_dtype
 
 
+def _launch_args(case: SiliconCase) -> tuple:
+    return (case.engine, load_model(case.model).name, load_gpu(case.gpu).name, case.concurrency,
+            case.disaggregated, case.measured)
+
+
+def launch_of(case: SiliconCase) -> tuple[dict[str, object], DType | None]:
+    """(engine settings, KV-cache format) the run's launch scripts set (Harness.settings_for and
+    kv_cache_for; None: the checkpoint's format). They may depend on its concurrency (InferenceX's
+    SGLang receive interval) and its date, so runs that differ only in those may be served
+    differently."""
+    args = _launch_args(case)
+    return case.harness.settings_for(*args), case.harness.kv_cache_for(*args)
+
+
 def case_problem(case: SiliconCase, calibration: str | None = DEFAULT_PROFILE) -> Problem:
     """The problem of a run: its model and formats, GPU, engine, the lengths its benchmark client
     sent (fidelity.harness: InferenceX draws them from [0.8 x len, len]) and its concurrency,
     under a calibration profile (``none``: the sourced defaults, which a fit starts from). Requests
     per client are the client's where its source states them, else the profile's benchmark factor;
-    engine settings its launch scripts pass (Harness.settings_for) replace the engine's defaults."""
+    engine settings its launch scripts pass (Harness.settings_for) replace the engine's defaults,
+    and a KV-cache format they set (Harness.kv_cache_for) the checkpoint's."""
     ckpt, prec = case_precision(case)
-    gpu = load_gpu(case.gpu)
+    settings, kv = launch_of(case)
+    if kv is not None:  # the launch scripts set the KV format instead of the checkpoint's
+        prec = prec.model_copy(update={"kv_cache": kv})
     profile = load_profile(calibration)
     h = case.harness
     workload = {"isl": h.lengths(case.isl), "osl": h.lengths(case.osl), "concurrency": case.concurrency}
@@ -60,9 +77,7 @@ def case_problem(case: SiliconCase, calibration: str | None = DEFAULT_PROFILE) -
         workload["client_overhead_s"] = profile.benchmark["client_overhead_s"].value
     raw = {
         "name": case.id, "model": ckpt, "gpu": case.gpu,
-        "engine": {"name": case.engine.value, "version": case.engine_version or None,
-                   **h.settings_for(case.engine.value, load_model(case.model).name, gpu.name, case.concurrency,
-                                    case.disaggregated)},
+        "engine": {"name": case.engine.value, "version": case.engine_version or None, **settings},
         "precision": {k: (v.value if v is not None else None) for k, v in prec.model_dump().items()},
         "workload": workload,
         "serving": "disaggregated" if case.disaggregated else "aggregated",

@@ -12,6 +12,7 @@ import csv
 import io
 import re
 from dataclasses import dataclass, replace
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 
@@ -32,6 +33,9 @@ REQUIRED_COLUMNS = ("id", "backend", "model_path", "system", "mode", "isl", "osl
 
 CONCURRENCY = re.compile(r"silicon_concurrency=(\d{1,9})\b")
 """Requests in flight as the data source states them (at most nine digits: a billion clients is a typo)."""
+
+MEASURED = re.compile(r"measured=(\d{4})-(\d{2})-(\d{2})")
+"""The day the run was measured, where the data source states it (``measured=2026-02-12T...``)."""
 
 
 class SkipReason(StrEnum):
@@ -89,6 +93,9 @@ class SiliconCase:
     prefix_hit_rate: float = 0.0
     """Share of each prompt found in the engine's prefix cache, where the file has a
     ``prefix_hit_rate`` column (a user's runs on a cached workload); 0 otherwise."""
+    measured: date | None = None
+    """The day it was measured, where silicon_data_source states it (``measured=YYYY-MM-DD``): a
+    harness's launch scripts changed over time (Launch.measured_since)."""
 
     @property
     def partition(self) -> tuple[str, str, str, str]:
@@ -234,7 +241,18 @@ def read_case(row: dict[str, str]) -> SiliconCase | Skip:
                        model=cell("model_path"), gpu=cell("system"), gemm_format=gemm,
                        moe_format=moe_fmt, disaggregated=disagg, isl=isl, osl=osl, concurrency=concurrency,
                        layout=layout, prefill=prefill, decode=decode, ttft_ms=ttft, tpot_ms=tpot,
-                       harness=harness, prefix_hit_rate=hit_rate)
+                       harness=harness, prefix_hit_rate=hit_rate, measured=_measured(row.get("silicon_data_source") or ""))
+
+
+def _measured(source: str) -> date | None:
+    """The measurement day a data source states, None where it states none (or no real day)."""
+    found = MEASURED.search(source)
+    if found is None:
+        return None
+    try:
+        return date(*(int(g) for g in found.groups()))
+    except ValueError:
+        return None
 
 
 def partition_of_row(row: dict[str, str]) -> tuple[str, str, str, str]:
