@@ -8,6 +8,7 @@ on groups of runs (model x GPU) that the fit did not see.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 
@@ -142,7 +143,8 @@ def _fold(train: list[Group], test: list[Group], factors: list[Factor], start: l
 
 def cross_validate(groups: list[Group], factors: list[Factor], start: list[float], folds: int = 5,
                    loss_scale: float = 0.15, held: Held = (), leave_one_out: bool = False,
-                   jobs: int = 1, progress=None) -> tuple[np.ndarray, np.ndarray]:
+                   jobs: int = 1, progress: Callable[[int, int, str], None] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Relative errors of TTFT and TPOT for every run, each predicted by a fit that did not see its
     model x GPU group: runs assigned to ``folds`` folds by a hash of the group, or with
     ``leave_one_out`` one fold per group (``folds`` is then ignored). ``jobs`` processes fit the
