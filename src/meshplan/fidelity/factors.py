@@ -79,7 +79,8 @@ def _engine_factors(e: Engine) -> list[Factor]:
                why="as host_gap_s, for a disaggregated decode pool's own scheduler loop"),
         # Fitted only when named: on silicon-dev (2026-12-01) it met every in-sample target (SGLang GB300
         # TPOT 27% -> 14%; SGLang's pool 0.03 ms, its aggregated gap 1.66 ms) but the leave-one-group-out
-        # medians went from TTFT 24.7% / TPOT 11.4% to 26.9% / 12.3%.
+        # medians went from TTFT 24.7% / TPOT 11.4% to 26.9% / 12.3% (before each run got its own launch
+        # settings, commit c4aec9e; the refit since gives 28.0% / 11.9% without it).
         Factor(name=f"{e.value}.kernel_launch_s", field="kernel_launch_s", lower=2e-6, upper=1e-4, engine=e,
                section="engines", key="kernel_launch_s",
                why="CPU time per kernel outside a graph: from a bare CUDA launch (2 us) to a slow eager op (100 us)"),

@@ -114,20 +114,20 @@ class Harness:
         catalog model ``model`` on the catalog GPU ``gpu`` at ``concurrency``, aggregated or
         disaggregated, in a run measured on the day ``measured``; later entries win."""
         out: dict[str, object] = {}
-        for entry in self.launch:
-            if entry.applies(engine, model, gpu, concurrency, disaggregated, measured):
-                out.update(entry.settings)
+        for entry in self._entries(engine, model, gpu, concurrency, disaggregated, measured):
+            out.update(entry.settings)
         return out
 
     def kv_cache_for(self, engine: Engine, model: str, gpu: str = "", concurrency: float = 0.0,
                      disaggregated: bool = False, measured: date | None = None) -> DType | None:
         """The KV-cache format its launch scripts set for such a run (as settings_for), None where
         they leave the checkpoint's; later entries win."""
-        out = None
-        for entry in self.launch:
-            if entry.kv_cache is not None and entry.applies(engine, model, gpu, concurrency, disaggregated, measured):
-                out = entry.kv_cache
-        return out
+        entries = self._entries(engine, model, gpu, concurrency, disaggregated, measured)
+        return next((e.kv_cache for e in reversed(entries) if e.kv_cache is not None), None)
+
+    def _entries(self, *run) -> list[Launch]:
+        """The launch entries that apply to a run (Launch.applies' arguments), in file order."""
+        return [entry for entry in self.launch if entry.applies(*run)]
 
     def lengths(self, nominal: int) -> float | list[float]:
         """The workload's length for a row's nominal ``nominal`` tokens: a number when fixed, else
