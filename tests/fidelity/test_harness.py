@@ -8,7 +8,7 @@ import pytest
 from meshplan.errors import SpecError
 from meshplan.fidelity import simulated
 from meshplan.fidelity.calibrate import FACTORS
-from meshplan.fidelity.harness import AS_STATED, harness_of, launch_entry
+from meshplan.fidelity.harness import AS_STATED, harness_of, launch_entry, start_spread
 from meshplan.fidelity.predict import group_cases, predict_group
 from meshplan.fidelity.problems import case_problem
 from meshplan.fidelity.silicon import read_silicon
@@ -119,25 +119,45 @@ def test_the_clients_own_time_is_stated_for_the_reference_client_and_fitted_for_
 
 
 def test_how_the_clients_start_is_the_harness_s(tmp_path, monkeypatch):
-    # InferenceX sends every client's first request at once; aiconfigurator's runs are simulated
-    # with them spread over one request lifetime (catalog/cases/harnesses.yaml [AIC-S]).
-    assert harness_of(INFERENCEX).start_spread == 0.0
-    assert harness_of(AIC).start_spread == 1.0
-    assert AS_STATED.start_spread == 0.0
-    cases, _ = read_rows(tmp_path, [silicon_row(id="aic", silicon_data_source=AIC)])
-    (group,) = group_cases(cases)
+    # InferenceX sends every client's first request at once; aiconfigurator's SGLang runs start so
+    # too, and its TensorRT-LLM and vLLM runs are simulated with them spread over one request
+    # lifetime (catalog/cases/harnesses.yaml [AIC-S]).
+    for engine in Engine:
+        assert harness_of(INFERENCEX).start_spread_for(engine) == 0.0
+        assert AS_STATED.start_spread_for(engine) == 0.0
+    assert harness_of(AIC).start_spread_for(Engine.SGLANG) == 0.0
+    assert harness_of(AIC).start_spread_for(Engine.TRTLLM) == harness_of(AIC).start_spread_for(Engine.VLLM) == 1.0
+    cases, _ = read_rows(tmp_path, [silicon_row(id="aic", silicon_data_source=AIC),
+                                    silicon_row(id="aic-sglang", silicon_data_source=AIC, backend="sglang",
+                                                backend_version="0.5.9")])
     seen = {}
     real = requests.closed_loop
 
     def spy(clients, n, isl, osl, start_spread_s=0.0):
-        seen["spread"] = start_spread_s
+        seen[len(seen)] = start_spread_s
         return real(clients, n, isl, osl, start_spread_s)
 
     monkeypatch.setattr(simulated, "closed_loop", spy)
-    assert set(simulated.simulate_groups([group])) == {"aic"}
-    # One lifetime: the closed form's TTFT + (OSL - 1) x TPOT of the run.
-    (ttft,), (tpot,) = predict_group(group)
-    assert seen["spread"] == float(ttft + (group.cases[0].osl - 1) * tpot) > 0
+    for group in group_cases(cases):
+        seen.clear()
+        (case,) = group.cases
+        assert set(simulated.simulate_groups([group])) == {case.id}
+        if case.engine is Engine.SGLANG:
+            assert seen == {0: 0.0}
+        else:
+            # One lifetime: the closed form's TTFT + (OSL - 1) x TPOT of the run.
+            (ttft,), (tpot,) = predict_group(group)
+            assert seen == {0: float(ttft + (case.osl - 1) * tpot)} and seen[0] > 0
+
+
+def test_a_harness_states_how_its_clients_start_for_known_engines_in_lifetimes():
+    assert start_spread("h", 0.5) == tuple((e, 0.5) for e in Engine)
+    assert start_spread("h", {"sglang": 0}) == ((Engine.SGLANG, 0.0),)
+    for raw, field, value in [({"tgi": 1.0}, "tgi", "tgi"), ({"vllm": -1}, "vllm", -1), (True, "trtllm", True),
+                              ({"sglang": "soon"}, "sglang", "soon")]:
+        with pytest.raises(SpecError) as err:
+            start_spread("h", raw)
+        assert err.value.field == f"harnesses.yaml h.start_spread.{field}" and err.value.value == value
 
 
 def test_a_users_run_on_a_cached_workload_states_its_prefix_hit_rate(tmp_path):

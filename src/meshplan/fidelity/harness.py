@@ -100,13 +100,18 @@ class Harness:
     client_overhead_s: float | None
     """What the client adds to each request's TTFT (WorkloadSpec.client_overhead_s); None: the
     calibration profile's benchmark factor."""
-    start_spread: float = 0.0
-    """How the clients' first requests go out, in request lifetimes (TTFT + (OSL - 1) x TPOT): 0
-    all at once, 1 evenly over one lifetime. Only the simulation models it (a run that starts spread
-    never forms the waves that fixed lengths would otherwise keep whole)."""
+    start_spread: tuple[tuple[Engine, float], ...] = ()
+    """How the clients' first requests go out, in request lifetimes (TTFT + (OSL - 1) x TPOT), for
+    the runs of each engine: 0 all at once, 1 evenly over one lifetime; an engine not listed, 0.
+    Only the simulation models it (a run that starts spread never forms the waves that fixed
+    lengths would otherwise keep whole)."""
 
     launch: tuple[Launch, ...] = ()
     """Engine settings its launch scripts set: the runs were served so, not with the defaults."""
+
+    def start_spread_for(self, engine: Engine) -> float:
+        """How the clients of ``engine``'s runs start (start_spread)."""
+        return dict(self.start_spread).get(engine, 0.0)
 
     def settings_for(self, engine: Engine, model: str, gpu: str = "", concurrency: float = 0.0,
                      disaggregated: bool = False, measured: date | None = None) -> dict[str, object]:
@@ -151,9 +156,25 @@ def load_harnesses() -> tuple[Harness, ...]:
                          length_range_ratio=float(h["length_range_ratio"]),
                          requests_per_client=h.get("requests_per_client"),
                          client_overhead_s=h.get("client_overhead_s"),
-                         start_spread=float(h.get("start_spread", 0.0)),
+                         start_spread=start_spread(name, h.get("start_spread", 0.0)),
                          launch=tuple(launch_entry(name, e) for e in h.get("launch") or ()))
                  for name, h in raw["harnesses"].items())
+
+
+def start_spread(name: str, raw) -> tuple[tuple[Engine, float], ...]:
+    """A harness's ``start_spread``: one number for every engine's runs, or a number per engine."""
+    where = f"harnesses.yaml {name}.start_spread"
+    by_engine = raw if isinstance(raw, dict) else {e.value: raw for e in Engine}
+    out = []
+    for key, value in by_engine.items():
+        try:
+            engine = Engine(key)
+        except ValueError:
+            raise SpecError(f"{where}.{key}", key, "trtllm, sglang or vllm") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 10.0:
+            raise SpecError(f"{where}.{key}", value, "request lifetimes from 0 to 10")
+        out.append((engine, float(value)))
+    return tuple(out)
 
 
 def harness_of(source: str) -> Harness:

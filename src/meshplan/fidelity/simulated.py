@@ -45,7 +45,7 @@ def simulate_case(group: Group, case: SiliconCase, life_s: float = 0.0) -> tuple
     dist = LengthDist.FIXED if ratio >= 1.0 else LengthDist.UNIFORM
     isl = draw_lengths(dist, case.isl, int(case.isl * ratio), case.isl, n, rng)
     osl = draw_lengths(dist, case.osl, int(case.osl * ratio), case.osl, n, rng)
-    stream = closed_loop(clients, n, isl, osl, case.harness.start_spread * life_s)
+    stream = closed_loop(clients, n, isl, osl, case.harness.start_spread_for(case.engine) * life_s)
     if case.disaggregated:
         p, d = case.prefill, case.decode
         res = simulate_disaggregated(ci, par_of(p), p.instances, par_of(d), d.instances, stream)
