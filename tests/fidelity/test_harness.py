@@ -230,3 +230,41 @@ def test_a_launch_entry_states_a_known_kv_format_and_a_real_day():
         with pytest.raises(SpecError) as err:
             launch_entry("x", entry)
         assert err.value.field == field and err.value.rule.startswith(rule)
+
+
+def test_a_launch_entry_may_be_for_some_prompt_lengths_only():
+    entry = launch_entry("x", {"engine": "vllm", "isl": [1024], "settings": {"token_budget": [{"min_memory_gib": 0, "value": 2048}]}})
+    assert entry.applies(Engine.VLLM, "m", "g", 1, False, None, 1024)
+    assert not entry.applies(Engine.VLLM, "m", "g", 1, False, None, 8192)
+    assert launch_entry("x", {"engine": "vllm", "kv_cache": "fp8"}).applies(Engine.VLLM, "m", "g", 1, False, None, 8192)
+    for bad in ([0], ["1k"], 1024, [True]):
+        with pytest.raises(SpecError) as err:
+            launch_entry("x", {"engine": "vllm", "isl": bad, "kv_cache": "fp8"})
+        assert err.value.field == "harnesses.yaml x.launch.isl" and err.value.value == bad
+
+
+def test_vllm_runs_get_the_token_budget_graphs_and_kv_format_their_scripts_pass(tmp_path):
+    minimax = dict(model_path="MiniMaxAI/MiniMax-M2.5", precision="fp8", gemm_quant_mode="fp8_block",
+                   moe_quant_mode="fp8_block", tp_size=4, moe_tp_size=4, moe_ep_size=1)
+    llama = dict(model_path="meta-llama/Llama-3.1-70B", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="",
+                 tp_size=4, moe_tp_size=4, moe_ep_size=1)
+    cases, skips = read_rows(tmp_path, [
+        silicon_row(id="mm-mar", backend="vllm", silicon_data_source=_ix("2026-03-28"), **minimax),
+        silicon_row(id="mm-apr-1k", backend="vllm", silicon_data_source=_ix("2026-04-08"), **minimax),
+        silicon_row(id="mm-apr-8k", backend="vllm", silicon_data_source=_ix("2026-04-08"), isl="8192", **minimax),
+        silicon_row(id="llama-b200", backend="vllm", silicon_data_source=_ix("2025-10-29"), **llama),
+        silicon_row(id="llama-h100", backend="vllm", system="h100_sxm", silicon_data_source=_ix("2025-10-29"), **llama)])
+    assert not skips
+    p = {c.id: case_problem(c) for c in cases}
+    budget = {k: [t.value for t in v.engine.token_budget] for k, v in p.items()}
+    graphs = {k: [t.value for t in v.engine.cuda_graph_max_batch] for k, v in p.items()}
+    kv = {k: v.precision.kv_cache.value for k, v in p.items()}
+    # MiniMax-M2.5 on B200: the scripts of March pass nothing (vLLM's 8,192 tokens and its graphs up to
+    # 512 tokens, the checkpoint's BF16 cache); from 2026-04-03 --max-num-batched-tokens $((ISL * 2)),
+    # --max-cudagraph-capture-size 2048 and an FP8 cache ([IX10]).
+    assert budget["mm-mar"] == [2048, 8192] and graphs["mm-mar"] == [512] and kv["mm-mar"] == "bf16"
+    assert budget["mm-apr-1k"] == [2048] and budget["mm-apr-8k"] == [16384]
+    assert graphs["mm-apr-1k"] == graphs["mm-apr-8k"] == [2048] and kv["mm-apr-1k"] == kv["mm-apr-8k"] == "fp8"
+    # Llama-3.1-70B (2025-10-29): an FP8 cache on both GPUs; on B200 cudagraph_mode FULL_DECODE_ONLY.
+    assert kv["llama-b200"] == kv["llama-h100"] == "fp8"
+    assert p["llama-b200"].engine.cuda_graph_mixed is False and p["llama-h100"].engine.cuda_graph_mixed is True

@@ -44,12 +44,16 @@ class Launch:
     measured_since: date | None = None
     """The scripts set these for runs measured from this day on (the commit that added them); a run
     whose source states no date then keeps the defaults (nothing is guessed)."""
+    isl: tuple[int, ...] = ()
+    """The runs' nominal prompt lengths (the scripts' ISL) the entry is for; empty: every length
+    (some scripts derive a setting from ISL: vLLM's --max-num-batched-tokens $((ISL * 2)))."""
 
     def applies(self, engine: Engine, model: str, gpu: str, concurrency: float, disaggregated: bool,
-                measured: date | None = None) -> bool:
+                measured: date | None = None, isl: int = 0) -> bool:
         dated = self.measured_since is None or (measured is not None and measured >= self.measured_since)
         return (self.engine == engine and (not self.models or model in self.models)
                 and (not self.gpus or gpu in self.gpus) and concurrency >= self.min_concurrency and dated
+                and (not self.isl or isl in self.isl)
                 and self.serving in (None, Serving.DISAGGREGATED if disaggregated else Serving.AGGREGATED))
 
 
@@ -68,6 +72,9 @@ def launch_entry(name: str, entry: dict) -> Launch:
     for key in ("models", "gpus"):
         if not isinstance(entry.get(key, []), list):
             raise SpecError(f"{where}.{key}", entry[key], "a list of catalog names")
+    isl = entry.get("isl", [])
+    if not isinstance(isl, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in isl):
+        raise SpecError(f"{where}.isl", isl, "a list of prompt lengths in tokens (positive integers)")
     try:
         engine = Engine(entry["engine"])
     except ValueError:
@@ -85,7 +92,8 @@ def launch_entry(name: str, entry: dict) -> Launch:
         raise SpecError(f"{where}.measured_since", since, "a day, YYYY-MM-DD")
     return Launch(engine=engine, models=tuple(entry.get("models", ())), gpus=tuple(entry.get("gpus", ())),
                   min_concurrency=int(entry.get("min_concurrency", 0)), serving=Serving(serving) if serving else None,
-                  settings=tuple((entry.get("settings") or {}).items()), kv_cache=kv, measured_since=since)
+                  settings=tuple((entry.get("settings") or {}).items()), kv_cache=kv, measured_since=since,
+                  isl=tuple(isl))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -114,20 +122,21 @@ class Harness:
         return dict(self.start_spread).get(engine, 0.0)
 
     def settings_for(self, engine: Engine, model: str, gpu: str = "", concurrency: float = 0.0,
-                     disaggregated: bool = False, measured: date | None = None) -> dict[str, object]:
+                     disaggregated: bool = False, measured: date | None = None, isl: int = 0) -> dict[str, object]:
         """The profile fields its launch scripts set for ``engine`` (trtllm, sglang, vllm) serving the
         catalog model ``model`` on the catalog GPU ``gpu`` at ``concurrency``, aggregated or
-        disaggregated, in a run measured on the day ``measured``; later entries win."""
+        disaggregated, in a run measured on the day ``measured`` with ``isl``-token prompts (nominal);
+        later entries win."""
         out: dict[str, object] = {}
-        for entry in self._entries(engine, model, gpu, concurrency, disaggregated, measured):
+        for entry in self._entries(engine, model, gpu, concurrency, disaggregated, measured, isl):
             out.update(entry.settings)
         return out
 
     def kv_cache_for(self, engine: Engine, model: str, gpu: str = "", concurrency: float = 0.0,
-                     disaggregated: bool = False, measured: date | None = None) -> DType | None:
+                     disaggregated: bool = False, measured: date | None = None, isl: int = 0) -> DType | None:
         """The KV-cache format its launch scripts set for such a run (as settings_for), None where
         they leave the checkpoint's; later entries win."""
-        entries = self._entries(engine, model, gpu, concurrency, disaggregated, measured)
+        entries = self._entries(engine, model, gpu, concurrency, disaggregated, measured, isl)
         return next((e.kv_cache for e in reversed(entries) if e.kv_cache is not None), None)
 
     def _entries(self, *run) -> list[Launch]:

@@ -52,7 +52,8 @@ def _key(case: SiliconCase) -> tuple:
 
 def _launch_key(case: SiliconCase) -> tuple:
     settings, kv = launch_of(case)
-    return tuple(sorted(settings.items())), kv
+    # A setting may be a list of tiers (token_budget); its repr keys it as well as its value.
+    return tuple(sorted((k, repr(v)) for k, v in settings.items())), kv
 
 
 def group_cases(cases: list[SiliconCase], calibration: str | None = DEFAULT_PROFILE) -> list[Group]:

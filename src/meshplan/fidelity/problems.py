@@ -39,7 +39,7 @@ def _main(p: Precision, moe: bool) -> DType:
 
 def _launch_args(case: SiliconCase) -> tuple:
     return (case.engine, load_model(case.model).name, load_gpu(case.gpu).name, case.concurrency,
-            case.disaggregated, case.measured)
+            case.disaggregated, case.measured, case.isl)
 
 
 def launch_of(case: SiliconCase) -> tuple[dict[str, object], DType | None]:
