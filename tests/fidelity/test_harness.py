@@ -10,7 +10,7 @@ from meshplan.fidelity import simulated
 from meshplan.fidelity.calibrate import FACTORS
 from meshplan.fidelity.harness import AS_STATED, harness_of, launch_entry, start_spread
 from meshplan.fidelity.predict import group_cases, predict_group
-from meshplan.fidelity.problems import case_problem
+from meshplan.fidelity.problems import case_problem, launch_of
 from meshplan.fidelity.silicon import read_silicon
 from meshplan.io.calibration import DEFAULT_PROFILE, load_profile
 from meshplan.simulate import requests
@@ -265,6 +265,28 @@ def test_vllm_runs_get_the_token_budget_graphs_and_kv_format_their_scripts_pass(
     assert budget["mm-mar"] == [2048, 8192] and graphs["mm-mar"] == [512] and kv["mm-mar"] == "bf16"
     assert budget["mm-apr-1k"] == [2048] and budget["mm-apr-8k"] == [16384]
     assert graphs["mm-apr-1k"] == graphs["mm-apr-8k"] == [2048] and kv["mm-apr-1k"] == kv["mm-apr-8k"] == "fp8"
-    # Llama-3.1-70B (2025-10-29): an FP8 cache on both GPUs; on B200 cudagraph_mode FULL_DECODE_ONLY.
+    # Llama-3.1-70B (2025-10-29): an FP8 cache on both GPUs (as its FP8 checkpoint has); on B200
+    # cudagraph_mode FULL_DECODE_ONLY.
     assert kv["llama-b200"] == kv["llama-h100"] == "fp8"
+    assert launch_of(cases[3])[1].value == launch_of(cases[4])[1].value == "fp8"
     assert p["llama-b200"].engine.cuda_graph_mixed is False and p["llama-h100"].engine.cuda_graph_mixed is True
+
+
+def test_trtllm_runs_get_the_token_budget_their_scripts_pass(tmp_path):
+    gptoss = dict(model_path="openai/gpt-oss-120b", precision="fp4", gemm_quant_mode="bf16", moe_quant_mode="mxfp4",
+                  tp_size=1, moe_tp_size=1, moe_ep_size=1)
+    llama = dict(model_path="meta-llama/Llama-3.1-70B", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="",
+                 tp_size=4, moe_tp_size=4, moe_ep_size=1)
+    cases, skips = read_rows(tmp_path, [
+        silicon_row(id="gptoss-h200", system="h200_sxm", silicon_data_source=_ix("2025-12-15"), **gptoss),
+        silicon_row(id="llama-b200", silicon_data_source=_ix("2025-10-29"), **llama),
+        silicon_row(id="llama-aic", silicon_data_source=AIC, **llama)])
+    assert not skips
+    p = {c.id: case_problem(c) for c in cases}
+    # trtllm-serve --max_num_tokens 20000 (gpt-oss) and 16384 (Llama-3.1-70B) instead of the engine's
+    # 8,192, and the Llama scripts' FP8 cache ([IX11]); aiconfigurator's launch is not known: defaults.
+    assert [t.value for t in p["gptoss-h200"].engine.token_budget] == [20000]
+    assert [t.value for t in p["llama-b200"].engine.token_budget] == [16384]
+    # The scripts' FP8 cache is also the FP8 checkpoint's (its hf_quant_config).
+    assert launch_of(cases[1])[1].value == p["llama-b200"].precision.kv_cache.value == "fp8"
+    assert [t.value for t in p["llama-aic"].engine.token_budget] == [8192] and launch_of(cases[2]) == ({}, None)
