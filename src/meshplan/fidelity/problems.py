@@ -45,8 +45,8 @@ def _launch_args(case: SiliconCase) -> tuple:
 def launch_of(case: SiliconCase) -> tuple[dict[str, object], DType | None]:
     """(engine settings, KV-cache format) the run's launch scripts set (Harness.settings_for and
     kv_cache_for; None: the checkpoint's format). They may depend on its concurrency (InferenceX's
-    SGLang receive interval) and its date, so runs that differ only in those may be served
-    differently."""
+    SGLang receive interval), its date and its prompt length (vLLM's --max-num-batched-tokens
+    $((ISL * 2))), so runs that differ only in those may be served differently."""
     args = _launch_args(case)
     return case.harness.settings_for(*args), case.harness.kv_cache_for(*args)
 
