@@ -75,10 +75,7 @@ def launch_entry(name: str, entry: dict) -> Launch:
     isl = entry.get("isl", [])
     if not isinstance(isl, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in isl):
         raise SpecError(f"{where}.isl", isl, "a list of prompt lengths in tokens (positive integers)")
-    try:
-        engine = Engine(entry["engine"])
-    except ValueError:
-        raise SpecError(f"{where}.engine", entry["engine"], "trtllm, sglang or vllm") from None
+    engine = _engine(f"{where}.engine", entry["engine"])
     serving = entry.get("serving", "")
     if serving not in ("", Serving.AGGREGATED, Serving.DISAGGREGATED):
         raise SpecError(f"{where}.serving", serving, "aggregated or disaggregated")
@@ -170,16 +167,21 @@ def load_harnesses() -> tuple[Harness, ...]:
                  for name, h in raw["harnesses"].items())
 
 
+def _engine(field: str, value) -> Engine:
+    """The engine a harnesses.yaml field names."""
+    try:
+        return Engine(value)
+    except ValueError:
+        raise SpecError(field, value, "trtllm, sglang or vllm") from None
+
+
 def start_spread(name: str, raw) -> tuple[tuple[Engine, float], ...]:
     """A harness's ``start_spread``: one number for every engine's runs, or a number per engine."""
     where = f"harnesses.yaml {name}.start_spread"
     by_engine = raw if isinstance(raw, dict) else {e.value: raw for e in Engine}
     out = []
     for key, value in by_engine.items():
-        try:
-            engine = Engine(key)
-        except ValueError:
-            raise SpecError(f"{where}.{key}", key, "trtllm, sglang or vllm") from None
+        engine = _engine(f"{where}.{key}", key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 10.0:
             raise SpecError(f"{where}.{key}", value, "request lifetimes from 0 to 10")
         out.append((engine, float(value)))
