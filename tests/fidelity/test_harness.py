@@ -1,19 +1,24 @@
 """The benchmark client of a measured run: the request shapes it sent (catalog/cases/harnesses.yaml)."""
 
 import csv
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 
 from meshplan.errors import SpecError
 from meshplan.fidelity import simulated
 from meshplan.fidelity.calibrate import FACTORS
-from meshplan.fidelity.harness import AS_STATED, harness_of, launch_entry, start_spread
+from meshplan.fidelity.harness import AS_STATED, harness_of, launch_entry, steady_spread
 from meshplan.fidelity.predict import group_cases, predict_group
 from meshplan.fidelity.problems import case_problem, launch_of
 from meshplan.fidelity.silicon import read_silicon
 from meshplan.io.calibration import DEFAULT_PROFILE, load_profile
+from meshplan.plan.build import par_of
 from meshplan.simulate import requests
+from meshplan.simulate.instance import simulate_instance
+from meshplan.simulate.summary import per_request
 from meshplan.specs.engine import Engine
 from meshplan.specs.workload import Serving
 
@@ -118,15 +123,16 @@ def test_the_clients_own_time_is_stated_for_the_reference_client_and_fitted_for_
     assert factor.apply(gaic.ci, 0.05, gaic.cases[0].harness) == {"client_overhead_s": 0.05}
 
 
-def test_how_the_clients_start_is_the_harness_s(tmp_path, monkeypatch):
-    # InferenceX sends every client's first request at once; aiconfigurator's SGLang runs start so
-    # too, and its TensorRT-LLM and vLLM runs are simulated with them spread over one request
-    # lifetime (catalog/cases/harnesses.yaml [AIC-S]).
+def test_how_the_run_after_its_first_wave_is_simulated_is_the_harness_s(tmp_path, monkeypatch):
+    # Every run's first wave goes out at once. InferenceX's runs, and aiconfigurator's SGLang runs,
+    # are simulated so whole; aiconfigurator's TensorRT-LLM and vLLM runs have their first wave
+    # simulated alone and the rest by a loop whose clients start spread over one request lifetime
+    # (catalog/cases/harnesses.yaml [AIC-S]).
     for engine in Engine:
-        assert harness_of(INFERENCEX).start_spread_for(engine) == 0.0
-        assert AS_STATED.start_spread_for(engine) == 0.0
-    assert harness_of(AIC).start_spread_for(Engine.SGLANG) == 0.0
-    assert harness_of(AIC).start_spread_for(Engine.TRTLLM) == harness_of(AIC).start_spread_for(Engine.VLLM) == 1.0
+        assert harness_of(INFERENCEX).steady_spread_for(engine) == 0.0
+        assert AS_STATED.steady_spread_for(engine) == 0.0
+    assert harness_of(AIC).steady_spread_for(Engine.SGLANG) == 0.0
+    assert harness_of(AIC).steady_spread_for(Engine.TRTLLM) == harness_of(AIC).steady_spread_for(Engine.VLLM) == 1.0
     cases, _ = read_rows(tmp_path, [silicon_row(id="aic", silicon_data_source=AIC),
                                     silicon_row(id="aic-sglang", silicon_data_source=AIC, backend="sglang",
                                                 backend_version="0.5.9")])
@@ -134,7 +140,7 @@ def test_how_the_clients_start_is_the_harness_s(tmp_path, monkeypatch):
     real = requests.closed_loop
 
     def spy(clients, n, isl, osl, start_spread_s=0.0):
-        seen[len(seen)] = start_spread_s
+        seen[len(seen)] = (n, start_spread_s)
         return real(clients, n, isl, osl, start_spread_s)
 
     monkeypatch.setattr(simulated, "closed_loop", spy)
@@ -142,22 +148,41 @@ def test_how_the_clients_start_is_the_harness_s(tmp_path, monkeypatch):
         seen.clear()
         (case,) = group.cases
         assert set(simulated.simulate_groups([group])) == {case.id}
+        n = seen[0][0]
+        assert n > case.concurrency  # several requests per client
         if case.engine is Engine.SGLANG:
-            assert seen == {0: 0.0}
+            assert seen == {0: (n, 0.0)}
         else:
-            # One lifetime: the closed form's TTFT + (OSL - 1) x TPOT of the run.
+            # One lifetime: the closed form's TTFT + (OSL - 1) x TPOT of the run; then the first
+            # wave alone, one request per client, all at once.
             (ttft,), (tpot,) = predict_group(group)
-            assert seen == {0: float(ttft + (case.osl - 1) * tpot)} and seen[0] > 0
+            assert seen == {0: (n, float(ttft + (case.osl - 1) * tpot)), 1: (case.concurrency, 0.0)}
+            assert seen[0][1] > 0
+
+
+def test_a_staggered_runs_first_requests_have_the_first_waves_ttft(tmp_path):
+    # A TensorRT-LLM run of aiconfigurator's (steady_spread 1) whose clients send one request each is
+    # its first wave only: its mean TTFT is that of 64 requests sent at once, simulated here
+    # directly, well above the staggered loop's (where no two requests arrive together).
+    (case,), _ = read_rows(tmp_path, [silicon_row(id="aic", silicon_data_source=AIC)])
+    (group,) = group_cases([case])
+    one = dataclasses.replace(group, ci=dataclasses.replace(group.ci, requests_per_client=1.0))
+    ttft_s, _ = simulated.simulate_case(one, case, life_s=1.0)
+    isl, osl = np.full(64, case.isl), np.full(64, case.osl)
+    wave = simulate_instance(one.ci, par_of(case.layout), requests.closed_loop(64, 64, isl, osl))
+    staggered = simulate_instance(one.ci, par_of(case.layout), requests.closed_loop(64, 64, isl, osl, 1.0))
+    assert case.concurrency == 64 and ttft_s == pytest.approx(float(np.mean(per_request(wave)[0])), rel=1e-12)
+    assert ttft_s > 1.5 * float(np.mean(per_request(staggered)[0]))
 
 
 def test_a_harness_states_how_its_clients_start_for_known_engines_in_lifetimes():
-    assert start_spread("h", 0.5) == tuple((e, 0.5) for e in Engine)
-    assert start_spread("h", {"sglang": 0}) == ((Engine.SGLANG, 0.0),)
+    assert steady_spread("h", 0.5) == tuple((e, 0.5) for e in Engine)
+    assert steady_spread("h", {"sglang": 0}) == ((Engine.SGLANG, 0.0),)
     for raw, field, value in [({"tgi": 1.0}, "tgi", "tgi"), ({"vllm": -1}, "vllm", -1), (True, "trtllm", True),
                               ({"sglang": "soon"}, "sglang", "soon")]:
         with pytest.raises(SpecError) as err:
-            start_spread("h", raw)
-        assert err.value.field == f"harnesses.yaml h.start_spread.{field}" and err.value.value == value
+            steady_spread("h", raw)
+        assert err.value.field == f"harnesses.yaml h.steady_spread.{field}" and err.value.value == value
 
 
 def test_a_users_run_on_a_cached_workload_states_its_prefix_hit_rate(tmp_path):

@@ -105,18 +105,20 @@ class Harness:
     client_overhead_s: float | None
     """What the client adds to each request's TTFT (WorkloadSpec.client_overhead_s); None: the
     calibration profile's benchmark factor."""
-    start_spread: tuple[tuple[Engine, float], ...] = ()
-    """How the clients' first requests go out, in request lifetimes (TTFT + (OSL - 1) x TPOT), for
-    the runs of each engine: 0 all at once, 1 evenly over one lifetime; an engine not listed, 0.
-    Only the simulation models it (a run that starts spread never forms the waves that fixed
-    lengths would otherwise keep whole)."""
+    steady_spread: tuple[tuple[Engine, float], ...] = ()
+    """How the run after its first wave is simulated, for the runs of each engine; an engine not
+    listed, 0. Every client's first request goes out at the run's start (the first wave, simulated
+    so); the requests after it are simulated as a loop whose clients start spread over this many
+    request lifetimes (TTFT + (OSL - 1) x TPOT): 0 keeps the waves that fixed lengths form whole
+    (the loop is the run itself), 1 staggers the clients evenly over one lifetime, a run whose
+    engine dissolves its waves. Only the simulation models it."""
 
     launch: tuple[Launch, ...] = ()
     """Engine settings its launch scripts set: the runs were served so, not with the defaults."""
 
-    def start_spread_for(self, engine: Engine) -> float:
-        """How the clients of ``engine``'s runs start (start_spread)."""
-        return dict(self.start_spread).get(engine, 0.0)
+    def steady_spread_for(self, engine: Engine) -> float:
+        """How ``engine``'s runs are simulated after their first wave (steady_spread)."""
+        return dict(self.steady_spread).get(engine, 0.0)
 
     def settings_for(self, engine: Engine, model: str, gpu: str = "", concurrency: float = 0.0,
                      disaggregated: bool = False, measured: date | None = None, isl: int = 0) -> dict[str, object]:
@@ -162,7 +164,7 @@ def load_harnesses() -> tuple[Harness, ...]:
                          length_range_ratio=float(h["length_range_ratio"]),
                          requests_per_client=h.get("requests_per_client"),
                          client_overhead_s=h.get("client_overhead_s"),
-                         start_spread=start_spread(name, h.get("start_spread", 0.0)),
+                         steady_spread=steady_spread(name, h.get("steady_spread", 0.0)),
                          launch=tuple(launch_entry(name, e) for e in h.get("launch") or ()))
                  for name, h in raw["harnesses"].items())
 
@@ -175,9 +177,9 @@ def _engine(field: str, value) -> Engine:
         raise SpecError(field, value, "trtllm, sglang or vllm") from None
 
 
-def start_spread(name: str, raw) -> tuple[tuple[Engine, float], ...]:
-    """A harness's ``start_spread``: one number for every engine's runs, or a number per engine."""
-    where = f"harnesses.yaml {name}.start_spread"
+def steady_spread(name: str, raw) -> tuple[tuple[Engine, float], ...]:
+    """A harness's ``steady_spread``: one number for every engine's runs, or a number per engine."""
+    where = f"harnesses.yaml {name}.steady_spread"
     by_engine = raw if isinstance(raw, dict) else {e.value: raw for e in Engine}
     out = []
     for key, value in by_engine.items():

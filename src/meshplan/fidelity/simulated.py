@@ -6,6 +6,11 @@ sends over a run (fidelity.harness: ten for InferenceX, the calibration profile'
 otherwise) with the lengths that client draws (uniform [0.8 len, len] for InferenceX, as stated
 otherwise). A disaggregated run is simulated whole: its C clients over its prefill and decode
 instances. The run's means are the simulated requests' means, as the clients report them.
+
+Every client's first request goes out at the run's start. Where the harness says the run's engine
+dissolves the waves this first wave would leave (fidelity.harness.Harness.steady_spread), the
+first wave is simulated on its own and the requests after it by a loop whose clients start
+staggered: the first requests' TTFTs are the wave's, the others' the staggered loop's.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ the run's first wave a little more than the benchmark did."""
 
 def simulate_case(group: Group, case: SiliconCase, life_s: float = 0.0) -> tuple[float, float]:
     """(mean TTFT, mean TPOT) in seconds of a run, simulated; ``life_s`` is a request's lifetime by
-    the closed form, over which the harness may spread its clients' first requests."""
+    the closed form, the unit of the harness's steady_spread."""
     ci = group.ci
     lay = case.layout
     clients = case.concurrency if case.disaggregated else max(1, round(case.concurrency / lay.instances))
@@ -45,14 +50,22 @@ def simulate_case(group: Group, case: SiliconCase, life_s: float = 0.0) -> tuple
     dist = LengthDist.FIXED if ratio >= 1.0 else LengthDist.UNIFORM
     isl = draw_lengths(dist, case.isl, int(case.isl * ratio), case.isl, n, rng)
     osl = draw_lengths(dist, case.osl, int(case.osl * ratio), case.osl, n, rng)
-    stream = closed_loop(clients, n, isl, osl, case.harness.start_spread_for(case.engine) * life_s)
+    spread_s = case.harness.steady_spread_for(case.engine) * life_s
+    ttft, tpot, _ = per_request(_serve(group, case, closed_loop(clients, n, isl, osl, spread_s)))
+    if spread_s > 0:
+        # The first wave, every client's first request at once, alone: the staggered loop's first
+        # requests never met it (requests 0 .. clients - 1 are the clients' first).
+        wave, _, _ = per_request(_serve(group, case, closed_loop(clients, clients, isl[:clients], osl[:clients])))
+        ttft = np.concatenate([wave, ttft[clients:]])
+    return float(np.nanmean(ttft)), float(np.nanmean(tpot))
+
+
+def _serve(group: Group, case: SiliconCase, stream):
+    """The simulated run of ``stream`` on the case's layout."""
     if case.disaggregated:
         p, d = case.prefill, case.decode
-        res = simulate_disaggregated(ci, par_of(p), p.instances, par_of(d), d.instances, stream)
-    else:
-        res = simulate_instance(ci, par_of(lay), stream)
-    ttft, tpot, _ = per_request(res)
-    return float(np.nanmean(ttft)), float(np.nanmean(tpot))
+        return simulate_disaggregated(group.ci, par_of(p), p.instances, par_of(d), d.instances, stream)
+    return simulate_instance(group.ci, par_of(case.layout), stream)
 
 
 def _lifetimes(group: Group) -> list[float]:
