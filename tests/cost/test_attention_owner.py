@@ -5,7 +5,7 @@ as kv_heads_per_rank does. Every figure below is worked out by hand from the mod
 import dataclasses
 
 from meshplan.cost import attention
-from meshplan.cost.attention import attention_ops, decode_work
+from meshplan.cost.attention import attention_ops, decode_work, prefill_work
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.memory import activation_bytes, attention_weight_bytes
 from meshplan.io.problem_file import problem_from_raw
@@ -103,3 +103,16 @@ def test_the_sparse_attention_indexer_is_whole_on_every_rank():
     # rest of the projections.
     rest = attention_params_per_gpu(ci.model, 8).projections
     assert float(_ops(ci, 8.0)["qkv_proj"].flops) == 2 * (rest + 9_175_040 + 196_608)
+
+
+def test_a_linear_layers_prefill_runs_the_chunked_rules_kernels():
+    # Qwen3.5-397B-A17B: 45 of 60 layers Gated DeltaNet, 15 full attention. A decode step runs one
+    # fused recurrent kernel per linear layer and split-KV attention + merge (2) per full layer:
+    # 0.75 x 1 + 0.25 x 2 = 1.25 kernels per average layer. A prefill runs fla's chunked rule
+    # (l2norm q, l2norm k, cumsum, kkt, solve_tril, recompute_w_u, fwd_h, fwd_o: 8) per linear
+    # layer and FlashAttention (1) per full layer: 0.75 x 8 + 0.25 x 1 = 6.25.
+    ci = _ci("qwen3.5-397b-a17b", "b200")
+    decode = {op.name: op for op in attention_ops(ci, 4.0, decode_work(1.0, 128.0, 1.0), 0.0)}
+    prefill = {op.name: op for op in attention_ops(ci, 4.0, prefill_work(1024.0, 1.0, 1024.0, 1.0), 0.0)}
+    assert float(decode["attn_core"].kernels) == 1.25
+    assert float(prefill["attn_core"].kernels) == 6.25

@@ -153,7 +153,7 @@ def _linear_core(ci: CostInputs, tp, w: Work, ovh: float) -> OpCost:
     dk = ci.lin_key_dim / max(ci.lin_value_heads, 1.0)
     p_flops = w.prefill_tokens * (per_tok + 2 * 64 * 2 * dk * vh)
     p_bytes = w.prefill_tokens * (2 * ci.lin_key_dim + 2 * ci.lin_value_dim) / tp * ci.act_bytes_per_value + w.prefill_seqs * 2 * state
-    return _core(ci, "attn_core", d_flops, d_bytes, p_flops, p_bytes, w, ovh, K.GDN_CORE, K.GDN_CORE)
+    return _core(ci, "attn_core", d_flops, d_bytes, p_flops, p_bytes, w, ovh, K.GDN_CORE, K.GDN_PREFILL_CORE)
 
 
 def _projections(ci: CostInputs, tp, T, ovh: float, linear: bool) -> tuple[OpCost, OpCost]:

@@ -32,7 +32,13 @@ MLA_DECODE_CORE = 4
 PREFILL_CORE = 1
 """FlashAttention over the chunk (MLA prefill: one more, the K/V decompression GEMM, counted in it)."""
 GDN_CORE = 1
-"""The fused recurrent (decode) or chunked (prefill) gated delta rule."""
+"""The fused recurrent gated delta rule of a decode step."""
+GDN_PREFILL_CORE = 8
+"""The chunked gated delta rule of a prefill (fla ops/gated_delta_rule/chunk.py
+chunk_gated_delta_rule_fwd, which vLLM's and SGLang's Qwen3-Next and Qwen3.5 layers call with
+use_qk_l2norm_in_kernel): the L2 norms of q and of k, chunk_local_cumsum of the decay,
+chunk_scaled_dot_kkt_fwd, solve_tril, recompute_w_u_fwd, chunk_gated_delta_rule_fwd_h and
+chunk_fwd_o."""
 O_PROJ = 1
 DENSE_FFN = 3
 """gate_up GEMM, SiLU-and-multiply, down GEMM."""
