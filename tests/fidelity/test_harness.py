@@ -175,7 +175,7 @@ def test_a_staggered_runs_first_requests_have_the_first_waves_ttft(tmp_path):
     assert ttft_s > 1.5 * float(np.mean(per_request(staggered)[0]))
 
 
-def test_a_harness_states_how_its_clients_start_for_known_engines_in_lifetimes():
+def test_a_harness_states_its_steady_spread_for_known_engines_in_lifetimes():
     assert steady_spread("h", 0.5) == tuple((e, 0.5) for e in Engine)
     assert steady_spread("h", {"sglang": 0}) == ((Engine.SGLANG, 0.0),)
     for raw, field, value in [({"tgi": 1.0}, "tgi", "tgi"), ({"vllm": -1}, "vllm", -1), (True, "trtllm", True),
