@@ -93,6 +93,40 @@ def test_sglangs_receive_interval_makes_a_prompt_wait_half_of_it():
     assert math.isclose(float(s.tpot_s), 0.01075)
 
 
+def _spread(coherence, **workload):
+    return CostInputs.from_problem(problem_from_raw({
+        "model": "llama-3.1-8b", "gpu": "h100-sxm", "engine": {"name": "sglang", "recv_interval_iters": 30},
+        "calibration": "none", "workload": {"isl": 1000, "osl": [81, 121], **workload},
+        "assumptions": {"wave_coherence": coherence}}))
+
+
+def test_output_lengths_that_differ_break_sglangs_waves_into_groups():
+    s = solve_aggregated(_spread(0.0), PAR, np.array(32.0), step=_step)
+    # Outputs of 81-121 tokens (mean 101): a wave's 32 requests end over 2 x (121 - 101) = 40
+    # decode iterations, and the engine reads new requests every 30: 32 x 30 / 40 = 24 prompts
+    # arrive together, 24,000 tokens in 3 batches of 8,000 (50 ms each). TTFT = 160 ms of waiting
+    # (as in the test above) + (3 + 1)/2 x 50 = 260 ms.
+    assert math.isclose(float(s.ttft_s), 0.260)
+    # A lifetime holds 32 / 24 groups of 3 batches, 200 ms of prefill; a request waits 100 ms of it
+    # before its first token and the rest pauses its decoding: TPOT = 10 + (200 - 100) / 100 = 11 ms.
+    assert math.isclose(float(s.tpot_s), 0.011)
+    # Half the wave's coherence: 24 + 0.5 x (32 - 24) = 28 prompts, 28,000 tokens in 4 batches of
+    # 7,000 (45 ms): TTFT = 160 + (4 + 1)/2 x 45 = 272.5 ms.
+    half = solve_aggregated(_spread(0.5), PAR, np.array(32.0), step=_step)
+    assert math.isclose(float(half.ttft_s), 0.2725)
+    # Whole waves (coherence 1) are the fixed-length figures: 285 ms, 10.75 ms.
+    whole = solve_aggregated(_spread(1.0), PAR, np.array(32.0), step=_step)
+    assert math.isclose(float(whole.ttft_s), 0.285) and math.isclose(float(whole.tpot_s), 0.01075)
+
+
+def test_a_runs_first_wave_reaches_sglang_whole_even_when_its_lengths_differ():
+    steady = solve_aggregated(_spread(0.0), PAR, np.array(32.0), step=_step)
+    run = solve_aggregated(_spread(0.0, requests_per_client=4), PAR, np.array(32.0), step=_step)
+    # The first 32 prompts arrive at once: 4 batches, (4 + 1)/2 x 50 = 125 ms behind the wait where
+    # a group of 24 has 100 ms; one request in 4 per client is in that wave: + 25 / 4 = 6.25 ms.
+    assert math.isclose(float(run.ttft_s - steady.ttft_s), 0.025 / 4)
+
+
 def test_a_prefix_cache_leaves_prefill_only_the_uncached_tokens():
     ci = _ci(prefix_hit_rate=0.5)
     s = solve_aggregated(ci, PAR, np.array(32.0), step=_step)

@@ -23,6 +23,14 @@ slot, Little's law):
   wait j batches for their first token and b - j more before decoding resumes, so
   TTFT = wait + (b + 1) / 2 batches and TPOT = decode + (b - 1) / 2 batches / (OSL - 1). With
   SGLang's receive interval of R decode iterations the wait is R / 2 iterations instead of 0.5.
+  Output lengths that differ (a range, read as uniform on [2 x mean - max, max]) end a wave's
+  requests over s = 2 x (max - mean) decode iterations, so their next prompts reach the engine in
+  groups of g = n x R / s (at least 1, at most n) rather than whole; how much of the wave still
+  arrives together is CostAssumptions.wave_coherence (g + coherence x (n - g) prompts). A group of
+  b' batches: TTFT = wait + (b' + 1) / 2 batches, and the n / g groups' prefills of a lifetime pause
+  every request's decoding, TPOT = decode + (n / g x b' - (b' + 1) / 2) batches / (OSL - 1) (with
+  g = n, the whole-wave figures above). The run's first wave arrives whole all the same; its TTFT
+  replaces the group's once per client's run (requests_per_client), as under the mixed policy.
 Attention-dp ranks run in lockstep and receive their share of every clump together. With
 TensorRT-LLM's attention-dp balancing (EngineProfile.attention_dp_balance) a prompt is also held
 until every rank has one, or for a timeout (``adp_balance_wait_s``).
@@ -140,6 +148,19 @@ def _chunks(ci: CostInputs, room, isl: float):
     return n, isl / n
 
 
+def _wave_group(ci: CostInputs, held, recv):
+    """Prompts per rank that a separate-policy engine prefills together in a closed loop whose
+    engine reads new requests every ``recv`` decode iterations (see the module doc). Hand check:
+    32 held, outputs of 81-121 tokens (a spread of 40 iterations), reads every 30: 24 prompts end
+    within one read apart; with wave_coherence 0.5, 24 + 0.5 x (32 - 24) = 28."""
+    w = ci.workload
+    spread = 2.0 * (w.osl_max_tokens - w.osl_tokens) / ci.spec_tau  # a uniform range's width, in iterations
+    if spread <= 0.0:
+        return held
+    apart = np.clip(held * recv / spread, 1.0, held)
+    return apart + ci.wave_coherence * (held - apart)
+
+
 def _prefill_work(ci: CostInputs, n_dec, ctx, p, dp) -> Work:
     """A pass with n_dec decoding sequences and p computed prompt tokens on every rank (prompts of
     WorkloadSpec.computed_prompt_tokens each, attending to prefill_attended_tokens keys)."""
@@ -194,14 +215,25 @@ def solve_aggregated(ci: CostInputs, par: Par, B, step=iteration) -> Serving:
         held_back = adp_balance_wait_s(ci, par, held, held / life, tpot)
         ttft, life = ttft + held_back, life + held_back
     else:
-        batches = np.maximum(1.0, np.ceil(held * isl / budget))
-        p = held * isl / batches
         t_dec = step(ci, par, decode_work(held, ctx, dp), held <= gmax).cycle_s
-        t_pre = step(ci, par, _prefill_work(ci, 0.0, ctx, p, dp), ci.engine.cuda_graph_mixed & (p <= gmax)).cycle_s
-        ttft = wait_iterations * t_dec + (batches + 1.0) / 2.0 * t_pre
-        tpot = t_dec + (batches - 1.0) / 2.0 * t_pre / steps
-        f = batches / (batches + steps)
-        life = batches * t_pre + steps * t_dec + wait_iterations * t_dec
+
+        def prefill(group):  # (batches, one batch's time) of ``group`` prompts prefilled together
+            batches = np.maximum(1.0, np.ceil(group * isl / budget))
+            p = group * isl / batches
+            return batches, step(ci, par, _prefill_work(ci, 0.0, ctx, p, dp),
+                                 ci.engine.cuda_graph_mixed & (p <= gmax)).cycle_s
+
+        group = _wave_group(ci, held, recv)
+        batches, t_pre = prefill(group)
+        own = (batches + 1.0) / 2.0 * t_pre  # the group's batches up to a prompt's own, on average
+        groups = held / group  # groups per lifetime: every held prompt is prefilled once in it
+        ttft = wait_iterations * t_dec + own
+        if np.isfinite(ci.requests_per_client):  # a benchmark run: its first wave arrives whole
+            wave_batches, t_wave = prefill(held)
+            ttft = ttft + ((wave_batches + 1.0) / 2.0 * t_wave - own) / ci.requests_per_client
+        tpot = t_dec + (groups * batches * t_pre - own) / steps  # every other prefill pauses decoding
+        f = groups * batches / (groups * batches + steps)
+        life = groups * batches * t_pre + steps * t_dec + wait_iterations * t_dec
     tpot = tpot / ci.spec_tau  # the mean iteration carries tau tokens per sequence
     rate = held / life  # requests per second per rank and micro-batch
     ttft = ttft + waiting / rate + ci.request_overhead_s + ci.client_overhead_s

@@ -108,6 +108,8 @@ FACTORS: tuple[Factor, ...] = (
            by_default=False),  # measured; on silicon-dev it trades off against grouped_gemm_efficiency (both slow MoE layers)
     Factor(name="clump_coherence", field="clump_coherence", lower=0.0, upper=1.0, section="assumptions",
            key="clump_coherence", why="a share: from every prompt alone (0) to whole clumps (1)"),
+    Factor(name="wave_coherence", field="wave_coherence", lower=0.0, upper=1.0, section="assumptions",
+           key="wave_coherence", why="a share: from groups that end in one receive interval (0) to whole waves (1)"),
     Factor(name="requests_per_client", field="requests_per_client", lower=1.0, upper=50.0, section="benchmark",
            key="requests_per_client", why="a benchmark sends at least one request per client and rarely more than 50"),
     Factor(name="client_overhead_s", field="client_overhead_s", lower=0.0, upper=0.3, section="benchmark",

@@ -96,6 +96,13 @@ class CostAssumptions(Spec):
     fixed OSL decodes in lockstep), so their clients' next prompts arrive together and are
     prefilled in one iteration, up to the token budget. 1 keeps whole clumps; 0 spreads every
     prompt into an iteration of its own (client and network jitter desynchronise the loop)."""
+    wave_coherence: float = Field(default=1.0, ge=0, le=1)
+    """Closed loop under a separate-policy engine (SGLang) whose output lengths differ: a wave's
+    requests end over the spread of their lengths, so their clients' next prompts could arrive in
+    the groups that end within one receive interval. 1 keeps whole waves, as fixed lengths do (the
+    prefill-first scheduler starts a wave's requests decoding together); 0 leaves only those
+    groups. The bundled profile fits 0.36 on InferenceX's SGLang runs, the dev set's only such runs
+    (lengths on [0.8 x len, len]); what holds that share together is not modelled."""
     dispatch_dtype: DType | None = None
     """Format of tokens sent to experts. None: the engine's (EngineProfile.dispatch_dtype)."""
     combine_dtype: DType | None = None
