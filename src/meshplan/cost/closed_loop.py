@@ -151,8 +151,8 @@ def _chunks(ci: CostInputs, room, isl: float):
 def _wave_group(ci: CostInputs, held, recv):
     """Prompts per rank that a separate-policy engine prefills together in a closed loop whose
     engine reads new requests every ``recv`` decode iterations (see the module doc). Hand check:
-    32 held, outputs of 81-121 tokens (a spread of 40 iterations), reads every 30: 24 prompts end
-    within one read apart; with wave_coherence 0.5, 24 + 0.5 x (32 - 24) = 28."""
+    32 held, outputs of 81-121 tokens (a spread of 40 iterations), reads every 30: 32 x 30 / 40 = 24
+    prompts end between two reads; with wave_coherence 0.5, 24 + 0.5 x (32 - 24) = 28."""
     w = ci.workload
     spread = 2.0 * (w.osl_max_tokens - w.osl_tokens) / ci.spec_tau  # a uniform range's width, in iterations
     if spread <= 0.0:
