@@ -7,7 +7,7 @@ import numpy as np
 from meshplan.cost.attention import Work, decode_work, prefill_work
 from meshplan.cost.inputs import CostInputs
 from meshplan.cost.imbalance import busiest_rank_load
-from meshplan.cost.layer import Par, attention_block, moe_ops, pp_send
+from meshplan.cost.layer import Par, attention_block, expert_rate, moe_ops, pp_send
 from meshplan.io.problem_file import problem_from_raw
 
 
@@ -86,6 +86,28 @@ def test_deepseek_experts_and_dispatch_by_hand():
     assert math.isclose(float(disp.comm_bytes), intra + inter)
     # Time: the slower of NVLink (200 GB/s x 0.8) and NIC (50 GB/s x 0.8), plus 30 us latency.
     assert math.isclose(float(disp.time_s), 30e-6 + max(intra / 160e9, inter / 40e9))
+
+
+def test_experts_split_over_more_gpus_run_narrower_slower_gemms():
+    ci = _ci("deepseek-v3", "h800", weights="fp8", engine={"name": "trtllm", "version": "1.3"}, expert_load_cv=0.0,
+             expert_slice_half_width=256.0)
+    # Grouped-GEMM rate before narrowing: 1978.9e12 FP8 peak x 0.58 (H800 FP8 GEMM share) x 0.6
+    # (grouped GEMM) = 688.66e12.
+    whole = 1978.9e12 * 0.58 * 0.6
+    # DeepSeek-V3 experts are 2,048 wide: one GPU holds all of each (n = 2048, 2048 / 2304 = 0.8889),
+    # or an eighth (n = 256, 256 / 512 = 0.5) with etp 8.
+    assert math.isclose(float(expert_rate(ci, 1.0)), whole * 2048 / 2304)
+    assert math.isclose(float(expert_rate(ci, 8.0)), whole * 0.5)
+    flat = _ci("deepseek-v3", "h800", weights="fp8", engine={"name": "trtllm", "version": "1.3"})
+    assert math.isclose(float(expert_rate(flat, 8.0)), whole)  # 0, the default: no narrowing
+    # An 8,192-token TP 8 prefill with etp 8 (one instance): each GPU computes an eighth of every
+    # expert for all 65,536 assignments: 2 x 65,536 x 3 x 7168 x 256 FLOP at the halved rate against
+    # its reads at 3.35e12 x 0.79 (H800 MoE weight streaming), no floor here.
+    ops = moe_ops(ci, Par.of(8, 1, 1, 8, 1), prefill_work(8192.0, 1.0, 4096.0, 1), 0.0)
+    experts = _op(ops, "experts")
+    assert math.isclose(float(experts.flops), 2 * 65536 * 3 * 7168 * 256)
+    t_c = 2 * 65536 * 3 * 7168 * 256 / (whole * 0.5)
+    assert math.isclose(float(experts.time_s), _smooth(t_c, float(experts.mem_bytes) / (3.35e12 * 0.79)))
 
 
 def test_popularity_skew_loads_the_busiest_ranks_experts_and_links():

@@ -127,7 +127,10 @@ class CostInputs:
     attn_out_flop_per_s: float
     """Achievable FLOP/s of the attention output projection (its format)."""
     expert_flop_per_s: float
-    """Achievable FLOP/s of the routed experts' grouped GEMMs."""
+    """Achievable FLOP/s of the routed experts' grouped GEMMs before a GPU's slice of each expert
+    narrows them (cost.layer.expert_rate, CostAssumptions.expert_slice_half_width)."""
+    expert_slice_half_width: float
+    """CostAssumptions.expert_slice_half_width."""
     shared_flop_per_s: float
     """Achievable FLOP/s of shared-expert GEMMs (dense GEMMs in the experts' format)."""
     other_flop_per_s: float
@@ -280,6 +283,7 @@ class CostInputs:
             combine_bytes_per_value=(a.combine_dtype or eng.combine_dtype).bytes,
             attn_flop_per_s=flops(attn_dt), attn_out_flop_per_s=flops(out_dt),
             expert_flop_per_s=flops(exp_dt) * a.grouped_gemm_efficiency, shared_flop_per_s=flops(exp_dt),
+            expert_slice_half_width=a.expert_slice_half_width,
             other_flop_per_s=flops(prec.weights), core_flop_per_s=flops(act),
             hbm_bytes_per_s=bw(act), hbm_attn_bytes_per_s=bw(attn_dt),
             hbm_expert_bytes_per_s=g.hbm_bw_bytes_per_s * p.moe_hbm_efficiency(exp_dt),

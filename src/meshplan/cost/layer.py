@@ -171,7 +171,7 @@ def moe_ops(ci: CostInputs, par: Par, w: Work, ovh: float) -> list[OpCost]:
     ops.append(comm_op("attn_dp_gather", gather_bytes, gather_active, gather_bw, gather_lat))
     expert_bytes = (touched * per_expert * ci.expert_bytes_per_weight
                     + t_exp * (2 * ci.hidden_size + 3 * ci.expert_ffn_size / par.etp) * a)
-    ops.append(compute_op("experts", 2 * t_exp * per_expert, expert_bytes, ci.expert_flop_per_s, ci.hbm_expert_bytes_per_s,
+    ops.append(compute_op("experts", 2 * t_exp * per_expert, expert_bytes, expert_rate(ci, par.etp), ci.hbm_expert_bytes_per_s,
                           ovh, K.EXPERTS + K.EXPERT_COMBINE + 2 * ci.quant_exp, ci.roofline_sharpness))
     etp_bw, etp_lat = ring_tier(ci, par.etp)
     # Partial sums per row received: in the prefill one row per distinct token (a token with
@@ -188,6 +188,17 @@ def moe_ops(ci: CostInputs, par: Par, w: Work, ovh: float) -> list[OpCost]:
                               ci.hbm_expert_bytes_per_s, ovh, K.SHARED_EXPERTS + 2 * ci.quant_exp, ci.roofline_sharpness))
     ops.append(tp_all_reduce(ci, par, T, "tp_all_reduce_moe"))
     return ops
+
+
+def expert_rate(ci: CostInputs, etp):
+    """FLOP/s of the routed experts' grouped GEMMs when each expert is split over ``etp`` GPUs:
+    CostInputs.expert_flop_per_s times n / (n + h), n = expert_ffn_size / etp the slice a GPU holds
+    (the whole expert at etp 1) and h CostAssumptions.expert_slice_half_width (0: no narrowing)."""
+    h = ci.expert_slice_half_width
+    if h <= 0:
+        return ci.expert_flop_per_s
+    n = ci.expert_ffn_size / np.asarray(etp, dtype=float)
+    return ci.expert_flop_per_s * n / (n + h)
 
 
 def head_ops(ci: CostInputs, par: Par, B, ovh: float) -> list[OpCost]:

@@ -103,6 +103,9 @@ FACTORS: tuple[Factor, ...] = (
     Factor(name="grouped_gemm_efficiency", field="expert_flop_per_s", lower=0.3, upper=1.0, relative_to=0.6,
            section="assumptions", key="grouped_gemm_efficiency",
            why="a grouped GEMM reaches at most a dense GEMM's rate; measured MoE modules reach 0.5-0.66 of it"),
+    Factor(name="expert_slice_half_width", field="expert_slice_half_width", lower=0.0, upper=2048.0,
+           section="assumptions", key="expert_slice_half_width",
+           why="no narrowing (0) up to half the rate at a slice as wide as a whole DeepSeek-V3 expert (2,048)"),
     Factor(name="expert_load_cv", field="expert_load_cv", lower=0.0, upper=2.5, section="assumptions", key="expert_load_cv",
            why="expert popularity spread from uniform (0) to the most skewed measured (TensorRT-LLM blog 4: 1.67)",
            by_default=False),  # measured; on silicon-dev it trades off against grouped_gemm_efficiency (both slow MoE layers)

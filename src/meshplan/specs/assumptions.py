@@ -58,7 +58,20 @@ class CostAssumptions(Spec):
     grouped_gemm_efficiency: float = Field(default=0.6, gt=0, le=1)
     """Routed experts' grouped GEMM rate relative to a dense GEMM of the same format. 0.6:
     aiconfigurator's measured MoE module (DeepSeek-V3 shape, EP8, balanced) reaches 29% (H200) and
-    38% (B200) of FP8 peak at 16k tokens, against 56-58% for dense FP8 GEMMs."""
+    38% (B200) of FP8 peak at 16k tokens, against 56-58% for dense FP8 GEMMs. With
+    expert_slice_half_width above 0 it is the rate before a slice's narrowing, which also scales
+    whole experts (by 2048 / (2048 + h) for DeepSeek-V3's)."""
+    expert_slice_half_width: float = Field(default=0.0, ge=0)
+    """Width of an expert slice at which its grouped GEMM reaches half its rate. Expert tensor
+    parallelism splits each expert's intermediate dimension over etp GPUs, so a GPU's slice is
+    n = expert_ffn_size / etp wide: the gate/up GEMM writes 2n columns, the down GEMM sums over n.
+    Narrow GEMMs fill fewer output tiles and run shorter reduction loops, and tile and wave
+    quantisation leave more of the GPU idle (NVIDIA, "Matrix Multiplication Background User's
+    Guide", DU-09799-001, chapter 3), so the routed experts' rate is scaled by n / (n + this).
+    0 leaves every slice at the full rate (the model before it). No kernel table that varies etp
+    alone was found to source it; a calibration fits it on runs that use both whole experts
+    (attention dp with EP) and split ones (TP MoE), as the dev set's do (379 there, in-sample,
+    2026-12-02). The bundled profile does not fit it yet: see README, "Expert tensor parallelism"."""
     comm_efficiency: float = Field(default=0.8, gt=0, le=1)
     """Achievable fraction of link bandwidth for collectives. 0.8: NCCL all-reduce bus
     bandwidth 370 GB/s of 450 GB/s per direction on 8x H100 without NVLS (nccl-tests #212)."""
