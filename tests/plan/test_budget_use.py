@@ -9,14 +9,16 @@ from meshplan.search.search import search
 from meshplan.strategy.layout import parse_strategy
 
 
-def _problem(**workload):
-    return problem_from_raw({"model": "qwen3-30b-a3b", "gpu": "h200", "gpus": 8,
+def _problem(serving="auto", **workload):
+    return problem_from_raw({"model": "qwen3-30b-a3b", "gpu": "h200", "gpus": 8, "serving": serving,
                              "workload": {"isl": 2000, "osl": 500, **workload},
                              "requirements": {"ttft_s": 1.0, "tpot_s": 0.05}})
 
 
 def test_a_fixed_concurrency_on_fewer_gpus_says_what_replicas_would_give():
-    problem = _problem(concurrency=256)
+    # Aggregated serving: the alternative quoted is the plan's own layout replicated (a
+    # disaggregated plan's budget note is about the pools' balance instead).
+    problem = _problem(serving="aggregated", concurrency=256)
     doc = plan_document(search(problem))
     use = doc["budget_use"]
     assert use is not None and use["budget"] == 8 and use["idle"] == 8 - doc["gpus_total"]

@@ -107,17 +107,18 @@ HAND = {
         activations=12_288 + 128_000,  # 140,288
     ),
     "qwen3-235b-fixed-strategy": dict(
-        gpus=8,  # tp 4 x attention dp 2 (etp 8): the profile refitted on 2026-12-01 tips the search from
-        # tp 8, which the earlier profile chose (370 output tok/s per GPU then; this plan 366 now)
+        gpus=8,  # tp 8 with experts ep 8: the profile with the expert slice width (2026-12-02) tips the
+        # search back from tp 4 x attention dp 2 with etp 8 experts (366 output tok/s per GPU under the
+        # profile of 2026-12-01; this plan 328 now), since slices of 1536 / 8 = 192 run slower
         kv_per_token=48_128,
-        # As the split plan's decode pool below (the same layout): per layer q, o 2 x 4096 x 4096 / 4 +
-        # k, v 524,288 + norms 8,192 = 8,921,088; experts 128 x 3 x 4096 x 1536 / 8 = 301,989,888 (1 byte
-        # each); router 4096 x 128 x 2 bytes (16-bit) = 1,048,576: 311,959,552 x 94 = 29,324,197,888;
-        # embedding and head 2 x 151936 x 4096 / 4 x 2 bytes + norm 8,192 = 622,338,048.
-        weights=29_946_535_936,
-        kv_cache=(64 * 3_072 + 1_024) * 12_032,  # 64 sequences a rank (128 over 2 ranks): 2,377,908,224
-        # 64 x (2 x (4 x 4096 + widest 8 x 2 x 1536 / 4) + logits 151936 / 4 x 4) = 64 x 196,992.
-        activations=12_607_488,
+        # Per layer q, o 2 x 4096 x 4096 / 8 = 4,194,304 + k, v 2 x 4096 x 64 = 524,288 (4 kv heads over
+        # tp 8: one a GPU) + norms 8,192; experts 128 / 8 = 16 whole x 3 x 4096 x 1536 = 301,989,888
+        # (1 byte each); router 4096 x 128 x 2 bytes (16-bit) = 1,048,576: 307,765,248 x 94 =
+        # 28,929,933,312; embedding and head 2 x 151936 x 4096 / 8 x 2 bytes + norm 8,192 = 311,173,120.
+        weights=29_241_106_432,
+        kv_cache=(128 * 3_072 + 1_024) * 12_032,  # the 128 sequences on its one rank: 4,743,495,680
+        # 128 x (2 x (4 x 4096 + widest 8 x 2 x 1536 / 8) + logits 151936 / 8 x 4) = 128 x 114,880.
+        activations=14_704_640,
     ),
     "qwen3-235b-prefill-decode": dict(
         gpus=13,  # prefill pp 5 (5 GPUs) + decode tp 4 x dp 2 (8 GPUs)

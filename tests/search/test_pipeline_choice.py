@@ -1,13 +1,16 @@
 """The search follows the costed pipeline: DeepSeek-V3 FP8 on 32 H200 (ISL 4000, OSL 500, TTFT 1 s,
 TPOT 30 ms) plans the layouts the engines' guides use, or says with numbers why stages win.
 
-With the bundled profile (refit of 2026-12-01, sustained GEMM share 0.79) stages win for TensorRT-LLM
-and SGLang: their best prefill pool without stages (attention dp 4 x tp 2, experts etp 8, 8 GPUs)
-prefills fewer prompts per second than a pp 4 prefill pool of attention dp 2 with etp 2 experts on the
-same 8 GPUs, so it feeds the decode pool 112 clients (TensorRT-LLM) where the staged pool feeds the
-128 that the decode pool's 30 ms TPOT allows (+14.4% and +11.7% output tokens/s per GPU, read from
-the plans' notes). With the profile before it (share 0.825) the plans without stages
-were within the 10% margin (+6%)."""
+With the bundled profile (refit of 2026-12-02, with the expert slice width) stages win for all three
+engines, by 33-36% output tokens/s per GPU (read from the plans' notes): a pp 7 prefill pool of one
+GPU per stage holds every expert of its layers whole, so its grouped GEMMs run full-width slices with
+no expert-parallel load skew, where the best prefill pool without stages (attention dp 4 x tp 2,
+experts ep 4 x etp 2) splits each expert in two (a 1,024-wide slice runs at 1024 / (1024 + 379) = 73%
+of the base rate against 2048 / 2427 = 84% whole) and its busiest of 4 expert ranks gets
+1 + 1.67 sqrt(2 ln 4 x 4 / 256) = 1.35 times the mean tokens (cost.imbalance.popularity_skew).
+SGLang's prefill pools model 4,953 against 3,120 input tokens/s per GPU (meshplan evaluate).
+With the profile before it (no slice width) stages won by 14.4% and 11.7% for TensorRT-LLM and
+SGLang (pp 4 of attention dp 2 with etp 2 experts) and vLLM kept no stages (+4.7%)."""
 
 import re
 
@@ -32,27 +35,11 @@ def _gain(note):
     return float(re.search(r"\(([+-][\d.]+)%", note).group(1)) / 100
 
 
-def test_vllms_layouts_without_stages():
-    result, notes = _plan("vllm")
-    best = result.best
-    assert best.feasible and not has_stages(best)
-    # Both pools spread the MoE layers over the attention GPUs of one stage (attention dp or tp
-    # folded onto ep x etp), as the engines' DeepSeek guides deploy it.
-    for pool in (best.prefill, best.decode):
-        assert pool.tp * pool.dp == pool.ep * pool.etp
-    # A staged plan came close and lost: the note says by how much, within the 10% margin.
-    if result.with_stages is not None:
-        assert has_stages(result.with_stages)
-        assert len(notes) == 1 and notes[0].startswith("no pipeline stages") and 0 <= _gain(notes[0]) <= 0.10
-    else:
-        assert not notes
-
-
-@pytest.mark.parametrize("engine", ["trtllm", "sglang"])
+@pytest.mark.parametrize("engine", ["trtllm", "sglang", "vllm"])
 def test_where_stages_win_by_more_than_the_margin_the_plan_without_them_is_named(engine):
     result, notes = _plan(engine)
     best, alt = result.best, result.without_stages
-    assert best.feasible and best.prefill.pp == 4 and best.decode.pp == 1
+    assert best.feasible and best.prefill.pp > 1 and best.decode.pp == 1
     # The plan without stages it beat spreads the MoE layers over one stage's attention GPUs, as
     # the engines' DeepSeek guides deploy it, and the note says by how much it lost: above 10%.
     assert alt is not None and alt.feasible and not has_stages(alt)
@@ -63,29 +50,34 @@ def test_where_stages_win_by_more_than_the_margin_the_plan_without_them_is_named
 
 
 def test_where_stages_win_the_notes_say_by_how_much():
-    # TensorRT-LLM (bundled profile): a pp4 prefill instance (4 stages of attention dp2 with etp2
-    # experts, 8 GPUs) models more tokens/s per GPU than the plan without stages (the test
+    # TensorRT-LLM (bundled profile): a pp7 prefill instance (7 stages of one GPU, each with every
+    # expert of its layers) models more tokens/s per GPU than the plan without stages (the test
     # above's note). With a 2% margin too the pipeline wins, and the issue's alternative to
     # the engines' layouts is then a note that shows with numbers why: the plan without stages it
     # beat, its tokens/s per GPU and the gain, above the margin.
     result, notes = _plan("trtllm", pipeline_margin=0.02)
     best, alt = result.best, result.without_stages
-    assert best.feasible and best.prefill.pp == 4 and best.decode.pp == 1
+    assert best.feasible and best.prefill.pp > 1 and best.decode.pp == 1
     assert alt is not None and alt.feasible and not has_stages(alt)
-    assert len(notes) == 1 and notes[0].startswith("pipeline stages (prefill pool pp 4)")
+    assert len(notes) == 1 and notes[0].startswith(f"pipeline stages (prefill pool pp {best.prefill.pp})")
     assert f"{per_gpu(alt):,.0f} for the best plan without stages, {alt.label}" in notes[0]
     assert "above the 2% margin" in notes[0]
     assert _gain(notes[0]) == pytest.approx(per_gpu(best) / per_gpu(alt) - 1, abs=5e-4) and _gain(notes[0]) > 0.02
 
 
-def test_without_a_margin_a_small_pipeline_gain_is_taken():
-    # vLLM: the best staged plan models a few percent more tokens/s per GPU than the best without
-    # stages (+4.7%, the first test's note). With pipeline_margin 0 the search keeps it and says by
-    # how much, against the plan it chose with the default margin.
-    kept, notes = _plan("vllm", pipeline_margin=0.0)
-    passed, _ = _plan("vllm")
-    assert passed.with_stages is not None
-    assert has_stages(kept.best) and not has_stages(passed.best)
-    assert kept.best.label == passed.with_stages.label
-    assert kept.without_stages.label == passed.best.label
-    assert "above the 0% margin" in notes[0] and _gain(notes[0]) > 0
+@pytest.mark.parametrize("engine", ["trtllm", "vllm"])
+def test_a_margin_above_the_gain_keeps_the_layout_without_stages(engine):
+    # The staged plans above win by 33-36% (their notes). With a margin of 40% the search keeps
+    # the plan without stages that they beat, and its note names the staged plan it passed over
+    # and the gain that fell within the margin.
+    passed, notes = _plan(engine, pipeline_margin=0.40)
+    kept, _ = _plan(engine)
+    best = passed.best
+    assert best.feasible and not has_stages(best)
+    for pool in (best.prefill, best.decode):
+        assert pool.tp * pool.dp == pool.ep * pool.etp
+    assert passed.with_stages is not None and has_stages(passed.with_stages)
+    assert passed.with_stages.label == kept.best.label and best.label == kept.without_stages.label
+    assert len(notes) == 1 and notes[0].startswith("no pipeline stages") and "within the 40%" in notes[0]
+    gain = _gain(notes[0])
+    assert gain == pytest.approx(per_gpu(passed.with_stages) / per_gpu(best) - 1, abs=5e-4) and 0.10 < gain <= 0.40
