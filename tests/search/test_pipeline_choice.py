@@ -47,6 +47,16 @@ def test_where_stages_win_by_more_than_the_margin_the_plan_without_them_is_named
         assert pool.tp * pool.dp == pool.ep * pool.etp
     assert len(notes) == 1 and "above the 10% margin" in notes[0]
     assert _gain(notes[0]) == pytest.approx(per_gpu(best) / per_gpu(alt) - 1, abs=5e-4) and _gain(notes[0]) > 0.10
+    # Why, in the prefill pools' MoE layers. Hand check with the bundled slice half-width h = 378.6:
+    # whole DeepSeek-V3 experts are 2,048 wide, 2048 / 2426.6 = 84% of the grouped-GEMM rate;
+    # split in two, 1024 / 1402.6 = 73%; the busiest of 4 expert ranks of 256 experts with
+    # popularity CV 1.67 gets 1 + 1.67 sqrt(2 ln 4 x 4 / 256) = 1 + 1.67 x 0.2081 = 1.35 times the mean.
+    h = result.problem.assumptions.expert_slice_half_width
+    assert best.prefill.etp == 1 and best.prefill.ep == 1 and (alt.prefill.etp, alt.prefill.ep) == (2, 4)
+    assert (f"prefill pool's MoE layers with stages: whole experts (2,048 wide, {2048 / (2048 + h):.0%} of the "
+            "grouped-GEMM rate) on one expert rank; without: experts split etp 2 "
+            f"(1,024 wide, {1024 / (1024 + h):.0%} of the grouped-GEMM rate), the busiest of 4 expert ranks at 1.35x "
+            "the mean tokens (expert popularity CV 1.67)") in notes[0]
 
 
 def test_where_stages_win_the_notes_say_by_how_much():

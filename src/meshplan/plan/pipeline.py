@@ -9,8 +9,12 @@ than the best plan without them; the plan says which way that went, with the num
 
 from __future__ import annotations
 
+from meshplan.cost.imbalance import popularity_skew
+from meshplan.cost.inputs import CostInputs
+from meshplan.cost.layer import expert_rate
 from meshplan.plan.document import PlanNote
-from meshplan.search.candidate import Candidate
+from meshplan.search.candidate import Candidate, problem_of
+from meshplan.search.objectives import Mode
 from meshplan.search.search import SearchResult, has_stages
 from meshplan.search.order import per_gpu_metric as _metric
 
@@ -22,6 +26,39 @@ def _stages(c: Candidate) -> str:
 
 def _slots(c: Candidate) -> int:
     return max(lay.pp * lay.dp for lay in (c.prefill, c.decode) if lay is not None and lay.pp > 1)
+
+
+def _experts(ci: CostInputs, etp: int, ep: int) -> str:
+    width = ci.expert_ffn_size / etp
+    share = float(expert_rate(ci, etp) / ci.expert_flop_per_s)
+    split = "whole experts" if etp == 1 else f"experts split etp {etp}"
+    if ep == 1:
+        return f"{split} ({width:,.0f} wide, {share:.0%} of the grouped-GEMM rate) on one expert rank"
+    skew = float(popularity_skew(ep, ci.num_experts, ci.expert_load_cv))
+    return (f"{split} ({width:,.0f} wide, {share:.0%} of the grouped-GEMM rate), the busiest of {ep} expert ranks "
+            f"at {skew:.2f}x the mean tokens (expert popularity CV {ci.expert_load_cv:g})")
+
+
+def expert_contrast(result: SearchResult, staged: Candidate, flat: Candidate) -> str:
+    """Why stages pay off in the MoE layers, with numbers: for each pool with stages, its experts'
+    slice width and rate (cost.layer.expert_rate) and its busiest expert rank's share of the
+    tokens from expert popularity (cost.imbalance.popularity_skew), against the same pool of the
+    plan without stages (for an aggregated plan, its one layout). Empty for a dense model, pools
+    whose experts are laid out alike, or plans of different modes."""
+    if staged.mode is not flat.mode:
+        return ""
+    parts = []
+    pools = ("prefill", "decode") if staged.mode is Mode.DISAGGREGATED else ("decode",)
+    for name in pools:
+        s, f = getattr(staged, name), getattr(flat, name)
+        if s is None or f is None or s.pp == 1 or (s.etp, s.ep) == (f.etp, f.ep):
+            continue
+        ci = CostInputs.from_problem(problem_of(result.problem, staged).for_pool(name))
+        if not ci.num_experts:
+            return ""
+        where = f"{name} pool's MoE layers" if len(pools) == 2 else "MoE layers"
+        parts.append(f"{where} with stages: {_experts(ci, s.etp, s.ep)}; without: {_experts(ci, f.etp, f.ep)}")
+    return "".join(f"; {p}" for p in parts)
 
 
 def pipeline_note(result: SearchResult) -> PlanNote | None:
@@ -55,4 +92,4 @@ def pipeline_note(result: SearchResult) -> PlanNote | None:
     return PlanNote(field="strategy.pp", message=(
         f"pipeline stages ({stages}): {_metric(best):,.0f} {what} tok/s per GPU against {_metric(alt):,.0f} for the "
         f"best plan without stages, {alt.label} ({gain:+.1%}, above the {margin:.0%} margin of "
-        "assumptions.pipeline_margin)" + tail))
+        "assumptions.pipeline_margin)" + expert_contrast(result, best, alt) + tail))
