@@ -70,8 +70,8 @@ class CostAssumptions(Spec):
     Guide", DU-09799-001, chapter 3), so the routed experts' rate is scaled by n / (n + this).
     0 leaves every slice at the full rate (the model before it). No kernel table that varies etp
     alone was found to source it; a calibration fits it on runs that use both whole experts
-    (attention dp with EP) and split ones (TP MoE), as the dev set's do (379 there, in-sample,
-    2026-12-02). The bundled profile does not fit it yet: see README, "Expert tensor parallelism"."""
+    (attention dp with EP) and split ones (TP MoE), as the dev set's do: the bundled profile
+    silicon-dev fits it to 379 +- 33 (2026-12-02; README, "Expert tensor parallelism")."""
     comm_efficiency: float = Field(default=0.8, gt=0, le=1)
     """Achievable fraction of link bandwidth for collectives. 0.8: NCCL all-reduce bus
     bandwidth 370 GB/s of 450 GB/s per direction on 8x H100 without NVLS (nccl-tests #212)."""
