@@ -32,6 +32,9 @@ def test_a_rows_source_names_its_client():
     assert harness_of(INFERENCEX).name == "inferencex"
     assert harness_of("source_file=2026-04-06.csv; model=DeepSeek-R1; silicon_concurrency=8").name == "inferencex"
     assert harness_of(AIC).name == "aiconfigurator"
+    # The per-model gap analyses re-report InferenceX's measured runs (harnesses.yaml [IX11]).
+    assert harness_of("source_file=qwen3.5-397b-gap-analysis.csv; silicon_concurrency=4").name == "inferencex"
+    assert harness_of("source_file=kimi-k2.5-gap-analysis.csv; silicon_concurrency=4").name == "inferencex"
     assert harness_of("bench; silicon_concurrency=4") is AS_STATED
 
 
