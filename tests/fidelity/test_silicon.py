@@ -20,7 +20,7 @@ def silicon_row(**kw):
     base = {c: "" for c in COLUMNS}
     base.update(id="r", silicon_data_source="x; silicon_concurrency=64; y", backend="trtllm", backend_version="1.2.0",
                 model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp4", mode="agg", isl="1024",
-                osl="1024", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4", batch_size="8", tp_size="8", pp_size="1",
+                osl="1024", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4", batch_size="64", tp_size="8", pp_size="1",
                 moe_tp_size="1", moe_ep_size="8", silicon_ttft_ms="200", silicon_tpot_ms="20")
     base.update({k: str(v) for k, v in kw.items()})
     return base
@@ -43,6 +43,24 @@ def test_aggregated_row_with_empty_attention_dp(tmp_path):
     # attention_dp_size empty -> 1; tp 8 folds onto moe_tp 1 x moe_ep 8.
     assert (c.layout.tp, c.layout.dp, c.layout.ep, c.layout.etp, c.layout.pp) == (8, 1, 8, 1, 1)
     assert c.gemm_format.value == "fp4" and c.moe_format.value == "fp4" and c.gpus == 8
+
+
+def test_an_aggregated_run_of_several_batches_ran_on_that_many_workers(tmp_path):
+    # batch_size is the batch per attention-dp rank (cases README): 448 clients at batch 14 on TP 2
+    # are 448 / 14 = 32 workers (aiconfigurator's Qwen3-32B-NVFP4 runs on GB200); 64 clients at
+    # batch 8 with attention dp 2 are 64 / (8 x 2) = 4 workers; one batch, an empty or a 0 batch
+    # is one worker; 64 clients at batch 24 (64 / 24 = 2.67 workers) is inconsistent.
+    src = "x; silicon_concurrency={}; y"
+    cases, skips = read_rows(tmp_path, [
+        silicon_row(id="q", model_path="nvidia/Qwen3-32B-NVFP4", system="gb200", tp_size=2, moe_tp_size="",
+                    moe_ep_size="", batch_size=14, silicon_data_source=src.format(448)),
+        silicon_row(id="dp", tp_size=4, attention_dp_size=2, batch_size=8),
+        silicon_row(id="one", batch_size=64), silicon_row(id="empty", batch_size=""),
+        silicon_row(id="zero", batch_size=0), silicon_row(id="odd", batch_size=24)])
+    workers = {c.id: c.layout.instances for c in cases}
+    assert workers == {"q": 32, "dp": 4, "one": 1, "empty": 1, "zero": 1}
+    assert [(s.id, s.reason) for s in skips] == [("odd", SkipReason.LAYOUT)]
+    assert "batch_size" in skips[0].detail and "not a whole number" in skips[0].detail
 
 
 def test_disaggregated_rows_need_worker_counts(tmp_path):

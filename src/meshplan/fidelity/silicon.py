@@ -154,6 +154,26 @@ def _layout(row: dict[str, str], prefix: str, moe: bool, instances: int = 1) -> 
     return Layout(instances=instances, pp=pp, tp=tp, dp=dp, ep=ep, etp=etp)
 
 
+def _agg_workers(row: dict[str, str], concurrency: int) -> int:
+    """Workers of an aggregated run. The file states the batch per attention-dp rank (batch_size,
+    shared/cases/README.md), so a run whose concurrency is k >= 2 times batch_size x attention_dp
+    served its clients on k workers of the layout: aiconfigurator's runs of DeepSeek-R1-NVFP4 on B200
+    (4,000 / 1,000 tokens, TP 4, batch 56 at 224 clients: 4 workers, 16 GPUs) and Qwen3-32B-NVFP4 on
+    GB200 (15,000 / 500, TP 2, batch 14 at 448 clients: 32 workers). One worker where batch_size is
+    empty or 0, or the concurrency is at most one batch; a fractional multiple is inconsistent."""
+    batch = _num(row, "batch_size")
+    if not batch:
+        return 1
+    per_worker = batch * _degree(row, "attention_dp_size", 1)
+    workers = concurrency / per_worker
+    if workers <= 1:
+        return 1
+    if workers != int(workers):
+        raise _Bad("batch_size", f"{row.get('batch_size')} (concurrency {concurrency} is not a whole number of "
+                                 f"workers of batch_size x attention_dp_size = {per_worker:g})")
+    return int(workers)
+
+
 def _format(row: dict[str, str], key: str) -> DType | None:
     text = (row.get(key) or "").strip()
     return parse_dtype(text, key) if text else None
@@ -200,7 +220,7 @@ def read_case(row: dict[str, str]) -> SiliconCase | Skip:
             layout, prefill = None, _layout(row, "prefill_", moe, _degree(row, "prefill_num_workers"))
             decode = _layout(row, "decode_", moe, _degree(row, "decode_num_workers"))
         else:
-            layout, prefill, decode = _layout(row, "", moe), None, None
+            layout, prefill, decode = _layout(row, "", moe, _agg_workers(row, concurrency)), None, None
         isl, osl = _degree(row, "isl"), _degree(row, "osl")
         gemm, moe_fmt = _format(row, "gemm_quant_mode"), _format(row, "moe_quant_mode") if moe else None
     except _Bad as bad:
