@@ -56,11 +56,13 @@ def test_an_aggregated_run_of_several_batches_ran_on_that_many_workers(tmp_path)
                     moe_ep_size="", batch_size=14, silicon_data_source=src.format(448)),
         silicon_row(id="dp", tp_size=4, attention_dp_size=2, batch_size=8),
         silicon_row(id="one", batch_size=64), silicon_row(id="empty", batch_size=""),
-        silicon_row(id="zero", batch_size=0), silicon_row(id="odd", batch_size=24)])
+        silicon_row(id="zero", batch_size=0), silicon_row(id="odd", batch_size=24),
+        silicon_row(id="negative", batch_size=-8), silicon_row(id="half", batch_size=8.5)])
     workers = {c.id: c.layout.instances for c in cases}
     assert workers == {"q": 32, "dp": 4, "one": 1, "empty": 1, "zero": 1}
-    assert [(s.id, s.reason) for s in skips] == [("odd", SkipReason.LAYOUT)]
+    assert [(s.id, s.reason) for s in skips] == [(k, SkipReason.LAYOUT) for k in ("odd", "negative", "half")]
     assert "batch_size" in skips[0].detail and "not a whole number" in skips[0].detail
+    assert all("a whole number >= 0" in s.detail for s in skips[1:])
 
 
 def test_disaggregated_rows_need_worker_counts(tmp_path):

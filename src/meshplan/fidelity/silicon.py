@@ -162,6 +162,8 @@ def _agg_workers(row: dict[str, str], concurrency: int) -> int:
     GB200 (15,000 / 500, TP 2, batch 14 at 448 clients: 32 workers). One worker where batch_size is
     empty or 0, or the concurrency is at most one batch; a fractional multiple is inconsistent."""
     batch = _num(row, "batch_size")
+    if batch is not None and (batch < 0 or batch != int(batch)):
+        raise _Bad("batch_size", f"{row.get('batch_size')} (a whole number >= 0)")
     if not batch:
         return 1
     per_worker = batch * _degree(row, "attention_dp_size", 1)
