@@ -1,16 +1,16 @@
 """The search follows the costed pipeline: DeepSeek-V3 FP8 on 32 H200 (ISL 4000, OSL 500, TTFT 1 s,
 TPOT 30 ms) plans the layouts the engines' guides use, or says with numbers why stages win.
 
-With the bundled profile (refit of 2026-12-02, with the expert slice width) stages win for all three
-engines, by 33-36% output tokens/s per GPU (read from the plans' notes): a pp 7 prefill pool of one
-GPU per stage holds every expert of its layers whole, so its grouped GEMMs run full-width slices with
-no expert-parallel load skew, where the best prefill pool without stages (attention dp 4 x tp 2,
-experts ep 4 x etp 2) splits each expert in two (a 1,024-wide slice runs at 1024 / (1024 + 379) = 73%
-of the base rate against 2048 / 2427 = 84% whole) and its busiest of 4 expert ranks gets
-1 + 1.67 sqrt(2 ln 4 x 4 / 256) = 1.35 times the mean tokens (cost.imbalance.popularity_skew).
-SGLang's prefill pools model 4,953 against 3,120 input tokens/s per GPU (meshplan evaluate).
-With the profile before it (no slice width) stages won by 14.4% and 11.7% for TensorRT-LLM and
-SGLang (pp 4 of attention dp 2 with etp 2 experts) and vLLM kept no stages (+4.7%)."""
+With the bundled profile (refit of 2026-12-02, grouped-GEMM efficiency on its measured lower bound
+0.5, expert slice half-width 658) stages win for all three engines, by 34-36% output tokens/s per GPU
+(read from the plans' notes: TensorRT-LLM pp 7, SGLang and vLLM pp 6): a prefill pool of one GPU
+per stage holds every expert of its layers whole on one expert rank, with no expert-parallel load
+skew, where the best prefill pool without stages (attention dp 4 x tp 2, whole experts on 8 expert
+ranks) gives its busiest rank 1 + 1.67 sqrt(2 ln 8 x 8 / 256) = 1.60 times the mean tokens
+(cost.imbalance.popularity_skew). With the profile before (efficiency 0.38, half-width 379) stages
+won by 33-36% too, against a pool of experts split etp 2 on 4 ranks (1,024-wide slices at
+1024 / 1403 = 73% of the rate, the busiest rank at 1.35x); before the slice width, by 14.4% and
+11.7% for TensorRT-LLM and SGLang, and vLLM kept no stages (+4.7%)."""
 
 import re
 
@@ -47,16 +47,16 @@ def test_where_stages_win_by_more_than_the_margin_the_plan_without_them_is_named
         assert pool.tp * pool.dp == pool.ep * pool.etp
     assert len(notes) == 1 and "above the 10% margin" in notes[0]
     assert _gain(notes[0]) == pytest.approx(per_gpu(best) / per_gpu(alt) - 1, abs=5e-4) and _gain(notes[0]) > 0.10
-    # Why, in the prefill pools' MoE layers. Hand check with the bundled slice half-width h = 378.6:
-    # whole DeepSeek-V3 experts are 2,048 wide, 2048 / 2426.6 = 84% of the grouped-GEMM rate;
-    # split in two, 1024 / 1402.6 = 73%; the busiest of 4 expert ranks of 256 experts with
-    # popularity CV 1.67 gets 1 + 1.67 sqrt(2 ln 4 x 4 / 256) = 1 + 1.67 x 0.2081 = 1.35 times the mean.
+    # Why, in the prefill pools' MoE layers. Hand check with the bundled slice half-width h = 658.2:
+    # whole DeepSeek-V3 experts are 2,048 wide, 2048 / 2706.2 = 76% of the grouped-GEMM rate, with
+    # stages and without; the busiest of 8 expert ranks of 256 experts with popularity CV 1.67 gets
+    # 1 + 1.67 sqrt(2 ln 8 x 8 / 256) = 1 + 1.67 sqrt(0.1300) = 1 + 1.67 x 0.3605 = 1.60 times the mean.
     h = result.problem.assumptions.expert_slice_half_width
-    assert best.prefill.etp == 1 and best.prefill.ep == 1 and (alt.prefill.etp, alt.prefill.ep) == (2, 4)
-    assert (f"prefill pool's MoE layers with stages: whole experts (2,048 wide, {2048 / (2048 + h):.0%} of the "
-            "grouped-GEMM rate) on one expert rank; without: experts split etp 2 "
-            f"(1,024 wide, {1024 / (1024 + h):.0%} of the grouped-GEMM rate), the busiest of 4 expert ranks at 1.35x "
-            "the mean tokens (expert popularity CV 1.67)") in notes[0]
+    assert f"{2048 / (2048 + h):.0%}" == "76%"
+    assert best.prefill.etp == 1 and best.prefill.ep == 1 and (alt.prefill.etp, alt.prefill.ep) == (1, 8)
+    assert ("prefill pool's MoE layers with stages: whole experts (2,048 wide, 76% of the grouped-GEMM rate) "
+            "on one expert rank; without: whole experts (2,048 wide, 76% of the grouped-GEMM rate), the busiest "
+            "of 8 expert ranks at 1.60x the mean tokens (expert popularity CV 1.67)") in notes[0]
 
 
 def test_where_stages_win_the_notes_say_by_how_much():
@@ -77,7 +77,7 @@ def test_where_stages_win_the_notes_say_by_how_much():
 
 @pytest.mark.parametrize("engine", ["trtllm", "vllm"])
 def test_a_margin_above_the_gain_keeps_the_layout_without_stages(engine):
-    # The staged plans above win by 33-36% (their notes). With a margin of 40% the search keeps
+    # The staged plans above win by 34-36% (their notes). With a margin of 40% the search keeps
     # the plan without stages that they beat, and its note names the staged plan it passed over
     # and the gain that fell within the margin.
     passed, notes = _plan(engine, pipeline_margin=0.40)

@@ -71,7 +71,8 @@ class CostAssumptions(Spec):
     0 leaves every slice at the full rate (the model before it). No kernel table that varies etp
     alone was found to source it; a calibration fits it on runs that use both whole experts
     (attention dp with EP) and split ones (TP MoE), as the dev set's do: the bundled profile
-    silicon-dev fits it to 379 +- 33 (2026-12-02; README, "Expert tensor parallelism")."""
+    silicon-dev fits it to 658 +- 75 (2026-12-02, with the grouped-GEMM efficiency on its
+    measured lower bound 0.5; README, "Expert tensor parallelism")."""
     comm_efficiency: float = Field(default=0.8, gt=0, le=1)
     """Achievable fraction of link bandwidth for collectives. 0.8: NCCL all-reduce bus
     bandwidth 370 GB/s of 450 GB/s per direction on 8x H100 without NVLS (nccl-tests #212)."""
