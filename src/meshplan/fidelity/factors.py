@@ -102,7 +102,7 @@ FACTORS: tuple[Factor, ...] = (
                "to all of its rate measured alone"),
     Factor(name="grouped_gemm_efficiency", field="expert_flop_per_s", lower=0.5, upper=1.0, relative_to=0.6,
            section="assumptions", key="grouped_gemm_efficiency",
-           why="a grouped GEMM reaches at most a dense GEMM's rate; measured MoE modules reach 0.5-0.66 of it "
+           why="a grouped GEMM reaches at most a dense GEMM's rate; measured MoE modules reach 0.5-0.68 of it "
                "(aiconfigurator, DeepSeek-V3 shape, EP8, 16k tokens: H200 0.5, B200 0.66-0.68), so no lower"),
     Factor(name="expert_slice_half_width", field="expert_slice_half_width", lower=0.0, upper=2048.0,
            section="assumptions", key="expert_slice_half_width",
