@@ -142,9 +142,9 @@ def test_how_the_run_after_its_first_wave_is_simulated_is_the_harness_s(tmp_path
     seen = {}
     real = requests.closed_loop
 
-    def spy(clients, n, isl, osl, start_spread_s=0.0):
-        seen[len(seen)] = (n, start_spread_s)
-        return real(clients, n, isl, osl, start_spread_s)
+    def spy(clients, n, isl, osl, start_spread_s=0.0, seed=0):
+        seen[len(seen)] = (n, start_spread_s, seed)
+        return real(clients, n, isl, osl, start_spread_s, seed)
 
     monkeypatch.setattr(simulated, "closed_loop", spy)
     for group in group_cases(cases):
@@ -153,14 +153,17 @@ def test_how_the_run_after_its_first_wave_is_simulated_is_the_harness_s(tmp_path
         assert set(simulated.simulate_groups([group])) == {case.id}
         n = seen[0][0]
         assert n > case.concurrency  # several requests per client
+        # Each of the run's replicas (fidelity.simulated.REPLICAS) with its own seed.
+        seeds = [simulated.SEED + k for k in range(simulated.REPLICAS)]
         if case.engine is Engine.SGLANG:
-            assert seen == {0: (n, 0.0)}
+            assert list(seen.values()) == [(n, 0.0, s) for s in seeds]
         else:
             # One lifetime: the closed form's TTFT + (OSL - 1) x TPOT of the run; then the first
             # wave alone, one request per client, all at once.
             (ttft,), (tpot,) = predict_group(group)
-            assert seen == {0: (n, float(ttft + (case.osl - 1) * tpot)), 1: (case.concurrency, 0.0)}
-            assert seen[0][1] > 0
+            life = float(ttft + (case.osl - 1) * tpot)
+            assert list(seen.values()) == [x for s in seeds for x in ((n, life, s), (case.concurrency, 0.0, s))]
+            assert life > 0
 
 
 def test_a_staggered_runs_first_requests_have_the_first_waves_ttft(tmp_path):
@@ -172,9 +175,13 @@ def test_a_staggered_runs_first_requests_have_the_first_waves_ttft(tmp_path):
     one = dataclasses.replace(group, ci=dataclasses.replace(group.ci, requests_per_client=1.0))
     ttft_s, _ = simulated.simulate_case(one, case, life_s=1.0)
     isl, osl = np.full(64, case.isl), np.full(64, case.osl)
-    wave = simulate_instance(one.ci, par_of(case.layout), requests.closed_loop(64, 64, isl, osl))
+    # The run's replicas each draw their own overheads (seeds SEED + k): the mean of their waves.
+    seeds = [simulated.SEED + k for k in range(simulated.REPLICAS)]
+    waves = [simulate_instance(one.ci, par_of(case.layout), requests.closed_loop(64, 64, isl, osl, seed=s))
+             for s in seeds]
     staggered = simulate_instance(one.ci, par_of(case.layout), requests.closed_loop(64, 64, isl, osl, 1.0))
-    assert case.concurrency == 64 and ttft_s == pytest.approx(float(np.mean(per_request(wave)[0])), rel=1e-12)
+    wave_s = float(np.mean([np.mean(per_request(w)[0]) for w in waves]))
+    assert case.concurrency == 64 and ttft_s == pytest.approx(wave_s, rel=1e-12)
     assert ttft_s > 1.5 * float(np.mean(per_request(staggered)[0]))
 
 

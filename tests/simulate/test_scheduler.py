@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from meshplan.simulate.engine import Policy, Requests, draft_tokens_accepted
-from meshplan.simulate.loop import Pool, simulate, simulate_pools
+from meshplan.simulate.loop import Pool, overhead_draw, simulate, simulate_pools
 from meshplan.simulate.requests import Arrivals, RequestStream, closed_loop
 from meshplan.simulate.summary import per_request, summarise
 from meshplan.specs.workload import PoolRole
@@ -245,3 +245,34 @@ def test_sglangs_receive_interval_takes_new_requests_in_every_so_many_decode_ite
     assert np.allclose(res.first_s, [0.011, 0.052])
     # Read at every iteration it joins the next one, at 21 ms: first token at 32 ms.
     assert math.isclose(_run(trace, _policy(mixed=False)).requests.first_s[1], 0.032)
+
+
+def test_overheads_are_drawn_with_the_mean_and_spread_asked():
+    # cv 0: every request's overhead is the mean itself.
+    assert {overhead_draw(0.05, 0.0)() for _ in range(10)} == {0.05}
+    # cv 1 (exponential) and 0.5, 20,000 draws: the sample mean's standard error is cv x 0.05 /
+    # sqrt(20,000) = 0.7% of the mean at cv 1, so 3% is over four of them; the sample standard
+    # deviation should be cv x 0.05 (0.05 and 0.025 s) within 5%.
+    for cv in (1.0, 0.5):
+        draw = overhead_draw(0.05, cv)
+        x = np.array([draw() for _ in range(20_000)])
+        assert abs(x.mean() / 0.05 - 1.0) < 0.03 and abs(x.std() / (cv * 0.05) - 1.0) < 0.05
+        assert x.min() > 0.0
+
+
+def test_one_overhead_for_all_keeps_a_clump_whole_and_dispersed_overheads_dissolve_it():
+    # Four clients with fixed lengths (10-token prompts, 5 out) start together: with the same 20 ms
+    # overhead for every request their prompts reach the engine together, are prefilled in one
+    # iteration (40 tokens), decode in lockstep, finish together and come back together, every time.
+    stream = closed_loop(4, 40, np.full(40, 10), np.full(40, 5))
+    whole = simulate(stream, Linear(), _policy(), dp=1, pp=1, overlap=False, overhead_s=0.02, keep_spans=True)
+    assert {s.prefill_tokens for s in whole.spans if s.prefill_tokens} == {40}
+    # Overheads drawn around the same mean (exponential) spread their arrivals over more than an
+    # iteration (10 ms), so some prefill iterations carry fewer than the four prompts.
+    apart = simulate(stream, Linear(), _policy(), dp=1, pp=1, overlap=False, overhead_s=0.02, keep_spans=True,
+                     overhead_cv=1.0)
+    assert min(s.prefill_tokens for s in apart.spans if s.prefill_tokens) < 40
+    # Drawn from their own seeded generator: the same run twice is the same run.
+    again = simulate(stream, Linear(), _policy(), dp=1, pp=1, overlap=False, overhead_s=0.02, keep_spans=True,
+                     overhead_cv=1.0)
+    assert np.array_equal(apart.requests.first_s, again.requests.first_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -40,7 +41,7 @@ from meshplan.units import fmt_seconds, plural
                    "gives one, else fixed at its mean).")
 @click.option("--length-cv", type=float, default=0.5, show_default=True,
               help="Lognormal lengths: standard deviation over mean.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of arrivals and lengths.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of arrivals, lengths and each request's overhead.")
 @click.option("--trace-out", help="Write a Chrome trace (Perfetto, chrome://tracing) to FILE.json.")
 @click.option("--plot", "plot_path", help="Draw TTFT and TPOT CDFs and throughput over time to FILE (.png, .svg or "
               ".pdf; needs the plot extra: pip install 'meshplan[plot]').")
@@ -140,10 +141,14 @@ def _layout(problem, strategy):
     return cand
 
 
-def _stream(problem, instances, requests, trace_in, lengths, cv, rng):
+def _stream(problem, instances, requests, trace_in, lengths, cv, rng, seed):
+    """(the requests, how they arrive in words); ``seed`` also seeds each request's overhead."""
     if trace_in:
-        return read_trace(read_text(trace_in, "--trace"), Path(trace_in).name), "trace"
-    return workload_stream(problem.workload, instances, requests, rng, LengthDist(lengths) if lengths else None, cv)
+        stream, words = read_trace(read_text(trace_in, "--trace"), Path(trace_in).name), "trace"
+    else:
+        stream, words = workload_stream(problem.workload, instances, requests, rng,
+                                        LengthDist(lengths) if lengths else None, cv)
+    return replace(stream, seed=seed), words
 
 
 def _progress(finished: int, total: int) -> None:
@@ -158,7 +163,7 @@ def run_simulation(problem, strategy, requests, trace_in, lengths, cv, seed):
     cand = _layout(problem, strategy)
     rng = np.random.default_rng(seed)
     res, gpus, copies, arrivals, _ = run_candidate(
-        problem, cand, lambda instances: _stream(problem, instances, requests, trace_in, lengths, cv, rng), True,
+        problem, cand, lambda instances: _stream(problem, instances, requests, trace_in, lengths, cv, rng, seed), True,
         _progress)
     r = problem.requirements
     s = summarise(res, r.ttft_s, r.tpot_s)

@@ -199,6 +199,8 @@ class CostInputs:
     """CostAssumptions.clump_coherence."""
     wave_coherence: float
     """CostAssumptions.wave_coherence."""
+    overhead_cv: float
+    """CostAssumptions.overhead_cv (the simulator's; the closed form takes the overheads' means)."""
     host_cpu_s: float
     """EngineProfile.host_cpu_s (the engine's numeric factors are copied here so that a fit can
     vary them with dataclasses.replace)."""
@@ -308,7 +310,7 @@ class CostInputs:
             mixed=eng.prefill_policy is PrefillPolicy.MIXED,
             kv_reserve_full=reserve_full,
             requests_per_client=p.workload.requests_per_client or float("inf"), clump_coherence=a.clump_coherence,
-            wave_coherence=a.wave_coherence,
+            wave_coherence=a.wave_coherence, overhead_cv=a.overhead_cv,
             host_cpu_s=eng.host_cpu_s, host_cpu_per_request_s=eng.host_cpu_per_request_s, host_gap_s=eng.host_gap_s,
             decode_pool_host_gap_s=eng.host_gap_s if eng.decode_pool_host_gap_s is None else eng.decode_pool_host_gap_s,
             kernel_launch_s=eng.kernel_launch_s, request_overhead_s=eng.request_overhead_s,

@@ -71,8 +71,8 @@ def simulate_instance(ci: CostInputs, par: Par, stream: RequestStream, keep_span
     pol = policy_for(ci, par)
     _check_fits(pol, stream)
     return simulate_pools(stream, [_pool(ci, par, pol, stream, PoolRole.AGGREGATED)],
-                          overhead_s=ci.request_overhead_s + ci.client_overhead_s, keep_spans=keep_spans,
-                          progress=progress, hit_rate=ci.workload.prefix_hit_rate)
+                          overhead_s=ci.request_overhead_s + ci.client_overhead_s, overhead_cv=ci.overhead_cv,
+                          keep_spans=keep_spans, progress=progress, hit_rate=ci.workload.prefix_hit_rate)
 
 
 def simulate_disaggregated(ci: CostInputs, prefill: Par, n_prefill: int, decode: Par, n_decode: int,
@@ -96,5 +96,5 @@ def simulate_disaggregated(ci: CostInputs, prefill: Par, n_prefill: int, decode:
     pools = [_pool(ci_p, prefill, pol_p, stream, PoolRole.PREFILL, n_prefill),
              _pool(ci, decode, pol_d, stream, PoolRole.DECODE, n_decode)]
     return simulate_pools(stream, pools, overhead_s=ci.request_overhead_s + ci.client_overhead_s,
-                          transfer_s=transfer_s, keep_spans=keep_spans, progress=progress,
+                          overhead_cv=ci.overhead_cv, transfer_s=transfer_s, keep_spans=keep_spans, progress=progress,
                           hit_rate=ci.workload.prefix_hit_rate)

@@ -16,6 +16,11 @@ batching-wait iterations more while every rank decodes (``_balance``). With SGLa
 interval (Policy.recv_interval) a group takes in new requests only every that many decode
 iterations, at once after an iteration with prefill or when it has nothing to decode (``_receive``).
 
+A request reaches the engine its overhead after its send (front end, tokenization, the client's
+own): the mean the engine profile and workload give, drawn per request from a gamma law whose
+coefficient of variation is CostAssumptions.overhead_cv (0: the mean for every request), from a
+generator of its own seeded with the stream's seed (RequestStream.seed) and OVERHEAD_SEED.
+
 Events are ordered by (time, kind, sequence number), arrivals before iterations at equal times, so
 a run is deterministic. Runs of identical pure-decode iterations (nothing waits that could be
 admitted, no prompt in flight) are advanced together up to the next finish, at the mean context
@@ -41,6 +46,9 @@ from meshplan.specs.workload import PoolRole
 ARRIVE, HANDOFF, READY = 0, 1, 2
 UNCAPPED = 1 << 30
 """No limit on a run of identical iterations (``_balance``, ``_receive``)."""
+OVERHEAD_SEED = 1
+"""Seeds the overhead draws with the stream's seed (their own generator: the request stream's
+draws and the speculative acceptance draws do not depend on them, and a run is deterministic)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,22 +116,38 @@ class Result:
 
 
 def simulate(stream: RequestStream, table, policy: Policy, *, dp: int, pp: int, overlap: bool,
-             overhead_s: float, keep_spans: bool = False, hit_rate: float = 0.0) -> Result:
+             overhead_s: float, keep_spans: bool = False, hit_rate: float = 0.0, overhead_cv: float = 0.0) -> Result:
     """Serve ``stream`` on one aggregated instance (dp ranks x pp micro-batch groups) until every
-    request has finished. ``overhead_s``: time from a request's send to the engine having it
-    (front end, tokenization, the client's own); ``hit_rate``: share of each prompt in the prefix cache."""
+    request has finished. ``overhead_s``: mean time from a request's send to the engine having it
+    (front end, tokenization, the client's own), varying by ``overhead_cv`` (see the module doc);
+    ``hit_rate``: share of each prompt in the prefix cache."""
     pool = Pool(role=PoolRole.AGGREGATED, table=table, policy=policy, dp=dp, pp=pp, overlap=overlap)
-    return simulate_pools(stream, [pool], overhead_s=overhead_s, keep_spans=keep_spans, hit_rate=hit_rate)
+    return simulate_pools(stream, [pool], overhead_s=overhead_s, keep_spans=keep_spans, hit_rate=hit_rate,
+                          overhead_cv=overhead_cv)
+
+
+def overhead_draw(mean_s: float, cv: float, seed: int = 0) -> Callable[[], float]:
+    """Each request's overhead in seconds: ``mean_s`` when ``cv`` is 0 (or the mean is), else a
+    gamma draw with that mean and coefficient of variation (shape 1 / cv^2, scale mean x cv^2:
+    mean shape x scale, variance shape x scale^2 = (cv x mean)^2), seeded with ``seed``."""
+    if cv <= 0.0 or mean_s <= 0.0:
+        return lambda: mean_s
+    rng = np.random.default_rng([seed, OVERHEAD_SEED])
+    shape, scale = 1.0 / (cv * cv), mean_s * cv * cv
+    return lambda: float(rng.gamma(shape, scale))
 
 
 def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: float,
                    transfer_s: Callable[[int], float] | None = None, keep_spans: bool = False,
-                   progress: Callable[[int, int], None] | None = None, hit_rate: float = 0.0) -> Result:
+                   progress: Callable[[int, int], None] | None = None, hit_rate: float = 0.0,
+                   overhead_cv: float = 0.0) -> Result:
     """Serve ``stream`` on pools of instances: one aggregated pool, or a prefill pool whose
     prompts, once prefilled, move their KV cache to the decode pool in ``transfer_s(request)``
     seconds (the first token arrives with it). ``progress(finished, total)`` is called each time
-    another tenth of the requests has finished; ``hit_rate`` of every prompt is in the prefix cache."""
+    another tenth of the requests has finished; ``hit_rate`` of every prompt is in the prefix cache;
+    ``overhead_s`` and ``overhead_cv`` as in ``simulate``."""
     r = Requests.of(stream.isl, stream.osl, hit_rate)
+    overhead = overhead_draw(overhead_s, overhead_cv, stream.seed)
     groups = [Group(pool=p, ranks=[Rank() for _ in range(p.dp)]) for p in pools
               for _ in range(p.instances * p.pp)]
     entry = [(g, k) for g, grp in enumerate(groups) if grp.pool.role is not PoolRole.DECODE for k in range(grp.pool.dp)]
@@ -138,7 +162,7 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
 
     def send(i: int, t: float) -> None:
         r.send_s[i] = t
-        r.arrive_s[i] = t + overhead_s
+        r.arrive_s[i] = t + overhead()
         push(r.arrive_s[i], ARRIVE, i)
 
     def enqueue(i: int, t: float, slots) -> None:

@@ -51,6 +51,8 @@ class RequestStream:
     """Closed loop: requests in flight (each client sends its next one when the last finishes)."""
     first_send_s: np.ndarray | None = None
     """Closed loop: when each client sends its first request (None: every client at time 0)."""
+    seed: int = 0
+    """Seed of the draws made as the requests are served (each one's overhead: simulate.loop)."""
 
     @property
     def count(self) -> int:
@@ -78,15 +80,16 @@ def _count(requests: int) -> int:
 
 
 def closed_loop(clients: int, requests: int, isl: np.ndarray, osl: np.ndarray,
-                start_spread_s: float = 0.0) -> RequestStream:
+                start_spread_s: float = 0.0, seed: int = 0) -> RequestStream:
     """``requests`` requests from ``clients`` clients in a closed loop; the clients' first requests
-    go out evenly over ``start_spread_s`` seconds (client i at i / clients of it), all at once at 0."""
+    go out evenly over ``start_spread_s`` seconds (client i at i / clients of it), all at once at 0;
+    ``seed`` as RequestStream.seed."""
     if clients < 1:
         raise SpecError("--concurrency", clients, "must be at least 1")
     _count(requests)
     n = min(clients, requests)
     first = np.arange(n) / n * start_spread_s if start_spread_s > 0 else None
-    return RequestStream(arrivals=Arrivals.CLOSED_LOOP, isl=isl, osl=osl, clients=n, first_send_s=first)
+    return RequestStream(arrivals=Arrivals.CLOSED_LOOP, isl=isl, osl=osl, clients=n, first_send_s=first, seed=seed)
 
 
 def poisson(rate_per_s: float, requests: int, isl: np.ndarray, osl: np.ndarray,
