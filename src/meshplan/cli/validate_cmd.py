@@ -59,12 +59,13 @@ def print_silicon(v: Validation) -> None:
     echo("\nNot predicted (grouped by reason; nothing is guessed):")
     for reason, n in v.skip_counts().items():
         echo(f"  {n:5d}  {reason}")
-    echo("\nTargets of the fidelity issue:")
+    echo("\nTargets of the fidelity issue" + (" and, simulated, of the simulation issue:" if v.simulated else ":"))
     for name, t in v.targets().items():
         value = t["value"]
         shown = (", ".join(f"{a} {b:.0%}" for a, b in value) or "none") if isinstance(value, list) else (
             f"{value:,}" if isinstance(value, int) else f"{value:+.1%}" if "signed" in name else f"{value:.1%}")
-        extra = f" of {t['of_complete_layouts']:,} with a complete layout" if "of_complete_layouts" in t else ""
+        extra = f" of {t['of_complete_layouts']:,} with a complete layout" if "of_complete_layouts" in t else (
+            f" (target {t['target']:.0%})" if "target" in t else "")
         echo(f"  {'met    ' if t['met'] else 'not met'}  {name}: {shown}{extra}")
 
 
