@@ -41,7 +41,8 @@ from meshplan.units import fmt_seconds, plural
                    "gives one, else fixed at its mean).")
 @click.option("--length-cv", type=float, default=0.5, show_default=True,
               help="Lognormal lengths: standard deviation over mean.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of arrivals, lengths and each request's overhead.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of arrivals, lengths and each request's overhead.")
 @click.option("--trace-out", help="Write a Chrome trace (Perfetto, chrome://tracing) to FILE.json.")
 @click.option("--plot", "plot_path", help="Draw TTFT and TPOT CDFs and throughput over time to FILE (.png, .svg or "
               ".pdf; needs the plot extra: pip install 'meshplan[plot]').")
