@@ -35,8 +35,9 @@ REPLICAS = 3
 """Simulations per run, averaged. Chosen on the dev set (2026-12-02, the bundled profile): with
 one draw the median |TTFT error| over its runs was 22.8%, 21.5%, 22.1% and 21.1% for four
 overhead seeds; the mean of the first 2, 3 and 4 of those draws gave 22.3%, 22.2% and 21.9%; with
-three replicas (this module's seeds 0-2) it is 21.8%. Three cut the seed's sway to about a third of
-a point (the spread of a mean of three) at three times a single draw's time."""
+three replicas (this module's seeds 0-2) it is 21.8%. The four single draws spread by 0.7 of a
+point (standard deviation); a mean of three, by about 0.4 (0.7 / sqrt 3), at three times a single
+draw's time."""
 MAX_CLIENTS = 2_048
 """Runs with more requests in flight keep the closed form: a run of 8,192 clients sending ten
 requests each is about 80,000 iterations of 32 lockstep ranks, minutes of simulation for one row."""
