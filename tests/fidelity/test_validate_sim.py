@@ -7,6 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from meshplan.cli.main import main
+from meshplan.fidelity import simulated
+from meshplan.fidelity.predict import group_cases
+from meshplan.fidelity.silicon import read_silicon
 from meshplan.fidelity.validation import validate_silicon
 
 from tests.fidelity.test_validation import SAMPLE
@@ -60,10 +63,6 @@ def test_sim_refuses_the_published_cases():
 
 
 def test_a_run_is_predicted_by_the_mean_of_its_replicas(small):
-    from meshplan.fidelity import simulated
-    from meshplan.fidelity.predict import group_cases
-    from meshplan.fidelity.silicon import read_silicon
-
     cases, _ = read_silicon(small)
     group = next(g for g in group_cases(cases) if not g.cases[0].disaggregated)
     case = group.cases[0]
