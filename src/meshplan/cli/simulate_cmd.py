@@ -35,7 +35,7 @@ from meshplan.units import fmt_seconds, plural
 @click.option("--strategy", help=STRATEGY_HELP + " (default: the plan meshplan chooses)")
 @click.option("--requests", type=int, help="Requests to serve (default 1000).")
 @click.option("--trace", "trace_in", help="Requests from a file instead: CSV with columns arrival_s, input_tokens, "
-              "output_tokens, or JSON Lines with those keys.")
+              "output_tokens, or JSON Lines with those keys (nothing else).")
 @click.option("--lengths", type=click.Choice(["fixed", "uniform", "lognormal"]),
               help="How prompt and output lengths are drawn (default: uniform over the workload's range when it "
                    "gives one, else fixed at its mean).")

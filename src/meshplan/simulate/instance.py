@@ -22,7 +22,7 @@ from meshplan.cost.phase import max_sequences_per_rank
 from meshplan.errors import SpecError
 from meshplan.simulate.engine import Policy
 from meshplan.simulate.loop import Pool, Result, simulate_pools
-from meshplan.simulate.requests import RequestStream
+from meshplan.simulate.requests import Arrivals, RequestStream
 from meshplan.simulate.step_table import StepTable
 from meshplan.specs.workload import PoolRole
 
@@ -44,12 +44,13 @@ def policy_for(ci: CostInputs, par: Par) -> Policy:
 
 
 def _check_fits(pol: Policy, stream: RequestStream) -> None:
+    field = "--trace" if stream.arrivals is Arrivals.TRACE else "workload"  # where the lengths came from
     longest = int(np.max(stream.isl + stream.osl))
     if pol.reserve_full and longest > pol.kv_tokens:
-        raise SpecError("workload", longest, f"a request of {longest:,} tokens does not fit the {pol.kv_tokens:,} "
+        raise SpecError(field, longest, f"a request of {longest:,} tokens does not fit the {pol.kv_tokens:,} "
                         "KV-cache tokens of one rank")
     if not pol.reserve_full and int(np.max(stream.isl)) + 1 > pol.kv_tokens:
-        raise SpecError("workload", int(np.max(stream.isl)), f"a prompt does not fit the {pol.kv_tokens:,} "
+        raise SpecError(field, int(np.max(stream.isl)), f"a prompt does not fit the {pol.kv_tokens:,} "
                         "KV-cache tokens of one rank")
 
 

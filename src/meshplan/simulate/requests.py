@@ -146,10 +146,11 @@ def _number(value: object, field: str) -> float:
 
 def read_trace(text: str, name: str) -> RequestStream:
     """A trace: CSV with a header naming arrival_s, input_tokens, output_tokens, or JSON Lines
-    with those keys, one request per line (sorted by arrival on reading)."""
+    with those keys, one request per line (sorted by arrival on reading). Nothing else is read, so
+    a column or key beyond those, or a CSV row with more values than its header, is refused."""
     rows: list[dict] = []
     stripped = text.lstrip()
-    if stripped.startswith("{"):
+    if stripped.startswith(("{", "[")):
         for i, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
@@ -166,7 +167,18 @@ def read_trace(text: str, name: str) -> RequestStream:
         if missing:
             raise SpecError(f"--trace {name}", ",".join(reader.fieldnames or []),
                             "the CSV header must name " + ", ".join(TRACE_FIELDS))
+        other = [f for f in reader.fieldnames if f not in TRACE_FIELDS]
+        if other:
+            raise SpecError(f"--trace {name}", ",".join(other),
+                            "not a trace column (a trace holds " + ", ".join(TRACE_FIELDS) + " only)")
         rows = list(reader)
+        width = len(reader.fieldnames)
+        for i, row in enumerate(rows, 1):
+            # csv.DictReader files a row's values beyond the header under None and fills the
+            # columns a short row lacks with None.
+            if None in row or any(v is None for v in row.values()):
+                raise SpecError(f"--trace {name} request {i}", ",".join(str(v) for k, v in row.items() if k),
+                                f"must hold one value per header column ({width})")
     if not rows:
         raise SpecError(f"--trace {name}", "", "holds no requests")
     _count(len(rows))
@@ -175,6 +187,10 @@ def read_trace(text: str, name: str) -> RequestStream:
         for key in TRACE_FIELDS:
             if key not in row:
                 raise SpecError(f"--trace {name} request {i}", row, f"has no {key}")
+        other = sorted(str(k) for k in row if k not in TRACE_FIELDS)
+        if other:
+            raise SpecError(f"--trace {name} request {i}", ", ".join(other),
+                            "not a trace field (a trace holds " + ", ".join(TRACE_FIELDS) + " only)")
         t = _number(row["arrival_s"], f"--trace {name} request {i} arrival_s")
         if t < 0:
             raise SpecError(f"--trace {name} request {i} arrival_s", row["arrival_s"], "must be 0 or later")
