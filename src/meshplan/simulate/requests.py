@@ -147,7 +147,7 @@ def _number(value: object, field: str) -> float:
 def read_trace(text: str, name: str) -> RequestStream:
     """A trace: CSV with a header naming arrival_s, input_tokens, output_tokens, or JSON Lines
     with those keys, one request per line (sorted by arrival on reading). Nothing else is read, so
-    a column or key beyond those, or a CSV row with more values than its header, is refused."""
+    a column or key beyond those, or a CSV row with more or fewer values than its header, is refused."""
     rows: list[dict] = []
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
