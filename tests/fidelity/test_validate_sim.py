@@ -72,3 +72,20 @@ def test_a_run_is_predicted_by_the_mean_of_its_replicas(small):
     ttft, tpot = simulated.simulate_case(group, case, 10.0)
     assert ttft == pytest.approx(sum(t for t, _ in once) / len(once), rel=1e-12)
     assert tpot == pytest.approx(sum(p for _, p in once) / len(once), rel=1e-12)
+
+
+def test_runs_simulated_in_two_processes_are_predicted_the_same(small):
+    # Each run's draws are seeded by the run itself, so which process simulates it, and in which
+    # order, cannot change its figures: the two validations must agree to the bit, run by run.
+    one = validate_silicon(small, simulated=True)
+    seen = []
+    two = validate_silicon(small, simulated=True, progress=lambda done, total: seen.append((done, total)), jobs=2)
+    assert [r.case.id for r in two.rows] == [r.case.id for r in one.rows]
+    assert [(r.prediction, r.method) for r in two.rows] == [(r.prediction, r.method) for r in one.rows]
+    assert seen == [(k, len(one.rows)) for k in range(1, len(one.rows) + 1)]
+
+
+@pytest.mark.parametrize("args", [["--jobs", "2"], ["--sim", "--jobs", "0"], ["--sim", "--jobs", "65"]])
+def test_bad_jobs_exit_2(small, args):
+    r = CliRunner().invoke(main, ["validate", str(small), *args])
+    assert r.exit_code == 2 and "--jobs" in r.output, r.output

@@ -351,14 +351,16 @@ def _run_limits(requests, run_isl, run_osl, timeout_s, max_processes):
               "run's closed loop request by request (meshplan simulate), beside the closed form.")
 @click.option("--ranking", is_flag=True, help="Silicon CSV: also compare meshplan's ordering of the layouts measured "
               "side by side with the measured one (Kendall's tau per group, measured best in the top two).")
+@click.option("--jobs", type=int, help="With --sim: processes simulating the runs side by side (default 1; the "
+              "figures are the same with any number).")
 @wrap_errors
-def validate(cases, json_path, calibration, simulated, ranking) -> None:
+def validate(cases, json_path, calibration, simulated, ranking, jobs) -> None:
     """Predict measured runs and print predicted against measured.
 
     CASES is a silicon CSV (the format of shared/cases/silicon-dev.csv: per backend x GPU x model x
     mode, the runs, how many are predicted, median |error| and median signed error of TTFT and TPOT)
     or a published-cases YAML (default: the bundled published.yaml)."""
-    run_validate(cases, json_path, calibration, simulated, ranking)
+    run_validate(cases, json_path, calibration, simulated, ranking, jobs)
 
 
 main.add_command(calibrate)

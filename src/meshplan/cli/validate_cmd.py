@@ -126,13 +126,17 @@ def print_ranking(r: Ranking) -> None:
 
 
 def run_validate(path: str | None, json_path: str | None, calibration: str, simulated: bool = False,
-                 ranking: bool = False) -> None:
+                 ranking: bool = False, jobs: int | None = None) -> None:
+    if jobs is not None and not simulated:
+        raise SpecError("--jobs", jobs, "sets the processes that simulate the runs; it goes with --sim")
+    if jobs is not None and not 1 <= jobs <= 64:
+        raise SpecError("--jobs", jobs, "from 1 to 64 processes")
     if json_path and json_path != "-":
         _check_target(json_path)
     tables = json_path != "-"  # with --json - stdout carries the JSON alone
     if path and Path(path).suffix.lower() == ".csv":
         start = time.perf_counter()
-        v = validate_silicon(path, calibration, simulated, _progress(start) if simulated else None)
+        v = validate_silicon(path, calibration, simulated, _progress(start) if simulated else None, jobs or 1)
         ranked = v.ranking() if ranking else None
         if tables:
             print_silicon(v)

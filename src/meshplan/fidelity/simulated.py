@@ -19,6 +19,8 @@ by 2-3% at the median, a tenth of them by over 5%), which a single draw would pa
 
 from __future__ import annotations
 
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
 import numpy as np
 
 from meshplan.errors import SpecError
@@ -92,17 +94,44 @@ def _lifetimes(group: Group) -> list[float]:
     return [float(a + (c.osl - 1) * b) for c, a, b in zip(group.cases, ttft, tpot)]
 
 
-def simulate_groups(groups: list[Group], progress=None) -> dict[str, Prediction | str]:
+def _predict(g: Group, c: SiliconCase, life_s: float) -> Prediction | str:
+    """One run simulated, or why the simulator refused it."""
+    try:
+        ttft, tpot = simulate_case(g, c, life_s)
+        return Prediction(id=c.id, ttft_ms=ttft * 1e3, tpot_ms=tpot * 1e3)
+    except SpecError as err:
+        return f"{err.field}: {err.rule}"
+
+
+_RUNS: list = []
+"""A worker process's runs (set once by _hold, so each task sends only an index)."""
+
+
+def _hold(runs: list) -> None:
+    _RUNS[:] = runs
+
+
+def _predict_held(k: int) -> tuple[int, Prediction | str]:
+    return k, _predict(*_RUNS[k])
+
+
+def simulate_groups(groups: list[Group], progress=None, jobs: int = 1) -> dict[str, Prediction | str]:
     """Every run of ``groups`` simulated, by id (or why the simulator refused it: the run then keeps
-    the closed form); ``progress(done, total)`` after each."""
+    the closed form); ``progress(done, total)`` after each. ``jobs`` processes simulate the runs side
+    by side: each run's draws are seeded by itself (SEED + replica), so the figures are the same as
+    with one."""
     runs = [(g, c, life) for g in groups for c, life in zip(g.cases, _lifetimes(g))]
-    out: dict[str, Prediction | str] = {}
-    for k, (g, c, life) in enumerate(runs, 1):
-        try:
-            ttft, tpot = simulate_case(g, c, life)
-            out[c.id] = Prediction(id=c.id, ttft_ms=ttft * 1e3, tpot_ms=tpot * 1e3)
-        except SpecError as err:
-            out[c.id] = f"{err.field}: {err.rule}"
-        if progress is not None:
-            progress(k, len(runs))
-    return out
+    done: list[Prediction | str | None] = [None] * len(runs)
+    if jobs > 1 and len(runs) > 1:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_hold, initargs=(runs,)) as pool:
+            futures = [pool.submit(_predict_held, k) for k in range(len(runs))]
+            for n, future in enumerate(as_completed(futures), 1):
+                k, done[k] = future.result()
+                if progress is not None:
+                    progress(n, len(runs))
+    else:
+        for k, run in enumerate(runs):
+            done[k] = _predict(*run)
+            if progress is not None:
+                progress(k + 1, len(runs))
+    return {c.id: p for (_, c, _), p in zip(runs, done)}

@@ -180,14 +180,14 @@ def _suspect(case: SiliconCase) -> bool:
 
 
 def validate_silicon(path: str | Path, calibration: str | None = DEFAULT_PROFILE, simulated: bool = False,
-                     progress=None) -> Validation:
+                     progress=None, jobs: int = 1) -> Validation:
     """Every run of a silicon CSV predicted (or skipped with its reason); with ``simulated`` the
-    runs by simulation (``progress(done, total)`` is called as they go), the closed
-    form's prediction kept beside each."""
+    runs by simulation in ``jobs`` processes (``progress(done, total)`` is called as they go), the
+    closed form's prediction kept beside each."""
     cases, skips = read_silicon(path)
     groups = group_cases(cases, calibration)
     preds = {p.id: p for p in predict_groups(groups)}
-    sims = simulate_groups(groups, progress) if simulated else {}
+    sims = simulate_groups(groups, progress, jobs) if simulated else {}
 
     def row(c: SiliconCase) -> Row:
         sim = sims.get(c.id)
