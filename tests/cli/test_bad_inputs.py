@@ -219,6 +219,7 @@ DOT_OK = 'digraph g {\n  Request [label="Request\\nGPU: 0"];\n  Out [label="Outp
 LINT = ["--strategy", "ep=16"]
 RUN = ["--strategy", "tp=1"]
 CAL_OUT = ["--out", "{d}/profile.yaml"]
+SAMPLE_CSV = str(Path(__file__).parents[1] / "fidelity" / "fixtures" / "silicon-sample.csv")
 
 # ---------------------------------------------------------------------------------------------
 # The table
@@ -721,6 +722,18 @@ ROWS = [
     bad("calibrate-csv-unreadable", ["calibrate", "{d}/c.csv", *CAL_OUT], "cases", "c.csv", {"c.csv": UNREADABLE}),
     bad("calibrate-csv-yaml-instead", ["calibrate", "{d}/cases.yaml", *CAL_OUT], "cases", "cases.yaml",
         {"cases.yaml": "cases: []\n"}),
+    # ---- calibrate --sim-fit: the benchmark factors only, each fitted one way --------------------
+    bad("calibrate-sim-fit-step-factor", ["calibrate", SAMPLE_CSV, *CAL_OUT, "--sim-fit", "kernel_floor_scale"],
+        "--sim-fit", "kernel_floor_scale"),
+    bad("calibrate-sim-fit-unknown", ["calibrate", SAMPLE_CSV, *CAL_OUT, "--sim-fit", "requests"], "--sim-fit",
+        "requests"),
+    bad("calibrate-sim-fit-empty", ["calibrate", SAMPLE_CSV, *CAL_OUT, "--sim-fit", ""], "--sim-fit"),
+    bad("calibrate-sim-fit-twice", ["calibrate", SAMPLE_CSV, *CAL_OUT, "--sim-fit", "client_overhead_s,client_overhead_s"],
+        "--sim-fit", "client_overhead_s,client_overhead_s"),
+    bad("calibrate-sim-fit-also-fitted", ["calibrate", SAMPLE_CSV, *CAL_OUT, "--fit", "client_overhead_s", "--sim-fit",
+                                          "client_overhead_s"], "--fit", "client_overhead_s"),
+    bad("calibrate-sim-fit-microbench", ["calibrate", "--microbench", *CAL_OUT, "--sim-fit", "client_overhead_s"],
+        "--sim-fit", "given"),
     # ---- run: argument validation only (workers never start) -----------------------------------
     bad("run-requests-zero", ["run", *flags(isl="16", osl="8"), *RUN, "--requests", "0"], "--requests", "0"),
     bad("run-requests-huge", ["run", *flags(isl="16", osl="8"), *RUN, "--requests", "99999999999999999999"],
@@ -865,6 +878,7 @@ def no_workers_no_fits(monkeypatch):
     monkeypatch.setattr(cli_main, "execute", reached("run: the workers would start (execute)"))
     monkeypatch.setattr(calibrate_cmd, "fit", reached("calibrate: the fit would start"))
     monkeypatch.setattr(calibrate_cmd, "cross_validate", reached("calibrate: cross-validation would start"))
+    monkeypatch.setattr(calibrate_cmd, "fit_by_simulation", reached("calibrate: the fit by simulation would start"))
 
 
 def _make_files(row: Bad, d: Path, request) -> None:

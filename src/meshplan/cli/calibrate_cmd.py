@@ -14,11 +14,15 @@ from meshplan.cli.microbench_cmd import run_microbench
 from meshplan.cli.problem_flags import wrap_errors
 from meshplan.errors import SpecError
 from meshplan.fidelity.calibrate import (BY_KEYS, cross_validate, default_value, factors_for, few_runs_factors, fit,
-                                         fit_partition, has_default, held_from, informative, partitions, profile_of)
+                                         fit_partition, has_default, held_from, informative, partitions, profile_of,
+                                         value_in)
+from meshplan.fidelity.factors import FACTORS
 from meshplan.fidelity.predict import group_cases
+from meshplan.fidelity.simfit import FIT_REPLICAS, SIM_FITTED, SimFitResult, fit_by_simulation
 from meshplan.fidelity.silicon import read_silicon
 from meshplan.io.calibration import load_profile
 from meshplan.report.tables import table
+from meshplan.specs.calibration import FitError, SimulationFit
 
 
 @click.command()
@@ -28,7 +32,11 @@ from meshplan.report.tables import table
               "expert_load_cv, which keeps its measured source unless named).")
 @click.option("--folds", help="Cross-validation folds of model x GPU groups (0: none; 'groups': one per group, "
               "leave-one-group-out; default 5).")
-@click.option("--jobs", type=int, help="Processes fitting the cross-validation folds side by side (default 1).")
+@click.option("--sim-fit", "sim_names", help="Comma-separated benchmark factors (requests_per_client, client_overhead_s) "
+              "to fit first by simulating the runs whose client leaves them unstated; the closed form then fits the "
+              "others with these held. The simulation starts from --base's values.")
+@click.option("--jobs", type=int, help="Processes fitting the cross-validation folds, or simulating the runs "
+              "(--sim-fit), side by side (default 1).")
 @click.option("--name", help="Name recorded in the profile (default: the --out file's name without .yaml).")
 @click.option("--base", help="Profile whose values the factors not fitted here keep (default silicon-dev; none: their "
               "sourced defaults).")
@@ -41,13 +49,14 @@ from meshplan.report.tables import table
 @click.option("--dtype", default="bfloat16", show_default=True, help="--microbench: torch dtype of the GEMMs and attention.")
 @click.option("--gpu", help="--microbench: the catalog GPU these are, to print the achieved share of its figures.")
 @wrap_errors
-def calibrate(cases, out, fit_names, folds, jobs, name, base, by, microbench, device, dtype, gpu) -> None:
+def calibrate(cases, out, fit_names, sim_names, folds, jobs, name, base, by, microbench, device, dtype, gpu) -> None:
     """Fit the named factors of the step model on measured runs (a silicon CSV) and write a
     calibration profile; plan, evaluate, simulate, validate, check and export use it with --profile FILE.
     With --microbench, time the kernels here and write a hardware profile instead."""
     if microbench:
         given = [flag for flag, v in (("CASES", cases), ("--fit", fit_names), ("--folds", folds), ("--base", base),
-                                      ("--by", by), ("--name", name), ("--jobs", jobs)) if v is not None]
+                                      ("--by", by), ("--name", name), ("--jobs", jobs), ("--sim-fit", sim_names))
+                 if v is not None]
         if given:
             raise SpecError(given[0], "given", "fits measured runs; --microbench times kernels and takes none")
         run_microbench(out, device, dtype, gpu)
@@ -57,8 +66,12 @@ def calibrate(cases, out, fit_names, folds, jobs, name, base, by, microbench, de
     for flag, v in (("--device", device != "cuda"), ("--dtype", dtype != "bfloat16"), ("--gpu", gpu)):
         if v:
             raise SpecError(flag, "given", "applies to --microbench only")
-    run_calibrate(cases, out, [n.strip() for n in fit_names.split(",") if n.strip()] if fit_names else None,
-                  _folds(folds), name or Path(out).stem, base or "silicon-dev", _by(by), _jobs(jobs))
+    run_calibrate(cases, out, _names(fit_names), _folds(folds), name or Path(out).stem, base or "silicon-dev",
+                  _by(by), _jobs(jobs), None if sim_names is None else (_names(sim_names) or []))
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
 
 
 def _jobs(n: int | None) -> int:
@@ -101,6 +114,40 @@ def _partitioned(profile, groups, factors, pooled, held, by, folds, say, logo=Fa
     return profile.model_copy(update={"partitions": fits})
 
 
+def _check_sim_names(sim_names: list[str], names: list[str] | None) -> None:
+    if not sim_names:
+        raise SpecError("--sim-fit", "", "names the benchmark factors to fit by simulation: " + ", ".join(SIM_FITTED))
+    for n in sim_names:
+        if n not in SIM_FITTED:
+            raise SpecError("--sim-fit", n, "fits by simulation only the benchmark factors (" + ", ".join(SIM_FITTED)
+                            + "); the step model's are fitted by the closed form (one step model)")
+        if n in (names or ()):
+            raise SpecError("--fit", n, "also named in --sim-fit: a factor is fitted one way")
+    if len(set(sim_names)) < len(sim_names):
+        raise SpecError("--sim-fit", ",".join(sim_names), "names a factor twice")
+
+
+def _fit_by_simulation(groups, sim_names, base, jobs, say):
+    """The --sim-fit factors fitted by simulation, every other factor at ``base``'s value (or its
+    sourced default), starting from ``base``'s values; (result, factors)."""
+    factors = [f for f in FACTORS if f.name in sim_names]
+    start = [v if (v := value_in(base, f)) is not None else default_value(f) for f in factors]
+    t0 = time.perf_counter()
+    say(f"fitting {', '.join(sim_names)} by simulation from {', '.join(f'{v:.4g}' for v in start)}"
+        f"{f' (profile {base.name})' if base is not None else ''}, one pass per trial ...")
+    result = fit_by_simulation(groups, factors, start, held_from(base, factors), jobs, progress=lambda n, vals, loss, med: say(
+        f"  pass {n}: {', '.join(f'{f.name} {v:.4g}' for f, v in zip(factors, vals))}: loss {loss:.1f}, "
+        f"median |TTFT error| {med:.1%} ({time.perf_counter() - t0:.0f} s)"))
+    say(f"  fitted by simulation: {', '.join(f'{f.name} {v:.4g}' for f, v in zip(factors, result.values))}")
+    return result, factors
+
+
+def _record(result: SimFitResult, factors) -> SimulationFit:
+    return SimulationFit(factors=[f.name for f in factors], rows=result.rows, rows_hash=result.rows_hash,
+                         replicas=FIT_REPLICAS, passes=result.passes,
+                         error=FitError(ttft=result.median_abs_ttft, tpot=result.median_abs_tpot))
+
+
 def _by(text: str | None) -> list[str]:
     keys = [k.strip() for k in (text or "").split(",") if k.strip()]
     for k in keys:
@@ -112,7 +159,10 @@ def _by(text: str | None) -> list[str]:
 
 
 def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int | str, name: str,
-                  base_name: str = "none", by: list[str] | None = None, jobs: int = 1) -> None:
+                  base_name: str = "none", by: list[str] | None = None, jobs: int = 1,
+                  sim_names: list[str] | None = None) -> None:
+    if sim_names is not None:
+        _check_sim_names(sim_names, names)
     logo = folds == "groups"
     if not logo and (folds == 1 or folds < 0):
         raise SpecError("--folds", folds, "0 (no cross-validation), at least 2, or groups (leave one group out)")
@@ -126,7 +176,7 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
         raise SpecError("cases", cases_path, "no run in the file can be predicted (see meshplan validate)")
     groups = group_cases(cases, "none")
     base = load_profile(base_name)
-    factors = factors_for(groups, names)
+    factors = [f for f in factors_for(groups, names) if f.name not in (sim_names or ())]
     model_gpu = {(g.cases[0].model, g.cases[0].gpu) for g in groups}
     if logo:
         folds = len(model_gpu)
@@ -147,9 +197,14 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
             f"{', '.join(f.name for f in factors)} (name others with --fit)")
     if not factors:
         raise SpecError("cases", cases_path, "no factor can be fitted on these runs")
+    simulated = _fit_by_simulation(groups, sim_names, base, jobs, say) if sim_names else None
     held = held_from(base, factors)
+    if simulated:
+        fit_sim, sim_factors = simulated
+        held = tuple((f, v) for f, v in held if f.name not in sim_names) + tuple(zip(sim_factors, fit_sim.values))
     if held:
-        say(f"{len(held)} factors not fitted here keep the values of profile {base.name}")
+        say(f"{len(held)} factors not fitted here keep the values of profile {base.name}"
+            + (" or of the fit by simulation" if simulated else ""))
     start = [default_value(f) for f in factors]
     say(f"fitting {len(factors)} factors on {len(cases):,} runs ({len(skips):,} skipped) ...")
     t0 = time.perf_counter()
@@ -166,16 +221,26 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
     profile = profile_of(result, factors, name=name, fitted_on=f"{Path(cases_path).name} ({result.rows} runs)",
                          command=f"meshplan calibrate {cases_path} --out {out}" + (" --folds groups" if logo else f" --folds {folds}" if folds else "")
                          + (f" --fit {','.join(names)}" if names else "")
+                         + (f" --sim-fit {','.join(sim_names)}" if sim_names else "")
                          + (f" --name {name}" if name != Path(out).stem else "")
                          + (f" --base {base_name}" if held else "") + (f" --by {','.join(by)}" if by else ""),
-                         cv=cv, folds=folds, base=base, held=held)
+                         cv=cv, folds=folds, base=base, held=held,
+                         simulated=(_record(simulated[0], sim_factors), sim_factors) if simulated else None)
     if logo:
         profile = profile.model_copy(update={"leave_one_group_out": True})
     rows = [[f.name, f"{v:.4g}", f"{u:.2g}" if u <= f.upper - f.lower and not f.bound_reached(v) else "undetermined",
              f"[{f.lower:g}, {f.upper:g}]" + (f" (at {f.bound_reached(v)})" if f.bound_reached(v) else ""),
              f"{d:.4g}" if has_default(f) else f"none (start {d:.3g})"]
             for f, v, u, d in zip(factors, result.values, result.uncertainty, start)]
+    if simulated:
+        rows += [[f.name, f"{v:.4g}", "not estimated", f"[{f.lower:g}, {f.upper:g}]"
+                  + (f" (at {f.bound_reached(v)})" if f.bound_reached(v) else ""), "by simulation"]
+                 for f, v in zip(sim_factors, fit_sim.values)]
     echo(table(["factor", "fitted", "+-", "bounds", "sourced default"], rows))
+    if simulated:
+        echo(f"\nby simulation ({', '.join(sim_names)}; {fit_sim.rows:,} runs that leave them unstated, "
+             f"{fit_sim.passes} passes): median |error| TTFT {fit_sim.median_abs_ttft:.1%}, "
+             f"TPOT {fit_sim.median_abs_tpot:.1%}")
     pinned = [f"{f.name} ({f.bound_reached(v)} {getattr(f, f.bound_reached(v)):g})"
               for f, v in zip(factors, result.values) if f.bound_reached(v)]
     if pinned:

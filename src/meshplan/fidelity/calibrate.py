@@ -20,8 +20,12 @@ from meshplan.fidelity.factors import FACTORS, Factor
 from meshplan.fidelity.predict import Group, predict_group
 from meshplan.io.engines import load_engine
 from meshplan.specs.assumptions import CostAssumptions
-from meshplan.specs.calibration import CalibrationProfile, FitError, FittedFactor, PartitionFit
+from meshplan.specs.calibration import CalibrationProfile, FitError, FittedFactor, PartitionFit, SimulationFit
 
+
+LOSS_SCALE = 0.15
+"""Log error (0.15: a 16% error) beyond which a fit's soft-L1 loss counts a residual linearly, so
+that outlying runs do not pull the fit."""
 
 Held = tuple[tuple[Factor, float], ...]
 """Factors a fit keeps at a base profile's values (not fitted), with those values."""
@@ -32,12 +36,15 @@ def held_from(profile: CalibrationProfile | None, fitted: list[Factor]) -> Held:
     if profile is None:
         return ()
     names = {f.name for f in fitted}
-    out = []
-    for f in FACTORS:
-        entry = (profile.engines.get(f.engine, {}) if f.section == "engines" else getattr(profile, f.section)).get(f.key)
-        if entry is not None and f.name not in names:
-            out.append((f, entry.value))
-    return tuple(out)
+    return tuple((f, v) for f in FACTORS if f.name not in names and (v := value_in(profile, f)) is not None)
+
+
+def value_in(profile: CalibrationProfile | None, f: Factor) -> float | None:
+    """``profile``'s value of ``f``, None where it has none."""
+    if profile is None:
+        return None
+    entry = (profile.engines.get(f.engine, {}) if f.section == "engines" else getattr(profile, f.section)).get(f.key)
+    return None if entry is None else entry.value
 
 
 def fitted_entry(f: Factor, value: float, uncertainty: float) -> FittedFactor:
@@ -101,7 +108,7 @@ def rows_hash(groups: list[Group]) -> str:
     return ids_hash(c.id for g in groups for c in g.cases)
 
 
-def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_scale: float = 0.15,
+def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_scale: float = LOSS_SCALE,
         held: Held = ()) -> FitResult:
     """Least squares on log error with a soft-L1 loss (residuals beyond ``loss_scale`` count
     linearly, so outlying runs do not pull the fit), each factor within its bounds."""
@@ -142,7 +149,7 @@ def _fold(train: list[Group], test: list[Group], factors: list[Factor], start: l
 
 
 def cross_validate(groups: list[Group], factors: list[Factor], start: list[float], folds: int = 5,
-                   loss_scale: float = 0.15, held: Held = (), leave_one_out: bool = False,
+                   loss_scale: float = LOSS_SCALE, held: Held = (), leave_one_out: bool = False,
                    jobs: int = 1, progress: Callable[[int, int, str], None] | None = None,
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Relative errors of TTFT and TPOT for every run, each predicted by a fit that did not see its
@@ -191,12 +198,17 @@ def cross_validate(groups: list[Group], factors: list[Factor], start: list[float
 
 def profile_of(result: FitResult, factors: list[Factor], *, name: str, fitted_on: str, command: str,
                cv: tuple[np.ndarray, np.ndarray] | None = None, folds: int = 0,
-               base: CalibrationProfile | None = None, held: Held = ()) -> CalibrationProfile:
-    """The calibration profile a fit gives; the ``held`` factors keep ``base``'s entries."""
+               base: CalibrationProfile | None = None, held: Held = (),
+               simulated: tuple[SimulationFit, list[Factor]] | None = None) -> CalibrationProfile:
+    """The calibration profile a fit gives; the ``held`` factors keep ``base``'s entries, except
+    those ``simulated`` fitted by simulation before (held at those values here)."""
     sections: dict[str, dict] = {"assumptions": {}, "engines": {}, "benchmark": {}}
     fitted = [(f, fitted_entry(f, v, u)) for f, v, u in zip(factors, result.values, result.uncertainty)]
-    kept = [(f, entry_of(base, f)) for f, _ in held] if base is not None else []
-    for f, entry in kept + fitted:
+    by_sim = {f.name for f in simulated[1]} if simulated else set()
+    kept = [(f, entry_of(base, f)) for f, _ in held if f.name not in by_sim] if base is not None else []
+    # A fit by simulation estimates no standard error (uncertainty 0: not estimated).
+    sim = [(f, fitted_entry(f, v, float("nan"))) for f, v in held if f.name in by_sim]
+    for f, entry in kept + sim + fitted:
         if f.section == "engines":
             sections["engines"].setdefault(f.engine, {})[f.key] = entry
         else:
@@ -205,7 +217,8 @@ def profile_of(result: FitResult, factors: list[Factor], *, name: str, fitted_on
     if cv is not None:
         crossed = FitError(ttft=float(np.median(np.abs(cv[0]))), tpot=float(np.median(np.abs(cv[1]))))
     return CalibrationProfile(name=name, fitted_on=fitted_on, rows=result.rows, rows_hash=result.rows_hash,
-                              command=command, base=base.name if (base is not None and kept) else "",
+                              command=command, base=base.name if (base is not None and (kept or sim)) else "",
+                              simulated=simulated[0] if simulated else None,
                               assumptions=sections["assumptions"], engines=sections["engines"],
                               benchmark=sections["benchmark"],
                               in_sample=FitError(ttft=result.median_abs_ttft, tpot=result.median_abs_tpot),

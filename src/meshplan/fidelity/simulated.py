@@ -48,10 +48,10 @@ MAX_REQUESTS = 20_000
 the run's first wave a little more than the benchmark did."""
 
 
-def simulate_case(group: Group, case: SiliconCase, life_s: float = 0.0) -> tuple[float, float]:
-    """(mean TTFT, mean TPOT) in seconds of a run, simulated REPLICAS times and averaged;
+def simulate_case(group: Group, case: SiliconCase, life_s: float = 0.0, replicas: int = REPLICAS) -> tuple[float, float]:
+    """(mean TTFT, mean TPOT) in seconds of a run, simulated ``replicas`` times and averaged;
     ``life_s`` is a request's lifetime by the closed form, the unit of the harness's steady_spread."""
-    runs = [_simulate_once(group, case, life_s, SEED + k) for k in range(REPLICAS)]
+    runs = [_simulate_once(group, case, life_s, SEED + k) for k in range(replicas)]
     return float(np.mean([a for a, _ in runs])), float(np.mean([b for _, b in runs]))
 
 
@@ -94,10 +94,10 @@ def _lifetimes(group: Group) -> list[float]:
     return [float(a + (c.osl - 1) * b) for c, a, b in zip(group.cases, ttft, tpot)]
 
 
-def _predict(g: Group, c: SiliconCase, life_s: float) -> Prediction | str:
+def _predict(g: Group, c: SiliconCase, life_s: float, replicas: int = REPLICAS) -> Prediction | str:
     """One run simulated, or why the simulator refused it."""
     try:
-        ttft, tpot = simulate_case(g, c, life_s)
+        ttft, tpot = simulate_case(g, c, life_s, replicas)
         return Prediction(id=c.id, ttft_ms=ttft * 1e3, tpot_ms=tpot * 1e3)
     except SpecError as err:
         return f"{err.field}: {err.rule}"
@@ -111,27 +111,28 @@ def _hold(runs: list) -> None:
     _RUNS[:] = runs
 
 
-def _predict_held(k: int) -> tuple[int, Prediction | str]:
-    return k, _predict(*_RUNS[k])
+def _predict_held(k: int, replicas: int) -> tuple[int, Prediction | str]:
+    return k, _predict(*_RUNS[k], replicas)
 
 
-def simulate_groups(groups: list[Group], progress=None, jobs: int = 1) -> dict[str, Prediction | str]:
-    """Every run of ``groups`` simulated, by id (or why the simulator refused it: the run then keeps
-    the closed form); ``progress(done, total)`` after each. ``jobs`` processes simulate the runs side
-    by side: each run's draws are seeded by itself (SEED + replica), so the figures are the same as
-    with one."""
+def simulate_groups(groups: list[Group], progress=None, jobs: int = 1,
+                    replicas: int = REPLICAS) -> dict[str, Prediction | str]:
+    """Every run of ``groups`` simulated ``replicas`` times, by id (or why the simulator refused it:
+    the run then keeps the closed form); ``progress(done, total)`` after each. ``jobs`` processes
+    simulate the runs side by side: each run's draws are seeded by itself (SEED + replica), so the
+    figures are the same as with one."""
     runs = [(g, c, life) for g in groups for c, life in zip(g.cases, _lifetimes(g))]
     done: list[Prediction | str | None] = [None] * len(runs)
     if jobs > 1 and len(runs) > 1:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_hold, initargs=(runs,)) as pool:
-            futures = [pool.submit(_predict_held, k) for k in range(len(runs))]
+            futures = [pool.submit(_predict_held, k, replicas) for k in range(len(runs))]
             for n, future in enumerate(as_completed(futures), 1):
                 k, done[k] = future.result()
                 if progress is not None:
                     progress(n, len(runs))
     else:
         for k, run in enumerate(runs):
-            done[k] = _predict(*run)
+            done[k] = _predict(*run, replicas)
             if progress is not None:
                 progress(k + 1, len(runs))
     return {c.id: p for (_, c, _), p in zip(runs, done)}

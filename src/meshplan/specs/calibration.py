@@ -19,7 +19,7 @@ class FittedFactor(Spec):
 
     value: float
     uncertainty: float = Field(ge=0)
-    """One standard error (from the fit's Jacobian)."""
+    """One standard error (from the fit's Jacobian); 0 where not estimated (a fit by simulation)."""
     lower: float
     upper: float
     """The physical bounds the fit kept it within."""
@@ -50,6 +50,21 @@ class PartitionFit(Spec):
     """This partition's runs, each predicted by a partition fit that did not see its model."""
 
 
+class SimulationFit(Spec):
+    """Factors fitted by simulation (calibrate --sim-fit, fidelity.simfit) before the closed form's
+    fit of the others, which held them."""
+
+    factors: list[str]
+    rows: int = Field(ge=0)
+    """Runs simulated (those the factors reach), each ``replicas`` times per pass."""
+    rows_hash: str
+    replicas: int = Field(ge=1)
+    passes: int = Field(ge=1)
+    """Simulations of those runs the search took."""
+    error: FitError
+    """The simulation's median |error| over those runs at the fitted values."""
+
+
 class CalibrationProfile(Spec):
     """Fitted factors, applied on top of their sourced defaults when a problem is read."""
 
@@ -61,7 +76,10 @@ class CalibrationProfile(Spec):
     command: str
     """The command that produced this profile."""
     base: str = ""
-    """The profile whose values this one keeps for the factors it did not fit ("" for none)."""
+    """The profile whose values this one keeps for the factors it did not fit ("" for none); with
+    ``simulated``, also the values the fit by simulation held."""
+    simulated: SimulationFit | None = None
+    """The factors fitted by simulation, if any (the others, and in_sample, are the closed form's)."""
     assumptions: dict[str, FittedFactor] = {}
     """CostAssumptions fields."""
     engines: dict[Engine, dict[str, FittedFactor]] = {}
