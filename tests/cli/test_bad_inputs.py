@@ -732,6 +732,10 @@ ROWS = [
         "--sim-fit", "client_overhead_s,client_overhead_s"),
     bad("calibrate-sim-fit-also-fitted", ["calibrate", SAMPLE_CSV, *CAL_OUT, "--fit", "client_overhead_s", "--sim-fit",
                                           "client_overhead_s"], "--fit", "client_overhead_s"),
+    bad("calibrate-sim-fit-folds", ["calibrate", SAMPLE_CSV, *CAL_OUT, "--sim-fit", "client_overhead_s", "--folds", "5"],
+        "--folds", "5"),
+    bad("calibrate-sim-fit-by", ["calibrate", SAMPLE_CSV, *CAL_OUT, "--sim-fit", "client_overhead_s", "--by", "gpu"],
+        "--by", "gpu"),
     bad("calibrate-sim-fit-microbench", ["calibrate", "--microbench", *CAL_OUT, "--sim-fit", "client_overhead_s"],
         "--sim-fit", "given"),
     # ---- run: argument validation only (workers never start) -----------------------------------

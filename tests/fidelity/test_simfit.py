@@ -15,6 +15,7 @@ from meshplan.fidelity.silicon import read_silicon
 from meshplan.fidelity.simfit import FIT_REPLICAS, fit_by_simulation, reached, simulated_errors, soft_l1
 from meshplan.fidelity.simulated import simulate_groups
 from meshplan.io.calibration import load_profile
+from meshplan.io.catalog import CATALOG
 
 from tests.fidelity.test_validation import SAMPLE
 
@@ -84,6 +85,21 @@ def test_runs_that_state_their_protocol_give_nothing_to_fit(groups):
     ix = [g for g in groups if g.cases[0].harness.name == "inferencex"]
     with pytest.raises(SpecError, match="every run's client states them"):
         fit_by_simulation(ix, [BY["client_overhead_s"]], [0.04])
+
+
+def test_sim_fit_alone_keeps_every_other_factor_of_the_base(tmp_path):
+    out = tmp_path / "p.yaml"
+    r = CliRunner().invoke(main, ["calibrate", str(SAMPLE), "--sim-fit", "client_overhead_s", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = yaml.safe_load(out.read_text())
+    bundled = yaml.safe_load((CATALOG / "calibration" / "silicon-dev.yaml").read_text())
+    assert doc["assumptions"] == bundled["assumptions"] and doc["engines"] == bundled["engines"]
+    assert doc["benchmark"]["requests_per_client"] == bundled["benchmark"]["requests_per_client"]
+    assert doc["benchmark"]["client_overhead_s"]["value"] != bundled["benchmark"]["client_overhead_s"]["value"]
+    # Nothing was fitted by the closed form, so nothing was cross-validated; its errors with the new
+    # value are recorded over every run of the file.
+    assert doc["cross_validated"] is None and doc["folds"] == 0 and doc["rows"] == 40
+    assert doc["simulated"]["rows"] == 4 and "closed form with them" in r.output
 
 
 def test_calibrate_sim_fit_writes_a_profile_that_records_it(tmp_path):

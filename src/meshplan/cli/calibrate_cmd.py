@@ -15,7 +15,7 @@ from meshplan.cli.problem_flags import wrap_errors
 from meshplan.errors import SpecError
 from meshplan.fidelity.calibrate import (BY_KEYS, cross_validate, default_value, factors_for, few_runs_factors, fit,
                                          fit_partition, has_default, held_from, informative, partitions, profile_of,
-                                         value_in)
+                                         evaluated, value_in)
 from meshplan.fidelity.factors import FACTORS
 from meshplan.fidelity.predict import group_cases
 from meshplan.fidelity.simfit import FIT_REPLICAS, SIM_FITTED, SimFitResult, fit_by_simulation
@@ -33,8 +33,8 @@ from meshplan.specs.calibration import FitError, SimulationFit
 @click.option("--folds", help="Cross-validation folds of model x GPU groups (0: none; 'groups': one per group, "
               "leave-one-group-out; default 5).")
 @click.option("--sim-fit", "sim_names", help="Comma-separated benchmark factors (requests_per_client, client_overhead_s) "
-              "to fit first by simulating the runs whose client leaves them unstated; the closed form then fits the "
-              "others with these held. The simulation starts from --base's values.")
+              "to fit by simulating the runs whose client leaves them unstated, from --base's values; every other "
+              "factor keeps --base's value unless --fit names it, which the closed form then refits with these held.")
 @click.option("--jobs", type=int, help="Processes fitting the cross-validation folds, or simulating the runs "
               "(--sim-fit), side by side (default 1).")
 @click.option("--name", help="Name recorded in the profile (default: the --out file's name without .yaml).")
@@ -66,8 +66,15 @@ def calibrate(cases, out, fit_names, sim_names, folds, jobs, name, base, by, mic
     for flag, v in (("--device", device != "cuda"), ("--dtype", dtype != "bfloat16"), ("--gpu", gpu)):
         if v:
             raise SpecError(flag, "given", "applies to --microbench only")
-    run_calibrate(cases, out, _names(fit_names), _folds(folds), name or Path(out).stem, base or "silicon-dev",
-                  _by(by), _jobs(jobs), None if sim_names is None else (_names(sim_names) or []))
+    sim_only = sim_names is not None and fit_names is None
+    if sim_only and folds not in (None, "0"):
+        raise SpecError("--folds", folds, "cross-validates the closed form's fit; with --sim-fit it fits only what --fit "
+                        "names (none here)")
+    if sim_only and by:
+        raise SpecError("--by", by, "refits the closed form's factors per partition; with --sim-fit it fits only what "
+                        "--fit names (none here)")
+    run_calibrate(cases, out, _names(fit_names), 0 if sim_only else _folds(folds), name or Path(out).stem,
+                  base or "silicon-dev", _by(by), _jobs(jobs), None if sim_names is None else (_names(sim_names) or []))
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -176,7 +183,7 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
         raise SpecError("cases", cases_path, "no run in the file can be predicted (see meshplan validate)")
     groups = group_cases(cases, "none")
     base = load_profile(base_name)
-    factors = [f for f in factors_for(groups, names) if f.name not in (sim_names or ())]
+    factors = factors_for(groups, names)
     model_gpu = {(g.cases[0].model, g.cases[0].gpu) for g in groups}
     if logo:
         folds = len(model_gpu)
@@ -184,6 +191,9 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
         raise SpecError("--folds", folds, f"cross-validation holds out model x GPU groups; the file has "
                         f"{len(model_gpu)} (use --folds 0)")
     say = lambda m: echo(m, err=True)  # noqa: E731
+    if sim_names and not names:
+        _write_simulated(groups, cases_path, out, name, base, base_name, sim_names, jobs, target, say)
+        return
     moves = informative(groups, factors, [default_value(f) for f in factors], held_from(base, factors))
     idle = [f.name for f, m in zip(factors, moves) if not m]
     if idle and names:
@@ -254,8 +264,32 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
                    f"TPOT {profile.cross_validated.tpot:.1%}")
     if by:
         profile = _partitioned(profile, groups, factors, list(result.values), held, by, folds, say, logo)
+    _write(profile, target, out)
+
+
+def _write(profile, target: Path, out: str) -> None:
     text = ("# meshplan calibration profile: fitted values of named step-model factors (fidelity/calibrate.py).\n"
             "# Produced by the command below; do not edit by hand.\n"
             + yaml.safe_dump(profile.model_dump(mode="json"), sort_keys=False))
     target.write_text(text)
     echo(f"wrote {out}", err=True)
+
+
+def _write_simulated(groups, cases_path, out, name, base, base_name, sim_names, jobs, target, say) -> None:
+    """--sim-fit alone: the benchmark factors fitted by simulation, every other factor at ``base``'s
+    value; the profile records the closed form's errors with them (over every run)."""
+    fit_sim, sim_factors = _fit_by_simulation(groups, sim_names, base, jobs, say)
+    held = held_from(base, sim_factors) + tuple(zip(sim_factors, fit_sim.values))
+    result = evaluated(groups, held)
+    profile = profile_of(result, [], name=name, fitted_on=f"{Path(cases_path).name} ({result.rows} runs)",
+                         command=f"meshplan calibrate {cases_path} --out {out} --sim-fit {','.join(sim_names)}"
+                         + (f" --name {name}" if name != Path(out).stem else "") + f" --base {base_name}",
+                         base=base, held=held, simulated=(_record(fit_sim, sim_factors), sim_factors))
+    echo(table(["factor", "fitted by simulation", "bounds"],
+               [[f.name, f"{v:.4g}", f"[{f.lower:g}, {f.upper:g}]" + (f" (at {f.bound_reached(v)})" if f.bound_reached(v) else "")]
+                for f, v in zip(sim_factors, fit_sim.values)]))
+    echo(f"\nsimulated ({fit_sim.rows:,} runs that leave them unstated, {fit_sim.passes} passes): median |error| "
+         f"TTFT {fit_sim.median_abs_ttft:.1%}, TPOT {fit_sim.median_abs_tpot:.1%}")
+    echo(f"closed form with them, every other factor at profile {base.name if base else 'none'}'s value "
+         f"({result.rows:,} runs): median |error| TTFT {result.median_abs_ttft:.1%}, TPOT {result.median_abs_tpot:.1%}")
+    _write(profile, target, out)

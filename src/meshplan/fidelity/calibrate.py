@@ -140,6 +140,15 @@ def fit(groups: list[Group], factors: list[Factor], start: list[float], loss_sca
                      median_abs_tpot=float(np.median(np.abs(np.expm1(p)))))
 
 
+def evaluated(groups: list[Group], held: Held) -> FitResult:
+    """No factor fitted: the errors of ``groups`` with the ``held`` values (a profile that only
+    records values fitted otherwise, by simulation)."""
+    t, p = log_errors(groups, adjust_for([], [], held))
+    return FitResult(values=(), uncertainty=(), rows=int(len(t)), rows_hash=rows_hash(groups),
+                     median_abs_ttft=float(np.median(np.abs(np.expm1(t)))),
+                     median_abs_tpot=float(np.median(np.abs(np.expm1(p)))))
+
+
 def _fold(train: list[Group], test: list[Group], factors: list[Factor], start: list[float], loss_scale: float,
           held: Held) -> tuple[np.ndarray, np.ndarray]:
     """One fold: fit on ``train``, relative errors on ``test``."""
