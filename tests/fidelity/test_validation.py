@@ -149,6 +149,19 @@ def test_bundled_profile_records_what_it_was_fitted_on():
     assert raw["command"].startswith("meshplan calibrate")
 
 
+def test_the_bundled_profile_fitted_the_benchmark_factors_by_simulation_on_the_runs_that_leave_them_unstated():
+    p = load_profile()
+    assert p.simulated.factors == ["requests_per_client", "client_overhead_s"]
+    # The fit by simulation held the closed form's fit, which is bundled too and loads.
+    assert p.base == "silicon-dev-closed-form" and load_profile(p.base).simulated is None
+    dev = Path(__file__).resolve().parents[2].parent / "shared" / "cases" / "silicon-dev.csv"
+    cases, _ = read_silicon(dev)
+    unstated = [c.id for c in cases if c.harness.requests_per_client is None]
+    # aiconfigurator's own runs, every one of which the simulator takes.
+    assert p.simulated.rows == len(unstated) and p.simulated.rows_hash == calibrate.ids_hash(unstated)
+    assert "--sim-fit requests_per_client,client_overhead_s" in p.command
+
+
 def test_cross_validation_needs_several_model_gpu_groups(tmp_path):
     rows = SAMPLE.read_text().splitlines()
     one = tmp_path / "one.csv"
@@ -181,6 +194,10 @@ def test_validate_says_whether_its_errors_are_in_sample(tmp_path):
     # its medians are in-sample.
     out = run("validate", str(SAMPLE))
     assert "was fitted on other runs" in out.stdout and "cross-validated TTFT" in out.stdout
+    # The bundled profile's benchmark factors were fitted by simulation: its closed-form factors'
+    # cross-validation is its base's, and the output says which is which.
+    assert "kept from profile silicon-dev-closed-form" in out.stdout
+    assert "fitted by simulation on 731 runs and not cross-validated" in out.stdout
     p = tmp_path / "s.yaml"
     assert run("calibrate", str(SAMPLE), "--out", str(p), "--fit", "vllm.request_overhead_s", "--folds", "0").returncode == 0
     out = run("validate", str(SAMPLE), "--profile", str(p))
