@@ -7,8 +7,9 @@ median |TTFT error| was 20.5% at (7.1 requests, 43 ms), 20.2% at (9.5, 32 ms), 2
 its soft-L1 loss moving by 0.1-0.5%. The simulation runs the protocol itself (every client's first
 request at once, then the closed loop) and is sharp in both, so they may be fitted by simulation and
 kept, one value, for both predictors. The step model's factors are not fitted so: fitted by
-simulation they would make a second step model beside the closed form's (one owner of step time);
-calibrate fits them by the closed form with these held.
+simulation they would make a second step model beside the closed form's (one owner of step time):
+calibrate --sim-fit keeps them at its base profile's values, or refits by the closed form, with these
+held, those its --fit names.
 
 A fit moves one factor at a time (coordinate descent, one round per entry of SPANS) to minimize the
 soft-L1 loss of log errors of TTFT and TPOT (fidelity.calibrate.fit's loss, the same scale) over the
@@ -41,8 +42,9 @@ SIM_FITTED = ("requests_per_client", "client_overhead_s")
 FIT_REPLICAS = 1
 """Simulations per run in a fit's loss. The loss sums hundreds of runs, over which one draw's noise
 per run averages out; validate averages simulation.REPLICAS per run because it reports each run's
-error. One keeps a pass over silicon-dev's 728 runs that leave the protocol unstated near a minute
-with two processes (three replicas: three minutes a pass, some 20 passes a fit)."""
+error. With one, a pass over silicon-dev's 731 runs that leave the protocol unstated took 11-37 s
+with two processes (longer as requests per client grow) and the bundled fit's 29 passes 11 minutes
+(2026-12-02, 2 cores); three would triple that."""
 SPANS = (2.0, 1.3)
 """Rounds over the factors and the span of each: first between half and twice the starting value,
 then within 1.3x of the first round's. The two factors both raise TTFT, so one's optimum moves with
