@@ -43,8 +43,13 @@ def value_in(profile: CalibrationProfile | None, f: Factor) -> float | None:
     """``profile``'s value of ``f``, None where it has none."""
     if profile is None:
         return None
-    entry = (profile.engines.get(f.engine, {}) if f.section == "engines" else getattr(profile, f.section)).get(f.key)
+    entry = _section(profile, f).get(f.key)
     return None if entry is None else entry.value
+
+
+def _section(profile: CalibrationProfile, f: Factor) -> dict:
+    """The part of ``profile`` that holds ``f`` (its engine's entries for an engine factor)."""
+    return profile.engines.get(f.engine, {}) if f.section == "engines" else getattr(profile, f.section)
 
 
 def fitted_entry(f: Factor, value: float, uncertainty: float) -> FittedFactor:
@@ -55,7 +60,7 @@ def fitted_entry(f: Factor, value: float, uncertainty: float) -> FittedFactor:
 
 def entry_of(profile: CalibrationProfile, f: Factor):
     """The profile's FittedFactor for ``f``."""
-    return (profile.engines[f.engine] if f.section == "engines" else getattr(profile, f.section))[f.key]
+    return _section(profile, f)[f.key]
 
 
 def adjust_for(factors: list[Factor], values, held: Held = ()) -> callable:

@@ -51,8 +51,8 @@ class PartitionFit(Spec):
 
 
 class SimulationFit(Spec):
-    """Factors fitted by simulation (calibrate --sim-fit, fidelity.simfit) before the closed form's
-    fit of the others, which held them."""
+    """Factors fitted by simulation (calibrate --sim-fit, fidelity.simfit), every other factor at the
+    base profile's value or, where --fit named it, refitted by the closed form with these held."""
 
     factors: list[str]
     rows: int = Field(ge=0)
