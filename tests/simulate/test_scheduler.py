@@ -126,6 +126,23 @@ def test_disaggregated_prompts_move_to_the_decode_pool_with_their_first_token():
     assert {s.group for s in res.spans} == {0, 1}
 
 
+def test_a_handed_off_request_sends_its_first_token_when_the_busy_decode_rank_takes_it_in():
+    prefill = Pool(role=PoolRole.PREFILL, table=Linear(), policy=_handoff_policy(), dp=1, pp=1)
+    decode = Pool(role=PoolRole.DECODE, table=Linear(), policy=_policy(), dp=1, pp=1)
+    res = simulate_pools(_trace([0.0, 0.003], [100, 100], [5, 3]), [prefill, decode],
+                         overhead_s=0.0, transfer_s=lambda i: 0.005)
+    r = res.requests
+    # Prefill pool: request 0 from 0 to 11 ms (10 + 100 x 0.01); request 1, sent at 3 ms, waits
+    # for that iteration and is prefilled from 11 to 22 ms. Request 0's KV reaches the idle decode
+    # rank at 16 ms, which takes it in at once: first token at 16 ms, then four decodes of 10 ms
+    # (tokens 2-5), done at 56 ms. Request 1's KV arrives at 27 ms, inside the decode from 26 to
+    # 36 ms: the rank takes it in at 36 ms, its first token then (TTFT 33 ms, not the 24 ms of its
+    # arrival); two decodes after it, done at 56 ms too.
+    assert np.allclose(r.first_s, [0.016, 0.036]) and np.allclose(r.finish_s, [0.056, 0.056])
+    ttft, _, _ = per_request(res)
+    assert np.allclose(ttft, [0.016, 0.033])
+
+
 def _handoff_policy():
     return replace(_policy(), handoff=True)
 

@@ -2,7 +2,15 @@
 
 Disaggregated (``simulate_pools`` with a prefill and a decode pool): prompts go to the prefill
 pool's ranks; a prefilled prompt leaves with its first token and its KV cache, which reaches the
-least-loaded decode rank after the transfer time; there it waits for KV room and decodes.
+least-loaded decode rank after the transfer time; there it waits for KV room and decodes. Its first
+token reaches the client when that rank takes it in, at the start of the first iteration that
+carries it: SGLang's decode server streams it from the batch it builds of the requests whose KV
+cache has arrived (disaggregation/decode.py, process_batch_result_prebuilt), and vLLM's proxy
+returns the decode instance's stream; the closed form likewise counts the transfer and a decode iteration
+(cost.closed_loop.solve_disaggregated). TensorRT-LLM's disaggregated server (serve/
+openai_disagg_server.py merge_streaming_responses) has done both: earlier versions sent the
+context server's first token on before the transfer, later ones stream the generation server's
+only, as here.
 
 An instance has pp micro-batch groups (each cycles through every stage: cost.iteration cycle_s)
 of dp attention-dp ranks that run in lockstep: an iteration of a group takes as long as its busiest
@@ -211,9 +219,8 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
         if kind == ARRIVE:
             enqueue(payload, t, entry)
             continue
-        if kind == HANDOFF:  # the KV cache and first token are at a decode instance
+        if kind == HANDOFF:  # the KV cache and first token are at a decode instance, to be taken in
             r.arrive_s[payload] = t
-            r.first_s[payload] = t
             enqueue(payload, t, decode)
             continue
         g, version = payload
@@ -252,6 +259,10 @@ def simulate_pools(stream: RequestStream, pools: list[Pool], *, overhead_s: floa
         cutoff, gated, until_recv = _receive(grp, cutoff)
         held, most = _balance(r, grp, cutoff)
         plans = [rank.plan(r, pool.policy, -math.inf if held else cutoff) for rank in grp.ranks]
+        if pool.role is PoolRole.DECODE:  # handed-off requests taken in: their first token goes out
+            for p in plans:
+                new = p.decoding[np.isnan(r.first_s[p.decoding])]
+                r.first_s[new] = t
         out.preemptions += sum(p.preempted for p in plans)
         if not any(p.decoding.size or p.chunks for p in plans):
             pending = [r.arrive_s[rank.waiting[0]] for rank in grp.ranks if rank.waiting]
