@@ -2,15 +2,15 @@
 
 Disaggregated (``simulate_pools`` with a prefill and a decode pool): prompts go to the prefill
 pool's ranks; a prefilled prompt leaves with its first token and its KV cache, which reaches the
-least-loaded decode rank after the transfer time; there it waits for KV room and decodes. Its first
-token reaches the client when that rank takes it in, at the start of the first iteration that
-carries it: SGLang's decode server streams it from the batch it builds of the requests whose KV
-cache has arrived (disaggregation/decode.py, process_batch_result_prebuilt), and vLLM's proxy
-returns the decode instance's stream; the closed form likewise counts the transfer and a decode iteration
-(cost.closed_loop.solve_disaggregated). TensorRT-LLM's disaggregated server (serve/
-openai_disagg_server.py merge_streaming_responses) has done both: earlier versions sent the
-context server's first token on before the transfer, later ones stream the generation server's
-only, as here.
+least-loaded decode rank after the transfer time; there it waits for KV room and decodes. Its
+first token reaches the client when that rank takes it in, at the start of the first iteration
+that carries it: SGLang's decode server streams it from the batch it builds of the requests whose
+KV cache has arrived (disaggregation/decode.py, process_batch_result_prebuilt), and vLLM's proxy
+returns the decode instance's stream; the closed form likewise counts the transfer and a decode
+iteration (cost.closed_loop.solve_disaggregated). TensorRT-LLM's disaggregated server
+(serve/openai_disagg_server.py, merge_streaming_responses) has done both: earlier versions sent
+the context server's first token on before the transfer, later ones stream only the generation
+server's, as here.
 
 An instance has pp micro-batch groups (each cycles through every stage: cost.iteration cycle_s)
 of dp attention-dp ranks that run in lockstep: an iteration of a group takes as long as its busiest
