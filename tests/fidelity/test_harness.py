@@ -319,7 +319,7 @@ def test_trtllm_runs_get_the_token_budget_their_scripts_pass(tmp_path):
     assert not skips
     p = {c.id: case_problem(c) for c in cases}
     # trtllm-serve --max_num_tokens 20000 (gpt-oss) and 16384 (Llama-3.1-70B) instead of the engine's
-    # 8,192, and the Llama scripts' FP8 cache ([IX11]); aiconfigurator's launch is not known: defaults.
+    # 8,192, and the Llama scripts' FP8 cache ([IX12]); aiconfigurator's launch is not known: defaults.
     assert [t.value for t in p["gptoss-h200"].engine.token_budget] == [20000]
     assert [t.value for t in p["llama-b200"].engine.token_budget] == [16384]
     # The scripts' FP8 cache is also the FP8 checkpoint's (its hf_quant_config).
