@@ -24,8 +24,10 @@ from meshplan.errors import SpecError
 from meshplan.fidelity.calibrate import FACTORS, adjust_for, cross_validate, fit, log_errors
 from meshplan.fidelity.predict import group_cases
 from meshplan.fidelity.silicon import SkipReason, read_silicon
+from meshplan.fidelity.simulated import MAX_CLIENTS
 from meshplan.fidelity.validation import SCHEMA, validate_silicon
 from meshplan.io.calibration import load_profile
+from meshplan.specs.engine import Engine
 
 SAMPLE = Path(__file__).parent / "fixtures" / "silicon-sample.csv"
 
@@ -149,17 +151,31 @@ def test_bundled_profile_records_what_it_was_fitted_on():
     assert raw["command"].startswith("meshplan calibrate")
 
 
-def test_the_bundled_profile_fitted_the_benchmark_factors_by_simulation_on_the_runs_that_leave_them_unstated():
+def test_the_bundled_profile_fitted_by_simulation_the_benchmark_factors_then_tensorrt_llms_launch_cost():
     p = load_profile()
-    assert p.simulated.factors == ["requests_per_client", "client_overhead_s"]
-    # The fit by simulation held the closed form's fit, which is bundled too and loads.
-    assert p.base == "silicon-dev-closed-form" and load_profile(p.base).simulated is None
+    bench = load_profile(p.base)
+    assert p.simulated.factors == ["trtllm.kernel_launch_s"] and p.base == "silicon-dev-benchmark"
+    assert bench.simulated.factors == ["requests_per_client", "client_overhead_s"]
+    # The first fit by simulation held the closed form's fit, which is bundled too and loads.
+    assert bench.base == "silicon-dev-closed-form" and load_profile(bench.base).simulated is None
     dev = Path(__file__).resolve().parents[2].parent / "shared" / "cases" / "silicon-dev.csv"
     cases, _ = read_silicon(dev)
     unstated = [c.id for c in cases if c.harness.requests_per_client is None]
     # aiconfigurator's own runs, every one of which the simulator takes.
-    assert p.simulated.rows == len(unstated) and p.simulated.rows_hash == calibrate.ids_hash(unstated)
-    assert "--sim-fit requests_per_client,client_overhead_s" in p.command
+    assert bench.simulated.rows == len(unstated) and bench.simulated.rows_hash == calibrate.ids_hash(unstated)
+    assert "--sim-fit requests_per_client,client_overhead_s" in bench.command
+    # TensorRT-LLM's runs, whatever their client, but for those whose simulation would hold more than
+    # MAX_CLIENTS requests in flight (a disaggregated run's clients, an aggregated one's per
+    # instance), which keep the closed form.
+    trt = [c.id for c in cases if c.engine is Engine.TRTLLM and (
+        c.concurrency if c.disaggregated else round(c.concurrency / c.layout.instances)) <= MAX_CLIENTS]
+    assert len(trt) < sum(c.engine is Engine.TRTLLM for c in cases)
+    assert p.simulated.rows == len(trt) and p.simulated.rows_hash == calibrate.ids_hash(trt)
+    assert "--sim-fit trtllm.kernel_launch_s --base silicon-dev-benchmark" in p.command
+    # It moved that factor alone: every other is the first fit by simulation's.
+    assert p.engines["trtllm"]["kernel_launch_s"].value != bench.engines["trtllm"]["kernel_launch_s"].value
+    assert p.assumptions == bench.assumptions and p.benchmark == bench.benchmark
+    assert {e: v for e, v in p.engines.items() if e != "trtllm"} == {e: v for e, v in bench.engines.items() if e != "trtllm"}
 
 
 def test_cross_validation_needs_several_model_gpu_groups(tmp_path):
@@ -196,8 +212,10 @@ def test_validate_says_whether_its_errors_are_in_sample(tmp_path):
     assert "was fitted on other runs" in out.stdout and "cross-validated TTFT" in out.stdout
     # The bundled profile's benchmark factors were fitted by simulation: its closed-form factors'
     # cross-validation is its base's, and the output says which is which.
+    # Two fits by simulation, each on the runs its factors reach, stand between it and that base.
     assert "kept from profile silicon-dev-closed-form" in out.stdout
-    assert "fitted by simulation on 731 runs and not cross-validated" in out.stdout
+    assert ("fitted by simulation and not cross-validated: trtllm.kernel_launch_s on 1,016 runs; "
+            "requests_per_client, client_overhead_s on 731 runs") in out.stdout
     p = tmp_path / "s.yaml"
     assert run("calibrate", str(SAMPLE), "--out", str(p), "--fit", "vllm.request_overhead_s", "--folds", "0").returncode == 0
     out = run("validate", str(SAMPLE), "--profile", str(p))

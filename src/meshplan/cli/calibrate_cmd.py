@@ -18,7 +18,7 @@ from meshplan.fidelity.calibrate import (BY_KEYS, cross_validate, default_value,
                                          evaluated, value_in)
 from meshplan.fidelity.factors import FACTORS
 from meshplan.fidelity.predict import group_cases
-from meshplan.fidelity.simfit import FIT_REPLICAS, SIM_FITTED, SimFitResult, fit_by_simulation
+from meshplan.fidelity.simfit import FIT_REPLICAS, NOT_SIM_FITTED, SIM_FITTED, SimFitResult, fit_by_simulation
 from meshplan.fidelity.silicon import read_silicon
 from meshplan.io.calibration import load_profile
 from meshplan.report.tables import table
@@ -32,9 +32,11 @@ from meshplan.specs.calibration import FitError, SimulationFit
               "expert_load_cv, which keeps its measured source unless named).")
 @click.option("--folds", help="Cross-validation folds of model x GPU groups (0: none; 'groups': one per group, "
               "leave-one-group-out; default 5).")
-@click.option("--sim-fit", "sim_names", help="Comma-separated benchmark factors (requests_per_client, client_overhead_s) "
-              "to fit by simulating the runs whose client leaves them unstated, from --base's values; every other "
-              "factor keeps --base's value unless --fit names it, which the closed form then refits with these held.")
+@click.option("--sim-fit", "sim_names", help="Comma-separated factors to fit by simulating the runs they reach, from "
+              "--base's values: the benchmark factors (requests_per_client, client_overhead_s; the runs whose client "
+              "leaves them unstated) or an engine's kernel_launch_s (e.g. trtllm.kernel_launch_s; that engine's runs). "
+              "Every other factor keeps --base's value unless --fit names it, which the closed form then refits with "
+              "these held.")
 @click.option("--jobs", type=int, help="Processes fitting the cross-validation folds, or simulating the runs "
               "(--sim-fit), side by side (default 1).")
 @click.option("--name", help="Name recorded in the profile (default: the --out file's name without .yaml).")
@@ -123,11 +125,10 @@ def _partitioned(profile, groups, factors, pooled, held, by, folds, say, logo=Fa
 
 def _check_sim_names(sim_names: list[str], names: list[str] | None) -> None:
     if not sim_names:
-        raise SpecError("--sim-fit", "", "names the benchmark factors to fit by simulation: " + ", ".join(SIM_FITTED))
+        raise SpecError("--sim-fit", "", "names the factors to fit by simulation: " + ", ".join(SIM_FITTED))
     for n in sim_names:
         if n not in SIM_FITTED:
-            raise SpecError("--sim-fit", n, "fits by simulation only the benchmark factors (" + ", ".join(SIM_FITTED)
-                            + "); the step model's are fitted by the closed form (one step model)")
+            raise SpecError("--sim-fit", n, NOT_SIM_FITTED)
         if n in (names or ()):
             raise SpecError("--fit", n, "also named in --sim-fit: a factor is fitted one way")
     if len(set(sim_names)) < len(sim_names):
@@ -248,7 +249,7 @@ def run_calibrate(cases_path: str, out: str, names: list[str] | None, folds: int
                  for f, v in zip(sim_factors, fit_sim.values)]
     echo(table(["factor", "fitted", "+-", "bounds", "sourced default"], rows))
     if simulated:
-        echo(f"\nby simulation ({', '.join(sim_names)}; {fit_sim.rows:,} runs that leave them unstated, "
+        echo(f"\nby simulation ({', '.join(sim_names)}; {fit_sim.rows:,} runs they reach, "
              f"{fit_sim.passes} passes): median |error| TTFT {fit_sim.median_abs_ttft:.1%}, "
              f"TPOT {fit_sim.median_abs_tpot:.1%}")
     pinned = [f"{f.name} ({f.bound_reached(v)} {getattr(f, f.bound_reached(v)):g})"
@@ -276,7 +277,7 @@ def _write(profile, target: Path, out: str) -> None:
 
 
 def _write_simulated(groups, cases_path, out, name, base, base_name, sim_names, jobs, target, say) -> None:
-    """--sim-fit alone: the benchmark factors fitted by simulation, every other factor at ``base``'s
+    """--sim-fit alone: its factors fitted by simulation, every other factor at ``base``'s
     value; the profile records the closed form's errors with them (over every run)."""
     fit_sim, sim_factors = _fit_by_simulation(groups, sim_names, base, jobs, say)
     held = held_from(base, sim_factors) + tuple(zip(sim_factors, fit_sim.values))
@@ -288,7 +289,7 @@ def _write_simulated(groups, cases_path, out, name, base, base_name, sim_names, 
     echo(table(["factor", "fitted by simulation", "bounds"],
                [[f.name, f"{v:.4g}", f"[{f.lower:g}, {f.upper:g}]" + (f" (at {f.bound_reached(v)})" if f.bound_reached(v) else "")]
                 for f, v in zip(sim_factors, fit_sim.values)]))
-    echo(f"\nsimulated ({fit_sim.rows:,} runs that leave them unstated, {fit_sim.passes} passes): median |error| "
+    echo(f"\nsimulated ({fit_sim.rows:,} runs they reach, {fit_sim.passes} passes): median |error| "
          f"TTFT {fit_sim.median_abs_ttft:.1%}, TPOT {fit_sim.median_abs_tpot:.1%}")
     echo(f"closed form with them, every other factor at profile {base.name if base else 'none'}'s value "
          f"({result.rows:,} runs): median |error| TTFT {result.median_abs_ttft:.1%}, TPOT {result.median_abs_tpot:.1%}")

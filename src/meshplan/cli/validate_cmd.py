@@ -90,15 +90,20 @@ def _honest_error(v: Validation) -> None:
              else f"{profile.folds} folds of model x GPU groups")
     crossed = (f"cross-validated TTFT {cv.ttft:.1%}, TPOT {cv.tpot:.1%} ({split}: "
                "each run predicted by a fit that did not see its group)") if cv else "no cross-validation recorded"
-    base = load_profile(profile.base) if (cv is None and profile.simulated and profile.base) else None
-    if base is not None and base.cross_validated:
-        # A fit by simulation keeps its base's other factors: the base's cross-validation is theirs.
+    # A fit by simulation keeps its base's other factors, and that base may be one too: the first
+    # base with a cross-validation of its own measured theirs.
+    by_sim, base, seen = [], profile, {profile.name}
+    while cv is None and base is not None and base.simulated and base.base and base.base not in seen:
+        seen.add(base.base)
+        by_sim.append(f"{', '.join(base.simulated.factors)} on {base.simulated.rows:,} runs")
+        base = load_profile(base.base)
+    if by_sim and base is not None and base.cross_validated:
         bcv = base.cross_validated
         bsplit = (f"leaving out one of {base.folds} model x GPU groups at a time" if base.leave_one_group_out
                   else f"{base.folds} folds of model x GPU groups")
         crossed = (f"cross-validated TTFT {bcv.ttft:.1%}, TPOT {bcv.tpot:.1%} for its closed-form factors (kept from "
-                   f"profile {base.name}; {bsplit}); its {', '.join(profile.simulated.factors)} were fitted by "
-                   f"simulation on {profile.simulated.rows:,} runs and not cross-validated")
+                   f"profile {base.name}; {bsplit}); fitted by simulation and not cross-validated: "
+                   + "; ".join(by_sim))
     if ids == profile.rows_hash:
         echo(f"\nProfile {profile.name} was fitted on these {profile.rows:,} runs: the medians above are in-sample "
              f"(the fit's own: TTFT {profile.in_sample.ttft:.1%}, TPOT {profile.in_sample.tpot:.1%}); {crossed}.")

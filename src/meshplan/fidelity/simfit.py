@@ -1,15 +1,20 @@
-"""Fit the benchmark factors by simulation: the measured runs' closed loops served request by request.
+"""Fit factors by simulation: the measured runs' closed loops served request by request.
 
+Two kinds of factor are fitted so, those in which the simulation is sharp and the closed form is not.
 The benchmark factors (requests_per_client, client_overhead_s: what a client whose protocol no
 source states sends, and adds to each TTFT) describe the measurement, not the step model, and both
 predictors use them. The closed form hardly tells them apart: on silicon-dev (2026-12-02) its
 median |TTFT error| was 20.5% at (7.1 requests, 43 ms), 20.2% at (9.5, 32 ms), 20.1% at (8.3, 38 ms),
 its soft-L1 loss moving by 0.1-0.5%. The simulation runs the protocol itself (every client's first
-request at once, then the closed loop) and is sharp in both, so they may be fitted by simulation and
-kept, one value, for both predictors. The step model's factors are not fitted so: fitted by
-simulation they would make a second step model beside the closed form's (one owner of step time):
-calibrate --sim-fit keeps them at its base profile's values, or refits by the closed form, with these
-held, those its --fit names.
+request at once, then the closed loop) and is sharp in both. An engine's CPU time per eager kernel
+(kernel_launch_s) sets the cost of every iteration that runs outside a CUDA graph, which is every
+iteration with a prompt in it: the simulation runs one such iteration per prompt batch as prompts
+arrive, where the closed form clumps prompts (clump_coherence) into fewer and trades the launch cost
+against its other factors. On silicon-dev (2026-12-03) TensorRT-LLM's 1,016 simulated runs (one draw)
+had 590 off by more than 20% at the closed form's 49.5 us and 550 at 40 us, while the closed form
+over every run had 1,388 and 1,386. A factor fitted by simulation is kept, one value, for both
+predictors: one step model, whose other factors calibrate --sim-fit keeps at its base profile's
+values, or refits by the closed form, with these held, those its --fit names.
 
 A fit moves one factor at a time (coordinate descent, one round per entry of SPANS) to minimize the
 soft-L1 loss of log errors of TTFT and TPOT (fidelity.calibrate.fit's loss, the same scale) over the
@@ -35,10 +40,17 @@ from meshplan.fidelity.calibrate import LOSS_SCALE, Held, adjust_for, ids_hash
 from meshplan.fidelity.factors import Factor
 from meshplan.fidelity.predict import Group, Prediction
 from meshplan.fidelity.simulated import simulate_groups
+from meshplan.specs.engine import Engine
 
 
-SIM_FITTED = ("requests_per_client", "client_overhead_s")
-"""The factors a fit by simulation may move: the benchmark protocol's, which are not step time."""
+BENCHMARK_FACTORS = ("requests_per_client", "client_overhead_s")
+"""The benchmark protocol's factors, which are not step time; runs whose client states them have none."""
+SIM_FITTED = BENCHMARK_FACTORS + tuple(f"{e.value}.kernel_launch_s" for e in Engine)
+"""The factors a fit by simulation may move: the benchmark protocol's and each engine's CPU time per
+eager kernel (the module's docstring)."""
+NOT_SIM_FITTED = ("fits by simulation only the benchmark factors (" + ", ".join(BENCHMARK_FACTORS)
+                  + ") and an engine's kernel_launch_s; the step model's others are fitted by the closed form")
+"""Why a fit by simulation refuses any other factor."""
 FIT_REPLICAS = 1
 """Simulations per run in a fit's loss. The loss sums hundreds of runs, over which one draw's noise
 per run averages out; validate averages simulation.REPLICAS per run because it reports each run's
@@ -67,7 +79,7 @@ class SimFitResult:
 
 def reached(groups: list[Group], factors: list[Factor]) -> list[Group]:
     """The groups whose runs any of ``factors`` moves (a benchmark factor: runs whose client leaves it
-    unstated)."""
+    unstated; an engine's factor: that engine's runs)."""
     return [g for g in groups if any(f.apply(g.ci, (f.lower + f.upper) / 2, g.cases[0].harness) for f in factors)]
 
 
@@ -119,12 +131,12 @@ def fit_by_simulation(groups: list[Group], factors: list[Factor], start: list[fl
     ``progress(passes, values, loss, median |TTFT error|)`` after each simulation pass."""
     for f in factors:
         if f.name not in SIM_FITTED:
-            raise SpecError("--sim-fit", f.name, "a fit by simulation moves only the benchmark factors ("
-                            + ", ".join(SIM_FITTED) + "); the step model's are fitted by the closed form")
+            raise SpecError("--sim-fit", f.name, NOT_SIM_FITTED)
     runs = reached(groups, factors)
     if not runs:
         raise SpecError("--sim-fit", ",".join(f.name for f in factors),
-                        "every run's client states them (fidelity.harness): no run to fit them on")
+                        "no run depends on them (a benchmark factor: every run's client states it, "
+                        "fidelity.harness; an engine's: no run of that engine): no run to fit them on")
     seen: dict[tuple[float, ...], tuple[float, np.ndarray, np.ndarray, list[str]]] = {}
 
     def loss(values: tuple[float, ...]) -> float:
