@@ -37,15 +37,14 @@ import numpy as np
 
 from meshplan.errors import SpecError
 from meshplan.fidelity.calibrate import LOSS_SCALE, Held, adjust_for, ids_hash
-from meshplan.fidelity.factors import Factor
+from meshplan.fidelity.factors import FACTORS, Factor
 from meshplan.fidelity.predict import Group, Prediction
 from meshplan.fidelity.simulated import simulate_groups
-from meshplan.specs.engine import Engine
 
 
 BENCHMARK_FACTORS = ("requests_per_client", "client_overhead_s")
 """The benchmark protocol's factors, which are not step time; runs whose client states them have none."""
-SIM_FITTED = BENCHMARK_FACTORS + tuple(f"{e.value}.kernel_launch_s" for e in Engine)
+SIM_FITTED = BENCHMARK_FACTORS + tuple(f.name for f in FACTORS if f.engine is not None and f.key == "kernel_launch_s")
 """The factors a fit by simulation may move: the benchmark protocol's and each engine's CPU time per
 eager kernel (the module's docstring)."""
 NOT_SIM_FITTED = ("fits by simulation only the benchmark factors (" + ", ".join(BENCHMARK_FACTORS)
