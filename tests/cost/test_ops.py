@@ -110,6 +110,35 @@ def test_experts_split_over_more_gpus_run_narrower_slower_gemms():
     assert math.isclose(float(experts.time_s), _smooth(t_c, float(experts.mem_bytes) / (3.35e12 * 0.79)))
 
 
+def test_fused_moe_kernels_run_fp8_experts_at_the_engines_share_the_all_to_alls_at_the_full_rate():
+    half = {"name": "sglang", "fp8_fused_moe_share": 0.5}
+    ci = _ci("deepseek-v3", "h200", weights="fp8", engine=half, expert_load_cv=0.0)
+    full = _ci("deepseek-v3", "h200", weights="fp8", engine="sglang", expert_load_cv=0.0)
+    bf16 = _ci("deepseek-v3", "h200", weights="bf16", engine=half)
+    # The share is the engine's with FP8 experts, 1 otherwise; the experts' rate itself is the GPU's.
+    assert ci.fused_moe_share == 0.5 and full.fused_moe_share == 1.0 and bf16.fused_moe_share == 1.0
+    assert ci.expert_flop_per_s == full.expert_flop_per_s
+    work = prefill_work(8192.0, 1.0, 4096.0, 1)
+
+    def experts_time(c, par, rate_share):
+        # The smooth roofline by hand: the op's FLOPs at the whole-expert rate times the share, its
+        # bytes at the MoE weight-streaming rate, no floor (ovh 0).
+        op = _op(moe_ops(c, par, work, 0.0), "experts")
+        t_c = float(op.flops) / (float(expert_rate(c, 1.0)) * rate_share)
+        return float(op.time_s), _smooth(t_c, float(op.mem_bytes) / c.hbm_expert_bytes_per_s)
+
+    # TP 8 with 8 expert-parallel ranks: every GPU holds the tokens, nothing comes by an all-to-all,
+    # so SGLang's fused-MoE kernels run them, at half the rate.
+    got, want = experts_time(ci, Par.of(8, 1, 8, 1, 1), 0.5)
+    assert math.isclose(got, want)
+    assert got > 1.5 * experts_time(full, Par.of(8, 1, 8, 1, 1), 1.0)[0]
+    # Attention dp 8 with DeepEP's all-to-all (the launch setting a2a_backend all_to_all): DeepGEMM's
+    # grouped GEMMs, at the full rate; SGLang's default exchange (all-gather) keeps the fused kernels.
+    deepep = _ci("deepseek-v3", "h200", weights="fp8", engine={**half, "a2a_backend": "all_to_all"}, expert_load_cv=0.0)
+    assert math.isclose(*experts_time(deepep, Par.of(1, 8, 8, 1, 1), 1.0))
+    assert math.isclose(*experts_time(ci, Par.of(1, 8, 8, 1, 1), 0.5))
+
+
 def test_popularity_skew_loads_the_busiest_ranks_experts_and_links():
     base = _ci("deepseek-v3", "h800", weights="fp8", engine={"name": "trtllm", "version": "1.3"}, expert_load_cv=0.0)
     skew = _ci("deepseek-v3", "h800", weights="fp8", engine={"name": "trtllm", "version": "1.3"}, expert_load_cv=1.0)

@@ -24,7 +24,7 @@ from meshplan.errors import SpecError
 from meshplan.fidelity.calibrate import FACTORS, adjust_for, cross_validate, fit, log_errors
 from meshplan.fidelity.predict import group_cases
 from meshplan.fidelity.silicon import SkipReason, read_silicon
-from meshplan.fidelity.simulated import MAX_CLIENTS
+from meshplan.fidelity.simulated import MAX_CLIENTS, simulate_groups
 from meshplan.fidelity.validation import SCHEMA, validate_silicon
 from meshplan.io.calibration import load_profile
 from meshplan.specs.engine import Engine
@@ -151,9 +151,17 @@ def test_bundled_profile_records_what_it_was_fitted_on():
     assert raw["command"].startswith("meshplan calibrate")
 
 
-def test_the_bundled_profile_fitted_by_simulation_the_benchmark_factors_then_tensorrt_llms_launch_cost():
-    p = load_profile()
+def _simulated(c) -> bool:
+    """Whether a run's simulation would hold at most MAX_CLIENTS requests in flight (a disaggregated
+    run's clients, an aggregated one's per instance): the others keep the closed form."""
+    return (c.concurrency if c.disaggregated else round(c.concurrency / c.layout.instances)) <= MAX_CLIENTS
+
+
+def test_the_bundled_profile_fitted_by_simulation_the_benchmark_factors_then_two_engine_factors():
+    top = load_profile()
+    p = load_profile(top.base)
     bench = load_profile(p.base)
+    assert top.simulated.factors == ["sglang.fp8_fused_moe_share"] and top.base == "silicon-dev-trtllm-launch"
     assert p.simulated.factors == ["trtllm.kernel_launch_s"] and p.base == "silicon-dev-benchmark"
     assert bench.simulated.factors == ["requests_per_client", "client_overhead_s"]
     # The first fit by simulation held the closed form's fit, which is bundled too and loads.
@@ -167,8 +175,7 @@ def test_the_bundled_profile_fitted_by_simulation_the_benchmark_factors_then_ten
     # TensorRT-LLM's runs, whatever their client, but for those whose simulation would hold more than
     # MAX_CLIENTS requests in flight (a disaggregated run's clients, an aggregated one's per
     # instance), which keep the closed form.
-    trt = [c.id for c in cases if c.engine is Engine.TRTLLM and (
-        c.concurrency if c.disaggregated else round(c.concurrency / c.layout.instances)) <= MAX_CLIENTS]
+    trt = [c.id for c in cases if c.engine is Engine.TRTLLM and _simulated(c)]
     assert len(trt) < sum(c.engine is Engine.TRTLLM for c in cases)
     assert p.simulated.rows == len(trt) and p.simulated.rows_hash == calibrate.ids_hash(trt)
     assert "--sim-fit trtllm.kernel_launch_s --base silicon-dev-benchmark" in p.command
@@ -176,6 +183,22 @@ def test_the_bundled_profile_fitted_by_simulation_the_benchmark_factors_then_ten
     assert p.engines["trtllm"]["kernel_launch_s"].value != bench.engines["trtllm"]["kernel_launch_s"].value
     assert p.assumptions == bench.assumptions and p.benchmark == bench.benchmark
     assert {e: v for e, v in p.engines.items() if e != "trtllm"} == {e: v for e, v in bench.engines.items() if e != "trtllm"}
+    # Then SGLang's fused-MoE share with FP8 experts, on its runs with FP8 experts that the simulator
+    # takes; the factor was not in the profiles before, and nothing else moved.
+    groups = [g for g in group_cases([c for c in cases if c.engine is Engine.SGLANG], "none")
+              if g.ci.expert_dtype.value == "fp8"]
+    # The simulator refuses one layout, whose runs keep the closed form: DeepSeek-R1 disaggregated
+    # on GB200 (cfg227), which cannot hold the model and one request (validate --sim says so).
+    refused = [g for g in groups if any(c.id.endswith("_cfg227") for c in g.cases)]
+    assert len(refused) == 1 and all(isinstance(s, str) for s in simulate_groups(refused, replicas=1).values())
+    fp8 = [c.id for g in groups if g not in refused for c in g.cases if _simulated(c)]
+    assert 0 < len(fp8) < sum(c.engine is Engine.SGLANG for c in cases)
+    assert top.simulated.rows == len(fp8) and top.simulated.rows_hash == calibrate.ids_hash(fp8)
+    assert "--sim-fit sglang.fp8_fused_moe_share --base silicon-dev-trtllm-launch" in top.command
+    assert 0.25 < top.engines["sglang"]["fp8_fused_moe_share"].value < 1.0
+    assert "fp8_fused_moe_share" not in p.engines["sglang"]
+    assert top.assumptions == p.assumptions and top.benchmark == p.benchmark and top.engines["trtllm"] == p.engines["trtllm"]
+    assert {k: v for k, v in top.engines["sglang"].items() if k != "fp8_fused_moe_share"} == p.engines["sglang"]
 
 
 def test_cross_validation_needs_several_model_gpu_groups(tmp_path):
@@ -212,10 +235,10 @@ def test_validate_says_whether_its_errors_are_in_sample(tmp_path):
     assert "was fitted on other runs" in out.stdout and "cross-validated TTFT" in out.stdout
     # The bundled profile's benchmark factors were fitted by simulation: its closed-form factors'
     # cross-validation is its base's, and the output says which is which.
-    # Two fits by simulation, each on the runs its factors reach, stand between it and that base.
+    # Three fits by simulation, each on the runs its factors reach, stand between it and that base.
     assert "kept from profile silicon-dev-closed-form" in out.stdout
-    assert ("fitted by simulation and not cross-validated: trtllm.kernel_launch_s on 1,016 runs; "
-            "requests_per_client, client_overhead_s on 731 runs") in out.stdout
+    assert ("fitted by simulation and not cross-validated: sglang.fp8_fused_moe_share on 411 runs; "
+            "trtllm.kernel_launch_s on 1,016 runs; requests_per_client, client_overhead_s on 731 runs") in out.stdout
     p = tmp_path / "s.yaml"
     assert run("calibrate", str(SAMPLE), "--out", str(p), "--fit", "vllm.request_overhead_s", "--folds", "0").returncode == 0
     out = run("validate", str(SAMPLE), "--profile", str(p))

@@ -34,7 +34,8 @@ from meshplan.specs.calibration import FitError, SimulationFit
               "leave-one-group-out; default 5).")
 @click.option("--sim-fit", "sim_names", help="Comma-separated factors to fit by simulating the runs they reach, from "
               "--base's values: the benchmark factors (requests_per_client, client_overhead_s; the runs whose client "
-              "leaves them unstated) or an engine's kernel_launch_s (e.g. trtllm.kernel_launch_s; that engine's runs). "
+              "leaves them unstated), an engine's kernel_launch_s (e.g. trtllm.kernel_launch_s; that engine's runs) or its "
+              "fp8_fused_moe_share (e.g. sglang.fp8_fused_moe_share; that engine's runs with FP8 experts). "
               "Every other factor keeps --base's value unless --fit names it, which the closed form then refits with "
               "these held.")
 @click.option("--jobs", type=int, help="Processes fitting the cross-validation folds, or simulating the runs "

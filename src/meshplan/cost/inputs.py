@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 from meshplan.cost.kernels import gemm_quant_kernels
 from meshplan.specs.assumptions import KvSizing
+from meshplan.specs.dtypes import DType
 from meshplan.specs.engine import A2ABackend, EngineProfile, KvAdmission, KvMemoryShare, PrefillPolicy
 from meshplan.specs.model import AttentionKind, LayerKind, ModelSpec
 from meshplan.specs.params import count_params
@@ -98,6 +99,8 @@ class CostInputs:
     """Bytes per attention output-projection weight."""
     expert_bytes_per_weight: float
     """Bytes per expert (routed and shared) weight."""
+    expert_dtype: DType
+    """Format of the experts' weights (a factor that reaches only runs of one format reads it)."""
     other_bytes_per_weight: float
     """Bytes per dense FFN weight (the weights format)."""
     router_bytes_per_weight: float
@@ -129,6 +132,10 @@ class CostInputs:
     expert_flop_per_s: float
     """Achievable FLOP/s of the routed experts' grouped GEMMs before a GPU's slice of each expert
     narrows them (cost.layer.expert_rate, CostAssumptions.expert_slice_half_width)."""
+    fused_moe_share: float
+    """The share of expert_flop_per_s the engine's fused-MoE kernels reach, those of a MoE layer
+    whose tokens do not come by the all-to-all exchange: EngineProfile.fp8_fused_moe_share with FP8
+    routed experts, else 1."""
     expert_slice_half_width: float
     """CostAssumptions.expert_slice_half_width."""
     shared_flop_per_s: float
@@ -276,7 +283,7 @@ class CostInputs:
             lin_state_bytes_per_value=m.linear_state_bytes,
             indexer_heads=m.index_num_heads, indexer_head_dim=m.index_head_dim, indexer_topk=m.index_topk,
             attn_bytes_per_weight=attn_dt.bytes, attn_out_bytes_per_weight=out_dt.bytes,
-            expert_bytes_per_weight=exp_dt.bytes, other_bytes_per_weight=prec.weights.bytes,
+            expert_bytes_per_weight=exp_dt.bytes, expert_dtype=exp_dt, other_bytes_per_weight=prec.weights.bytes,
             embed_bytes_per_weight=max(prec.weights.bytes, 2.0), router_bytes_per_weight=max(prec.weights.bytes, 2.0),
             quant_attn=gemm_quant_kernels(attn_dt), quant_attn_out=gemm_quant_kernels(out_dt),
             quant_exp=gemm_quant_kernels(exp_dt), quant_other=gemm_quant_kernels(prec.weights),
@@ -285,6 +292,7 @@ class CostInputs:
             combine_bytes_per_value=(a.combine_dtype or eng.combine_dtype).bytes,
             attn_flop_per_s=flops(attn_dt), attn_out_flop_per_s=flops(out_dt),
             expert_flop_per_s=flops(exp_dt) * a.grouped_gemm_efficiency, shared_flop_per_s=flops(exp_dt),
+            fused_moe_share=eng.fp8_fused_moe_share if exp_dt is DType.FP8 else 1.0,
             expert_slice_half_width=a.expert_slice_half_width,
             other_flop_per_s=flops(prec.weights), core_flop_per_s=flops(act),
             hbm_bytes_per_s=bw(act), hbm_attn_bytes_per_s=bw(attn_dt),

@@ -171,7 +171,10 @@ def moe_ops(ci: CostInputs, par: Par, w: Work, ovh: float) -> list[OpCost]:
     ops.append(comm_op("attn_dp_gather", gather_bytes, gather_active, gather_bw, gather_lat))
     expert_bytes = (touched * per_expert * ci.expert_bytes_per_weight
                     + t_exp * (2 * ci.hidden_size + 3 * ci.expert_ffn_size / par.etp) * a)
-    ops.append(compute_op("experts", 2 * t_exp * per_expert, expert_bytes, expert_rate(ci, par.etp), ci.hbm_expert_bytes_per_s,
+    # Tokens that come by the all-to-all meet its grouped GEMMs (DeepEP's: DeepGEMM); the others the
+    # engine's fused-MoE kernels, at their share of the rate (EngineProfile.fp8_fused_moe_share).
+    rate = expert_rate(ci, par.etp) * np.where(a2a_active, 1.0, ci.fused_moe_share)
+    ops.append(compute_op("experts", 2 * t_exp * per_expert, expert_bytes, rate, ci.hbm_expert_bytes_per_s,
                           ovh, K.EXPERTS + K.EXPERT_COMBINE + 2 * ci.quant_exp, ci.roofline_sharpness))
     etp_bw, etp_lat = ring_tier(ci, par.etp)
     # Partial sums per row received: in the prefill one row per distinct token (a token with

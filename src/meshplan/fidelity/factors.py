@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from meshplan.cost.inputs import CostInputs
 from meshplan.fidelity.harness import AS_STATED, Harness
+from meshplan.specs.dtypes import DType
 from meshplan.specs.engine import Engine
 
 
@@ -41,6 +42,8 @@ class Factor:
     followed_by: tuple[str, ...] = ()
     """Engine fields that take this value too where the engine profile leaves them unset (None):
     a decode pool's host gap is the engine's host gap unless it has its own."""
+    experts_format: DType | None = None
+    """The factor reaches only runs whose routed experts' weights are in this format (None: any)."""
     by_default: bool = True
     """Fitted when the command names no factors. A factor with a measured source that the dev set
     cannot tell apart from another (both slow the same layers) keeps its source unless asked for."""
@@ -61,6 +64,8 @@ class Factor:
         """The inputs this factor sets for runs of ``ci``'s problem measured by ``harness``: none
         for another engine's runs, nor for a benchmark factor the runs' client states."""
         if self.engine is not None and ci.engine.engine is not self.engine:
+            return {}
+        if self.experts_format is not None and ci.expert_dtype is not self.experts_format:
             return {}
         if self.section == "benchmark" and getattr(harness, self.key, None) is not None:
             return {}
@@ -84,6 +89,11 @@ def _engine_factors(e: Engine) -> list[Factor]:
         Factor(name=f"{e.value}.kernel_launch_s", field="kernel_launch_s", lower=2e-6, upper=1e-4, engine=e,
                section="engines", key="kernel_launch_s",
                why="CPU time per kernel outside a graph: from a bare CUDA launch (2 us) to a slow eager op (100 us)"),
+        # Fitted by simulation (fidelity.simfit), not by the closed form's default fit.
+        Factor(name=f"{e.value}.fp8_fused_moe_share", field="fused_moe_share", lower=0.25, upper=1.0,
+               engine=e, experts_format=DType.FP8, section="engines", key="fp8_fused_moe_share", by_default=False,
+               why="a share of the FP8 grouped-GEMM rate: all of it (1) down to a quarter, where an FP8 kernel "
+                   "would run at half a BF16 kernel's rate (FP8 peaks are twice BF16's)"),
         Factor(name=f"{e.value}.request_overhead_s", field="request_overhead_s", lower=0.0, upper=0.3, engine=e,
                section="engines", key="request_overhead_s",
                why="front end, tokenization and queues: 0 to 300 ms per request"),

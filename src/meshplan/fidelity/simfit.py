@@ -1,7 +1,7 @@
 """Fit factors by simulation: the measured runs' closed loops served request by request.
 
-Two kinds of factor are fitted so, those in which the simulation is sharp and the closed form is not.
-The benchmark factors (requests_per_client, client_overhead_s: what a client whose protocol no
+Three kinds of factor are fitted so: those in which the simulation is sharp and the closed form is
+not, and one the two ask different values of. The benchmark factors (requests_per_client, client_overhead_s: what a client whose protocol no
 source states sends, and adds to each TTFT) describe the measurement, not the step model, and both
 predictors use them. The closed form hardly tells them apart: on silicon-dev (2026-12-02) its
 median |TTFT error| was 20.5% at (7.1 requests, 43 ms), 20.2% at (9.5, 32 ms), 20.1% at (8.3, 38 ms),
@@ -12,8 +12,16 @@ iteration with a prompt in it: the simulation runs one such iteration per prompt
 arrive, where the closed form clumps prompts (clump_coherence) into fewer and trades the launch cost
 against its other factors. On silicon-dev (2026-12-03) TensorRT-LLM's 1,016 simulated runs (one draw)
 had 590 off by more than 20% at the closed form's 49.5 us and 550 at 40 us, while the closed form
-over every run had 1,388 and 1,386. A factor fitted by simulation is kept, one value, for both
-predictors: one step model, whose other factors calibrate --sim-fit keeps at its base profile's
+over every run had 1,388 and 1,386. An engine's FP8 fused-MoE share (fp8_fused_moe_share)
+sets how fast its MoE layers without the all-to-all run with FP8 experts, so how fast prompts
+pass, so how long the queue of prompts that arrive together grows; the simulation serves that
+queue, the closed form replaces it by a steady-state mean that on silicon-dev already predicts
+SGLang's TTFTs higher than the simulation does (signed median +0.7% against -10.3% over its 784
+runs, 2026-12-03), so the two ask for different values: the closed form's SGLang runs had 493 off
+by more than 20% at 1, 527 at 0.6 and 526 at 0.4, while the simulation's loss over SGLang's 411
+simulated FP8 runs fell from 2,579 at 1 to 2,338 at 0.55 (one draw); the simulation, which
+serves the queue, is the one fitted. A factor fitted by simulation is kept, one value, for both predictors:
+one step model, whose other factors calibrate --sim-fit keeps at its base profile's
 values, or refits by the closed form, with these held, those its --fit names.
 
 A fit moves one factor at a time (coordinate descent, one round per entry of SPANS) to minimize the
@@ -44,11 +52,14 @@ from meshplan.fidelity.simulated import simulate_groups
 
 BENCHMARK_FACTORS = ("requests_per_client", "client_overhead_s")
 """The benchmark protocol's factors, which are not step time; runs whose client states them have none."""
-SIM_FITTED = BENCHMARK_FACTORS + tuple(f.name for f in FACTORS if f.engine is not None and f.key == "kernel_launch_s")
+ENGINE_SIM_FITTED = ("kernel_launch_s", "fp8_fused_moe_share")
+"""The engine factors a fit by simulation may move (the module's docstring)."""
+SIM_FITTED = BENCHMARK_FACTORS + tuple(f.name for f in FACTORS if f.engine is not None and f.key in ENGINE_SIM_FITTED)
 """The factors a fit by simulation may move: the benchmark protocol's and each engine's CPU time per
-eager kernel (the module's docstring)."""
+eager kernel and FP8 fused-MoE share (the module's docstring)."""
 NOT_SIM_FITTED = ("fits by simulation only the benchmark factors (" + ", ".join(BENCHMARK_FACTORS)
-                  + ") and an engine's kernel_launch_s; the step model's others are fitted by the closed form")
+                  + ") and an engine's " + " or ".join(ENGINE_SIM_FITTED)
+                  + "; the step model's others are fitted by the closed form")
 """Why a fit by simulation refuses any other factor."""
 FIT_REPLICAS = 1
 """Simulations per run in a fit's loss. The loss sums hundreds of runs, over which one draw's noise
@@ -78,7 +89,8 @@ class SimFitResult:
 
 def reached(groups: list[Group], factors: list[Factor]) -> list[Group]:
     """The groups whose runs any of ``factors`` moves (a benchmark factor: runs whose client leaves it
-    unstated; an engine's factor: that engine's runs)."""
+    unstated; an engine's factor: that engine's runs, and for an FP8 fused-MoE share those with FP8
+    experts)."""
     return [g for g in groups if any(f.apply(g.ci, (f.lower + f.upper) / 2, g.cases[0].harness) for f in factors)]
 
 
@@ -135,7 +147,7 @@ def fit_by_simulation(groups: list[Group], factors: list[Factor], start: list[fl
     if not runs:
         raise SpecError("--sim-fit", ",".join(f.name for f in factors),
                         "no run depends on them (a benchmark factor: every run's client states it, "
-                        "fidelity.harness; an engine's: no run of that engine): no run to fit them on")
+                        "fidelity.harness; an engine's: no run of that engine, or none with FP8 experts): no run to fit them on")
     seen: dict[tuple[float, ...], tuple[float, np.ndarray, np.ndarray, list[str]]] = {}
 
     def loss(values: tuple[float, ...]) -> float:

@@ -136,6 +136,15 @@ class EngineProfile(Spec):
     kernel_launch_s: float = Field(ge=0)
     """CPU time to launch one kernel outside a CUDA graph (seconds); with graphs one launch per
     iteration remains."""
+    fp8_fused_moe_share: float = Field(default=1.0, gt=0, le=1)
+    """Share of the GPU's FP8 grouped-GEMM rate (its FP8 GEMM efficiency x sustained_gemm_share x
+    grouped_gemm_efficiency) that the engine's fused-MoE kernels reach with FP8 routed experts: the
+    kernels of a MoE layer whose tokens do not come by the all-to-all exchange (SGLang's fused MoE,
+    Triton or FlashInfer's; with DeepEP it runs DeepGEMM's grouped GEMMs, cost.layer.moe_ops). 1:
+    as fast, for their format, as the other formats' kernels. Not published for any engine; fitted
+    by simulation (catalog/calibration). The dev set shows it without a fit: Qwen3.5-397B-A17B on
+    4 B200s under SGLang, same layout and lengths, FP8 against FP4, measured TTFT 4.41 s against
+    1.74 s (8k/1k, 128 clients), where kernels at the same share of each format's peak give 1.2x."""
     request_overhead_s: float = Field(default=0.0, ge=0)
     """Time a request spends outside the GPU iterations before its first token reaches the client:
     the serving front end (HTTP, tokenization, routing) and the engine's inter-process queues on
