@@ -62,7 +62,8 @@ class Factor:
 
     def apply(self, ci: CostInputs, value: float, harness: Harness = AS_STATED) -> dict[str, float]:
         """The inputs this factor sets for runs of ``ci``'s problem measured by ``harness``: none
-        for another engine's runs, nor for a benchmark factor the runs' client states."""
+        for another engine's runs, for runs whose experts are in another format than the factor's
+        (experts_format), nor for a benchmark factor the runs' client states."""
         if self.engine is not None and ci.engine.engine is not self.engine:
             return {}
         if self.experts_format is not None and ci.expert_dtype is not self.experts_format:
