@@ -1,8 +1,8 @@
 """Fit factors by simulation: the measured runs' closed loops served request by request.
 
 Three kinds of factor are fitted so: those in which the simulation is sharp and the closed form is
-not, and one the two ask different values of. The benchmark factors (requests_per_client, client_overhead_s: what a client whose protocol no
-source states sends, and adds to each TTFT) describe the measurement, not the step model, and both
+not, and one the two ask different values of. The benchmark factors (requests_per_client,
+client_overhead_s: what a client whose protocol no source states sends, and adds to each TTFT) describe the measurement, not the step model, and both
 predictors use them. The closed form hardly tells them apart: on silicon-dev (2026-12-02) its
 median |TTFT error| was 20.5% at (7.1 requests, 43 ms), 20.2% at (9.5, 32 ms), 20.1% at (8.3, 38 ms),
 its soft-L1 loss moving by 0.1-0.5%. The simulation runs the protocol itself (every client's first
@@ -20,8 +20,8 @@ SGLang's TTFTs higher than the simulation does (signed median +0.7% against -10.
 runs, 2026-12-03), so the two ask for different values: the closed form's SGLang runs had 493 off
 by more than 20% at 1, 527 at 0.6 and 526 at 0.4, while the simulation's loss over SGLang's 411
 simulated FP8 runs fell from 2,579 at 1 to 2,338 at 0.55 (one draw); the simulation, which
-serves the queue, is the one fitted. A factor fitted by simulation is kept, one value, for both predictors:
-one step model, whose other factors calibrate --sim-fit keeps at its base profile's
+serves the queue, is the one fitted. A factor fitted by simulation is kept, one value, for both
+predictors: one step model, whose other factors calibrate --sim-fit keeps at its base profile's
 values, or refits by the closed form, with these held, those its --fit names.
 
 A fit moves one factor at a time (coordinate descent, one round per entry of SPANS) to minimize the
