@@ -2,8 +2,8 @@
 
 Three kinds of factor are fitted so: those in which the simulation is sharp and the closed form is
 not, and one the two ask different values of. The benchmark factors (requests_per_client,
-client_overhead_s: what a client whose protocol no source states sends, and adds to each TTFT) describe the measurement, not the step model, and both
-predictors use them. The closed form hardly tells them apart: on silicon-dev (2026-12-02) its
+client_overhead_s: what a client whose protocol no source states sends, and adds to each TTFT)
+describe the measurement, not the step model, and both predictors use them. The closed form hardly tells them apart: on silicon-dev (2026-12-02) its
 median |TTFT error| was 20.5% at (7.1 requests, 43 ms), 20.2% at (9.5, 32 ms), 20.1% at (8.3, 38 ms),
 its soft-L1 loss moving by 0.1-0.5%. The simulation runs the protocol itself (every client's first
 request at once, then the closed loop) and is sharp in both. An engine's CPU time per eager kernel
